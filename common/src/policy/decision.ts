@@ -1,0 +1,128 @@
+import type { SandboxLimits } from "./input.js";
+
+/** Caps returned with a decision. The runner applies min(requested, cap); they never loosen a request. */
+export interface Obligations {
+  /** Largest wall-clock timeout in seconds. */
+  max_timeout_seconds: number;
+  /** Network mode the sandbox must use. */
+  network: "none" | "host";
+  /** Resource caps. */
+  limits: SandboxLimits;
+}
+
+/** The outcome of a policy evaluation, as used by TypeScript callers. */
+export interface Decision {
+  /** True only when the policy allowed the request. */
+  allow: boolean;
+  /** Human sentences explaining a denial (empty when allowed). They reach the client. */
+  denyReasons: string[];
+  /** Human sentences about adjustments (e.g. clamped limits). */
+  warnings: string[];
+  /** Caps to enforce when allowed. */
+  obligations: Obligations;
+  /** Revision of the bundle that decided ("" when no bundle was loaded). */
+  revision: string;
+}
+
+/** Names of the numeric sandbox limits, in a fixed order. */
+export const LIMIT_NAMES: readonly (keyof SandboxLimits)[] = [
+  "memory_bytes",
+  "max_processes",
+  "max_file_size_bytes",
+  "max_open_files",
+  "cpu_seconds",
+  "max_output_bytes",
+];
+
+/**
+ * Obligations attached to fail-closed denials: no network and zero caps. A denied
+ * request is never run, so these only keep the Decision shape total.
+ */
+export const DENY_OBLIGATIONS: Readonly<Obligations> = Object.freeze({
+  max_timeout_seconds: 0,
+  network: "none",
+  limits: Object.freeze({
+    memory_bytes: 0,
+    max_processes: 0,
+    max_file_size_bytes: 0,
+    max_open_files: 0,
+    cpu_seconds: 0,
+    max_output_bytes: 0,
+  }),
+});
+
+/** Builds a denial with one reason (used for every fail-closed path). */
+export function denyDecision(reason: string, revision: string): Decision {
+  return {
+    allow: false,
+    denyReasons: [reason],
+    warnings: [],
+    obligations: { ...DENY_OBLIGATIONS, limits: { ...DENY_OBLIGATIONS.limits } },
+    revision,
+  };
+}
+
+function isStringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((s) => typeof s === "string");
+}
+
+function isPositiveInt(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v > 0;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** Thrown by {@link parseDecision} when the policy result has the wrong shape. */
+export class DecisionShapeError extends Error {
+  /** Stable error code. */
+  readonly code = "POLICY_DECISION_SHAPE" as const;
+}
+
+/**
+ * Validates the raw result of the policy entrypoint and converts it into a
+ * {@link Decision}. Hand-written rather than zod because it runs on every
+ * request (see test/bench/policy.bench.ts).
+ *
+ * @throws DecisionShapeError when any field is missing or of the wrong type,
+ * when caps are not positive integers, or when allow=true comes with deny reasons.
+ */
+export function parseDecision(raw: unknown, revision: string): Decision {
+  if (!isRecord(raw)) throw new DecisionShapeError("the policy result is not an object");
+  const { allow, deny_reasons, warnings, obligations } = raw;
+  if (typeof allow !== "boolean") throw new DecisionShapeError("allow is not a boolean");
+  if (!isStringArray(deny_reasons))
+    throw new DecisionShapeError("deny_reasons is not a string array");
+  if (!isStringArray(warnings)) throw new DecisionShapeError("warnings is not a string array");
+  if (!isRecord(obligations)) throw new DecisionShapeError("obligations is not an object");
+  const { max_timeout_seconds, network, limits } = obligations;
+  if (!isPositiveInt(max_timeout_seconds)) {
+    throw new DecisionShapeError("obligations.max_timeout_seconds is not a positive integer");
+  }
+  if (network !== "none" && network !== "host") {
+    throw new DecisionShapeError('obligations.network is not "none" or "host"');
+  }
+  if (!isRecord(limits)) throw new DecisionShapeError("obligations.limits is not an object");
+  const out: SandboxLimits = { ...DENY_OBLIGATIONS.limits };
+  for (const name of LIMIT_NAMES) {
+    const v = limits[name];
+    if (!isPositiveInt(v)) {
+      throw new DecisionShapeError(`obligations.limits.${name} is not a positive integer`);
+    }
+    out[name] = v;
+  }
+  if (allow && deny_reasons.length > 0) {
+    throw new DecisionShapeError("allow is true but deny_reasons is not empty");
+  }
+  return {
+    allow,
+    denyReasons:
+      !allow && deny_reasons.length === 0
+        ? ["the policy denied the request without a reason"]
+        : deny_reasons,
+    warnings,
+    obligations: { max_timeout_seconds, network, limits: out },
+    revision,
+  };
+}

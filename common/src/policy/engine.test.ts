@@ -1,0 +1,68 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { pino } from "pino";
+import { createPolicyEngine, type PolicyEngine } from "./engine.js";
+import type { PolicyInput } from "./input.js";
+import { buildPolicyBundle } from "./tools.js";
+
+const logger = pino({ level: "silent" });
+
+function executeInput(command: string, args: string[]): PolicyInput {
+  return {
+    principal: { sub: "alice", roles: ["developer"], tenant: "acme", scopes: [] },
+    operation: "execute",
+    command: { command, args, env: {}, cwd: "", timeout_seconds: 0 },
+    workspace: "ws-1",
+    network: "unspecified",
+    sandbox: {
+      limits: {
+        memory_bytes: 0,
+        max_processes: 0,
+        max_file_size_bytes: 0,
+        max_open_files: 0,
+        cpu_seconds: 0,
+        max_output_bytes: 0,
+      },
+    },
+    metadata: {},
+    request: { protocol: "connect", trace_id: "t", source: "test" },
+    time: { now_ns: 0, rfc3339: "1970-01-01T00:00:00Z" },
+  };
+}
+
+describe("createPolicyEngine with the default bundle", () => {
+  let dir: string;
+  let engine: PolicyEngine;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "policy-engine-"));
+    const bundlePath = await buildPolicyBundle({ outPath: join(dir, "bundle.tar.gz") });
+    engine = await createPolicyEngine({ bundlePath, logger, pollIntervalMs: 0 });
+  });
+  after(async () => {
+    engine.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("allows a harmless command with the default obligations", () => {
+    const d = engine.decide(executeInput("ls", ["-la"]));
+    assert.equal(d.allow, true, d.denyReasons.join("; "));
+    assert.deepEqual(d.denyReasons, []);
+    assert.equal(d.obligations.network, "none");
+    assert.equal(d.obligations.max_timeout_seconds, 300);
+    assert.equal(d.obligations.limits.memory_bytes, 536870912);
+    assert.match(d.revision, /^[0-9a-f]{16}$/);
+    assert.equal(engine.revision(), d.revision);
+  });
+
+  it("denies sudo, even as an absolute path inside bash -c, with a human reason", () => {
+    const d = engine.decide(executeInput("bash", ["-c", "echo hi && /usr/bin/sudo id"]));
+    assert.equal(d.allow, false);
+    assert.ok(
+      d.denyReasons.some((r) => r.includes('"sudo" is denied')),
+      d.denyReasons.join("; "),
+    );
+  });
+});

@@ -1,0 +1,109 @@
+/**
+ * The input document of the gateway policy. The edge builds one for every
+ * request; the runner rebuilds the same document for its re-check. Documented
+ * with a JSON Schema in docs/policy/input.schema.json.
+ */
+
+/** Operations the policy decides. */
+export const POLICY_OPERATIONS = [
+  "execute",
+  "read_file",
+  "write_file",
+  "delete_file",
+  "list_directory",
+  "get_task",
+  "stream_task",
+  "cancel_task",
+] as const;
+
+/** One of {@link POLICY_OPERATIONS}. */
+export type PolicyOperation = (typeof POLICY_OPERATIONS)[number];
+
+/** Network mode requested by the client. "unspecified" means the policy's default ("none"). */
+export type RequestedNetwork = "unspecified" | "none" | "host";
+
+/** Sandbox resource limits. In a request, 0 means "use the policy's cap". */
+export interface SandboxLimits {
+  /** Address-space limit in bytes (RLIMIT_AS). */
+  memory_bytes: number;
+  /** Maximum number of processes (RLIMIT_NPROC). */
+  max_processes: number;
+  /** Largest file the task may write, in bytes (RLIMIT_FSIZE). */
+  max_file_size_bytes: number;
+  /** Maximum open file descriptors (RLIMIT_NOFILE). */
+  max_open_files: number;
+  /** CPU time in seconds (RLIMIT_CPU). */
+  cpu_seconds: number;
+  /** Bytes of stdout+stderr kept before output is cut. */
+  max_output_bytes: number;
+}
+
+/** The authenticated caller, from the verified JWT. */
+export interface PolicyPrincipal {
+  /** JWT `sub`. */
+  sub: string;
+  /** Roles claimed by the token (e.g. "viewer", "developer", "admin"). */
+  roles: string[];
+  /** Tenant the principal belongs to. */
+  tenant: string;
+  /** OAuth scopes of the token. */
+  scopes: string[];
+}
+
+/** The command of an "execute" request. */
+export interface PolicyCommand {
+  /** Program to run (a name looked up on PATH, or an absolute path). */
+  command: string;
+  /** Arguments, without the program. */
+  args: string[];
+  /** Environment variables requested by the client. */
+  env: Record<string, string>;
+  /** Working directory relative to the workspace ("" = workspace root). */
+  cwd: string;
+  /** Requested wall-clock timeout in seconds (0 = the policy's cap). */
+  timeout_seconds: number;
+}
+
+/** The file of a file operation. */
+export interface PolicyFile {
+  /** Path relative to the workspace. */
+  path: string;
+  /** Access mode; must match the operation (read_file ↔ read, …). */
+  mode: "read" | "write" | "delete" | "list";
+}
+
+/** The task addressed by get_task, stream_task and cancel_task. */
+export interface PolicyTask {
+  /** Task id. */
+  id: string;
+  /** `sub` of the principal that created the task. */
+  owner: string;
+  /** Tenant of the principal that created the task. */
+  tenant: string;
+}
+
+/** The document passed to the policy as `input`. */
+export interface PolicyInput {
+  /** Who asks. */
+  principal: PolicyPrincipal;
+  /** What is asked. */
+  operation: PolicyOperation;
+  /** Present for "execute". */
+  command?: PolicyCommand;
+  /** Present for file operations. */
+  file?: PolicyFile;
+  /** Present for task operations. */
+  task?: PolicyTask;
+  /** Workspace id the request acts in. */
+  workspace: string;
+  /** Requested network mode. */
+  network: RequestedNetwork;
+  /** Requested sandbox options. */
+  sandbox: { limits: SandboxLimits };
+  /** Free-form client metadata (string values). */
+  metadata: Record<string, string>;
+  /** Transport facts: protocol ("grpc" | "grpc-web" | "connect" | "cli"), trace id, client address. */
+  request: { protocol: string; trace_id: string; source: string };
+  /** Time of the request: Unix nanoseconds and RFC 3339. */
+  time: { now_ns: number; rfc3339: string };
+}

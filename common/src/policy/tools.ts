@@ -1,0 +1,100 @@
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { pino } from "pino";
+import { readBundle } from "./bundle.js";
+import type { Decision } from "./decision.js";
+import { createPolicyEngine } from "./engine.js";
+import type { PolicyInput } from "./input.js";
+
+const run = promisify(execFile);
+
+/** Root of the repository (this file is common/src/policy/tools.ts). */
+export const REPO_ROOT: string = resolve(import.meta.dirname, "../../..");
+
+/** Default location of the built bundle. */
+export const DEFAULT_BUNDLE_PATH: string = join(REPO_ROOT, "policies/build/bundle.tar.gz");
+
+/** Options for {@link buildPolicyBundle}. */
+export interface BuildPolicyBundleOptions {
+  /** Where to write the bundle. Default {@link DEFAULT_BUNDLE_PATH}. */
+  outPath?: string;
+}
+
+/**
+ * Builds the default policy bundle with scripts/build-policy.sh (which also
+ * installs the pinned OPA if needed, checks and format-checks the Rego).
+ * Resolves to the bundle path.
+ */
+export async function buildPolicyBundle(options: BuildPolicyBundleOptions = {}): Promise<string> {
+  const outPath = resolve(options.outPath ?? DEFAULT_BUNDLE_PATH);
+  await run("bash", [join(REPO_ROOT, "scripts/build-policy.sh")], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, OUT: outPath },
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  return outPath;
+}
+
+/** Absolute path of the pinned OPA CLI (installs it with scripts/install-opa.sh if missing). */
+export async function findOpa(): Promise<string> {
+  const { stdout } = await run("bash", [join(REPO_ROOT, "scripts/install-opa.sh")], {
+    cwd: REPO_ROOT,
+  });
+  const lines = stdout.trim().split("\n");
+  const path = lines[lines.length - 1];
+  if (!path) throw new Error("scripts/install-opa.sh printed no path");
+  return path;
+}
+
+/** Output of {@link runPolicyTests}. */
+export interface PolicyTestResult {
+  /** True when `opa test` passed and coverage met the gate. */
+  ok: boolean;
+  /** Combined stdout and stderr of scripts/test-policy.sh. */
+  output: string;
+}
+
+/**
+ * Runs the Rego unit tests with coverage gate (scripts/test-policy.sh), for
+ * `mcp-gateway policy test`. Never rejects because tests fail: see `ok`.
+ */
+export async function runPolicyTests(): Promise<PolicyTestResult> {
+  try {
+    const { stdout, stderr } = await run("bash", [join(REPO_ROOT, "scripts/test-policy.sh")], {
+      cwd: REPO_ROOT,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return { ok: true, output: stdout + stderr };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message?: string };
+    return { ok: false, output: `${e.stdout ?? ""}${e.stderr ?? e.message ?? ""}` };
+  }
+}
+
+/**
+ * Evaluates one input document (a JSON file) against a bundle, for
+ * `mcp-gateway policy eval --input req.json`. Fails closed like the edge: a
+ * broken bundle or input gives a denial with the reason.
+ *
+ * @throws Error only when the input file cannot be read or is not JSON.
+ */
+export async function evalPolicyFile(bundlePath: string, inputJsonPath: string): Promise<Decision> {
+  const input = JSON.parse(await readFile(inputJsonPath, "utf8")) as PolicyInput;
+  const engine = await createPolicyEngine({
+    bundlePath,
+    logger: pino({ level: "silent" }),
+    pollIntervalMs: 0,
+  });
+  try {
+    return engine.decide(input);
+  } finally {
+    engine.close();
+  }
+}
+
+/** Reads a bundle's revision (manifest revision or sha256 of the tarball). */
+export async function bundleRevision(bundlePath: string): Promise<string> {
+  return (await readBundle(bundlePath)).revision;
+}

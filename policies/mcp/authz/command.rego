@@ -1,0 +1,281 @@
+# Command, argument and environment rules.
+#
+# Rules for the "execute" operation. The command line is expanded into the
+# set of programs it would start: the command itself, the programs that
+# wrapper commands (env, nice, timeout, xargs, ...) would run, and the
+# commands inside `sh -c`/`bash -c` scripts, up to three levels deep. Every
+# program found is checked against the deny lists in data.gateway.commands.
+package mcp.authz
+
+cmd := data.gateway.commands
+
+# argv is the command followed by its arguments.
+argv := array.concat([input.command.command], input.command.args)
+
+execute_permitted if {
+	is_string(input.command.command)
+	input.command.command != ""
+	is_array(input.command.args)
+	is_object(input.command.env)
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	not execute_permitted
+	msg := "the execute request needs a non-empty command, an argument list and an environment object"
+}
+
+# basename returns the last path segment: "/usr/bin/sudo" -> "sudo".
+basename(path) := name if {
+	parts := split(path, "/")
+	name := parts[count(parts) - 1]
+}
+
+# operand_indices are the positions (after the first) of tokens that may name
+# a program: not options, not VAR=value assignments, not plain numbers/durations.
+operand_indices(tokens) := [i |
+	some i, t in tokens
+	i > 0
+	not startswith(t, "-")
+	not contains(t, "=")
+	not regex.match(`^[0-9][0-9.]*[smhd]?$`, t)
+]
+
+# shell_script joins what follows the -c flag of a shell invocation.
+shell_script(inv) := concat(" ", array.slice(inv, j + 1, count(inv))) if {
+	basename(inv[0]) in cmd.shells
+	some j, flag in inv
+	j > 0
+	regex.match(`^-[A-Za-z]*c[A-Za-z]*$`, flag)
+}
+
+# shell_keywords may precede the program in a shell command segment.
+shell_keywords := {"{", "}", "!", "if", "then", "else", "elif", "do", "while", "until", "exec", "time"}
+
+# script_invocations splits a shell script into segments at ; & | ( ) ` and
+# newlines, and returns each segment's words starting at the program. Quotes
+# and backslashes are removed first, so `su""do` and `s\udo` are seen as sudo.
+script_invocations(script) := {inv |
+	plain := replace(replace(replace(script, "\"", ""), "'", ""), "\\", "")
+	some seg in regex.find_all_string_submatch_n(`[^;&|()\x60\n]+`, plain, -1)
+	words := [w[0] | some w in regex.find_all_string_submatch_n(`\S+`, seg[0], -1)]
+	starts := [i |
+		some i, w in words
+		not w in shell_keywords
+		not regex.match(`^[A-Za-z_][A-Za-z0-9_]*=`, w)
+	]
+	count(starts) > 0
+	inv := array.slice(words, starts[0], count(words))
+}
+
+# expand returns the invocations one level inside inv.
+expand(inv) := wrapped | scripted if {
+	wrapped := {sub |
+		basename(inv[0]) in cmd.wrappers
+		some i in operand_indices(inv)
+		sub := array.slice(inv, i, count(inv))
+	}
+	scripted := {sub |
+		some sub in script_invocations(shell_script(inv))
+	}
+}
+
+invocations_0 := {argv}
+
+invocations_1 := {sub |
+	some inv in invocations_0
+	some sub in expand(inv)
+}
+
+invocations_2 := {sub |
+	some inv in invocations_1
+	some sub in expand(inv)
+}
+
+invocations_3 := {sub |
+	some inv in invocations_2
+	some sub in expand(inv)
+}
+
+# invocations is every command line the request would run, as far as it can
+# be seen statically.
+invocations := ((invocations_0 | invocations_1) | invocations_2) | invocations_3
+
+# programs are the base names of all programs the request would start.
+programs contains basename(inv[0]) if {
+	input.operation == "execute"
+	some inv in invocations
+}
+
+deny contains msg if {
+	some prog in programs
+	reason := cmd.denied[prog]
+	msg := concat("", ["command \"", prog, "\" is denied: ", reason])
+}
+
+deny contains msg if {
+	some prog in programs
+	some prefix, reason in cmd.denied_prefixes
+	startswith(prog, prefix)
+	msg := concat("", ["command \"", prog, "\" is denied: ", reason])
+}
+
+deny contains msg if {
+	some prog in programs
+	prog in cmd.network_tools
+	obligation_network != "host"
+	msg := concat("", [
+		"command \"", prog,
+		"\" needs network access, which is off for this request (network access requires network \"host\" and a role allowed to use it)",
+	])
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	count(tenant.allowed_commands) > 0
+	prog := basename(input.command.command)
+	not prog in tenant.allowed_commands
+	msg := concat("", [
+		"command \"", prog, "\" is not in the list of commands allowed for tenant \"",
+		input.principal.tenant, "\"",
+	])
+}
+
+# normalize_target strips trailing "/", "." and "*": "/*" and "//" become "/",
+# "/usr/" becomes "/usr", "~/*" becomes "~".
+normalize_target(p) := "/" if {
+	startswith(p, "/")
+	trim_right(p, "/.*") == ""
+} else := trim_right(p, "/.*")
+
+protected_path(p) if normalize_target(p) in cmd.protected_paths
+
+protected_path(p) if {
+	some tree in cmd.protected_trees
+	startswith(normalize_target(p), concat("", [tree, "/"]))
+}
+
+deny contains msg if {
+	some inv in invocations
+	basename(inv[0]) == "rm"
+	"--no-preserve-root" in inv
+	msg := "rm --no-preserve-root is not allowed"
+}
+
+deny contains msg if {
+	some inv in invocations
+	basename(inv[0]) in {"rm", "rmdir"}
+	some i, target in inv
+	i > 0
+	protected_path(target)
+	msg := concat("", ["removing the protected system path \"", target, "\" is not allowed"])
+}
+
+deny contains msg if {
+	some inv in invocations
+	basename(inv[0]) in cmd.ownership_tools
+	some i, target in inv
+	i > 0
+	protected_path(target)
+	msg := concat("", [
+		"changing permissions or ownership of the protected system path \"",
+		target, "\" is not allowed",
+	])
+}
+
+# --- arguments ---------------------------------------------------------------
+
+deny contains msg if {
+	input.operation == "execute"
+	count(input.command.args) > data.gateway.arguments.max_count
+	msg := concat("", [
+		"too many arguments: ", format_int(count(input.command.args), 10),
+		" (the maximum is ", format_int(data.gateway.arguments.max_count, 10), ")",
+	])
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	some i, arg in argv
+	count(arg) > data.gateway.arguments.max_arg_bytes
+	msg := concat("", [
+		"argument ", format_int(i, 10), " is too long: ", format_int(count(arg), 10),
+		" characters (the maximum is ", format_int(data.gateway.arguments.max_arg_bytes, 10), ")",
+	])
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	total := sum([count(arg) | some arg in argv])
+	total > data.gateway.arguments.max_total_bytes
+	msg := concat("", [
+		"the command line is too long: ", format_int(total, 10),
+		" characters (the maximum is ", format_int(data.gateway.arguments.max_total_bytes, 10), ")",
+	])
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	some arg in argv
+	not is_string(arg)
+	msg := "every argument must be a string"
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	regex.match(`(^|/)\.\.(/|$)`, input.command.cwd)
+	msg := "the working directory must not contain \"..\""
+}
+
+# --- environment -------------------------------------------------------------
+
+env_rules := data.gateway.environment
+
+deny contains msg if {
+	input.operation == "execute"
+	some name, _ in input.command.env
+	name in env_rules.denied_names
+	msg := concat("", ["the environment variable ", name, " is not allowed"])
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	some name, _ in input.command.env
+	not name in env_rules.denied_names
+	some prefix in env_rules.denied_prefixes
+	startswith(name, prefix)
+	msg := concat("", ["the environment variable ", name, " is not allowed (", prefix, "* variables are denied)"])
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	some name, _ in input.command.env
+	not regex.match(`^[A-Za-z_][A-Za-z0-9_]*$`, name)
+	msg := "environment variable names must match [A-Za-z_][A-Za-z0-9_]*"
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	some name, _ in input.command.env
+	count(name) > env_rules.max_name_bytes
+	msg := concat("", ["the name of an environment variable is longer than ", format_int(env_rules.max_name_bytes, 10), " characters"])
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	some name, value in input.command.env
+	count(value) > env_rules.max_value_bytes
+	msg := concat("", [
+		"the value of the environment variable ", name, " is too long (the maximum is ",
+		format_int(env_rules.max_value_bytes, 10), " characters)",
+	])
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	count(input.command.env) > env_rules.max_vars
+	msg := concat("", [
+		"too many environment variables: ", format_int(count(input.command.env), 10),
+		" (the maximum is ", format_int(env_rules.max_vars, 10), ")",
+	])
+}

@@ -1,0 +1,71 @@
+# METADATA
+# title: MCP Security Gateway authorization
+# description: |
+#   Decides every gateway operation. The entrypoint is `decision` (built as
+#   mcp/authz/decision). It always returns an object of the shape
+#   {allow, deny_reasons, warnings, obligations}. A request is allowed only
+#   when a positive rule permits its operation and no deny rule fires; an
+#   input that matches nothing is denied with a reason (fail closed).
+package mcp.authz
+
+# decision is the single entrypoint evaluated by the edge and the runner.
+decision := {
+	"allow": allow,
+	"deny_reasons": deny_reasons,
+	"warnings": sort(warnings),
+	"obligations": obligations,
+}
+
+default allow := false
+
+allow if {
+	count(deny) == 0
+	operation_permitted
+}
+
+# deny_reasons lists the human-readable reasons of a denial, sorted so that
+# the same input always yields the same message.
+deny_reasons := sort(deny) if count(deny) > 0
+
+deny_reasons := ["the request is not permitted by policy: no rule allows it"] if {
+	count(deny) == 0
+	not operation_permitted
+}
+
+deny_reasons := [] if allow
+
+# operation_permitted holds when the operation-specific positive rule allows it.
+operation_permitted if {
+	input.operation == "execute"
+	execute_permitted
+}
+
+operation_permitted if {
+	input.operation in {"read_file", "write_file", "delete_file", "list_directory"}
+	file_permitted
+}
+
+operation_permitted if {
+	input.operation in {"get_task", "stream_task", "cancel_task"}
+	task_permitted
+}
+
+deny contains msg if {
+	not is_string(input.operation)
+	msg := "the request names no operation"
+}
+
+deny contains msg if {
+	is_string(input.operation)
+	not input.operation in data.gateway.operations
+	msg := concat("", ["unknown operation \"", input.operation, "\""])
+}
+
+deny contains msg if {
+	input.operation in data.gateway.operations
+	not role_allows_operation
+	msg := concat("", [
+		"your roles (", roles_text, ") do not allow the operation \"",
+		input.operation, "\"",
+	])
+}

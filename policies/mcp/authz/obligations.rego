@@ -1,0 +1,46 @@
+# Obligations.
+#
+# Limits returned with every decision. They are caps: the runner applies
+# min(requested, cap) to each limit (a requested 0 means "the cap") and never
+# loosens a request. Requests above a cap are clamped and reported as warnings.
+package mcp.authz
+
+obligations := {
+	"max_timeout_seconds": effective_limit.max_timeout_seconds,
+	"network": obligation_network,
+	"limits": {name: value |
+		some name, value in effective_limit
+		name != "max_timeout_seconds"
+	},
+}
+
+warnings contains msg if {
+	input.operation == "execute"
+	input.command.timeout_seconds > effective_limit.max_timeout_seconds
+	msg := concat("", [
+		"the requested timeout of ", format_int(input.command.timeout_seconds, 10),
+		" s exceeds the maximum of ", format_int(effective_limit.max_timeout_seconds, 10),
+		" s and is clamped",
+	])
+}
+
+warnings contains msg if {
+	some name, requested in input.sandbox.limits
+	requested > effective_limit[name]
+	msg := concat("", [
+		"the requested ", name, " of ", format_int(requested, 10), " exceeds the maximum of ",
+		format_int(effective_limit[name], 10), " and is clamped",
+	])
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	input.command.timeout_seconds < 0
+	msg := "the timeout must not be negative"
+}
+
+deny contains msg if {
+	some name, requested in input.sandbox.limits
+	requested < 0
+	msg := concat("", ["the sandbox limit ", name, " must not be negative"])
+}

@@ -1,0 +1,71 @@
+# Principal, role and tenant settings.
+#
+# Resolves the JWT principal into effective settings: the roles it holds
+# (those defined in data.gateway.roles), the tenant settings
+# (data.gateway.tenant_defaults merged with data.gateway.tenants[tenant]) and
+# the effective limits.
+package mcp.authz
+
+deny contains msg if {
+	not valid_principal
+	msg := "the request carries no valid principal (subject, tenant and roles are required)"
+}
+
+valid_principal if {
+	is_string(input.principal.sub)
+	input.principal.sub != ""
+	is_string(input.principal.tenant)
+	input.principal.tenant != ""
+	is_array(input.principal.roles)
+}
+
+# known_roles are the principal's roles that the policy data defines.
+known_roles contains role if {
+	some role in input.principal.roles
+	data.gateway.roles[role]
+}
+
+roles_text := concat(", ", sort(known_roles)) if count(known_roles) > 0
+
+roles_text := "none" if count(known_roles) == 0
+
+role_allows_operation if {
+	some role in known_roles
+	input.operation in data.gateway.roles[role].operations
+}
+
+# tenant is the merged settings of the principal's tenant.
+tenant := object.union(data.gateway.tenant_defaults, data.gateway.tenants[input.principal.tenant])
+
+tenant := data.gateway.tenant_defaults if not data.gateway.tenants[input.principal.tenant]
+
+# role_limit[name] is the largest value of a limit granted by any role the
+# principal holds, or the default.
+role_limit[name] := max(granted) if {
+	some name, _ in data.gateway.defaults.limits
+	granted := {v |
+		some role in known_roles
+		v := data.gateway.roles[role].limits[name]
+	}
+	count(granted) > 0
+}
+
+role_limit[name] := value if {
+	some name, value in data.gateway.defaults.limits
+	not role_grants_limit(name)
+}
+
+role_grants_limit(name) if {
+	some role in known_roles
+	data.gateway.roles[role].limits[name]
+}
+
+# effective_limit[name] is the role limit clamped by the tenant's cap (if any).
+effective_limit[name] := min({value, tenant.limits[name]}) if {
+	some name, value in role_limit
+}
+
+effective_limit[name] := value if {
+	some name, value in role_limit
+	not tenant.limits[name]
+}
