@@ -1,0 +1,159 @@
+import { readFileSync } from "node:fs";
+import { createLogger } from "@mcp-gateway/common/logger";
+import { type EdgeConfigInput, edgeConfigSchema, startEdge } from "@mcp-gateway/edge";
+import { type RunnerConfigInput, runnerConfigSchema, startRunner } from "@mcp-gateway/runner";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { parse, UsageError } from "../args.js";
+import { DEFAULT_POLICY_BUNDLE, defaultDataDir } from "../paths.js";
+
+function readConfigFile(path: string | undefined): Record<string, unknown> {
+  if (!path) return {};
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new UsageError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error("not an object");
+    return value as Record<string, unknown>;
+  } catch (err) {
+    throw new UsageError(`config file ${path} is not a JSON object: ${(err as Error).message}`);
+  }
+}
+
+/** Parses a config with its zod schema; errors name the field. */
+function parseConfig<S extends z.ZodType>(schema: S, input: unknown, what: string): z.infer<S> {
+  const r = schema.safeParse(input);
+  if (!r.success) {
+    const lines = r.error.issues.map((i) => `  ${i.path.join(".") || "(root)"}: ${i.message}`);
+    throw new UsageError(`invalid ${what} configuration:\n${lines.join("\n")}`);
+  }
+  return r.data;
+}
+
+/** Resolves once SIGINT or SIGTERM arrives. */
+function untilSignal(logger: Logger): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: string) => {
+      logger.info({ signal: sig }, "shutting down");
+      resolve(sig);
+    };
+    process.once("SIGINT", () => on("SIGINT"));
+    process.once("SIGTERM", () => on("SIGTERM"));
+  });
+}
+
+function port(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--port ${value} is not a port number`);
+  return n;
+}
+
+function withoutUndefined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** `mcp-gateway edge [--config f] [--host h] [--port p] [--data-dir d] [--runner id=https://…]…` */
+export async function edgeCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    config: { type: "string" },
+    host: { type: "string" },
+    port: { type: "string" },
+    "data-dir": { type: "string" },
+    runner: { type: "string", multiple: true },
+  }, false);
+  const file = readConfigFile(values.config);
+  const runners = values.runner?.map((r) => {
+    const i = r.indexOf("=");
+    if (i <= 0) throw new UsageError(`--runner ${r}: expected id=https://host:port`);
+    return { id: r.slice(0, i), url: r.slice(i + 1) };
+  });
+  const input: EdgeConfigInput = {
+    dataDir: defaultDataDir(),
+    policyBundle: DEFAULT_POLICY_BUNDLE,
+    ...file,
+    ...withoutUndefined({ host: values.host, port: port(values.port), dataDir: values["data-dir"], runners }),
+  };
+  const config = parseConfig(edgeConfigSchema, input, "edge");
+  const logger = createLogger({ name: "edge", level: config.logLevel });
+  const edge = await startEdge(config, logger);
+  process.stderr.write(`edge listening on ${edge.url}\n`);
+  await untilSignal(logger);
+  await edge.close();
+  return 0;
+}
+
+/** `mcp-gateway runner [--config f] [--host h] [--port p] [--data-dir d] [--id id]` */
+export async function runnerCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    config: { type: "string" },
+    host: { type: "string" },
+    port: { type: "string" },
+    id: { type: "string" },
+    "data-dir": { type: "string" },
+  }, false);
+  const file = readConfigFile(values.config);
+  const input: RunnerConfigInput = {
+    dataDir: defaultDataDir(),
+    policyBundle: DEFAULT_POLICY_BUNDLE,
+    ...file,
+    ...withoutUndefined({ host: values.host, port: port(values.port), id: values.id, dataDir: values["data-dir"] }),
+  };
+  const config = parseConfig(runnerConfigSchema, input, "runner");
+  const logger = createLogger({ name: "runner", level: config.logLevel });
+  const runner = await startRunner(config, logger);
+  process.stderr.write(`runner ${config.id} listening on ${runner.url} (mTLS)\n`);
+  await untilSignal(logger);
+  await runner.close();
+  return 0;
+}
+
+/** `mcp-gateway dev`: one runner and the edge in one process, on embedded defaults. */
+export async function devCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    port: { type: "string" },
+    host: { type: "string" },
+    "data-dir": { type: "string" },
+  }, false);
+  const dataDir = values["data-dir"] ?? defaultDataDir();
+  const runnerConfig = parseConfig(
+    runnerConfigSchema,
+    { dataDir, policyBundle: DEFAULT_POLICY_BUNDLE, port: 0 },
+    "runner",
+  );
+  const runnerLogger = createLogger({ name: "runner", level: runnerConfig.logLevel });
+  const runner = await startRunner(runnerConfig, runnerLogger);
+  const edgeConfig = parseConfig(
+    edgeConfigSchema,
+    {
+      dataDir,
+      policyBundle: DEFAULT_POLICY_BUNDLE,
+      runners: [{ id: runnerConfig.id, url: runner.url }],
+      ...withoutUndefined({ host: values.host, port: port(values.port) }),
+    },
+    "edge",
+  );
+  const logger = createLogger({ name: "edge", level: edgeConfig.logLevel });
+  const edge = await startEdge(edgeConfig, logger);
+  process.stderr.write(
+    [
+      "",
+      `  MCP Security Gateway (dev) listening on ${edge.url}`,
+      `  runner ${runnerConfig.id} on ${runner.url} (mTLS, dev CA in ${dataDir}/pki)`,
+      "",
+      "  Try it:",
+      "    TOKEN=$(npx mcp-gateway token --sub dev-user --roles developer --ttl 1h)",
+      `    curl -s -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \\`,
+      `      -d '{"command":"echo","args":["hello world"],"timeout":30}' ${edge.url}/mcp.McpService/ExecuteCommand`,
+      "",
+    ].join("\n"),
+  );
+  await untilSignal(logger);
+  await edge.close();
+  await runner.close();
+  return 0;
+}

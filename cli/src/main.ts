@@ -1,0 +1,84 @@
+import { ConnectError } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { UsageError } from "./args.js";
+import { auditCommand, policyCommand, tokenCommand } from "./commands/admin.js";
+import {
+  cancelCommand,
+  catCommand,
+  execCommand,
+  logsCommand,
+  lsCommand,
+  putCommand,
+  rmCommand,
+  statusCommand,
+} from "./commands/client.js";
+import { devCommand, edgeCommand, runnerCommand } from "./commands/servers.js";
+
+const HELP = `mcp-gateway — security gateway between AI agents and real machines
+
+Servers:
+  dev                         edge + one local runner on embedded defaults
+  edge   [--config f.json] [--host h] [--port p] [--runner id=https://…]
+  runner [--config f.json] [--host h] [--port p] [--id id]
+
+Client (flags: --url, --token, --protocol connect|grpc|grpc-web, --json, -w workspace):
+  exec [--timeout s] [--cwd d] [-e K=V] [--network none|host] [-d] -- cmd args…
+  status <task-id>            logs [-f] <task-id>         cancel <task-id>
+  cat <path>                  put <local|-> <path> [-p]   rm [-r] <path>      ls [path]
+
+Admin:
+  token --sub s [--roles a,b] [--tenant t] [--ttl 1h]   mint a dev token
+  audit verify [--expect-head h] | audit export [--since t] [--format jsonl]
+  policy eval --input req.json | policy test
+
+Environment: MCP_GATEWAY_URL, MCP_GATEWAY_TOKEN, MCP_GATEWAY_DATA_DIR
+`;
+
+const COMMANDS: Readonly<Record<string, (argv: string[]) => Promise<number>>> = {
+  dev: devCommand,
+  edge: edgeCommand,
+  runner: runnerCommand,
+  exec: execCommand,
+  status: statusCommand,
+  logs: logsCommand,
+  cancel: cancelCommand,
+  cat: catCommand,
+  put: putCommand,
+  rm: rmCommand,
+  ls: lsCommand,
+  token: tokenCommand,
+  audit: auditCommand,
+  policy: policyCommand,
+};
+
+/**
+ * Runs the CLI; resolves to the process exit code: 0 success, 1 error,
+ * 2 usage; `exec` and `logs` exit with the task's exit code (124 timed out,
+ * 125 failed, 130 cancelled).
+ */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === "help" || name === "--help" || name === "-h") {
+    process.stdout.write(HELP);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`unknown command "${name}"\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    return await command(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`mcp-gateway ${name}: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof ConnectError) {
+      process.stderr.write(`mcp-gateway ${name}: [${codeToString(err.code)}] ${err.rawMessage}\n`);
+      return 1;
+    }
+    process.stderr.write(`mcp-gateway ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,1 @@
+export { createMcpClient, type McpClient, type McpClientOptions } from "./client.js";

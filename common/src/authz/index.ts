@@ -1,0 +1,63 @@
+import type { PolicyInput } from "../policy/input.js";
+
+/** Who is asking, as authenticated by the edge. */
+export interface PrincipalLike {
+  sub: string;
+  roles: string[];
+  tenant: string;
+  scopes: string[];
+}
+
+/** The operation-specific part of a policy input. */
+export type OperationInput = Pick<PolicyInput, "operation" | "workspace"> &
+  Partial<Pick<PolicyInput, "command" | "file" | "task" | "network" | "sandbox">>;
+
+/** Where the request came from, for policy and audit. */
+export interface RequestFacts {
+  protocol: string;
+  traceId: string;
+  source: string;
+  metadata: Record<string, string>;
+}
+
+const NO_LIMITS: PolicyInput["sandbox"] = {
+  limits: {
+    memory_bytes: 0,
+    max_processes: 0,
+    max_file_size_bytes: 0,
+    max_open_files: 0,
+    cpu_seconds: 0,
+    max_output_bytes: 0,
+  },
+};
+
+/**
+ * Builds the policy input document. The edge and the runner's re-check both
+ * build it here, so the same request always produces the same document.
+ */
+export function buildPolicyInput(
+  principal: PrincipalLike,
+  op: OperationInput,
+  facts: RequestFacts,
+  now: number = Date.now(),
+): PolicyInput {
+  const input: PolicyInput = {
+    principal: {
+      sub: principal.sub,
+      roles: [...principal.roles],
+      tenant: principal.tenant,
+      scopes: [...principal.scopes],
+    },
+    operation: op.operation,
+    workspace: op.workspace,
+    network: op.network ?? "unspecified",
+    sandbox: op.sandbox ?? NO_LIMITS,
+    metadata: { ...facts.metadata },
+    request: { protocol: facts.protocol, trace_id: facts.traceId, source: facts.source },
+    time: { now_ns: now * 1_000_000, rfc3339: new Date(now).toISOString() },
+  };
+  if (op.command) input.command = op.command;
+  if (op.file) input.file = op.file;
+  if (op.task) input.task = op.task;
+  return input;
+}

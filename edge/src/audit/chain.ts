@@ -1,0 +1,112 @@
+import { createHash } from "node:crypto";
+import type { AuditEntry, AuditRecord } from "../store/types.js";
+
+/** prevHash of the first record of a chain. */
+export const GENESIS_HASH = "0".repeat(64);
+
+/**
+ * Canonical JSON: object keys sorted, no whitespace, so the same record always
+ * hashes the same wherever it was stored and read back.
+ */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== "object") {
+    if (typeof value === "number" && !Number.isFinite(value)) {
+      throw new TypeError("canonicalJson: non-finite number");
+    }
+    return JSON.stringify(value ?? null);
+  }
+  if (Array.isArray(value)) {
+    return `[${value.map((v) => canonicalJson(v)).join(",")}]`;
+  }
+  const obj = value as Record<string, unknown>;
+  const keys = Object.keys(obj)
+    .filter((k) => obj[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(",")}}`;
+}
+
+/** The body that is hashed: the entry plus its position in the chain. */
+export function auditBody(entry: AuditEntry, seq: number, prevHash: string): string {
+  return canonicalJson({ ...entry, seq, prevHash });
+}
+
+/** sha256 over the previous hash and the canonical body. */
+export function chainHash(prevHash: string, body: string): string {
+  return createHash("sha256").update(prevHash).update("\n").update(body).digest("hex");
+}
+
+/** Builds the stored record for an entry appended after `prev`. */
+export function sealAuditRecord(
+  entry: AuditEntry,
+  prev: { seq: number; hash: string } | undefined,
+): { record: AuditRecord; body: string } {
+  const seq = (prev?.seq ?? 0) + 1;
+  const prevHash = prev?.hash ?? GENESIS_HASH;
+  const body = auditBody(entry, seq, prevHash);
+  return { record: { ...entry, seq, prevHash, hash: chainHash(prevHash, body) }, body };
+}
+
+/** Result of {@link verifyAuditChain}. */
+export interface ChainVerdict {
+  ok: boolean;
+  /** Records checked. */
+  checked: number;
+  /** Hash of the last record (the head to anchor elsewhere). */
+  head: string;
+  /** First bad record and why, when not ok. */
+  firstBad?: { seq: number; reason: string };
+}
+
+/**
+ * Verifies stored rows (seq, prevHash, hash and the stored canonical body) in
+ * order: contiguous sequence, each body re-hashes to its hash, each prevHash
+ * names the previous record. Detects modified, deleted, inserted and reordered
+ * records; a truncated tail is detected when `expectHead` (an anchored head
+ * hash) is given.
+ */
+export function verifyAuditChain(
+  rows: Iterable<{ seq: number; prevHash: string; hash: string; body: string }>,
+  options: { expectHead?: string; startAfter?: { seq: number; hash: string } } = {},
+): ChainVerdict {
+  let prevSeq = options.startAfter?.seq ?? 0;
+  let prevHash = options.startAfter?.hash ?? GENESIS_HASH;
+  let checked = 0;
+  const bad = (seq: number, reason: string): ChainVerdict => ({
+    ok: false,
+    checked,
+    head: prevHash,
+    firstBad: { seq, reason },
+  });
+  for (const row of rows) {
+    if (row.seq !== prevSeq + 1) {
+      return bad(row.seq, `sequence jumps from ${prevSeq} to ${row.seq} (record deleted or inserted)`);
+    }
+    if (row.prevHash !== prevHash) {
+      return bad(row.seq, "prevHash does not name the previous record (chain broken or reordered)");
+    }
+    let parsed: { seq?: unknown; prevHash?: unknown };
+    try {
+      parsed = JSON.parse(row.body) as { seq?: unknown; prevHash?: unknown };
+    } catch {
+      return bad(row.seq, "stored body is not valid JSON");
+    }
+    if (parsed.seq !== row.seq || parsed.prevHash !== row.prevHash) {
+      return bad(row.seq, "stored body does not match the record's position");
+    }
+    if (chainHash(row.prevHash, row.body) !== row.hash) {
+      return bad(row.seq, "hash does not match the record's content (record modified)");
+    }
+    prevSeq = row.seq;
+    prevHash = row.hash;
+    checked++;
+  }
+  if (options.expectHead !== undefined && options.expectHead !== prevHash) {
+    return {
+      ok: false,
+      checked,
+      head: prevHash,
+      firstBad: { seq: prevSeq + 1, reason: "chain ends before the anchored head (tail removed)" },
+    };
+  }
+  return { ok: true, checked, head: prevHash };
+}

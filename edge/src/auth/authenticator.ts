@@ -1,0 +1,449 @@
+import { readFile, stat } from "node:fs/promises";
+import {
+  type CryptoKey,
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeProtectedHeader,
+  errors,
+  type FlattenedJWSInput,
+  type JSONWebKeySet,
+  type JWSHeaderParameters,
+  type JWTPayload,
+  jwtVerify,
+} from "jose";
+
+/** The authenticated caller, as policy and audit see it. */
+export interface Principal {
+  /** Subject (`sub` claim). */
+  sub: string;
+  /** Roles from the configured claim; empty when the claim is absent. */
+  roles: string[];
+  /** Tenant from the configured claim; "" when the claim is absent (policy decides). */
+  tenant: string;
+  /** OAuth scopes from the configured claim; empty when absent. */
+  scopes: string[];
+}
+
+/**
+ * Where the principal's fields come from in the token. A path is first looked
+ * up as a whole claim name (so `https://example.com/roles` works), then as a
+ * dot-separated path into nested objects (`realm_access.roles`).
+ */
+export interface ClaimMapping {
+  /** Claim holding roles: an array of strings or a space-separated string (default "roles"). */
+  roles: string;
+  /** Claim holding the tenant, a string (default "tenant"). */
+  tenant: string;
+  /** Claim holding scopes: a space-separated string or an array (default "scope"). */
+  scopes: string;
+}
+
+/** Default claim names. */
+export const DEFAULT_CLAIM_MAPPING: Readonly<ClaimMapping> = {
+  roles: "roles",
+  tenant: "tenant",
+  scopes: "scope",
+};
+
+/** Where verification keys come from. */
+export type JwksSource =
+  | {
+      /** https (or loopback http) URL of a JWKS document. */
+      url: string;
+      /** Least time between two fetches, ms; bounds refetches on unknown `kid` (default 30000). */
+      cooldownMs?: number;
+      /** Age after which the cached set is refetched on next use, ms (default 600000). */
+      cacheMaxAgeMs?: number;
+      /** Fetch timeout, ms (default 5000). */
+      timeoutMs?: number;
+    }
+  | {
+      /** Path of a local JWKS JSON file; re-read whenever its size, mtime or inode changes. */
+      file: string;
+    };
+
+/** Options of {@link createAuthenticator}. */
+export interface AuthenticatorOptions {
+  /** Remote JWKS (cached, refetched on unknown `kid`, rate-limited) or a local JWKS file (re-read on change). */
+  jwks: JwksSource;
+  /** Required `iss`. */
+  issuer: string;
+  /** Required `aud` (the token's `aud` must contain it). */
+  audience: string;
+  /** Explicit allowlist of asymmetric JWS algorithms; `none` and HMAC (`HS*`) are refused. */
+  algorithms: string[];
+  /** Leeway for `exp`/`nbf`, seconds. */
+  clockToleranceSec: number;
+  /** Claim names for roles, tenant and scopes. */
+  claims: ClaimMapping;
+  /** Claims that must be present in addition to `iss`, `aud`, `exp` and `sub` (always required). */
+  requiredClaims?: string[];
+}
+
+/** Verifies bearer tokens. */
+export interface Authenticator {
+  /**
+   * Verifies the `Authorization` header value and maps the token to a principal.
+   *
+   * @throws {AuthError} with code `missing_token` | `malformed_header` | `invalid_token` |
+   *   `expired` | `not_yet_valid` | `wrong_issuer` | `wrong_audience` | `unknown_key` |
+   *   `bad_algorithm` | `jwks_unavailable`.
+   */
+  authenticate(authorizationHeader: string | null | undefined): Promise<Principal>;
+}
+
+/** Codes of {@link AuthError}. */
+export type AuthErrorCode =
+  | "missing_token"
+  | "malformed_header"
+  | "invalid_token"
+  | "expired"
+  | "not_yet_valid"
+  | "wrong_issuer"
+  | "wrong_audience"
+  | "unknown_key"
+  | "bad_algorithm"
+  | "jwks_unavailable";
+
+/** Realm named in every `WWW-Authenticate` challenge. */
+export const AUTH_REALM = "mcp-gateway";
+
+/**
+ * A refused credential. `message` is safe to show to the client; the
+ * underlying jose or network error is kept in `cause` for logs.
+ */
+export class AuthError extends Error {
+  override readonly name = "AuthError";
+  /** Why the credential was refused, machine-readable. */
+  readonly code: AuthErrorCode;
+  /**
+   * Value for a `WWW-Authenticate` response header (RFC 6750 §3):
+   * no `error` for a missing token, `invalid_request` for a malformed header,
+   * `invalid_token` for a token that failed verification, and no `error` when
+   * the keys could not be fetched (not the client's fault).
+   */
+  readonly wwwAuthenticate: string;
+
+  constructor(code: AuthErrorCode, message: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.code = code;
+    this.wwwAuthenticate = challenge(code, message);
+  }
+}
+
+/** Invalid authenticator configuration (refused at start, never at request time). */
+export class AuthConfigError extends Error {
+  override readonly name = "AuthConfigError";
+  /** Always `invalid_auth_config`. */
+  readonly code = "invalid_auth_config" as const;
+}
+
+/** Asymmetric JWS algorithms jose verifies. Anything else is refused in configuration. */
+const ASYMMETRIC_ALGORITHMS = new Set([
+  "RS256",
+  "RS384",
+  "RS512",
+  "PS256",
+  "PS384",
+  "PS512",
+  "ES256",
+  "ES384",
+  "ES512",
+  "EdDSA",
+  "Ed25519",
+]);
+
+/** Longest `Authorization` value accepted; real tokens are a few KB. */
+const MAX_HEADER_LENGTH = 16 * 1024;
+/** RFC 6750 `b64token`. */
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+type KeyResolver = (header: JWSHeaderParameters, input: FlattenedJWSInput) => Promise<CryptoKey>;
+
+/**
+ * Creates a bearer-token authenticator backed by jose.
+ *
+ * Checks, in order: header shape; token syntax; `alg` in the allowlist (before
+ * any key lookup, so a forged header cannot trigger fetches); key by `kid`;
+ * signature; `iss`, `aud`, `exp`, `nbf` (with clock tolerance) and required
+ * claims; then claim types while mapping to a {@link Principal}.
+ *
+ * @throws {AuthConfigError} when the options are unsafe (e.g. `none` or `HS256` allowed).
+ * @example
+ * const auth = createAuthenticator({
+ *   jwks: { url: "https://idp.example.com/.well-known/jwks.json" },
+ *   issuer: "https://idp.example.com/", audience: "mcp-gateway",
+ *   algorithms: ["RS256", "ES256"], clockToleranceSec: 30, claims: DEFAULT_CLAIM_MAPPING,
+ * });
+ * const principal = await auth.authenticate(request.headers.get("authorization"));
+ */
+export function createAuthenticator(options: AuthenticatorOptions): Authenticator {
+  validateOptions(options);
+  const resolveKey =
+    "url" in options.jwks ? remoteResolver(options.jwks) : fileResolver(options.jwks.file);
+  const algorithms = [...options.algorithms];
+  const allowed = new Set(algorithms);
+  const requiredClaims = [
+    ...new Set(["iss", "aud", "exp", "sub", ...(options.requiredClaims ?? [])]),
+  ];
+  const claims = options.claims;
+
+  return {
+    async authenticate(authorizationHeader) {
+      const token = bearerToken(authorizationHeader);
+      let header: JWSHeaderParameters;
+      try {
+        header = decodeProtectedHeader(token) as JWSHeaderParameters;
+      } catch (err) {
+        throw new AuthError("invalid_token", "token is not a well-formed JWT", err);
+      }
+      if (typeof header.alg !== "string" || !allowed.has(header.alg)) {
+        throw new AuthError(
+          "bad_algorithm",
+          `token algorithm ${JSON.stringify(header.alg ?? null)} is not allowed`,
+        );
+      }
+      const verifyOptions = {
+        issuer: options.issuer,
+        audience: options.audience,
+        algorithms,
+        clockTolerance: options.clockToleranceSec,
+        requiredClaims,
+      };
+      let payload: JWTPayload;
+      try {
+        ({ payload } = await jwtVerify(token, resolveKey, verifyOptions));
+      } catch (err) {
+        if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw toAuthError(err);
+        // No `kid` and several candidate keys: try each (jose's documented pattern).
+        payload = await verifyWithCandidates(token, err, verifyOptions);
+      }
+      return principalFromClaims(payload, claims);
+    },
+  };
+}
+
+/**
+ * Maps verified claims to a {@link Principal}. A mapped claim that is present
+ * but of the wrong type is an `invalid_token` error, never silently dropped.
+ */
+export function principalFromClaims(payload: JWTPayload, claims: ClaimMapping): Principal {
+  const sub = payload.sub;
+  if (typeof sub !== "string" || sub === "") {
+    throw new AuthError("invalid_token", "token has no subject");
+  }
+  const tenant = claimAt(payload, claims.tenant);
+  if (tenant !== undefined && typeof tenant !== "string") {
+    throw new AuthError("invalid_token", `claim ${claims.tenant} must be a string`);
+  }
+  return {
+    sub,
+    roles: stringList(payload, claims.roles),
+    tenant: tenant ?? "",
+    scopes: stringList(payload, claims.scopes),
+  };
+}
+
+async function verifyWithCandidates(
+  token: string,
+  candidates: errors.JWKSMultipleMatchingKeys,
+  verifyOptions: Parameters<typeof jwtVerify>[2],
+): Promise<JWTPayload> {
+  const iterate = (candidates as unknown as AsyncIterable<CryptoKey>)[Symbol.asyncIterator];
+  if (typeof iterate !== "function") throw toAuthError(candidates);
+  for await (const key of candidates as unknown as AsyncIterable<CryptoKey>) {
+    try {
+      return (await jwtVerify(token, key, verifyOptions)).payload;
+    } catch (err) {
+      if (!(err instanceof errors.JWSSignatureVerificationFailed)) throw toAuthError(err);
+    }
+  }
+  throw new AuthError("invalid_token", "token signature is invalid");
+}
+
+function validateOptions(options: AuthenticatorOptions): void {
+  if (options.algorithms.length === 0) {
+    throw new AuthConfigError(
+      "auth.algorithms must list at least one asymmetric algorithm (e.g. ES256, RS256)",
+    );
+  }
+  for (const alg of options.algorithms) {
+    if (alg.toLowerCase() === "none") {
+      throw new AuthConfigError(
+        'auth.algorithms must not contain "none": unsigned tokens are never accepted',
+      );
+    }
+    if (/^HS\d+$/i.test(alg)) {
+      throw new AuthConfigError(
+        `auth.algorithms must not contain ${alg}: HMAC algorithms would let anyone holding the public key forge tokens`,
+      );
+    }
+    if (!ASYMMETRIC_ALGORITHMS.has(alg)) {
+      throw new AuthConfigError(
+        `auth.algorithms contains unsupported ${JSON.stringify(alg)}; use some of ${[...ASYMMETRIC_ALGORITHMS].join(", ")}`,
+      );
+    }
+  }
+  if (options.issuer === "") throw new AuthConfigError("auth.issuer must not be empty");
+  if (options.audience === "") throw new AuthConfigError("auth.audience must not be empty");
+  if (!(options.clockToleranceSec >= 0 && options.clockToleranceSec <= 300)) {
+    throw new AuthConfigError("auth.clockToleranceSec must be between 0 and 300");
+  }
+  if ("url" in options.jwks) {
+    let url: URL;
+    try {
+      url = new URL(options.jwks.url);
+    } catch (err) {
+      throw new AuthConfigError(`auth.jwksUrl is not a URL: ${options.jwks.url}`, { cause: err });
+    }
+    const loopback = ["localhost", "127.0.0.1", "[::1]"].includes(url.hostname);
+    if (url.protocol !== "https:" && !(url.protocol === "http:" && loopback)) {
+      throw new AuthConfigError("auth.jwksUrl must be https:// (plain http only on loopback)");
+    }
+  }
+}
+
+function bearerToken(value: string | null | undefined): string {
+  if (value === null || value === undefined || value.trim() === "") {
+    throw new AuthError(
+      "missing_token",
+      "authentication required: send Authorization: Bearer <token>",
+    );
+  }
+  if (value.length > MAX_HEADER_LENGTH) {
+    throw new AuthError("malformed_header", "Authorization header is too long");
+  }
+  const match = BEARER.exec(value);
+  if (match?.[1] === undefined) {
+    throw new AuthError("malformed_header", "Authorization header must be: Bearer <token>");
+  }
+  return match[1];
+}
+
+function remoteResolver(source: Extract<JwksSource, { url: string }>): KeyResolver {
+  const jwks = createRemoteJWKSet(new URL(source.url), {
+    cooldownDuration: source.cooldownMs ?? 30_000,
+    cacheMaxAge: source.cacheMaxAgeMs ?? 600_000,
+    timeoutDuration: source.timeoutMs ?? 5_000,
+  });
+  return async (header, input) => {
+    try {
+      return await jwks(header, input);
+    } catch (err) {
+      throw keyLookupError(err);
+    }
+  };
+}
+
+/**
+ * A local JWKS file, re-read when its inode, size or mtime change (one stat
+ * per call). A file that is missing or invalid fails closed with
+ * `jwks_unavailable`; write it atomically (temp file + rename).
+ */
+function fileResolver(path: string): KeyResolver {
+  let cached: { signature: string; resolve: ReturnType<typeof createLocalJWKSet> } | undefined;
+  let loading: Promise<ReturnType<typeof createLocalJWKSet>> | undefined;
+
+  async function current(): Promise<ReturnType<typeof createLocalJWKSet>> {
+    let signature: string;
+    try {
+      const s = await stat(path, { bigint: true });
+      signature = `${s.ino}:${s.size}:${s.mtimeNs}`;
+    } catch (err) {
+      throw new AuthError("jwks_unavailable", "verification keys are unavailable", err);
+    }
+    if (cached?.signature === signature) return cached.resolve;
+    loading ??= (async () => {
+      try {
+        const text = await readFile(path, "utf8");
+        const resolve = createLocalJWKSet(JSON.parse(text) as JSONWebKeySet);
+        cached = { signature, resolve };
+        return resolve;
+      } catch (err) {
+        cached = undefined;
+        throw new AuthError("jwks_unavailable", "verification keys are unavailable", err);
+      } finally {
+        loading = undefined;
+      }
+    })();
+    return loading;
+  }
+
+  return async (header, input) => {
+    const resolve = await current();
+    try {
+      return await resolve(header, input);
+    } catch (err) {
+      throw keyLookupError(err);
+    }
+  };
+}
+
+/** Classifies an error from key lookup (before signature verification). */
+function keyLookupError(err: unknown): unknown {
+  if (err instanceof AuthError) return err;
+  if (err instanceof errors.JWKSNoMatchingKey) {
+    return new AuthError("unknown_key", "token was signed with an unknown key", err);
+  }
+  if (err instanceof errors.JWKSMultipleMatchingKeys) return err; // jose tries each candidate
+  if (err instanceof errors.JOSEAlgNotAllowed) return err;
+  return new AuthError("jwks_unavailable", "verification keys are unavailable", err);
+}
+
+function toAuthError(err: unknown): AuthError {
+  if (err instanceof AuthError) return err;
+  if (err instanceof errors.JWTExpired) return new AuthError("expired", "token has expired", err);
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    switch (err.claim) {
+      case "nbf":
+        return new AuthError("not_yet_valid", "token is not valid yet", err);
+      case "iss":
+        return new AuthError("wrong_issuer", "token issuer is not accepted", err);
+      case "aud":
+        return new AuthError("wrong_audience", "token audience is not accepted", err);
+      default:
+        return new AuthError("invalid_token", `token claim ${err.claim} is ${err.reason}`, err);
+    }
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed) {
+    return new AuthError("bad_algorithm", "token algorithm is not allowed", err);
+  }
+  if (err instanceof errors.JWKSNoMatchingKey) {
+    return new AuthError("unknown_key", "token was signed with an unknown key", err);
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) {
+    return new AuthError("invalid_token", "token signature is invalid", err);
+  }
+  return new AuthError("invalid_token", "token is invalid", err);
+}
+
+function claimAt(payload: JWTPayload, path: string): unknown {
+  if (Object.hasOwn(payload, path)) return payload[path];
+  let node: unknown = payload;
+  for (const part of path.split(".")) {
+    if (node === null || typeof node !== "object" || !Object.hasOwn(node, part)) return undefined;
+    node = (node as Record<string, unknown>)[part];
+  }
+  return node;
+}
+
+function stringList(payload: JWTPayload, path: string): string[] {
+  const value = claimAt(payload, path);
+  if (value === undefined) return [];
+  if (typeof value === "string") return value.split(" ").filter((s) => s !== "");
+  if (Array.isArray(value) && value.every((v): v is string => typeof v === "string"))
+    return [...value];
+  throw new AuthError("invalid_token", `claim ${path} must be a string or an array of strings`);
+}
+
+function challenge(code: AuthErrorCode, message: string): string {
+  const realm = `Bearer realm="${AUTH_REALM}"`;
+  if (code === "missing_token" || code === "jwks_unavailable") return realm;
+  const error = code === "malformed_header" ? "invalid_request" : "invalid_token";
+  return `${realm}, error="${error}", error_description="${quoted(message)}"`;
+}
+
+/** RFC 6750 allows %x20-21 / %x23-5B / %x5D-7E in error_description. */
+function quoted(text: string): string {
+  return text.replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, "?");
+}

@@ -1,0 +1,71 @@
+import { z } from "zod";
+
+/** A runner the edge may dispatch to. */
+export const runnerTargetSchema = z.object({
+  /** Runner identity; its certificate must carry spiffe://mcp-gateway/runner/<id>. */
+  id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "runner id: letters, digits, '.', '_', '-'"),
+  /** https URL of the runner's internal service. */
+  url: z.url({ protocol: /^https$/, error: "runner url must be https:// (mTLS only)" }),
+});
+
+/**
+ * The edge's whole configuration, parsed once at start. Every field has an
+ * embedded default so that `mcp-gateway dev` runs with no file at all.
+ */
+export const edgeConfigSchema = z.object({
+  /** Edge identity, written into its client certificate (spiffe://mcp-gateway/edge/<id>). */
+  id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).default("edge-local"),
+  /** Address of the one public port. */
+  host: z.string().default("127.0.0.1"),
+  port: z.number().int().min(0).max(65535).default(8081),
+  /** Directory for the SQLite store, dev keys and dev PKI. */
+  dataDir: z.string().default(".data"),
+  /** SQLite file (default: <dataDir>/gateway.db). PostgreSQL when databaseUrl is set. */
+  databasePath: z.string().optional(),
+  databaseUrl: z.string().optional(),
+  /** Optional TLS for the public port (h2 + HTTP/1.1 via ALPN). Plaintext h2c + HTTP/1.1 otherwise. */
+  publicTls: z.object({ certPath: z.string(), keyPath: z.string() }).optional(),
+  /** mTLS material for talking to runners (default: the dev PKI in <dataDir>/pki). */
+  runnerTls: z.object({ caPath: z.string(), certPath: z.string(), keyPath: z.string() }).optional(),
+  /** Runners, by configuration. */
+  runners: z.array(runnerTargetSchema).default([]),
+  /** Seconds between runner health probes. */
+  runnerProbeIntervalMs: z.number().int().min(100).default(2000),
+  /** Policy bundle built by `opa build -t wasm` (default: policies/build/bundle.tar.gz). */
+  policyBundle: z.string().default("policies/build/bundle.tar.gz"),
+  /** JWT verification. Default: a local JWKS created in <dataDir>/auth on first start. */
+  auth: z
+    .object({
+      jwksUrl: z.string().optional(),
+      jwksFile: z.string().optional(),
+      issuer: z.string().default("mcp-gateway-dev"),
+      audience: z.string().default("mcp-gateway"),
+      algorithms: z.array(z.string()).default(["ES256", "RS256", "EdDSA"]),
+      clockToleranceSec: z.number().int().min(0).max(300).default(30),
+      rolesClaim: z.string().default("roles"),
+      tenantClaim: z.string().default("tenant"),
+      scopesClaim: z.string().default("scope"),
+    })
+    .prefault({}),
+  /** Token bucket per principal. */
+  rateLimit: z
+    .object({ ratePerSecond: z.number().positive().default(50), burst: z.number().int().positive().default(100) })
+    .prefault({}),
+  /** Origins allowed to call from browsers (exact match). Empty: no CORS. */
+  corsOrigins: z.array(z.string()).default([]),
+  /** Largest request body accepted, per message, in bytes. */
+  maxRequestBytes: z.number().int().positive().default(8 * 1024 * 1024),
+  /** Default and maximum wall-clock deadline for tasks, in seconds. */
+  defaultTimeoutSeconds: z.number().int().positive().default(60),
+  maxTimeoutSeconds: z.number().int().positive().default(3600),
+  /** How long shutdown waits for in-flight work before closing, in ms. */
+  drainTimeoutMs: z.number().int().min(0).default(10_000),
+  logLevel: z.string().default("info"),
+});
+
+/** Parsed edge configuration. */
+export type EdgeConfig = z.infer<typeof edgeConfigSchema>;
+/** Edge configuration as written by a person (defaults filled in by parsing). */
+export type EdgeConfigInput = z.input<typeof edgeConfigSchema>;
+/** A runner target. */
+export type RunnerTarget = z.infer<typeof runnerTargetSchema>;

@@ -1,0 +1,189 @@
+import { join, resolve } from "node:path";
+import { createContextValues } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { getRequestListener } from "@hono/node-server";
+import { createMetricsRegistry } from "@mcp-gateway/common/metrics";
+import { nodeFallback } from "@mcp-gateway/common/node-fallback";
+import { createPolicyEngine, type PolicyEngine } from "@mcp-gateway/common/policy";
+import { ensureDevPki, loadTlsMaterial, type TlsFiles, watchTlsMaterial } from "@mcp-gateway/common/tls";
+import { VERSION } from "@mcp-gateway/common/version";
+import { McpService } from "@mcp-gateway/proto/mcp";
+import type { Logger } from "pino";
+import { createAuthenticator } from "./auth/authenticator.js";
+import { ensureDevSigningKey } from "./auth/dev-keys.js";
+import type { EdgeConfig } from "./config.js";
+import { createHttpApp } from "./http/app.js";
+import { handleCors } from "./http/cors.js";
+import { type DualServer, listenDual } from "./http/listen.js";
+import { createEdgeMetrics } from "./metrics.js";
+import { createPipeline } from "./pipeline/authorize.js";
+import { createEdgeInterceptor, peerAddressKey } from "./pipeline/interceptor.js";
+import { createRateLimiter } from "./rate-limit/token-bucket.js";
+import { createMcpService } from "./rpc/mcp-service.js";
+import { createRunnerPool } from "./runners/pool.js";
+import { createSqliteStore } from "./store/sqlite.js";
+import type { TaskStore } from "./store/types.js";
+import { createTaskEvents } from "./tasks/events.js";
+import { createTaskService } from "./tasks/task-service.js";
+
+/** A running edge. */
+export interface Edge {
+  /** Base URL of the public port. */
+  url: string;
+  store: TaskStore;
+  policy: PolicyEngine;
+  /** Readiness goes 503, new calls are refused, in-flight work drains within the bound, then everything closes. */
+  close(): Promise<void>;
+}
+
+/** Where the edge's mTLS client material lives (configured, or the dev PKI). */
+export async function edgeTlsFiles(config: EdgeConfig): Promise<TlsFiles> {
+  if (config.runnerTls) return config.runnerTls;
+  const pki = await ensureDevPki({
+    dir: join(config.dataDir, "pki"),
+    edgeIds: [config.id],
+    runnerIds: config.runners.map((r) => r.id),
+  });
+  const mine = pki.edges[config.id];
+  if (!mine) throw new Error(`dev PKI has no certificate for edge ${config.id}`);
+  return { caPath: pki.caCertPath, certPath: mine.certPath, keyPath: mine.keyPath };
+}
+
+/**
+ * Starts the edge: store, policy, identity, runner pool, and the one public
+ * port serving gRPC, gRPC-Web, Connect, /health and /metrics.
+ *
+ * @example
+ * const edge = await startEdge(edgeConfigSchema.parse({ runners }), logger);
+ */
+export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edge> {
+  const startedAt = Date.now();
+  const shutdown = new AbortController();
+  let accepting = true;
+
+  const registry = createMetricsRegistry("edge");
+  const metrics = createEdgeMetrics(registry);
+  const store = createSqliteStore({ path: config.databasePath ?? join(config.dataDir, "gateway.db") });
+
+  const policy = await createPolicyEngine({
+    bundlePath: resolve(config.policyBundle),
+    logger: logger.child({ component: "policy" }),
+    onReload: (r) => metrics.policyReloads.inc({ result: r.ok ? "ok" : "error" }),
+  });
+
+  const tlsFiles = await edgeTlsFiles(config);
+  const runners = createRunnerPool({
+    targets: config.runners,
+    tls: loadTlsMaterial(tlsFiles),
+    probeIntervalMs: config.runnerProbeIntervalMs,
+    logger,
+    metrics,
+  });
+  const stopTlsWatch = watchTlsMaterial(
+    tlsFiles,
+    (m) => runners.rotate(m),
+    (err) => logger.error({ err }, "rotated runner TLS material is invalid; keeping the current one"),
+  );
+
+  const jwks = config.auth.jwksUrl
+    ? { url: config.auth.jwksUrl }
+    : { file: config.auth.jwksFile ?? (await ensureDevSigningKey(join(config.dataDir, "auth"))).jwksPath };
+  const authenticator = createAuthenticator({
+    jwks,
+    issuer: config.auth.issuer,
+    audience: config.auth.audience,
+    algorithms: config.auth.algorithms,
+    clockToleranceSec: config.auth.clockToleranceSec,
+    claims: { roles: config.auth.rolesClaim, tenant: config.auth.tenantClaim, scopes: config.auth.scopesClaim },
+  });
+  const limiter = createRateLimiter({
+    ratePerSecond: config.rateLimit.ratePerSecond,
+    burst: config.rateLimit.burst,
+    maxKeys: 100_000,
+  });
+
+  const pipeline = createPipeline({ policy, store, metrics });
+  const tasks = createTaskService({
+    store,
+    runners,
+    events: createTaskEvents(),
+    logger,
+    metrics,
+    audit: (e) => pipeline.audit(e),
+    signal: shutdown.signal,
+  });
+
+  const service = createMcpService({
+    config,
+    pipeline,
+    store,
+    tasks,
+    runners,
+    startedAt,
+    status: () => (accepting ? "ok" : "draining"),
+  });
+  const app = createHttpApp({
+    version: VERSION,
+    startedAt,
+    registry,
+    ready: () => accepting,
+    readinessProblems: async () => {
+      const problems: string[] = [];
+      await store.ping().catch(() => problems.push("store unreachable"));
+      if (policy.revision() === "") problems.push("no policy bundle loaded");
+      if (!runners.all().some((r) => r.healthy)) problems.push("no runner available");
+      return problems;
+    },
+  });
+  const rpc = connectNodeAdapter({
+    routes: (router) => router.service(McpService, service),
+    interceptors: [
+      createEdgeInterceptor({
+        authenticate: (h) => authenticator.authenticate(h),
+        rateLimit: (key) => limiter.take(key),
+        publicMethods: new Set(["Health"]),
+        metrics,
+        logger,
+      }),
+    ],
+    readMaxBytes: config.maxRequestBytes,
+    shutdownSignal: shutdown.signal,
+    contextValues: (req) => createContextValues().set(peerAddressKey, req.socket.remoteAddress ?? ""),
+    fallback: nodeFallback(getRequestListener(app.fetch)),
+  });
+  const corsOrigins = new Set(config.corsOrigins);
+  const server: DualServer = await listenDual({
+    host: config.host,
+    port: config.port,
+    ...(config.publicTls ? { tls: config.publicTls } : {}),
+    listener: (req, res) => {
+      if (handleCors(corsOrigins, req, res)) return;
+      if (!accepting && req.url?.startsWith("/mcp.")) {
+        res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
+        res.end(JSON.stringify({ code: "unavailable", message: "edge is shutting down" }));
+        return;
+      }
+      rpc(req, res);
+    },
+  });
+
+  await runners.probe();
+  const recovered = await tasks.recover();
+  logger.info({ url: server.url, runners: config.runners.map((r) => r.id), policy: policy.revision(), recovered }, "edge listening");
+
+  return {
+    url: server.url,
+    store,
+    policy,
+    async close() {
+      accepting = false;
+      await tasks.drain(config.drainTimeoutMs);
+      shutdown.abort();
+      await server.close(Math.min(config.drainTimeoutMs, 2000));
+      stopTlsWatch();
+      runners.close();
+      policy.close();
+      await store.close();
+    },
+  };
+}

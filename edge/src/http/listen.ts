@@ -1,0 +1,114 @@
+import { once } from "node:events";
+import { readFileSync } from "node:fs";
+import http, { type IncomingMessage, type ServerResponse } from "node:http";
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
+import net, { type AddressInfo, type Socket } from "node:net";
+
+/** A request listener for both HTTP/1.1 and HTTP/2. */
+export type DualListener = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void;
+
+/** Options for {@link listenDual}. */
+export interface ListenOptions {
+  host: string;
+  port: number;
+  /** With TLS: h2 and HTTP/1.1 negotiated by ALPN. Without: h2c (prior knowledge) and HTTP/1.1 on one port. */
+  tls?: { certPath: string; keyPath: string };
+  listener: DualListener;
+}
+
+/** A listening edge port. */
+export interface DualServer {
+  /** Base URL, e.g. http://127.0.0.1:8081. */
+  url: string;
+  port: number;
+  /** Stops accepting connections, closes idle ones, resolves when all are closed or after timeoutMs. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+/** The client preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * Serves one port for gRPC (HTTP/2 with trailers), gRPC-Web and Connect
+ * (HTTP/1.1 or HTTP/2). In plaintext it peeks at the first bytes of each
+ * connection: the HTTP/2 preface goes to the h2c server, anything else to the
+ * HTTP/1.1 server — so `curl` and `grpcurl -plaintext` both work.
+ */
+export async function listenDual(options: ListenOptions): Promise<DualServer> {
+  const sockets = new Set<Socket>();
+  let server: net.Server;
+  let closeSessions: () => void;
+  if (options.tls) {
+    const h2 = http2.createSecureServer(
+      {
+        cert: readFileSync(options.tls.certPath),
+        key: readFileSync(options.tls.keyPath),
+        allowHTTP1: true,
+        minVersion: "TLSv1.2",
+      },
+      options.listener,
+    );
+    const sessions = new Set<http2.ServerHttp2Session>();
+    h2.on("session", (s) => {
+      sessions.add(s);
+      s.on("close", () => sessions.delete(s));
+    });
+    closeSessions = () => {
+      for (const s of sessions) s.close();
+    };
+    server = h2;
+  } else {
+    const h1 = http.createServer(options.listener);
+    h1.keepAliveTimeout = 5000;
+    const h2 = http2.createServer({}, options.listener);
+    const sessions = new Set<http2.ServerHttp2Session>();
+    h2.on("session", (s) => {
+      sessions.add(s);
+      s.on("close", () => sessions.delete(s));
+    });
+    closeSessions = () => {
+      for (const s of sessions) s.close();
+      h1.closeIdleConnections();
+    };
+    server = net.createServer((socket) => {
+      socket.once("error", () => socket.destroy());
+      let seen = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        seen = Buffer.concat([seen, chunk]);
+        const n = Math.min(seen.length, H2_PREFACE.length);
+        const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+        if (isH2 && seen.length < H2_PREFACE.length) return; // need more bytes to decide
+        socket.off("data", onData);
+        socket.pause();
+        socket.unshift(seen);
+        (isH2 ? h2 : h1).emit("connection", socket);
+        socket.resume();
+      };
+      socket.on("data", onData);
+    });
+  }
+  server.on("connection", (s: Socket) => {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  server.listen(options.port, options.host);
+  await once(server, "listening");
+  const port = (server.address() as AddressInfo).port;
+  const host = options.host.includes(":") ? `[${options.host}]` : options.host;
+  return {
+    url: `${options.tls ? "https" : "http"}://${host}:${port}`,
+    port,
+    async close(timeoutMs) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      closeSessions();
+      const timer = setTimeout(() => {
+        for (const s of sockets) s.destroy();
+      }, timeoutMs);
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}

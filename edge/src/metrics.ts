@@ -1,0 +1,96 @@
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+
+/** The edge's metrics, registered on the registry passed in. */
+export interface EdgeMetrics {
+  registry: Registry;
+  /** mcp_api_requests_total{method, protocol, code} */
+  requests: Counter<"method" | "protocol" | "code">;
+  /** mcp_task_latency_ms{operation, outcome}: accept-to-finish for tasks, call time for the rest. */
+  taskLatency: Histogram<"operation" | "outcome">;
+  /** mcp_policy_decisions_total{result, operation} */
+  policyDecisions: Counter<"result" | "operation">;
+  /** mcp_policy_eval_duration_seconds */
+  policyEval: Histogram;
+  /** mcp_audit_write_duration_seconds */
+  auditWrite: Histogram;
+  /** mcp_tasks_in_flight{state} */
+  tasksInFlight: Gauge<"state">;
+  /** mcp_runner_up{runner} */
+  runnerUp: Gauge<"runner">;
+  /** mcp_policy_reloads_total{result} */
+  policyReloads: Counter<"result">;
+  /** mcp_auth_failures_total{reason} */
+  authFailures: Counter<"reason">;
+  /** mcp_rate_limited_total */
+  rateLimited: Counter;
+}
+
+const MS_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000];
+const FAST_BUCKETS = [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01, 0.05];
+
+/** Registers the edge's metrics. */
+export function createEdgeMetrics(registry: Registry): EdgeMetrics {
+  return {
+    registry,
+    requests: new Counter({
+      name: "mcp_api_requests_total",
+      help: "McpService calls by method, protocol and result code.",
+      labelNames: ["method", "protocol", "code"],
+      registers: [registry],
+    }),
+    taskLatency: new Histogram({
+      name: "mcp_task_latency_ms",
+      help: "Latency of operations in milliseconds (tasks: accepted to finished).",
+      labelNames: ["operation", "outcome"],
+      buckets: MS_BUCKETS,
+      registers: [registry],
+    }),
+    policyDecisions: new Counter({
+      name: "mcp_policy_decisions_total",
+      help: "Policy decisions by result (allow, deny).",
+      labelNames: ["result", "operation"],
+      registers: [registry],
+    }),
+    policyEval: new Histogram({
+      name: "mcp_policy_eval_duration_seconds",
+      help: "Time to evaluate one policy decision in-process.",
+      buckets: FAST_BUCKETS,
+      registers: [registry],
+    }),
+    auditWrite: new Histogram({
+      name: "mcp_audit_write_duration_seconds",
+      help: "Time to append one audit record durably.",
+      buckets: FAST_BUCKETS.concat([0.1, 0.25, 1]),
+      registers: [registry],
+    }),
+    tasksInFlight: new Gauge({
+      name: "mcp_tasks_in_flight",
+      help: "Tasks accepted by this edge and not finished, by state.",
+      labelNames: ["state"],
+      registers: [registry],
+    }),
+    runnerUp: new Gauge({
+      name: "mcp_runner_up",
+      help: "1 when the runner answers over mTLS with a ready sandbox, else 0.",
+      labelNames: ["runner"],
+      registers: [registry],
+    }),
+    policyReloads: new Counter({
+      name: "mcp_policy_reloads_total",
+      help: "Policy bundle loads by result (ok, error).",
+      labelNames: ["result"],
+      registers: [registry],
+    }),
+    authFailures: new Counter({
+      name: "mcp_auth_failures_total",
+      help: "Rejected credentials by reason.",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
+    rateLimited: new Counter({
+      name: "mcp_rate_limited_total",
+      help: "Calls refused by the per-principal rate limit.",
+      registers: [registry],
+    }),
+  };
+}

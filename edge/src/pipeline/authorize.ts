@@ -1,0 +1,104 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { buildPolicyInput, type OperationInput } from "@mcp-gateway/common/authz";
+import type { Decision, PolicyEngine } from "@mcp-gateway/common/policy";
+import type { EdgeMetrics } from "../metrics.js";
+import type { AuditEntry, AuditRecord, TaskStore } from "../store/types.js";
+import { principalOf, type RequestContext } from "./context.js";
+
+/** Options for {@link createPipeline}. */
+export interface PipelineOptions {
+  policy: PolicyEngine;
+  store: TaskStore;
+  metrics: EdgeMetrics;
+}
+
+/** Audit facts of the call being authorized. */
+export interface AuditFacts {
+  /** Operation parameters with secrets already redacted. */
+  params: Record<string, unknown>;
+  /** Labels sent by the client. */
+  metadata?: Record<string, string>;
+  taskId?: string;
+}
+
+/**
+ * The decide → audit steps of the pipeline (authentication ran in the
+ * interceptor; the handler acts only after this resolves). Every handler that
+ * acts calls {@link Pipeline.authorize} first; there is no other way to get a
+ * Decision.
+ */
+export interface Pipeline {
+  /**
+   * Decides the operation with the policy and records the decision in the
+   * audit chain, allowed or denied.
+   * @throws ConnectError PermissionDenied with the policy's reasons;
+   *   Unavailable when the decision could not be recorded.
+   */
+  authorize(rc: RequestContext, op: OperationInput, facts: AuditFacts): Promise<Decision>;
+  /** Appends an audit record; failure throws Unavailable (no action without its record). */
+  audit(entry: AuditEntry): Promise<AuditRecord>;
+}
+
+/** Creates the decide → audit pipeline. */
+export function createPipeline(options: PipelineOptions): Pipeline {
+  const { policy, store, metrics } = options;
+
+  async function audit(entry: AuditEntry): Promise<AuditRecord> {
+    const end = metrics.auditWrite.startTimer();
+    try {
+      return await store.appendAudit(entry);
+    } catch (err) {
+      throw new ConnectError(
+        "the audit trail cannot be written; refusing to act",
+        Code.Unavailable,
+        undefined,
+        undefined,
+        err,
+      );
+    } finally {
+      end();
+    }
+  }
+
+  return {
+    audit,
+    async authorize(rc, op, facts) {
+      const principal = principalOf(rc);
+      const input = buildPolicyInput(principal, op, {
+        protocol: rc.protocol,
+        traceId: rc.traceId,
+        source: rc.source,
+        metadata: facts.metadata ?? {},
+      });
+      const end = metrics.policyEval.startTimer();
+      const decision = policy.decide(input);
+      end();
+      const result = decision.allow ? "allow" : "deny";
+      metrics.policyDecisions.inc({ result, operation: op.operation });
+      await audit({
+        time: Date.now(),
+        traceId: rc.traceId,
+        principal,
+        operation: op.operation,
+        params: facts.params,
+        decision: result,
+        reasons: decision.allow ? decision.warnings : decision.denyReasons,
+        policyRevision: decision.revision,
+        taskId: facts.taskId ?? "",
+        runnerId: "",
+        outcome: decision.allow ? "allowed" : "denied",
+        details: { protocol: rc.protocol, source: rc.source },
+      });
+      if (!decision.allow) {
+        const reasons = decision.denyReasons.length > 0 ? decision.denyReasons.join("; ") : "denied by policy";
+        throw new ConnectError(`permission denied: ${reasons}`, Code.PermissionDenied);
+      }
+      return decision;
+    },
+  };
+}
+
+/** Redacts environment values for the audit trail: names are kept, values are not. */
+export function redactEnv(env: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.keys(env).map((k) => [k, "[redacted]"]));
+}

@@ -1,0 +1,99 @@
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { toConnectError } from "@mcp-gateway/common/errors";
+import type { Logger } from "pino";
+import type { EdgeMetrics } from "../metrics.js";
+import type { PrincipalRecord } from "../store/types.js";
+import { protocolOf, requestContextKey, traceIdFrom } from "./context.js";
+
+/** Peer address, set by the node adapter's contextValues hook. */
+export const peerAddressKey = createContextKey<string>("", { description: "peer address" });
+
+/** Options for {@link createEdgeInterceptor}. */
+export interface EdgeInterceptorOptions {
+  /** Verifies the Authorization header; throws an auth error (mapped to Unauthenticated). */
+  authenticate: (authorization: string | null) => Promise<PrincipalRecord>;
+  /** Token bucket per principal: 0 = allowed, else ms to wait. */
+  rateLimit: (key: string) => number;
+  /** Methods callable without credentials. */
+  publicMethods: ReadonlySet<string>;
+  metrics: EdgeMetrics;
+  logger: Logger;
+}
+
+/**
+ * The cross-cutting steps every McpService call goes through, identical for
+ * gRPC, gRPC-Web and Connect: trace id, authentication, rate limit, error
+ * mapping to ConnectError codes, logs and metrics. Policy and audit follow
+ * in the handler pipeline (they need the decoded request).
+ *
+ * @example
+ * connectNodeAdapter({ routes, interceptors: [createEdgeInterceptor(opts)] })
+ */
+export function createEdgeInterceptor(options: EdgeInterceptorOptions): Interceptor {
+  const { metrics } = options;
+  return (next) => async (req) => {
+    const method = req.method.name;
+    const protocol = protocolOf(req.header.get("content-type"));
+    const traceId = traceIdFrom(req.header.get("traceparent"));
+    const logger = options.logger.child({ traceId, method, protocol });
+    const started = performance.now();
+    const done = (err: unknown) => {
+      const ce = err === undefined ? undefined : toConnectError(err);
+      const code = ce ? Code[ce.code] : "OK";
+      metrics.requests.inc({ method, protocol, code: String(code) });
+      if (ce && (ce.code === Code.Internal || ce.code === Code.Unknown)) {
+        logger.error({ err: ce.cause ?? ce, code }, "call failed");
+      } else {
+        logger.info({ code, ms: Math.round(performance.now() - started) }, "call");
+      }
+      return ce;
+    };
+    try {
+      let principal: PrincipalRecord | null = null;
+      if (!options.publicMethods.has(method)) {
+        try {
+          principal = await options.authenticate(req.header.get("authorization"));
+        } catch (err) {
+          metrics.authFailures.inc({ reason: String((err as { code?: unknown }).code ?? "unknown") });
+          throw err;
+        }
+        const waitMs = options.rateLimit(principal.sub);
+        if (waitMs > 0) {
+          metrics.rateLimited.inc();
+          const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+          throw new ConnectError(
+            `rate limit exceeded for ${principal.sub}; retry in ${seconds}s`,
+            Code.ResourceExhausted,
+            { "retry-after": String(seconds) },
+          );
+        }
+      }
+      req.contextValues.set(requestContextKey, {
+        principal,
+        traceId,
+        protocol,
+        source: req.contextValues.get(peerAddressKey),
+        logger,
+      });
+      const res = await next(req);
+      if (!res.stream) {
+        done(undefined);
+        return res;
+      }
+      const inner = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* inner;
+            done(undefined);
+          } catch (err) {
+            throw done(err);
+          }
+        })(),
+      };
+    } catch (err) {
+      throw done(err);
+    }
+  };
+}

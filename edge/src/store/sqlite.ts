@@ -1,0 +1,230 @@
+import { chmodSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { sealAuditRecord } from "../audit/chain.js";
+import type {
+  AuditEntry,
+  AuditQuery,
+  AuditRecord,
+  ChunkKind,
+  OutputChunk,
+  TaskPatch,
+  TaskRecord,
+  TaskState,
+  TaskStore,
+} from "./types.js";
+import { TERMINAL_STATES } from "./types.js";
+
+/** Options for {@link createSqliteStore}. */
+export interface SqliteStoreOptions {
+  /** Path of the database file (created with its directory, mode 0600), or ":memory:". */
+  path: string;
+}
+
+/** Ordered schema migrations; each runs once, in a transaction. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE tasks (
+     id TEXT PRIMARY KEY,
+     state TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     doc TEXT NOT NULL
+   );
+   CREATE INDEX tasks_state ON tasks(state, created_at);
+   CREATE TABLE task_output (
+     task_id TEXT NOT NULL,
+     seq INTEGER NOT NULL,
+     kind TEXT NOT NULL,
+     data BLOB NOT NULL,
+     time INTEGER NOT NULL,
+     PRIMARY KEY (task_id, seq)
+   ) WITHOUT ROWID;
+   CREATE TABLE audit (
+     seq INTEGER PRIMARY KEY,
+     time INTEGER NOT NULL,
+     principal TEXT NOT NULL,
+     operation TEXT NOT NULL,
+     decision TEXT NOT NULL,
+     prev_hash TEXT NOT NULL,
+     hash TEXT NOT NULL,
+     body TEXT NOT NULL
+   );
+   CREATE INDEX audit_time ON audit(time);`,
+];
+
+/** A stored audit row as `audit verify` reads it. */
+export interface RawAuditRow {
+  seq: number;
+  prevHash: string;
+  hash: string;
+  body: string;
+}
+
+/** The SQLite store, with raw access for audit verification. */
+export interface SqliteStore extends TaskStore {
+  /** Stored audit rows in order, exactly as on disk. */
+  rawAudit(): IterableIterator<RawAuditRow>;
+}
+
+/**
+ * The embedded default store: one SQLite file in WAL mode with synchronous=FULL,
+ * so a resolved write survives a crash of the process or the machine.
+ *
+ * @example
+ * const store = createSqliteStore({ path: ".data/gateway.db" });
+ */
+export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
+  if (options.path !== ":memory:") {
+    mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
+  }
+  const db = new Database(options.path);
+  if (options.path !== ":memory:") chmodSync(options.path, 0o600);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("busy_timeout = 5000");
+  db.pragma("foreign_keys = ON");
+  migrate(db);
+
+  const insertTask = db.prepare(
+    "INSERT INTO tasks (id, state, created_at, doc) VALUES (@id, @state, @createdAt, @doc)",
+  );
+  const selectTask = db.prepare<[string], { doc: string }>("SELECT doc FROM tasks WHERE id = ?");
+  const writeTask = db.prepare("UPDATE tasks SET state = @state, doc = @doc WHERE id = @id");
+  const insertOutput = db.prepare<
+    [{ taskId: string; kind: string; data: Buffer; time: number }],
+    { seq: number }
+  >(
+    `INSERT INTO task_output (task_id, seq, kind, data, time)
+     SELECT @taskId, COALESCE(MAX(seq), 0) + 1, @kind, @data, @time FROM task_output WHERE task_id = @taskId
+     RETURNING seq`,
+  );
+  const selectOutput = db.prepare<
+    [string, number, number],
+    { seq: number; kind: string; data: Buffer; time: number }
+  >(
+    "SELECT seq, kind, data, time FROM task_output WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+  );
+  const lastAudit = db.prepare<[], { seq: number; hash: string }>(
+    "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+  );
+  const insertAudit = db.prepare(
+    `INSERT INTO audit (seq, time, principal, operation, decision, prev_hash, hash, body)
+     VALUES (@seq, @time, @principal, @operation, @decision, @prevHash, @hash, @body)`,
+  );
+  const allAudit = db.prepare<[], { seq: number; prev_hash: string; hash: string; body: string }>(
+    "SELECT seq, prev_hash, hash, body FROM audit ORDER BY seq",
+  );
+
+  const update = db.transaction((id: string, patch: TaskPatch): TaskRecord | undefined => {
+    const row = selectTask.get(id);
+    if (!row) return undefined;
+    const current = JSON.parse(row.doc) as TaskRecord;
+    if (TERMINAL_STATES.has(current.state)) return current;
+    const next: TaskRecord = { ...current, ...patch };
+    writeTask.run({ id, state: next.state, doc: JSON.stringify(next) });
+    return next;
+  });
+
+  const appendAudit = db.transaction((entry: AuditEntry): AuditRecord => {
+    const { record, body } = sealAuditRecord(entry, lastAudit.get());
+    insertAudit.run({
+      seq: record.seq,
+      time: record.time,
+      principal: record.principal?.sub ?? "",
+      operation: record.operation,
+      decision: record.decision,
+      prevHash: record.prevHash,
+      hash: record.hash,
+      body,
+    });
+    return record;
+  });
+
+  return {
+    async createTask(task) {
+      insertTask.run({ id: task.id, state: task.state, createdAt: task.createdAt, doc: JSON.stringify(task) });
+    },
+    async getTask(id) {
+      const row = selectTask.get(id);
+      return row ? (JSON.parse(row.doc) as TaskRecord) : undefined;
+    },
+    async updateTask(id, patch) {
+      return update(id, patch);
+    },
+    async listTasksInStates(states: readonly TaskState[], limit: number) {
+      if (states.length === 0) return [];
+      const marks = states.map(() => "?").join(",");
+      const rows = db
+        .prepare<unknown[], { doc: string }>(
+          `SELECT doc FROM tasks WHERE state IN (${marks}) ORDER BY created_at LIMIT ?`,
+        )
+        .all(...states, limit);
+      return rows.map((r) => JSON.parse(r.doc) as TaskRecord);
+    },
+    async appendOutput(taskId: string, kind: ChunkKind, data: Uint8Array, time: number) {
+      const row = insertOutput.get({ taskId, kind, data: Buffer.from(data), time });
+      if (!row) throw new Error("appendOutput: insert returned no row");
+      return row.seq;
+    },
+    async readOutput(taskId, afterSeq, limit): Promise<OutputChunk[]> {
+      return selectOutput.all(taskId, afterSeq, limit).map((r) => ({
+        taskId,
+        seq: r.seq,
+        kind: r.kind as ChunkKind,
+        data: new Uint8Array(r.data),
+        time: r.time,
+      }));
+    },
+    async appendAudit(entry) {
+      return appendAudit(entry);
+    },
+    async listAudit(query: AuditQuery) {
+      const where: string[] = ["seq > @afterSeq"];
+      if (query.sinceMs !== undefined) where.push("time >= @sinceMs");
+      if (query.principal !== undefined) where.push("principal = @principal");
+      if (query.operation !== undefined) where.push("operation = @operation");
+      if (query.decision !== undefined) where.push("decision = @decision");
+      const rows = db
+        .prepare<Record<string, unknown>, { seq: number; prev_hash: string; hash: string; body: string }>(
+          `SELECT seq, prev_hash, hash, body FROM audit WHERE ${where.join(" AND ")} ORDER BY seq LIMIT @limit`,
+        )
+        .all({
+          afterSeq: query.afterSeq ?? 0,
+          sinceMs: query.sinceMs,
+          principal: query.principal,
+          operation: query.operation,
+          decision: query.decision,
+          limit: query.limit,
+        });
+      return rows.map((r) => ({ ...(JSON.parse(r.body) as AuditRecord), hash: r.hash }));
+    },
+    *rawAudit() {
+      for (const r of allAudit.iterate()) {
+        yield { seq: r.seq, prevHash: r.prev_hash, hash: r.hash, body: r.body };
+      }
+    },
+    async ping() {
+      db.prepare("SELECT 1").get();
+    },
+    async close() {
+      db.close();
+    },
+  };
+}
+
+function migrate(db: Database.Database): void {
+  db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)");
+  const done = new Set(
+    db
+      .prepare<[], { version: number }>("SELECT version FROM schema_migrations")
+      .all()
+      .map((r) => r.version),
+  );
+  MIGRATIONS.forEach((sql, i) => {
+    const version = i + 1;
+    if (done.has(version)) return;
+    db.transaction(() => {
+      db.exec(sql);
+      db.prepare("INSERT INTO schema_migrations (version) VALUES (?)").run(version);
+    })();
+  });
+}

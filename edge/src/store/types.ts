@@ -1,0 +1,152 @@
+/** Lifecycle of a task as stored. Terminal: completed, failed, cancelled, timed_out. */
+export type TaskState =
+  | "created"
+  | "queued"
+  | "running"
+  | "completed"
+  | "failed"
+  | "cancelled"
+  | "timed_out";
+
+/** The states after which a task never changes again. */
+export const TERMINAL_STATES: ReadonlySet<TaskState> = new Set([
+  "completed",
+  "failed",
+  "cancelled",
+  "timed_out",
+]);
+
+/** Resource limits of a task after policy obligations were applied (0 = runner default). */
+export interface TaskLimits {
+  memoryBytes: number;
+  maxProcesses: number;
+  maxFileSizeBytes: number;
+  maxOpenFiles: number;
+  cpuSeconds: number;
+  maxOutputBytes: number;
+}
+
+/** Outcome of a finished task. */
+export interface TaskResultRecord {
+  exitCode: number;
+  signal: string;
+  stdoutTruncated: boolean;
+  stderrTruncated: boolean;
+  userCpuMs: number;
+  systemCpuMs: number;
+  maxRssKb: number;
+  executionTimeMs: number;
+}
+
+/** Who submitted a task, as authenticated at the edge. */
+export interface PrincipalRecord {
+  sub: string;
+  roles: string[];
+  tenant: string;
+  scopes: string[];
+}
+
+/** A task as the store keeps it. Times are epoch milliseconds. */
+export interface TaskRecord {
+  id: string;
+  state: TaskState;
+  command: string;
+  args: string[];
+  env: Record<string, string>;
+  cwd: string;
+  workspace: string;
+  timeoutMs: number;
+  network: "none" | "host";
+  limits: TaskLimits;
+  metadata: Record<string, string>;
+  principal: PrincipalRecord;
+  policyRevision: string;
+  traceId: string;
+  runnerId: string;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  statusMessage: string;
+  result: TaskResultRecord | null;
+}
+
+/** Fields a state transition may set. */
+export type TaskPatch = Partial<
+  Pick<TaskRecord, "state" | "runnerId" | "startedAt" | "finishedAt" | "statusMessage" | "result">
+>;
+
+/** Kinds of stored output chunks, mirroring the public OutputKind. */
+export type ChunkKind = "stdout" | "stderr" | "event";
+
+/** One stored piece of a task's output, numbered from 1 per task. */
+export interface OutputChunk {
+  taskId: string;
+  seq: number;
+  kind: ChunkKind;
+  data: Uint8Array;
+  time: number;
+}
+
+/** What the pipeline asks to record; the store adds sequence and hashes. */
+export interface AuditEntry {
+  time: number;
+  traceId: string;
+  principal: PrincipalRecord | null;
+  operation: string;
+  /** Parameters with secrets redacted. */
+  params: Record<string, unknown>;
+  decision: "allow" | "deny" | "none";
+  reasons: string[];
+  policyRevision: string;
+  taskId: string;
+  runnerId: string;
+  /** "accepted", "denied", "error:<code>", "completed", "failed" ... */
+  outcome: string;
+  details: Record<string, unknown>;
+}
+
+/** An audit entry as stored in the hash chain. */
+export interface AuditRecord extends AuditEntry {
+  seq: number;
+  prevHash: string;
+  hash: string;
+}
+
+/** Filter for listing audit records. */
+export interface AuditQuery {
+  afterSeq?: number;
+  sinceMs?: number;
+  principal?: string;
+  operation?: string;
+  decision?: "allow" | "deny" | "none";
+  limit: number;
+}
+
+/**
+ * Everything the edge keeps. Implementations: SQLite (embedded default) and
+ * PostgreSQL (HA). All methods are async so that a networked store drops in
+ * without touching handlers. A resolved write is durable.
+ */
+export interface TaskStore {
+  /** Persists a new task; resolves only once it is durable. */
+  createTask(task: TaskRecord): Promise<void>;
+  getTask(id: string): Promise<TaskRecord | undefined>;
+  /**
+   * Applies a patch unless the task is already terminal. Resolves to the task
+   * after the update, or undefined if it does not exist.
+   */
+  updateTask(id: string, patch: TaskPatch): Promise<TaskRecord | undefined>;
+  /** Tasks in the given states, oldest first (recovery after a restart). */
+  listTasksInStates(states: readonly TaskState[], limit: number): Promise<TaskRecord[]>;
+  /** Appends output; resolves to its sequence number. */
+  appendOutput(taskId: string, kind: ChunkKind, data: Uint8Array, time: number): Promise<number>;
+  /** Output chunks with seq > afterSeq, in order, at most limit. */
+  readOutput(taskId: string, afterSeq: number, limit: number): Promise<OutputChunk[]>;
+  /** Appends to the audit hash chain atomically. */
+  appendAudit(entry: AuditEntry): Promise<AuditRecord>;
+  /** Audit records in chain order. */
+  listAudit(query: AuditQuery): Promise<AuditRecord[]>;
+  /** Checks the store answers (readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,42 @@
+import { z } from "zod";
+
+/**
+ * The runner's whole configuration, parsed once at start. Defaults make
+ * `mcp-gateway dev` work with no file.
+ */
+export const runnerConfigSchema = z.object({
+  /** Runner identity: its certificate carries spiffe://mcp-gateway/runner/<id>. */
+  id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).default("runner-local"),
+  /** Address of the internal mTLS port. */
+  host: z.string().default("127.0.0.1"),
+  port: z.number().int().min(0).max(65535).default(9443),
+  /** Directory for workspaces and, in development, the dev PKI. */
+  dataDir: z.string().default(".data"),
+  /** Where workspaces live (default: <dataDir>/workspaces). */
+  workspaceRoot: z.string().optional(),
+  /** mTLS material (default: the dev PKI in <dataDir>/pki). */
+  tls: z.object({ caPath: z.string(), certPath: z.string(), keyPath: z.string() }).optional(),
+  /** Edge identities allowed to call (their certificates' spiffe ids are derived from these). */
+  allowedEdges: z.array(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/)).default(["edge-local"]),
+  /** Policy bundle for the re-check (same revision as the edge's). */
+  policyBundle: z.string().default("policies/build/bundle.tar.gz"),
+  /** Tasks running at once; more are refused with ResourceExhausted. */
+  maxConcurrentTasks: z.number().int().positive().default(32),
+  /** How long finished tasks stay attachable, ms. */
+  retentionMs: z.number().int().positive().default(15 * 60_000),
+  /** Largest file read or written through the file API, bytes. */
+  maxFileBytes: z.number().int().positive().default(8 * 1024 * 1024),
+  /** Path of bwrap (default: looked up on PATH). */
+  bwrapPath: z.string().optional(),
+  /** Path of the seccomp/file helper built from runner/native (default: runner/native/build/mcp-sandbox-helper). */
+  helperPath: z.string().optional(),
+  /** Host uid/gid the sandbox runs as when the runner is root. */
+  sandboxUid: z.number().int().min(1).default(65534),
+  sandboxGid: z.number().int().min(1).default(65534),
+  logLevel: z.string().default("info"),
+});
+
+/** Parsed runner configuration. */
+export type RunnerConfig = z.infer<typeof runnerConfigSchema>;
+/** Runner configuration as written by a person. */
+export type RunnerConfigInput = z.input<typeof runnerConfigSchema>;

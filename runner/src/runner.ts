@@ -1,0 +1,151 @@
+import { once } from "node:events";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { join, resolve } from "node:path";
+import type { TLSSocket } from "node:tls";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { getRequestListener } from "@hono/node-server";
+import { createMetricsRegistry } from "@mcp-gateway/common/metrics";
+import { nodeFallback } from "@mcp-gateway/common/node-fallback";
+import { createPolicyEngine, type PolicyEngine } from "@mcp-gateway/common/policy";
+import {
+  edgeIdentity,
+  ensureDevPki,
+  isAllowedPeer,
+  loadTlsMaterial,
+  mtlsServerOptions,
+  type TlsFiles,
+  watchTlsMaterial,
+} from "@mcp-gateway/common/tls";
+import { RunnerService } from "@mcp-gateway/proto/runner/v1";
+import { Hono } from "hono";
+import type { Logger } from "pino";
+import { Gauge } from "prom-client";
+import type { RunnerConfig } from "./config.js";
+import { createSandbox } from "./sandbox/index.js";
+import { createRunnerService } from "./service.js";
+import { createTaskManager } from "./task-manager.js";
+import { createWorkspaceFs } from "./workspace/index.js";
+
+/** A running runner agent. */
+export interface Runner {
+  /** https URL of the internal service. */
+  url: string;
+  port: number;
+  policy: PolicyEngine;
+  /** Kills running tasks, stops serving, closes. */
+  close(): Promise<void>;
+}
+
+/** Where the runner's mTLS material lives (configured, or the dev PKI). */
+export async function runnerTlsFiles(config: RunnerConfig): Promise<TlsFiles> {
+  if (config.tls) return config.tls;
+  const pki = await ensureDevPki({ dir: join(config.dataDir, "pki"), edgeIds: config.allowedEdges, runnerIds: [config.id] });
+  const mine = pki.runners[config.id];
+  if (!mine) throw new Error(`dev PKI has no certificate for runner ${config.id}`);
+  return { caPath: pki.caCertPath, certPath: mine.certPath, keyPath: mine.keyPath };
+}
+
+/**
+ * Starts the runner agent: the internal RunnerService over mutual TLS only
+ * (a client without a certificate from the configured CA is refused in the
+ * handshake; a verified client whose identity is not an allowed edge is
+ * disconnected), plus `GET /metrics` and `GET /health` on the same port for
+ * scrapers holding a client certificate.
+ *
+ * @example
+ * const runner = await startRunner(runnerConfigSchema.parse({}), logger);
+ */
+export async function startRunner(config: RunnerConfig, logger: Logger): Promise<Runner> {
+  const registry = createMetricsRegistry("runner");
+  const runningGauge = new Gauge({
+    name: "mcp_runner_tasks_running",
+    help: "Sandboxed tasks running on this runner.",
+    registers: [registry],
+  });
+  const policy = await createPolicyEngine({
+    bundlePath: resolve(config.policyBundle),
+    logger: logger.child({ component: "policy" }),
+  });
+  const sandbox = createSandbox({
+    ...(config.bwrapPath ? { bwrapPath: config.bwrapPath } : {}),
+    ...(config.helperPath ? { helperPath: config.helperPath } : {}),
+    sandboxUid: config.sandboxUid,
+    sandboxGid: config.sandboxGid,
+    logger: logger.child({ component: "sandbox" }),
+  });
+  const readiness = await sandbox.readiness();
+  if (!readiness.ready) {
+    logger.error({ problem: readiness.problem }, "sandbox unavailable: tasks will be refused until it is fixed");
+  }
+  const workspaces = createWorkspaceFs({
+    root: resolve(config.workspaceRoot ?? join(config.dataDir, "workspaces")),
+    maxReadBytes: config.maxFileBytes,
+    maxWriteBytes: config.maxFileBytes,
+    sandboxUid: config.sandboxUid,
+    sandboxGid: config.sandboxGid,
+    ...(config.helperPath ? { helperPath: config.helperPath } : {}),
+  });
+  const tasks = createTaskManager({
+    sandbox,
+    logger,
+    maxConcurrent: config.maxConcurrentTasks,
+    retentionMs: config.retentionMs,
+    onChange: (n) => runningGauge.set(n),
+  });
+
+  const service = createRunnerService({ runnerId: config.id, sandbox, tasks, workspaces, policy, logger });
+  const app = new Hono();
+  app.get("/health", (c) => c.json({ status: readiness.ready ? "ok" : "sandbox_unavailable", runner: config.id }));
+  app.get("/metrics", async (c) => c.body(await registry.metrics(), 200, { "content-type": registry.contentType }));
+  const handler = connectNodeAdapter({
+    routes: (router) => router.service(RunnerService, service),
+    readMaxBytes: config.maxFileBytes + 64 * 1024,
+    fallback: nodeFallback(getRequestListener(app.fetch)),
+  });
+
+  const tlsFiles = await runnerTlsFiles(config);
+  const allowed = config.allowedEdges.map(edgeIdentity);
+  const server = http2.createSecureServer(mtlsServerOptions(loadTlsMaterial(tlsFiles)), handler);
+  server.on("secureConnection", (socket: TLSSocket) => {
+    if (!isAllowedPeer(socket, allowed)) {
+      logger.warn({ peer: socket.remoteAddress }, "refused a client whose certificate is not an allowed edge");
+      socket.destroy();
+    }
+  });
+  server.on("tlsClientError", (err, socket) => {
+    logger.warn({ peer: socket.remoteAddress, err: err.message }, "TLS handshake refused");
+  });
+  const stopWatch = watchTlsMaterial(
+    tlsFiles,
+    (m) => {
+      server.setSecureContext(mtlsServerOptions(m));
+      logger.info({ notAfter: m.notAfter }, "runner certificate rotated");
+    },
+    (err) => logger.error({ err: err.message }, "rotated TLS material is invalid; keeping the current one"),
+  );
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on("session", (s) => {
+    sessions.add(s);
+    s.on("close", () => sessions.delete(s));
+  });
+  server.listen(config.port, config.host);
+  await once(server, "listening");
+  const port = (server.address() as AddressInfo).port;
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  const url = `https://${host}:${port}`;
+  logger.info({ url, runner: config.id, sandbox: readiness, policy: policy.revision() }, "runner listening");
+
+  return {
+    url,
+    port,
+    policy,
+    async close() {
+      stopWatch();
+      await tasks.stopAll();
+      for (const s of sessions) s.close();
+      await new Promise<void>((r) => server.close(() => r()));
+      policy.close();
+    },
+  };
+}

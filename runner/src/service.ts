@@ -1,0 +1,238 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { buildPolicyInput, type OperationInput } from "@mcp-gateway/common/authz";
+import { toConnectError } from "@mcp-gateway/common/errors";
+import { applyObligations, type Decision, type PolicyEngine } from "@mcp-gateway/common/policy";
+import { VERSION } from "@mcp-gateway/common/version";
+import { FileType, NetworkMode } from "@mcp-gateway/proto/mcp";
+import { type Authorization, RunnerService, type TaskSpec } from "@mcp-gateway/proto/runner/v1";
+import type { Logger } from "pino";
+import type { Sandbox, SandboxLimits } from "./sandbox/index.js";
+import { DEFAULT_SANDBOX_LIMITS } from "./sandbox/index.js";
+import type { TaskManager } from "./task-manager.js";
+import type { WorkspaceFs } from "./workspace/index.js";
+
+/** Dependencies of the runner's service. */
+export interface RunnerServiceDeps {
+  runnerId: string;
+  sandbox: Sandbox;
+  tasks: TaskManager;
+  workspaces: WorkspaceFs;
+  policy: PolicyEngine;
+  logger: Logger;
+}
+
+const FILE_TYPE = {
+  file: FileType.FILE,
+  directory: FileType.DIRECTORY,
+  symlink: FileType.SYMLINK,
+  other: FileType.OTHER,
+} as const;
+
+/** A limit after obligations: 0 (not set) means the sandbox default. */
+function orDefault(value: number, fallback: number): number {
+  return value > 0 ? value : fallback;
+}
+
+/**
+ * The runner's internal service. Every call re-checks the edge's decision with
+ * the runner's own copy of the policy (same bundle revision required) before
+ * it touches the sandbox or a workspace: defence in depth against a
+ * compromised or misconfigured edge.
+ */
+export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof RunnerService> {
+  const { tasks, workspaces, policy, sandbox } = deps;
+
+  function recheck(authz: Authorization | undefined, op: OperationInput): Decision {
+    if (!authz?.principal) {
+      throw new ConnectError("authorization missing: the edge must forward its decision", Code.InvalidArgument);
+    }
+    const input = buildPolicyInput(authz.principal, op, {
+      protocol: "runner",
+      traceId: authz.metadata["trace_id"] ?? "",
+      source: "edge",
+      metadata: authz.metadata,
+    });
+    const decision = policy.decide(input);
+    if (!decision.allow) {
+      throw new ConnectError(
+        `runner policy re-check denied the operation: ${decision.denyReasons.join("; ") || "denied"}`,
+        Code.PermissionDenied,
+      );
+    }
+    if (decision.revision !== authz.policyRevision) {
+      throw new ConnectError(
+        `policy revision mismatch: the edge decided with "${authz.policyRevision}", this runner holds "${decision.revision}"`,
+        Code.FailedPrecondition,
+      );
+    }
+    return decision;
+  }
+
+  function limitsOf(spec: TaskSpec): SandboxLimits & { timeoutMs: number } {
+    const l = spec.limits;
+    return {
+      memoryBytes: Number(l?.memoryBytes ?? 0n),
+      maxProcesses: l?.maxProcesses ?? 0,
+      maxFileSizeBytes: Number(l?.maxFileSizeBytes ?? 0n),
+      maxOpenFiles: l?.maxOpenFiles ?? 0,
+      cpuSeconds: l?.cpuSeconds ?? 0,
+      maxOutputBytes: Number(l?.maxOutputBytes ?? 0n),
+      tmpBytes: 0,
+      timeoutMs: Number(spec.timeoutMs),
+    };
+  }
+
+  async function* stream(id: string, afterSeq: bigint, ctx: HandlerContext) {
+    for await (const event of tasks.events(id, afterSeq, ctx.signal)) yield { event };
+  }
+
+  const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toConnectError(err);
+    }
+  };
+
+  return {
+    async info() {
+      const r = await sandbox.readiness();
+      return {
+        runnerId: deps.runnerId,
+        version: VERSION,
+        sandboxReady: r.ready,
+        sandboxProblem: r.problem,
+        runningTasks: tasks.running(),
+        policyRevision: policy.revision(),
+        limitLayers: r.limitLayers,
+      };
+    },
+
+    async *execute(req, ctx) {
+      const spec = req.spec;
+      if (!spec || !/^task-[0-9a-f-]{36}$/.test(req.taskId)) {
+        throw new ConnectError("task_id and spec are required", Code.InvalidArgument);
+      }
+      if (!tasks.has(req.taskId)) {
+        const requested = limitsOf(spec);
+        const network = spec.network === NetworkMode.HOST ? "host" : "none";
+        const decision = recheck(req.authorization, {
+          operation: "execute",
+          workspace: spec.workspace,
+          command: {
+            command: spec.command,
+            args: spec.args,
+            env: spec.env,
+            cwd: spec.cwd,
+            timeout_seconds: Math.ceil(requested.timeoutMs / 1000),
+          },
+          network,
+          sandbox: {
+            limits: {
+              memory_bytes: requested.memoryBytes,
+              max_processes: requested.maxProcesses,
+              max_file_size_bytes: requested.maxFileSizeBytes,
+              max_open_files: requested.maxOpenFiles,
+              cpu_seconds: requested.cpuSeconds,
+              max_output_bytes: requested.maxOutputBytes,
+            },
+          },
+        });
+        // The runner enforces the obligations itself: it never trusts the edge to have applied them.
+        const applied = applyObligations(
+          {
+            timeoutSeconds: Math.ceil(requested.timeoutMs / 1000),
+            network,
+            limits: {
+              memory_bytes: requested.memoryBytes,
+              max_processes: requested.maxProcesses,
+              max_file_size_bytes: requested.maxFileSizeBytes,
+              max_open_files: requested.maxOpenFiles,
+              cpu_seconds: requested.cpuSeconds,
+              max_output_bytes: requested.maxOutputBytes,
+            },
+          },
+          decision.obligations,
+        );
+        const d = DEFAULT_SANDBOX_LIMITS;
+        await guard(async () => {
+          const workspaceDir = await workspaces.ensure(spec.workspace);
+          await tasks.start(req.taskId, {
+            command: spec.command,
+            args: spec.args,
+            env: spec.env,
+            cwd: spec.cwd,
+            workspaceDir,
+            network: applied.network,
+            timeoutMs: Math.min(orDefault(requested.timeoutMs, 60_000), applied.timeoutSeconds * 1000),
+            limits: {
+              memoryBytes: orDefault(applied.limits.memory_bytes, d.memoryBytes),
+              maxProcesses: orDefault(applied.limits.max_processes, d.maxProcesses),
+              maxFileSizeBytes: orDefault(applied.limits.max_file_size_bytes, d.maxFileSizeBytes),
+              maxOpenFiles: orDefault(applied.limits.max_open_files, d.maxOpenFiles),
+              cpuSeconds: orDefault(applied.limits.cpu_seconds, d.cpuSeconds),
+              maxOutputBytes: orDefault(applied.limits.max_output_bytes, d.maxOutputBytes),
+              tmpBytes: d.tmpBytes,
+            },
+          });
+        });
+      }
+      yield* stream(req.taskId, 0n, ctx);
+    },
+
+    async *attach(req, ctx) {
+      if (!tasks.has(req.taskId)) {
+        throw new ConnectError(`task ${req.taskId} is not known to this runner`, Code.NotFound);
+      }
+      yield* stream(req.taskId, req.afterSeq, ctx);
+    },
+
+    async cancel(req) {
+      return { cancelled: tasks.cancel(req.taskId) };
+    },
+
+    async readFile(req) {
+      recheck(req.authorization, { operation: "read_file", workspace: req.workspace, file: { path: req.path, mode: "read" } });
+      return guard(async () => {
+        const r = await workspaces.readFile(req.workspace, req.path);
+        return { content: r.content, size: BigInt(r.size) };
+      });
+    },
+
+    async writeFile(req) {
+      recheck(req.authorization, { operation: "write_file", workspace: req.workspace, file: { path: req.path, mode: "write" } });
+      return guard(async () => {
+        const r = await workspaces.writeFile(req.workspace, req.path, req.content, {
+          createParents: req.createParents,
+          mode: req.mode,
+        });
+        return { bytesWritten: BigInt(r.bytesWritten) };
+      });
+    },
+
+    async deleteFile(req) {
+      recheck(req.authorization, { operation: "delete_file", workspace: req.workspace, file: { path: req.path, mode: "delete" } });
+      return guard(async () => {
+        await workspaces.deleteFile(req.workspace, req.path, { recursive: req.recursive });
+        return {};
+      });
+    },
+
+    async listDirectory(req) {
+      recheck(req.authorization, { operation: "list_directory", workspace: req.workspace, file: { path: req.path, mode: "list" } });
+      return guard(async () => {
+        const entries = await workspaces.listDirectory(req.workspace, req.path);
+        return {
+          entries: entries.map((e) => ({
+            name: e.name,
+            type: FILE_TYPE[e.type],
+            size: BigInt(e.size),
+            mode: e.mode,
+            modifiedAt: timestampFromMs(e.modifiedAtMs),
+          })),
+        };
+      });
+    },
+  };
+}

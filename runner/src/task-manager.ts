@@ -1,0 +1,195 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { GatewayError } from "@mcp-gateway/common/errors";
+import { OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
+import {
+  ExitedSchema,
+  OutputSchema,
+  StartedSchema,
+  type TaskEvent,
+  TaskEventSchema,
+} from "@mcp-gateway/proto/runner/v1";
+import type { Logger } from "pino";
+import type { Sandbox, SandboxProcess, SandboxResult, SandboxSpec } from "./sandbox/index.js";
+
+/** Options for {@link createTaskManager}. */
+export interface TaskManagerOptions {
+  sandbox: Sandbox;
+  logger: Logger;
+  /** Tasks running at once; more are refused with ResourceExhausted. */
+  maxConcurrent: number;
+  /** How long a finished task stays attachable, ms. */
+  retentionMs: number;
+  /** Called when a task starts and finishes (metrics). */
+  onChange?: (running: number) => void;
+}
+
+interface Entry {
+  id: string;
+  events: TaskEvent[];
+  done: boolean;
+  process: SandboxProcess | null;
+  cancelled: boolean;
+  wake: Set<() => void>;
+}
+
+/** Tasks on this runner: start once, stream with replay, cancel. */
+export interface TaskManager {
+  /** Starts a task unless one with this id exists (then it is just attached). */
+  start(id: string, spec: SandboxSpec): Promise<void>;
+  /** Events with seq > afterSeq, then live ones until the task ends or the signal aborts. */
+  events(id: string, afterSeq: bigint, signal: AbortSignal): AsyncGenerator<TaskEvent>;
+  /** Kills a running task's whole process tree; false if it was not running. */
+  cancel(id: string): boolean;
+  has(id: string): boolean;
+  running(): number;
+  /** Cancels everything (shutdown) and waits until all trees are gone. */
+  stopAll(): Promise<void>;
+}
+
+const STATUS: { readonly [K in SandboxResult["status"]]: TaskStatus } = {
+  completed: TaskStatus.COMPLETED,
+  timed_out: TaskStatus.TIMED_OUT,
+  cancelled: TaskStatus.CANCELLED,
+  failed: TaskStatus.FAILED,
+};
+
+/** Creates the runner's task manager. */
+export function createTaskManager(options: TaskManagerOptions): TaskManager {
+  const tasks = new Map<string, Entry>();
+  const pending = new Set<Promise<unknown>>();
+  let running = 0;
+
+  function push(entry: Entry, event: TaskEvent["event"]): void {
+    entry.events.push(
+      create(TaskEventSchema, { seq: BigInt(entry.events.length + 1), time: timestampNow(), event }),
+    );
+    const wake = [...entry.wake];
+    entry.wake.clear();
+    for (const w of wake) w();
+  }
+
+  function finish(entry: Entry, r: SandboxResult): void {
+    push(entry, {
+      case: "exited",
+      value: create(ExitedSchema, {
+        status: STATUS[r.status],
+        exitCode: r.exitCode,
+        signal: r.signal,
+        usage: {
+          userCpuMs: BigInt(Math.round(r.usage.userCpuMs)),
+          systemCpuMs: BigInt(Math.round(r.usage.systemCpuMs)),
+          maxRssKb: BigInt(Math.round(r.usage.maxRssKb)),
+        },
+        executionTimeMs: BigInt(Math.round(r.executionTimeMs)),
+        stdoutTruncated: r.stdoutTruncated,
+        stderrTruncated: r.stderrTruncated,
+        message: r.message,
+      }),
+    });
+    entry.done = true;
+    const timer = setTimeout(() => tasks.delete(entry.id), options.retentionMs);
+    timer.unref();
+  }
+
+  async function run(entry: Entry, spec: SandboxSpec): Promise<void> {
+    running++;
+    options.onChange?.(running);
+    try {
+      const proc = await options.sandbox.spawn(spec, {
+        onStarted: () => push(entry, { case: "started", value: create(StartedSchema) }),
+        onOutput: (stream, data) =>
+          push(entry, {
+            case: "output",
+            value: create(OutputSchema, {
+              stream: stream === "stdout" ? OutputKind.STDOUT : OutputKind.STDERR,
+              data,
+            }),
+          }),
+      });
+      entry.process = proc;
+      if (entry.cancelled) proc.cancel();
+      finish(entry, await proc.result);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      options.logger.warn({ taskId: entry.id, err: message }, "task could not start");
+      finish(entry, {
+        status: "failed",
+        exitCode: -1,
+        signal: "",
+        usage: { userCpuMs: 0, systemCpuMs: 0, maxRssKb: 0 },
+        executionTimeMs: 0,
+        stdoutTruncated: false,
+        stderrTruncated: false,
+        message,
+      });
+    } finally {
+      running--;
+      options.onChange?.(running);
+    }
+  }
+
+  return {
+    async start(id, spec) {
+      if (tasks.has(id)) return;
+      if (running >= options.maxConcurrent) {
+        throw new GatewayError(
+          "resource_exhausted",
+          `runner is at its limit of ${options.maxConcurrent} concurrent tasks; retry later`,
+        );
+      }
+      const entry: Entry = { id, events: [], done: false, process: null, cancelled: false, wake: new Set() };
+      tasks.set(id, entry);
+      const p = run(entry, spec);
+      pending.add(p);
+      void p.finally(() => pending.delete(p));
+    },
+
+    async *events(id, afterSeq, signal) {
+      const entry = tasks.get(id);
+      if (!entry) throw new GatewayError("not_found", `task ${id} is not known to this runner`);
+      let next = Number(afterSeq);
+      for (;;) {
+        while (next < entry.events.length) {
+          const ev = entry.events[next++];
+          if (ev) yield ev;
+        }
+        if (entry.done || signal.aborted) return;
+        await new Promise<void>((resolve) => {
+          const wake = () => {
+            signal.removeEventListener("abort", wake);
+            resolve();
+          };
+          entry.wake.add(wake);
+          signal.addEventListener("abort", wake, { once: true });
+        });
+      }
+    },
+
+    cancel(id) {
+      const entry = tasks.get(id);
+      if (!entry || entry.done) return false;
+      entry.cancelled = true;
+      entry.process?.cancel();
+      return true;
+    },
+
+    has(id) {
+      return tasks.has(id);
+    },
+
+    running() {
+      return running;
+    },
+
+    async stopAll() {
+      for (const entry of tasks.values()) {
+        if (!entry.done) {
+          entry.cancelled = true;
+          entry.process?.cancel();
+        }
+      }
+      await Promise.allSettled([...pending]);
+    },
+  };
+}
