@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs whatever is missing for the gateway on Debian/Ubuntu, idempotently:
+#   - system packages: bubblewrap, libseccomp (dev files to build the seccomp helper), a C toolchain;
+#   - npm dependencies (npm ci, install scripts limited to package.json#allowScripts);
+#   - the runner's native sandbox helper, built from runner/native against libseccomp;
+#   - the pinned OPA CLI (from the Go module proxy) and the policy bundle (opa build -t wasm).
+# Extra apt packages for the test suite can be passed in $EXTRA_APT_PACKAGES.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+# --- runtime checks -----------------------------------------------------------------------------
+command -v node >/dev/null || { log "Node.js 20 (or newer) is required: apt-get install nodejs npm"; exit 1; }
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if (( node_major < 20 )); then log "Node.js $(node --version) is too old: 20 or newer is required"; exit 1; fi
+command -v go >/dev/null || { log "Go is required to install the pinned OPA CLI: apt-get install golang"; exit 1; }
+
+# --- system packages ----------------------------------------------------------------------------
+APT_PACKAGES=(bubblewrap libseccomp-dev pkg-config gcc make ${EXTRA_APT_PACKAGES:-})
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if (( ${#missing[@]} > 0 )); then
+  SUDO=""
+  if (( EUID != 0 )); then SUDO="sudo"; fi
+  log "installing system packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- npm dependencies ---------------------------------------------------------------------------
+stamp="node_modules/.setup-stamp"
+if [[ ! -f "$stamp" || package-lock.json -nt "$stamp" || package.json -nt "$stamp" ]]; then
+  log "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
+
+# --- native sandbox helper, OPA, policy bundle --------------------------------------------------
+log "building the seccomp helper (runner/native)"
+bash scripts/build-native.sh >/dev/null
+log "building the policy bundle (opa build -t wasm)"
+bash scripts/build-policy.sh >/dev/null
+log "ready"

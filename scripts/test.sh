@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run calls `npm test`, which runs this):
+# installs what is missing, then static checks, schema checks, policy tests, and every
+# node:test suite (unit, attack, integration) in one run.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "schema: buf lint, generated code up to date, buf breaking"
+npx buf lint
+npx buf generate
+git diff --exit-code --stat -- proto/gen || { echo "proto/gen is stale: run npm run generate and commit" >&2; exit 1; }
+if git cat-file -e HEAD~1:buf.yaml 2>/dev/null; then
+  npx buf breaking --against ".git#ref=HEAD~1"
+fi
+
+step "lint (biome) and type check (tsc --strict)"
+npx biome check --error-on-warnings .
+npx tsc -p tsconfig.json --noEmit
+
+step "policy: opa check, fmt, test, coverage"
+bash scripts/test-policy.sh
+
+step "node:test — unit, attack and integration suites"
+shopt -s globstar nullglob
+files=(common/src/**/*.test.ts edge/src/**/*.test.ts runner/src/**/*.test.ts client/src/**/*.test.ts \
+       cli/src/**/*.test.ts test/attacks/**/*.test.ts test/integration/**/*.test.ts)
+node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
