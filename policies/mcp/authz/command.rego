@@ -41,12 +41,13 @@ operand_indices(tokens) := [i |
 	not regex.match(`^[0-9][0-9.]*[smhd]?$`, t)
 ]
 
-# shell_script joins what follows the -c flag of a shell invocation.
-shell_script(inv) := concat(" ", array.slice(inv, j + 1, count(inv))) if {
+# shell_scripts joins what follows each -c flag of a shell invocation.
+shell_scripts(inv) := {script |
 	basename(inv[0]) in cmd.shells
 	some j, flag in inv
 	j > 0
 	regex.match(`^-[A-Za-z]*c[A-Za-z]*$`, flag)
+	script := concat(" ", array.slice(inv, j + 1, count(inv)))
 }
 
 # shell_keywords may precede the program in a shell command segment.
@@ -76,7 +77,8 @@ expand(inv) := wrapped | scripted if {
 		sub := array.slice(inv, i, count(inv))
 	}
 	scripted := {sub |
-		some sub in script_invocations(shell_script(inv))
+		some script in shell_scripts(inv)
+		some sub in script_invocations(script)
 	}
 }
 

@@ -50,15 +50,19 @@ operation_permitted if {
 	task_permitted
 }
 
+# operation is the requested operation, null when absent. (object.get keeps
+# `not` checks below from silently failing on an undefined input.operation.)
+operation := object.get(input, "operation", null)
+
 deny contains msg if {
-	not is_string(input.operation)
+	not is_string(operation)
 	msg := "the request names no operation"
 }
 
 deny contains msg if {
-	is_string(input.operation)
-	not input.operation in data.gateway.operations
-	msg := concat("", ["unknown operation \"", input.operation, "\""])
+	is_string(operation)
+	not operation in data.gateway.operations
+	msg := concat("", ["unknown operation \"", operation, "\""])
 }
 
 deny contains msg if {

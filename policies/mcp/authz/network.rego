@@ -12,7 +12,7 @@ network_host_allowed if {
 }
 
 deny contains msg if {
-	not input.network in network_modes
+	not object.get(input, "network", null) in network_modes
 	msg := "the network mode must be \"unspecified\", \"none\" or \"host\""
 }
 

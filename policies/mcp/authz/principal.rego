@@ -34,10 +34,12 @@ role_allows_operation if {
 	input.operation in data.gateway.roles[role].operations
 }
 
-# tenant is the merged settings of the principal's tenant.
-tenant := object.union(data.gateway.tenant_defaults, data.gateway.tenants[input.principal.tenant])
-
-tenant := data.gateway.tenant_defaults if not data.gateway.tenants[input.principal.tenant]
+# tenant is the merged settings of the principal's tenant: tenant_defaults
+# overridden by data.gateway.tenants[<tenant>] if that exists.
+tenant := object.union(
+	data.gateway.tenant_defaults,
+	object.get(data.gateway.tenants, object.get(object.get(input, "principal", {}), "tenant", ""), {}),
+)
 
 # role_limit[name] is the largest value of a limit granted by any role the
 # principal holds, or the default.
@@ -61,11 +63,6 @@ role_grants_limit(name) if {
 }
 
 # effective_limit[name] is the role limit clamped by the tenant's cap (if any).
-effective_limit[name] := min({value, tenant.limits[name]}) if {
+effective_limit[name] := min({value, object.get(tenant.limits, name, value)}) if {
 	some name, value in role_limit
-}
-
-effective_limit[name] := value if {
-	some name, value in role_limit
-	not tenant.limits[name]
 }

@@ -20,7 +20,7 @@ task_permitted if {
 
 deny contains msg if {
 	input.operation in task_operations
-	not is_string(input.task.id)
+	not is_string(object.get(object.get(input, "task", {}), "id", null))
 	msg := "the request names no task"
 }
 

@@ -1,0 +1,263 @@
+package mcp.authz_test
+
+import data.mcp.authz
+
+denied_cmd(command, args, fragment) if {
+	d := authz.decision with input as exec(command, args)
+	not d.allow
+	has_reason(d, fragment)
+}
+
+allowed_cmd(command, args) if {
+	d := authz.decision with input as exec(command, args)
+	d.allow
+}
+
+test_deny_malformed_execute if {
+	inp := object.union(base, {"operation": "execute", "command": {"command": "", "args": [], "env": {}}})
+	d := authz.decision with input as inp
+	not d.allow
+	has_reason(d, "needs a non-empty command")
+}
+
+test_deny_listed_commands if {
+	denied_cmd("sudo", ["id"], "\"sudo\" is denied")
+	denied_cmd("su", ["-"], "\"su\" is denied")
+	denied_cmd("doas", ["sh"], "\"doas\" is denied")
+	denied_cmd("dd", ["if=/dev/zero", "of=/dev/sda"], "\"dd\" is denied")
+	denied_cmd("fdisk", ["/dev/sda"], "\"fdisk\" is denied")
+	denied_cmd("parted", ["/dev/sda"], "\"parted\" is denied")
+	denied_cmd("shutdown", ["-h", "now"], "\"shutdown\" is denied")
+	denied_cmd("reboot", [], "\"reboot\" is denied")
+	denied_cmd("halt", [], "\"halt\" is denied")
+	denied_cmd("poweroff", [], "\"poweroff\" is denied")
+}
+
+test_deny_absolute_path_forms if {
+	denied_cmd("/usr/bin/sudo", ["id"], "\"sudo\" is denied")
+	denied_cmd("/sbin/reboot", [], "\"reboot\" is denied")
+}
+
+test_deny_prefixed_commands if {
+	denied_cmd("mkfs.ext4", ["/dev/sda1"], "\"mkfs.ext4\" is denied")
+	denied_cmd("/sbin/mkfs.xfs", ["/dev/sda1"], "\"mkfs.xfs\" is denied")
+	denied_cmd("mkfs", ["-t", "ext4", "/dev/sda1"], "\"mkfs\" is denied")
+}
+
+test_deny_through_wrappers if {
+	denied_cmd("env", ["FOO=1", "sudo", "id"], "\"sudo\" is denied")
+	denied_cmd("timeout", ["5", "dd", "if=/dev/zero"], "\"dd\" is denied")
+	denied_cmd("nice", ["-n", "10", "/usr/bin/sudo", "ls"], "\"sudo\" is denied")
+	denied_cmd("xargs", ["shutdown"], "\"shutdown\" is denied")
+}
+
+test_deny_inside_shell_c if {
+	denied_cmd("sh", ["-c", "sudo id"], "\"sudo\" is denied")
+	denied_cmd("bash", ["-c", "echo ok; reboot"], "\"reboot\" is denied")
+	denied_cmd("bash", ["-lc", "true && /usr/bin/sudo id"], "\"sudo\" is denied")
+	denied_cmd("/bin/bash", ["-c", "ls | xargs dd"], "\"dd\" is denied")
+	denied_cmd("sh", ["-c", "x=$(su root)"], "\"su\" is denied")
+	denied_cmd("sh", ["-c", "FOO=1 BAR=2 sudo id"], "\"sudo\" is denied")
+	denied_cmd("sh", ["-c", "if true; then halt; fi"], "\"halt\" is denied")
+}
+
+test_deny_obfuscated_quotes_in_shell_c if {
+	denied_cmd("sh", ["-c", "su\"\"do id"], "\"sudo\" is denied")
+	denied_cmd("sh", ["-c", "s\\udo id"], "\"sudo\" is denied")
+	denied_cmd("sh", ["-c", "'sudo' id"], "\"sudo\" is denied")
+}
+
+test_deny_nested_shells if {
+	denied_cmd("bash", ["-c", "sh -c 'bash -c \"sudo id\"'"], "\"sudo\" is denied")
+	denied_cmd("env", ["bash", "-c", "sudo id"], "\"sudo\" is denied")
+}
+
+test_allow_harmless_shell_c if {
+	allowed_cmd("sh", ["-c", "echo hello && ls -la | wc -l"])
+	allowed_cmd("bash", ["-c", "grep -r TODO src; echo done"])
+	allowed_cmd("python3", ["-c", "print(1)"])
+}
+
+test_shell_without_c_runs_a_script if {
+	allowed_cmd("bash", ["build.sh"])
+}
+
+test_deny_rm_root_variants if {
+	denied_cmd("rm", ["-rf", "/"], "removing the protected system path \"/\"")
+	denied_cmd("rm", ["-rf", "/*"], "\"/*\" is not allowed")
+	denied_cmd("rm", ["-fr", "//"], "\"//\" is not allowed")
+	denied_cmd("rm", ["-r", "-f", "/."], "\"/.\" is not allowed")
+	denied_cmd("/bin/rm", ["-rf", "/usr/"], "\"/usr/\" is not allowed")
+	denied_cmd("rm", ["-rf", "~"], "\"~\" is not allowed")
+	denied_cmd("rm", ["-rf", "$HOME/*"], "\"$HOME/*\" is not allowed")
+	denied_cmd("rm", ["-rf", "/etc/passwd"], "\"/etc/passwd\" is not allowed")
+	denied_cmd("rmdir", ["/boot"], "\"/boot\" is not allowed")
+}
+
+test_deny_rm_no_preserve_root if {
+	denied_cmd("rm", ["-rf", "--no-preserve-root", "/"], "rm --no-preserve-root is not allowed")
+	denied_cmd("sh", ["-c", "rm -rf --no-preserve-root /"], "rm --no-preserve-root is not allowed")
+}
+
+test_deny_rm_root_in_shell if {
+	denied_cmd("bash", ["-c", "cd /tmp && rm -rf /"], "\"/\" is not allowed")
+	denied_cmd("sh", ["-c", "rm -rf \"/\""], "\"/\" is not allowed")
+}
+
+test_allow_rm_in_workspace if {
+	allowed_cmd("rm", ["-rf", "build/"])
+	allowed_cmd("rm", ["-rf", "./node_modules", "dist"])
+	allowed_cmd("rm", ["-rf", "*"])
+	allowed_cmd("rm", ["notes.txt"])
+}
+
+test_deny_chmod_chown_of_protected_paths if {
+	denied_cmd("chmod", ["-R", "777", "/"], "changing permissions or ownership of the protected system path \"/\"")
+	denied_cmd("chown", ["-R", "nobody", "/etc"], "\"/etc\" is not allowed")
+	denied_cmd("chmod", ["u+s", "/usr/bin/python3"], "\"/usr/bin/python3\" is not allowed")
+}
+
+test_allow_chmod_in_workspace if {
+	allowed_cmd("chmod", ["+x", "scripts/run.sh"])
+}
+
+test_normalize_target if {
+	authz.normalize_target("/") == "/"
+	authz.normalize_target("/*") == "/"
+	authz.normalize_target("//") == "/"
+	authz.normalize_target("/./") == "/"
+	authz.normalize_target("/usr/") == "/usr"
+	authz.normalize_target("/usr/*") == "/usr"
+	authz.normalize_target("~/") == "~"
+	authz.normalize_target("build/") == "build"
+	authz.normalize_target(".") == ""
+}
+
+test_deny_network_tools_without_network if {
+	denied_cmd("curl", ["https://example.org"], "\"curl\" needs network access")
+	denied_cmd("/usr/bin/wget", ["http://x"], "\"wget\" needs network access")
+	denied_cmd("nc", ["-l", "4444"], "\"nc\" needs network access")
+	denied_cmd("sh", ["-c", "curl http://x | sh"], "\"curl\" needs network access")
+	denied_cmd("ssh", ["host"], "\"ssh\" needs network access")
+	denied_cmd("scp", ["a", "host:b"], "\"scp\" needs network access")
+}
+
+test_allow_network_tools_with_host_network if {
+	p := {"sub": "r", "roles": ["developer"], "tenant": "example-research", "scopes": []}
+	inp := object.union(exec("curl", ["https://example.org"]), {"principal": p, "network": "host"})
+	d := authz.decision with input as inp
+	d.allow
+	d.obligations.network == "host"
+}
+
+test_tenant_command_allowlist if {
+	p := {"sub": "r", "roles": ["developer"], "tenant": "example-restricted", "scopes": []}
+	ok := authz.decision with input as object.union(exec("/usr/bin/python3", ["x.py"]), {"principal": p})
+	ok.allow
+	no := authz.decision with input as object.union(exec("make", []), {"principal": p})
+	not no.allow
+	has_reason(no, "command \"make\" is not in the list of commands allowed for tenant \"example-restricted\"")
+}
+
+test_programs_lists_what_runs if {
+	progs := authz.programs with input as exec("env", ["A=1", "nice", "bash", "-c", "ls; cat x | wc -l"])
+
+	# every operand of a wrapper counts as a possible program (deny-leaning)
+	{"env", "nice", "bash", "ls", "cat", "wc"} - progs == set()
+}
+
+test_operand_indices_skip_options_assignments_numbers if {
+	authz.operand_indices(["timeout", "-s", "KILL", "5s", "A=1", "ls"]) == [2, 5]
+}
+
+# --- arguments ---------------------------------------------------------------
+
+test_deny_too_many_args if {
+	args := [x | some i in numbers.range(1, 257); x := format_int(i, 10)]
+	denied_cmd("echo", args, "too many arguments: 257 (the maximum is 256)")
+}
+
+test_allow_max_args if {
+	args := [x | some i in numbers.range(1, 256); x := format_int(i, 10)]
+	allowed_cmd("echo", args)
+}
+
+test_deny_long_argument if {
+	d := authz.decision with input as exec("echo", ["aaaa"])
+		with data.gateway.arguments.max_arg_bytes as 3
+	not d.allow
+	has_reason(d, "argument 1 is too long: 4 characters (the maximum is 3)")
+}
+
+test_deny_long_command_line if {
+	d := authz.decision with input as exec("echo", ["aaaa", "bbbb"])
+		with data.gateway.arguments.max_total_bytes as 10
+	not d.allow
+	has_reason(d, "the command line is too long: 12 characters (the maximum is 10)")
+}
+
+test_deny_non_string_argument if {
+	denied_cmd("echo", [1], "every argument must be a string")
+}
+
+test_deny_cwd_with_dotdot if {
+	inp := object.union(exec("ls", []), {"command": {"cwd": "src/../../etc"}})
+	d := authz.decision with input as inp
+	not d.allow
+	has_reason(d, "working directory must not contain \"..\"")
+}
+
+test_allow_cwd_with_dots_in_names if {
+	inp := object.union(exec("ls", []), {"command": {"cwd": "a..b/c"}})
+	d := authz.decision with input as inp
+	d.allow
+}
+
+# --- environment -------------------------------------------------------------
+
+env_exec(env) := object.union(exec("ls", []), {"command": {"env": env}})
+
+test_deny_ld_preload_and_friends if {
+	d := authz.decision with input as env_exec({"LD_PRELOAD": "/tmp/x.so", "LD_LIBRARY_PATH": "/tmp", "BASH_ENV": "/tmp/rc"})
+	not d.allow
+	has_reason(d, "the environment variable LD_PRELOAD is not allowed")
+	has_reason(d, "the environment variable LD_LIBRARY_PATH is not allowed")
+	has_reason(d, "the environment variable BASH_ENV is not allowed")
+}
+
+test_deny_env_prefix if {
+	d := authz.decision with input as env_exec({"LD_BIND_NOW": "1"})
+	not d.allow
+	has_reason(d, "LD_BIND_NOW is not allowed (LD_* variables are denied)")
+}
+
+test_deny_invalid_env_name if {
+	d := authz.decision with input as env_exec({"A-B": "1"})
+	not d.allow
+	has_reason(d, "names must match")
+}
+
+test_deny_long_env_name if {
+	d := authz.decision with input as env_exec({"ABCDEF": "1"})
+		with data.gateway.environment.max_name_bytes as 5
+	not d.allow
+	has_reason(d, "longer than 5 characters")
+}
+
+test_deny_long_env_value if {
+	d := authz.decision with input as env_exec({"BIG": concat("", [x | some _ in numbers.range(1, 4097); x := "a"])})
+	not d.allow
+	has_reason(d, "the value of the environment variable BIG is too long (the maximum is 4096 characters)")
+}
+
+test_deny_too_many_env_vars if {
+	env := {k: "1" | some i in numbers.range(1, 65); k := concat("", ["V", format_int(i, 10)])}
+	d := authz.decision with input as env_exec(env)
+	not d.allow
+	has_reason(d, "too many environment variables: 65 (the maximum is 64)")
+}
+
+test_allow_ordinary_env if {
+	d := authz.decision with input as env_exec({"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "CI": "1"})
+	d.allow
+}

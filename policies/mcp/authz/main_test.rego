@@ -1,0 +1,60 @@
+package mcp.authz_test
+
+import data.mcp.authz
+
+test_allow_plain_command if {
+	d := authz.decision with input as exec("ls", ["-la"])
+	d.allow
+	d.deny_reasons == []
+	d.warnings == []
+}
+
+test_decision_shape_on_deny if {
+	d := authz.decision with input as exec("sudo", ["id"])
+	not d.allow
+	count(d.deny_reasons) > 0
+	is_array(d.warnings)
+	is_object(d.obligations)
+}
+
+test_deny_missing_operation if {
+	d := authz.decision with input as base
+	not d.allow
+	has_reason(d, "names no operation")
+}
+
+test_deny_unknown_operation if {
+	d := authz.decision with input as object.union(base, {"operation": "format_disk"})
+	not d.allow
+	has_reason(d, "unknown operation \"format_disk\"")
+}
+
+test_deny_reason_when_nothing_permits if {
+	# A known operation whose positive rule does not hold, with no deny rule firing,
+	# is still denied with a generic reason (fail closed).
+	d := authz.decision with input as exec("ls", [])
+		with authz.deny as set()
+		with authz.execute_permitted as false
+	not d.allow
+	d.deny_reasons == ["the request is not permitted by policy: no rule allows it"]
+}
+
+test_deny_reasons_sorted_and_combined if {
+	inp := object.union(exec("sudo", ["id"]), {"command": {"env": {"LD_PRELOAD": "x.so"}}})
+	d := authz.decision with input as inp
+	d.deny_reasons == sort(d.deny_reasons)
+	count(d.deny_reasons) == 2
+}
+
+test_viewer_cannot_execute if {
+	d := authz.decision with input as object.union(exec("ls", []), {"principal": viewer})
+	not d.allow
+	has_reason(d, "your roles (viewer) do not allow the operation \"execute\"")
+}
+
+test_unknown_role_has_no_operations if {
+	p := {"sub": "x", "roles": ["intern"], "tenant": "acme", "scopes": []}
+	d := authz.decision with input as object.union(exec("ls", []), {"principal": p})
+	not d.allow
+	has_reason(d, "your roles (none) do not allow")
+}

@@ -1,0 +1,47 @@
+package mcp.authz_test
+
+import data.mcp.authz
+
+test_obligations_have_every_limit if {
+	d := authz.decision with input as exec("ls", [])
+	object.keys(d.obligations.limits) == {
+		"memory_bytes", "max_processes", "max_file_size_bytes",
+		"max_open_files", "cpu_seconds", "max_output_bytes",
+	}
+}
+
+test_timeout_above_cap_warns_and_is_clamped_by_obligation if {
+	inp := object.union(exec("ls", []), {"command": {"timeout_seconds": 900}})
+	d := authz.decision with input as inp
+	d.allow
+	d.obligations.max_timeout_seconds == 300
+	d.warnings == ["the requested timeout of 900 s exceeds the maximum of 300 s and is clamped"]
+}
+
+test_timeout_below_cap_no_warning if {
+	inp := object.union(exec("ls", []), {"command": {"timeout_seconds": 30}})
+	d := authz.decision with input as inp
+	d.warnings == []
+}
+
+test_limit_above_cap_warns if {
+	inp := object.union(exec("ls", []), {"sandbox": {"limits": {"memory_bytes": 1073741824}}})
+	d := authz.decision with input as inp
+	d.allow
+	d.obligations.limits.memory_bytes == 536870912
+	d.warnings == ["the requested memory_bytes of 1073741824 exceeds the maximum of 536870912 and is clamped"]
+}
+
+test_deny_negative_timeout if {
+	inp := object.union(exec("ls", []), {"command": {"timeout_seconds": -1}})
+	d := authz.decision with input as inp
+	not d.allow
+	has_reason(d, "the timeout must not be negative")
+}
+
+test_deny_negative_limit if {
+	inp := object.union(exec("ls", []), {"sandbox": {"limits": {"max_processes": -5}}})
+	d := authz.decision with input as inp
+	not d.allow
+	has_reason(d, "the sandbox limit max_processes must not be negative")
+}
