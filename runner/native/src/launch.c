@@ -1,0 +1,183 @@
+/*
+ * launch.c — host-side supervisor of one sandboxed task.
+ *
+ *   mcpg-sandbox-helper launch STATUS_FD RUNNER_PID -- BWRAP [BWRAP ARGS...]
+ *
+ * The runner spawns this (as the unprivileged sandbox uid) instead of bwrap
+ * itself, because Node cannot give what it does:
+ *   - PR_SET_PDEATHSIG(SIGKILL): if the runner dies, the launcher dies, and
+ *     bwrap (--die-with-parent) and the whole sandbox PID namespace follow;
+ *   - PR_SET_CHILD_SUBREAPER: anything that escapes bwrap's process (bwrap's
+ *     PID-1 reaper if bwrap is killed) is re-parented here and reaped, so the
+ *     status line is written only once the whole tree is gone;
+ *   - SIGTERM/SIGINT/SIGHUP = "kill the tree now": SIGKILL to bwrap and to
+ *     every remaining child;
+ *   - getrusage(RUSAGE_CHILDREN): CPU and peak RSS of the whole tree.
+ *
+ * A pipe is handed to bwrap as fd STARTED_FD (6); sandbox-init writes one byte
+ * to it once bwrap's setup has succeeded. EOF without that byte means setup
+ * (or bwrap itself) failed.
+ *
+ * Status lines written to STATUS_FD (the runner parses them):
+ *   started
+ *   exit CODE SIGNAL UTIME_US STIME_US MAXRSS_KB STARTED KILLED
+ *   error MESSAGE
+ */
+#define _GNU_SOURCE
+#include "launch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/** fd number at which bwrap (and so sandbox-init) receives the start pipe. */
+#define STARTED_FD 6
+
+static volatile sig_atomic_t kill_requested = 0;
+static volatile pid_t bwrap_pid = 0;
+
+static void on_kill_signal(int sig) {
+  (void)sig;
+  kill_requested = 1;
+  pid_t pid = bwrap_pid;
+  if (pid > 0) kill(pid, SIGKILL);
+}
+
+/* SIGKILL every direct child (bwrap, or bwrap's orphaned PID-1 after bwrap
+ * died). Killing a PID namespace's init kills every process inside it. */
+static void kill_children(void) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+  FILE *f = fopen(path, "re");
+  if (f == NULL) return;
+  int pid;
+  while (fscanf(f, "%d", &pid) == 1) {
+    if (pid > 0) kill(pid, SIGKILL);
+  }
+  fclose(f);
+}
+
+int mcpg_launch(int argc, char **argv) {
+  if (argc < 5 || strcmp(argv[3], "--") != 0) {
+    fprintf(stderr, "usage: launch STATUS_FD RUNNER_PID -- BWRAP [ARGS...]\n");
+    return 125;
+  }
+  int status_fd = atoi(argv[1]);
+  pid_t runner_pid = (pid_t)atoi(argv[2]);
+  char **child_argv = &argv[4];
+
+  /* Die with the runner (checked after arming, to close the race). */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != runner_pid) return 125;
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    dprintf(status_fd, "error cannot become a child subreaper: %s\n", strerror(errno));
+    return 125;
+  }
+  if (fcntl(status_fd, F_SETFD, FD_CLOEXEC) != 0) return 125;
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_kill_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+
+  int started_pipe[2];
+  int exec_err_pipe[2];
+  if (pipe2(started_pipe, O_CLOEXEC) != 0 || pipe2(exec_err_pipe, O_CLOEXEC) != 0) {
+    dprintf(status_fd, "error pipe: %s\n", strerror(errno));
+    return 125;
+  }
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    dprintf(status_fd, "error fork: %s\n", strerror(errno));
+    return 125;
+  }
+  if (pid == 0) {
+    /* bwrap: gets fds 0-2, the two seccomp programs at 3 and 4, and the
+     * start pipe at STARTED_FD (dup2 clears O_CLOEXEC). */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    if (dup2(started_pipe[1], STARTED_FD) < 0) _exit(125);
+    execv(child_argv[0], child_argv);
+    int err = errno;
+    if (write(exec_err_pipe[1], &err, sizeof err) < 0) _exit(125);
+    _exit(127);
+  }
+  bwrap_pid = pid;
+  if (kill_requested) kill(pid, SIGKILL);
+  close(started_pipe[1]);
+  close(exec_err_pipe[1]);
+  /* The seccomp programs are bwrap's now. */
+  close(3);
+  close(4);
+
+  int exec_err = 0;
+  ssize_t n;
+  do {
+    n = read(exec_err_pipe[0], &exec_err, sizeof exec_err);
+  } while (n < 0 && errno == EINTR);
+  close(exec_err_pipe[0]);
+  if (n == (ssize_t)sizeof exec_err) {
+    dprintf(status_fd, "error cannot execute %s: %s\n", child_argv[0], strerror(exec_err));
+    waitpid(pid, NULL, 0);
+    return 0;
+  }
+
+  int started = 0;
+  char byte;
+  do {
+    n = read(started_pipe[0], &byte, 1);
+  } while (n < 0 && errno == EINTR && !kill_requested);
+  close(started_pipe[0]);
+  if (n == 1 && byte == 'S') {
+    started = 1;
+    dprintf(status_fd, "started\n");
+  }
+
+  /* Reap everything: bwrap, and anything re-parented to us. */
+  int bwrap_status = 0;
+  int have_status = 0;
+  int killed_tree = 0;
+  for (;;) {
+    if (kill_requested && !killed_tree) {
+      killed_tree = 1;
+      kill(pid, SIGKILL);
+      kill_children();
+    }
+    int st;
+    pid_t w = waitpid(-1, &st, 0);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      break; /* ECHILD: the tree is gone */
+    }
+    if (w == pid) {
+      bwrap_status = st;
+      have_status = 1;
+    }
+    if (kill_requested) kill_children();
+  }
+
+  struct rusage ru;
+  memset(&ru, 0, sizeof ru);
+  getrusage(RUSAGE_CHILDREN, &ru);
+  int code = -1;
+  int sig = 0;
+  if (have_status && WIFEXITED(bwrap_status)) code = WEXITSTATUS(bwrap_status);
+  if (have_status && WIFSIGNALED(bwrap_status)) sig = WTERMSIG(bwrap_status);
+  long long utime = (long long)ru.ru_utime.tv_sec * 1000000LL + ru.ru_utime.tv_usec;
+  long long stime = (long long)ru.ru_stime.tv_sec * 1000000LL + ru.ru_stime.tv_usec;
+  dprintf(status_fd, "exit %d %d %lld %lld %ld %d %d\n", code, sig, utime, stime, ru.ru_maxrss,
+          started, kill_requested ? 1 : 0);
+  return 0;
+}

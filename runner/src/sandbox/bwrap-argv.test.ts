@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { buildBwrapArgv, type HostLayout, sandboxCwd } from "./bwrap-argv.js";
+import { buildSandboxEnv } from "./env.js";
+import { SandboxSpecError } from "./errors.js";
+import { DEFAULT_SANDBOX_LIMITS } from "./limits.js";
+import type { SandboxSpec } from "./types.js";
+
+const layout: HostLayout = {
+  systemEntries: [
+    { path: "/usr", kind: "dir" },
+    { path: "/bin", kind: "symlink", target: "usr/bin" },
+  ],
+  etcEntries: ["/etc/ld.so.cache"],
+  networkEtcEntries: ["/etc/resolv.conf"],
+  extraReadOnly: [],
+  etcStubDir: "/opt/stubs",
+  initPath: "/opt/init",
+};
+
+function spec(over: Partial<SandboxSpec> = {}): SandboxSpec {
+  return {
+    command: "echo",
+    args: ["hello", "$(rm -rf /)"],
+    env: {},
+    cwd: "",
+    workspaceDir: "/srv/ws/a",
+    network: "none",
+    timeoutMs: 1000,
+    limits: { ...DEFAULT_SANDBOX_LIMITS, tmpBytes: 12345 },
+    ...over,
+  };
+}
+
+function argvFor(s: SandboxSpec): string[] {
+  return buildBwrapArgv({ spec: s, env: buildSandboxEnv(s.env), layout });
+}
+
+/** Index of the first occurrence of `seq` as a contiguous run in argv. */
+function indexOfSeq(argv: string[], ...seq: string[]): number {
+  for (let i = 0; i + seq.length <= argv.length; i++) {
+    if (seq.every((v, j) => argv[i + j] === v)) return i;
+  }
+  return -1;
+}
+
+describe("buildBwrapArgv", () => {
+  it("unshares every namespace, disables nested user namespaces and drops capabilities", () => {
+    const argv = argvFor(spec());
+    for (const flag of [
+      "--unshare-all",
+      "--unshare-user",
+      "--disable-userns",
+      "--die-with-parent",
+      "--new-session",
+      "--clearenv",
+    ]) {
+      assert.ok(argv.includes(flag), `missing ${flag}`);
+    }
+    assert.ok(indexOfSeq(argv, "--cap-drop", "ALL") >= 0);
+    assert.ok(indexOfSeq(argv, "--uid", "1000", "--gid", "1000") >= 0);
+    assert.equal(argv.includes("--share-net"), false);
+  });
+
+  it("shares the network only when asked, and then binds the resolver", () => {
+    const none = argvFor(spec());
+    const host = argvFor(spec({ network: "host" }));
+    assert.ok(host.includes("--share-net"));
+    assert.ok(indexOfSeq(host, "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf") >= 0);
+    assert.equal(indexOfSeq(none, "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"), -1);
+    assert.ok(indexOfSeq(none, "--ro-bind", "/opt/stubs/hosts", "/etc/hosts") >= 0);
+  });
+
+  it("mounts system dirs read-only, stubs passwd/group, and never binds / or /etc wholesale", () => {
+    const argv = argvFor(spec());
+    assert.ok(indexOfSeq(argv, "--ro-bind", "/usr", "/usr") >= 0);
+    assert.ok(indexOfSeq(argv, "--symlink", "usr/bin", "/bin") >= 0);
+    assert.ok(indexOfSeq(argv, "--ro-bind", "/opt/stubs/passwd", "/etc/passwd") >= 0);
+    for (let i = 0; i < argv.length; i++) {
+      if (argv[i] === "--bind" || argv[i] === "--ro-bind") {
+        assert.notEqual(argv[i + 1], "/");
+        assert.notEqual(argv[i + 1], "/etc");
+        assert.notEqual(argv[i + 1], "/etc/shadow");
+      }
+    }
+    assert.equal(argv.includes("/etc/shadow"), false);
+  });
+
+  it("gives a size-limited private /tmp and binds the workspace read-write at /workspace", () => {
+    const argv = argvFor(spec());
+    assert.ok(indexOfSeq(argv, "--perms", "1777", "--size", "12345", "--tmpfs", "/tmp") >= 0);
+    assert.ok(indexOfSeq(argv, "--bind", "/srv/ws/a", "/workspace") >= 0);
+    assert.ok(indexOfSeq(argv, "--proc", "/proc") >= 0);
+    assert.ok(indexOfSeq(argv, "--dev", "/dev") >= 0);
+    // root and /dev read-only, after every mount
+    const ro = indexOfSeq(argv, "--remount-ro", "/dev", "--remount-ro", "/");
+    assert.ok(ro > indexOfSeq(argv, "--bind", "/srv/ws/a", "/workspace"));
+  });
+
+  it("passes both seccomp programs and runs the command through sandbox-init, verbatim", () => {
+    const argv = argvFor(spec());
+    assert.ok(indexOfSeq(argv, "--add-seccomp-fd", "3", "--add-seccomp-fd", "4") >= 0);
+    const init = argv.lastIndexOf("/.mcpg/init");
+    const l = DEFAULT_SANDBOX_LIMITS;
+    assert.deepEqual(argv.slice(init), [
+      "/.mcpg/init",
+      "6",
+      String(l.memoryBytes),
+      String(l.maxProcesses),
+      String(l.maxFileSizeBytes),
+      String(l.maxOpenFiles),
+      String(l.cpuSeconds),
+      "--",
+      "echo",
+      "hello",
+      "$(rm -rf /)",
+    ]);
+  });
+
+  it("sets exactly the allowlisted environment plus the caller's variables", () => {
+    const argv = argvFor(spec({ env: { FOO: "bar" } }));
+    const names: string[] = [];
+    for (let i = 0; i < argv.length; i++) if (argv[i] === "--setenv") names.push(argv[i + 1] ?? "");
+    assert.deepEqual(names, [
+      "FOO",
+      "HOME",
+      "LANG",
+      "LOGNAME",
+      "PATH",
+      "SHELL",
+      "TERM",
+      "TMPDIR",
+      "USER",
+    ]);
+    assert.ok(indexOfSeq(argv, "--setenv", "TERM", "dumb") >= 0);
+  });
+
+  it("chdirs inside the workspace and refuses cwds that leave it", () => {
+    assert.ok(indexOfSeq(argvFor(spec({ cwd: "src/lib" })), "--chdir", "/workspace/src/lib") >= 0);
+    assert.equal(sandboxCwd(""), "/workspace");
+    assert.equal(sandboxCwd("a/../b"), "/workspace/b");
+    assert.throws(() => sandboxCwd("../x"), SandboxSpecError);
+    assert.throws(() => sandboxCwd("a/../../x"), SandboxSpecError);
+    assert.throws(() => sandboxCwd("/etc"), SandboxSpecError);
+    assert.throws(() => argvFor(spec({ command: "" })), SandboxSpecError);
+    assert.throws(() => argvFor(spec({ args: ["a\0b"] })), SandboxSpecError);
+  });
+});
+
+describe("buildSandboxEnv", () => {
+  it("refuses loader and shell start-up variables and invalid names", () => {
+    for (const name of [
+      "LD_PRELOAD",
+      "LD_LIBRARY_PATH",
+      "GCONV_PATH",
+      "BASH_ENV",
+      "BASH_FUNC_x%%",
+    ]) {
+      assert.throws(() => buildSandboxEnv({ [name]: "x" }), SandboxSpecError, name);
+    }
+    assert.throws(() => buildSandboxEnv({ "A=B": "x" }), SandboxSpecError);
+    assert.throws(() => buildSandboxEnv({ A: "x\0y" }), SandboxSpecError);
+    assert.equal(buildSandboxEnv({ PATH: "/bin" }).PATH, "/bin");
+  });
+});

@@ -1,0 +1,175 @@
+import { posix } from "node:path";
+import { SandboxSpecError } from "./errors.js";
+import type { SandboxSpec } from "./types.js";
+
+/** Where the task's workspace appears inside the sandbox. */
+export const SANDBOX_WORKSPACE = "/workspace";
+/** Where sandbox-init appears inside the sandbox. */
+export const SANDBOX_INIT = "/.mcpg/init";
+/** uid/gid of the task inside its user namespace (matches runner/native/etc/passwd). */
+export const SANDBOX_INNER_ID = 1000;
+/** Descriptors (in bwrap) carrying the two compiled seccomp programs, and the start pipe. */
+export const SECCOMP_FDS = [3, 4] as const;
+/** Descriptor (in bwrap and sandbox-init) of the launcher's "setup succeeded" pipe. */
+export const STARTED_FD = 6;
+
+/** A top-level system entry mirrored from the host. */
+export type SystemEntry =
+  | {
+      /** Absolute path, e.g. "/bin". */
+      path: string;
+      /** Re-created as a symlink (e.g. /bin -> usr/bin on merged-/usr systems). */
+      kind: "symlink";
+      /** The symlink's target, as on the host. */
+      target: string;
+    }
+  | {
+      /** Absolute path, e.g. "/usr". */
+      path: string;
+      /** Bound read-only. */
+      kind: "dir";
+    };
+
+/** What exists on this host; detected once by createSandbox (see host-layout.ts). */
+export interface HostLayout {
+  /** /usr, /bin, /sbin, /lib, /lib64 ... as they exist on the host. */
+  systemEntries: SystemEntry[];
+  /** Host /etc entries bound read-only for every task (only those that exist). */
+  etcEntries: string[];
+  /** Host /etc entries added when network is "host" (resolver, CA certificates). */
+  networkEtcEntries: string[];
+  /** Extra host directories bound read-only at the same path (e.g. /opt/toolchain). */
+  extraReadOnly: string[];
+  /** Host directory with the stub passwd, group and hosts files (runner/native/etc). */
+  etcStubDir: string;
+  /** Host path of the sandbox-init binary. */
+  initPath: string;
+}
+
+/** Everything {@link buildBwrapArgv} needs; no field is read from the environment. */
+export interface BwrapArgvInput {
+  /** The task. */
+  spec: SandboxSpec;
+  /** Final environment (see buildSandboxEnv); only these variables exist in the sandbox. */
+  env: Record<string, string>;
+  /** Host layout. */
+  layout: HostLayout;
+}
+
+/**
+ * Resolves spec.cwd to an absolute path inside the sandbox.
+ *
+ * @throws SandboxSpecError if the cwd is absolute, contains NUL or leaves the workspace
+ */
+export function sandboxCwd(cwd: string): string {
+  if (cwd.includes("\0")) throw new SandboxSpecError("cwd contains a NUL byte");
+  if (cwd.startsWith("/")) throw new SandboxSpecError("cwd must be relative to the workspace");
+  const normalized = posix.normalize(cwd === "" ? "." : cwd);
+  if (normalized === ".." || normalized.startsWith("../")) {
+    throw new SandboxSpecError("cwd leaves the workspace");
+  }
+  return normalized === "." ? SANDBOX_WORKSPACE : posix.join(SANDBOX_WORKSPACE, normalized);
+}
+
+/**
+ * Builds bubblewrap's argument vector (without the bwrap path itself) for one task.
+ * Pure: no I/O, deterministic; an array, never a shell string.
+ *
+ * @example
+ * const argv = buildBwrapArgv({ spec, env: buildSandboxEnv(spec.env), layout });
+ * // spawn(helper, ["launch", "5", pid, "--", "/usr/bin/bwrap", ...argv])
+ * @throws SandboxSpecError for an invalid command or cwd
+ */
+export function buildBwrapArgv(input: BwrapArgvInput): string[] {
+  const { spec, env, layout } = input;
+  if (spec.command === "" || spec.command.includes("\0")) {
+    throw new SandboxSpecError("command must be a non-empty string without NUL bytes");
+  }
+  if (spec.args.some((a) => a.includes("\0"))) {
+    throw new SandboxSpecError("arguments must not contain NUL bytes");
+  }
+  const cwd = sandboxCwd(spec.cwd);
+  const { limits } = spec;
+  const argv: string[] = [];
+
+  // --- Namespaces and process -------------------------------------------------------
+  // New user, mount, PID, IPC, UTS, cgroup and network namespaces. The network namespace
+  // has only a loopback interface unless the task was granted the host network.
+  argv.push("--unshare-all", "--unshare-user");
+  if (spec.network === "host") argv.push("--share-net");
+  // The task may not create user namespaces of its own (sets user.max_user_namespaces=0
+  // inside; the seccomp filter also refuses CLONE_NEWUSER as a second guarantee).
+  argv.push("--disable-userns");
+  // An unprivileged uid/gid inside (mapped to the runner's unprivileged sandbox uid).
+  argv.push("--uid", String(SANDBOX_INNER_ID), "--gid", String(SANDBOX_INNER_ID));
+  argv.push("--hostname", "sandbox");
+  // SIGKILL the sandbox if bwrap's parent (the launcher) dies.
+  argv.push("--die-with-parent");
+  // setsid(): no controlling terminal, so TIOCSTI cannot reach the runner's terminal.
+  argv.push("--new-session");
+  // No capabilities at all, even inside the user namespace (bwrap also sets NO_NEW_PRIVS).
+  argv.push("--cap-drop", "ALL");
+
+  // --- Environment --------------------------------------------------------------------
+  // Start from nothing: no host variable (tokens, keys) reaches the task.
+  argv.push("--clearenv");
+  for (const name of Object.keys(env).sort()) {
+    argv.push("--setenv", name, env[name] ?? "");
+  }
+
+  // --- Filesystem -----------------------------------------------------------------------
+  // The root is an empty tmpfs; only what is listed here exists. System directories are
+  // read-only; merged-/usr symlinks are re-created as on the host.
+  for (const entry of layout.systemEntries) {
+    if (entry.kind === "symlink") argv.push("--symlink", entry.target, entry.path);
+    else argv.push("--ro-bind", entry.path, entry.path);
+  }
+  for (const path of layout.extraReadOnly) argv.push("--ro-bind", path, path);
+  // /etc: only what programs need to start (loader cache, alternatives, timezone,
+  // nsswitch); passwd/group/hosts are stubs. Never shadow, never the runner's config.
+  for (const path of layout.etcEntries) argv.push("--ro-bind", path, path);
+  if (spec.network === "host") {
+    for (const path of layout.networkEtcEntries) argv.push("--ro-bind", path, path);
+  } else {
+    argv.push("--ro-bind", posix.join(layout.etcStubDir, "hosts"), "/etc/hosts");
+  }
+  argv.push("--ro-bind", posix.join(layout.etcStubDir, "passwd"), "/etc/passwd");
+  argv.push("--ro-bind", posix.join(layout.etcStubDir, "group"), "/etc/group");
+  // A fresh procfs for the new PID namespace: host processes are invisible.
+  argv.push("--proc", "/proc");
+  // Minimal /dev: null, zero, full, random, urandom, tty, pts, shm (no disks, no /dev/kmsg).
+  argv.push("--dev", "/dev");
+  // Private, size-limited, world-writable (sticky) /tmp and /dev/shm.
+  argv.push("--perms", "1777", "--size", String(limits.tmpBytes), "--tmpfs", "/tmp");
+  argv.push("--perms", "1777", "--size", String(limits.tmpBytes), "--tmpfs", "/dev/shm");
+  // The task's workspace: the only writable host directory.
+  argv.push("--bind", spec.workspaceDir, SANDBOX_WORKSPACE);
+  // sandbox-init (rlimits, fd hygiene, exec) read-only.
+  argv.push("--ro-bind", layout.initPath, SANDBOX_INIT);
+  // The root tmpfs and /dev's tmpfs are unbounded: make them read-only so they cannot be
+  // used to exhaust memory (non-recursive: /tmp, /dev/shm and /workspace stay writable).
+  argv.push("--remount-ro", "/dev", "--remount-ro", "/");
+  argv.push("--chdir", cwd);
+
+  // --- seccomp --------------------------------------------------------------------------
+  // Two libseccomp-compiled programs (allowlist + argument rules), installed by bwrap on
+  // the sandbox's PID 1 and on the task right before exec, after bwrap's own setup.
+  for (const fd of SECCOMP_FDS) argv.push("--add-seccomp-fd", String(fd));
+
+  // --- Command --------------------------------------------------------------------------
+  // sandbox-init sets the rlimits (NPROC inside the user namespace: per task), signals
+  // "started" on STARTED_FD, closes every fd above 2, then execvp()s the command.
+  argv.push(
+    SANDBOX_INIT,
+    String(STARTED_FD),
+    String(limits.memoryBytes),
+    String(limits.maxProcesses),
+    String(limits.maxFileSizeBytes),
+    String(limits.maxOpenFiles),
+    String(limits.cpuSeconds),
+    "--",
+    spec.command,
+    ...spec.args,
+  );
+  return argv;
+}

@@ -1,0 +1,136 @@
+import assert from "node:assert/strict";
+import { chown, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { SandboxSpecError, SandboxUnavailableError } from "./errors.js";
+import { DEFAULT_SANDBOX_LIMITS } from "./limits.js";
+import { createSandbox } from "./sandbox.js";
+import type { SandboxSpec } from "./types.js";
+
+const isRoot = process.getuid?.() === 0;
+let ws = "";
+
+before(async () => {
+  ws = await mkdtemp(join(tmpdir(), "mcpg-sandbox-test-"));
+  if (isRoot) await chown(ws, 65534, 65534);
+});
+after(async () => {
+  await rm(ws, { recursive: true, force: true });
+});
+
+function spec(command: string, args: string[], over: Partial<SandboxSpec> = {}): SandboxSpec {
+  return {
+    command,
+    args,
+    env: {},
+    cwd: "",
+    workspaceDir: ws,
+    network: "none",
+    timeoutMs: 10_000,
+    limits: DEFAULT_SANDBOX_LIMITS,
+    ...over,
+  };
+}
+
+describe("createSandbox (real bwrap)", () => {
+  const sandbox = createSandbox({});
+
+  it("is ready on this machine (fails loudly with the fix if not)", async () => {
+    const r = await sandbox.readiness();
+    assert.equal(r.problem, "");
+    assert.equal(r.ready, true);
+    assert.ok(r.limitLayers.includes("rlimits"));
+  });
+
+  it("runs echo hello end to end", async () => {
+    const out: Buffer[] = [];
+    let started = false;
+    const p = await sandbox.spawn(spec("echo", ["hello"]), {
+      onOutput: (stream, data) => {
+        if (stream === "stdout") out.push(Buffer.from(data));
+      },
+      onStarted: () => {
+        started = true;
+      },
+    });
+    const r = await p.result;
+    assert.equal(r.status, "completed");
+    assert.equal(r.exitCode, 0);
+    assert.equal(r.signal, "");
+    assert.equal(Buffer.concat(out).toString(), "hello\n");
+    assert.equal(started, true);
+  });
+
+  it("reports exit codes and signals", async () => {
+    const r1 = await (await sandbox.spawn(spec("sh", ["-c", "exit 7"]), { onOutput: () => {} }))
+      .result;
+    assert.equal(r1.exitCode, 7);
+    const r2 = await (
+      await sandbox.spawn(spec("sh", ["-c", "kill -TERM $$"]), { onOutput: () => {} })
+    ).result;
+    assert.equal(r2.status, "completed");
+    assert.equal(r2.signal, "SIGTERM");
+    assert.equal(r2.exitCode, -1);
+  });
+
+  it("caps output per stream and sets the truncation flag", async () => {
+    let bytes = 0;
+    const p = await sandbox.spawn(
+      spec("sh", ["-c", "head -c 100000 /dev/zero"], {
+        limits: { ...DEFAULT_SANDBOX_LIMITS, maxOutputBytes: 1000 },
+      }),
+      { onOutput: (_s, d) => (bytes += d.length) },
+    );
+    const r = await p.result;
+    assert.equal(bytes, 1000);
+    assert.equal(r.stdoutTruncated, true);
+    assert.equal(r.stderrTruncated, false);
+  });
+
+  it("cancel() kills the tree and reports cancelled", async () => {
+    const p = await sandbox.spawn(spec("sleep", ["30"]), {
+      onOutput: () => {},
+      onStarted: () => p.cancel(),
+    });
+    const r = await p.result;
+    assert.equal(r.status, "cancelled");
+    assert.equal(r.signal, "SIGKILL");
+  });
+
+  it("reports a missing command as exit code 127", async () => {
+    const r = await (await sandbox.spawn(spec("no-such-command-xyz", []), { onOutput: () => {} }))
+      .result;
+    assert.equal(r.exitCode, 127);
+  });
+
+  it("rejects invalid specs before spawning", async () => {
+    await assert.rejects(
+      sandbox.spawn(spec("true", [], { cwd: "../.." }), { onOutput: () => {} }),
+      SandboxSpecError,
+    );
+    await assert.rejects(
+      sandbox.spawn(spec("true", [], { env: { LD_PRELOAD: "/x.so" } }), { onOutput: () => {} }),
+      SandboxSpecError,
+    );
+  });
+
+  it("refuses to run when bwrap is missing, saying how to fix it", async () => {
+    const broken = createSandbox({ bwrapPath: "/nonexistent/bwrap" });
+    const r = await broken.readiness();
+    assert.equal(r.ready, false);
+    assert.match(r.problem, /bubblewrap not found.*apt-get install bubblewrap/);
+    await assert.rejects(broken.spawn(spec("true", []), { onOutput: () => {} }), (err: unknown) => {
+      assert.ok(err instanceof SandboxUnavailableError);
+      assert.equal(err.code, "sandbox_unavailable");
+      return true;
+    });
+  });
+
+  it("refuses to run when the native helper is missing", async () => {
+    const broken = createSandbox({ helperPath: "/nonexistent/helper" });
+    const r = await broken.readiness();
+    assert.equal(r.ready, false);
+    assert.match(r.problem, /build-native\.sh/);
+  });
+});

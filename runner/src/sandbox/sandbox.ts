@@ -1,0 +1,525 @@
+import { execFile, spawn } from "node:child_process";
+import { accessSync, constants as fsConstants } from "node:fs";
+import { chown, mkdtemp, rm } from "node:fs/promises";
+import { constants as osConstants, tmpdir } from "node:os";
+import { isAbsolute, join } from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import type { Logger } from "pino";
+import { buildBwrapArgv, type HostLayout } from "./bwrap-argv.js";
+import { probeCgroup } from "./cgroup.js";
+import { buildSandboxEnv } from "./env.js";
+import { SandboxSpecError, SandboxUnavailableError } from "./errors.js";
+import { detectHostLayout } from "./host-layout.js";
+import { DEFAULT_SANDBOX_LIMITS, sandboxLimitsSchema } from "./limits.js";
+import type {
+  OutputStream,
+  Sandbox,
+  SandboxProcess,
+  SandboxReadiness,
+  SandboxResult,
+  SandboxSpec,
+  SpawnHooks,
+} from "./types.js";
+
+const execFileAsync = promisify(execFile);
+
+/** runner/native, resolved from this file (runner/src/sandbox/sandbox.ts). */
+const NATIVE_DIR = fileURLToPath(new URL("../../native/", import.meta.url));
+
+/** Default location of the native helper built by scripts/build-native.sh. */
+export const DEFAULT_HELPER_PATH = join(NATIVE_DIR, "build", "mcpg-sandbox-helper");
+/** Default location of sandbox-init built by scripts/build-native.sh. */
+export const DEFAULT_INIT_PATH = join(NATIVE_DIR, "build", "mcpg-sandbox-init");
+/** Default directory of the stub /etc/passwd, /etc/group and /etc/hosts. */
+export const DEFAULT_ETC_STUB_DIR = join(NATIVE_DIR, "etc");
+/** Protocol line the helper must print for `version` (bumped with the C side). */
+const HELPER_PROTOCOL = "mcpg-sandbox-helper 1";
+/** Oldest bubblewrap with --disable-userns, --size and --perms for tmpfs. */
+const MIN_BWRAP: readonly [number, number, number] = [0, 8, 0];
+/** Descriptor (in the launcher) on which it writes its status lines. */
+const STATUS_FD = 5;
+
+const BWRAP_HINT = "run `npm run setup` or `apt-get install bubblewrap`";
+const HELPER_HINT =
+  "run `bash scripts/build-native.sh` (needs gcc, make, pkg-config and libseccomp-dev)";
+
+/** Options of {@link createSandbox}. */
+export interface SandboxOptions {
+  /** bubblewrap binary; default: the first of /usr/bin/bwrap, /usr/local/bin/bwrap, /bin/bwrap. */
+  bwrapPath?: string;
+  /** Native helper (seccomp compiler, launcher); default runner/native/build/mcpg-sandbox-helper. */
+  helperPath?: string;
+  /** sandbox-init binary bound into every sandbox; default runner/native/build/mcpg-sandbox-init. */
+  initPath?: string;
+  /** Directory holding the stub passwd, group and hosts files; default runner/native/etc. */
+  etcStubDir?: string;
+  /**
+   * Host uid the sandbox runs as when the runner is root (default 65534, "nobody"). It must
+   * not be 0, must own the workspaces and must be able to read the helper, init and stubs.
+   * When the runner is not root, tasks run as the runner's own uid.
+   */
+  sandboxUid?: number;
+  /** Host gid the sandbox runs as when the runner is root (default 65534). */
+  sandboxGid?: number;
+  /** Extra host directories bound read-only at the same path (e.g. "/opt/toolchain"). */
+  extraReadOnlyPaths?: string[];
+  /** Milliseconds to wait for the launcher after asking it to kill a tree, before SIGKILL. */
+  killGraceMs?: number;
+  /** Logger (pino); nothing is logged when absent. */
+  logger?: Logger;
+}
+
+interface Prepared {
+  bwrapPath: string;
+  bwrapVersion: string;
+  helperPath: string;
+  layout: HostLayout;
+  bpfMain: Buffer;
+  bpfArgs: Buffer;
+}
+
+interface ExitInfo {
+  code: number;
+  signal: number;
+  userUs: number;
+  systemUs: number;
+  maxRssKb: number;
+  started: boolean;
+  killed: boolean;
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === "function" && process.getuid() === 0;
+}
+
+function signalName(n: number): string {
+  for (const [name, value] of Object.entries(osConstants.signals)) {
+    if (value === n) return name;
+  }
+  return `SIG${n}`;
+}
+
+function parseVersion(text: string): [number, number, number] | null {
+  const m = /(\d+)\.(\d+)\.(\d+)/.exec(text);
+  if (m === null) return null;
+  return [Number(m[1]), Number(m[2]), Number(m[3])];
+}
+
+function versionAtLeast(v: readonly number[], min: readonly number[]): boolean {
+  for (let i = 0; i < 3; i++) {
+    const a = v[i] ?? 0;
+    const b = min[i] ?? 0;
+    if (a !== b) return a > b;
+  }
+  return true;
+}
+
+function findBwrap(explicit: string | undefined): string | null {
+  const candidates = explicit
+    ? [explicit]
+    : ["/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap"];
+  for (const c of candidates) {
+    try {
+      accessSync(c, fsConstants.X_OK);
+      return c;
+    } catch {
+      // try the next one
+    }
+  }
+  return null;
+}
+
+function parseExitLine(line: string): ExitInfo | null {
+  const f = line.split(" ");
+  if (f.length !== 8 || f[0] !== "exit") return null;
+  const n = f.slice(1).map(Number);
+  if (n.some((x) => !Number.isFinite(x))) return null;
+  return {
+    code: n[0] ?? -1,
+    signal: n[1] ?? 0,
+    userUs: n[2] ?? 0,
+    systemUs: n[3] ?? 0,
+    maxRssKb: n[4] ?? 0,
+    started: n[5] === 1,
+    killed: n[6] === 1,
+  };
+}
+
+function validateSpec(spec: SandboxSpec): void {
+  if (!isAbsolute(spec.workspaceDir)) {
+    throw new SandboxSpecError("workspaceDir must be an absolute host path");
+  }
+  if (spec.network !== "none" && spec.network !== "host") {
+    throw new SandboxSpecError('network must be "none" or "host"');
+  }
+  if (!Number.isInteger(spec.timeoutMs) || spec.timeoutMs <= 0) {
+    throw new SandboxSpecError("timeoutMs must be a positive integer");
+  }
+  const limits = sandboxLimitsSchema.safeParse(spec.limits);
+  if (!limits.success) {
+    throw new SandboxSpecError(
+      `invalid limits: ${limits.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`,
+    );
+  }
+}
+
+/**
+ * Creates the runner's kernel sandbox: bubblewrap (namespaces, read-only system, private
+ * /tmp, workspace only), two libseccomp filters, rlimits set inside the task's user
+ * namespace, a wall-clock deadline that kills the whole tree, capped output.
+ * Fails closed: if anything is missing, {@link Sandbox.spawn} throws
+ * {@link SandboxUnavailableError}; nothing ever runs unsandboxed.
+ *
+ * @example
+ * const sandbox = createSandbox({ logger });
+ * const proc = await sandbox.spawn(
+ *   { command: "echo", args: ["hello"], env: {}, cwd: "", workspaceDir, network: "none",
+ *     timeoutMs: 10_000, limits: DEFAULT_SANDBOX_LIMITS },
+ *   { onOutput: (stream, data) => process.stdout.write(data) },
+ * );
+ * const result = await proc.result; // { status: "completed", exitCode: 0, ... }
+ */
+export function createSandbox(options: SandboxOptions): Sandbox {
+  const helperPath = options.helperPath ?? DEFAULT_HELPER_PATH;
+  const initPath = options.initPath ?? DEFAULT_INIT_PATH;
+  const etcStubDir = options.etcStubDir ?? DEFAULT_ETC_STUB_DIR;
+  const sandboxUid = options.sandboxUid ?? 65534;
+  const sandboxGid = options.sandboxGid ?? 65534;
+  const killGraceMs = options.killGraceMs ?? 2000;
+  const log = options.logger;
+  let prepared: Prepared | null = null;
+
+  async function prepare(): Promise<Prepared> {
+    if (isRoot() && (sandboxUid === 0 || sandboxGid === 0)) {
+      throw new SandboxUnavailableError("sandboxUid/sandboxGid must not be 0 (root)");
+    }
+    const bwrapPath = findBwrap(options.bwrapPath);
+    if (bwrapPath === null) {
+      throw new SandboxUnavailableError(`bubblewrap not found: ${BWRAP_HINT}`);
+    }
+    let bwrapVersion = "";
+    try {
+      const { stdout } = await execFileAsync(bwrapPath, ["--version"], { timeout: 5000 });
+      bwrapVersion = stdout.trim();
+    } catch (err) {
+      throw new SandboxUnavailableError(`bubblewrap at ${bwrapPath} does not run: ${BWRAP_HINT}`, {
+        cause: err,
+      });
+    }
+    const version = parseVersion(bwrapVersion);
+    if (version === null || !versionAtLeast(version, MIN_BWRAP)) {
+      throw new SandboxUnavailableError(
+        `bubblewrap ${bwrapVersion || "(unknown version)"} is too old: 0.8.0 or newer is needed (--disable-userns, --size); ${BWRAP_HINT}`,
+      );
+    }
+    for (const [what, path] of [
+      ["sandbox helper", helperPath],
+      ["sandbox init", initPath],
+    ] as const) {
+      try {
+        accessSync(path, fsConstants.X_OK);
+      } catch {
+        throw new SandboxUnavailableError(`${what} not found at ${path}: ${HELPER_HINT}`);
+      }
+    }
+    let bpfMain: Buffer;
+    let bpfArgs: Buffer;
+    try {
+      const { stdout: v } = await execFileAsync(helperPath, ["version"], { timeout: 5000 });
+      if (!v.startsWith(HELPER_PROTOCOL)) {
+        throw new Error(`helper protocol mismatch: ${v.trim()} (expected ${HELPER_PROTOCOL})`);
+      }
+      const main = await execFileAsync(helperPath, ["bpf", "main"], {
+        encoding: "buffer",
+        timeout: 5000,
+      });
+      const args = await execFileAsync(helperPath, ["bpf", "args"], {
+        encoding: "buffer",
+        timeout: 5000,
+      });
+      bpfMain = main.stdout;
+      bpfArgs = args.stdout;
+    } catch (err) {
+      throw new SandboxUnavailableError(
+        `sandbox helper cannot compile the seccomp filter (${(err as Error).message}): ${HELPER_HINT}`,
+        { cause: err },
+      );
+    }
+    if (bpfMain.length === 0 || bpfMain.length % 8 !== 0 || bpfArgs.length % 8 !== 0) {
+      throw new SandboxUnavailableError(
+        `sandbox helper produced an invalid seccomp program: ${HELPER_HINT}`,
+      );
+    }
+    let layout: HostLayout;
+    try {
+      layout = detectHostLayout({
+        initPath,
+        etcStubDir,
+        extraReadOnly: options.extraReadOnlyPaths ?? [],
+      });
+    } catch (err) {
+      throw new SandboxUnavailableError(`sandbox layout: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    const candidate: Prepared = { bwrapPath, bwrapVersion, helperPath, layout, bpfMain, bpfArgs };
+    await selfTest(candidate);
+    return candidate;
+  }
+
+  /** Runs `true` in a real sandbox: proves user namespaces, bwrap flags and seccomp work. */
+  async function selfTest(p: Prepared): Promise<void> {
+    const dir = await mkdtemp(join(tmpdir(), "mcpg-sandbox-probe-"));
+    try {
+      if (isRoot()) await chown(dir, sandboxUid, sandboxGid);
+      let stderr = "";
+      const proc = launch(
+        p,
+        {
+          command: "true",
+          args: [],
+          env: {},
+          cwd: "",
+          workspaceDir: dir,
+          network: "none",
+          timeoutMs: 10_000,
+          limits: DEFAULT_SANDBOX_LIMITS,
+        },
+        {
+          onOutput: (stream, data) => {
+            if (stream === "stderr") stderr += Buffer.from(data).toString("utf8");
+          },
+        },
+      );
+      const r = await proc.result;
+      if (r.status !== "completed" || r.exitCode !== 0) {
+        const detail = (stderr.trim() || r.message || `exit code ${r.exitCode}`).slice(0, 500);
+        throw new SandboxUnavailableError(
+          `sandbox self-test failed: ${detail}. If user namespaces are refused, enable them ` +
+            "(sysctl user.max_user_namespaces=15000; kernel.unprivileged_userns_clone=1; on " +
+            "Ubuntu kernel.apparmor_restrict_unprivileged_userns=0 or an AppArmor profile for bwrap)" +
+            (isRoot()
+              ? `; uid ${sandboxUid} must be able to read ${helperPath}, ${initPath} and ${etcStubDir}`
+              : ""),
+        );
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  async function ensurePrepared(): Promise<Prepared> {
+    if (prepared !== null) return prepared;
+    prepared = await prepare();
+    return prepared;
+  }
+
+  function launch(p: Prepared, spec: SandboxSpec, hooks: SpawnHooks): SandboxProcess {
+    validateSpec(spec);
+    const env = buildSandboxEnv(spec.env);
+    const bwrapArgv = buildBwrapArgv({ spec, env, layout: p.layout });
+    const started = process.hrtime.bigint();
+    const child = spawn(
+      p.helperPath,
+      ["launch", String(STATUS_FD), String(process.pid), "--", p.bwrapPath, ...bwrapArgv],
+      {
+        stdio: ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe"],
+        env: {},
+        ...(isRoot() ? { uid: sandboxUid, gid: sandboxGid } : {}),
+      },
+    );
+    log?.debug({ pid: child.pid, command: spec.command, network: spec.network }, "sandbox spawn");
+
+    const cap = spec.limits.maxOutputBytes;
+    const counts: Record<OutputStream, number> = { stdout: 0, stderr: 0 };
+    const truncated: Record<OutputStream, boolean> = { stdout: false, stderr: false };
+    let stderrHead = "";
+    const capture = (stream: OutputStream) => (chunk: Buffer) => {
+      if (stream === "stderr" && stderrHead.length < 2048) {
+        stderrHead += chunk.subarray(0, 2048).toString("utf8");
+      }
+      const room = cap - counts[stream];
+      if (chunk.length > room) truncated[stream] = true;
+      if (room <= 0) return; // keep draining, discard
+      const part = chunk.length > room ? chunk.subarray(0, room) : chunk;
+      counts[stream] += part.length;
+      try {
+        hooks.onOutput(stream, part);
+      } catch (err) {
+        log?.warn({ err }, "sandbox onOutput hook threw");
+      }
+    };
+    (child.stdout as Readable).on("data", capture("stdout"));
+    (child.stderr as Readable).on("data", capture("stderr"));
+
+    // The two seccomp programs, read by bwrap from fds 3 and 4 until EOF.
+    for (const [i, bpf] of [
+      [3, p.bpfMain],
+      [4, p.bpfArgs],
+    ] as const) {
+      const s = child.stdio[i] as Writable | null;
+      s?.on("error", () => {
+        // bwrap exited before reading: reported through the status line
+      });
+      s?.end(bpf);
+    }
+
+    let statusText = "";
+    let exitInfo: ExitInfo | null = null;
+    let launcherError = "";
+    const status = (child.stdio as unknown as Array<Readable | null>)[STATUS_FD] ?? null;
+    status?.on("data", (chunk: Buffer) => {
+      statusText += chunk.toString("utf8");
+      let nl = statusText.indexOf("\n");
+      while (nl >= 0) {
+        const line = statusText.slice(0, nl);
+        statusText = statusText.slice(nl + 1);
+        if (line === "started") {
+          try {
+            hooks.onStarted?.();
+          } catch (err) {
+            log?.warn({ err }, "sandbox onStarted hook threw");
+          }
+        } else if (line.startsWith("exit ")) {
+          exitInfo = parseExitLine(line);
+        } else if (line.startsWith("error ")) {
+          launcherError = line.slice(6);
+        }
+        nl = statusText.indexOf("\n");
+      }
+    });
+    status?.on("error", () => {
+      // reported via close
+    });
+
+    let killReason: "timed_out" | "cancelled" | null = null;
+    let finished = false;
+    let graceTimer: NodeJS.Timeout | undefined;
+    let spawnError: Error | null = null;
+    const kill = (reason: "timed_out" | "cancelled") => {
+      if (finished || killReason !== null) return;
+      killReason = reason;
+      // The launcher SIGKILLs bwrap and every remaining child; the PID namespace dies
+      // with its init. If the launcher does not answer, SIGKILL it: its death takes
+      // bwrap (--die-with-parent) and the namespace with it.
+      child.kill("SIGTERM");
+      graceTimer = setTimeout(() => child.kill("SIGKILL"), killGraceMs);
+      graceTimer.unref();
+    };
+    const deadline = setTimeout(() => kill("timed_out"), spec.timeoutMs);
+    child.on("error", (err) => {
+      spawnError = err;
+    });
+
+    const result = new Promise<SandboxResult>((resolve) => {
+      child.on("close", (code, sig) => {
+        finished = true;
+        clearTimeout(deadline);
+        if (graceTimer !== undefined) clearTimeout(graceTimer);
+        const executionTimeMs = Number(process.hrtime.bigint() - started) / 1e6;
+        const info = exitInfo as ExitInfo | null;
+        const base = {
+          usage: {
+            userCpuMs: info ? Math.round(info.userUs / 1000) : 0,
+            systemCpuMs: info ? Math.round(info.systemUs / 1000) : 0,
+            maxRssKb: info ? info.maxRssKb : 0,
+          },
+          executionTimeMs,
+          stdoutTruncated: truncated.stdout,
+          stderrTruncated: truncated.stderr,
+        };
+        const failed = (message: string): SandboxResult => ({
+          ...base,
+          status: "failed",
+          exitCode: -1,
+          signal: "",
+          message,
+        });
+        const reason = killReason as "timed_out" | "cancelled" | null;
+        let r: SandboxResult;
+        if (spawnError !== null) {
+          r = failed(`cannot start the sandbox launcher: ${(spawnError as Error).message}`);
+        } else if (reason !== null) {
+          r = {
+            ...base,
+            status: reason,
+            exitCode: -1,
+            signal: "SIGKILL",
+            message:
+              reason === "timed_out"
+                ? `wall-clock deadline of ${spec.timeoutMs} ms exceeded; process tree killed`
+                : "cancelled; process tree killed",
+          };
+        } else if (launcherError !== "") {
+          r = failed(`sandbox launcher: ${launcherError}`);
+        } else if (info === null) {
+          r = failed(
+            `sandbox launcher ended without a status (code ${code}, signal ${sig ?? "none"})`,
+          );
+        } else if (!info.started) {
+          const detail = stderrHead.trim().split("\n")[0] ?? "";
+          r = failed(
+            `sandbox setup failed (bwrap exit code ${info.code})${detail ? `: ${detail}` : ""}`,
+          );
+        } else if (info.signal !== 0) {
+          r = failed(`bwrap was killed by ${signalName(info.signal)}`);
+        } else if (info.code > 128 && info.code <= 128 + 64) {
+          // bwrap's PID 1 reports a task killed by signal N as exit code 128+N.
+          r = {
+            ...base,
+            status: "completed",
+            exitCode: -1,
+            signal: signalName(info.code - 128),
+            message: "",
+          };
+        } else {
+          r = { ...base, status: "completed", exitCode: info.code, signal: "", message: "" };
+        }
+        log?.debug({ status: r.status, exitCode: r.exitCode, signal: r.signal }, "sandbox exit");
+        resolve(r);
+      });
+    });
+
+    return { result, cancel: () => kill("cancelled") };
+  }
+
+  return {
+    async readiness(): Promise<SandboxReadiness> {
+      const cg = await probeCgroup();
+      const limitLayers = ["rlimits", "pid-namespace", "tmpfs-size"];
+      const cgroup = cg.delegatedV2
+        ? `${cg.detail} is available, but per-task cgroup placement is not implemented yet`
+        : `not used: ${cg.detail}`;
+      try {
+        prepared = await prepare();
+        return {
+          ready: true,
+          problem: "",
+          limitLayers,
+          cgroup,
+          bwrapVersion: prepared.bwrapVersion,
+        };
+      } catch (err) {
+        prepared = null;
+        const problem =
+          err instanceof SandboxUnavailableError
+            ? err.message
+            : `sandbox check failed: ${String(err)}`;
+        return { ready: false, problem, limitLayers, cgroup, bwrapVersion: "" };
+      }
+    },
+
+    async spawn(spec: SandboxSpec, hooks: SpawnHooks): Promise<SandboxProcess> {
+      let p: Prepared;
+      try {
+        p = await ensurePrepared();
+      } catch (err) {
+        if (err instanceof SandboxUnavailableError) throw err;
+        throw new SandboxUnavailableError(`sandbox check failed: ${String(err)}`, { cause: err });
+      }
+      return launch(p, spec, hooks);
+    },
+  };
+}

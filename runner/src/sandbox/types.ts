@@ -1,0 +1,123 @@
+/**
+ * Public types of the runner's kernel sandbox (bubblewrap + seccomp + rlimits).
+ *
+ * @module
+ */
+
+/** Resource limits applied to every process of one sandboxed task. */
+export interface SandboxLimits {
+  /** RLIMIT_AS per process, in bytes (address space; large allocations fail with ENOMEM). */
+  memoryBytes: number;
+  /**
+   * RLIMIT_NPROC, set inside the sandbox's own user namespace, so the kernel counts the
+   * task's processes only (plus cgroup pids.max when a cgroup layer is available).
+   */
+  maxProcesses: number;
+  /** RLIMIT_FSIZE: largest file any process may write, in bytes (SIGXFSZ / EFBIG beyond). */
+  maxFileSizeBytes: number;
+  /** RLIMIT_NOFILE: open descriptors per process. */
+  maxOpenFiles: number;
+  /** RLIMIT_CPU per process, in seconds (SIGXCPU at the limit, SIGKILL one second later). */
+  cpuSeconds: number;
+  /** Cap per captured stream (stdout, stderr), in bytes; the rest is drained and discarded. */
+  maxOutputBytes: number;
+  /** Size of the private tmpfs mounted on /tmp (and of the one on /dev/shm), in bytes. */
+  tmpBytes: number;
+}
+
+/** What to run, where, and under which limits. */
+export interface SandboxSpec {
+  /** Bare name (looked up on the sandbox PATH) or absolute path inside the sandbox. */
+  command: string;
+  /** Arguments (argv[1..]); passed as an array, never through a shell. */
+  args: string[];
+  /**
+   * Extra environment, merged over the minimal allowlist (PATH, HOME, LANG, TERM=dumb,
+   * TMPDIR, USER, LOGNAME, SHELL). Names that change how the dynamic loader or a shell
+   * starts a program (LD_*, GCONV_PATH, GLIBC_TUNABLES, BASH_ENV, ENV, BASH_FUNC_*...)
+   * are refused with SandboxSpecError: they would let a caller run arbitrary
+   * code inside a command that policy allowed by name.
+   */
+  env: Record<string, string>;
+  /** Working directory relative to the workspace root ("" = root); must stay inside. */
+  cwd: string;
+  /** Absolute host path of the task's workspace (exists, owned by the sandbox uid). */
+  workspaceDir: string;
+  /** "none": private network namespace with only a loopback; "host": the host's network. */
+  network: "none" | "host";
+  /** Wall-clock deadline in milliseconds: the whole process tree is killed when it passes. */
+  timeoutMs: number;
+  /** Resource limits. */
+  limits: SandboxLimits;
+}
+
+/** A captured output stream. */
+export type OutputStream = "stdout" | "stderr";
+
+/** How a sandboxed task ended. */
+export interface SandboxResult {
+  /**
+   * "completed": the command ran and exited (whatever its exit code or signal);
+   * "timed_out": the deadline killed it; "cancelled": {@link SandboxProcess.cancel};
+   * "failed": the sandbox could not start the command (setup error, launcher died).
+   */
+  status: "completed" | "timed_out" | "cancelled" | "failed";
+  /** Exit code; -1 when killed by a signal or failed to start. */
+  exitCode: number;
+  /** Terminating signal ("SIGKILL", "SIGXCPU"...), "" if none. */
+  signal: string;
+  /** CPU and peak memory of the whole process tree (from getrusage(RUSAGE_CHILDREN)). */
+  usage: { userCpuMs: number; systemCpuMs: number; maxRssKb: number };
+  /** Wall-clock time from spawn until the whole tree was gone. */
+  executionTimeMs: number;
+  /** True when stdout exceeded limits.maxOutputBytes. */
+  stdoutTruncated: boolean;
+  /** True when stderr exceeded limits.maxOutputBytes. */
+  stderrTruncated: boolean;
+  /** Human-readable explanation for failed/timed_out/cancelled ("" when completed). */
+  message: string;
+}
+
+/** A running sandboxed task. */
+export interface SandboxProcess {
+  /** Resolves when the process tree is gone (never rejects). */
+  readonly result: Promise<SandboxResult>;
+  /** Kill the whole process tree now; result.status becomes "cancelled". Idempotent. */
+  cancel(): void;
+}
+
+/** Callbacks of a running task. */
+export interface SpawnHooks {
+  /** Output chunk, already capped: the sum per stream never exceeds limits.maxOutputBytes. */
+  onOutput(stream: OutputStream, data: Uint8Array): void;
+  /** Called once bwrap's setup succeeded and the command is about to be executed. */
+  onStarted?(): void;
+}
+
+/** Result of {@link Sandbox.readiness}. */
+export interface SandboxReadiness {
+  /** True when tasks can be spawned. */
+  ready: boolean;
+  /** Why not (with how to fix it); "" when ready. */
+  problem: string;
+  /**
+   * Active resource-limit layers, e.g. ["rlimits", "pid-namespace", "tmpfs-size"];
+   * "cgroup-v2" would appear when a delegated cgroup is used (see docs/security/sandbox.md).
+   */
+  limitLayers: string[];
+  /** Why the cgroup layer is not active ("" when it is). */
+  cgroup: string;
+  /** bubblewrap version found ("" if none). */
+  bwrapVersion: string;
+}
+
+/** The kernel sandbox. */
+export interface Sandbox {
+  /** Checks bwrap, the seccomp helper, user namespaces; never throws. */
+  readiness(): Promise<SandboxReadiness>;
+  /**
+   * Starts a task. Throws {@link SandboxUnavailableError} if the sandbox is not ready and
+   * SandboxSpecError if the spec is invalid. Never runs anything unsandboxed.
+   */
+  spawn(spec: SandboxSpec, hooks: SpawnHooks): Promise<SandboxProcess>;
+}
