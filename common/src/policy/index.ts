@@ -40,7 +40,9 @@ export {
 export { type ReadTarOptions, readTar, readTarGz, TarError } from "./tar.js";
 export {
   type BuildPolicyBundleOptions,
+  type BuildRegoBundleOptions,
   buildPolicyBundle,
+  buildRegoBundle,
   bundleRevision,
   DEFAULT_BUNDLE_PATH,
   evalPolicyFile,

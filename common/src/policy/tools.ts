@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
-import { readFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { pino } from "pino";
 import { readBundle } from "./bundle.js";
@@ -97,4 +98,48 @@ export async function evalPolicyFile(bundlePath: string, inputJsonPath: string):
 /** Reads a bundle's revision (manifest revision or sha256 of the tarball). */
 export async function bundleRevision(bundlePath: string): Promise<string> {
   return (await readBundle(bundlePath)).revision;
+}
+
+/** Options for {@link buildRegoBundle}. */
+export interface BuildRegoBundleOptions {
+  /** Rego modules by file name (e.g. `{ "p.rego": "package mcp.authz ..." }`). */
+  modules: Record<string, string>;
+  /** Where to write the bundle; written atomically (temp file + rename). */
+  outPath: string;
+  /** Data document placed in the bundle's data.json. Default `{}`. */
+  data?: unknown;
+  /** Revision written to the manifest. Default: none (the engine then uses the tarball's sha256). */
+  revision?: string;
+  /** Entrypoint to build. Default "mcp/authz/decision". */
+  entrypoint?: string;
+}
+
+/**
+ * Builds a wasm bundle from Rego sources given as strings, with the pinned OPA.
+ * Meant for tests (fixture policies: deny-all, wrong shapes, …); the default
+ * policy is built with {@link buildPolicyBundle}.
+ */
+export async function buildRegoBundle(options: BuildRegoBundleOptions): Promise<string> {
+  const opa = await findOpa();
+  const work = await mkdtemp(join(tmpdir(), "rego-bundle-"));
+  try {
+    const src = join(work, "src");
+    await mkdir(src);
+    for (const [name, text] of Object.entries(options.modules)) {
+      await writeFile(join(src, name), text);
+    }
+    await writeFile(join(src, "data.json"), JSON.stringify(options.data ?? {}));
+    const tmpOut = join(work, "bundle.tar.gz");
+    const args = ["build", "-t", "wasm", "-e", options.entrypoint ?? "mcp/authz/decision"];
+    if (options.revision !== undefined) args.push("--revision", options.revision);
+    args.push("-o", tmpOut, src);
+    await run(opa, args, { cwd: work });
+    await mkdir(dirname(resolve(options.outPath)), { recursive: true });
+    const staged = `${resolve(options.outPath)}.tmp-${process.pid}`;
+    await writeFile(staged, await readFile(tmpOut));
+    await rename(staged, resolve(options.outPath));
+    return resolve(options.outPath);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }

@@ -191,8 +191,8 @@ deny contains msg if {
 	input.operation == "execute"
 	count(input.command.args) > data.gateway.arguments.max_count
 	msg := concat("", [
-		"too many arguments: ", format_int(count(input.command.args), 10),
-		" (the maximum is ", format_int(data.gateway.arguments.max_count, 10), ")",
+		"too many arguments: ", num_text(count(input.command.args)),
+		" (the maximum is ", num_text(data.gateway.arguments.max_count), ")",
 	])
 }
 
@@ -201,8 +201,8 @@ deny contains msg if {
 	some i, arg in argv
 	count(arg) > data.gateway.arguments.max_arg_bytes
 	msg := concat("", [
-		"argument ", format_int(i, 10), " is too long: ", format_int(count(arg), 10),
-		" characters (the maximum is ", format_int(data.gateway.arguments.max_arg_bytes, 10), ")",
+		"argument ", num_text(i), " is too long: ", num_text(count(arg)),
+		" characters (the maximum is ", num_text(data.gateway.arguments.max_arg_bytes), ")",
 	])
 }
 
@@ -211,8 +211,8 @@ deny contains msg if {
 	total := sum([count(arg) | some arg in argv])
 	total > data.gateway.arguments.max_total_bytes
 	msg := concat("", [
-		"the command line is too long: ", format_int(total, 10),
-		" characters (the maximum is ", format_int(data.gateway.arguments.max_total_bytes, 10), ")",
+		"the command line is too long: ", num_text(total),
+		" characters (the maximum is ", num_text(data.gateway.arguments.max_total_bytes), ")",
 	])
 }
 
@@ -260,7 +260,7 @@ deny contains msg if {
 	input.operation == "execute"
 	some name, _ in input.command.env
 	count(name) > env_rules.max_name_bytes
-	msg := concat("", ["the name of an environment variable is longer than ", format_int(env_rules.max_name_bytes, 10), " characters"])
+	msg := concat("", ["the name of an environment variable is longer than ", num_text(env_rules.max_name_bytes), " characters"])
 }
 
 deny contains msg if {
@@ -269,7 +269,7 @@ deny contains msg if {
 	count(value) > env_rules.max_value_bytes
 	msg := concat("", [
 		"the value of the environment variable ", name, " is too long (the maximum is ",
-		format_int(env_rules.max_value_bytes, 10), " characters)",
+		num_text(env_rules.max_value_bytes), " characters)",
 	])
 }
 
@@ -277,7 +277,7 @@ deny contains msg if {
 	input.operation == "execute"
 	count(input.command.env) > env_rules.max_vars
 	msg := concat("", [
-		"too many environment variables: ", format_int(count(input.command.env), 10),
-		" (the maximum is ", format_int(env_rules.max_vars, 10), ")",
+		"too many environment variables: ", num_text(count(input.command.env)),
+		" (the maximum is ", num_text(env_rules.max_vars), ")",
 	])
 }

@@ -43,7 +43,7 @@ deny contains msg if {
 
 deny contains msg if {
 	count(input.file.path) > file_rules.max_path_bytes
-	msg := concat("", ["the file path is longer than ", format_int(file_rules.max_path_bytes, 10), " characters"])
+	msg := concat("", ["the file path is longer than ", num_text(file_rules.max_path_bytes), " characters"])
 }
 
 deny contains rule.reason if {

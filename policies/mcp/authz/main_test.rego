@@ -58,3 +58,8 @@ test_unknown_role_has_no_operations if {
 	not d.allow
 	has_reason(d, "your roles (none) do not allow")
 }
+
+test_num_text if {
+	authz.num_text(5) == "5"
+	authz.num_text(8589934592) == "8589934592"
+}

@@ -18,8 +18,8 @@ warnings contains msg if {
 	input.operation == "execute"
 	input.command.timeout_seconds > effective_limit.max_timeout_seconds
 	msg := concat("", [
-		"the requested timeout of ", format_int(input.command.timeout_seconds, 10),
-		" s exceeds the maximum of ", format_int(effective_limit.max_timeout_seconds, 10),
+		"the requested timeout of ", num_text(input.command.timeout_seconds),
+		" s exceeds the maximum of ", num_text(effective_limit.max_timeout_seconds),
 		" s and is clamped",
 	])
 }
@@ -28,8 +28,8 @@ warnings contains msg if {
 	some name, requested in input.sandbox.limits
 	requested > effective_limit[name]
 	msg := concat("", [
-		"the requested ", name, " of ", format_int(requested, 10), " exceeds the maximum of ",
-		format_int(effective_limit[name], 10), " and is clamped",
+		"the requested ", name, " of ", num_text(requested), " exceeds the maximum of ",
+		num_text(effective_limit[name]), " and is clamped",
 	])
 }
 

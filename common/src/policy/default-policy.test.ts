@@ -1,0 +1,162 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { pino } from "pino";
+import { createPolicyEngine, type PolicyEngine } from "./engine.js";
+import type { PolicyInput } from "./input.js";
+import { buildPolicyBundle, evalPolicyFile, findOpa, REPO_ROOT } from "./tools.js";
+
+const run = promisify(execFile);
+const logger = pino({ level: "silent" });
+const EXAMPLES = join(REPO_ROOT, "docs/policy/examples");
+
+async function example(name: string): Promise<PolicyInput> {
+  return JSON.parse(await readFile(join(EXAMPLES, name), "utf8")) as PolicyInput;
+}
+
+function withCommand(base: PolicyInput, command: string, args: string[]): PolicyInput {
+  return { ...base, command: { command, args, env: {}, cwd: "", timeout_seconds: 0 } };
+}
+
+function withFile(
+  base: PolicyInput,
+  operation: PolicyInput["operation"],
+  path: string,
+): PolicyInput {
+  const mode = ({ read_file: "read", write_file: "write", delete_file: "delete" } as const)[
+    operation as "read_file"
+  ];
+  const { command: _omit, ...rest } = base;
+  return { ...rest, operation, file: { path, mode: mode ?? "list" } };
+}
+
+describe("default policy evaluated in wasm", () => {
+  let dir: string;
+  let bundlePath: string;
+  let engine: PolicyEngine;
+  let execute: PolicyInput;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "default-policy-"));
+    bundlePath = await buildPolicyBundle({ outPath: join(dir, "bundle.tar.gz") });
+    engine = await createPolicyEngine({ bundlePath, logger, pollIntervalMs: 0 });
+    execute = await example("execute-allowed.json");
+  });
+  after(async () => {
+    engine.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("decides every documented example as its file name says", async () => {
+    const names = (await readdir(EXAMPLES)).filter((n) => n.endsWith(".json"));
+    assert.ok(names.length >= 6, "docs/policy/examples should hold the examples");
+    for (const name of names) {
+      const d = engine.decide(await example(name));
+      const expectAllow = name.endsWith("-allowed.json");
+      assert.equal(d.allow, expectAllow, `${name}: ${d.denyReasons.join("; ")}`);
+      if (!expectAllow) assert.ok(d.denyReasons.length > 0, name);
+    }
+  });
+
+  it("gives the same decisions as the OPA CLI (Go) on a corpus", async () => {
+    const corpus: PolicyInput[] = [];
+    for (const name of await readdir(EXAMPLES)) {
+      if (name.endsWith(".json")) corpus.push(await example(name));
+    }
+    const commands: [string, string[]][] = [
+      ["rm", ["-rf", "/*"]],
+      ["rm", ["-rf", "build"]],
+      ["/usr/bin/sudo", ["ls"]],
+      ["bash", ["-c", "ls; s\\udo id"]],
+      ["sh", ["-c", "echo ok | wc -c"]],
+      ["env", ["A=1", "timeout", "5", "mkfs.ext4", "/dev/x"]],
+      ["chmod", ["-R", "777", "/"]],
+      ["wget", ["http://example.org"]],
+      ["python3", ["-c", "print('a;b|c')"]],
+    ];
+    for (const [command, args] of commands) corpus.push(withCommand(execute, command, args));
+    corpus.push({
+      ...withCommand(execute, "ls", []),
+      command: {
+        command: "ls",
+        args: [],
+        env: { LD_PRELOAD: "x", OK: "1" },
+        cwd: "",
+        timeout_seconds: 900,
+      },
+    });
+    for (const path of [".git/hooks/pre-commit", "./.git//hooks/x", "a/../b", "src/ok.ts"]) {
+      corpus.push(withFile(execute, "write_file", path));
+    }
+    corpus.push(withFile(execute, "read_file", ".ssh/id_rsa"));
+    // Large numbers in messages (format_int differs between Go and wasm above 2^32).
+    corpus.push({
+      ...execute,
+      sandbox: {
+        limits: { ...execute.sandbox.limits, memory_bytes: 8589934592, max_output_bytes: 1e12 },
+      },
+    });
+
+    const inputPath = join(dir, "corpus.json");
+    await writeFile(inputPath, JSON.stringify({ cases: corpus }));
+    const opa = await findOpa();
+    const { stdout } = await run(
+      opa,
+      [
+        "eval",
+        "--format=json",
+        "-d",
+        join(REPO_ROOT, "policies/mcp"),
+        "-d",
+        join(REPO_ROOT, "policies/data"),
+        "-i",
+        inputPath,
+        "[d | some c in input.cases; d := data.mcp.authz.decision with input as c]",
+      ],
+      { maxBuffer: 64 * 1024 * 1024 },
+    );
+    const goDecisions = JSON.parse(stdout).result[0].expressions[0].value as {
+      allow: boolean;
+      deny_reasons: string[];
+      warnings: string[];
+      obligations: unknown;
+    }[];
+    assert.equal(goDecisions.length, corpus.length);
+    corpus.forEach((input, i) => {
+      const wasm = engine.decide(input);
+      const go = goDecisions[i];
+      assert.ok(go, `case ${i}`);
+      const label = `case ${i}: ${JSON.stringify(input.command ?? input.file)}`;
+      assert.equal(wasm.allow, go.allow, label);
+      assert.deepEqual(wasm.denyReasons, go.deny_reasons, label);
+      assert.deepEqual(wasm.warnings, go.warnings, label);
+      assert.deepEqual(wasm.obligations, go.obligations, label);
+    });
+    // The corpus must exercise both outcomes.
+    assert.ok(goDecisions.some((d) => d.allow));
+    assert.ok(goDecisions.some((d) => !d.allow));
+  });
+
+  it("evalPolicyFile decides an input file like the engine", async () => {
+    const d = await evalPolicyFile(bundlePath, join(EXAMPLES, "execute-denied.json"));
+    assert.equal(d.allow, false);
+    assert.ok(
+      d.denyReasons.includes("rm --no-preserve-root is not allowed"),
+      d.denyReasons.join("; "),
+    );
+    assert.equal(d.revision, engine.revision());
+  });
+
+  it("evalPolicyFile fails closed on a missing bundle", async () => {
+    const d = await evalPolicyFile(
+      join(dir, "nope.tar.gz"),
+      join(EXAMPLES, "execute-allowed.json"),
+    );
+    assert.equal(d.allow, false);
+    assert.match(d.denyReasons[0] ?? "", /policy unavailable/);
+  });
+});
