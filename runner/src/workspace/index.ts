@@ -1,0 +1,13 @@
+/**
+ * File operations confined to a task's workspace (openat2 RESOLVE_BENEATH in the native
+ * helper, run as the sandbox uid). See docs/security/sandbox.md.
+ *
+ * @module
+ */
+export { isWorkspaceErrorCode, WorkspaceError, type WorkspaceErrorCode } from "./errors.js";
+export {
+  createWorkspaceFs,
+  type WorkspaceEntry,
+  type WorkspaceFs,
+  type WorkspaceFsOptions,
+} from "./workspace-fs.js";
