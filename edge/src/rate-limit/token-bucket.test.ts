@@ -50,15 +50,26 @@ describe("createRateLimiter", () => {
     assert.throws(() => limiter.take("k", 0), RangeError);
   });
 
-  it("bounds memory to maxKeys, forgetting the least recently used key", () => {
+  it("bounds memory to maxKeys, forgetting keys unused the longest", () => {
     const clock = fakeClock();
-    const limiter = createRateLimiter({ ratePerSecond: 1, burst: 1, maxKeys: 2, now: clock.now });
+    const limiter = createRateLimiter({ ratePerSecond: 1, burst: 1, maxKeys: 4, now: clock.now });
     assert.equal(limiter.take("a"), 0);
     assert.equal(limiter.take("b"), 0);
-    assert.equal(limiter.take("a"), 1000, "a is tracked and empty; now most recently used");
-    assert.equal(limiter.take("c"), 0, "c evicts b (least recently used)");
-    assert.equal(limiter.take("a"), 1000, "a survived the eviction");
+    assert.equal(limiter.take("c"), 0, "generation full: a, b age");
+    assert.equal(limiter.take("a"), 1000, "a is still tracked (and empty), now recent again");
+    assert.equal(limiter.take("d"), 0, "b is dropped with the old generation");
+    assert.equal(limiter.take("a"), 1000, "a survived: it was used recently");
     assert.equal(limiter.take("b"), 0, "b was forgotten and starts full");
+  });
+
+  it("never holds more than maxKeys buckets under key churn", () => {
+    const clock = fakeClock();
+    const limiter = createRateLimiter({ ratePerSecond: 1, burst: 1, maxKeys: 100, now: clock.now });
+    for (let i = 0; i < 10_000; i++) limiter.take(`k${i}`);
+    // The last 50 keys are in the recent generation: all still empty.
+    for (let i = 9_950; i < 10_000; i++) assert.equal(limiter.take(`k${i}`), 1000, `k${i} tracked`);
+    // Keys from long ago were forgotten (they start full again).
+    assert.equal(limiter.take("k0"), 0);
   });
 
   it("ignores a clock that goes backwards", () => {
@@ -72,6 +83,6 @@ describe("createRateLimiter", () => {
   it("refuses nonsensical options", () => {
     assert.throws(() => createRateLimiter({ ratePerSecond: 0, burst: 1 }), RangeError);
     assert.throws(() => createRateLimiter({ ratePerSecond: 1, burst: 0 }), RangeError);
-    assert.throws(() => createRateLimiter({ ratePerSecond: 1, burst: 1, maxKeys: 0 }), RangeError);
+    assert.throws(() => createRateLimiter({ ratePerSecond: 1, burst: 1, maxKeys: 1 }), RangeError);
   });
 });

@@ -5,9 +5,10 @@ export interface RateLimiterOptions {
   /** Bucket capacity: the largest burst a key may spend at once; a new key starts full. */
   burst: number;
   /**
-   * Most keys tracked at once (default 10000). Beyond it the least recently
-   * used key is forgotten, so memory stays bounded; a forgotten key starts
-   * again with a full bucket.
+   * Most keys tracked at once (default 10000), so memory stays bounded. Keys
+   * not used for a while are forgotten first (approximate LRU, in two
+   * generations of `maxKeys / 2`); a forgotten key starts again with a full
+   * bucket.
    */
   maxKeys?: number;
   /** Clock in milliseconds (default `performance.now`, monotonic); injectable for tests. */
@@ -33,8 +34,8 @@ interface Bucket {
 
 /**
  * Creates a token-bucket rate limiter keyed by principal (or anything else).
- * Buckets refill continuously at `ratePerSecond` up to `burst`. Keys live in
- * a Map in least-recently-used order, bounded by `maxKeys`.
+ * Buckets refill continuously at `ratePerSecond` up to `burst`. At most
+ * `maxKeys` buckets are held (approximate LRU).
  *
  * @example
  * const limiter = createRateLimiter({ ratePerSecond: 50, burst: 100 });
@@ -50,10 +51,36 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
   }
   if (!(Number.isFinite(burst) && burst >= 1))
     throw new RangeError(`burst must be >= 1, got ${burst}`);
-  if (!(Number.isInteger(maxKeys) && maxKeys >= 1))
-    throw new RangeError(`maxKeys must be a positive integer`);
+  if (!(Number.isInteger(maxKeys) && maxKeys >= 2))
+    throw new RangeError(`maxKeys must be an integer >= 2, got ${maxKeys}`);
   const perMs = ratePerSecond / 1000;
-  const buckets = new Map<string, Bucket>();
+  // Two generations instead of a strict LRU list: lookups promote from `old`
+  // to `recent`; when `recent` holds half the budget, `old` is dropped whole.
+  // O(1) per call with no per-access Map delete (which leaves holes V8 must
+  // skip), and at most `maxKeys` buckets held. Keys unused for a full
+  // generation are forgotten first.
+  const generation = Math.max(1, Math.floor(maxKeys / 2));
+  let recent = new Map<string, Bucket>();
+  let old = new Map<string, Bucket>();
+
+  function lookup(key: string): Bucket | undefined {
+    const hit = recent.get(key);
+    if (hit !== undefined) return hit;
+    const aged = old.get(key);
+    if (aged !== undefined) {
+      old.delete(key);
+      store(key, aged);
+    }
+    return aged;
+  }
+
+  function store(key: string, bucket: Bucket): void {
+    if (recent.size >= generation) {
+      old = recent;
+      recent = new Map();
+    }
+    recent.set(key, bucket);
+  }
 
   return {
     take(key, cost = 1) {
@@ -61,20 +88,15 @@ export function createRateLimiter(options: RateLimiterOptions): RateLimiter {
         throw new RangeError(`cost must be > 0 and <= burst (${burst}), got ${cost}`);
       }
       const t = now();
-      let bucket = buckets.get(key);
+      let bucket = lookup(key);
       if (bucket === undefined) {
         bucket = { tokens: burst, updatedAt: t };
-        if (buckets.size >= maxKeys) {
-          const oldest = buckets.keys().next();
-          if (!oldest.done) buckets.delete(oldest.value);
-        }
+        store(key, bucket);
       } else {
-        buckets.delete(key); // re-inserted below: most recently used last
         const elapsed = Math.max(0, t - bucket.updatedAt);
         bucket.tokens = Math.min(burst, bucket.tokens + elapsed * perMs);
         bucket.updatedAt = t;
       }
-      buckets.set(key, bucket);
       if (bucket.tokens >= cost) {
         bucket.tokens -= cost;
         return 0;
