@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -115,6 +116,31 @@ describe("ensureDevPki", () => {
         assert.ok(new X509Certificate(readFileSync(leaf.certPath)).verify(ca.publicKey));
         loadTlsMaterial({ caPath: r.caCertPath, ...leaf });
       }
+    }
+  });
+
+  it("ends with one CA when two processes (edge and runner) start together", async () => {
+    const dir = join(root, "race-processes");
+    const module = new URL("./dev-pki.ts", import.meta.url).href;
+    const script = (edgeIds: string[], runnerIds: string[]) =>
+      `const { ensureDevPki } = await import(${JSON.stringify(module)});
+       const p = await ensureDevPki({ dir: ${JSON.stringify(dir)}, edgeIds: ${JSON.stringify(edgeIds)}, runnerIds: ${JSON.stringify(runnerIds)} });
+       process.stdout.write(p.caCertPath);`;
+    const run = (code: string) =>
+      new Promise<void>((resolve, reject) => {
+        execFile(
+          process.execPath,
+          ["--import", "tsx", "--input-type=module", "-e", code],
+          (err, _out, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve()),
+        );
+      });
+    await Promise.all([run(script(["e"], ["r"])), run(script(["e"], ["r"]))]);
+    const ca = new X509Certificate(readFileSync(join(dir, "ca.crt")));
+    for (const name of ["edge-e", "runner-r"]) {
+      assert.ok(
+        new X509Certificate(readFileSync(join(dir, `${name}.crt`))).verify(ca.publicKey),
+        name,
+      );
     }
   });
 
