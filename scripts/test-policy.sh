@@ -24,7 +24,7 @@ if ! "${OPA}" fmt --diff --fail "${POLICY_DIR}"; then
 fi
 
 echo "test-policy: opa test" >&2
-"${OPA}" test --explain=fails "${POLICY_DIR}" "${DATA_DIR}"
+"${OPA}" test "${POLICY_DIR}" "${DATA_DIR}"
 
 echo "test-policy: opa test --coverage (gate ${MIN_COVERAGE} %)" >&2
 "${OPA}" test --coverage --threshold "${MIN_COVERAGE}" "${POLICY_DIR}" "${DATA_DIR}" >/tmp/opa-coverage.$$.json || {

@@ -261,3 +261,40 @@ test_allow_ordinary_env if {
 	d := authz.decision with input as env_exec({"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "CI": "1"})
 	d.allow
 }
+
+test_is_identifier if {
+	authz.is_identifier("PATH")
+	authz.is_identifier("_x9")
+	not authz.is_identifier("9x")
+	not authz.is_identifier("")
+	not authz.is_identifier("A-B")
+}
+
+test_is_assignment if {
+	authz.is_assignment("FOO=1")
+	authz.is_assignment("FOO=")
+	not authz.is_assignment("=x")
+	not authz.is_assignment("--opt=x")
+	not authz.is_assignment("ls")
+}
+
+test_shell_flag_forms if {
+	denied_cmd("bash", ["-ec", "sudo id"], "\"sudo\" is denied")
+	allowed_cmd("bash", ["--noprofile", "script.sh"])
+}
+
+test_is_duration if {
+	authz.is_duration("5")
+	authz.is_duration("2.5")
+	authz.is_duration("10s")
+	not authz.is_duration("s")
+	not authz.is_duration("5x")
+	not authz.is_duration("ls")
+}
+
+test_shell_separators_and_whitespace if {
+	denied_cmd("sh", ["-c", "true\tand\n\tsudo id"], "\"sudo\" is denied")
+	denied_cmd("sh", ["-c", "echo `reboot`"], "\"reboot\" is denied")
+	denied_cmd("sh", ["-c", "(halt)"], "\"halt\" is denied")
+	denied_cmd("sh", ["-c", "true&sudo id"], "\"sudo\" is denied")
+}

@@ -41,28 +41,16 @@ tenant := object.union(
 	object.get(data.gateway.tenants, object.get(object.get(input, "principal", {}), "tenant", ""), {}),
 )
 
-# role_limit[name] is the largest value of a limit granted by any role the
-# principal holds, or the default.
-role_limit[name] := max(granted) if {
-	some name, _ in data.gateway.defaults.limits
-	granted := {v |
+# effective_limit[name] is the largest value of a limit granted by any role
+# the principal holds (never below data.gateway.defaults.limits), clamped by
+# the tenant's cap if it has one. One comprehension, so it is evaluated once
+# per decision.
+effective_limit := {name: value |
+	some name, default_value in data.gateway.defaults.limits
+	granted := [v |
 		some role in known_roles
 		v := data.gateway.roles[role].limits[name]
-	}
-	count(granted) > 0
-}
-
-role_limit[name] := value if {
-	some name, value in data.gateway.defaults.limits
-	not role_grants_limit(name)
-}
-
-role_grants_limit(name) if {
-	some role in known_roles
-	data.gateway.roles[role].limits[name]
-}
-
-# effective_limit[name] is the role limit clamped by the tenant's cap (if any).
-effective_limit[name] := min({value, object.get(tenant.limits, name, value)}) if {
-	some name, value in role_limit
+	]
+	role_value := max(array.concat([default_value], granted))
+	value := min([role_value, object.get(tenant.limits, name, role_value)])
 }
