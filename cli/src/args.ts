@@ -1,4 +1,4 @@
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 
 /** A usage error: printed with the command's help, exit code 2. */
 export class UsageError extends Error {

@@ -78,7 +78,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`mcp-gateway ${name}: [${codeToString(err.code)}] ${err.rawMessage}\n`);
       return 1;
     }
-    process.stderr.write(`mcp-gateway ${name}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(
+      `mcp-gateway ${name}: ${err instanceof Error ? err.message : String(err)}\n`,
+    );
     return 1;
   }
 }

@@ -6,7 +6,7 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", 
 
 /** Default data directory: $MCP_GATEWAY_DATA_DIR or <repo>/.data. */
 export function defaultDataDir(): string {
-  return resolve(process.env["MCP_GATEWAY_DATA_DIR"] ?? join(REPO_ROOT, ".data"));
+  return resolve(process.env.MCP_GATEWAY_DATA_DIR ?? join(REPO_ROOT, ".data"));
 }
 
 /** Default policy bundle built by scripts/build-policy.sh. */

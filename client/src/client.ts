@@ -1,5 +1,9 @@
 import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
 import { McpService } from "@mcp-gateway/proto/mcp";
 
 /** Options for {@link createMcpClient}. */

@@ -11,10 +11,14 @@ describe("toConnectError", () => {
   });
 
   it("maps foreign domain codes (sandbox, workspace, auth) through the one table", () => {
-    const sandbox = Object.assign(new Error("bubblewrap not found"), { code: "sandbox_unavailable" });
+    const sandbox = Object.assign(new Error("bubblewrap not found"), {
+      code: "sandbox_unavailable",
+    });
     assert.equal(toConnectError(sandbox).code, Code.FailedPrecondition);
-    const escape = Object.assign(new Error("path escapes the workspace"), { code: "escape_attempt" });
-    assert.equal(toConnectError(escape).code, Code.PermissionDenied);
+    const escapeErr = Object.assign(new Error("path escapes the workspace"), {
+      code: "escape_attempt",
+    });
+    assert.equal(toConnectError(escapeErr).code, Code.PermissionDenied);
   });
 
   it("carries www-authenticate as response metadata", () => {

@@ -55,6 +55,7 @@ const CODE_TABLE: Readonly<Record<string, Code>> = {
   internal: Code.Internal,
   // runner sandbox and workspace errors
   sandbox_unavailable: Code.FailedPrecondition,
+  invalid_spec: Code.InvalidArgument,
   invalid_path: Code.InvalidArgument,
   escape_attempt: Code.PermissionDenied,
   too_large: Code.ResourceExhausted,

@@ -14,7 +14,10 @@ export const runnerTargetSchema = z.object({
  */
 export const edgeConfigSchema = z.object({
   /** Edge identity, written into its client certificate (spiffe://mcp-gateway/edge/<id>). */
-  id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).default("edge-local"),
+  id: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .default("edge-local"),
   /** Address of the one public port. */
   host: z.string().default("127.0.0.1"),
   port: z.number().int().min(0).max(65535).default(8081),
@@ -49,12 +52,19 @@ export const edgeConfigSchema = z.object({
     .prefault({}),
   /** Token bucket per principal. */
   rateLimit: z
-    .object({ ratePerSecond: z.number().positive().default(50), burst: z.number().int().positive().default(100) })
+    .object({
+      ratePerSecond: z.number().positive().default(50),
+      burst: z.number().int().positive().default(100),
+    })
     .prefault({}),
   /** Origins allowed to call from browsers (exact match). Empty: no CORS. */
   corsOrigins: z.array(z.string()).default([]),
   /** Largest request body accepted, per message, in bytes. */
-  maxRequestBytes: z.number().int().positive().default(8 * 1024 * 1024),
+  maxRequestBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(8 * 1024 * 1024),
   /** Default and maximum wall-clock deadline for tasks, in seconds. */
   defaultTimeoutSeconds: z.number().int().positive().default(60),
   maxTimeoutSeconds: z.number().int().positive().default(3600),

@@ -5,7 +5,12 @@ import { getRequestListener } from "@hono/node-server";
 import { createMetricsRegistry } from "@mcp-gateway/common/metrics";
 import { nodeFallback } from "@mcp-gateway/common/node-fallback";
 import { createPolicyEngine, type PolicyEngine } from "@mcp-gateway/common/policy";
-import { ensureDevPki, loadTlsMaterial, type TlsFiles, watchTlsMaterial } from "@mcp-gateway/common/tls";
+import {
+  ensureDevPki,
+  loadTlsMaterial,
+  type TlsFiles,
+  watchTlsMaterial,
+} from "@mcp-gateway/common/tls";
 import { VERSION } from "@mcp-gateway/common/version";
 import { McpService } from "@mcp-gateway/proto/mcp";
 import type { Logger } from "pino";
@@ -63,7 +68,9 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
 
   const registry = createMetricsRegistry("edge");
   const metrics = createEdgeMetrics(registry);
-  const store = createSqliteStore({ path: config.databasePath ?? join(config.dataDir, "gateway.db") });
+  const store = createSqliteStore({
+    path: config.databasePath ?? join(config.dataDir, "gateway.db"),
+  });
 
   const policy = await createPolicyEngine({
     bundlePath: resolve(config.policyBundle),
@@ -82,19 +89,28 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
   const stopTlsWatch = watchTlsMaterial(
     tlsFiles,
     (m) => runners.rotate(m),
-    (err) => logger.error({ err }, "rotated runner TLS material is invalid; keeping the current one"),
+    (err) =>
+      logger.error({ err }, "rotated runner TLS material is invalid; keeping the current one"),
   );
 
   const jwks = config.auth.jwksUrl
     ? { url: config.auth.jwksUrl }
-    : { file: config.auth.jwksFile ?? (await ensureDevSigningKey(join(config.dataDir, "auth"))).jwksPath };
+    : {
+        file:
+          config.auth.jwksFile ??
+          (await ensureDevSigningKey(join(config.dataDir, "auth"))).jwksPath,
+      };
   const authenticator = createAuthenticator({
     jwks,
     issuer: config.auth.issuer,
     audience: config.auth.audience,
     algorithms: config.auth.algorithms,
     clockToleranceSec: config.auth.clockToleranceSec,
-    claims: { roles: config.auth.rolesClaim, tenant: config.auth.tenantClaim, scopes: config.auth.scopesClaim },
+    claims: {
+      roles: config.auth.rolesClaim,
+      tenant: config.auth.tenantClaim,
+      scopes: config.auth.scopesClaim,
+    },
   });
   const limiter = createRateLimiter({
     ratePerSecond: config.rateLimit.ratePerSecond,
@@ -148,7 +164,8 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
     ],
     readMaxBytes: config.maxRequestBytes,
     shutdownSignal: shutdown.signal,
-    contextValues: (req) => createContextValues().set(peerAddressKey, req.socket.remoteAddress ?? ""),
+    contextValues: (req) =>
+      createContextValues().set(peerAddressKey, req.socket.remoteAddress ?? ""),
     fallback: nodeFallback(getRequestListener(app.fetch)),
   });
   const corsOrigins = new Set(config.corsOrigins);
@@ -169,7 +186,15 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
 
   await runners.probe();
   const recovered = await tasks.recover();
-  logger.info({ url: server.url, runners: config.runners.map((r) => r.id), policy: policy.revision(), recovered }, "edge listening");
+  logger.info(
+    {
+      url: server.url,
+      runners: config.runners.map((r) => r.id),
+      policy: policy.revision(),
+      recovered,
+    },
+    "edge listening",
+  );
 
   return {
     url: server.url,

@@ -1,5 +1,10 @@
-export { type EdgeConfig, type EdgeConfigInput, edgeConfigSchema, type RunnerTarget } from "./config.js";
+export { type ChainVerdict, verifyAuditChain } from "./audit/chain.js";
+export {
+  type EdgeConfig,
+  type EdgeConfigInput,
+  edgeConfigSchema,
+  type RunnerTarget,
+} from "./config.js";
 export { type Edge, edgeTlsFiles, startEdge } from "./edge.js";
 export { createSqliteStore, type SqliteStore } from "./store/sqlite.js";
-export { type ChainVerdict, verifyAuditChain } from "./audit/chain.js";
 export type { AuditRecord, TaskRecord, TaskStore } from "./store/types.js";

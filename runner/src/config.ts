@@ -6,7 +6,10 @@ import { z } from "zod";
  */
 export const runnerConfigSchema = z.object({
   /** Runner identity: its certificate carries spiffe://mcp-gateway/runner/<id>. */
-  id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).default("runner-local"),
+  id: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .default("runner-local"),
   /** Address of the internal mTLS port. */
   host: z.string().default("127.0.0.1"),
   port: z.number().int().min(0).max(65535).default(9443),
@@ -23,9 +26,17 @@ export const runnerConfigSchema = z.object({
   /** Tasks running at once; more are refused with ResourceExhausted. */
   maxConcurrentTasks: z.number().int().positive().default(32),
   /** How long finished tasks stay attachable, ms. */
-  retentionMs: z.number().int().positive().default(15 * 60_000),
+  retentionMs: z
+    .number()
+    .int()
+    .positive()
+    .default(15 * 60_000),
   /** Largest file read or written through the file API, bytes. */
-  maxFileBytes: z.number().int().positive().default(8 * 1024 * 1024),
+  maxFileBytes: z
+    .number()
+    .int()
+    .positive()
+    .default(8 * 1024 * 1024),
   /** Path of bwrap (default: looked up on PATH). */
   bwrapPath: z.string().optional(),
   /** Path of the seccomp/file helper built from runner/native (default: runner/native/build/mcp-sandbox-helper). */

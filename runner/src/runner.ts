@@ -1,7 +1,8 @@
 import { once } from "node:events";
+import { mkdirSync, statSync } from "node:fs";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
@@ -37,10 +38,33 @@ export interface Runner {
   close(): Promise<void>;
 }
 
+/**
+ * Fails start-up unless the sandbox user can reach the workspace root: every
+ * directory on the way must grant it search (x) permission, or bubblewrap
+ * cannot bind the task's workspace.
+ */
+export function assertTraversable(dir: string, uid: number, gid: number): void {
+  for (let d = dir; ; d = dirname(d)) {
+    const st = statSync(d);
+    const bit = st.uid === uid ? 0o100 : st.gid === gid ? 0o010 : 0o001;
+    if ((st.mode & bit) === 0) {
+      throw new Error(
+        `workspace root ${dir} is not reachable by the sandbox user (uid ${uid}): ${d} has mode ` +
+          `${(st.mode & 0o777).toString(8)}; run \`chmod o+x ${d}\` or set workspaceRoot elsewhere`,
+      );
+    }
+    if (d === dirname(d)) return;
+  }
+}
+
 /** Where the runner's mTLS material lives (configured, or the dev PKI). */
 export async function runnerTlsFiles(config: RunnerConfig): Promise<TlsFiles> {
   if (config.tls) return config.tls;
-  const pki = await ensureDevPki({ dir: join(config.dataDir, "pki"), edgeIds: config.allowedEdges, runnerIds: [config.id] });
+  const pki = await ensureDevPki({
+    dir: join(config.dataDir, "pki"),
+    edgeIds: config.allowedEdges,
+    runnerIds: [config.id],
+  });
   const mine = pki.runners[config.id];
   if (!mine) throw new Error(`dev PKI has no certificate for runner ${config.id}`);
   return { caPath: pki.caCertPath, certPath: mine.certPath, keyPath: mine.keyPath };
@@ -76,10 +100,17 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   });
   const readiness = await sandbox.readiness();
   if (!readiness.ready) {
-    logger.error({ problem: readiness.problem }, "sandbox unavailable: tasks will be refused until it is fixed");
+    logger.error(
+      { problem: readiness.problem },
+      "sandbox unavailable: tasks will be refused until it is fixed",
+    );
   }
+  const workspaceRoot = resolve(config.workspaceRoot ?? join(config.dataDir, "workspaces"));
+  mkdirSync(workspaceRoot, { recursive: true, mode: 0o711 });
+  if (process.getuid?.() === 0)
+    assertTraversable(workspaceRoot, config.sandboxUid, config.sandboxGid);
   const workspaces = createWorkspaceFs({
-    root: resolve(config.workspaceRoot ?? join(config.dataDir, "workspaces")),
+    root: workspaceRoot,
     maxReadBytes: config.maxFileBytes,
     maxWriteBytes: config.maxFileBytes,
     sandboxUid: config.sandboxUid,
@@ -94,10 +125,21 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     onChange: (n) => runningGauge.set(n),
   });
 
-  const service = createRunnerService({ runnerId: config.id, sandbox, tasks, workspaces, policy, logger });
+  const service = createRunnerService({
+    runnerId: config.id,
+    sandbox,
+    tasks,
+    workspaces,
+    policy,
+    logger,
+  });
   const app = new Hono();
-  app.get("/health", (c) => c.json({ status: readiness.ready ? "ok" : "sandbox_unavailable", runner: config.id }));
-  app.get("/metrics", async (c) => c.body(await registry.metrics(), 200, { "content-type": registry.contentType }));
+  app.get("/health", (c) =>
+    c.json({ status: readiness.ready ? "ok" : "sandbox_unavailable", runner: config.id }),
+  );
+  app.get("/metrics", async (c) =>
+    c.body(await registry.metrics(), 200, { "content-type": registry.contentType }),
+  );
   const handler = connectNodeAdapter({
     routes: (router) => router.service(RunnerService, service),
     readMaxBytes: config.maxFileBytes + 64 * 1024,
@@ -109,7 +151,10 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   const server = http2.createSecureServer(mtlsServerOptions(loadTlsMaterial(tlsFiles)), handler);
   server.on("secureConnection", (socket: TLSSocket) => {
     if (!isAllowedPeer(socket, allowed)) {
-      logger.warn({ peer: socket.remoteAddress }, "refused a client whose certificate is not an allowed edge");
+      logger.warn(
+        { peer: socket.remoteAddress },
+        "refused a client whose certificate is not an allowed edge",
+      );
       socket.destroy();
     }
   });
@@ -122,7 +167,11 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       server.setSecureContext(mtlsServerOptions(m));
       logger.info({ notAfter: m.notAfter }, "runner certificate rotated");
     },
-    (err) => logger.error({ err: err.message }, "rotated TLS material is invalid; keeping the current one"),
+    (err) =>
+      logger.error(
+        { err: err.message },
+        "rotated TLS material is invalid; keeping the current one",
+      ),
   );
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => {
@@ -134,7 +183,10 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   const port = (server.address() as AddressInfo).port;
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `https://${host}:${port}`;
-  logger.info({ url, runner: config.id, sandbox: readiness, policy: policy.revision() }, "runner listening");
+  logger.info(
+    { url, runner: config.id, sandbox: readiness, policy: policy.revision() },
+    "runner listening",
+  );
 
   return {
     url,

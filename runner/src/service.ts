@@ -5,7 +5,7 @@ import { toConnectError } from "@mcp-gateway/common/errors";
 import { applyObligations, type Decision, type PolicyEngine } from "@mcp-gateway/common/policy";
 import { VERSION } from "@mcp-gateway/common/version";
 import { FileType, NetworkMode } from "@mcp-gateway/proto/mcp";
-import { type Authorization, RunnerService, type TaskSpec } from "@mcp-gateway/proto/runner/v1";
+import type { Authorization, RunnerService, TaskSpec } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
 import type { Sandbox, SandboxLimits } from "./sandbox/index.js";
 import { DEFAULT_SANDBOX_LIMITS } from "./sandbox/index.js";
@@ -45,11 +45,14 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
 
   function recheck(authz: Authorization | undefined, op: OperationInput): Decision {
     if (!authz?.principal) {
-      throw new ConnectError("authorization missing: the edge must forward its decision", Code.InvalidArgument);
+      throw new ConnectError(
+        "authorization missing: the edge must forward its decision",
+        Code.InvalidArgument,
+      );
     }
     const input = buildPolicyInput(authz.principal, op, {
       protocol: "runner",
-      traceId: authz.metadata["trace_id"] ?? "",
+      traceId: authz.metadata.trace_id ?? "",
       source: "edge",
       metadata: authz.metadata,
     });
@@ -142,7 +145,7 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
         // The runner enforces the obligations itself: it never trusts the edge to have applied them.
         const applied = applyObligations(
           {
-            timeoutSeconds: Math.ceil(requested.timeoutMs / 1000),
+            timeout_seconds: Math.ceil(requested.timeoutMs / 1000),
             network,
             limits: {
               memory_bytes: requested.memoryBytes,
@@ -165,7 +168,10 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
             cwd: spec.cwd,
             workspaceDir,
             network: applied.network,
-            timeoutMs: Math.min(orDefault(requested.timeoutMs, 60_000), applied.timeoutSeconds * 1000),
+            timeoutMs: Math.min(
+              orDefault(requested.timeoutMs, 60_000),
+              applied.timeout_seconds * 1000,
+            ),
             limits: {
               memoryBytes: orDefault(applied.limits.memory_bytes, d.memoryBytes),
               maxProcesses: orDefault(applied.limits.max_processes, d.maxProcesses),
@@ -193,35 +199,55 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     },
 
     async readFile(req) {
-      recheck(req.authorization, { operation: "read_file", workspace: req.workspace, file: { path: req.path, mode: "read" } });
+      recheck(req.authorization, {
+        operation: "read_file",
+        workspace: req.workspace,
+        file: { path: req.path, mode: "read" },
+      });
       return guard(async () => {
+        await workspaces.ensure(req.workspace);
         const r = await workspaces.readFile(req.workspace, req.path);
         return { content: r.content, size: BigInt(r.size) };
       });
     },
 
     async writeFile(req) {
-      recheck(req.authorization, { operation: "write_file", workspace: req.workspace, file: { path: req.path, mode: "write" } });
+      recheck(req.authorization, {
+        operation: "write_file",
+        workspace: req.workspace,
+        file: { path: req.path, mode: "write" },
+      });
       return guard(async () => {
+        await workspaces.ensure(req.workspace);
         const r = await workspaces.writeFile(req.workspace, req.path, req.content, {
           createParents: req.createParents,
-          mode: req.mode,
+          mode: req.mode === 0 ? 0o644 : req.mode,
         });
         return { bytesWritten: BigInt(r.bytesWritten) };
       });
     },
 
     async deleteFile(req) {
-      recheck(req.authorization, { operation: "delete_file", workspace: req.workspace, file: { path: req.path, mode: "delete" } });
+      recheck(req.authorization, {
+        operation: "delete_file",
+        workspace: req.workspace,
+        file: { path: req.path, mode: "delete" },
+      });
       return guard(async () => {
+        await workspaces.ensure(req.workspace);
         await workspaces.deleteFile(req.workspace, req.path, { recursive: req.recursive });
         return {};
       });
     },
 
     async listDirectory(req) {
-      recheck(req.authorization, { operation: "list_directory", workspace: req.workspace, file: { path: req.path, mode: "list" } });
+      recheck(req.authorization, {
+        operation: "list_directory",
+        workspace: req.workspace,
+        file: { path: req.path, mode: "list" },
+      });
       return guard(async () => {
+        await workspaces.ensure(req.workspace);
         const entries = await workspaces.listDirectory(req.workspace, req.path);
         return {
           entries: entries.map((e) => ({

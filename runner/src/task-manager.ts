@@ -62,7 +62,11 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
 
   function push(entry: Entry, event: TaskEvent["event"]): void {
     entry.events.push(
-      create(TaskEventSchema, { seq: BigInt(entry.events.length + 1), time: timestampNow(), event }),
+      create(TaskEventSchema, {
+        seq: BigInt(entry.events.length + 1),
+        time: timestampNow(),
+        event,
+      }),
     );
     const wake = [...entry.wake];
     entry.wake.clear();
@@ -138,7 +142,14 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
           `runner is at its limit of ${options.maxConcurrent} concurrent tasks; retry later`,
         );
       }
-      const entry: Entry = { id, events: [], done: false, process: null, cancelled: false, wake: new Set() };
+      const entry: Entry = {
+        id,
+        events: [],
+        done: false,
+        process: null,
+        cancelled: false,
+        wake: new Set(),
+      };
       tasks.set(id, entry);
       const p = run(entry, spec);
       pending.add(p);

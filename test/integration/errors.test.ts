@@ -21,33 +21,43 @@ describe("bad input gets a clear code and message, never a crash", () => {
   it("malformed JSON → 400 invalid_argument", async () => {
     const r = await connectJson(gw.url, "ExecuteCommand", undefined, token, "{not json");
     assert.equal(r.status, 400);
-    assert.equal(r.body["code"], "invalid_argument");
+    assert.equal(r.body.code, "invalid_argument");
   });
 
   it("wrong field types → 400 invalid_argument", async () => {
     const r = await connectJson(gw.url, "ExecuteCommand", { command: 42, args: "x" }, token);
     assert.equal(r.status, 400);
-    assert.equal(r.body["code"], "invalid_argument");
+    assert.equal(r.body.code, "invalid_argument");
   });
 
   it("empty command → invalid_argument naming the field", async () => {
     const r = await connectJson(gw.url, "ExecuteCommand", { command: "" }, token);
-    assert.equal(r.body["code"], "invalid_argument");
-    assert.match(String(r.body["message"]), /command is required/);
+    assert.equal(r.body.code, "invalid_argument");
+    assert.match(String(r.body.message), /command is required/);
   });
 
   it("unknown task id → 404 not_found; garbage id → invalid_argument", async () => {
-    const r = await connectJson(gw.url, "GetTaskStatus", { taskId: "task-00000000-0000-4000-8000-000000000000" }, token);
+    const r = await connectJson(
+      gw.url,
+      "GetTaskStatus",
+      { taskId: "task-00000000-0000-4000-8000-000000000000" },
+      token,
+    );
     assert.equal(r.status, 404);
-    assert.equal(r.body["code"], "not_found");
+    assert.equal(r.body.code, "not_found");
     const g = await connectJson(gw.url, "GetTaskStatus", { taskId: "../../etc" }, token);
-    assert.equal(g.body["code"], "invalid_argument");
+    assert.equal(g.body.code, "invalid_argument");
   });
 
   it("oversized body → resource_exhausted, and the edge keeps serving", async () => {
     const big = "x".repeat(9 * 1024 * 1024);
-    const r = await connectJson(gw.url, "WriteFile", { path: "big.txt", content: Buffer.from(big).toString("base64") }, token);
-    assert.equal(r.body["code"], "resource_exhausted");
+    const r = await connectJson(
+      gw.url,
+      "WriteFile",
+      { path: "big.txt", content: Buffer.from(big).toString("base64") },
+      token,
+    );
+    assert.equal(r.body.code, "resource_exhausted");
     const h = await fetch(`${gw.url}/health`);
     assert.equal(h.status, 200);
   });
@@ -55,36 +65,53 @@ describe("bad input gets a clear code and message, never a crash", () => {
   it("path traversal in file calls → invalid_argument", async () => {
     for (const path of ["../etc/passwd", "/etc/passwd", "a/../../b"]) {
       const r = await connectJson(gw.url, "ReadFile", { path }, token);
-      assert.equal(r.body["code"], "invalid_argument", `${path}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.code, "invalid_argument", `${path}: ${JSON.stringify(r.body)}`);
     }
   });
 
   it("no token → 401 unauthenticated with WWW-Authenticate", async () => {
     const r = await connectJson(gw.url, "ExecuteCommand", { command: "true" });
     assert.equal(r.status, 401);
-    assert.equal(r.body["code"], "unauthenticated");
+    assert.equal(r.body.code, "unauthenticated");
     assert.match(r.headers.get("www-authenticate") ?? "", /^Bearer/);
   });
 
   it("policy denial → 403 permission_denied with the reasons", async () => {
-    const r = await connectJson(gw.url, "ExecuteCommand", { command: "rm", args: ["-rf", "/"] }, token);
+    const r = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      { command: "rm", args: ["-rf", "/"] },
+      token,
+    );
     assert.equal(r.status, 403);
-    assert.equal(r.body["code"], "permission_denied");
-    assert.ok(String(r.body["message"]).length > 20);
+    assert.equal(r.body.code, "permission_denied");
+    assert.ok(String(r.body.message).length > 20);
   });
 
   it("files round-trip inside the workspace", async () => {
-    const w = await connectJson(gw.url, "WriteFile", { path: "dir/hello.txt", content: Buffer.from("hi there").toString("base64"), createParents: true }, token);
+    const w = await connectJson(
+      gw.url,
+      "WriteFile",
+      {
+        path: "dir/hello.txt",
+        content: Buffer.from("hi there").toString("base64"),
+        createParents: true,
+      },
+      token,
+    );
     assert.equal(w.status, 200, JSON.stringify(w.body));
     const r = await connectJson(gw.url, "ReadFile", { path: "dir/hello.txt" }, token);
-    assert.equal(Buffer.from(String(r.body["content"]), "base64").toString(), "hi there");
+    assert.equal(Buffer.from(String(r.body.content), "base64").toString(), "hi there");
     const l = await connectJson(gw.url, "ListDirectory", { path: "dir" }, token);
-    const entries = l.body["entries"] as Array<Record<string, unknown>>;
-    assert.deepEqual(entries.map((e) => e["name"]), ["hello.txt"]);
+    const entries = l.body.entries as Array<Record<string, unknown>>;
+    assert.deepEqual(
+      entries.map((e) => e.name),
+      ["hello.txt"],
+    );
     const d = await connectJson(gw.url, "DeleteFile", { path: "dir/hello.txt" }, token);
     assert.equal(d.status, 200);
     const gone = await connectJson(gw.url, "ReadFile", { path: "dir/hello.txt" }, token);
-    assert.equal(gone.body["code"], "not_found");
+    assert.equal(gone.body.code, "not_found");
   });
 });
 
@@ -93,7 +120,13 @@ describe("runner port is mTLS only", () => {
     const u = new URL(gw.runnerUrl);
     const ca = readFileSync(join(gw.dataDir, "pki", "ca.crt"));
     const outcome = await new Promise<string>((resolve) => {
-      const s = tls.connect({ host: u.hostname, port: Number(u.port), ca, servername: "localhost", ALPNProtocols: ["h2"] });
+      const s = tls.connect({
+        host: u.hostname,
+        port: Number(u.port),
+        ca,
+        servername: "localhost",
+        ALPNProtocols: ["h2"],
+      });
       s.on("secureConnect", () => {
         // TLS 1.3: the server's rejection of a missing client cert arrives after the client's handshake finishes.
         s.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
@@ -109,7 +142,11 @@ describe("runner port is mTLS only", () => {
     const err = await new Promise<Error | null>((resolve) => {
       const session = http2.connect(gw.runnerUrl, { ca });
       session.on("error", (e) => resolve(e));
-      const req = session.request({ ":method": "POST", ":path": "/mcp.runner.v1.RunnerService/Info", "content-type": "application/grpc" });
+      const req = session.request({
+        ":method": "POST",
+        ":path": "/mcp.runner.v1.RunnerService/Info",
+        "content-type": "application/grpc",
+      });
       req.on("error", (e) => resolve(e));
       req.on("response", () => resolve(null));
       req.end();
@@ -123,8 +160,8 @@ describe("a dead runner", () => {
     await gw.runner.stop("SIGKILL");
     await new Promise((r) => setTimeout(r, 2500)); // one probe interval
     const r = await connectJson(gw.url, "ListDirectory", { path: "" }, token);
-    assert.equal(r.body["code"], "unavailable");
-    assert.match(String(r.body["message"]), /no runner is available/);
+    assert.equal(r.body.code, "unavailable");
+    assert.match(String(r.body.message), /no runner is available/);
     const h = await fetch(`${gw.url}/health/ready`);
     assert.equal(h.status, 503);
   });

@@ -1,4 +1,11 @@
-import { type DescMessage, fromBinary, type MessageInitShape, type MessageShape, create, toBinary } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescMessage,
+  fromBinary,
+  type MessageInitShape,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { McpService } from "@mcp-gateway/proto/mcp";
 
@@ -7,7 +14,10 @@ import { McpService } from "@mcp-gateway/proto/mcp";
  * of Connect) from the McpService descriptor, for interoperability tests.
  */
 export function createGrpcJsClient(address: string): grpc.Client {
-  const definition: grpc.ServiceDefinition = {};
+  const definition: Record<
+    string,
+    grpc.MethodDefinition<MessageShape<DescMessage>, MessageShape<DescMessage>>
+  > = {};
   for (const m of McpService.methods) {
     const input = m.input as DescMessage;
     const output = m.output as DescMessage;
@@ -35,7 +45,11 @@ export function unary<I extends DescMessage, O extends DescMessage>(
 ): Promise<MessageShape<O>> {
   const md = new grpc.Metadata();
   if (token) md.set("authorization", `Bearer ${token}`);
-  type UnaryFn = (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null, res: MessageShape<O>) => void) => void;
+  type UnaryFn = (
+    req: unknown,
+    md: grpc.Metadata,
+    cb: (err: grpc.ServiceError | null, res: MessageShape<O>) => void,
+  ) => void;
   const fn = (client as unknown as Record<string, UnaryFn | undefined>)[method];
   if (!fn) throw new Error(`no method ${method}`);
   return new Promise((resolve, reject) => {
@@ -53,7 +67,12 @@ export function serverStream<I extends DescMessage, O extends DescMessage>(
 ): Promise<MessageShape<O>[]> {
   const md = new grpc.Metadata();
   md.set("authorization", `Bearer ${token}`);
-  const fn = (client as unknown as Record<string, (...a: unknown[]) => grpc.ClientReadableStream<MessageShape<O>>>)[method];
+  const fn = (
+    client as unknown as Record<
+      string,
+      (...a: unknown[]) => grpc.ClientReadableStream<MessageShape<O>>
+    >
+  )[method];
   if (!fn) throw new Error(`no method ${method}`);
   return new Promise((resolve, reject) => {
     const out: MessageShape<O>[] = [];

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 
@@ -23,7 +23,10 @@ export function runCli(
   input?: string,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: "pipe" });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, ...env },
+      stdio: "pipe",
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -35,7 +38,11 @@ export function runCli(
 }
 
 /** Starts a long-running CLI command and waits until its stderr matches `ready`. */
-export function startProc(args: string[], ready: RegExp, env: Record<string, string> = {}): Promise<{ proc: Proc; match: RegExpMatchArray }> {
+export function startProc(
+  args: string[],
+  ready: RegExp,
+  env: Record<string, string> = {},
+): Promise<{ proc: Proc; match: RegExpMatchArray }> {
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { ...process.env, ...env },
@@ -96,8 +103,12 @@ export interface Gateway {
 }
 
 /** Starts runner and edge as real processes (mTLS between them, dev PKI in a temp dir). */
-export async function startGateway(options: { edgeArgs?: string[]; env?: Record<string, string> } = {}): Promise<Gateway> {
+export async function startGateway(
+  options: { edgeArgs?: string[]; env?: Record<string, string> } = {},
+): Promise<Gateway> {
   const dataDir = mkdtempSync(join(tmpdir(), "mcp-it-"));
+  // The sandbox user (not root) must be able to traverse to the workspaces below it.
+  chmodSync(dataDir, 0o711);
   const env = { MCP_GATEWAY_DATA_DIR: dataDir, ...options.env };
   const { proc: runner, match: rm } = await startProc(
     ["runner", "--port", "0", "--id", "runner-local"],
@@ -126,7 +137,10 @@ export async function startGateway(options: { edgeArgs?: string[]; env?: Record<
     edge,
     runner,
     async token(sub = "alice", roles = ["developer"], extra = []) {
-      const r = await runCli(["token", "--sub", sub, "--roles", roles.join(","), "--ttl", "1h", ...extra], env);
+      const r = await runCli(
+        ["token", "--sub", sub, "--roles", roles.join(","), "--ttl", "1h", ...extra],
+        env,
+      );
       if (r.code !== 0) throw new Error(`token failed: ${r.stderr}`);
       return r.stdout.trim();
     },
@@ -147,7 +161,7 @@ export async function connectJson(
   rawBody?: string,
 ): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
   const headers: Record<string, string> = { "content-type": "application/json" };
-  if (token) headers["authorization"] = `Bearer ${token}`;
+  if (token) headers.authorization = `Bearer ${token}`;
   const res = await fetch(`${url}/mcp.McpService/${method}`, {
     method: "POST",
     headers,
@@ -164,16 +178,31 @@ export async function connectJson(
 }
 
 /** Polls GetTaskStatus until the task is terminal; returns the task object. */
-export async function waitForTask(url: string, token: string, taskId: string, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+export async function waitForTask(
+  url: string,
+  token: string,
+  taskId: string,
+  timeoutMs = 30_000,
+): Promise<Record<string, unknown>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = await connectJson(url, "GetTaskStatus", { taskId }, token);
-    const task = r.body["task"] as Record<string, unknown> | undefined;
-    const status = String(task?.["status"] ?? "");
-    if (["TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELLED", "TASK_STATUS_TIMED_OUT"].includes(status)) {
+    const task = r.body.task as Record<string, unknown> | undefined;
+    const status = String(task?.status ?? "");
+    if (
+      [
+        "TASK_STATUS_COMPLETED",
+        "TASK_STATUS_FAILED",
+        "TASK_STATUS_CANCELLED",
+        "TASK_STATUS_TIMED_OUT",
+      ].includes(status)
+    ) {
       return task as Record<string, unknown>;
     }
-    if (Date.now() > deadline) throw new Error(`task ${taskId} still ${status} after ${timeoutMs} ms: ${JSON.stringify(r.body)}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `task ${taskId} still ${status} after ${timeoutMs} ms: ${JSON.stringify(r.body)}`,
+      );
     await new Promise((r) => setTimeout(r, 100));
   }
 }

@@ -30,36 +30,46 @@ after(async () => {
 
 describe("Connect JSON (curl-style)", () => {
   it("runs the README's echo example end to end through the sandbox", async () => {
-    const res = await connectJson(gw.url, "ExecuteCommand", { command: "echo", args: ["hello world"], timeout: 30 }, token);
+    const res = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      { command: "echo", args: ["hello world"], timeout: 30 },
+      token,
+    );
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    const taskId = String(res.body["taskId"]);
+    const taskId = String(res.body.taskId);
     assert.match(taskId, /^task-[0-9a-f-]{36}$/);
-    assert.ok(["TASK_STATUS_QUEUED", "TASK_STATUS_RUNNING"].includes(String(res.body["status"])));
-    assert.ok(res.body["createdAt"]);
+    assert.ok(["TASK_STATUS_QUEUED", "TASK_STATUS_RUNNING"].includes(String(res.body.status)));
+    assert.ok(res.body.createdAt);
     const task = await waitForTask(gw.url, token, taskId);
-    assert.equal(task["status"], "TASK_STATUS_COMPLETED", JSON.stringify(task));
-    const result = task["result"] as Record<string, unknown>;
-    assert.equal(result["stdout"], "hello world\n");
-    assert.equal(result["exitCode"] ?? 0, 0);
-    assert.equal(task["owner"], "alice");
+    assert.equal(task.status, "TASK_STATUS_COMPLETED", JSON.stringify(task));
+    const result = task.result as Record<string, unknown>;
+    assert.equal(result.stdout, "hello world\n");
+    assert.equal(result.exitCode ?? 0, 0);
+    assert.equal(task.owner, "alice");
   });
 
   it("reports a non-zero exit code and stderr", async () => {
-    const res = await connectJson(gw.url, "ExecuteCommand", { command: "sh", args: ["-c", "echo oops >&2; exit 3"] }, token);
-    const task = await waitForTask(gw.url, token, String(res.body["taskId"]));
-    const result = task["result"] as Record<string, unknown>;
-    assert.equal(task["status"], "TASK_STATUS_COMPLETED");
-    assert.equal(result["exitCode"], 3);
-    assert.equal(result["stderr"], "oops\n");
+    const res = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      { command: "sh", args: ["-c", "echo oops >&2; exit 3"] },
+      token,
+    );
+    const task = await waitForTask(gw.url, token, String(res.body.taskId));
+    const result = task.result as Record<string, unknown>;
+    assert.equal(task.status, "TASK_STATUS_COMPLETED");
+    assert.equal(result.exitCode, 3);
+    assert.equal(result.stderr, "oops\n");
   });
 
   it("serves /health with status, version and uptime, and /metrics", async () => {
     const h = await fetch(`${gw.url}/health`);
     assert.equal(h.status, 200);
     const body = (await h.json()) as Record<string, unknown>;
-    assert.equal(body["status"], "ok");
-    assert.equal(typeof body["version"], "string");
-    assert.equal(typeof body["uptime_seconds"], "number");
+    assert.equal(body.status, "ok");
+    assert.equal(typeof body.version, "string");
+    assert.equal(typeof body.uptime_seconds, "number");
     const m = await (await fetch(`${gw.url}/metrics`)).text();
     assert.match(m, /mcp_api_requests_total\{method="ExecuteCommand",protocol="connect",code="OK"/);
     assert.match(m, /mcp_policy_decisions_total/);
@@ -74,27 +84,39 @@ describe("native gRPC (@grpc/grpc-js over h2c)", () => {
   after(() => client.close());
 
   it("answers Health without credentials", async () => {
-    const h = await unary<typeof HealthRequestSchema, typeof HealthResponseSchema>(client, "health", HealthRequestSchema, {}, undefined);
+    const h = await unary<typeof HealthRequestSchema, typeof HealthResponseSchema>(
+      client,
+      "health",
+      HealthRequestSchema,
+      {},
+      undefined,
+    );
     assert.equal(h.status, "ok");
   });
 
   it("executes, streams the output with an EXIT chunk, and reports status", async () => {
-    const res = await unary<typeof ExecuteCommandRequestSchema, typeof ExecuteCommandResponseSchema>(
+    const res = await unary<
+      typeof ExecuteCommandRequestSchema,
+      typeof ExecuteCommandResponseSchema
+    >(
       client,
       "executeCommand",
       ExecuteCommandRequestSchema,
       { command: "sh", args: ["-c", "echo one; echo two >&2; echo three"] },
       token,
     );
-    const chunks = await serverStream<typeof StreamTaskOutputRequestSchema, typeof StreamTaskOutputResponseSchema>(
-      client,
-      "streamTaskOutput",
-      StreamTaskOutputRequestSchema,
-      { taskId: res.taskId },
-      token,
-    );
-    const stdout = chunks.filter((c) => c.kind === OutputKind.STDOUT).map((c) => Buffer.from(c.data).toString()).join("");
-    const stderr = chunks.filter((c) => c.kind === OutputKind.STDERR).map((c) => Buffer.from(c.data).toString()).join("");
+    const chunks = await serverStream<
+      typeof StreamTaskOutputRequestSchema,
+      typeof StreamTaskOutputResponseSchema
+    >(client, "streamTaskOutput", StreamTaskOutputRequestSchema, { taskId: res.taskId }, token);
+    const stdout = chunks
+      .filter((c) => c.kind === OutputKind.STDOUT)
+      .map((c) => Buffer.from(c.data).toString())
+      .join("");
+    const stderr = chunks
+      .filter((c) => c.kind === OutputKind.STDERR)
+      .map((c) => Buffer.from(c.data).toString())
+      .join("");
     assert.equal(stdout, "one\nthree\n");
     assert.equal(stderr, "two\n");
     const last = chunks.at(-1);
@@ -119,8 +141,15 @@ describe("native gRPC (@grpc/grpc-js over h2c)", () => {
 
   it("maps a policy denial to PERMISSION_DENIED with the policy's reason", async () => {
     await assert.rejects(
-      unary(client, "executeCommand", ExecuteCommandRequestSchema, { command: "sudo", args: ["id"] }, token),
-      (err: grpc.ServiceError) => err.code === grpc.status.PERMISSION_DENIED && /sudo/i.test(err.details),
+      unary(
+        client,
+        "executeCommand",
+        ExecuteCommandRequestSchema,
+        { command: "sudo", args: ["id"] },
+        token,
+      ),
+      (err: grpc.ServiceError) =>
+        err.code === grpc.status.PERMISSION_DENIED && /sudo/i.test(err.details),
     );
   });
 });
@@ -129,7 +158,11 @@ describe("gRPC-Web and Connect transports from the client library", () => {
   for (const protocol of ["grpc-web", "connect", "grpc"] as const) {
     it(`${protocol}: streams output and cancels a long task`, async () => {
       const client = createMcpClient({ baseUrl: gw.url, protocol, token });
-      const { taskId } = await client.executeCommand({ command: "sh", args: ["-c", "echo started; sleep 30"], timeout: 60 });
+      const { taskId } = await client.executeCommand({
+        command: "sh",
+        args: ["-c", "echo started; sleep 30"],
+        timeout: 60,
+      });
       const seen: string[] = [];
       const stream = client.streamTaskOutput({ taskId });
       let exit: { status: TaskStatus } | undefined;

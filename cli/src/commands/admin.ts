@@ -3,24 +3,37 @@ import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { evalPolicyFile } from "@mcp-gateway/common/policy";
 import { createSqliteStore, verifyAuditChain } from "@mcp-gateway/edge";
-import { DEV_AUDIENCE, DEV_ISSUER, ensureDevSigningKey, mintDevToken, parseDuration } from "@mcp-gateway/edge/dev-keys";
+import {
+  DEV_AUDIENCE,
+  DEV_ISSUER,
+  ensureDevSigningKey,
+  mintDevToken,
+  parseDuration,
+} from "@mcp-gateway/edge/dev-keys";
 import { parse, UsageError } from "../args.js";
 import { DEFAULT_POLICY_BUNDLE, defaultDataDir, REPO_ROOT } from "../paths.js";
 
 function list(value: string | undefined): string[] {
-  return (value ?? "").split(",").map((s) => s.trim()).filter((s) => s !== "");
+  return (value ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
 }
 
 /** `mcp-gateway token --sub dev-user --roles developer --ttl 1h [--tenant t] [--scopes a,b]` — a dev token signed by the local key. */
 export async function tokenCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, {
-    sub: { type: "string" },
-    roles: { type: "string" },
-    tenant: { type: "string" },
-    scopes: { type: "string" },
-    ttl: { type: "string" },
-    "data-dir": { type: "string" },
-  }, false);
+  const { values } = parse(
+    argv,
+    {
+      sub: { type: "string" },
+      roles: { type: "string" },
+      tenant: { type: "string" },
+      scopes: { type: "string" },
+      ttl: { type: "string" },
+      "data-dir": { type: "string" },
+    },
+    false,
+  );
   if (!values.sub) throw new UsageError("token needs --sub (the subject, e.g. dev-user)");
   let ttlSeconds: number;
   try {
@@ -53,14 +66,27 @@ function databasePath(dataDir: string | undefined): string {
 export async function auditCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === "verify") {
-    const { values } = parse(rest, { "data-dir": { type: "string" }, "expect-head": { type: "string" }, json: { type: "boolean" } }, false);
+    const { values } = parse(
+      rest,
+      {
+        "data-dir": { type: "string" },
+        "expect-head": { type: "string" },
+        json: { type: "boolean" },
+      },
+      false,
+    );
     const store = createSqliteStore({ path: databasePath(values["data-dir"]) });
     try {
-      const verdict = verifyAuditChain(store.rawAudit(), values["expect-head"] ? { expectHead: values["expect-head"] } : {});
+      const verdict = verifyAuditChain(
+        store.rawAudit(),
+        values["expect-head"] ? { expectHead: values["expect-head"] } : {},
+      );
       if (values.json) {
         process.stdout.write(`${JSON.stringify(verdict)}\n`);
       } else if (verdict.ok) {
-        process.stdout.write(`audit chain intact: ${verdict.checked} records, head ${verdict.head}\n`);
+        process.stdout.write(
+          `audit chain intact: ${verdict.checked} records, head ${verdict.head}\n`,
+        );
       } else {
         process.stdout.write(
           `audit chain BROKEN at record ${verdict.firstBad?.seq}: ${verdict.firstBad?.reason} (${verdict.checked} records verified before it)\n`,
@@ -72,15 +98,25 @@ export async function auditCommand(argv: string[]): Promise<number> {
     }
   }
   if (sub === "export") {
-    const { values } = parse(rest, { "data-dir": { type: "string" }, since: { type: "string" }, format: { type: "string" } }, false);
-    if ((values.format ?? "jsonl") !== "jsonl") throw new UsageError(`--format ${values.format}: only jsonl is supported`);
+    const { values } = parse(
+      rest,
+      { "data-dir": { type: "string" }, since: { type: "string" }, format: { type: "string" } },
+      false,
+    );
+    if ((values.format ?? "jsonl") !== "jsonl")
+      throw new UsageError(`--format ${values.format}: only jsonl is supported`);
     const sinceMs = values.since === undefined ? undefined : Date.parse(values.since);
-    if (sinceMs !== undefined && Number.isNaN(sinceMs)) throw new UsageError(`--since ${values.since}: use an ISO 8601 time`);
+    if (sinceMs !== undefined && Number.isNaN(sinceMs))
+      throw new UsageError(`--since ${values.since}: use an ISO 8601 time`);
     const store = createSqliteStore({ path: databasePath(values["data-dir"]) });
     try {
       let afterSeq = 0;
       for (;;) {
-        const page = await store.listAudit({ afterSeq, limit: 1000, ...(sinceMs !== undefined ? { sinceMs } : {}) });
+        const page = await store.listAudit({
+          afterSeq,
+          limit: 1000,
+          ...(sinceMs !== undefined ? { sinceMs } : {}),
+        });
         for (const r of page) process.stdout.write(`${JSON.stringify(r)}\n`);
         if (page.length < 1000) break;
         afterSeq = page[page.length - 1]?.seq ?? afterSeq;
@@ -90,21 +126,32 @@ export async function auditCommand(argv: string[]): Promise<number> {
       await store.close();
     }
   }
-  throw new UsageError("usage: mcp-gateway audit verify | audit export [--since t] [--format jsonl]");
+  throw new UsageError(
+    "usage: mcp-gateway audit verify | audit export [--since t] [--format jsonl]",
+  );
 }
 
 /** `mcp-gateway policy eval --input req.json [--bundle b]` and `mcp-gateway policy test` */
 export async function policyCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === "eval") {
-    const { values } = parse(rest, { input: { type: "string" }, bundle: { type: "string" } }, false);
+    const { values } = parse(
+      rest,
+      { input: { type: "string" }, bundle: { type: "string" } },
+      false,
+    );
     if (!values.input) throw new UsageError("policy eval needs --input <request.json>");
-    const decision = await evalPolicyFile(resolve(values.bundle ?? DEFAULT_POLICY_BUNDLE), resolve(values.input));
+    const decision = await evalPolicyFile(
+      resolve(values.bundle ?? DEFAULT_POLICY_BUNDLE),
+      resolve(values.input),
+    );
     process.stdout.write(`${JSON.stringify(decision, null, 2)}\n`);
     return decision.allow ? 0 : 3;
   }
   if (sub === "test") {
-    const r = spawnSync("bash", [join(REPO_ROOT, "scripts", "test-policy.sh")], { stdio: "inherit" });
+    const r = spawnSync("bash", [join(REPO_ROOT, "scripts", "test-policy.sh")], {
+      stdio: "inherit",
+    });
     return r.status ?? 1;
   }
   throw new UsageError("usage: mcp-gateway policy eval --input req.json | policy test");

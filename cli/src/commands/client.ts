@@ -4,7 +4,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createMcpClient, type McpClient } from "@mcp-gateway/client";
 import { DEV_AUDIENCE, DEV_ISSUER, mintDevToken } from "@mcp-gateway/edge/dev-keys";
-import { FileType, OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
+import { FileType, NetworkMode, OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import { parse, UsageError } from "../args.js";
 import { defaultDataDir } from "../paths.js";
 
@@ -30,13 +30,13 @@ interface Common {
  * gateway whose signing key this user can read — a fresh 10-minute dev token.
  */
 async function resolveToken(flag: string | undefined): Promise<string | undefined> {
-  const token = flag ?? process.env["MCP_GATEWAY_TOKEN"];
+  const token = flag ?? process.env.MCP_GATEWAY_TOKEN;
   if (token) return token;
   const authDir = join(defaultDataDir(), "auth");
   if (!existsSync(authDir)) return undefined;
   try {
     return await mintDevToken(authDir, {
-      sub: process.env["USER"] ?? "dev-user",
+      sub: process.env.USER ?? "dev-user",
       roles: ["developer"],
       ttlSeconds: 600,
       issuer: DEV_ISSUER,
@@ -54,7 +54,7 @@ async function clientFrom(c: Common): Promise<McpClient> {
   }
   const token = await resolveToken(c.token);
   return createMcpClient({
-    baseUrl: c.url ?? process.env["MCP_GATEWAY_URL"] ?? "http://127.0.0.1:8081",
+    baseUrl: c.url ?? process.env.MCP_GATEWAY_URL ?? "http://127.0.0.1:8081",
     protocol,
     ...(token ? { token } : {}),
   });
@@ -110,7 +110,10 @@ async function follow(client: McpClient, taskId: string, json: boolean): Promise
           `${JSON.stringify({
             seq: Number(chunk.seq),
             kind: (OutputKind[chunk.kind] ?? "").toLowerCase(),
-            data: chunk.kind === OutputKind.STDOUT || chunk.kind === OutputKind.STDERR ? Buffer.from(chunk.data).toString("utf8") : undefined,
+            data:
+              chunk.kind === OutputKind.STDOUT || chunk.kind === OutputKind.STDERR
+                ? Buffer.from(chunk.data).toString("utf8")
+                : undefined,
             status: chunk.kind === OutputKind.EXIT ? STATUS_NAME(chunk.status) : undefined,
             exit_code: chunk.kind === OutputKind.EXIT ? chunk.exitCode : undefined,
             message: chunk.message || undefined,
@@ -125,7 +128,9 @@ async function follow(client: McpClient, taskId: string, json: boolean): Promise
       }
       if (chunk.kind === OutputKind.EXIT) {
         if (!json && chunk.status !== TaskStatus.COMPLETED) {
-          process.stderr.write(`[mcp] task ${STATUS_NAME(chunk.status)}${chunk.message ? `: ${chunk.message}` : ""}\n`);
+          process.stderr.write(
+            `[mcp] task ${STATUS_NAME(chunk.status)}${chunk.message ? `: ${chunk.message}` : ""}\n`,
+          );
         }
         return exitCodeOf(chunk.status, chunk.exitCode);
       }
@@ -159,9 +164,11 @@ export async function execCommand(argv: string[]): Promise<number> {
   const [command, ...args] = positionals;
   if (!command) throw new UsageError("exec needs a command: mcp-gateway exec -- ls -la");
   const timeout = values.timeout === undefined ? 0 : Number(values.timeout);
-  if (!Number.isInteger(timeout) || timeout < 0) throw new UsageError(`--timeout ${values.timeout}: whole seconds`);
-  const network = values.network === undefined ? 0 : values.network === "none" ? 1 : values.network === "host" ? 2 : -1;
-  if (network < 0) throw new UsageError(`--network ${values.network}: use none or host`);
+  if (!Number.isInteger(timeout) || timeout < 0)
+    throw new UsageError(`--timeout ${values.timeout}: whole seconds`);
+  const networks: Record<string, NetworkMode> = { none: NetworkMode.NONE, host: NetworkMode.HOST };
+  const network = values.network === undefined ? NetworkMode.UNSPECIFIED : networks[values.network];
+  if (network === undefined) throw new UsageError(`--network ${values.network}: use none or host`);
   const client = await clientFrom(values);
   const res = await client.executeCommand({
     command,
@@ -173,7 +180,11 @@ export async function execCommand(argv: string[]): Promise<number> {
     sandbox: { network },
   });
   if (values.detach) {
-    process.stdout.write(values.json ? `${JSON.stringify({ task_id: res.taskId, status: STATUS_NAME(res.status) })}\n` : `${res.taskId}\n`);
+    process.stdout.write(
+      values.json
+        ? `${JSON.stringify({ task_id: res.taskId, status: STATUS_NAME(res.status) })}\n`
+        : `${res.taskId}\n`,
+    );
     return 0;
   }
   if (!values.json) process.stderr.write(`[mcp] ${res.taskId}\n`);
@@ -204,16 +215,22 @@ export async function statusCommand(argv: string[]): Promise<number> {
     stderr_truncated: task.result?.stderrTruncated,
   };
   if (values.json) {
-    process.stdout.write(`${JSON.stringify({ ...view, stdout: task.result?.stdout, stderr: task.result?.stderr })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ...view, stdout: task.result?.stdout, stderr: task.result?.stderr })}\n`,
+    );
   } else {
-    for (const [k, v] of Object.entries(view)) if (v !== undefined && v !== "") process.stdout.write(`${k.padEnd(18)} ${v}\n`);
+    for (const [k, v] of Object.entries(view))
+      if (v !== undefined && v !== "") process.stdout.write(`${k.padEnd(18)} ${v}\n`);
   }
   return 0;
 }
 
 /** `mcp-gateway logs [-f] <task-id>`: replays output (and follows with -f; without it, too, until the task ends). */
 export async function logsCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { ...COMMON, follow: { type: "boolean", short: "f" } });
+  const { values, positionals } = parse(argv, {
+    ...COMMON,
+    follow: { type: "boolean", short: "f" },
+  });
   const taskId = positionals[0];
   if (!taskId) throw new UsageError("logs needs a task id");
   const client = await clientFrom(values);
@@ -226,7 +243,11 @@ export async function cancelCommand(argv: string[]): Promise<number> {
   const taskId = positionals[0];
   if (!taskId) throw new UsageError("cancel needs a task id");
   const res = await (await clientFrom(values)).cancelTask({ taskId });
-  process.stdout.write(values.json ? `${JSON.stringify({ task_id: res.taskId, status: STATUS_NAME(res.status) })}\n` : `${res.taskId} ${STATUS_NAME(res.status)}\n`);
+  process.stdout.write(
+    values.json
+      ? `${JSON.stringify({ task_id: res.taskId, status: STATUS_NAME(res.status) })}\n`
+      : `${res.taskId} ${STATUS_NAME(res.status)}\n`,
+  );
   return 0;
 }
 
@@ -235,14 +256,21 @@ export async function catCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, COMMON);
   const path = positionals[0];
   if (!path) throw new UsageError("cat needs a path");
-  const res = await (await clientFrom(values)).readFile({ workspace: values.workspace ?? "", path });
+  const res = await (await clientFrom(values)).readFile({
+    workspace: values.workspace ?? "",
+    path,
+  });
   process.stdout.write(res.content);
   return 0;
 }
 
 /** `mcp-gateway put <local-file|-> <path> [--parents] [--mode 0644]` */
 export async function putCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { ...COMMON, parents: { type: "boolean", short: "p" }, mode: { type: "string" } });
+  const { values, positionals } = parse(argv, {
+    ...COMMON,
+    parents: { type: "boolean", short: "p" },
+    mode: { type: "string" },
+  });
   const [local, path] = positionals;
   if (!local || !path) throw new UsageError("put needs a local file (or -) and a workspace path");
   const content = local === "-" ? readFileSync(0) : readFileSync(local);
@@ -255,23 +283,34 @@ export async function putCommand(argv: string[]): Promise<number> {
     createParents: values.parents ?? false,
     mode,
   });
-  if (values.json) process.stdout.write(`${JSON.stringify({ bytes_written: Number(res.bytesWritten) })}\n`);
+  if (values.json)
+    process.stdout.write(`${JSON.stringify({ bytes_written: Number(res.bytesWritten) })}\n`);
   return 0;
 }
 
 /** `mcp-gateway rm [-r] <path>` */
 export async function rmCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { ...COMMON, recursive: { type: "boolean", short: "r" } });
+  const { values, positionals } = parse(argv, {
+    ...COMMON,
+    recursive: { type: "boolean", short: "r" },
+  });
   const path = positionals[0];
   if (!path) throw new UsageError("rm needs a path");
-  await (await clientFrom(values)).deleteFile({ workspace: values.workspace ?? "", path, recursive: values.recursive ?? false });
+  await (await clientFrom(values)).deleteFile({
+    workspace: values.workspace ?? "",
+    path,
+    recursive: values.recursive ?? false,
+  });
   return 0;
 }
 
 /** `mcp-gateway ls [path]` */
 export async function lsCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, COMMON);
-  const res = await (await clientFrom(values)).listDirectory({ workspace: values.workspace ?? "", path: positionals[0] ?? "" });
+  const res = await (await clientFrom(values)).listDirectory({
+    workspace: values.workspace ?? "",
+    path: positionals[0] ?? "",
+  });
   const typeName = (t: FileType) => (FileType[t] ?? "OTHER").toLowerCase();
   if (values.json) {
     process.stdout.write(
@@ -280,7 +319,9 @@ export async function lsCommand(argv: string[]): Promise<number> {
   } else {
     for (const e of res.entries) {
       const suffix = e.type === FileType.DIRECTORY ? "/" : e.type === FileType.SYMLINK ? "@" : "";
-      process.stdout.write(`${e.mode.toString(8).padStart(4, "0")} ${String(e.size).padStart(10)} ${e.name}${suffix}\n`);
+      process.stdout.write(
+        `${e.mode.toString(8).padStart(4, "0")} ${String(e.size).padStart(10)} ${e.name}${suffix}\n`,
+      );
     }
   }
   return 0;

@@ -3,7 +3,7 @@ import { createLogger } from "@mcp-gateway/common/logger";
 import { type EdgeConfigInput, edgeConfigSchema, startEdge } from "@mcp-gateway/edge";
 import { type RunnerConfigInput, runnerConfigSchema, startRunner } from "@mcp-gateway/runner";
 import type { Logger } from "pino";
-import { z } from "zod";
+import type { z } from "zod";
 import { parse, UsageError } from "../args.js";
 import { DEFAULT_POLICY_BUNDLE, defaultDataDir } from "../paths.js";
 
@@ -13,11 +13,14 @@ function readConfigFile(path: string | undefined): Record<string, unknown> {
   try {
     text = readFileSync(path, "utf8");
   } catch (err) {
-    throw new UsageError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    throw new UsageError(
+      `cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+    );
   }
   try {
     const value: unknown = JSON.parse(text);
-    if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error("not an object");
+    if (value === null || typeof value !== "object" || Array.isArray(value))
+      throw new Error("not an object");
     return value as Record<string, unknown>;
   } catch (err) {
     throw new UsageError(`config file ${path} is not a JSON object: ${(err as Error).message}`);
@@ -49,7 +52,8 @@ function untilSignal(logger: Logger): Promise<string> {
 function port(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`--port ${value} is not a port number`);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new UsageError(`--port ${value} is not a port number`);
   return n;
 }
 
@@ -59,13 +63,17 @@ function withoutUndefined<T extends Record<string, unknown>>(o: T): Partial<T> {
 
 /** `mcp-gateway edge [--config f] [--host h] [--port p] [--data-dir d] [--runner id=https://…]…` */
 export async function edgeCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, {
-    config: { type: "string" },
-    host: { type: "string" },
-    port: { type: "string" },
-    "data-dir": { type: "string" },
-    runner: { type: "string", multiple: true },
-  }, false);
+  const { values } = parse(
+    argv,
+    {
+      config: { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      "data-dir": { type: "string" },
+      runner: { type: "string", multiple: true },
+    },
+    false,
+  );
   const file = readConfigFile(values.config);
   const runners = values.runner?.map((r) => {
     const i = r.indexOf("=");
@@ -76,7 +84,12 @@ export async function edgeCommand(argv: string[]): Promise<number> {
     dataDir: defaultDataDir(),
     policyBundle: DEFAULT_POLICY_BUNDLE,
     ...file,
-    ...withoutUndefined({ host: values.host, port: port(values.port), dataDir: values["data-dir"], runners }),
+    ...withoutUndefined({
+      host: values.host,
+      port: port(values.port),
+      dataDir: values["data-dir"],
+      runners,
+    }),
   };
   const config = parseConfig(edgeConfigSchema, input, "edge");
   const logger = createLogger({ name: "edge", level: config.logLevel });
@@ -89,19 +102,28 @@ export async function edgeCommand(argv: string[]): Promise<number> {
 
 /** `mcp-gateway runner [--config f] [--host h] [--port p] [--data-dir d] [--id id]` */
 export async function runnerCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, {
-    config: { type: "string" },
-    host: { type: "string" },
-    port: { type: "string" },
-    id: { type: "string" },
-    "data-dir": { type: "string" },
-  }, false);
+  const { values } = parse(
+    argv,
+    {
+      config: { type: "string" },
+      host: { type: "string" },
+      port: { type: "string" },
+      id: { type: "string" },
+      "data-dir": { type: "string" },
+    },
+    false,
+  );
   const file = readConfigFile(values.config);
   const input: RunnerConfigInput = {
     dataDir: defaultDataDir(),
     policyBundle: DEFAULT_POLICY_BUNDLE,
     ...file,
-    ...withoutUndefined({ host: values.host, port: port(values.port), id: values.id, dataDir: values["data-dir"] }),
+    ...withoutUndefined({
+      host: values.host,
+      port: port(values.port),
+      id: values.id,
+      dataDir: values["data-dir"],
+    }),
   };
   const config = parseConfig(runnerConfigSchema, input, "runner");
   const logger = createLogger({ name: "runner", level: config.logLevel });
@@ -114,11 +136,15 @@ export async function runnerCommand(argv: string[]): Promise<number> {
 
 /** `mcp-gateway dev`: one runner and the edge in one process, on embedded defaults. */
 export async function devCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, {
-    port: { type: "string" },
-    host: { type: "string" },
-    "data-dir": { type: "string" },
-  }, false);
+  const { values } = parse(
+    argv,
+    {
+      port: { type: "string" },
+      host: { type: "string" },
+      "data-dir": { type: "string" },
+    },
+    false,
+  );
   const dataDir = values["data-dir"] ?? defaultDataDir();
   const runnerConfig = parseConfig(
     runnerConfigSchema,

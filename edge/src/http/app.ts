@@ -35,13 +35,18 @@ export function createHttpApp(options: HttpAppOptions): Hono {
   app.get("/health/live", (c) => c.json({ status: "ok" }));
   app.get("/health/ready", async (c) => {
     const problems = options.ready() ? await options.readinessProblems() : ["draining"];
-    return c.json({ status: problems.length === 0 ? "ready" : "not_ready", problems }, problems.length === 0 ? 200 : 503);
+    return c.json(
+      { status: problems.length === 0 ? "ready" : "not_ready", problems },
+      problems.length === 0 ? 200 : 503,
+    );
   });
   app.get("/metrics", async (c) => {
     const body = await options.registry.metrics();
     return c.body(body, 200, { "content-type": options.registry.contentType });
   });
-  app.notFound((c) => c.json({ code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` }, 404));
+  app.notFound((c) =>
+    c.json({ code: "not_found", message: `no route for ${c.req.method} ${c.req.path}` }, 404),
+  );
   app.onError((_err, c) => c.json({ code: "internal", message: "internal error" }, 500));
   return app;
 }

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import net, { type AddressInfo, type Socket } from "node:net";
+import { Duplex } from "node:stream";
 
 /** A request listener for both HTTP/1.1 and HTTP/2. */
 export type DualListener = (
@@ -26,6 +27,47 @@ export interface DualServer {
   port: number;
   /** Stops accepting connections, closes idle ones, resolves when all are closed or after timeoutMs. */
   close(timeoutMs: number): Promise<void>;
+}
+
+/**
+ * A duplex stream over `socket` that first yields `head` (bytes already read
+ * from it), then everything else the socket receives. Exposes the socket's
+ * addresses so request handlers still see the peer.
+ */
+function replaying(socket: Socket, head: Buffer): Duplex {
+  const duplex = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      socket.write(chunk, cb);
+    },
+    final(cb) {
+      socket.end();
+      cb();
+    },
+    destroy(err, cb) {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  duplex.push(head);
+  socket.on("data", (d: Buffer) => {
+    if (!duplex.push(d)) socket.pause();
+  });
+  socket.on("end", () => duplex.push(null));
+  socket.on("close", () => duplex.destroy());
+  socket.on("error", (e) => duplex.destroy(e));
+  for (const key of [
+    "remoteAddress",
+    "remotePort",
+    "remoteFamily",
+    "localAddress",
+    "localPort",
+  ] as const) {
+    Object.defineProperty(duplex, key, { get: () => socket[key] });
+  }
+  return duplex;
 }
 
 /** The client preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
@@ -83,9 +125,15 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
         if (isH2 && seen.length < H2_PREFACE.length) return; // need more bytes to decide
         socket.off("data", onData);
         socket.pause();
-        socket.unshift(seen);
-        (isH2 ? h2 : h1).emit("connection", socket);
-        socket.resume();
+        if (isH2) {
+          // The h2 server reads a net.Socket's native handle directly and would miss
+          // bytes already read here; a JS stream that replays them works (Node wraps it).
+          h2.emit("connection", replaying(socket, seen));
+        } else {
+          socket.unshift(seen);
+          h1.emit("connection", socket);
+          socket.resume();
+        }
       };
       socket.on("data", onData);
     });

@@ -90,7 +90,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         details: { protocol: rc.protocol, source: rc.source },
       });
       if (!decision.allow) {
-        const reasons = decision.denyReasons.length > 0 ? decision.denyReasons.join("; ") : "denied by policy";
+        const reasons =
+          decision.denyReasons.length > 0 ? decision.denyReasons.join("; ") : "denied by policy";
         throw new ConnectError(`permission denied: ${reasons}`, Code.PermissionDenied);
       }
       return decision;

@@ -54,7 +54,9 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
         try {
           principal = await options.authenticate(req.header.get("authorization"));
         } catch (err) {
-          metrics.authFailures.inc({ reason: String((err as { code?: unknown }).code ?? "unknown") });
+          metrics.authFailures.inc({
+            reason: String((err as { code?: unknown }).code ?? "unknown"),
+          });
           throw err;
         }
         const waitMs = options.rateLimit(principal.sub);

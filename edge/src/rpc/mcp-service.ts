@@ -6,20 +6,20 @@ import { applyObligations, type Decision } from "@mcp-gateway/common/policy";
 import { VERSION } from "@mcp-gateway/common/version";
 import {
   FileType,
-  McpService,
+  type McpService,
   NetworkMode,
   OutputKind,
-  TaskStatus,
   type StreamTaskOutputResponseSchema,
   type TaskInfo,
+  TaskStatus,
 } from "@mcp-gateway/proto/mcp";
 import type { EdgeConfig } from "../config.js";
-import { authorizationOf } from "../tasks/task-service.js";
-import type { TaskService } from "../tasks/task-service.js";
 import { type Pipeline, redactEnv } from "../pipeline/authorize.js";
-import { principalOf, requestContext, type RequestContext } from "../pipeline/context.js";
+import { principalOf, type RequestContext, requestContext } from "../pipeline/context.js";
 import type { RunnerPool } from "../runners/pool.js";
 import type { TaskRecord, TaskState, TaskStore } from "../store/types.js";
+import type { TaskService } from "../tasks/task-service.js";
+import { authorizationOf } from "../tasks/task-service.js";
 import * as v from "./validate.js";
 
 /** Dependencies of the McpService handlers. */
@@ -144,7 +144,11 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
     params: Record<string, unknown>,
   ) {
     const workspace = v.workspaceName(rawWorkspace);
-    const path = v.workspacePath(rawPath, "path", operation === "list_directory");
+    // The workspace root is listed as "." so that policy always sees a non-empty path.
+    const path =
+      operation === "list_directory" && rawPath === ""
+        ? "."
+        : v.workspacePath(rawPath, "path", false);
     const decision: Decision = await pipeline.authorize(
       rc,
       { operation, workspace, file: { path, mode } },
@@ -184,7 +188,7 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
       }
       const l = req.sandbox?.limits;
       const requested = {
-        timeoutSeconds: req.timeout === 0 ? config.defaultTimeoutSeconds : req.timeout,
+        timeout_seconds: req.timeout === 0 ? config.defaultTimeoutSeconds : req.timeout,
         network: networkOf(req.sandbox?.network ?? NetworkMode.UNSPECIFIED),
         limits: {
           memory_bytes: Number(l?.memoryBytes ?? 0n),
@@ -206,13 +210,20 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
             args: req.args,
             env: req.env,
             cwd,
-            timeout_seconds: requested.timeoutSeconds,
+            timeout_seconds: requested.timeout_seconds,
           },
           network: requested.network,
           sandbox: { limits: requested.limits },
         },
         {
-          params: { command: req.command, args: req.args, env: redactEnv(req.env), cwd, workspace, timeout: req.timeout },
+          params: {
+            command: req.command,
+            args: req.args,
+            env: redactEnv(req.env),
+            cwd,
+            workspace,
+            timeout: req.timeout,
+          },
           metadata,
           taskId: id,
         },
@@ -227,7 +238,7 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
         env: req.env,
         cwd,
         workspace,
-        timeoutMs: applied.timeoutSeconds * 1000,
+        timeoutMs: applied.timeout_seconds * 1000,
         network: applied.network,
         limits: {
           memoryBytes: applied.limits.memory_bytes,
@@ -264,7 +275,12 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
           const c = item.chunk;
           const msg: MessageInitShape<typeof StreamTaskOutputResponseSchema> = {
             seq: BigInt(c.seq),
-            kind: c.kind === "stdout" ? OutputKind.STDOUT : c.kind === "stderr" ? OutputKind.STDERR : OutputKind.EVENT,
+            kind:
+              c.kind === "stdout"
+                ? OutputKind.STDOUT
+                : c.kind === "stderr"
+                  ? OutputKind.STDERR
+                  : OutputKind.EVENT,
             time: timestampFromMs(c.time),
           };
           if (c.kind === "event") msg.message = decoder.decode(c.data);
@@ -290,17 +306,35 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
     },
 
     async readFile(req, ctx) {
-      const f = await authorizeFile(requestContext(ctx), "read_file", "read", req.workspace, req.path, {});
-      const res = await f.runner.client.readFile({ workspace: f.workspace, path: f.path, authorization: f.authorization });
+      const f = await authorizeFile(
+        requestContext(ctx),
+        "read_file",
+        "read",
+        req.workspace,
+        req.path,
+        {},
+      );
+      const res = await f.runner.client.readFile({
+        workspace: f.workspace,
+        path: f.path,
+        authorization: f.authorization,
+      });
       return { content: res.content, size: res.size };
     },
 
     async writeFile(req, ctx) {
-      const f = await authorizeFile(requestContext(ctx), "write_file", "write", req.workspace, req.path, {
-        bytes: req.content.byteLength,
-        createParents: req.createParents,
-        mode: req.mode,
-      });
+      const f = await authorizeFile(
+        requestContext(ctx),
+        "write_file",
+        "write",
+        req.workspace,
+        req.path,
+        {
+          bytes: req.content.byteLength,
+          createParents: req.createParents,
+          mode: req.mode,
+        },
+      );
       const res = await f.runner.client.writeFile({
         workspace: f.workspace,
         path: f.path,
@@ -313,9 +347,16 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
     },
 
     async deleteFile(req, ctx) {
-      const f = await authorizeFile(requestContext(ctx), "delete_file", "delete", req.workspace, req.path, {
-        recursive: req.recursive,
-      });
+      const f = await authorizeFile(
+        requestContext(ctx),
+        "delete_file",
+        "delete",
+        req.workspace,
+        req.path,
+        {
+          recursive: req.recursive,
+        },
+      );
       await f.runner.client.deleteFile({
         workspace: f.workspace,
         path: f.path,
@@ -326,8 +367,19 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
     },
 
     async listDirectory(req, ctx) {
-      const f = await authorizeFile(requestContext(ctx), "list_directory", "list", req.workspace, req.path, {});
-      const res = await f.runner.client.listDirectory({ workspace: f.workspace, path: f.path, authorization: f.authorization });
+      const f = await authorizeFile(
+        requestContext(ctx),
+        "list_directory",
+        "list",
+        req.workspace,
+        req.path,
+        {},
+      );
+      const res = await f.runner.client.listDirectory({
+        workspace: f.workspace,
+        path: f.path,
+        authorization: f.authorization,
+      });
       return {
         entries: res.entries.map((e) => ({
           name: e.name,

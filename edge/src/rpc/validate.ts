@@ -25,7 +25,9 @@ function invalid(message: string): never {
 export function workspaceName(raw: string): string {
   const name = raw === "" ? "default" : raw;
   if (!WORKSPACE.test(name) || name === "." || name === "..") {
-    invalid(`workspace "${name.slice(0, 80)}" is invalid: use 1-64 letters, digits, '.', '_' or '-'`);
+    invalid(
+      `workspace "${name.slice(0, 80)}" is invalid: use 1-64 letters, digits, '.', '_' or '-'`,
+    );
   }
   return name;
 }
@@ -39,7 +41,8 @@ export function taskId(raw: string): string {
 /** A path inside a workspace: relative, no NUL, bounded. Confinement itself is the runner's job. */
 export function workspacePath(raw: string, field: string, allowEmpty: boolean): string {
   if (raw === "" && !allowEmpty) invalid(`${field} is required`);
-  if (raw.length > LIMITS.pathLength) invalid(`${field} is longer than ${LIMITS.pathLength} characters`);
+  if (raw.length > LIMITS.pathLength)
+    invalid(`${field} is longer than ${LIMITS.pathLength} characters`);
   if (raw.includes("\0")) invalid(`${field} contains a NUL byte`);
   if (raw.startsWith("/")) invalid(`${field} must be relative to the workspace, not absolute`);
   if (raw.split("/").includes("..")) invalid(`${field} must not contain '..'`);
@@ -49,7 +52,8 @@ export function workspacePath(raw: string, field: string, allowEmpty: boolean): 
 /** Command, arguments and environment of ExecuteCommand. */
 export function commandLine(command: string, args: string[], env: Record<string, string>): void {
   if (command.trim() === "") invalid("command is required");
-  if (command.length > LIMITS.commandLength) invalid(`command is longer than ${LIMITS.commandLength} characters`);
+  if (command.length > LIMITS.commandLength)
+    invalid(`command is longer than ${LIMITS.commandLength} characters`);
   if (command.includes("\0")) invalid("command contains a NUL byte");
   if (args.length > LIMITS.args) invalid(`more than ${LIMITS.args} args`);
   let bytes = 0;
@@ -72,10 +76,13 @@ export function commandLine(command: string, args: string[], env: Record<string,
 /** Client labels. */
 export function metadata(meta: Record<string, string>): Record<string, string> {
   const entries = Object.entries(meta);
-  if (entries.length > LIMITS.metadataEntries) invalid(`more than ${LIMITS.metadataEntries} metadata entries`);
+  if (entries.length > LIMITS.metadataEntries)
+    invalid(`more than ${LIMITS.metadataEntries} metadata entries`);
   for (const [k, v] of entries) {
-    if (k.length === 0 || k.length > LIMITS.metadataKey) invalid(`metadata key "${k.slice(0, 80)}" is empty or too long`);
-    if (v.length > LIMITS.metadataValue) invalid(`metadata ${k} is longer than ${LIMITS.metadataValue} characters`);
+    if (k.length === 0 || k.length > LIMITS.metadataKey)
+      invalid(`metadata key "${k.slice(0, 80)}" is empty or too long`);
+    if (v.length > LIMITS.metadataValue)
+      invalid(`metadata ${k} is longer than ${LIMITS.metadataValue} characters`);
   }
   return { ...meta };
 }

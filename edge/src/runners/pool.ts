@@ -116,7 +116,10 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
       let best = healthy[0] as RunnerHandle;
       let bestScore = -1n;
       for (const r of healthy) {
-        const score = createHash("sha256").update(`${r.id}\0${workspace}`).digest().readBigUInt64BE();
+        const score = createHash("sha256")
+          .update(`${r.id}\0${workspace}`)
+          .digest()
+          .readBigUInt64BE();
         if (score > bestScore) {
           best = r;
           bestScore = score;

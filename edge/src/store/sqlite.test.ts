@@ -22,7 +22,14 @@ function task(id: string): TaskRecord {
     workspace: "default",
     timeoutMs: 30_000,
     network: "none",
-    limits: { memoryBytes: 0, maxProcesses: 0, maxFileSizeBytes: 0, maxOpenFiles: 0, cpuSeconds: 0, maxOutputBytes: 0 },
+    limits: {
+      memoryBytes: 0,
+      maxProcesses: 0,
+      maxFileSizeBytes: 0,
+      maxOpenFiles: 0,
+      cpuSeconds: 0,
+      maxOutputBytes: 0,
+    },
     metadata: { team: "a" },
     principal: { sub: "alice", roles: ["developer"], tenant: "t1", scopes: [] },
     policyRevision: "r1",
@@ -86,10 +93,14 @@ describe("sqlite store", () => {
   it("keeps a verifiable audit chain and detects tampering", async () => {
     const path = join(dir, "audit.db");
     const store = createSqliteStore({ path });
-    for (const op of ["execute", "read_file", "execute", "cancel_task"]) await store.appendAudit(entry(op));
+    for (const op of ["execute", "read_file", "execute", "cancel_task"])
+      await store.appendAudit(entry(op));
     assert.equal(verifyAuditChain(store.rawAudit()).ok, true);
     const denied = await store.listAudit({ operation: "execute", limit: 10 });
-    assert.deepEqual(denied.map((r) => r.seq), [1, 3]);
+    assert.deepEqual(
+      denied.map((r) => r.seq),
+      [1, 3],
+    );
     await store.close();
 
     const db = new Database(path);
@@ -108,7 +119,10 @@ describe("sqlite store", () => {
     for (const op of ["a", "b", "c"]) await store.appendAudit(entry(op));
     const rows = [...store.rawAudit()];
     const head = rows[2]?.hash ?? "";
-    assert.equal(verifyAuditChain([rows[0], rows[2]].filter((r) => r !== undefined)).firstBad?.seq, 3);
+    assert.equal(
+      verifyAuditChain([rows[0], rows[2]].filter((r) => r !== undefined)).firstBad?.seq,
+      3,
+    );
     assert.equal(verifyAuditChain(rows.slice(0, 2), { expectHead: head }).ok, false);
     assert.equal(verifyAuditChain(rows, { expectHead: head }).ok, true);
     await store.close();

@@ -141,7 +141,12 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
 
   return {
     async createTask(task) {
-      insertTask.run({ id: task.id, state: task.state, createdAt: task.createdAt, doc: JSON.stringify(task) });
+      insertTask.run({
+        id: task.id,
+        state: task.state,
+        createdAt: task.createdAt,
+        doc: JSON.stringify(task),
+      });
     },
     async getTask(id) {
       const row = selectTask.get(id);
@@ -184,7 +189,10 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       if (query.operation !== undefined) where.push("operation = @operation");
       if (query.decision !== undefined) where.push("decision = @decision");
       const rows = db
-        .prepare<Record<string, unknown>, { seq: number; prev_hash: string; hash: string; body: string }>(
+        .prepare<
+          Record<string, unknown>,
+          { seq: number; prev_hash: string; hash: string; body: string }
+        >(
           `SELECT seq, prev_hash, hash, body FROM audit WHERE ${where.join(" AND ")} ORDER BY seq LIMIT @limit`,
         )
         .all({

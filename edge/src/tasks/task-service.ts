@@ -1,5 +1,5 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { NetworkMode, OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import type { Authorization, TaskEvent } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
@@ -77,7 +77,9 @@ function specOf(task: TaskRecord) {
 }
 
 /** The authorization the runner re-checks. */
-export function authorizationOf(task: Pick<TaskRecord, "principal" | "policyRevision" | "metadata" | "traceId">): Authorization {
+export function authorizationOf(
+  task: Pick<TaskRecord, "principal" | "policyRevision" | "metadata" | "traceId">,
+): Authorization {
   return {
     $typeName: "mcp.runner.v1.Authorization",
     principal: { $typeName: "mcp.runner.v1.Principal", ...task.principal },
@@ -99,32 +101,49 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     void p.finally(() => loops.delete(p));
   }
 
-  async function finish(task: TaskRecord, state: TaskState, message: string, extra: Partial<TaskRecord> = {}): Promise<void> {
+  async function finish(
+    task: TaskRecord,
+    state: TaskState,
+    message: string,
+    extra: Partial<TaskRecord> = {},
+  ): Promise<void> {
     const finishedAt = Date.now();
-    const updated = await store.updateTask(task.id, { state, statusMessage: message, finishedAt, ...extra });
+    const updated = await store.updateTask(task.id, {
+      state,
+      statusMessage: message,
+      finishedAt,
+      ...extra,
+    });
     events.notify(task.id);
     if (!updated || updated.finishedAt !== finishedAt) return; // already terminal: someone else finished it
     metrics.tasksInFlight.dec({ state: "active" });
-    metrics.taskLatency.observe({ operation: "execute", outcome: state }, finishedAt - task.createdAt);
-    await options.audit({
-      time: finishedAt,
-      traceId: task.traceId,
-      principal: task.principal,
-      operation: "task_finished",
-      params: { command: task.command, args: task.args, workspace: task.workspace },
-      decision: "none",
-      reasons: [],
-      policyRevision: task.policyRevision,
-      taskId: task.id,
-      runnerId: updated.runnerId,
-      outcome: state,
-      details: {
-        exitCode: updated.result?.exitCode ?? null,
-        signal: updated.result?.signal ?? "",
-        executionTimeMs: updated.result?.executionTimeMs ?? 0,
-        message,
-      },
-    }).catch((err: unknown) => logger.error({ err, taskId: task.id }, "audit of task outcome failed"));
+    metrics.taskLatency.observe(
+      { operation: "execute", outcome: state },
+      finishedAt - task.createdAt,
+    );
+    await options
+      .audit({
+        time: finishedAt,
+        traceId: task.traceId,
+        principal: task.principal,
+        operation: "task_finished",
+        params: { command: task.command, args: task.args, workspace: task.workspace },
+        decision: "none",
+        reasons: [],
+        policyRevision: task.policyRevision,
+        taskId: task.id,
+        runnerId: updated.runnerId,
+        outcome: state,
+        details: {
+          exitCode: updated.result?.exitCode ?? null,
+          signal: updated.result?.signal ?? "",
+          executionTimeMs: updated.result?.executionTimeMs ?? 0,
+          message,
+        },
+      })
+      .catch((err: unknown) =>
+        logger.error({ err, taskId: task.id }, "audit of task outcome failed"),
+      );
   }
 
   /** Applies one runner event to the store; returns true on the final event. */
@@ -132,7 +151,10 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     const e = ev.event;
     switch (e.case) {
       case "started":
-        await store.updateTask(task.id, { state: "running", startedAt: ev.time ? Number(timestampMs(ev.time)) : Date.now() });
+        await store.updateTask(task.id, {
+          state: "running",
+          startedAt: ev.time ? Number(timestampMs(ev.time)) : Date.now(),
+        });
         break;
       case "output": {
         const kind = e.value.stream === OutputKind.STDERR ? "stderr" : "stdout";
@@ -171,16 +193,23 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     let firstFailure = 0;
     for (let attempt = 0; !signal.aborted; attempt++) {
       try {
-        const stream = start && attempt === 0
-          ? runner.client.execute({ taskId: task.id, spec: specOf(task), authorization: authorizationOf(task) }, { signal })
-          : runner.client.attach({ taskId: task.id, afterSeq: lastSeq }, { signal });
+        const stream =
+          start && attempt === 0
+            ? runner.client.execute(
+                { taskId: task.id, spec: specOf(task), authorization: authorizationOf(task) },
+                { signal },
+              )
+            : runner.client.attach({ taskId: task.id, afterSeq: lastSeq }, { signal });
         for await (const res of stream) {
           if (!res.event || res.event.seq <= lastSeq) continue;
           lastSeq = res.event.seq;
           firstFailure = 0;
           if (await apply(task, res.event)) return;
         }
-        throw new ConnectError("runner closed the stream before the task finished", Code.Unavailable);
+        throw new ConnectError(
+          "runner closed the stream before the task finished",
+          Code.Unavailable,
+        );
       } catch (err) {
         if (signal.aborted) return;
         const ce = ConnectError.from(err);
@@ -188,7 +217,12 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           await finish(task, "failed", `runner lost: ${runner.id} no longer knows this task`);
           return;
         }
-        if (ce.code !== Code.Unavailable && ce.code !== Code.Internal && ce.code !== Code.Unknown && ce.code !== Code.DeadlineExceeded) {
+        if (
+          ce.code !== Code.Unavailable &&
+          ce.code !== Code.Internal &&
+          ce.code !== Code.Unknown &&
+          ce.code !== Code.DeadlineExceeded
+        ) {
           // The runner refused the task (policy re-check, sandbox not ready, bad spec).
           await finish(task, "failed", `runner ${runner.id} refused the task: ${ce.rawMessage}`);
           return;
@@ -261,7 +295,8 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       const deadline = Date.now() + 5000;
       for (;;) {
         const t = await store.getTask(task.id);
-        if (!t || TERMINAL_STATES.has(t.state) || Date.now() > deadline) return t?.state ?? "cancelled";
+        if (!t || TERMINAL_STATES.has(t.state) || Date.now() > deadline)
+          return t?.state ?? "cancelled";
         await events.wait(task.id, 250);
       }
     },
@@ -299,7 +334,10 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         }
         const runner = runners.get(task.runnerId);
         if (!runner) {
-          run(() => finish(task, "failed", `runner lost: ${task.runnerId} is no longer configured`), task.id);
+          run(
+            () => finish(task, "failed", `runner lost: ${task.runnerId} is no longer configured`),
+            task.id,
+          );
           continue;
         }
         // Attach only: Execute again could run a command twice.
