@@ -5,12 +5,15 @@
  * the sandbox's PID 1 and on the target right before execve, after its own
  * setup, so bwrap's own mount/namespace syscalls are never filtered.
  *
- *   1. "main": a DEFAULT-DENY ALLOWLIST. Unlisted syscalls fail with ENOSYS
- *      (so libc and runtimes take their "old kernel" fallback path), the
- *      explicitly dangerous ones listed in DENIED fail with EPERM, clone3
- *      fails with ENOSYS so glibc falls back to clone(2), whose flags we can
- *      inspect. A foreign architecture (i386 via int 0x80, x32) kills the
- *      process: the filter only knows the native ABI.
+ *   1. "main": a DEFAULT-DENY ALLOWLIST. Every syscall not listed in ALLOWED
+ *      (or allowed by an argument rule below) fails with EPERM, so programs get
+ *      a clean "Operation not permitted". The few syscalls libc probes and
+ *      falls back from fail with ENOSYS instead (FALLBACK_ENOSYS: clone3, so
+ *      glibc falls back to clone(2) whose flags we can inspect). DENIED is the
+ *      documented list of dangerous syscalls; they get the default EPERM and
+ *      the helper refuses to build if one of them ever appears in ALLOWED.
+ *      A foreign architecture (i386 via int 0x80, x32) kills the process: the
+ *      filter only knows the native ABI.
  *   2. "args": default ALLOW; only adds argument-level denials that cannot be
  *      expressed as allow rules (libseccomp refuses to mix an unconditional
  *      allow with a conditional deny on the same syscall): ioctl TIOCSTI and
@@ -107,9 +110,8 @@ static const char *const ALLOWED[] = {
     NULL,
 };
 
-/* Explicitly denied with EPERM (everything unlisted already fails with
- * ENOSYS; listing these documents intent and gives a clean "not permitted").
- */
+/* Dangerous syscalls: denied by the default action (EPERM). Listed to
+ * document intent; mcpg_seccomp_build() fails if any of them is allowed. */
 static const char *const DENIED[] = {
     /* debugging / cross-process memory access */
     "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
@@ -139,6 +141,12 @@ static const scmp_datum_t NAMESPACE_FLAGS = CLONE_NEWNS | CLONE_NEWCGROUP | CLON
                                             CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID |
                                             CLONE_NEWNET | CLONE_NEWTIME;
 
+/* Syscalls that libc or runtimes probe and fall back from on ENOSYS. */
+static const char *const FALLBACK_ENOSYS[] = {
+    "clone3", /* flags live in a struct seccomp cannot read; glibc falls back to clone */
+    NULL,
+};
+
 static int resolve(const char *name) { return seccomp_syscall_resolve_name(name); }
 
 #define CHECK(expr)                                                                      \
@@ -151,7 +159,15 @@ static int resolve(const char *name) { return seccomp_syscall_resolve_name(name)
   } while (0)
 
 static scmp_filter_ctx build_main(void) {
-  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(ENOSYS));
+  for (const char *const *d = DENIED; *d != NULL; d++) {
+    for (const char *const *a = ALLOWED; *a != NULL; a++) {
+      if (strcmp(*d, *a) == 0) {
+        fprintf(stderr, "seccomp: %s is both allowed and denied\n", *d);
+        return NULL;
+      }
+    }
+  }
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
   if (ctx == NULL) return NULL;
   /* Foreign ABI (i386 int 0x80, x32 on x86_64): kill the whole process. */
   CHECK(seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS));
@@ -165,16 +181,11 @@ static scmp_filter_ctx build_main(void) {
     if (nr < 0) continue; /* not on this architecture */
     CHECK(seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0));
   }
-  for (const char *const *p = DENIED; *p != NULL; p++) {
+  for (const char *const *p = FALLBACK_ENOSYS; *p != NULL; p++) {
     int nr = resolve(*p);
     if (nr < 0) continue;
-    CHECK(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0));
+    CHECK(seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0));
   }
-
-  /* clone3 passes its flags in a struct we cannot inspect. It is left out of
-   * the allowlist on purpose: the default action (ENOSYS) makes glibc fall
-   * back to clone(2), whose flags we can check. (libseccomp refuses a rule
-   * whose action equals the default, so there is no explicit rule.) */
 
   /* clone / unshare: allowed only without namespace flags (arg0 on both
    * x86_64 and aarch64). Masked 64-bit comparison: no bits can hide. */
@@ -206,7 +217,7 @@ static scmp_filter_ctx build_main(void) {
   }
 
   /* mknod/mknodat: FIFOs, sockets and regular files only (mkfifo, some
-   * installers); device nodes fall to the default (ENOSYS) and would need
+   * installers); device nodes fall to the default (EPERM) and would need
    * CAP_MKNOD anyway. */
   static const scmp_datum_t kinds[] = {S_IFIFO, S_IFREG, S_IFSOCK};
   int mknod_nr = resolve("mknod");
