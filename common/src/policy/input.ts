@@ -14,6 +14,7 @@ export const POLICY_OPERATIONS = [
   "get_task",
   "stream_task",
   "cancel_task",
+  "list_audit",
 ] as const;
 
 /** One of {@link POLICY_OPERATIONS}. */

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { applyObligations, type Decision } from "@mcp-gateway/common/policy";
 import { VERSION } from "@mcp-gateway/common/version";
@@ -364,6 +364,54 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
         authorization: f.authorization,
       });
       return {};
+    },
+
+    async listAuditEvents(req, ctx) {
+      const rc = requestContext(ctx);
+      const principal = principalOf(rc);
+      if (req.decision !== "" && !["allow", "deny", "none"].includes(req.decision)) {
+        throw new ConnectError(
+          `decision "${req.decision.slice(0, 40)}" is invalid: use allow, deny or none`,
+          Code.InvalidArgument,
+        );
+      }
+      if (req.pageSize > 1000)
+        throw new ConnectError("page_size is at most 1000", Code.InvalidArgument);
+      await pipeline.authorize(
+        rc,
+        { operation: "list_audit", workspace: "" },
+        { params: { principal: req.principal, operation: req.operation, decision: req.decision } },
+      );
+      const limit = req.pageSize === 0 ? 100 : req.pageSize;
+      const records = await store.listAudit({
+        afterSeq: Number(req.afterSeq),
+        tenant: principal.tenant,
+        limit,
+        ...(req.principal ? { principal: req.principal } : {}),
+        ...(req.operation ? { operation: req.operation } : {}),
+        ...(req.decision ? { decision: req.decision as "allow" | "deny" | "none" } : {}),
+        ...(req.since ? { sinceMs: Number(timestampMs(req.since)) } : {}),
+      });
+      return {
+        events: records.map((r) => ({
+          seq: BigInt(r.seq),
+          time: timestampFromMs(r.time),
+          principal: r.principal?.sub ?? "",
+          tenant: r.principal?.tenant ?? "",
+          operation: r.operation,
+          decision: r.decision,
+          reasons: r.reasons,
+          policyRevision: r.policyRevision,
+          taskId: r.taskId,
+          runnerId: r.runnerId,
+          outcome: r.outcome,
+          traceId: r.traceId,
+          paramsJson: JSON.stringify(r.params),
+          hash: r.hash,
+          prevHash: r.prevHash,
+        })),
+        nextAfterSeq: records.length === limit ? BigInt(records[records.length - 1]?.seq ?? 0) : 0n,
+      };
     },
 
     async listDirectory(req, ctx) {

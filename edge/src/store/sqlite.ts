@@ -49,6 +49,8 @@ const MIGRATIONS: readonly string[] = [
      body TEXT NOT NULL
    );
    CREATE INDEX audit_time ON audit(time);`,
+  `ALTER TABLE audit ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+   CREATE INDEX audit_tenant ON audit(tenant, seq);`,
 ];
 
 /** A stored audit row as `audit verify` reads it. */
@@ -107,8 +109,8 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
   );
   const insertAudit = db.prepare(
-    `INSERT INTO audit (seq, time, principal, operation, decision, prev_hash, hash, body)
-     VALUES (@seq, @time, @principal, @operation, @decision, @prevHash, @hash, @body)`,
+    `INSERT INTO audit (seq, time, principal, tenant, operation, decision, prev_hash, hash, body)
+     VALUES (@seq, @time, @principal, @tenant, @operation, @decision, @prevHash, @hash, @body)`,
   );
   const allAudit = db.prepare<[], { seq: number; prev_hash: string; hash: string; body: string }>(
     "SELECT seq, prev_hash, hash, body FROM audit ORDER BY seq",
@@ -130,6 +132,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       seq: record.seq,
       time: record.time,
       principal: record.principal?.sub ?? "",
+      tenant: record.principal?.tenant ?? "",
       operation: record.operation,
       decision: record.decision,
       prevHash: record.prevHash,
@@ -186,6 +189,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       const where: string[] = ["seq > @afterSeq"];
       if (query.sinceMs !== undefined) where.push("time >= @sinceMs");
       if (query.principal !== undefined) where.push("principal = @principal");
+      if (query.tenant !== undefined) where.push("tenant = @tenant");
       if (query.operation !== undefined) where.push("operation = @operation");
       if (query.decision !== undefined) where.push("decision = @decision");
       const rows = db
@@ -199,6 +203,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
           afterSeq: query.afterSeq ?? 0,
           sinceMs: query.sinceMs,
           principal: query.principal,
+          tenant: query.tenant,
           operation: query.operation,
           decision: query.decision,
           limit: query.limit,

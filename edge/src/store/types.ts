@@ -115,6 +115,8 @@ export interface AuditRecord extends AuditEntry {
 /** Filter for listing audit records. */
 export interface AuditQuery {
   afterSeq?: number;
+  /** Only records of principals of this tenant. */
+  tenant?: string;
   sinceMs?: number;
   principal?: string;
   operation?: string;

@@ -50,6 +50,13 @@ operation_permitted if {
 	task_permitted
 }
 
+# list_audit reads the audit trail of the caller's own tenant (the edge
+# filters by tenant); the role data decides who may (admin, auditor).
+operation_permitted if {
+	input.operation == "list_audit"
+	role_allows_operation
+}
+
 # operation is the requested operation, null when absent. (object.get keeps
 # `not` checks below from silently failing on an undefined input.operation.)
 operation := object.get(input, "operation", null)

@@ -63,3 +63,16 @@ test_num_text if {
 	authz.num_text(5) == "5"
 	authz.num_text(8589934592) == "8589934592"
 }
+
+test_list_audit_allowed_for_admin_and_auditor if {
+	admin := object.union(base, {"operation": "list_audit", "principal": object.union(base.principal, {"roles": ["admin"]})})
+	authz.decision.allow with input as admin
+	auditor := object.union(base, {"operation": "list_audit", "principal": object.union(base.principal, {"roles": ["auditor"]})})
+	authz.decision.allow with input as auditor
+}
+
+test_list_audit_denied_for_developer if {
+	d := authz.decision with input as object.union(base, {"operation": "list_audit"})
+	not d.allow
+	count(d.deny_reasons) > 0
+}

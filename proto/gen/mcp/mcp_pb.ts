@@ -21,7 +21,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcp/mcp.proto.
  */
 export const file_mcp_mcp: GenFile = /*@__PURE__*/
-  fileDesc("Cg1tY3AvbWNwLnByb3RvEgNtY3AioQEKDlJlc291cmNlTGltaXRzEhQKDG1lbW9yeV9ieXRlcxgBIAEoBBIVCg1tYXhfcHJvY2Vzc2VzGAIgASgNEhsKE21heF9maWxlX3NpemVfYnl0ZXMYAyABKAQSFgoObWF4X29wZW5fZmlsZXMYBCABKA0SEwoLY3B1X3NlY29uZHMYBSABKA0SGAoQbWF4X291dHB1dF9ieXRlcxgGIAEoBCJYCg5TYW5kYm94T3B0aW9ucxIhCgduZXR3b3JrGAEgASgOMhAubWNwLk5ldHdvcmtNb2RlEiMKBmxpbWl0cxgCIAEoCzITLm1jcC5SZXNvdXJjZUxpbWl0cyIPCg1IZWFsdGhSZXF1ZXN0IkkKDkhlYWx0aFJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhYKDnVwdGltZV9zZWNvbmRzGAMgASgEItgCChVFeGVjdXRlQ29tbWFuZFJlcXVlc3QSDwoHY29tbWFuZBgBIAEoCRIMCgRhcmdzGAIgAygJEjAKA2VudhgDIAMoCzIjLm1jcC5FeGVjdXRlQ29tbWFuZFJlcXVlc3QuRW52RW50cnkSCwoDY3dkGAQgASgJEg8KB3RpbWVvdXQYBSABKA0SOgoIbWV0YWRhdGEYBiADKAsyKC5tY3AuRXhlY3V0ZUNvbW1hbmRSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSJAoHc2FuZGJveBgHIAEoCzITLm1jcC5TYW5kYm94T3B0aW9ucxIRCgl3b3Jrc3BhY2UYCCABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiegoWRXhlY3V0ZUNvbW1hbmRSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEh8KBnN0YXR1cxgCIAEoDjIPLm1jcC5UYXNrU3RhdHVzEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIicKFEdldFRhc2tTdGF0dXNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiNAoVR2V0VGFza1N0YXR1c1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5tY3AuVGFza0luZm8iTwoNUmVzb3VyY2VVc2FnZRITCgt1c2VyX2NwdV9tcxgBIAEoBBIVCg1zeXN0ZW1fY3B1X21zGAIgASgEEhIKCm1heF9yc3Nfa2IYAyABKAQiwQEKClRhc2tSZXN1bHQSEQoJZXhpdF9jb2RlGAEgASgFEg4KBnN0ZG91dBgCIAEoCRIOCgZzdGRlcnIYAyABKAkSGAoQc3Rkb3V0X3RydW5jYXRlZBgEIAEoCBIYChBzdGRlcnJfdHJ1bmNhdGVkGAUgASgIEiEKBXVzYWdlGAYgASgLMhIubWNwLlJlc291cmNlVXNhZ2USGQoRZXhlY3V0aW9uX3RpbWVfbXMYByABKAQSDgoGc2lnbmFsGAggASgJIroDCghUYXNrSW5mbxIPCgd0YXNrX2lkGAEgASgJEh8KBnN0YXR1cxgCIAEoDjIPLm1jcC5UYXNrU3RhdHVzEg8KB2NvbW1hbmQYAyABKAkSDAoEYXJncxgEIAMoCRIRCgl3b3Jrc3BhY2UYBSABKAkSLQoIbWV0YWRhdGEYBiADKAsyGy5tY3AuVGFza0luZm8uTWV0YWRhdGFFbnRyeRIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOc3RhdHVzX21lc3NhZ2UYCiABKAkSEQoJcnVubmVyX2lkGAsgASgJEh8KBnJlc3VsdBgMIAEoCzIPLm1jcC5UYXNrUmVzdWx0Eg0KBW93bmVyGA0gASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIqChdTdHJlYW1UYXNrT3V0cHV0UmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIsMBChhTdHJlYW1UYXNrT3V0cHV0UmVzcG9uc2USCwoDc2VxGAEgASgEEh0KBGtpbmQYAiABKA4yDy5tY3AuT3V0cHV0S2luZBIMCgRkYXRhGAMgASgMEhEKCWV4aXRfY29kZRgEIAEoBRIfCgZzdGF0dXMYBSABKA4yDy5tY3AuVGFza1N0YXR1cxIPCgdtZXNzYWdlGAYgASgJEigKBHRpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiQKEUNhbmNlbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiRgoSQ2FuY2VsVGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSHwoGc3RhdHVzGAIgASgOMg8ubWNwLlRhc2tTdGF0dXMiMgoPUmVhZEZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJIjEKEFJlYWRGaWxlUmVzcG9uc2USDwoHY29udGVudBgBIAEoDBIMCgRzaXplGAIgASgEImoKEFdyaXRlRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSDwoHY29udGVudBgDIAEoDBIWCg5jcmVhdGVfcGFyZW50cxgEIAEoCBIMCgRtb2RlGAUgASgNIioKEVdyaXRlRmlsZVJlc3BvbnNlEhUKDWJ5dGVzX3dyaXR0ZW4YASABKAQiRwoRRGVsZXRlRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJcmVjdXJzaXZlGAMgASgIIhQKEkRlbGV0ZUZpbGVSZXNwb25zZSI3ChRMaXN0RGlyZWN0b3J5UmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCSKDAQoJRmlsZUVudHJ5EgwKBG5hbWUYASABKAkSGwoEdHlwZRgCIAEoDjINLm1jcC5GaWxlVHlwZRIMCgRzaXplGAMgASgEEgwKBG1vZGUYBCABKA0SLwoLbW9kaWZpZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjgKFUxpc3REaXJlY3RvcnlSZXNwb25zZRIfCgdlbnRyaWVzGAEgAygLMg4ubWNwLkZpbGVFbnRyeSrcAQoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE1RBU0tfU1RBVFVTX0NSRUFURUQQARIWChJUQVNLX1NUQVRVU19RVUVVRUQQAhIXChNUQVNLX1NUQVRVU19SVU5OSU5HEAMSGQoVVEFTS19TVEFUVVNfQ09NUExFVEVEEAQSFgoSVEFTS19TVEFUVVNfRkFJTEVEEAUSGQoVVEFTS19TVEFUVVNfQ0FOQ0VMTEVEEAYSGQoVVEFTS19TVEFUVVNfVElNRURfT1VUEAcqWQoLTmV0d29ya01vZGUSHAoYTkVUV09SS19NT0RFX1VOU1BFQ0lGSUVEEAASFQoRTkVUV09SS19NT0RFX05PTkUQARIVChFORVRXT1JLX01PREVfSE9TVBACKoYBCgpPdXRwdXRLaW5kEhsKF09VVFBVVF9LSU5EX1VOU1BFQ0lGSUVEEAASFgoST1VUUFVUX0tJTkRfU1RET1VUEAESFgoST1VUUFVUX0tJTkRfU1RERVJSEAISFAoQT1VUUFVUX0tJTkRfRVhJVBADEhUKEU9VVFBVVF9LSU5EX0VWRU5UEAQqfgoIRmlsZVR5cGUSGQoVRklMRV9UWVBFX1VOU1BFQ0lGSUVEEAASEgoORklMRV9UWVBFX0ZJTEUQARIXChNGSUxFX1RZUEVfRElSRUNUT1JZEAISFQoRRklMRV9UWVBFX1NZTUxJTksQAxITCg9GSUxFX1RZUEVfT1RIRVIQBDLgBAoKTWNwU2VydmljZRIxCgZIZWFsdGgSEi5tY3AuSGVhbHRoUmVxdWVzdBoTLm1jcC5IZWFsdGhSZXNwb25zZRJJCg5FeGVjdXRlQ29tbWFuZBIaLm1jcC5FeGVjdXRlQ29tbWFuZFJlcXVlc3QaGy5tY3AuRXhlY3V0ZUNvbW1hbmRSZXNwb25zZRJGCg1HZXRUYXNrU3RhdHVzEhkubWNwLkdldFRhc2tTdGF0dXNSZXF1ZXN0GhoubWNwLkdldFRhc2tTdGF0dXNSZXNwb25zZRJRChBTdHJlYW1UYXNrT3V0cHV0EhwubWNwLlN0cmVhbVRhc2tPdXRwdXRSZXF1ZXN0Gh0ubWNwLlN0cmVhbVRhc2tPdXRwdXRSZXNwb25zZTABEj0KCkNhbmNlbFRhc2sSFi5tY3AuQ2FuY2VsVGFza1JlcXVlc3QaFy5tY3AuQ2FuY2VsVGFza1Jlc3BvbnNlEjcKCFJlYWRGaWxlEhQubWNwLlJlYWRGaWxlUmVxdWVzdBoVLm1jcC5SZWFkRmlsZVJlc3BvbnNlEjoKCVdyaXRlRmlsZRIVLm1jcC5Xcml0ZUZpbGVSZXF1ZXN0GhYubWNwLldyaXRlRmlsZVJlc3BvbnNlEj0KCkRlbGV0ZUZpbGUSFi5tY3AuRGVsZXRlRmlsZVJlcXVlc3QaFy5tY3AuRGVsZXRlRmlsZVJlc3BvbnNlEkYKDUxpc3REaXJlY3RvcnkSGS5tY3AuTGlzdERpcmVjdG9yeVJlcXVlc3QaGi5tY3AuTGlzdERpcmVjdG9yeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Cg1tY3AvbWNwLnByb3RvEgNtY3AioQEKDlJlc291cmNlTGltaXRzEhQKDG1lbW9yeV9ieXRlcxgBIAEoBBIVCg1tYXhfcHJvY2Vzc2VzGAIgASgNEhsKE21heF9maWxlX3NpemVfYnl0ZXMYAyABKAQSFgoObWF4X29wZW5fZmlsZXMYBCABKA0SEwoLY3B1X3NlY29uZHMYBSABKA0SGAoQbWF4X291dHB1dF9ieXRlcxgGIAEoBCJYCg5TYW5kYm94T3B0aW9ucxIhCgduZXR3b3JrGAEgASgOMhAubWNwLk5ldHdvcmtNb2RlEiMKBmxpbWl0cxgCIAEoCzITLm1jcC5SZXNvdXJjZUxpbWl0cyIPCg1IZWFsdGhSZXF1ZXN0IkkKDkhlYWx0aFJlc3BvbnNlEg4KBnN0YXR1cxgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhYKDnVwdGltZV9zZWNvbmRzGAMgASgEItgCChVFeGVjdXRlQ29tbWFuZFJlcXVlc3QSDwoHY29tbWFuZBgBIAEoCRIMCgRhcmdzGAIgAygJEjAKA2VudhgDIAMoCzIjLm1jcC5FeGVjdXRlQ29tbWFuZFJlcXVlc3QuRW52RW50cnkSCwoDY3dkGAQgASgJEg8KB3RpbWVvdXQYBSABKA0SOgoIbWV0YWRhdGEYBiADKAsyKC5tY3AuRXhlY3V0ZUNvbW1hbmRSZXF1ZXN0Lk1ldGFkYXRhRW50cnkSJAoHc2FuZGJveBgHIAEoCzITLm1jcC5TYW5kYm94T3B0aW9ucxIRCgl3b3Jrc3BhY2UYCCABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ARovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiegoWRXhlY3V0ZUNvbW1hbmRSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEh8KBnN0YXR1cxgCIAEoDjIPLm1jcC5UYXNrU3RhdHVzEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIicKFEdldFRhc2tTdGF0dXNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiNAoVR2V0VGFza1N0YXR1c1Jlc3BvbnNlEhsKBHRhc2sYASABKAsyDS5tY3AuVGFza0luZm8iTwoNUmVzb3VyY2VVc2FnZRITCgt1c2VyX2NwdV9tcxgBIAEoBBIVCg1zeXN0ZW1fY3B1X21zGAIgASgEEhIKCm1heF9yc3Nfa2IYAyABKAQiwQEKClRhc2tSZXN1bHQSEQoJZXhpdF9jb2RlGAEgASgFEg4KBnN0ZG91dBgCIAEoCRIOCgZzdGRlcnIYAyABKAkSGAoQc3Rkb3V0X3RydW5jYXRlZBgEIAEoCBIYChBzdGRlcnJfdHJ1bmNhdGVkGAUgASgIEiEKBXVzYWdlGAYgASgLMhIubWNwLlJlc291cmNlVXNhZ2USGQoRZXhlY3V0aW9uX3RpbWVfbXMYByABKAQSDgoGc2lnbmFsGAggASgJIroDCghUYXNrSW5mbxIPCgd0YXNrX2lkGAEgASgJEh8KBnN0YXR1cxgCIAEoDjIPLm1jcC5UYXNrU3RhdHVzEg8KB2NvbW1hbmQYAyABKAkSDAoEYXJncxgEIAMoCRIRCgl3b3Jrc3BhY2UYBSABKAkSLQoIbWV0YWRhdGEYBiADKAsyGy5tY3AuVGFza0luZm8uTWV0YWRhdGFFbnRyeRIuCgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOc3RhdHVzX21lc3NhZ2UYCiABKAkSEQoJcnVubmVyX2lkGAsgASgJEh8KBnJlc3VsdBgMIAEoCzIPLm1jcC5UYXNrUmVzdWx0Eg0KBW93bmVyGA0gASgJGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIqChdTdHJlYW1UYXNrT3V0cHV0UmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIsMBChhTdHJlYW1UYXNrT3V0cHV0UmVzcG9uc2USCwoDc2VxGAEgASgEEh0KBGtpbmQYAiABKA4yDy5tY3AuT3V0cHV0S2luZBIMCgRkYXRhGAMgASgMEhEKCWV4aXRfY29kZRgEIAEoBRIfCgZzdGF0dXMYBSABKA4yDy5tY3AuVGFza1N0YXR1cxIPCgdtZXNzYWdlGAYgASgJEigKBHRpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIiQKEUNhbmNlbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiRgoSQ2FuY2VsVGFza1Jlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSHwoGc3RhdHVzGAIgASgOMg8ubWNwLlRhc2tTdGF0dXMiMgoPUmVhZEZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJIjEKEFJlYWRGaWxlUmVzcG9uc2USDwoHY29udGVudBgBIAEoDBIMCgRzaXplGAIgASgEImoKEFdyaXRlRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSDwoHY29udGVudBgDIAEoDBIWCg5jcmVhdGVfcGFyZW50cxgEIAEoCBIMCgRtb2RlGAUgASgNIioKEVdyaXRlRmlsZVJlc3BvbnNlEhUKDWJ5dGVzX3dyaXR0ZW4YASABKAQiRwoRRGVsZXRlRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJcmVjdXJzaXZlGAMgASgIIhQKEkRlbGV0ZUZpbGVSZXNwb25zZSI3ChRMaXN0RGlyZWN0b3J5UmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCSKDAQoJRmlsZUVudHJ5EgwKBG5hbWUYASABKAkSGwoEdHlwZRgCIAEoDjINLm1jcC5GaWxlVHlwZRIMCgRzaXplGAMgASgEEgwKBG1vZGUYBCABKA0SLwoLbW9kaWZpZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjgKFUxpc3REaXJlY3RvcnlSZXNwb25zZRIfCgdlbnRyaWVzGAEgAygLMg4ubWNwLkZpbGVFbnRyeSKhAQoWTGlzdEF1ZGl0RXZlbnRzUmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkSEQoJb3BlcmF0aW9uGAIgASgJEhAKCGRlY2lzaW9uGAMgASgJEikKBXNpbmNlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglhZnRlcl9zZXEYBSABKAQSEQoJcGFnZV9zaXplGAYgASgNIrICCgpBdWRpdEV2ZW50EgsKA3NlcRgBIAEoBBIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwcmluY2lwYWwYAyABKAkSDgoGdGVuYW50GAQgASgJEhEKCW9wZXJhdGlvbhgFIAEoCRIQCghkZWNpc2lvbhgGIAEoCRIPCgdyZWFzb25zGAcgAygJEhcKD3BvbGljeV9yZXZpc2lvbhgIIAEoCRIPCgd0YXNrX2lkGAkgASgJEhEKCXJ1bm5lcl9pZBgKIAEoCRIPCgdvdXRjb21lGAsgASgJEhAKCHRyYWNlX2lkGAwgASgJEhMKC3BhcmFtc19qc29uGA0gASgJEgwKBGhhc2gYDiABKAkSEQoJcHJldl9oYXNoGA8gASgJIlIKF0xpc3RBdWRpdEV2ZW50c1Jlc3BvbnNlEh8KBmV2ZW50cxgBIAMoCzIPLm1jcC5BdWRpdEV2ZW50EhYKDm5leHRfYWZ0ZXJfc2VxGAIgASgEKtwBCgpUYXNrU3RhdHVzEhsKF1RBU0tfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTVEFTS19TVEFUVVNfQ1JFQVRFRBABEhYKElRBU0tfU1RBVFVTX1FVRVVFRBACEhcKE1RBU0tfU1RBVFVTX1JVTk5JTkcQAxIZChVUQVNLX1NUQVRVU19DT01QTEVURUQQBBIWChJUQVNLX1NUQVRVU19GQUlMRUQQBRIZChVUQVNLX1NUQVRVU19DQU5DRUxMRUQQBhIZChVUQVNLX1NUQVRVU19USU1FRF9PVVQQBypZCgtOZXR3b3JrTW9kZRIcChhORVRXT1JLX01PREVfVU5TUEVDSUZJRUQQABIVChFORVRXT1JLX01PREVfTk9ORRABEhUKEU5FVFdPUktfTU9ERV9IT1NUEAIqhgEKCk91dHB1dEtpbmQSGwoXT1VUUFVUX0tJTkRfVU5TUEVDSUZJRUQQABIWChJPVVRQVVRfS0lORF9TVERPVVQQARIWChJPVVRQVVRfS0lORF9TVERFUlIQAhIUChBPVVRQVVRfS0lORF9FWElUEAMSFQoRT1VUUFVUX0tJTkRfRVZFTlQQBCp+CghGaWxlVHlwZRIZChVGSUxFX1RZUEVfVU5TUEVDSUZJRUQQABISCg5GSUxFX1RZUEVfRklMRRABEhcKE0ZJTEVfVFlQRV9ESVJFQ1RPUlkQAhIVChFGSUxFX1RZUEVfU1lNTElOSxADEhMKD0ZJTEVfVFlQRV9PVEhFUhAEMq4FCgpNY3BTZXJ2aWNlEjEKBkhlYWx0aBISLm1jcC5IZWFsdGhSZXF1ZXN0GhMubWNwLkhlYWx0aFJlc3BvbnNlEkkKDkV4ZWN1dGVDb21tYW5kEhoubWNwLkV4ZWN1dGVDb21tYW5kUmVxdWVzdBobLm1jcC5FeGVjdXRlQ29tbWFuZFJlc3BvbnNlEkYKDUdldFRhc2tTdGF0dXMSGS5tY3AuR2V0VGFza1N0YXR1c1JlcXVlc3QaGi5tY3AuR2V0VGFza1N0YXR1c1Jlc3BvbnNlElEKEFN0cmVhbVRhc2tPdXRwdXQSHC5tY3AuU3RyZWFtVGFza091dHB1dFJlcXVlc3QaHS5tY3AuU3RyZWFtVGFza091dHB1dFJlc3BvbnNlMAESPQoKQ2FuY2VsVGFzaxIWLm1jcC5DYW5jZWxUYXNrUmVxdWVzdBoXLm1jcC5DYW5jZWxUYXNrUmVzcG9uc2USNwoIUmVhZEZpbGUSFC5tY3AuUmVhZEZpbGVSZXF1ZXN0GhUubWNwLlJlYWRGaWxlUmVzcG9uc2USOgoJV3JpdGVGaWxlEhUubWNwLldyaXRlRmlsZVJlcXVlc3QaFi5tY3AuV3JpdGVGaWxlUmVzcG9uc2USPQoKRGVsZXRlRmlsZRIWLm1jcC5EZWxldGVGaWxlUmVxdWVzdBoXLm1jcC5EZWxldGVGaWxlUmVzcG9uc2USRgoNTGlzdERpcmVjdG9yeRIZLm1jcC5MaXN0RGlyZWN0b3J5UmVxdWVzdBoaLm1jcC5MaXN0RGlyZWN0b3J5UmVzcG9uc2USTAoPTGlzdEF1ZGl0RXZlbnRzEhsubWNwLkxpc3RBdWRpdEV2ZW50c1JlcXVlc3QaHC5tY3AuTGlzdEF1ZGl0RXZlbnRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * ResourceLimits requested for a task. Zero means "the default"; policy
@@ -782,6 +782,179 @@ export const ListDirectoryResponseSchema: GenMessage<ListDirectoryResponse> = /*
   messageDesc(file_mcp_mcp, 23);
 
 /**
+ * @generated from message mcp.ListAuditEventsRequest
+ */
+export type ListAuditEventsRequest = Message<"mcp.ListAuditEventsRequest"> & {
+  /**
+   * Only events of this subject ("" = all).
+   *
+   * @generated from field: string principal = 1;
+   */
+  principal: string;
+
+  /**
+   * Only this operation, e.g. "execute", "task_finished" ("" = all).
+   *
+   * @generated from field: string operation = 2;
+   */
+  operation: string;
+
+  /**
+   * Only "allow", "deny" or "none" ("" = all).
+   *
+   * @generated from field: string decision = 3;
+   */
+  decision: string;
+
+  /**
+   * Only events at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp since = 4;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * Page after this sequence number (0 = from the start); use next_after_seq.
+   *
+   * @generated from field: uint64 after_seq = 5;
+   */
+  afterSeq: bigint;
+
+  /**
+   * At most this many events (0 = 100; at most 1000).
+   *
+   * @generated from field: uint32 page_size = 6;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message mcp.ListAuditEventsRequest.
+ * Use `create(ListAuditEventsRequestSchema)` to create a new message.
+ */
+export const ListAuditEventsRequestSchema: GenMessage<ListAuditEventsRequest> = /*@__PURE__*/
+  messageDesc(file_mcp_mcp, 24);
+
+/**
+ * AuditEvent is one record of the hash-chained audit trail.
+ *
+ * @generated from message mcp.AuditEvent
+ */
+export type AuditEvent = Message<"mcp.AuditEvent"> & {
+  /**
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string principal = 3;
+   */
+  principal: string;
+
+  /**
+   * @generated from field: string tenant = 4;
+   */
+  tenant: string;
+
+  /**
+   * @generated from field: string operation = 5;
+   */
+  operation: string;
+
+  /**
+   * "allow", "deny", or "none" for outcome records.
+   *
+   * @generated from field: string decision = 6;
+   */
+  decision: string;
+
+  /**
+   * @generated from field: repeated string reasons = 7;
+   */
+  reasons: string[];
+
+  /**
+   * @generated from field: string policy_revision = 8;
+   */
+  policyRevision: string;
+
+  /**
+   * @generated from field: string task_id = 9;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: string runner_id = 10;
+   */
+  runnerId: string;
+
+  /**
+   * "allowed", "denied", "completed", "failed", "cancelled", "timed_out" ...
+   *
+   * @generated from field: string outcome = 11;
+   */
+  outcome: string;
+
+  /**
+   * @generated from field: string trace_id = 12;
+   */
+  traceId: string;
+
+  /**
+   * Operation parameters (secrets redacted) as JSON.
+   *
+   * @generated from field: string params_json = 13;
+   */
+  paramsJson: string;
+
+  /**
+   * @generated from field: string hash = 14;
+   */
+  hash: string;
+
+  /**
+   * @generated from field: string prev_hash = 15;
+   */
+  prevHash: string;
+};
+
+/**
+ * Describes the message mcp.AuditEvent.
+ * Use `create(AuditEventSchema)` to create a new message.
+ */
+export const AuditEventSchema: GenMessage<AuditEvent> = /*@__PURE__*/
+  messageDesc(file_mcp_mcp, 25);
+
+/**
+ * @generated from message mcp.ListAuditEventsResponse
+ */
+export type ListAuditEventsResponse = Message<"mcp.ListAuditEventsResponse"> & {
+  /**
+   * @generated from field: repeated mcp.AuditEvent events = 1;
+   */
+  events: AuditEvent[];
+
+  /**
+   * Pass as after_seq for the next page; 0 when there is no more.
+   *
+   * @generated from field: uint64 next_after_seq = 2;
+   */
+  nextAfterSeq: bigint;
+};
+
+/**
+ * Describes the message mcp.ListAuditEventsResponse.
+ * Use `create(ListAuditEventsResponseSchema)` to create a new message.
+ */
+export const ListAuditEventsResponseSchema: GenMessage<ListAuditEventsResponse> = /*@__PURE__*/
+  messageDesc(file_mcp_mcp, 26);
+
+/**
  * TaskStatus is the lifecycle of a task. Terminal states are COMPLETED,
  * FAILED, CANCELLED and TIMED_OUT.
  *
@@ -1061,6 +1234,17 @@ export const McpService: GenService<{
     methodKind: "unary";
     input: typeof ListDirectoryRequestSchema;
     output: typeof ListDirectoryResponseSchema;
+  },
+  /**
+   * ListAuditEvents pages through the audit trail of the caller's tenant,
+   * oldest first (for consoles; needs a role the policy allows, e.g. auditor).
+   *
+   * @generated from rpc mcp.McpService.ListAuditEvents
+   */
+  listAuditEvents: {
+    methodKind: "unary";
+    input: typeof ListAuditEventsRequestSchema;
+    output: typeof ListAuditEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mcp_mcp, 0);

@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { connectJson, type Gateway, runCli, startGateway, waitForTask } from "./harness.js";
+
+let gw: Gateway;
+let dev: string;
+let auditor: string;
+
+before(async () => {
+  gw = await startGateway();
+  dev = await gw.token("dana", ["developer"]);
+  auditor = await gw.token("audra", ["auditor"]);
+});
+after(async () => {
+  await gw?.stop();
+});
+
+describe("audit trail", () => {
+  it("records allowed and denied calls and task outcomes, listable by an auditor of the tenant", async () => {
+    const ok = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      { command: "echo", args: ["audited"] },
+      dev,
+    );
+    const taskId = String(ok.body["taskId"]);
+    await waitForTask(gw.url, dev, taskId);
+    const denied = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      { command: "sudo", args: ["-i"] },
+      dev,
+    );
+    assert.equal(denied.body["code"], "permission_denied");
+
+    const page = await connectJson(
+      gw.url,
+      "ListAuditEvents",
+      { principal: "dana", pageSize: 100 },
+      auditor,
+    );
+    assert.equal(page.status, 200, JSON.stringify(page.body));
+    const events = page.body["events"] as Array<Record<string, unknown>>;
+    const ops = events.map((e) => `${e["operation"]}:${e["decision"] ?? ""}:${e["outcome"]}`);
+    assert.ok(ops.includes("execute:allow:allowed"), ops.join(" "));
+    assert.ok(ops.includes("execute:deny:denied"), ops.join(" "));
+    const finished = events.find(
+      (e) => e["operation"] === "task_finished" && e["taskId"] === taskId,
+    );
+    assert.equal(finished?.["outcome"], "completed");
+    assert.equal(finished?.["runnerId"], "runner-local");
+    const deniedEvent = events.find((e) => e["decision"] === "deny");
+    assert.ok((deniedEvent?.["reasons"] as string[]).some((r) => /sudo/i.test(r)));
+    for (const e of events) assert.match(String(e["hash"]), /^[0-9a-f]{64}$/);
+  });
+
+  it("is refused to a developer with permission_denied", async () => {
+    const r = await connectJson(gw.url, "ListAuditEvents", {}, dev);
+    assert.equal(r.body["code"], "permission_denied");
+  });
+
+  it("`audit verify` says intact, then names the first tampered record", async () => {
+    const env = { MCP_GATEWAY_DATA_DIR: gw.dataDir };
+    const intact = await runCli(["audit", "verify"], env);
+    assert.equal(intact.code, 0, intact.stderr);
+    assert.match(intact.stdout, /audit chain intact: \d+ records/);
+
+    const db = new Database(join(gw.dataDir, "gateway.db"));
+    db.prepare("UPDATE audit SET body = replace(body, '\"dana\"', '\"eve\"') WHERE seq = 2").run();
+    db.close();
+    const broken = await runCli(["audit", "verify", "--json"], env);
+    assert.equal(broken.code, 1);
+    const verdict = JSON.parse(broken.stdout) as {
+      ok: boolean;
+      firstBad: { seq: number; reason: string };
+    };
+    assert.equal(verdict.ok, false);
+    assert.equal(verdict.firstBad.seq, 2);
+    assert.match(verdict.firstBad.reason, /modified/);
+  });
+
+  it("`audit export` writes JSON lines", async () => {
+    const r = await runCli(["audit", "export", "--format", "jsonl"], {
+      MCP_GATEWAY_DATA_DIR: gw.dataDir,
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { seq: number });
+    assert.ok(lines.length >= 4);
+    assert.deepEqual(
+      lines.map((l) => l.seq),
+      lines.map((_, i) => i + 1),
+    );
+  });
+});
