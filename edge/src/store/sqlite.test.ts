@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { verifyAuditChain } from "../audit/chain.js";
+import { runStoreContract } from "./contract.js";
 import { createSqliteStore } from "./sqlite.js";
 import type { AuditEntry, TaskRecord } from "./types.js";
 
@@ -127,4 +128,11 @@ describe("sqlite store", () => {
     assert.equal(verifyAuditChain(rows, { expectHead: head }).ok, true);
     await store.close();
   });
+});
+
+runStoreContract("sqlite", {
+  async open() {
+    const store = createSqliteStore({ path: ":memory:" });
+    return { store, rawAudit: async () => [...store.rawAudit()] };
+  },
 });

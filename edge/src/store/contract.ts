@@ -1,0 +1,311 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { verifyAuditChain } from "../audit/chain.js";
+import type { RawAuditRow } from "./sqlite.js";
+import type { AuditEntry, TaskRecord, TaskState, TaskStore } from "./types.js";
+import { TERMINAL_STATES } from "./types.js";
+
+/** A fresh, empty store opened for one contract test. */
+export interface ContractStore {
+  /** The store under test. */
+  store: TaskStore;
+  /** Its stored audit rows in chain order, for verifyAuditChain. */
+  rawAudit(): Promise<RawAuditRow[]>;
+}
+
+/** How the contract suite gets stores of one implementation. */
+export interface StoreContractOptions {
+  /** Opens a fresh, empty store; the suite closes it at the end of each test. */
+  open(): Promise<ContractStore>;
+}
+
+/** A task record with every field set; `over` replaces fields. */
+export function sampleTask(id: string, over: Partial<TaskRecord> = {}): TaskRecord {
+  return {
+    id,
+    state: "queued",
+    command: "echo",
+    args: ["hi", "wörld ✓"],
+    env: { LANG: "C.UTF-8" },
+    cwd: "sub/dir",
+    workspace: "default",
+    timeoutMs: 30_000,
+    network: "none",
+    limits: {
+      memoryBytes: 1 << 20,
+      maxProcesses: 8,
+      maxFileSizeBytes: 4096,
+      maxOpenFiles: 32,
+      cpuSeconds: 5,
+      maxOutputBytes: 65_536,
+    },
+    metadata: { team: "a", odd: 'quote " back\\slash nul\0 end' },
+    principal: { sub: "alice", roles: ["developer"], tenant: "t1", scopes: ["exec"] },
+    policyRevision: "r1",
+    traceId: "0af7651916cd43dd8448eb211c80319c",
+    runnerId: "",
+    createdAt: 1_700_000_000_000,
+    startedAt: null,
+    finishedAt: null,
+    statusMessage: "",
+    result: null,
+    ...over,
+  };
+}
+
+/** An audit entry; `over` replaces fields. */
+export function sampleAuditEntry(over: Partial<AuditEntry> = {}): AuditEntry {
+  return {
+    time: 1_700_000_000_000,
+    traceId: "trace",
+    principal: { sub: "alice", roles: [], tenant: "t1", scopes: [] },
+    operation: "execute",
+    params: { command: "echo", args: ["a"] },
+    decision: "allow",
+    reasons: [],
+    policyRevision: "r1",
+    taskId: "",
+    runnerId: "",
+    outcome: "accepted",
+    details: { n: 1 },
+    ...over,
+  };
+}
+
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/**
+ * The behaviour every TaskStore implementation must share, as a node:test suite. Call it from the
+ * implementation's own test file (sqlite.test.ts, postgres.test.ts).
+ *
+ * @example
+ * runStoreContract("sqlite", { open: async () => { const s = createSqliteStore({ path: ":memory:" }); return { store: s, rawAudit: async () => [...s.rawAudit()] }; } });
+ */
+export function runStoreContract(name: string, options: StoreContractOptions): void {
+  const withStore = (fn: (s: ContractStore) => Promise<void>) => async () => {
+    const s = await options.open();
+    try {
+      await fn(s);
+    } finally {
+      await s.store.close();
+    }
+  };
+
+  describe(`TaskStore contract: ${name}`, () => {
+    it(
+      "round-trips a task exactly and rejects a duplicate id",
+      withStore(async ({ store }) => {
+        const t = sampleTask("task-a");
+        await store.createTask(t);
+        assert.deepEqual(await store.getTask("task-a"), t);
+        assert.equal(await store.getTask("task-missing"), undefined);
+        await assert.rejects(store.createTask(sampleTask("task-a", { command: "other" })));
+        assert.equal((await store.getTask("task-a"))?.command, "echo");
+      }),
+    );
+
+    it(
+      "applies patches and never changes a terminal task",
+      withStore(async ({ store }) => {
+        await store.createTask(sampleTask("task-b"));
+        const running = await store.updateTask("task-b", {
+          state: "running",
+          runnerId: "runner-1",
+          startedAt: 10,
+        });
+        assert.equal(running?.state, "running");
+        assert.equal(running?.runnerId, "runner-1");
+        assert.equal(running?.command, "echo");
+        const result = {
+          exitCode: 0,
+          signal: "",
+          stdoutTruncated: false,
+          stderrTruncated: true,
+          userCpuMs: 3,
+          systemCpuMs: 1,
+          maxRssKb: 1024,
+          executionTimeMs: 12,
+        };
+        const done = await store.updateTask("task-b", {
+          state: "completed",
+          finishedAt: 20,
+          result,
+        });
+        assert.deepEqual(await store.getTask("task-b"), done);
+        assert.deepEqual(done?.result, result);
+        const after = await store.updateTask("task-b", { state: "running", statusMessage: "late" });
+        assert.equal(after?.state, "completed");
+        assert.equal(after?.statusMessage, "");
+        assert.equal((await store.getTask("task-b"))?.state, "completed");
+        assert.equal(await store.updateTask("task-missing", { state: "failed" }), undefined);
+      }),
+    );
+
+    it(
+      "lets exactly one of several concurrent terminal transitions win",
+      withStore(async ({ store }) => {
+        await store.createTask(sampleTask("task-c", { state: "running" }));
+        const finals: TaskState[] = ["completed", "failed", "cancelled", "timed_out"];
+        const results = await Promise.all(
+          Array.from({ length: 12 }, (_, i) =>
+            store.updateTask("task-c", {
+              state: finals[i % finals.length] ?? "failed",
+              statusMessage: `writer ${i}`,
+            }),
+          ),
+        );
+        const stored = await store.getTask("task-c");
+        assert.ok(stored && TERMINAL_STATES.has(stored.state));
+        for (const r of results) {
+          assert.equal(r?.state, stored.state, "every caller sees the one winning terminal state");
+          assert.equal(r?.statusMessage, stored.statusMessage);
+        }
+      }),
+    );
+
+    it(
+      "lists tasks in given states oldest first, up to a limit",
+      withStore(async ({ store }) => {
+        await store.createTask(sampleTask("t-3", { state: "running", createdAt: 3 }));
+        await store.createTask(sampleTask("t-1", { state: "queued", createdAt: 1 }));
+        await store.createTask(sampleTask("t-2", { state: "completed", createdAt: 2 }));
+        await store.createTask(sampleTask("t-4", { state: "queued", createdAt: 4 }));
+        const ids = async (states: TaskState[], limit: number) =>
+          (await store.listTasksInStates(states, limit)).map((t) => t.id);
+        assert.deepEqual(await ids(["queued", "running"], 10), ["t-1", "t-3", "t-4"]);
+        assert.deepEqual(await ids(["queued", "running"], 2), ["t-1", "t-3"]);
+        assert.deepEqual(await ids(["completed"], 10), ["t-2"]);
+        assert.deepEqual(await ids([], 10), []);
+        assert.deepEqual(
+          (await store.listTasksInStates(["completed"], 1))[0],
+          sampleTask("t-2", { state: "completed", createdAt: 2 }),
+        );
+      }),
+    );
+
+    it(
+      "numbers output per task from 1 and reads after a sequence, bytes intact",
+      withStore(async ({ store }) => {
+        const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+        assert.equal(await store.appendOutput("task-d", "stdout", bytes("a"), 1), 1);
+        assert.equal(await store.appendOutput("task-d", "stderr", all, 2), 2);
+        assert.equal(await store.appendOutput("task-e", "stdout", bytes("c"), 3), 1);
+        assert.equal(await store.appendOutput("task-d", "event", new Uint8Array(0), 4), 3);
+        const rest = await store.readOutput("task-d", 1, 10);
+        assert.deepEqual(
+          rest.map((c) => [c.taskId, c.seq, c.kind, c.time]),
+          [
+            ["task-d", 2, "stderr", 2],
+            ["task-d", 3, "event", 4],
+          ],
+        );
+        assert.deepEqual([...(rest[0]?.data ?? [])], [...all]);
+        assert.equal(rest[1]?.data.length, 0);
+        assert.equal((await store.readOutput("task-d", 0, 1)).length, 1);
+        assert.deepEqual(await store.readOutput("task-d", 3, 10), []);
+        assert.deepEqual(await store.readOutput("task-none", 0, 10), []);
+      }),
+    );
+
+    it(
+      "numbers concurrent appends to one task without gaps or duplicates",
+      withStore(async ({ store }) => {
+        const seqs = await Promise.all(
+          Array.from({ length: 40 }, (_, i) =>
+            store.appendOutput("task-f", "stdout", bytes(`chunk ${i}`), i),
+          ),
+        );
+        assert.deepEqual(
+          [...seqs].sort((a, b) => a - b),
+          Array.from({ length: 40 }, (_, i) => i + 1),
+        );
+        const read = await store.readOutput("task-f", 0, 100);
+        assert.deepEqual(
+          read.map((c) => c.seq),
+          Array.from({ length: 40 }, (_, i) => i + 1),
+        );
+        for (const c of read) {
+          assert.equal(new TextDecoder().decode(c.data), `chunk ${seqs.indexOf(c.seq)}`);
+        }
+      }),
+    );
+
+    it(
+      "keeps a verifiable audit chain and filters listings",
+      withStore(async ({ store, rawAudit }) => {
+        const entries: AuditEntry[] = [
+          sampleAuditEntry({ time: 100, operation: "execute" }),
+          sampleAuditEntry({
+            time: 200,
+            operation: "read_file",
+            decision: "deny",
+            reasons: ["no"],
+          }),
+          sampleAuditEntry({
+            time: 300,
+            operation: "execute",
+            principal: { sub: "bob", roles: [], tenant: "t2", scopes: [] },
+          }),
+          sampleAuditEntry({
+            time: 400,
+            operation: "cancel_task",
+            principal: null,
+            decision: "none",
+          }),
+          sampleAuditEntry({ time: 500, operation: "execute", decision: "deny" }),
+        ];
+        const appended = [];
+        for (const e of entries) appended.push(await store.appendAudit(e));
+        assert.deepEqual(
+          appended.map((r) => r.seq),
+          [1, 2, 3, 4, 5],
+        );
+        assert.equal(appended[1]?.prevHash, appended[0]?.hash);
+        const verdict = verifyAuditChain(await rawAudit());
+        assert.equal(verdict.ok, true);
+        assert.equal(verdict.checked, 5);
+        assert.equal(verdict.head, appended[4]?.hash);
+
+        assert.deepEqual(await store.listAudit({ limit: 10 }), appended);
+        const seqs = async (q: Parameters<TaskStore["listAudit"]>[0]) =>
+          (await store.listAudit(q)).map((r) => r.seq);
+        assert.deepEqual(await seqs({ operation: "execute", limit: 10 }), [1, 3, 5]);
+        assert.deepEqual(await seqs({ decision: "deny", limit: 10 }), [2, 5]);
+        assert.deepEqual(await seqs({ principal: "bob", limit: 10 }), [3]);
+        assert.deepEqual(await seqs({ sinceMs: 300, limit: 10 }), [3, 4, 5]);
+        assert.deepEqual(await seqs({ afterSeq: 2, limit: 2 }), [3, 4]);
+        assert.deepEqual(
+          await seqs({ operation: "execute", decision: "deny", principal: "alice", limit: 10 }),
+          [5],
+        );
+        assert.deepEqual(await seqs({ decision: "none", limit: 10 }), [4]);
+        assert.equal((await store.listAudit({ decision: "none", limit: 1 }))[0]?.principal, null);
+      }),
+    );
+
+    it(
+      "keeps the chain linear under concurrent appends",
+      withStore(async ({ store, rawAudit }) => {
+        const records = await Promise.all(
+          Array.from({ length: 60 }, (_, i) =>
+            store.appendAudit(sampleAuditEntry({ time: i, details: { i } })),
+          ),
+        );
+        assert.deepEqual(
+          records.map((r) => r.seq).sort((a, b) => a - b),
+          Array.from({ length: 60 }, (_, i) => i + 1),
+        );
+        const verdict = verifyAuditChain(await rawAudit());
+        assert.equal(verdict.ok, true, verdict.firstBad?.reason);
+        assert.equal(verdict.checked, 60);
+      }),
+    );
+
+    it(
+      "answers ping",
+      withStore(async ({ store }) => {
+        await assert.doesNotReject(store.ping());
+      }),
+    );
+  });
+}
