@@ -258,6 +258,15 @@ function ruleFileQueries(file: string): { alerts: string[]; exprs: SourcedQuery[
   return { alerts, exprs };
 }
 
+/** Every non-test .ts file under a directory, recursively. */
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) return sourceFiles(path);
+    return e.name.endsWith(".ts") && !e.name.endsWith(".test.ts") ? [path] : [];
+  });
+}
+
 /** Files in a directory, as paths relative to the repository root (for readable messages). */
 const filesIn = (dir: string, pattern: RegExp): string[] =>
   readdirSync(dir)
@@ -309,7 +318,7 @@ test("the checker rejects a metric the code does not export, a wrong label and a
   );
 });
 
-test("the runner metrics listed here are registered in runner/src/runner.ts", () => {
+test("the runner metrics listed here are the ones runner/src registers", () => {
   const source = readFileSync(RUNNER_SOURCE, "utf8");
   assert.match(
     source,
@@ -322,6 +331,34 @@ test("the runner metrics listed here are registered in runner/src/runner.ts", ()
       `runner/src/runner.ts no longer registers ${name}`,
     );
   }
+  // A metric added to the runner must be listed above (with its type and labels) to be usable.
+  const registered = sourceFiles(join(ROOT, "runner/src")).flatMap((file) => [
+    ...readFileSync(file, "utf8").matchAll(
+      /new (?:Gauge|Counter|Histogram|Summary)\(\{\s*name:\s*"([^"]+)"/g,
+    ),
+  ]);
+  const names = registered.map((m) => m[1] ?? "").sort();
+  assert.deepEqual(
+    names,
+    Object.keys(RUNNER_METRICS).sort(),
+    "update RUNNER_METRICS in test/infra/dashboards.test.ts",
+  );
+});
+
+test("every mcp_* metric the code exports is shown on a dashboard", async () => {
+  const known = await exportedMetrics();
+  const shown = new Set(
+    jsonFiles(DASHBOARD_DIR)
+      .flatMap(dashboardQueries)
+      .flatMap((q) => parsePromQL(q.expr).metrics)
+      .map((m) => resolveMetric(m.name, known)?.base),
+  );
+  const missing = [...known.keys()].filter((name) => name.startsWith("mcp_") && !shown.has(name));
+  assert.deepEqual(
+    missing,
+    [],
+    "add a panel to infra/grafana/dashboards for each of these metrics",
+  );
 });
 
 test("the code exports the metrics the dashboards and rules are built on", async () => {
