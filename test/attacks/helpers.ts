@@ -128,14 +128,17 @@ export function bash(script: string, opts: RunOptions = {}): Promise<Run> {
   return run("bash", ["-c", script], opts);
 }
 
-/** Host pids whose command line contains `marker`. */
+/**
+ * Host pids whose argv[0] starts with `marker` (tasks set it with `exec -a`; the launcher
+ * and bwrap carry the marker only in later arguments, so they do not match).
+ */
 export function hostPidsWithMarker(marker: string): number[] {
   const pids: number[] = [];
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     try {
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
-      if (cmdline.includes(marker)) pids.push(Number(entry));
+      if (cmdline.startsWith(marker)) pids.push(Number(entry));
     } catch {
       // exited meanwhile
     }

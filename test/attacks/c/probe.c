@@ -224,6 +224,26 @@ int main(int argc, char **argv) {
     return 0;
 #endif
   }
+  if (!strcmp(c, "forkmany")) {
+    /* Fork up to 200 sleeping children; report how many forks succeeded. */
+    pid_t kids[200];
+    int n = 0, err = 0;
+    for (int i = 0; i < 200; i++) {
+      pid_t p = fork();
+      if (p == 0) {
+        sleep(30);
+        _exit(0);
+      }
+      if (p < 0) {
+        err = errno;
+        break;
+      }
+      kids[n++] = p;
+    }
+    for (int i = 0; i < n; i++) kill(kids[i], SIGKILL);
+    printf("%s %d %s\n", c, n, err ? errname(err) : "none");
+    return 0;
+  }
   if (!strcmp(c, "fds")) {
     /* Every open descriptor except the one used to list them. */
     DIR *d = opendir("/proc/self/fd");
