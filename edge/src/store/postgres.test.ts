@@ -332,6 +332,34 @@ describe("postgres store", () => {
       await b.close();
     }
   });
+  it("survives its connections being killed by the server", async () => {
+    const name = `mcp-kill-test-${process.pid}`;
+    const store = await createPostgresStore({ connectionString: db.url, applicationName: name });
+    try {
+      const events: TaskEvent[] = [];
+      const sub = await store.listen((e) => events.push(e));
+      await store.createTask(sampleTask("k-1"));
+      const admin = new Client({ connectionString: db.url });
+      await admin.connect();
+      const { rows } = await admin.query<{ killed: boolean }>(
+        "SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE application_name = $1",
+        [name],
+      );
+      await admin.end();
+      assert.ok(rows.length >= 2, "the pool connection and the LISTEN connection were terminated");
+      assert.equal((await store.getTask("k-1"))?.id, "k-1");
+      await until(() => events.some((e) => e.kind === "resync"), "LISTEN to reconnect");
+      await store.notify("k-1");
+      await until(
+        () => events.some((e) => e.kind === "task" && e.taskId === "k-1"),
+        "a notification on the new LISTEN connection",
+      );
+      await sub.close();
+    } finally {
+      await store.close();
+      await store.close(); // idempotent
+    }
+  });
 });
 
 describe("postgres store across a PostgreSQL restart", () => {

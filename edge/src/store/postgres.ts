@@ -355,6 +355,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   }
 
   const listener = createListener(clientConfig, options.listenHeartbeatMs ?? 10_000, log);
+  let closed = false;
 
   async function listAuditRows(query: AuditQuery): Promise<AuditRecord[]> {
     const values: unknown[] = [query.afterSeq ?? 0];
@@ -613,6 +614,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     },
 
     async close() {
+      if (closed) return;
+      closed = true;
       await listener.close();
       await pool.end();
     },

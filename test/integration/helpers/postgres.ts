@@ -63,7 +63,15 @@ export async function createTestDatabase(label: string): Promise<TestDatabase> {
     .replace(/[^a-z0-9]+/g, "_")
     .slice(0, 30)}_${randomBytes(4).toString("hex")}`;
   const admin = new Client({ connectionString: base, connectionTimeoutMillis: 10_000 });
-  await admin.connect();
+  try {
+    await admin.connect();
+  } catch (err) {
+    const where = new URL(base);
+    throw new Error(
+      `cannot connect to PostgreSQL at ${where.host}${where.pathname} (from ${process.env.DATABASE_URL ? "$DATABASE_URL" : "scripts/start-postgres.sh"}): ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
   try {
     await admin.query(`CREATE DATABASE ${name}`);
     const url = new URL(base);
