@@ -1,4 +1,4 @@
-import { pino, type Logger } from "pino";
+import { type Logger, pino } from "pino";
 
 /** Options for {@link createLogger}. */
 export interface LoggerOptions {

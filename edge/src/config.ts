@@ -71,6 +71,8 @@ export const edgeConfigSchema = z.object({
   /** How long shutdown waits for in-flight work before closing, in ms. */
   drainTimeoutMs: z.number().int().min(0).default(10_000),
   logLevel: z.string().default("info"),
+  /** OTLP/HTTP traces endpoint; spans are exported only when set. */
+  otlpEndpoint: z.url().optional(),
 });
 
 /** Parsed edge configuration. */

@@ -11,6 +11,7 @@ import {
   type TlsFiles,
   watchTlsMaterial,
 } from "@mcp-gateway/common/tls";
+import { createTracing } from "@mcp-gateway/common/tracing";
 import { VERSION } from "@mcp-gateway/common/version";
 import { McpService } from "@mcp-gateway/proto/mcp";
 import type { Logger } from "pino";
@@ -118,7 +119,14 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
     maxKeys: 100_000,
   });
 
-  const pipeline = createPipeline({ policy, store, metrics });
+  const tracing = createTracing({
+    serviceName: "mcp-edge",
+    instanceId: config.id,
+    logger,
+    ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}),
+  });
+  const tracer = tracing.tracer;
+  const pipeline = createPipeline({ policy, store, metrics, tracer });
   const tasks = createTaskService({
     store,
     runners,
@@ -127,6 +135,7 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
     metrics,
     audit: (e) => pipeline.audit(e),
     signal: shutdown.signal,
+    tracer,
   });
 
   const service = createMcpService({
@@ -136,6 +145,7 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
     tasks,
     runners,
     startedAt,
+    tracer,
     status: () => (accepting ? "ok" : "draining"),
   });
   const app = createHttpApp({
@@ -160,6 +170,7 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
         publicMethods: new Set(["Health"]),
         metrics,
         logger,
+        tracer,
       }),
     ],
     readMaxBytes: config.maxRequestBytes,
@@ -208,6 +219,7 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
       stopTlsWatch();
       runners.close();
       policy.close();
+      await tracing.shutdown();
       await store.close();
     },
   };

@@ -45,6 +45,8 @@ export const runnerConfigSchema = z.object({
   sandboxUid: z.number().int().min(1).default(65534),
   sandboxGid: z.number().int().min(1).default(65534),
   logLevel: z.string().default("info"),
+  /** OTLP/HTTP traces endpoint; spans are exported only when set. */
+  otlpEndpoint: z.url().optional(),
 });
 
 /** Parsed runner configuration. */

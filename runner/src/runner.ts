@@ -18,6 +18,7 @@ import {
   type TlsFiles,
   watchTlsMaterial,
 } from "@mcp-gateway/common/tls";
+import { createTracing } from "@mcp-gateway/common/tracing";
 import { RunnerService } from "@mcp-gateway/proto/runner/v1";
 import { Hono } from "hono";
 import type { Logger } from "pino";
@@ -82,6 +83,12 @@ export async function runnerTlsFiles(config: RunnerConfig): Promise<TlsFiles> {
  */
 export async function startRunner(config: RunnerConfig, logger: Logger): Promise<Runner> {
   const registry = createMetricsRegistry("runner");
+  const tracing = createTracing({
+    serviceName: "mcp-runner",
+    instanceId: config.id,
+    logger,
+    ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}),
+  });
   const runningGauge = new Gauge({
     name: "mcp_runner_tasks_running",
     help: "Sandboxed tasks running on this runner.",
@@ -123,6 +130,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     maxConcurrent: config.maxConcurrentTasks,
     retentionMs: config.retentionMs,
     onChange: (n) => runningGauge.set(n),
+    tracer: tracing.tracer,
   });
 
   const service = createRunnerService({
@@ -132,6 +140,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     workspaces,
     policy,
     logger,
+    tracer: tracing.tracer,
   });
   const app = new Hono();
   app.get("/health", (c) =>
@@ -198,6 +207,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       for (const s of sessions) s.close();
       await new Promise<void>((r) => server.close(() => r()));
       policy.close();
+      await tracing.shutdown();
     },
   };
 }

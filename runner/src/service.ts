@@ -3,9 +3,22 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import { buildPolicyInput, type OperationInput } from "@mcp-gateway/common/authz";
 import { toConnectError } from "@mcp-gateway/common/errors";
 import { applyObligations, type Decision, type PolicyEngine } from "@mcp-gateway/common/policy";
+import {
+  type Context,
+  contextFromTraceparent,
+  endSpan,
+  SpanKind,
+  startSpan,
+  type Tracer,
+} from "@mcp-gateway/common/tracing";
 import { VERSION } from "@mcp-gateway/common/version";
 import { FileType, NetworkMode } from "@mcp-gateway/proto/mcp";
-import type { Authorization, RunnerService, TaskSpec } from "@mcp-gateway/proto/runner/v1";
+import type {
+  Authorization,
+  ExecuteRequest,
+  RunnerService,
+  TaskSpec,
+} from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
 import type { Sandbox, SandboxLimits } from "./sandbox/index.js";
 import { DEFAULT_SANDBOX_LIMITS } from "./sandbox/index.js";
@@ -20,6 +33,7 @@ export interface RunnerServiceDeps {
   workspaces: WorkspaceFs;
   policy: PolicyEngine;
   logger: Logger;
+  tracer: Tracer;
 }
 
 const FILE_TYPE = {
@@ -98,6 +112,66 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     }
   };
 
+  async function startTask(req: ExecuteRequest, spec: TaskSpec, parent: Context): Promise<void> {
+    const requested = limitsOf(spec);
+    const requestedLimits = {
+      memory_bytes: requested.memoryBytes,
+      max_processes: requested.maxProcesses,
+      max_file_size_bytes: requested.maxFileSizeBytes,
+      max_open_files: requested.maxOpenFiles,
+      cpu_seconds: requested.cpuSeconds,
+      max_output_bytes: requested.maxOutputBytes,
+    };
+    const network = spec.network === NetworkMode.HOST ? "host" : "none";
+    const decision = recheck(req.authorization, {
+      operation: "execute",
+      workspace: spec.workspace,
+      command: {
+        command: spec.command,
+        args: spec.args,
+        env: spec.env,
+        cwd: spec.cwd,
+        timeout_seconds: Math.ceil(requested.timeoutMs / 1000),
+      },
+      network,
+      sandbox: { limits: requestedLimits },
+    });
+    // The runner enforces the obligations itself: it never trusts the edge to have applied them.
+    const applied = applyObligations(
+      { timeout_seconds: Math.ceil(requested.timeoutMs / 1000), network, limits: requestedLimits },
+      decision.obligations,
+    );
+    const d = DEFAULT_SANDBOX_LIMITS;
+    await guard(async () => {
+      const workspaceDir = await workspaces.ensure(spec.workspace);
+      await tasks.start(
+        req.taskId,
+        {
+          command: spec.command,
+          args: spec.args,
+          env: spec.env,
+          cwd: spec.cwd,
+          workspaceDir,
+          network: applied.network,
+          timeoutMs: Math.min(
+            orDefault(requested.timeoutMs, 60_000),
+            applied.timeout_seconds * 1000,
+          ),
+          limits: {
+            memoryBytes: orDefault(applied.limits.memory_bytes, d.memoryBytes),
+            maxProcesses: orDefault(applied.limits.max_processes, d.maxProcesses),
+            maxFileSizeBytes: orDefault(applied.limits.max_file_size_bytes, d.maxFileSizeBytes),
+            maxOpenFiles: orDefault(applied.limits.max_open_files, d.maxOpenFiles),
+            cpuSeconds: orDefault(applied.limits.cpu_seconds, d.cpuSeconds),
+            maxOutputBytes: orDefault(applied.limits.max_output_bytes, d.maxOutputBytes),
+            tmpBytes: d.tmpBytes,
+          },
+        },
+        parent,
+      );
+    });
+  }
+
   return {
     async info() {
       const r = await sandbox.readiness();
@@ -118,71 +192,20 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
         throw new ConnectError("task_id and spec are required", Code.InvalidArgument);
       }
       if (!tasks.has(req.taskId)) {
-        const requested = limitsOf(spec);
-        const network = spec.network === NetworkMode.HOST ? "host" : "none";
-        const decision = recheck(req.authorization, {
-          operation: "execute",
-          workspace: spec.workspace,
-          command: {
-            command: spec.command,
-            args: spec.args,
-            env: spec.env,
-            cwd: spec.cwd,
-            timeout_seconds: Math.ceil(requested.timeoutMs / 1000),
-          },
-          network,
-          sandbox: {
-            limits: {
-              memory_bytes: requested.memoryBytes,
-              max_processes: requested.maxProcesses,
-              max_file_size_bytes: requested.maxFileSizeBytes,
-              max_open_files: requested.maxOpenFiles,
-              cpu_seconds: requested.cpuSeconds,
-              max_output_bytes: requested.maxOutputBytes,
-            },
-          },
-        });
-        // The runner enforces the obligations itself: it never trusts the edge to have applied them.
-        const applied = applyObligations(
-          {
-            timeout_seconds: Math.ceil(requested.timeoutMs / 1000),
-            network,
-            limits: {
-              memory_bytes: requested.memoryBytes,
-              max_processes: requested.maxProcesses,
-              max_file_size_bytes: requested.maxFileSizeBytes,
-              max_open_files: requested.maxOpenFiles,
-              cpu_seconds: requested.cpuSeconds,
-              max_output_bytes: requested.maxOutputBytes,
-            },
-          },
-          decision.obligations,
+        const span = startSpan(
+          deps.tracer,
+          "runner.execute",
+          contextFromTraceparent(req.authorization?.traceparent),
+          { "mcp.task_id": req.taskId, "mcp.runner_id": deps.runnerId },
+          SpanKind.SERVER,
         );
-        const d = DEFAULT_SANDBOX_LIMITS;
-        await guard(async () => {
-          const workspaceDir = await workspaces.ensure(spec.workspace);
-          await tasks.start(req.taskId, {
-            command: spec.command,
-            args: spec.args,
-            env: spec.env,
-            cwd: spec.cwd,
-            workspaceDir,
-            network: applied.network,
-            timeoutMs: Math.min(
-              orDefault(requested.timeoutMs, 60_000),
-              applied.timeout_seconds * 1000,
-            ),
-            limits: {
-              memoryBytes: orDefault(applied.limits.memory_bytes, d.memoryBytes),
-              maxProcesses: orDefault(applied.limits.max_processes, d.maxProcesses),
-              maxFileSizeBytes: orDefault(applied.limits.max_file_size_bytes, d.maxFileSizeBytes),
-              maxOpenFiles: orDefault(applied.limits.max_open_files, d.maxOpenFiles),
-              cpuSeconds: orDefault(applied.limits.cpu_seconds, d.cpuSeconds),
-              maxOutputBytes: orDefault(applied.limits.max_output_bytes, d.maxOutputBytes),
-              tmpBytes: d.tmpBytes,
-            },
-          });
-        });
+        try {
+          await startTask(req, spec, span.context);
+          endSpan(span.span);
+        } catch (err) {
+          endSpan(span.span, err);
+          throw err;
+        }
       }
       yield* stream(req.taskId, 0n, ctx);
     },

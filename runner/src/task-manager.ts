@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { GatewayError } from "@mcp-gateway/common/errors";
+import { type Context, endSpan, startSpan, type Tracer } from "@mcp-gateway/common/tracing";
 import { OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import {
   ExitedSchema,
@@ -9,6 +10,7 @@ import {
   type TaskEvent,
   TaskEventSchema,
 } from "@mcp-gateway/proto/runner/v1";
+import { ROOT_CONTEXT } from "@opentelemetry/api";
 import type { Logger } from "pino";
 import type { Sandbox, SandboxProcess, SandboxResult, SandboxSpec } from "./sandbox/index.js";
 
@@ -20,6 +22,7 @@ export interface TaskManagerOptions {
   maxConcurrent: number;
   /** How long a finished task stays attachable, ms. */
   retentionMs: number;
+  tracer: Tracer;
   /** Called when a task starts and finishes (metrics). */
   onChange?: (running: number) => void;
 }
@@ -35,8 +38,8 @@ interface Entry {
 
 /** Tasks on this runner: start once, stream with replay, cancel. */
 export interface TaskManager {
-  /** Starts a task unless one with this id exists (then it is just attached). */
-  start(id: string, spec: SandboxSpec): Promise<void>;
+  /** Starts a task unless one with this id exists (then it is just attached); spans are children of `parent`. */
+  start(id: string, spec: SandboxSpec, parent?: Context): Promise<void>;
   /** Events with seq > afterSeq, then live ones until the task ends or the signal aborts. */
   events(id: string, afterSeq: bigint, signal: AbortSignal): AsyncGenerator<TaskEvent>;
   /** Kills a running task's whole process tree; false if it was not running. */
@@ -96,12 +99,24 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
     timer.unref();
   }
 
-  async function run(entry: Entry, spec: SandboxSpec): Promise<void> {
+  async function run(entry: Entry, spec: SandboxSpec, parent: Context): Promise<void> {
     running++;
     options.onChange?.(running);
+    const spawnSpan = startSpan(options.tracer, "sandbox.spawn", parent, {
+      "mcp.task_id": entry.id,
+    });
+    let runSpan: ReturnType<typeof startSpan> | undefined;
+    const started = () => {
+      if (runSpan) return;
+      endSpan(spawnSpan.span);
+      runSpan = startSpan(options.tracer, "task.run", parent, { "mcp.task_id": entry.id });
+    };
     try {
       const proc = await options.sandbox.spawn(spec, {
-        onStarted: () => push(entry, { case: "started", value: create(StartedSchema) }),
+        onStarted: () => {
+          started();
+          push(entry, { case: "started", value: create(StartedSchema) });
+        },
         onOutput: (stream, data) =>
           push(entry, {
             case: "output",
@@ -113,8 +128,19 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
       });
       entry.process = proc;
       if (entry.cancelled) proc.cancel();
-      finish(entry, await proc.result);
+      started();
+      const result = await proc.result;
+      runSpan?.span.setAttributes({
+        "mcp.task.status": result.status,
+        "process.exit.code": result.exitCode,
+      });
+      endSpan(
+        runSpan?.span ?? spawnSpan.span,
+        result.status === "failed" ? result.message : undefined,
+      );
+      finish(entry, result);
     } catch (err) {
+      endSpan(spawnSpan.span, err);
       const message = err instanceof Error ? err.message : String(err);
       options.logger.warn({ taskId: entry.id, err: message }, "task could not start");
       finish(entry, {
@@ -134,7 +160,7 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
   }
 
   return {
-    async start(id, spec) {
+    async start(id, spec, parent = ROOT_CONTEXT) {
       if (tasks.has(id)) return;
       if (running >= options.maxConcurrent) {
         throw new GatewayError(
@@ -151,7 +177,7 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
         wake: new Set(),
       };
       tasks.set(id, entry);
-      const p = run(entry, spec);
+      const p = run(entry, spec, parent);
       pending.add(p);
       void p.finally(() => pending.delete(p));
     },

@@ -12,6 +12,8 @@ export interface Proc {
   child: ChildProcess;
   /** Everything the process wrote to stderr so far. */
   stderr(): string;
+  /** Everything the process wrote to stdout so far (its JSON log lines). */
+  stdout(): string;
   /** SIGTERM, then SIGKILL after 5 s; resolves when it exited. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
@@ -49,11 +51,13 @@ export function startProc(
       stdio: ["ignore", "pipe", "pipe"],
     });
     let err = "";
+    let out = "";
     let done = false;
     const exited = new Promise<number | null>((r) => child.on("exit", (code) => r(code)));
     const proc: Proc = {
       child,
       stderr: () => err,
+      stdout: () => out,
       async stop(signal = "SIGTERM") {
         if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
         child.kill(signal);
@@ -70,7 +74,9 @@ export function startProc(
         reject(new Error(`timed out waiting for ${args[0]} to start:\n${err}`));
       }
     }, 60_000);
-    child.stdout.resume();
+    child.stdout.on("data", (d: Buffer) => {
+      out += d.toString();
+    });
     child.stderr.on("data", (d: Buffer) => {
       err += d.toString();
       const m = err.match(ready);

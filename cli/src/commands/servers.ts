@@ -57,6 +57,12 @@ function port(value: string | undefined): number | undefined {
   return n;
 }
 
+/** Settings every server takes from the standard environment. */
+function fromEnvironment(): { otlpEndpoint?: string } {
+  const otlp = process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  return otlp ? { otlpEndpoint: otlp } : {};
+}
+
 function withoutUndefined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
@@ -83,6 +89,7 @@ export async function edgeCommand(argv: string[]): Promise<number> {
   const input: EdgeConfigInput = {
     dataDir: defaultDataDir(),
     policyBundle: DEFAULT_POLICY_BUNDLE,
+    ...fromEnvironment(),
     ...file,
     ...withoutUndefined({
       host: values.host,
@@ -117,6 +124,7 @@ export async function runnerCommand(argv: string[]): Promise<number> {
   const input: RunnerConfigInput = {
     dataDir: defaultDataDir(),
     policyBundle: DEFAULT_POLICY_BUNDLE,
+    ...fromEnvironment(),
     ...file,
     ...withoutUndefined({
       host: values.host,
@@ -148,7 +156,7 @@ export async function devCommand(argv: string[]): Promise<number> {
   const dataDir = values["data-dir"] ?? defaultDataDir();
   const runnerConfig = parseConfig(
     runnerConfigSchema,
-    { dataDir, policyBundle: DEFAULT_POLICY_BUNDLE, port: 0 },
+    { dataDir, policyBundle: DEFAULT_POLICY_BUNDLE, port: 0, ...fromEnvironment() },
     "runner",
   );
   const runnerLogger = createLogger({ name: "runner", level: runnerConfig.logLevel });
@@ -158,6 +166,7 @@ export async function devCommand(argv: string[]): Promise<number> {
     {
       dataDir,
       policyBundle: DEFAULT_POLICY_BUNDLE,
+      ...fromEnvironment(),
       runners: [{ id: runnerConfig.id, url: runner.url }],
       ...withoutUndefined({ host: values.host, port: port(values.port) }),
     },

@@ -79,7 +79,10 @@ export function verifyAuditChain(
   });
   for (const row of rows) {
     if (row.seq !== prevSeq + 1) {
-      return bad(row.seq, `sequence jumps from ${prevSeq} to ${row.seq} (record deleted or inserted)`);
+      return bad(
+        row.seq,
+        `sequence jumps from ${prevSeq} to ${row.seq} (record deleted or inserted)`,
+      );
     }
     if (row.prevHash !== prevHash) {
       return bad(row.seq, "prevHash does not name the previous record (chain broken or reordered)");

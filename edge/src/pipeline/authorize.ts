@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { buildPolicyInput, type OperationInput } from "@mcp-gateway/common/authz";
 import type { Decision, PolicyEngine } from "@mcp-gateway/common/policy";
+import { endSpan, startSpan, type Tracer } from "@mcp-gateway/common/tracing";
 import type { EdgeMetrics } from "../metrics.js";
 import type { AuditEntry, AuditRecord, TaskStore } from "../store/types.js";
 import { principalOf, type RequestContext } from "./context.js";
@@ -10,6 +11,7 @@ export interface PipelineOptions {
   policy: PolicyEngine;
   store: TaskStore;
   metrics: EdgeMetrics;
+  tracer: Tracer;
 }
 
 /** Audit facts of the call being authorized. */
@@ -70,11 +72,20 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         source: rc.source,
         metadata: facts.metadata ?? {},
       });
+      const span = startSpan(options.tracer, "policy.decide", rc.traceContext, {
+        "mcp.operation": op.operation,
+      });
       const end = metrics.policyEval.startTimer();
       const decision = policy.decide(input);
       end();
+      span.span.setAttributes({
+        "mcp.policy.allow": decision.allow,
+        "mcp.policy.revision": decision.revision,
+      });
+      endSpan(span.span);
       const result = decision.allow ? "allow" : "deny";
       metrics.policyDecisions.inc({ result, operation: op.operation });
+      const auditSpan = startSpan(options.tracer, "audit.append", rc.traceContext);
       await audit({
         time: Date.now(),
         traceId: rc.traceId,
@@ -88,7 +99,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         runnerId: "",
         outcome: decision.allow ? "allowed" : "denied",
         details: { protocol: rc.protocol, source: rc.source },
-      });
+      }).finally(() => endSpan(auditSpan.span));
       if (!decision.allow) {
         const reasons =
           decision.denyReasons.length > 0 ? decision.denyReasons.join("; ") : "denied by policy";

@@ -1,5 +1,5 @@
-import { randomBytes } from "node:crypto";
 import { createContextKey, type HandlerContext } from "@connectrpc/connect";
+import type { Context } from "@mcp-gateway/common/tracing";
 import type { Logger } from "pino";
 import type { PrincipalRecord } from "../store/types.js";
 
@@ -7,7 +7,7 @@ import type { PrincipalRecord } from "../store/types.js";
 export interface RequestContext {
   /** Authenticated principal; null only for Health. */
   principal: PrincipalRecord | null;
-  /** W3C trace id (32 hex) from `traceparent`, or a fresh one. */
+  /** W3C trace id (32 hex): the caller's from `traceparent`, or a fresh one. */
   traceId: string;
   /** "grpc" | "grpc-web" | "connect". */
   protocol: string;
@@ -15,6 +15,10 @@ export interface RequestContext {
   source: string;
   /** Logger with the trace id on every line. */
   logger: Logger;
+  /** Trace context of the call's span: parent of every span the handler starts. */
+  traceContext: Context;
+  /** W3C traceparent of the call's span. */
+  traceparent: string;
 }
 
 /** Context key under which the interceptor stores the {@link RequestContext}. */
@@ -33,15 +37,6 @@ export function requestContext(ctx: HandlerContext): RequestContext {
 export function principalOf(rc: RequestContext): PrincipalRecord {
   if (!rc.principal) throw new Error("principal missing on an authenticated method");
   return rc.principal;
-}
-
-const TRACEPARENT = /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/;
-
-/** Trace id from a W3C traceparent header, or a new random one. */
-export function traceIdFrom(traceparent: string | null): string {
-  const m = traceparent ? TRACEPARENT.exec(traceparent.trim()) : null;
-  if (m?.[1] && m[1] !== "0".repeat(32)) return m[1];
-  return randomBytes(16).toString("hex");
 }
 
 /** Protocol of a call, from its content type. */

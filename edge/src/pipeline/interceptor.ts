@@ -1,9 +1,17 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { toConnectError } from "@mcp-gateway/common/errors";
+import {
+  contextFromTraceparent,
+  endSpan,
+  SpanKind,
+  startSpan,
+  type Tracer,
+  traceparentOf,
+} from "@mcp-gateway/common/tracing";
 import type { Logger } from "pino";
 import type { EdgeMetrics } from "../metrics.js";
 import type { PrincipalRecord } from "../store/types.js";
-import { protocolOf, requestContextKey, traceIdFrom } from "./context.js";
+import { protocolOf, requestContextKey } from "./context.js";
 
 /** Peer address, set by the node adapter's contextValues hook. */
 export const peerAddressKey = createContextKey<string>("", { description: "peer address" });
@@ -18,6 +26,7 @@ export interface EdgeInterceptorOptions {
   publicMethods: ReadonlySet<string>;
   metrics: EdgeMetrics;
   logger: Logger;
+  tracer: Tracer;
 }
 
 /**
@@ -34,12 +43,21 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
   return (next) => async (req) => {
     const method = req.method.name;
     const protocol = protocolOf(req.header.get("content-type"));
-    const traceId = traceIdFrom(req.header.get("traceparent"));
+    const rpc = startSpan(
+      options.tracer,
+      `${req.service.typeName}/${method}`,
+      contextFromTraceparent(req.header.get("traceparent")),
+      { "rpc.system": "connect_rpc", "rpc.method": method, "rpc.protocol": protocol },
+      SpanKind.SERVER,
+    );
+    const traceId = rpc.span.spanContext().traceId;
     const logger = options.logger.child({ traceId, method, protocol });
     const started = performance.now();
     const done = (err: unknown) => {
       const ce = err === undefined ? undefined : toConnectError(err);
       const code = ce ? Code[ce.code] : "OK";
+      rpc.span.setAttribute("rpc.connect_rpc.error_code", String(code));
+      endSpan(rpc.span, ce && ce.code === Code.Internal ? ce : undefined);
       metrics.requests.inc({ method, protocol, code: String(code) });
       if (ce && (ce.code === Code.Internal || ce.code === Code.Unknown)) {
         logger.error({ err: ce.cause ?? ce, code }, "call failed");
@@ -51,12 +69,16 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
     try {
       let principal: PrincipalRecord | null = null;
       if (!options.publicMethods.has(method)) {
+        const authn = startSpan(options.tracer, "authn", rpc.context);
         try {
           principal = await options.authenticate(req.header.get("authorization"));
+          authn.span.setAttribute("enduser.id", principal.sub);
+          endSpan(authn.span);
         } catch (err) {
           metrics.authFailures.inc({
             reason: String((err as { code?: unknown }).code ?? "unknown"),
           });
+          endSpan(authn.span, err);
           throw err;
         }
         const waitMs = options.rateLimit(principal.sub);
@@ -76,6 +98,8 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
         protocol,
         source: req.contextValues.get(peerAddressKey),
         logger,
+        traceContext: rpc.context,
+        traceparent: traceparentOf(rpc.span),
       });
       const res = await next(req);
       if (!res.stream) {

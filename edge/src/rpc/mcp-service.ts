@@ -3,6 +3,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { applyObligations, type Decision } from "@mcp-gateway/common/policy";
+import { endSpan, startSpan, type Tracer } from "@mcp-gateway/common/tracing";
 import { VERSION } from "@mcp-gateway/common/version";
 import {
   FileType,
@@ -30,6 +31,7 @@ export interface McpServiceDeps {
   tasks: TaskService;
   runners: RunnerPool;
   startedAt: number;
+  tracer: Tracer;
   /** "ok" while serving, "draining" during shutdown. */
   status: () => string;
 }
@@ -62,7 +64,7 @@ function ts(ms: number | null) {
  * in the interceptor.
  */
 export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpService> {
-  const { config, pipeline, store, tasks, runners } = deps;
+  const { config, pipeline, store, tasks, runners, tracer } = deps;
 
   /** Loads a task and authorizes an operation on it. */
   async function authorizeOnTask(
@@ -252,6 +254,7 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
         principal,
         policyRevision: decision.revision,
         traceId: rc.traceId,
+        traceparent: rc.traceparent,
         runnerId: "",
         createdAt: now,
         startedAt: null,
@@ -259,7 +262,12 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
         statusMessage: "",
         result: null,
       };
-      await tasks.submit(task);
+      const span = startSpan(tracer, "store.create_task", rc.traceContext, { "mcp.task_id": id });
+      try {
+        await tasks.submit(task);
+      } finally {
+        endSpan(span.span);
+      }
       return { taskId: id, status: TaskStatus.QUEUED, createdAt: timestampFromMs(now) };
     },
 

@@ -62,6 +62,8 @@ export interface TaskRecord {
   principal: PrincipalRecord;
   policyRevision: string;
   traceId: string;
+  /** W3C traceparent of the ExecuteCommand span, so dispatch continues its trace. */
+  traceparent?: string;
   runnerId: string;
   createdAt: number;
   startedAt: number | null;

@@ -1,5 +1,13 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  contextFromTraceparent,
+  endSpan,
+  SpanKind,
+  startSpan,
+  type Tracer,
+  traceparentOf,
+} from "@mcp-gateway/common/tracing";
 import { NetworkMode, OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import type { Authorization, TaskEvent } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
@@ -22,6 +30,7 @@ export interface TaskServiceOptions {
   reattachGraceMs?: number;
   /** Aborted at shutdown: background dispatch loops stop. */
   signal: AbortSignal;
+  tracer: Tracer;
 }
 
 /** What StreamTaskOutput yields: stored chunks, then the finished task. */
@@ -79,13 +88,14 @@ function specOf(task: TaskRecord) {
 /** The authorization the runner re-checks. */
 export function authorizationOf(
   task: Pick<TaskRecord, "principal" | "policyRevision" | "metadata" | "traceId">,
+  traceparent = "",
 ): Authorization {
   return {
     $typeName: "mcp.runner.v1.Authorization",
     principal: { $typeName: "mcp.runner.v1.Principal", ...task.principal },
     policyRevision: task.policyRevision,
     metadata: task.metadata,
-    traceparent: "",
+    traceparent,
   };
 }
 
@@ -188,7 +198,12 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
   }
 
   /** Follows a task's events on its runner until it finishes. */
-  async function follow(task: TaskRecord, runner: RunnerHandle, start: boolean): Promise<void> {
+  async function follow(
+    task: TaskRecord,
+    runner: RunnerHandle,
+    start: boolean,
+    traceparent = "",
+  ): Promise<void> {
     let lastSeq = 0n;
     let firstFailure = 0;
     for (let attempt = 0; !signal.aborted; attempt++) {
@@ -196,7 +211,11 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         const stream =
           start && attempt === 0
             ? runner.client.execute(
-                { taskId: task.id, spec: specOf(task), authorization: authorizationOf(task) },
+                {
+                  taskId: task.id,
+                  spec: specOf(task),
+                  authorization: authorizationOf(task, traceparent),
+                },
                 { signal },
               )
             : runner.client.attach({ taskId: task.id, afterSeq: lastSeq }, { signal });
@@ -253,10 +272,18 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     const updated = await store.updateTask(task.id, { runnerId: runner.id });
     if (!updated || TERMINAL_STATES.has(updated.state)) return; // cancelled meanwhile
     runner.load++;
+    const span = startSpan(
+      options.tracer,
+      "task.dispatch",
+      contextFromTraceparent(task.traceparent),
+      { "mcp.task_id": task.id, "mcp.runner_id": runner.id },
+      SpanKind.CLIENT,
+    );
     try {
-      await follow(updated, runner, true);
+      await follow(updated, runner, true, traceparentOf(span.span));
     } finally {
       runner.load--;
+      endSpan(span.span);
     }
   }
 

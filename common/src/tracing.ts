@@ -1,0 +1,125 @@
+import {
+  type Context,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  type TextMapSetter,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { resourceFromAttributes } from "@opentelemetry/resources";
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  type SpanProcessor,
+} from "@opentelemetry/sdk-trace-base";
+import type { Logger } from "pino";
+
+/** Options for {@link createTracing}. */
+export interface TracingOptions {
+  /** `service.name` of the spans ("mcp-edge", "mcp-runner"). */
+  serviceName: string;
+  /** OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); no export when absent. */
+  otlpEndpoint?: string;
+  /** Service instance id (edge or runner id). */
+  instanceId: string;
+  logger: Logger;
+}
+
+/** A process's tracing: its own provider, no global registration. */
+export interface Tracing {
+  tracer: Tracer;
+  /** Flushes pending spans and stops exporting. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Creates the process's tracer. Spans always get real W3C ids (so trace ids
+ * appear in logs and audit records); they are exported over OTLP/HTTP only
+ * when an endpoint is configured. Contexts are passed explicitly
+ * (`trace.setSpan(parent, span)`), not through a global context manager.
+ *
+ * @example
+ * const tracing = createTracing({ serviceName: "mcp-edge", instanceId: "edge-1", logger });
+ * const span = tracing.tracer.startSpan("authn", {}, parentContext);
+ */
+export function createTracing(options: TracingOptions): Tracing {
+  const spanProcessors: SpanProcessor[] = [];
+  if (options.otlpEndpoint) {
+    spanProcessors.push(
+      new BatchSpanProcessor(new OTLPTraceExporter({ url: options.otlpEndpoint }), {
+        scheduledDelayMillis: 500,
+        maxQueueSize: 4096,
+      }),
+    );
+    options.logger.info({ endpoint: options.otlpEndpoint }, "exporting traces over OTLP/HTTP");
+  }
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({
+      "service.name": options.serviceName,
+      "service.instance.id": options.instanceId,
+    }),
+    spanProcessors,
+  });
+  return {
+    tracer: provider.getTracer("mcp-gateway"),
+    async shutdown() {
+      await provider
+        .shutdown()
+        .catch((err: unknown) => options.logger.warn({ err }, "trace export failed at shutdown"));
+    },
+  };
+}
+
+const propagator = new W3CTraceContextPropagator();
+const getter: TextMapGetter<Record<string, string>> = {
+  keys: (c) => Object.keys(c),
+  get: (c, k) => c[k],
+};
+const setter: TextMapSetter<Record<string, string>> = {
+  set: (c, k, v) => {
+    c[k] = v;
+  },
+};
+
+/** The context carried by a W3C `traceparent` value ("" or invalid: the root context). */
+export function contextFromTraceparent(traceparent: string | null | undefined): Context {
+  if (!traceparent) return ROOT_CONTEXT;
+  return propagator.extract(ROOT_CONTEXT, { traceparent }, getter);
+}
+
+/** The W3C `traceparent` of a span, to propagate to another process. */
+export function traceparentOf(span: Span): string {
+  const carrier: Record<string, string> = {};
+  propagator.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, setter);
+  return carrier["traceparent"] ?? "";
+}
+
+/** Starts a child span of `parent` and returns it with its context. */
+export function startSpan(
+  tracer: Tracer,
+  name: string,
+  parent: Context,
+  attributes: Record<string, string | number | boolean> = {},
+  kind: SpanKind = SpanKind.INTERNAL,
+): { span: Span; context: Context } {
+  const span = tracer.startSpan(name, { kind, attributes }, parent);
+  return { span, context: trace.setSpan(parent, span) };
+}
+
+/** Ends a span, marking it as an error when `err` is given. */
+export function endSpan(span: Span, err?: unknown): void {
+  if (err !== undefined) {
+    span.setStatus({
+      code: SpanStatusCode.ERROR,
+      message: err instanceof Error ? err.message : String(err),
+    });
+  }
+  span.end();
+}
+
+export { type Context, type Span, SpanKind, type Tracer };

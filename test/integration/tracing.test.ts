@@ -1,0 +1,147 @@
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { type Gateway, runCli, startGateway, waitForTask } from "./harness.js";
+
+interface SpanOut {
+  service: string;
+  name: string;
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+}
+
+/** A real OTLP/HTTP receiver: decodes what the exporters send (JSON encoding). */
+let receiver: Server;
+const spans: SpanOut[] = [];
+let gw: Gateway;
+
+before(async () => {
+  receiver = createServer((req, res) => {
+    let body = "";
+    req.on("data", (d: Buffer) => (body += d.toString()));
+    req.on("end", () => {
+      if (req.url === "/v1/traces" && (req.headers["content-type"] ?? "").includes("json")) {
+        const doc = JSON.parse(body) as {
+          resourceSpans: Array<{
+            resource: { attributes: Array<{ key: string; value: { stringValue?: string } }> };
+            scopeSpans: Array<{ spans: Array<Omit<SpanOut, "service">> }>;
+          }>;
+        };
+        for (const rs of doc.resourceSpans) {
+          const service =
+            rs.resource.attributes.find((a) => a.key === "service.name")?.value.stringValue ?? "";
+          for (const ss of rs.scopeSpans) {
+            for (const s of ss.spans) {
+              spans.push({
+                service,
+                name: s.name,
+                traceId: s.traceId,
+                spanId: s.spanId,
+                parentSpanId: s.parentSpanId ?? "",
+              });
+            }
+          }
+        }
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end("{}");
+    });
+  });
+  receiver.listen(0, "127.0.0.1");
+  await once(receiver, "listening");
+  const port = (receiver.address() as AddressInfo).port;
+  gw = await startGateway({
+    env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${port}/v1/traces` },
+  });
+});
+
+after(async () => {
+  await gw?.stop();
+  receiver?.close();
+});
+
+describe("one trace spans edge and runner", () => {
+  it("exports the RPC → authn → policy → store → dispatch → runner → sandbox → run tree", async () => {
+    const token = await gw.token("tracy", ["developer"]);
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const res = await fetch(`${gw.url}/mcp.McpService/ExecuteCommand`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        authorization: `Bearer ${token}`,
+        traceparent: `00-${traceId}-00f067aa0ba902b7-01`,
+      },
+      body: JSON.stringify({ command: "echo", args: ["traced"] }),
+    });
+    const body = (await res.json()) as { taskId: string };
+    await waitForTask(gw.url, token, body.taskId);
+    const deadline = Date.now() + 15_000;
+    const names = [
+      "mcp.McpService/ExecuteCommand",
+      "authn",
+      "policy.decide",
+      "audit.append",
+      "store.create_task",
+      "task.dispatch",
+      "runner.execute",
+      "sandbox.spawn",
+      "task.run",
+    ];
+    let mine: SpanOut[] = [];
+    while (Date.now() < deadline) {
+      mine = spans.filter((s) => s.traceId === traceId);
+      if (names.every((n) => mine.some((s) => s.name === n))) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const byName = (n: string) => {
+      const s = mine.find((x) => x.name === n);
+      assert.ok(
+        s,
+        `span ${n} missing; got ${mine.map((x) => `${x.service}:${x.name}`).join(", ")}`,
+      );
+      return s;
+    };
+    const rpc = byName("mcp.McpService/ExecuteCommand");
+    assert.equal(rpc.service, "mcp-edge");
+    assert.equal(rpc.parentSpanId, "00f067aa0ba902b7", "the RPC span continues the caller's trace");
+    for (const n of ["authn", "policy.decide", "audit.append", "store.create_task"])
+      assert.equal(byName(n).parentSpanId, rpc.spanId, n);
+    const dispatch = byName("task.dispatch");
+    assert.equal(dispatch.parentSpanId, rpc.spanId);
+    const runnerExec = byName("runner.execute");
+    assert.equal(runnerExec.service, "mcp-runner");
+    assert.equal(runnerExec.parentSpanId, dispatch.spanId, "W3C context crossed the mTLS hop");
+    assert.equal(byName("sandbox.spawn").parentSpanId, runnerExec.spanId);
+    assert.equal(byName("task.run").parentSpanId, runnerExec.spanId);
+  });
+
+  it("puts the caller's trace id on log lines and into the audit record", async () => {
+    const token = await gw.token("tracy", ["developer"]);
+    const traceId = "0af7651916cd43dd8448eb211c80319c";
+    const res = await fetch(`${gw.url}/mcp.McpService/ExecuteCommand`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        authorization: `Bearer ${token}`,
+        traceparent: `00-${traceId}-b7ad6b7169203331-01`,
+      },
+      body: JSON.stringify({ command: "true" }),
+    });
+    assert.equal(res.status, 200);
+    const line = gw.edge
+      .stdout()
+      .split("\n")
+      .find((l) => l.includes(`"traceId":"${traceId}"`));
+    assert.ok(line, "an edge log line carries the trace id");
+    assert.doesNotMatch(gw.edge.stdout(), /Bearer ey/, "tokens never reach the logs");
+    const exported = await runCli(["audit", "export"], { MCP_GATEWAY_DATA_DIR: gw.dataDir });
+    const records = exported.stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as { traceId: string; operation: string });
+    assert.ok(records.some((r) => r.traceId === traceId && r.operation === "execute"));
+  });
+});
