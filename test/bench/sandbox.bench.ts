@@ -1,0 +1,154 @@
+/**
+ * Sandbox overhead benchmark: latency and CPU per task of `/bin/true` run
+ *   1. bare:       spawn("/bin/true")
+ *   2. bare bwrap: bwrap --unshare-all ... /bin/true (same uid as the sandbox)
+ *   3. sandbox:    createSandbox().spawn(...) — launcher + bwrap + seccomp + sandbox-init
+ * measured in the same run, sequentially, with a warm-up.
+ *
+ *   node --import tsx test/bench/sandbox.bench.ts [ITERATIONS]   (npm run bench:sandbox)
+ */
+import { spawn } from "node:child_process";
+import { chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createSandbox, DEFAULT_SANDBOX_LIMITS } from "../../runner/src/sandbox/index.js";
+
+const ITERATIONS = Number(process.argv[2] ?? 200);
+const WARMUP = 20;
+const isRoot = process.getuid?.() === 0;
+const asSandboxUid = isRoot ? { uid: 65534, gid: 65534 } : {};
+const TICK_MS = 10; // USER_HZ = 100 on Linux
+
+/** CPU (ms) of this process's waited-for children, from /proc/self/stat cutime+cstime. */
+function childrenCpuMs(): number {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state); cutime and cstime are fields 16 and 17
+  return (Number(fields[13]) + Number(fields[14])) * TICK_MS;
+}
+
+function runOnce(command: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ["ignore", "ignore", "pipe"], ...asSandboxUid });
+    let err = "";
+    child.stderr?.on("data", (d: Buffer) => {
+      err += d.toString();
+    });
+    child.on("error", reject);
+    child.on("close", (code) =>
+      code === 0 ? resolve() : reject(new Error(`${command}: ${code} ${err}`)),
+    );
+  });
+}
+
+interface Stats {
+  name: string;
+  p50: number;
+  p99: number;
+  mean: number;
+  runnerCpuMs: number;
+  childCpuMs: number;
+}
+
+async function measure(name: string, task: () => Promise<void>): Promise<Stats> {
+  for (let i = 0; i < WARMUP; i++) await task();
+  const samples: number[] = [];
+  const cpu0 = process.cpuUsage();
+  const child0 = childrenCpuMs();
+  for (let i = 0; i < ITERATIONS; i++) {
+    const t0 = process.hrtime.bigint();
+    await task();
+    samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  const cpu = process.cpuUsage(cpu0);
+  const childCpu = childrenCpuMs() - child0;
+  samples.sort((a, b) => a - b);
+  const pick = (q: number) =>
+    samples[Math.min(samples.length - 1, Math.floor(q * samples.length))] ?? 0;
+  return {
+    name,
+    p50: pick(0.5),
+    p99: pick(0.99),
+    mean: samples.reduce((a, b) => a + b, 0) / samples.length,
+    runnerCpuMs: (cpu.user + cpu.system) / 1000 / ITERATIONS,
+    childCpuMs: childCpu / ITERATIONS,
+  };
+}
+
+const ws = mkdtempSync(join(tmpdir(), "mcpg-bench-"));
+if (isRoot) chownSync(ws, 65534, 65534);
+const sandbox = createSandbox({});
+const ready = await sandbox.readiness();
+if (!ready.ready) {
+  console.error(`sandbox not ready: ${ready.problem}`);
+  process.exit(1);
+}
+
+const bwrapArgs = [
+  "--unshare-all",
+  "--die-with-parent",
+  "--ro-bind",
+  "/usr",
+  "/usr",
+  "--symlink",
+  "usr/bin",
+  "/bin",
+  "--symlink",
+  "usr/lib",
+  "/lib",
+  "--symlink",
+  "usr/lib64",
+  "/lib64",
+  "--proc",
+  "/proc",
+  "--dev",
+  "/dev",
+  "/bin/true",
+];
+
+const bare = await measure("bare spawn(/bin/true)", () => runOnce("/bin/true", []));
+const bwrap = await measure("bare bwrap --unshare-all", () => runOnce("/usr/bin/bwrap", bwrapArgs));
+let sandboxChildCpu = 0;
+const sandboxed = await measure("createSandbox /bin/true", async () => {
+  const p = await sandbox.spawn(
+    {
+      command: "/bin/true",
+      args: [],
+      env: {},
+      cwd: "",
+      workspaceDir: ws,
+      network: "none",
+      timeoutMs: 10_000,
+      limits: DEFAULT_SANDBOX_LIMITS,
+    },
+    { onOutput: () => {} },
+  );
+  const r = await p.result;
+  if (r.status !== "completed" || r.exitCode !== 0)
+    throw new Error(`sandbox run failed: ${r.message}`);
+  sandboxChildCpu += r.usage.userCpuMs + r.usage.systemCpuMs;
+});
+rmSync(ws, { recursive: true, force: true });
+
+const f = (n: number) => n.toFixed(2).padStart(8);
+console.log(
+  `sandbox benchmark: ${ITERATIONS} iterations each (+${WARMUP} warm-up), runner uid ${process.getuid?.()}, ${ready.bwrapVersion}`,
+);
+console.log(
+  `${"".padEnd(28)}${"p50 ms".padStart(8)}${"p99 ms".padStart(8)}${"mean ms".padStart(8)}  runner CPU ms/task  child CPU ms/task`,
+);
+for (const s of [bare, bwrap, sandboxed]) {
+  console.log(
+    `${s.name.padEnd(28)}${f(s.p50)}${f(s.p99)}${f(s.mean)}  ${f(s.runnerCpuMs)}            ${f(s.childCpuMs)}`,
+  );
+}
+console.log(
+  `sandbox child CPU from getrusage (launcher-reported): ${f(sandboxChildCpu / ITERATIONS)} ms/task`,
+);
+console.log(
+  `ratios (p50): sandbox/bare-bwrap ${(sandboxed.p50 / bwrap.p50).toFixed(2)}x (+${(sandboxed.p50 - bwrap.p50).toFixed(2)} ms), ` +
+    `sandbox/bare-spawn ${(sandboxed.p50 / bare.p50).toFixed(2)}x, bare-bwrap/bare-spawn ${(bwrap.p50 / bare.p50).toFixed(2)}x`,
+);
+console.log(
+  `target: sandbox p50 <= bare bwrap p50 + 5 ms -> ${sandboxed.p50 - bwrap.p50 <= 5 ? "MET" : "MISSED"}`,
+);
