@@ -5,20 +5,16 @@ import type { HostLayout, SystemEntry } from "./bwrap-argv.js";
 /** Top-level system paths mirrored into the sandbox when they exist on the host. */
 const SYSTEM_PATHS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
 
-/** /etc entries every task gets (read-only): loader, alternatives, timezone, name services. */
-const ETC_PATHS = [
-  "/etc/ld.so.cache",
-  "/etc/ld.so.conf",
-  "/etc/ld.so.conf.d",
-  "/etc/alternatives",
-  "/etc/localtime",
-  "/etc/nsswitch.conf",
+/**
+ * /etc entries every task gets (read-only): loader cache, Debian alternatives (awk, cc...),
+ * timezone, name-service switch. Each is one bind mount on the hot path: keep this short.
+ */
+const ETC_PATHS = ["/etc/ld.so.cache", "/etc/alternatives", "/etc/localtime", "/etc/nsswitch.conf"];
+
+/** /etc entries added for network "host": resolver, service names, CA certificates. */
+const NETWORK_ETC_PATHS = [
   "/etc/services",
   "/etc/protocols",
-];
-
-/** /etc entries added for network "host": resolver and CA certificates. */
-const NETWORK_ETC_PATHS = [
   "/etc/resolv.conf",
   "/etc/hosts",
   "/etc/gai.conf",
