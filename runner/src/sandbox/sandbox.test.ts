@@ -115,6 +115,34 @@ describe("createSandbox (real bwrap)", () => {
     );
   });
 
+  it("ordinary tools work under the allowlist: bash, coreutils, awk, python3, node, gcc", async () => {
+    let out = "";
+    const script = [
+      "awk 'BEGIN{print 1+1}'",
+      "python3 -c 'import subprocess,multiprocessing as m; print(m.Pool(2).map(abs,[-1,-2]), subprocess.run([\"true\"]).returncode)'",
+      "node -e 'console.log(require(\"os\").userInfo().username)'",
+      "printf 'int main(){return 3;}' > t.c && gcc t.c -o t && ./t; echo rc=$?",
+    ].join("; ");
+    const p = await sandbox.spawn(spec("bash", ["-c", script], { timeoutMs: 30_000 }), {
+      onOutput: (stream, data) => {
+        if (stream === "stdout") out += Buffer.from(data).toString();
+      },
+    });
+    const r = await p.result;
+    assert.equal(r.status, "completed");
+    assert.equal(out, "2\n[1, 2] 0\nsandbox\nrc=3\n");
+  });
+
+  it("a bwrap setup failure (missing workspace) is reported as failed, with bwrap's message", async () => {
+    const p = await sandbox.spawn(spec("true", [], { workspaceDir: "/nonexistent/ws" }), {
+      onOutput: () => {},
+    });
+    const r = await p.result;
+    assert.equal(r.status, "failed");
+    assert.equal(r.exitCode, -1);
+    assert.match(r.message, /sandbox setup failed.*\/nonexistent\/ws/);
+  });
+
   it("refuses to run when bwrap is missing, saying how to fix it", async () => {
     const broken = createSandbox({ bwrapPath: "/nonexistent/bwrap" });
     const r = await broken.readiness();
