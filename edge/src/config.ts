@@ -23,8 +23,9 @@ export const edgeConfigSchema = z.object({
   port: z.number().int().min(0).max(65535).default(8081),
   /** Directory for the SQLite store, dev keys and dev PKI. */
   dataDir: z.string().default(".data"),
-  /** SQLite file (default: <dataDir>/gateway.db). PostgreSQL when databaseUrl is set. */
+  /** SQLite file (default: <dataDir>/gateway.db). */
   databasePath: z.string().optional(),
+  /** PostgreSQL URL for HA (several edges share it); wins over databasePath. Env: DATABASE_URL. */
   databaseUrl: z.string().optional(),
   /** Optional TLS for the public port (h2 + HTTP/1.1 via ALPN). Plaintext h2c + HTTP/1.1 otherwise. */
   publicTls: z.object({ certPath: z.string(), keyPath: z.string() }).optional(),

@@ -27,7 +27,7 @@ import { createEdgeInterceptor, peerAddressKey } from "./pipeline/interceptor.js
 import { createRateLimiter } from "./rate-limit/token-bucket.js";
 import { createMcpService } from "./rpc/mcp-service.js";
 import { createRunnerPool } from "./runners/pool.js";
-import { createSqliteStore } from "./store/sqlite.js";
+import { openStore } from "./store/open.js";
 import type { TaskStore } from "./store/types.js";
 import { createTaskEvents } from "./tasks/events.js";
 import { createTaskService } from "./tasks/task-service.js";
@@ -69,9 +69,10 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
 
   const registry = createMetricsRegistry("edge");
   const metrics = createEdgeMetrics(registry);
-  const store = createSqliteStore({
-    path: config.databasePath ?? join(config.dataDir, "gateway.db"),
-  });
+  const opened = await openStore(config, logger.child({ component: "store" }));
+  const store = opened.store;
+  const events = createTaskEvents({ publish: opened.publish });
+  const unsubscribe = await opened.subscribe((taskId) => events.wakeLocal(taskId));
 
   const policy = await createPolicyEngine({
     bundlePath: resolve(config.policyBundle),
@@ -130,7 +131,7 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
   const tasks = createTaskService({
     store,
     runners,
-    events: createTaskEvents(),
+    events,
     logger,
     metrics,
     audit: (e) => pipeline.audit(e),
@@ -220,6 +221,7 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
       runners.close();
       policy.close();
       await tracing.shutdown();
+      await unsubscribe();
       await store.close();
     },
   };

@@ -1,4 +1,4 @@
-export { type ChainVerdict, verifyAuditChain } from "./audit/chain.js";
+export { type ChainVerdict, verifyAuditChain, verifyAuditRows } from "./audit/chain.js";
 export {
   type EdgeConfig,
   type EdgeConfigInput,
@@ -6,5 +6,6 @@ export {
   type RunnerTarget,
 } from "./config.js";
 export { type Edge, edgeTlsFiles, startEdge } from "./edge.js";
+export { type OpenedStore, openStore } from "./store/open.js";
 export { createSqliteStore, type SqliteStore } from "./store/sqlite.js";
 export type { AuditRecord, TaskRecord, TaskStore } from "./store/types.js";

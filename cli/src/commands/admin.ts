@@ -1,8 +1,9 @@
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { createLogger } from "@mcp-gateway/common/logger";
 import { evalPolicyFile } from "@mcp-gateway/common/policy";
-import { createSqliteStore, verifyAuditChain } from "@mcp-gateway/edge";
+import { openStore, verifyAuditRows } from "@mcp-gateway/edge";
 import {
   DEV_AUDIENCE,
   DEV_ISSUER,
@@ -56,10 +57,20 @@ export async function tokenCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-function databasePath(dataDir: string | undefined): string {
-  const path = join(dataDir ?? defaultDataDir(), "gateway.db");
-  if (!existsSync(path)) throw new UsageError(`no gateway database at ${path} (use --data-dir)`);
-  return path;
+/** The edge's store: $DATABASE_URL (PostgreSQL) or the SQLite file in the data directory. */
+async function auditStore(dataDir: string | undefined) {
+  const databaseUrl = process.env.DATABASE_URL;
+  const dir = dataDir ?? defaultDataDir();
+  if (!databaseUrl && !existsSync(join(dir, "gateway.db"))) {
+    throw new UsageError(
+      `no gateway database at ${join(dir, "gateway.db")} (use --data-dir or DATABASE_URL)`,
+    );
+  }
+  const { store } = await openStore(
+    { databaseUrl, dataDir: dir },
+    createLogger({ name: "cli", level: "warn" }),
+  );
+  return store;
 }
 
 /** `mcp-gateway audit verify [--expect-head h]` and `mcp-gateway audit export [--since t] [--format jsonl]` */
@@ -75,10 +86,10 @@ export async function auditCommand(argv: string[]): Promise<number> {
       },
       false,
     );
-    const store = createSqliteStore({ path: databasePath(values["data-dir"]) });
+    const store = await auditStore(values["data-dir"]);
     try {
-      const verdict = verifyAuditChain(
-        store.rawAudit(),
+      const verdict = await verifyAuditRows(
+        store.auditRows(),
         values["expect-head"] ? { expectHead: values["expect-head"] } : {},
       );
       if (values.json) {
@@ -108,7 +119,7 @@ export async function auditCommand(argv: string[]): Promise<number> {
     const sinceMs = values.since === undefined ? undefined : Date.parse(values.since);
     if (sinceMs !== undefined && Number.isNaN(sinceMs))
       throw new UsageError(`--since ${values.since}: use an ISO 8601 time`);
-    const store = createSqliteStore({ path: databasePath(values["data-dir"]) });
+    const store = await auditStore(values["data-dir"]);
     try {
       let afterSeq = 0;
       for (;;) {

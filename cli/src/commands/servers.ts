@@ -63,6 +63,12 @@ function fromEnvironment(): { otlpEndpoint?: string } {
   return otlp ? { otlpEndpoint: otlp } : {};
 }
 
+/** The edge's store from the standard environment: DATABASE_URL selects PostgreSQL. */
+function storeFromEnvironment(): { databaseUrl?: string } {
+  const url = process.env.DATABASE_URL;
+  return url ? { databaseUrl: url } : {};
+}
+
 function withoutUndefined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
@@ -90,6 +96,7 @@ export async function edgeCommand(argv: string[]): Promise<number> {
     dataDir: defaultDataDir(),
     policyBundle: DEFAULT_POLICY_BUNDLE,
     ...fromEnvironment(),
+    ...storeFromEnvironment(),
     ...file,
     ...withoutUndefined({
       host: values.host,
@@ -167,6 +174,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       dataDir,
       policyBundle: DEFAULT_POLICY_BUNDLE,
       ...fromEnvironment(),
+      ...storeFromEnvironment(),
       runners: [{ id: runnerConfig.id, url: runner.url }],
       ...withoutUndefined({ host: values.host, port: port(values.port) }),
     },

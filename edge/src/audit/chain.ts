@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import type { AuditEntry, AuditRecord } from "../store/types.js";
+import type { AuditEntry, AuditRecord, RawAuditRow } from "../store/types.js";
 
 /** prevHash of the first record of a chain. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -57,59 +57,96 @@ export interface ChainVerdict {
   firstBad?: { seq: number; reason: string };
 }
 
+/** Options for verifying a chain. */
+export interface VerifyOptions {
+  /** An anchored head hash: a chain that ends before it had its tail removed. */
+  expectHead?: string;
+  /** Continue after an already verified record instead of from the genesis. */
+  startAfter?: { seq: number; hash: string };
+}
+
 /**
- * Verifies stored rows (seq, prevHash, hash and the stored canonical body) in
- * order: contiguous sequence, each body re-hashes to its hash, each prevHash
- * names the previous record. Detects modified, deleted, inserted and reordered
- * records; a truncated tail is detected when `expectHead` (an anchored head
- * hash) is given.
+ * A row-by-row chain verifier: contiguous sequence, each body re-hashes to its
+ * hash, each prevHash names the previous record. Detects modified, deleted,
+ * inserted and reordered records; a truncated tail is detected when an
+ * anchored head is expected.
  */
-export function verifyAuditChain(
-  rows: Iterable<{ seq: number; prevHash: string; hash: string; body: string }>,
-  options: { expectHead?: string; startAfter?: { seq: number; hash: string } } = {},
-): ChainVerdict {
+function createChainVerifier(options: VerifyOptions) {
   let prevSeq = options.startAfter?.seq ?? 0;
   let prevHash = options.startAfter?.hash ?? GENESIS_HASH;
   let checked = 0;
-  const bad = (seq: number, reason: string): ChainVerdict => ({
-    ok: false,
-    checked,
-    head: prevHash,
-    firstBad: { seq, reason },
-  });
-  for (const row of rows) {
-    if (row.seq !== prevSeq + 1) {
-      return bad(
-        row.seq,
-        `sequence jumps from ${prevSeq} to ${row.seq} (record deleted or inserted)`,
-      );
-    }
-    if (row.prevHash !== prevHash) {
-      return bad(row.seq, "prevHash does not name the previous record (chain broken or reordered)");
-    }
-    let parsed: { seq?: unknown; prevHash?: unknown };
-    try {
-      parsed = JSON.parse(row.body) as { seq?: unknown; prevHash?: unknown };
-    } catch {
-      return bad(row.seq, "stored body is not valid JSON");
-    }
-    if (parsed.seq !== row.seq || parsed.prevHash !== row.prevHash) {
-      return bad(row.seq, "stored body does not match the record's position");
-    }
-    if (chainHash(row.prevHash, row.body) !== row.hash) {
-      return bad(row.seq, "hash does not match the record's content (record modified)");
-    }
-    prevSeq = row.seq;
-    prevHash = row.hash;
-    checked++;
-  }
-  if (options.expectHead !== undefined && options.expectHead !== prevHash) {
-    return {
-      ok: false,
-      checked,
-      head: prevHash,
-      firstBad: { seq: prevSeq + 1, reason: "chain ends before the anchored head (tail removed)" },
-    };
-  }
-  return { ok: true, checked, head: prevHash };
+  let bad: ChainVerdict | undefined;
+  const fail = (seq: number, reason: string) => {
+    bad = { ok: false, checked, head: prevHash, firstBad: { seq, reason } };
+    return false;
+  };
+  return {
+    /** Checks the next row; false once the chain is broken. */
+    push(row: RawAuditRow): boolean {
+      if (bad) return false;
+      if (row.seq !== prevSeq + 1) {
+        return fail(
+          row.seq,
+          `sequence jumps from ${prevSeq} to ${row.seq} (record deleted or inserted)`,
+        );
+      }
+      if (row.prevHash !== prevHash) {
+        return fail(
+          row.seq,
+          "prevHash does not name the previous record (chain broken or reordered)",
+        );
+      }
+      let parsed: { seq?: unknown; prevHash?: unknown };
+      try {
+        parsed = JSON.parse(row.body) as { seq?: unknown; prevHash?: unknown };
+      } catch {
+        return fail(row.seq, "stored body is not valid JSON");
+      }
+      if (parsed.seq !== row.seq || parsed.prevHash !== row.prevHash) {
+        return fail(row.seq, "stored body does not match the record's position");
+      }
+      if (chainHash(row.prevHash, row.body) !== row.hash) {
+        return fail(row.seq, "hash does not match the record's content (record modified)");
+      }
+      prevSeq = row.seq;
+      prevHash = row.hash;
+      checked++;
+      return true;
+    },
+    verdict(): ChainVerdict {
+      if (bad) return bad;
+      if (options.expectHead !== undefined && options.expectHead !== prevHash) {
+        return {
+          ok: false,
+          checked,
+          head: prevHash,
+          firstBad: {
+            seq: prevSeq + 1,
+            reason: "chain ends before the anchored head (tail removed)",
+          },
+        };
+      }
+      return { ok: true, checked, head: prevHash };
+    },
+  };
+}
+
+/** Verifies stored rows in order (see {@link verifyAuditRows} for a store's async rows). */
+export function verifyAuditChain(
+  rows: Iterable<RawAuditRow>,
+  options: VerifyOptions = {},
+): ChainVerdict {
+  const v = createChainVerifier(options);
+  for (const row of rows) if (!v.push(row)) break;
+  return v.verdict();
+}
+
+/** Verifies a store's rows as they stream in, without holding them all in memory. */
+export async function verifyAuditRows(
+  rows: AsyncIterable<RawAuditRow>,
+  options: VerifyOptions = {},
+): Promise<ChainVerdict> {
+  const v = createChainVerifier(options);
+  for await (const row of rows) if (!v.push(row)) break;
+  return v.verdict();
 }

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { verifyAuditChain } from "../audit/chain.js";
-import type { RawAuditRow } from "./sqlite.js";
-import type { AuditEntry, TaskRecord, TaskState, TaskStore } from "./types.js";
+import type { AuditEntry, RawAuditRow, TaskRecord, TaskState, TaskStore } from "./types.js";
 import { TERMINAL_STATES } from "./types.js";
 
 /** A fresh, empty store opened for one contract test. */

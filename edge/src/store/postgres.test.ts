@@ -11,7 +11,7 @@ import {
 import { verifyAuditChain } from "../audit/chain.js";
 import { runStoreContract, sampleAuditEntry, sampleTask } from "./contract.js";
 import { createPostgresStore, type PostgresStore, type TaskEvent } from "./postgres.js";
-import type { RawAuditRow } from "./sqlite.js";
+import type { RawAuditRow } from "./types.js";
 
 // These tests never skip: without $DATABASE_URL the helper starts a throwaway cluster
 // (scripts/start-postgres.sh, installing PostgreSQL with apt when missing) or fails loudly.
@@ -71,7 +71,7 @@ describe("postgres store", () => {
       await c.end();
       assert.deepEqual(
         rows.map((r) => r.version),
-        [1, 2],
+        [1, 2, 3],
       );
       await stores[0]?.createTask(sampleTask("m-1"));
       assert.equal((await again.getTask("m-1"))?.id, "m-1");

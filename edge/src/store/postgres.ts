@@ -2,12 +2,12 @@ import { GatewayError } from "@mcp-gateway/common/errors";
 import { Client, type ClientConfig, Pool, type PoolClient, type QueryResultRow } from "pg";
 import type { Logger } from "pino";
 import { GENESIS_HASH, sealAuditRecord } from "../audit/chain.js";
-import type { RawAuditRow } from "./sqlite.js";
 import type {
   AuditQuery,
   AuditRecord,
   ChunkKind,
   OutputChunk,
+  RawAuditRow,
   TaskPatch,
   TaskRecord,
   TaskState,
@@ -242,6 +242,12 @@ const MIGRATIONS: readonly { name: string; sql: string }[] = [
       );
       CREATE INDEX runners_heartbeat ON runners (last_heartbeat);`,
   },
+  {
+    name: "audit tenant column",
+    sql: `
+      ALTER TABLE audit ADD COLUMN tenant text NOT NULL DEFAULT '';
+      CREATE INDEX audit_tenant ON audit (tenant, seq);`,
+  },
 ];
 
 /**
@@ -357,6 +363,22 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   const listener = createListener(clientConfig, options.listenHeartbeatMs ?? 10_000, log);
   let closed = false;
 
+  async function* rawAudit(rawOptions: RawAuditOptions = {}): AsyncGenerator<RawAuditRow> {
+    const batch = rawOptions.batchSize ?? 1000;
+    let after = rawOptions.afterSeq ?? 0;
+    for (;;) {
+      const rows = await read<{ seq: string; prev_hash: string; hash: string; body: string }>(
+        "SELECT seq, prev_hash, hash, body FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+        [after, batch],
+      );
+      for (const r of rows) {
+        after = Number(r.seq);
+        yield { seq: after, prevHash: r.prev_hash, hash: r.hash, body: r.body };
+      }
+      if (rows.length < batch) return;
+    }
+  }
+
   async function listAuditRows(query: AuditQuery): Promise<AuditRecord[]> {
     const values: unknown[] = [query.afterSeq ?? 0];
     const where: string[] = ["seq > $1"];
@@ -366,6 +388,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     };
     if (query.sinceMs !== undefined) add("time >=", query.sinceMs);
     if (query.principal !== undefined) add("principal =", indexText(query.principal));
+    if (query.tenant !== undefined) add("tenant =", indexText(query.tenant));
     if (query.operation !== undefined) add("operation =", indexText(query.operation));
     if (query.decision !== undefined) add("decision =", query.decision);
     values.push(query.limit);
@@ -468,8 +491,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         const { record, body } = sealAuditRecord(entry, { seq: Number(head.seq), hash: head.hash });
         await client.query(
           `WITH moved AS (UPDATE audit_head SET seq = $1, hash = $7 WHERE singleton)
-           INSERT INTO audit (seq, time, principal, operation, decision, prev_hash, hash, body)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+           INSERT INTO audit (seq, time, principal, operation, decision, prev_hash, hash, body, tenant)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
           [
             record.seq,
             record.time,
@@ -479,6 +502,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
             record.prevHash,
             record.hash,
             body,
+            indexText(record.principal?.tenant ?? ""),
           ],
         );
         return record;
@@ -487,21 +511,9 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
     listAudit: listAuditRows,
 
-    async *rawAudit(rawOptions: RawAuditOptions = {}) {
-      const batch = rawOptions.batchSize ?? 1000;
-      let after = rawOptions.afterSeq ?? 0;
-      for (;;) {
-        const rows = await read<{ seq: string; prev_hash: string; hash: string; body: string }>(
-          "SELECT seq, prev_hash, hash, body FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
-          [after, batch],
-        );
-        for (const r of rows) {
-          after = Number(r.seq);
-          yield { seq: after, prevHash: r.prev_hash, hash: r.hash, body: r.body };
-        }
-        if (rows.length < batch) return;
-      }
-    },
+    auditRows: () => rawAudit(),
+
+    rawAudit,
 
     async tryAcquireLease(name, holder, ttlMs) {
       const [won] = await query<{ holder: string; fencing_token: string; expires_at: Date }>(

@@ -8,6 +8,7 @@ import type {
   AuditRecord,
   ChunkKind,
   OutputChunk,
+  RawAuditRow,
   TaskPatch,
   TaskRecord,
   TaskState,
@@ -52,14 +53,6 @@ const MIGRATIONS: readonly string[] = [
   `ALTER TABLE audit ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
    CREATE INDEX audit_tenant ON audit(tenant, seq);`,
 ];
-
-/** A stored audit row as `audit verify` reads it. */
-export interface RawAuditRow {
-  seq: number;
-  prevHash: string;
-  hash: string;
-  body: string;
-}
 
 /** The SQLite store, with raw access for audit verification. */
 export interface SqliteStore extends TaskStore {
@@ -209,6 +202,9 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
           limit: query.limit,
         });
       return rows.map((r) => ({ ...(JSON.parse(r.body) as AuditRecord), hash: r.hash }));
+    },
+    async *auditRows() {
+      yield* this.rawAudit();
     },
     *rawAudit() {
       for (const r of allAudit.iterate()) {

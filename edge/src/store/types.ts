@@ -126,6 +126,15 @@ export interface AuditQuery {
   limit: number;
 }
 
+/** A stored audit row exactly as on disk, for verification. */
+export interface RawAuditRow {
+  seq: number;
+  prevHash: string;
+  hash: string;
+  /** The canonical JSON body that was hashed. */
+  body: string;
+}
+
 /**
  * Everything the edge keeps. Implementations: SQLite (embedded default) and
  * PostgreSQL (HA). All methods are async so that a networked store drops in
@@ -150,6 +159,8 @@ export interface TaskStore {
   appendAudit(entry: AuditEntry): Promise<AuditRecord>;
   /** Audit records in chain order. */
   listAudit(query: AuditQuery): Promise<AuditRecord[]>;
+  /** Every stored audit row in chain order, as on disk (for `audit verify`). */
+  auditRows(): AsyncIterable<RawAuditRow>;
   /** Checks the store answers (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;

@@ -1,23 +1,44 @@
 /**
- * In-process notifications that a task changed (new output or new state).
- * Watchers re-read the store when woken, so a missed wake-up only delays,
- * never loses, data; a PostgreSQL LISTEN/NOTIFY feed can call notify() too.
+ * Notifications that a task changed (new output or new state). Watchers
+ * re-read the store when woken, so a missed wake-up only delays, never loses,
+ * data. With PostgreSQL, changes are also published to the other edges
+ * (LISTEN/NOTIFY) and their notifications wake local watchers.
  */
 export interface TaskEvents {
+  /** A task changed here: wake local watchers and tell other edges. */
   notify(taskId: string): void;
-  /** Resolves at the next notify for the task, after timeoutMs, or on abort. */
+  /** Another edge said a task changed (null: events may have been missed, wake everyone). */
+  wakeLocal(taskId: string | null): void;
+  /** Resolves at the next change of the task, after timeoutMs, or on abort. */
   wait(taskId: string, timeoutMs: number, signal?: AbortSignal): Promise<void>;
 }
 
-/** Creates the in-process task event bus. */
-export function createTaskEvents(): TaskEvents {
+/** Options for {@link createTaskEvents}. */
+export interface TaskEventsOptions {
+  /** Forwards a local change to other edges. */
+  publish?: (taskId: string) => void;
+}
+
+/** Creates the task event bus. */
+export function createTaskEvents(options: TaskEventsOptions = {}): TaskEvents {
   const waiters = new Map<string, Set<() => void>>();
+  const wake = (taskId: string) => {
+    const set = waiters.get(taskId);
+    if (!set) return;
+    waiters.delete(taskId);
+    for (const w of set) w();
+  };
   return {
     notify(taskId) {
-      const set = waiters.get(taskId);
-      if (!set) return;
-      waiters.delete(taskId);
-      for (const wake of set) wake();
+      wake(taskId);
+      options.publish?.(taskId);
+    },
+    wakeLocal(taskId) {
+      if (taskId !== null) {
+        wake(taskId);
+        return;
+      }
+      for (const id of [...waiters.keys()]) wake(id);
     },
     wait(taskId, timeoutMs, signal) {
       return new Promise<void>((resolve) => {
