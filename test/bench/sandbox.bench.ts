@@ -3,7 +3,8 @@
  *   1. bare:       spawn("/bin/true")
  *   2. bare bwrap: bwrap --unshare-all ... /bin/true (same uid as the sandbox)
  *   3. sandbox:    createSandbox().spawn(...) — launcher + bwrap + seccomp + sandbox-init
- * measured in the same run, sequentially, with a warm-up.
+ * measured in the same run, round-robin (so machine load hits all three alike), after a
+ * warm-up. Child CPU comes from /proc/self/stat cutime+cstime (10 ms ticks, summed).
  *
  *   node --import tsx test/bench/sandbox.bench.ts [ITERATIONS]   (npm run bench:sandbox)
  */
@@ -50,29 +51,48 @@ interface Stats {
   childCpuMs: number;
 }
 
-async function measure(name: string, task: () => Promise<void>): Promise<Stats> {
-  for (let i = 0; i < WARMUP; i++) await task();
-  const samples: number[] = [];
-  const cpu0 = process.cpuUsage();
-  const child0 = childrenCpuMs();
+interface Variant {
+  name: string;
+  task: () => Promise<void>;
+  samples: number[];
+  runnerCpuUs: number;
+  childCpuMs: number;
+}
+
+/**
+ * Runs the variants round-robin (one task of each per round), so load changes on the
+ * machine affect all of them alike.
+ */
+async function measure(variants: Variant[]): Promise<Stats[]> {
+  for (let i = 0; i < WARMUP; i++) for (const v of variants) await v.task();
   for (let i = 0; i < ITERATIONS; i++) {
-    const t0 = process.hrtime.bigint();
-    await task();
-    samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    for (const v of variants) {
+      const cpu0 = process.cpuUsage();
+      const child0 = childrenCpuMs();
+      const t0 = process.hrtime.bigint();
+      await v.task();
+      v.samples.push(Number(process.hrtime.bigint() - t0) / 1e6);
+      const cpu = process.cpuUsage(cpu0);
+      v.runnerCpuUs += cpu.user + cpu.system;
+      v.childCpuMs += childrenCpuMs() - child0;
+    }
   }
-  const cpu = process.cpuUsage(cpu0);
-  const childCpu = childrenCpuMs() - child0;
-  samples.sort((a, b) => a - b);
-  const pick = (q: number) =>
-    samples[Math.min(samples.length - 1, Math.floor(q * samples.length))] ?? 0;
-  return {
-    name,
-    p50: pick(0.5),
-    p99: pick(0.99),
-    mean: samples.reduce((a, b) => a + b, 0) / samples.length,
-    runnerCpuMs: (cpu.user + cpu.system) / 1000 / ITERATIONS,
-    childCpuMs: childCpu / ITERATIONS,
-  };
+  return variants.map((v) => {
+    const s = [...v.samples].sort((a, b) => a - b);
+    const pick = (q: number) => s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0;
+    return {
+      name: v.name,
+      p50: pick(0.5),
+      p99: pick(0.99),
+      mean: s.reduce((a, b) => a + b, 0) / s.length,
+      runnerCpuMs: v.runnerCpuUs / 1000 / ITERATIONS,
+      childCpuMs: v.childCpuMs / ITERATIONS,
+    };
+  });
+}
+
+function variant(name: string, task: () => Promise<void>): Variant {
+  return { name, task, samples: [], runnerCpuUs: 0, childCpuMs: 0 };
 }
 
 const ws = mkdtempSync(join(tmpdir(), "mcpg-bench-"));
@@ -106,10 +126,8 @@ const bwrapArgs = [
   "/bin/true",
 ];
 
-const bare = await measure("bare spawn(/bin/true)", () => runOnce("/bin/true", []));
-const bwrap = await measure("bare bwrap --unshare-all", () => runOnce("/usr/bin/bwrap", bwrapArgs));
 let sandboxChildCpu = 0;
-const sandboxed = await measure("createSandbox /bin/true", async () => {
+const sandboxVariant = variant("createSandbox /bin/true", async () => {
   const p = await sandbox.spawn(
     {
       command: "/bin/true",
@@ -128,6 +146,11 @@ const sandboxed = await measure("createSandbox /bin/true", async () => {
     throw new Error(`sandbox run failed: ${r.message}`);
   sandboxChildCpu += r.usage.userCpuMs + r.usage.systemCpuMs;
 });
+const [bare, bwrap, sandboxed] = (await measure([
+  variant("bare spawn(/bin/true)", () => runOnce("/bin/true", [])),
+  variant("bare bwrap --unshare-all", () => runOnce("/usr/bin/bwrap", bwrapArgs)),
+  sandboxVariant,
+])) as [Stats, Stats, Stats];
 rmSync(ws, { recursive: true, force: true });
 
 const f = (n: number) => n.toFixed(2).padStart(8);
