@@ -25,6 +25,9 @@ npx tsc -p tsconfig.json --noEmit
 step "policy: opa check, fmt, test, coverage"
 bash scripts/test-policy.sh
 
+step "infra: promtool check/test rules, dashboards name real metrics"
+bash scripts/check-infra.sh
+
 step "node:test — unit, attack and integration suites"
 shopt -s globstar nullglob
 files=(common/src/**/*.test.ts edge/src/**/*.test.ts runner/src/**/*.test.ts client/src/**/*.test.ts \
