@@ -25,8 +25,12 @@ deny contains msg if {
 	msg := "the execute request needs a non-empty command, an argument list and an environment object"
 }
 
-# basename returns the last path segment: "/usr/bin/sudo" -> "sudo".
-basename(path) := name if {
+# basename returns the last path segment: "/usr/bin/sudo" -> "sudo". Most
+# programs are bare names, returned as they are without split() and arithmetic.
+basename(path) := path if {
+	is_string(path)
+	not contains(path, "/")
+} else := name if {
 	parts := split(path, "/")
 	name := parts[count(parts) - 1]
 }
@@ -41,9 +45,10 @@ operand_indices(tokens) := [i |
 	not is_duration(t)
 ]
 
-# shell_scripts joins what follows each -c flag of a shell invocation.
-shell_scripts(inv) := {script |
-	basename(inv[0]) in cmd.shells
+# shell_scripts joins what follows each -c flag of a shell invocation (prog is
+# basename(inv[0])).
+shell_scripts(prog, inv) := {script |
+	prog in cmd.shells
 	some j, flag in inv
 	j > 0
 	startswith(flag, "-")
@@ -55,32 +60,51 @@ shell_scripts(inv) := {script |
 # shell_keywords may precede the program in a shell command segment.
 shell_keywords := {"{", "}", "!", "if", "then", "else", "elif", "do", "while", "until", "exec", "time"}
 
+# script_replacements turns a shell script into newline-separated segments of
+# space-separated words: quotes and backslashes are removed (so `su""do` and
+# `s\udo` are seen as sudo), ; & | ( ) ` become newlines and tabs spaces. Every
+# pattern is one character and no replacement contains one, so one
+# strings.replace_n pass equals replacing them one after another.
+script_replacements := {
+	"\"": "", "'": "", "\\": "",
+	";": "\n", "&": "\n", "|": "\n", "(": "\n", ")": "\n", "`": "\n",
+	"\t": " ",
+}
+
 # script_invocations splits a shell script into segments at ; & | ( ) ` and
-# newlines, and returns each segment's words starting at the program. Quotes
-# and backslashes are removed first, so `su""do` and `s\udo` are seen as sudo.
+# newlines, and returns each segment's words starting at the program.
 script_invocations(script) := {inv |
-	plain := replace(replace(replace(script, "\"", ""), "'", ""), "\\", "")
-	separated := replace(replace(replace(replace(replace(replace(plain, ";", "\n"), "&", "\n"), "|", "\n"), "(", "\n"), ")", "\n"), "`", "\n")
-	some seg in split(separated, "\n")
-	words := [w | some w in split(replace(seg, "\t", " "), " "); w != ""]
-	starts := [i |
-		some i, w in words
+	some seg in split(strings.replace_n(script_replacements, script), "\n")
+	words := [w | some w in split(seg, " "); w != ""]
+	inv := array.slice(words, program_start(words), count(words))
+}
+
+# program_start is the index of the first word that is neither a shell keyword
+# nor a NAME=value assignment (undefined if there is none). The first word is
+# tested alone first: it is the program in almost every segment.
+program_start(words) := 0 if {
+	first := words[0]
+	not first in shell_keywords
+	not is_assignment(first)
+} else := i if {
+	starts := [j |
+		some j, w in words
 		not w in shell_keywords
 		not is_assignment(w)
 	]
-	count(starts) > 0
-	inv := array.slice(words, starts[0], count(words))
+	i := starts[0]
 }
 
 # expand returns the invocations one level inside inv.
 expand(inv) := wrapped | scripted if {
+	prog := basename(inv[0])
 	wrapped := {sub |
-		basename(inv[0]) in cmd.wrappers
+		prog in cmd.wrappers
 		some i in operand_indices(inv)
 		sub := array.slice(inv, i, count(inv))
 	}
 	scripted := {sub |
-		some script in shell_scripts(inv)
+		some script in shell_scripts(prog, inv)
 		some sub in script_invocations(script)
 	}
 }
@@ -106,11 +130,16 @@ invocations_3 := {sub |
 # be seen statically.
 invocations := ((invocations_0 | invocations_1) | invocations_2) | invocations_3
 
-# programs are the base names of all programs the request would start.
-programs contains basename(inv[0]) if {
-	input.operation == "execute"
+# invoked are the base names of the programs of all invocations (whatever the
+# operation); the rm/chmod rules test it before looking at arguments.
+invoked contains basename(inv[0]) if {
 	some inv in invocations
 }
+
+# programs are the base names of all programs the request would start.
+default programs := set()
+
+programs := invoked if input.operation == "execute"
 
 deny contains msg if {
 	some prog in programs
@@ -161,6 +190,7 @@ protected_path(p) if {
 }
 
 deny contains msg if {
+	"rm" in invoked
 	some inv in invocations
 	basename(inv[0]) == "rm"
 	"--no-preserve-root" in inv
@@ -168,8 +198,10 @@ deny contains msg if {
 }
 
 deny contains msg if {
+	some tool in ["rm", "rmdir"]
+	tool in invoked
 	some inv in invocations
-	basename(inv[0]) in {"rm", "rmdir"}
+	basename(inv[0]) == tool
 	some i, target in inv
 	i > 0
 	protected_path(target)
@@ -177,8 +209,10 @@ deny contains msg if {
 }
 
 deny contains msg if {
+	some tool in cmd.ownership_tools
+	tool in invoked
 	some inv in invocations
-	basename(inv[0]) in cmd.ownership_tools
+	basename(inv[0]) == tool
 	some i, target in inv
 	i > 0
 	protected_path(target)
@@ -193,15 +227,16 @@ deny contains msg if {
 identifier_chars := "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_0123456789"
 
 # is_identifier holds for shell variable names: [A-Za-z_][A-Za-z0-9_]*.
+# (trim_left(s, digits) == s: s does not start with a digit.)
 is_identifier(s) if {
 	s != ""
 	trim_left(s, identifier_chars) == ""
-	not substring(s, 0, 1) in {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	trim_left(s, "0123456789") == s
 }
 
 # is_duration holds for plain numbers and durations such as "5", "2.5", "10s".
 is_duration(t) if {
-	substring(t, 0, 1) in {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+	trim_left(t, "0123456789") != t
 	trim_left(trim_right(t, "smhd"), "0123456789.") == ""
 }
 
@@ -223,8 +258,14 @@ deny contains msg if {
 	])
 }
 
+# argv_bytes is the length of the command line. No argument can be longer
+# than max_arg_bytes unless the whole line is, so the per-argument rule only
+# looks at the arguments when it is.
+argv_bytes := sum([count(arg) | some arg in argv])
+
 deny contains msg if {
 	input.operation == "execute"
+	argv_bytes > data.gateway.arguments.max_arg_bytes
 	some i, arg in argv
 	count(arg) > data.gateway.arguments.max_arg_bytes
 	msg := concat("", [
@@ -235,10 +276,9 @@ deny contains msg if {
 
 deny contains msg if {
 	input.operation == "execute"
-	total := sum([count(arg) | some arg in argv])
-	total > data.gateway.arguments.max_total_bytes
+	argv_bytes > data.gateway.arguments.max_total_bytes
 	msg := concat("", [
-		"the command line is too long: ", num_text(total),
+		"the command line is too long: ", num_text(argv_bytes),
 		" characters (the maximum is ", num_text(data.gateway.arguments.max_total_bytes), ")",
 	])
 }

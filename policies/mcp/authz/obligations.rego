@@ -8,10 +8,7 @@ package mcp.authz
 obligations := {
 	"max_timeout_seconds": effective_limit.max_timeout_seconds,
 	"network": obligation_network,
-	"limits": {name: value |
-		some name, value in effective_limit
-		name != "max_timeout_seconds"
-	},
+	"limits": object.remove(effective_limit, ["max_timeout_seconds"]),
 }
 
 warnings contains msg if {

@@ -43,9 +43,13 @@ tenant := object.union(
 
 # effective_limit[name] is the largest value of a limit granted by any role
 # the principal holds (never below data.gateway.defaults.limits), clamped by
-# the tenant's cap if it has one. One comprehension, so it is evaluated once
-# per decision.
-effective_limit := {name: value |
+# the tenant's cap if it has one. When no role grants limits and the tenant
+# caps none, that is data.gateway.defaults.limits itself, returned without
+# the comprehension (most principals).
+effective_limit := data.gateway.defaults.limits if {
+	not role_grants_limits
+	count(tenant.limits) == 0
+} else := {name: value |
 	some name, default_value in data.gateway.defaults.limits
 	granted := [v |
 		some role in known_roles
@@ -53,4 +57,10 @@ effective_limit := {name: value |
 	]
 	role_value := max(array.concat([default_value], granted))
 	value := min([role_value, object.get(tenant.limits, name, role_value)])
+}
+
+# role_grants_limits holds when a role of the principal defines limits.
+role_grants_limits if {
+	some role in known_roles
+	_ = data.gateway.roles[role].limits
 }
