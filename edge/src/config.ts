@@ -33,8 +33,29 @@ export const edgeConfigSchema = z.object({
   runnerTls: z.object({ caPath: z.string(), certPath: z.string(), keyPath: z.string() }).optional(),
   /** Runners, by configuration. */
   runners: z.array(runnerTargetSchema).default([]),
-  /** Seconds between runner health probes. */
-  runnerProbeIntervalMs: z.number().int().min(100).default(2000),
+  /** Milliseconds between runner probes and registry reads. */
+  runnerProbeIntervalMs: z.number().int().min(100).default(1000),
+  /**
+   * Internal mTLS port where runners register themselves with heartbeats
+   * (RegistryService). Off unless set; runners from `runners` are probed instead.
+   */
+  internalHost: z.string().optional(),
+  internalPort: z.number().int().min(0).max(65535).optional(),
+  /** A registered runner silent for this long is taken out and its running tasks fail "runner lost", ms. */
+  heartbeatTimeoutMs: z.number().int().min(500).default(3000),
+  /** Interval runners are asked to heartbeat at, ms. */
+  heartbeatIntervalMs: z.number().int().min(100).default(1000),
+  /** How long an accepted task may wait for a runner with room before it fails, ms. */
+  queueTimeoutMs: z.number().int().min(0).default(30_000),
+  /**
+   * Active-passive: start as a standby that serves nothing until it holds the
+   * "edge-active" lease in PostgreSQL (needs databaseUrl).
+   */
+  standby: z.boolean().default(false),
+  /** TTL of the active lease, ms: a dead active is replaced within about this long. */
+  activeLeaseTtlMs: z.number().int().min(500).default(2500),
+  /** TTL of each edge's liveness lease, ms: tasks of a dead edge are adopted after it. */
+  edgeLeaseTtlMs: z.number().int().min(500).default(4000),
   /** Policy bundle built by `opa build -t wasm` (default: policies/build/bundle.tar.gz). */
   policyBundle: z.string().default("policies/build/bundle.tar.gz"),
   /** JWT verification. Default: a local JWKS created in <dataDir>/auth on first start. */

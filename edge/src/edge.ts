@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { join, resolve } from "node:path";
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -25,6 +26,7 @@ import { createEdgeMetrics } from "./metrics.js";
 import { createPipeline } from "./pipeline/authorize.js";
 import { createEdgeInterceptor, peerAddressKey } from "./pipeline/interceptor.js";
 import { createRateLimiter } from "./rate-limit/token-bucket.js";
+import { startRegistryServer } from "./registry/server.js";
 import { createMcpService } from "./rpc/mcp-service.js";
 import { createRunnerPool } from "./runners/pool.js";
 import { openStore } from "./store/open.js";
@@ -36,10 +38,18 @@ import { createTaskService } from "./tasks/task-service.js";
 export interface Edge {
   /** Base URL of the public port. */
   url: string;
+  /** https URL of the internal mTLS port (runner registration), when enabled. */
+  internalUrl: string | undefined;
   store: TaskStore;
   policy: PolicyEngine;
   /** Readiness goes 503, new calls are refused, in-flight work drains within the bound, then everything closes. */
   close(): Promise<void>;
+}
+
+/** Process-level hooks for {@link startEdge}. */
+export interface StartEdgeOptions {
+  /** Called when the edge must stop at once (lost the active lease); the CLI exits. */
+  onFatal?: (err: Error) => void;
 }
 
 /** Where the edge's mTLS client material lives (configured, or the dev PKI). */
@@ -62,10 +72,19 @@ export async function edgeTlsFiles(config: EdgeConfig): Promise<TlsFiles> {
  * @example
  * const edge = await startEdge(edgeConfigSchema.parse({ runners }), logger);
  */
-export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edge> {
+export async function startEdge(
+  config: EdgeConfig,
+  logger: Logger,
+  options: StartEdgeOptions = {},
+): Promise<Edge> {
   const startedAt = Date.now();
   const shutdown = new AbortController();
-  let accepting = true;
+  /** Serving RPCs: false while a standby waits for the active lease, and while draining. */
+  let accepting = !config.standby;
+  /** Fencing token of the active lease (active-passive); 0 in active-active. */
+  let activeToken = 0n;
+  let draining = false;
+  const notServing = () => (draining ? "draining" : "standby");
 
   const registry = createMetricsRegistry("edge");
   const metrics = createEdgeMetrics(registry);
@@ -73,6 +92,13 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
   const store = opened.store;
   const events = createTaskEvents({ publish: opened.publish });
   const unsubscribe = await opened.subscribe((taskId) => events.wakeLocal(taskId));
+  const leases = opened.leases;
+  if (config.standby && !leases) {
+    throw new Error(
+      "standby mode needs PostgreSQL (databaseUrl / DATABASE_URL) to hold the active lease",
+    );
+  }
+  const holder = `${config.id}/${randomUUID()}`;
 
   const policy = await createPolicyEngine({
     bundlePath: resolve(config.policyBundle),
@@ -81,16 +107,22 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
   });
 
   const tlsFiles = await edgeTlsFiles(config);
+  const edgeTls = loadTlsMaterial(tlsFiles);
   const runners = createRunnerPool({
     targets: config.runners,
-    tls: loadTlsMaterial(tlsFiles),
+    registry: opened.registry,
+    heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+    tls: edgeTls,
     probeIntervalMs: config.runnerProbeIntervalMs,
     logger,
     metrics,
   });
   const stopTlsWatch = watchTlsMaterial(
     tlsFiles,
-    (m) => runners.rotate(m),
+    (m) => {
+      runners.rotate(m);
+      internal?.rotate(m);
+    },
     (err) =>
       logger.error({ err }, "rotated runner TLS material is invalid; keeping the current one"),
   );
@@ -137,6 +169,10 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
     audit: (e) => pipeline.audit(e),
     signal: shutdown.signal,
     tracer,
+    edgeId: config.id,
+    queueTimeoutMs: config.queueTimeoutMs,
+    fencingToken: () => activeToken,
+    ...(leases ? { isEdgeAlive: (id: string) => leases.held(`edge:${id}`) } : {}),
   });
 
   const service = createMcpService({
@@ -147,13 +183,14 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
     runners,
     startedAt,
     tracer,
-    status: () => (accepting ? "ok" : "draining"),
+    status: () => (accepting ? "ok" : notServing()),
   });
   const app = createHttpApp({
     version: VERSION,
     startedAt,
     registry,
     ready: () => accepting,
+    notServing,
     readinessProblems: async () => {
       const problems: string[] = [];
       await store.ping().catch(() => problems.push("store unreachable"));
@@ -189,20 +226,92 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
       if (handleCors(corsOrigins, req, res)) return;
       if (!accepting && req.url?.startsWith("/mcp.")) {
         res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
-        res.end(JSON.stringify({ code: "unavailable", message: "edge is shutting down" }));
+        res.end(JSON.stringify({ code: "unavailable", message: `edge is ${notServing()}` }));
         return;
       }
       rpc(req, res);
     },
   });
 
+  const internal =
+    config.internalPort === undefined
+      ? undefined
+      : await startRegistryServer({
+          host: config.internalHost ?? config.host,
+          port: config.internalPort,
+          tls: edgeTls,
+          registry: opened.registry,
+          heartbeatIntervalMs: config.heartbeatIntervalMs,
+          logger,
+        });
+
+  // HA with PostgreSQL: a liveness lease per edge (its tasks are adopted by
+  // others once it lapses), a periodic adoption pass, and in standby mode the
+  // active lease whose fencing token runners check.
+  let lostActive = false;
+  const haTimers: NodeJS.Timeout[] = [];
+  if (leases) {
+    const renewEdge = async () => {
+      await leases
+        .acquire(`edge:${config.id}`, holder, config.edgeLeaseTtlMs)
+        .catch((err: unknown) =>
+          logger.warn({ err: String(err) }, "edge liveness lease not renewed"),
+        );
+    };
+    await renewEdge();
+    haTimers.push(setInterval(() => void renewEdge(), Math.max(250, config.edgeLeaseTtlMs / 4)));
+    haTimers.push(
+      setInterval(() => {
+        if (accepting && !shutdown.signal.aborted) {
+          tasks
+            .recover()
+            .catch((err: unknown) => logger.warn({ err: String(err) }, "adoption pass failed"));
+        }
+      }, 1000),
+    );
+  }
+  if (config.standby && leases) {
+    const contend = async () => {
+      if (shutdown.signal.aborted || lostActive) return;
+      try {
+        const r = await leases.acquire("edge-active", holder, config.activeLeaseTtlMs);
+        if (r.acquired && activeToken === 0n) {
+          activeToken = r.token;
+          accepting = true;
+          logger.info({ fencingToken: String(r.token) }, "became the active edge");
+          await tasks.recover();
+        } else if (!r.acquired && activeToken !== 0n) {
+          // Another edge holds the lease now: stop at once; runners refuse our stale token anyway.
+          lostActive = true;
+          accepting = false;
+          shutdown.abort();
+          logger.fatal(
+            { holder: r.holder },
+            "lost the active lease; stopping (restart as standby)",
+          );
+          options.onFatal?.(new Error("lost the active lease"));
+        } else if (r.acquired && r.token !== activeToken) {
+          activeToken = r.token;
+        }
+      } catch (err) {
+        logger.warn({ err: String(err) }, "active lease not renewed");
+      }
+    };
+    await contend();
+    haTimers.push(setInterval(() => void contend(), Math.max(200, config.activeLeaseTtlMs / 5)));
+  }
+  for (const t of haTimers) t.unref();
+
   await runners.probe();
-  const recovered = await tasks.recover();
+  const recovered = accepting ? await tasks.recover() : 0;
   logger.info(
     {
       url: server.url,
+      internalUrl: internal?.url,
       runners: config.runners.map((r) => r.id),
       policy: policy.revision(),
+      store: opened.kind,
+      standby: config.standby && !accepting,
       recovered,
     },
     "edge listening",
@@ -210,13 +319,20 @@ export async function startEdge(config: EdgeConfig, logger: Logger): Promise<Edg
 
   return {
     url: server.url,
+    internalUrl: internal?.url,
     store,
     policy,
     async close() {
+      draining = true;
       accepting = false;
       await tasks.drain(config.drainTimeoutMs);
       shutdown.abort();
       await server.close(Math.min(config.drainTimeoutMs, 2000));
+      await internal?.close();
+      for (const t of haTimers) clearInterval(t);
+      if (leases && activeToken !== 0n && !lostActive) {
+        await leases.release("edge-active", holder, activeToken).catch(() => false);
+      }
       stopTlsWatch();
       runners.close();
       policy.close();

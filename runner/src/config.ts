@@ -44,6 +44,19 @@ export const runnerConfigSchema = z.object({
   /** Host uid/gid the sandbox runs as when the runner is root. */
   sandboxUid: z.number().int().min(1).default(65534),
   sandboxGid: z.number().int().min(1).default(65534),
+  /**
+   * Internal mTLS URLs of the edges to register with (heartbeats to each);
+   * empty: edges must list this runner in their configuration instead.
+   */
+  edges: z
+    .array(z.url({ protocol: /^https$/, error: "edge urls must be https:// (mTLS)" }))
+    .default([]),
+  /** URL edges should dial, as registered (default: the listening address). */
+  advertiseUrl: z.url({ protocol: /^https$/ }).optional(),
+  /** Interval between heartbeats, ms (edges may ask for another). */
+  heartbeatIntervalMs: z.number().int().min(100).default(1000),
+  /** On SIGTERM, how long running tasks may finish before they are killed, ms. */
+  drainTimeoutMs: z.number().int().min(0).default(10_000),
   logLevel: z.string().default("info"),
   /** OTLP/HTTP traces endpoint; spans are exported only when set. */
   otlpEndpoint: z.url().optional(),

@@ -24,6 +24,7 @@ import { Hono } from "hono";
 import type { Logger } from "pino";
 import { Gauge } from "prom-client";
 import type { RunnerConfig } from "./config.js";
+import { startHeartbeats } from "./heartbeat.js";
 import { createSandbox } from "./sandbox/index.js";
 import { createRunnerService } from "./service.js";
 import { createTaskManager } from "./task-manager.js";
@@ -133,7 +134,9 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     tracer: tracing.tracer,
   });
 
+  let accepting = true;
   const service = createRunnerService({
+    accepting: () => accepting,
     runnerId: config.id,
     sandbox,
     tasks,
@@ -174,6 +177,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     tlsFiles,
     (m) => {
       server.setSecureContext(mtlsServerOptions(m));
+      heartbeats?.rotate(m);
       logger.info({ notAfter: m.notAfter }, "runner certificate rotated");
     },
     (err) =>
@@ -192,8 +196,26 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   const port = (server.address() as AddressInfo).port;
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
   const url = `https://${host}:${port}`;
+  const heartbeats =
+    config.edges.length === 0
+      ? undefined
+      : startHeartbeats({
+          runnerId: config.id,
+          url: config.advertiseUrl ?? url,
+          edges: config.edges,
+          intervalMs: config.heartbeatIntervalMs,
+          tls: loadTlsMaterial(tlsFiles),
+          status: () => ({
+            runningTasks: tasks.running(),
+            maxTasks: config.maxConcurrentTasks,
+            sandboxReady: readiness.ready && accepting,
+            sandboxProblem: accepting ? readiness.problem : "draining",
+            policyRevision: policy.revision(),
+          }),
+          logger,
+        });
   logger.info(
-    { url, runner: config.id, sandbox: readiness, policy: policy.revision() },
+    { url, runner: config.id, sandbox: readiness, policy: policy.revision(), edges: config.edges },
     "runner listening",
   );
 
@@ -202,6 +224,12 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     port,
     policy,
     async close() {
+      // Drain: refuse new work, leave the edges' registries, let running tasks finish within the bound.
+      accepting = false;
+      await heartbeats?.stop();
+      const deadline = Date.now() + config.drainTimeoutMs;
+      while (tasks.running() > 0 && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
       stopWatch();
       await tasks.stopAll();
       for (const s of sessions) s.close();

@@ -34,6 +34,8 @@ export interface RunnerServiceDeps {
   policy: PolicyEngine;
   logger: Logger;
   tracer: Tracer;
+  /** False while draining: new tasks are refused with Unavailable. */
+  accepting: () => boolean;
 }
 
 const FILE_TYPE = {
@@ -57,7 +59,19 @@ function orDefault(value: number, fallback: number): number {
 export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof RunnerService> {
   const { tasks, workspaces, policy, sandbox } = deps;
 
+  /** Highest fencing token seen from an active edge: lower ones come from a deposed active. */
+  let fence = 0n;
+
   function recheck(authz: Authorization | undefined, op: OperationInput): Decision {
+    if (authz && authz.fencingToken > 0n) {
+      if (authz.fencingToken < fence) {
+        throw new ConnectError(
+          `stale fencing token ${authz.fencingToken} (current ${fence}): the calling edge is no longer active`,
+          Code.FailedPrecondition,
+        );
+      }
+      fence = authz.fencingToken;
+    }
     if (!authz?.principal) {
       throw new ConnectError(
         "authorization missing: the edge must forward its decision",
@@ -192,6 +206,12 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
         throw new ConnectError("task_id and spec are required", Code.InvalidArgument);
       }
       if (!tasks.has(req.taskId)) {
+        if (!deps.accepting()) {
+          throw new ConnectError(
+            `runner ${deps.runnerId} is draining; send the task elsewhere`,
+            Code.Unavailable,
+          );
+        }
         const span = startSpan(
           deps.tracer,
           "runner.execute",

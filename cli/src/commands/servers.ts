@@ -107,8 +107,13 @@ export async function edgeCommand(argv: string[]): Promise<number> {
   };
   const config = parseConfig(edgeConfigSchema, input, "edge");
   const logger = createLogger({ name: "edge", level: config.logLevel });
-  const edge = await startEdge(config, logger);
-  process.stderr.write(`edge listening on ${edge.url}\n`);
+  const edge = await startEdge(config, logger, {
+    onFatal: (err) => {
+      process.stderr.write(`edge stopped: ${err.message}\n`);
+      process.exit(1);
+    },
+  });
+  process.stderr.write(`edge listening on ${edge.url}${edge.internalUrl ? ` (internal ${edge.internalUrl})` : ""}\n`);
   await untilSignal(logger);
   await edge.close();
   return 0;

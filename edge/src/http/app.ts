@@ -6,8 +6,10 @@ export interface HttpAppOptions {
   version: string;
   startedAt: number;
   registry: Registry;
-  /** false once shutdown began: readiness answers 503 so load balancers stop sending work. */
+  /** false once shutdown began (or while a standby waits): readiness answers 503 so load balancers stop sending work. */
   ready: () => boolean;
+  /** Why the edge is not serving: "draining" or "standby". */
+  notServing: () => string;
   /** Checks dependencies (store, runners) for readiness; resolves to problems, empty when ready. */
   readinessProblems: () => Promise<string[]>;
 }
@@ -27,14 +29,14 @@ export function createHttpApp(options: HttpAppOptions): Hono {
 
   app.get("/health", (c) =>
     c.json({
-      status: options.ready() ? "ok" : "draining",
+      status: options.ready() ? "ok" : options.notServing(),
       version: options.version,
       uptime_seconds: uptime(),
     }),
   );
   app.get("/health/live", (c) => c.json({ status: "ok" }));
   app.get("/health/ready", async (c) => {
-    const problems = options.ready() ? await options.readinessProblems() : ["draining"];
+    const problems = options.ready() ? await options.readinessProblems() : [options.notServing()];
     return c.json(
       { status: problems.length === 0 ? "ready" : "not_ready", problems },
       problems.length === 0 ? 200 : 503,

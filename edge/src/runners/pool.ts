@@ -6,28 +6,37 @@ import { RunnerService } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
 import type { RunnerTarget } from "../config.js";
 import type { EdgeMetrics } from "../metrics.js";
+import type { RunnerRegistry } from "../store/open.js";
 
 /** What the edge knows about one runner. */
 export interface RunnerHandle {
   readonly id: string;
-  readonly url: string;
-  /** Typed client over mTLS; rebuilt when certificates rotate. */
+  url: string;
+  /** Typed client over mTLS; rebuilt when certificates rotate or the URL changes. */
   client: Client<typeof RunnerService>;
-  /** Answered the last probe with a ready sandbox. */
+  /** Answered the last probe (static) or heartbeat (registered) with a ready sandbox. */
   healthy: boolean;
   /** Why not healthy, for error messages. */
   problem: string;
-  /** Running tasks at the last probe plus tasks dispatched since. */
+  /** Fraction of the runner's task slots in use (0..1) at the last report. */
   load: number;
+  /** Tasks this edge dispatched to it since the last report. */
+  inFlight: number;
+  /** Known from configuration (probed) rather than from heartbeats. */
+  readonly static: boolean;
 }
 
 /** Options for {@link createRunnerPool}. */
 export interface RunnerPoolOptions {
-  /** Runners from configuration. */
+  /** Runners from configuration (probed with Info). */
   targets: readonly RunnerTarget[];
+  /** Registry of runners that register themselves with heartbeats. */
+  registry: RunnerRegistry;
+  /** A registered runner without a heartbeat for this long is taken out, ms. */
+  heartbeatTimeoutMs: number;
   /** The edge's client certificate, key and the CA bundle. */
   tls: TlsMaterial;
-  /** Interval between Info probes, ms. */
+  /** Interval between probes and registry reads, ms. */
   probeIntervalMs: number;
   logger: Logger;
   metrics: EdgeMetrics;
@@ -36,18 +45,22 @@ export interface RunnerPoolOptions {
 /** The set of runners the edge dispatches to. */
 export interface RunnerPool {
   /**
-   * Picks the runner for a workspace: rendezvous hashing over healthy runners,
-   * so a workspace stays on one runner while it is healthy.
-   * @throws ConnectError Unavailable when no runner is reachable.
+   * Picks the runner for a workspace among healthy runners with a free slot:
+   * rendezvous hashing keeps a workspace on one runner while it is healthy.
+   * Undefined when none has room.
    */
+  tryPick(workspace: string): RunnerHandle | undefined;
+  /** Like tryPick, for calls that cannot wait. @throws ConnectError Unavailable. */
   pick(workspace: string): RunnerHandle;
   /** A runner by id (for tasks already assigned). */
   get(id: string): RunnerHandle | undefined;
-  /** Probes every runner now. */
+  /** Probes configured runners and re-reads the registry now. */
   probe(): Promise<void>;
   /** Installs rotated certificates: new connections use them. */
   rotate(tls: TlsMaterial): void;
   all(): readonly RunnerHandle[];
+  /** One line about every runner, for error messages. */
+  describe(): string;
   close(): void;
 }
 
@@ -55,93 +68,150 @@ export interface RunnerPool {
 export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
   const { logger, metrics } = options;
   let tls = options.tls;
-  const clientFor = (t: RunnerTarget): Client<typeof RunnerService> =>
+  const clientFor = (id: string, url: string): Client<typeof RunnerService> =>
     createClient(
       RunnerService,
       createGrpcTransport({
-        baseUrl: t.url,
+        baseUrl: url,
         nodeOptions: {
           ca: tls.ca,
           cert: tls.cert,
           key: tls.key,
           minVersion: "TLSv1.3",
-          checkServerIdentity: checkRunnerIdentity(runnerIdentity(t.id)),
+          checkServerIdentity: checkRunnerIdentity(runnerIdentity(id)),
         },
         idleConnectionTimeoutMs: 60_000,
-        pingIntervalMs: 10_000,
+        pingIntervalMs: 2_000,
+        pingTimeoutMs: 2_000,
       }),
     );
-  const runners: RunnerHandle[] = options.targets.map((t) => ({
-    id: t.id,
-    url: t.url,
-    client: clientFor(t),
-    healthy: false,
-    problem: "not probed yet",
-    load: 0,
-  }));
+  const runners = new Map<string, RunnerHandle>();
+  for (const t of options.targets) {
+    runners.set(t.id, {
+      id: t.id,
+      url: t.url,
+      client: clientFor(t.id, t.url),
+      healthy: false,
+      problem: "not probed yet",
+      load: 0,
+      inFlight: 0,
+      static: true,
+    });
+  }
 
-  async function probeOne(r: RunnerHandle): Promise<void> {
+  function setHealth(r: RunnerHandle, healthy: boolean, problem: string): void {
+    if (r.healthy && !healthy) logger.warn({ runner: r.id, problem }, "runner taken out");
+    if (!r.healthy && healthy) logger.info({ runner: r.id, url: r.url }, "runner available");
+    r.healthy = healthy;
+    r.problem = problem;
+    metrics.runnerUp.set({ runner: r.id }, healthy ? 1 : 0);
+  }
+
+  async function probeStatic(r: RunnerHandle): Promise<void> {
     try {
       const info = await r.client.info({}, { timeoutMs: 2000 });
       if (info.runnerId !== r.id) {
         throw new Error(`runner at ${r.url} says it is ${info.runnerId}, expected ${r.id}`);
       }
-      r.healthy = info.sandboxReady;
-      r.problem = info.sandboxReady ? "" : info.sandboxProblem;
-      r.load = info.runningTasks;
+      r.inFlight = 0;
+      setHealth(r, info.sandboxReady, info.sandboxReady ? "" : info.sandboxProblem);
     } catch (err) {
-      if (r.healthy) logger.warn({ runner: r.id, err: String(err) }, "runner became unreachable");
-      r.healthy = false;
-      r.problem = err instanceof ConnectError ? err.rawMessage : String(err);
+      setHealth(r, false, err instanceof ConnectError ? err.rawMessage : String(err));
     }
-    metrics.runnerUp.set({ runner: r.id }, r.healthy ? 1 : 0);
+  }
+
+  async function readRegistry(): Promise<void> {
+    let alive: Awaited<ReturnType<RunnerRegistry["alive"]>>;
+    try {
+      alive = await options.registry.alive(options.heartbeatTimeoutMs);
+    } catch (err) {
+      logger.warn({ err: String(err) }, "runner registry unreachable; keeping the last view");
+      return;
+    }
+    const seen = new Set<string>();
+    for (const rec of alive) {
+      seen.add(rec.id);
+      let r = runners.get(rec.id);
+      if (!r) {
+        r = {
+          id: rec.id,
+          url: rec.url,
+          client: clientFor(rec.id, rec.url),
+          healthy: false,
+          problem: "",
+          load: 0,
+          inFlight: 0,
+          static: false,
+        };
+        runners.set(rec.id, r);
+      } else if (r.url !== rec.url && !r.static) {
+        r.url = rec.url;
+        r.client = clientFor(rec.id, rec.url);
+      }
+      if (r.static) continue;
+      r.load = rec.load;
+      r.inFlight = 0;
+      setHealth(r, rec.healthy, rec.healthy ? "" : "runner reports its sandbox is not ready");
+    }
+    for (const r of runners.values()) {
+      if (!r.static && !seen.has(r.id) && r.healthy) {
+        setHealth(r, false, `no heartbeat for more than ${options.heartbeatTimeoutMs} ms`);
+      }
+    }
   }
 
   const probe = async () => {
-    await Promise.all(runners.map(probeOne));
+    await Promise.all([
+      ...[...runners.values()].filter((r) => r.static).map(probeStatic),
+      readRegistry(),
+    ]);
   };
   const timer = setInterval(() => void probe(), options.probeIntervalMs);
   timer.unref();
 
+  function tryPick(workspace: string): RunnerHandle | undefined {
+    let best: RunnerHandle | undefined;
+    let bestScore = -1n;
+    for (const r of runners.values()) {
+      if (!r.healthy || r.load >= 1) continue;
+      const score = createHash("sha256").update(`${r.id}\0${workspace}`).digest().readBigUInt64BE();
+      // Affinity first; among runners past 80 % load, prefer the least loaded.
+      const adjusted = r.load >= 0.8 ? score / 4n : score;
+      if (adjusted > bestScore) {
+        best = r;
+        bestScore = adjusted;
+      }
+    }
+    return best;
+  }
+
+  function describe(): string {
+    if (runners.size === 0) return "no runner configured or registered";
+    return [...runners.values()]
+      .map((r) => `${r.id}: ${r.healthy ? `ok, load ${Math.round(r.load * 100)}%` : r.problem}`)
+      .join("; ");
+  }
+
   return {
+    tryPick,
     pick(workspace) {
-      const healthy = runners.filter((r) => r.healthy);
-      if (healthy.length === 0) {
-        const why = runners.map((r) => `${r.id}: ${r.problem}`).join("; ");
-        throw new ConnectError(
-          `no runner is available${why ? ` (${why})` : " (none configured)"}`,
-          Code.Unavailable,
-        );
-      }
-      let best = healthy[0] as RunnerHandle;
-      let bestScore = -1n;
-      for (const r of healthy) {
-        const score = createHash("sha256")
-          .update(`${r.id}\0${workspace}`)
-          .digest()
-          .readBigUInt64BE();
-        if (score > bestScore) {
-          best = r;
-          bestScore = score;
-        }
-      }
-      return best;
+      const r = tryPick(workspace);
+      if (!r) throw new ConnectError(`no runner is available (${describe()})`, Code.Unavailable);
+      return r;
     },
     get(id) {
-      return runners.find((r) => r.id === id);
+      return runners.get(id);
     },
     probe,
     rotate(next) {
       tls = next;
-      for (const r of runners) {
-        const target = options.targets.find((t) => t.id === r.id);
-        if (target) r.client = clientFor(target);
-      }
+      for (const r of runners.values()) r.client = clientFor(r.id, r.url);
       logger.info("runner client certificates rotated");
     },
     all() {
-      return runners;
+      return [...runners.values()];
     },
+    describe,
     close() {
       clearInterval(timer);
     },

@@ -8,6 +8,7 @@ import type {
   ChunkKind,
   OutputChunk,
   RawAuditRow,
+  TaskCondition,
   TaskPatch,
   TaskRecord,
   TaskState,
@@ -412,7 +413,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       return row ? (JSON.parse(row.doc) as TaskRecord) : undefined;
     },
 
-    async updateTask(id: string, patch: TaskPatch) {
+    async updateTask(id: string, patch: TaskPatch, condition: TaskCondition = {}) {
       // Optimistic compare-and-set: conflicts only when another edge changed the task in between.
       for (let attempt = 0; attempt < 50; attempt++) {
         const [row] = await read<{ doc: string; version: string }>(
@@ -422,6 +423,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         if (!row) return undefined;
         const current = JSON.parse(row.doc) as TaskRecord;
         if (TERMINAL_STATES.has(current.state)) return current;
+        if (condition.edgeId !== undefined && (current.edgeId ?? "") !== condition.edgeId)
+          return current;
         const next: TaskRecord = { ...current, ...patch };
         const updated = await query(
           `UPDATE tasks SET state = $2, runner_id = $3, doc = $4, version = version + 1

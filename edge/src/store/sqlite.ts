@@ -9,6 +9,7 @@ import type {
   ChunkKind,
   OutputChunk,
   RawAuditRow,
+  TaskCondition,
   TaskPatch,
   TaskRecord,
   TaskState,
@@ -109,15 +110,19 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     "SELECT seq, prev_hash, hash, body FROM audit ORDER BY seq",
   );
 
-  const update = db.transaction((id: string, patch: TaskPatch): TaskRecord | undefined => {
-    const row = selectTask.get(id);
-    if (!row) return undefined;
-    const current = JSON.parse(row.doc) as TaskRecord;
-    if (TERMINAL_STATES.has(current.state)) return current;
-    const next: TaskRecord = { ...current, ...patch };
-    writeTask.run({ id, state: next.state, doc: JSON.stringify(next) });
-    return next;
-  });
+  const update = db.transaction(
+    (id: string, patch: TaskPatch, condition: TaskCondition): TaskRecord | undefined => {
+      const row = selectTask.get(id);
+      if (!row) return undefined;
+      const current = JSON.parse(row.doc) as TaskRecord;
+      if (TERMINAL_STATES.has(current.state)) return current;
+      if (condition.edgeId !== undefined && (current.edgeId ?? "") !== condition.edgeId)
+        return current;
+      const next: TaskRecord = { ...current, ...patch };
+      writeTask.run({ id, state: next.state, doc: JSON.stringify(next) });
+      return next;
+    },
+  );
 
   const appendAudit = db.transaction((entry: AuditEntry): AuditRecord => {
     const { record, body } = sealAuditRecord(entry, lastAudit.get());
@@ -148,8 +153,8 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       const row = selectTask.get(id);
       return row ? (JSON.parse(row.doc) as TaskRecord) : undefined;
     },
-    async updateTask(id, patch) {
-      return update(id, patch);
+    async updateTask(id, patch, condition = {}) {
+      return update(id, patch, condition);
     },
     async listTasksInStates(states: readonly TaskState[], limit: number) {
       if (states.length === 0) return [];

@@ -64,6 +64,8 @@ export interface TaskRecord {
   traceId: string;
   /** W3C traceparent of the ExecuteCommand span, so dispatch continues its trace. */
   traceparent?: string;
+  /** Edge that follows the task (accepted it, or adopted it when that edge died). */
+  edgeId?: string;
   runnerId: string;
   createdAt: number;
   startedAt: number | null;
@@ -74,8 +76,17 @@ export interface TaskRecord {
 
 /** Fields a state transition may set. */
 export type TaskPatch = Partial<
-  Pick<TaskRecord, "state" | "runnerId" | "startedAt" | "finishedAt" | "statusMessage" | "result">
+  Pick<
+    TaskRecord,
+    "state" | "runnerId" | "edgeId" | "startedAt" | "finishedAt" | "statusMessage" | "result"
+  >
 >;
+
+/** A condition on the current record for a compare-and-set update. */
+export interface TaskCondition {
+  /** Apply only while the task is still followed by this edge ("" = none recorded). */
+  edgeId?: string;
+}
 
 /** Kinds of stored output chunks, mirroring the public OutputKind. */
 export type ChunkKind = "stdout" | "stderr" | "event";
@@ -145,10 +156,15 @@ export interface TaskStore {
   createTask(task: TaskRecord): Promise<void>;
   getTask(id: string): Promise<TaskRecord | undefined>;
   /**
-   * Applies a patch unless the task is already terminal. Resolves to the task
-   * after the update, or undefined if it does not exist.
+   * Applies a patch unless the task is already terminal or the condition does
+   * not hold (compare-and-set). Resolves to the task as it is afterwards
+   * (unchanged when the patch was not applied), or undefined if it does not exist.
    */
-  updateTask(id: string, patch: TaskPatch): Promise<TaskRecord | undefined>;
+  updateTask(
+    id: string,
+    patch: TaskPatch,
+    condition?: TaskCondition,
+  ): Promise<TaskRecord | undefined>;
   /** Tasks in the given states, oldest first (recovery after a restart). */
   listTasksInStates(states: readonly TaskState[], limit: number): Promise<TaskRecord[]>;
   /** Appends output; resolves to its sequence number. */

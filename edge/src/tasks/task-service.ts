@@ -26,8 +26,16 @@ export interface TaskServiceOptions {
   metrics: EdgeMetrics;
   /** Records task outcomes in the audit chain. */
   audit: (entry: AuditEntry) => Promise<unknown>;
-  /** How long to keep re-attaching to a runner that dropped a running task's stream, ms. */
+  /** How long to keep re-attaching to a runner that dropped a running task's stream before "runner lost", ms (default 3000). */
   reattachGraceMs?: number;
+  /** How long a task may wait for a runner with room before it fails, ms (default 30000). */
+  queueTimeoutMs?: number;
+  /** This edge's id: recorded on the tasks it follows. */
+  edgeId: string;
+  /** Fencing token of the active lease (active-passive), sent to runners; absent in active-active. */
+  fencingToken?: () => bigint;
+  /** Whether another edge still holds its liveness lease (HA); absent: no other edges exist. */
+  isEdgeAlive?: (edgeId: string) => Promise<boolean>;
   /** Aborted at shutdown: background dispatch loops stop. */
   signal: AbortSignal;
   tracer: Tracer;
@@ -44,7 +52,11 @@ export interface TaskService {
   cancel(task: TaskRecord): Promise<TaskState>;
   /** Replays stored output, then follows the task until it finishes. */
   watch(taskId: string, signal: AbortSignal): AsyncGenerator<WatchItem>;
-  /** Re-dispatches or re-attaches tasks left unfinished by a previous run. */
+  /**
+   * Takes over unfinished tasks no live edge follows (after a restart, or
+   * when another edge died): dispatches those that never reached a runner,
+   * re-attaches the others. Resolves to the number taken over.
+   */
   recover(): Promise<number>;
   /** Resolves when no dispatch loop is running, or after timeoutMs. */
   drain(timeoutMs: number): Promise<void>;
@@ -89,6 +101,7 @@ function specOf(task: TaskRecord) {
 export function authorizationOf(
   task: Pick<TaskRecord, "principal" | "policyRevision" | "metadata" | "traceId">,
   traceparent = "",
+  fencingToken = 0n,
 ): Authorization {
   return {
     $typeName: "mcp.runner.v1.Authorization",
@@ -96,13 +109,33 @@ export function authorizationOf(
     policyRevision: task.policyRevision,
     metadata: task.metadata,
     traceparent,
+    fencingToken,
   };
+}
+
+/**
+ * True when a failed Execute certainly did not start the task, so it may go
+ * to another runner: the runner said it is full or draining, or the
+ * connection was never established.
+ */
+function certainlyNotStarted(err: ConnectError): boolean {
+  if (err.code === Code.ResourceExhausted) return true;
+  if (err.code === Code.Unavailable && /is draining/.test(err.rawMessage)) return true;
+  for (let c: unknown = err.cause; c instanceof Error; c = (c as { cause?: unknown }).cause) {
+    const code = (c as NodeJS.ErrnoException).code;
+    if (code === "ECONNREFUSED" || code === "EHOSTUNREACH" || code === "ENETUNREACH") return true;
+  }
+  return false;
 }
 
 /** Creates the task service. */
 export function createTaskService(options: TaskServiceOptions): TaskService {
   const { store, runners, events, logger, metrics, signal } = options;
-  const reattachGraceMs = options.reattachGraceMs ?? 5000;
+  const reattachGraceMs = options.reattachGraceMs ?? 3000;
+  const queueTimeoutMs = options.queueTimeoutMs ?? 30_000;
+  const edgeId = options.edgeId;
+  /** Tasks this edge follows right now (never twice). */
+  const following = new Set<string>();
   const loops = new Set<Promise<void>>();
   const encoder = new TextEncoder();
 
@@ -197,14 +230,21 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     return false;
   }
 
-  /** Follows a task's events on its runner until it finishes. */
+  /**
+   * Follows a task's events on its runner until it finishes. With `start` it
+   * sends Execute (idempotent per task id on the runner); otherwise it
+   * attaches, replaying from the start and skipping the output events already
+   * stored (`skipOutputs`), so an adopted task's output is never duplicated.
+   */
   async function follow(
     task: TaskRecord,
     runner: RunnerHandle,
     start: boolean,
     traceparent = "",
-  ): Promise<void> {
+    skipOutputs = 0,
+  ): Promise<"done" | "requeue"> {
     let lastSeq = 0n;
+    let skip = skipOutputs;
     let firstFailure = 0;
     for (let attempt = 0; !signal.aborted; attempt++) {
       try {
@@ -214,7 +254,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
                 {
                   taskId: task.id,
                   spec: specOf(task),
-                  authorization: authorizationOf(task, traceparent),
+                  authorization: authorizationOf(task, traceparent, options.fencingToken?.() ?? 0n),
                 },
                 { signal },
               )
@@ -223,18 +263,30 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           if (!res.event || res.event.seq <= lastSeq) continue;
           lastSeq = res.event.seq;
           firstFailure = 0;
-          if (await apply(task, res.event)) return;
+          const kind = res.event.event.case;
+          if (skip > 0 && (kind === "output" || kind === "notice")) {
+            skip--;
+            continue;
+          }
+          if (await apply(task, res.event)) return "done";
         }
         throw new ConnectError(
           "runner closed the stream before the task finished",
           Code.Unavailable,
         );
       } catch (err) {
-        if (signal.aborted) return;
+        if (signal.aborted) return "done";
         const ce = ConnectError.from(err);
+        if (start && attempt === 0 && lastSeq === 0n && certainlyNotStarted(ce)) {
+          logger.info(
+            { taskId: task.id, runner: runner.id, reason: ce.rawMessage },
+            "runner did not take the task; requeued",
+          );
+          return "requeue";
+        }
         if (ce.code === Code.NotFound && !(start && attempt === 0)) {
           await finish(task, "failed", `runner lost: ${runner.id} no longer knows this task`);
-          return;
+          return "done";
         }
         if (
           ce.code !== Code.Unavailable &&
@@ -244,47 +296,101 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         ) {
           // The runner refused the task (policy re-check, sandbox not ready, bad spec).
           await finish(task, "failed", `runner ${runner.id} refused the task: ${ce.rawMessage}`);
-          return;
-        }
-        if (start && attempt === 0 && lastSeq === 0n && ce.code === Code.Unavailable) {
-          // Never reached the runner: safe to say so, nothing ran.
-          await finish(task, "failed", `runner ${runner.id} unreachable: ${ce.rawMessage}`);
-          return;
+          return "done";
         }
         firstFailure ||= Date.now();
         if (Date.now() - firstFailure > reattachGraceMs) {
+          // It may have started: never run it again elsewhere (commands are not idempotent).
           await finish(task, "failed", `runner lost: ${runner.id} (${ce.rawMessage})`);
-          return;
+          return "done";
         }
-        await new Promise((r) => setTimeout(r, 250));
+        await new Promise((r) => setTimeout(r, 200));
       }
+    }
+    return "done";
+  }
+
+  /** Waits for a runner with room; undefined when the queue timeout passed or on shutdown. */
+  async function waitForRunner(task: TaskRecord): Promise<RunnerHandle | undefined> {
+    const deadline = Date.now() + queueTimeoutMs;
+    for (;;) {
+      const runner = runners.tryPick(task.workspace);
+      if (runner) return runner;
+      if (Date.now() > deadline || signal.aborted) return undefined;
+      const current = await store.getTask(task.id);
+      if (!current || TERMINAL_STATES.has(current.state)) return undefined; // cancelled while queued
+      await new Promise((r) => setTimeout(r, 200));
     }
   }
 
   async function dispatch(task: TaskRecord): Promise<void> {
-    let runner: RunnerHandle;
-    try {
-      runner = runners.pick(task.workspace);
-    } catch (err) {
-      await finish(task, "failed", ConnectError.from(err).rawMessage);
-      return;
-    }
-    const updated = await store.updateTask(task.id, { runnerId: runner.id });
-    if (!updated || TERMINAL_STATES.has(updated.state)) return; // cancelled meanwhile
-    runner.load++;
     const span = startSpan(
       options.tracer,
       "task.dispatch",
       contextFromTraceparent(task.traceparent),
-      { "mcp.task_id": task.id, "mcp.runner_id": runner.id },
+      { "mcp.task_id": task.id },
       SpanKind.CLIENT,
     );
     try {
-      await follow(updated, runner, true, traceparentOf(span.span));
+      for (;;) {
+        const runner = await waitForRunner(task);
+        if (!runner) {
+          if (signal.aborted) return;
+          const reason = `no runner became available within ${queueTimeoutMs / 1000}s (${runners.describe()})`;
+          await finish(task, "failed", reason);
+          return;
+        }
+        const updated = await store.updateTask(task.id, { runnerId: runner.id }, { edgeId });
+        if (!updated || TERMINAL_STATES.has(updated.state) || updated.runnerId !== runner.id)
+          return;
+        span.span.setAttribute("mcp.runner_id", runner.id);
+        runner.inFlight++;
+        try {
+          if ((await follow(updated, runner, true, traceparentOf(span.span))) === "done") return;
+        } finally {
+          runner.inFlight--;
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
     } finally {
-      runner.load--;
       endSpan(span.span);
     }
+  }
+
+  /** Number of output chunks already stored for a task. */
+  async function storedOutputs(taskId: string): Promise<number> {
+    let n = 0;
+    for (let after = 0; ; ) {
+      const chunks = await store.readOutput(taskId, after, 1024);
+      n += chunks.length;
+      if (chunks.length < 1024) return n;
+      after = chunks[chunks.length - 1]?.seq ?? after;
+    }
+  }
+
+  /** Takes over an unfinished task: dispatch it if it never reached a runner, else attach. */
+  function resume(task: TaskRecord): void {
+    if (following.has(task.id)) return;
+    following.add(task.id);
+    metrics.tasksInFlight.inc({ state: "active" });
+    run(async () => {
+      try {
+        if (!task.runnerId) return await dispatch(task);
+        const runner = runners.get(task.runnerId);
+        if (!runner) {
+          return await finish(
+            task,
+            "failed",
+            `runner lost: ${task.runnerId} is not known to this edge`,
+          );
+        }
+        // Attach only: Execute again could run a command twice.
+        await follow(task, runner, false, "", await storedOutputs(task.id));
+        return;
+      } finally {
+        following.delete(task.id);
+      }
+    }, task.id);
   }
 
   function run(p: () => Promise<void>, taskId: string): void {
@@ -297,26 +403,48 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
 
   return {
     async submit(task) {
-      await store.createTask(task);
+      const owned = { ...task, edgeId };
+      following.add(task.id); // before it is visible in the store: the adoption pass must skip it
+      try {
+        await store.createTask(owned);
+      } catch (err) {
+        following.delete(task.id);
+        throw err;
+      }
       metrics.tasksInFlight.inc({ state: "active" });
-      run(() => dispatch(task), task.id);
+      run(async () => {
+        try {
+          await dispatch(owned);
+        } finally {
+          following.delete(task.id);
+        }
+      }, task.id);
     },
 
     async cancel(task) {
       if (TERMINAL_STATES.has(task.state)) return task.state;
       const current = await store.getTask(task.id);
       if (!current || TERMINAL_STATES.has(current.state)) return current?.state ?? task.state;
-      const runner = current.runnerId ? runners.get(current.runnerId) : undefined;
-      if (!runner) {
+      if (!current.runnerId) {
         await finish(current, "cancelled", "cancelled before it was dispatched");
-        return "cancelled";
+        const after = await store.getTask(task.id);
+        if (after && TERMINAL_STATES.has(after.state)) return after.state;
       }
-      const res = await runner.client.cancel({ taskId: task.id }, { timeoutMs: 5000 });
-      if (!res.cancelled) {
-        // The runner no longer runs it: either it just finished (the stream will say) or never started.
-        const again = await store.getTask(task.id);
-        if (again && !TERMINAL_STATES.has(again.state) && again.state !== "running") {
-          await finish(again, "cancelled", "cancelled before it started");
+      const runner = current.runnerId ? runners.get(current.runnerId) : undefined;
+      if (current.runnerId && !runner) {
+        throw new ConnectError(
+          `runner ${current.runnerId} of this task is not reachable from this edge`,
+          Code.Unavailable,
+        );
+      }
+      if (runner) {
+        const res = await runner.client.cancel({ taskId: task.id }, { timeoutMs: 5000 });
+        if (!res.cancelled) {
+          // The runner does not run it (any more): it just finished (its stream will say) or never started.
+          const again = await store.getTask(task.id);
+          if (again && !TERMINAL_STATES.has(again.state) && again.state !== "running") {
+            await finish(again, "cancelled", "cancelled before it started");
+          }
         }
       }
       const deadline = Date.now() + 5000;
@@ -353,24 +481,28 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
 
     async recover() {
       const open = await store.listTasksInStates(["created", "queued", "running"], 10_000);
+      let n = 0;
       for (const task of open) {
-        metrics.tasksInFlight.inc({ state: "active" });
-        if (!task.runnerId) {
-          run(() => dispatch(task), task.id);
-          continue;
+        if (following.has(task.id)) continue;
+        if (
+          (task.edgeId ?? "") !== edgeId &&
+          options.isEdgeAlive &&
+          (await options.isEdgeAlive(task.edgeId ?? ""))
+        ) {
+          continue; // another live edge follows it
         }
-        const runner = runners.get(task.runnerId);
-        if (!runner) {
-          run(
-            () => finish(task, "failed", `runner lost: ${task.runnerId} is no longer configured`),
-            task.id,
+        const claimed = await store.updateTask(task.id, { edgeId }, { edgeId: task.edgeId ?? "" });
+        if (!claimed || claimed.edgeId !== edgeId || TERMINAL_STATES.has(claimed.state)) continue;
+        if ((task.edgeId ?? "") !== edgeId) {
+          logger.info(
+            { taskId: task.id, from: task.edgeId },
+            "adopted a task of an edge that is gone",
           );
-          continue;
         }
-        // Attach only: Execute again could run a command twice.
-        run(() => follow(task, runner, false), task.id);
+        resume(claimed);
+        n++;
       }
-      return open.length;
+      return n;
     },
 
     async drain(timeoutMs) {

@@ -17,7 +17,105 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcp/runner/v1/runner.proto.
  */
 export const file_mcp_runner_v1_runner: GenFile = /*@__PURE__*/
-  fileDesc("ChptY3AvcnVubmVyL3YxL3J1bm5lci5wcm90bxINbWNwLnJ1bm5lci52MSJHCglQcmluY2lwYWwSCwoDc3ViGAEgASgJEg0KBXJvbGVzGAIgAygJEg4KBnRlbmFudBgDIAEoCRIOCgZzY29wZXMYBCADKAki2QEKDUF1dGhvcml6YXRpb24SKwoJcHJpbmNpcGFsGAEgASgLMhgubWNwLnJ1bm5lci52MS5QcmluY2lwYWwSFwoPcG9saWN5X3JldmlzaW9uGAIgASgJEjwKCG1ldGFkYXRhGAMgAygLMioubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uLk1ldGFkYXRhRW50cnkSEwoLdHJhY2VwYXJlbnQYBCABKAkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIoACCghUYXNrU3BlYxIPCgdjb21tYW5kGAEgASgJEgwKBGFyZ3MYAiADKAkSLQoDZW52GAMgAygLMiAubWNwLnJ1bm5lci52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoBBIRCgl3b3Jrc3BhY2UYBiABKAkSIQoHbmV0d29yaxgHIAEoDjIQLm1jcC5OZXR3b3JrTW9kZRIjCgZsaW1pdHMYCCABKAsyEy5tY3AuUmVzb3VyY2VMaW1pdHMaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASINCgtJbmZvUmVxdWVzdCKoAQoMSW5mb1Jlc3BvbnNlEhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhUKDXNhbmRib3hfcmVhZHkYAyABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAQgASgJEhUKDXJ1bm5pbmdfdGFza3MYBSABKA0SFwoPcG9saWN5X3JldmlzaW9uGAYgASgJEhQKDGxpbWl0X2xheWVycxgHIAMoCSJ9Cg5FeGVjdXRlUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEiUKBHNwZWMYAiABKAsyFy5tY3AucnVubmVyLnYxLlRhc2tTcGVjEjMKDWF1dGhvcml6YXRpb24YAyABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24i8QEKCVRhc2tFdmVudBILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoHc3RhcnRlZBgDIAEoCzIWLm1jcC5ydW5uZXIudjEuU3RhcnRlZEgAEicKBm91dHB1dBgEIAEoCzIVLm1jcC5ydW5uZXIudjEuT3V0cHV0SAASJwoGZXhpdGVkGAUgASgLMhUubWNwLnJ1bm5lci52MS5FeGl0ZWRIABInCgZub3RpY2UYBiABKAsyFS5tY3AucnVubmVyLnYxLk5vdGljZUgAQgcKBWV2ZW50IgkKB1N0YXJ0ZWQiNwoGT3V0cHV0Eh8KBnN0cmVhbRgBIAEoDjIPLm1jcC5PdXRwdXRLaW5kEgwKBGRhdGEYAiABKAwizwEKBkV4aXRlZBIfCgZzdGF0dXMYASABKA4yDy5tY3AuVGFza1N0YXR1cxIRCglleGl0X2NvZGUYAiABKAUSDgoGc2lnbmFsGAMgASgJEiEKBXVzYWdlGAQgASgLMhIubWNwLlJlc291cmNlVXNhZ2USGQoRZXhlY3V0aW9uX3RpbWVfbXMYBSABKAQSGAoQc3Rkb3V0X3RydW5jYXRlZBgGIAEoCBIYChBzdGRlcnJfdHJ1bmNhdGVkGAcgASgIEg8KB21lc3NhZ2UYCCABKAkiGQoGTm90aWNlEg8KB21lc3NhZ2UYASABKAkiOgoPRXhlY3V0ZVJlc3BvbnNlEicKBWV2ZW50GAEgASgLMhgubWNwLnJ1bm5lci52MS5UYXNrRXZlbnQiMwoNQXR0YWNoUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI5Cg5BdHRhY2hSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuVGFza0V2ZW50IiAKDUNhbmNlbFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIjCg5DYW5jZWxSZXNwb25zZRIRCgljYW5jZWxsZWQYASABKAgiZwoPUmVhZEZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJEjMKDWF1dGhvcml6YXRpb24YAyABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iMQoQUmVhZEZpbGVSZXNwb25zZRIPCgdjb250ZW50GAEgASgMEgwKBHNpemUYAiABKAQinwEKEFdyaXRlRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSDwoHY29udGVudBgDIAEoDBIWCg5jcmVhdGVfcGFyZW50cxgEIAEoCBIMCgRtb2RlGAUgASgNEjMKDWF1dGhvcml6YXRpb24YBiABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iKgoRV3JpdGVGaWxlUmVzcG9uc2USFQoNYnl0ZXNfd3JpdHRlbhgBIAEoBCJ8ChFEZWxldGVGaWxlUmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIRCglyZWN1cnNpdmUYAyABKAgSMwoNYXV0aG9yaXphdGlvbhgEIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIUChJEZWxldGVGaWxlUmVzcG9uc2UibAoUTGlzdERpcmVjdG9yeVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiI4ChVMaXN0RGlyZWN0b3J5UmVzcG9uc2USHwoHZW50cmllcxgBIAMoCzIOLm1jcC5GaWxlRW50cnky+AQKDVJ1bm5lclNlcnZpY2USPwoESW5mbxIaLm1jcC5ydW5uZXIudjEuSW5mb1JlcXVlc3QaGy5tY3AucnVubmVyLnYxLkluZm9SZXNwb25zZRJKCgdFeGVjdXRlEh0ubWNwLnJ1bm5lci52MS5FeGVjdXRlUmVxdWVzdBoeLm1jcC5ydW5uZXIudjEuRXhlY3V0ZVJlc3BvbnNlMAESRwoGQXR0YWNoEhwubWNwLnJ1bm5lci52MS5BdHRhY2hSZXF1ZXN0Gh0ubWNwLnJ1bm5lci52MS5BdHRhY2hSZXNwb25zZTABEkUKBkNhbmNlbBIcLm1jcC5ydW5uZXIudjEuQ2FuY2VsUmVxdWVzdBodLm1jcC5ydW5uZXIudjEuQ2FuY2VsUmVzcG9uc2USSwoIUmVhZEZpbGUSHi5tY3AucnVubmVyLnYxLlJlYWRGaWxlUmVxdWVzdBofLm1jcC5ydW5uZXIudjEuUmVhZEZpbGVSZXNwb25zZRJOCglXcml0ZUZpbGUSHy5tY3AucnVubmVyLnYxLldyaXRlRmlsZVJlcXVlc3QaIC5tY3AucnVubmVyLnYxLldyaXRlRmlsZVJlc3BvbnNlElEKCkRlbGV0ZUZpbGUSIC5tY3AucnVubmVyLnYxLkRlbGV0ZUZpbGVSZXF1ZXN0GiEubWNwLnJ1bm5lci52MS5EZWxldGVGaWxlUmVzcG9uc2USWgoNTGlzdERpcmVjdG9yeRIjLm1jcC5ydW5uZXIudjEuTGlzdERpcmVjdG9yeVJlcXVlc3QaJC5tY3AucnVubmVyLnYxLkxpc3REaXJlY3RvcnlSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_mcp_mcp]);
+  fileDesc("ChptY3AvcnVubmVyL3YxL3J1bm5lci5wcm90bxINbWNwLnJ1bm5lci52MSKlAQoQSGVhcnRiZWF0UmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSCwoDdXJsGAIgASgJEhUKDXJ1bm5pbmdfdGFza3MYAyABKA0SEQoJbWF4X3Rhc2tzGAQgASgNEhUKDXNhbmRib3hfcmVhZHkYBSABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAYgASgJEhcKD3BvbGljeV9yZXZpc2lvbhgHIAEoCSIoChFIZWFydGJlYXRSZXNwb25zZRITCgtpbnRlcnZhbF9tcxgBIAEoDSImChFEZXJlZ2lzdGVyUmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkiFAoSRGVyZWdpc3RlclJlc3BvbnNlIkcKCVByaW5jaXBhbBILCgNzdWIYASABKAkSDQoFcm9sZXMYAiADKAkSDgoGdGVuYW50GAMgASgJEg4KBnNjb3BlcxgEIAMoCSLwAQoNQXV0aG9yaXphdGlvbhIrCglwcmluY2lwYWwYASABKAsyGC5tY3AucnVubmVyLnYxLlByaW5jaXBhbBIXCg9wb2xpY3lfcmV2aXNpb24YAiABKAkSPAoIbWV0YWRhdGEYAyADKAsyKi5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24uTWV0YWRhdGFFbnRyeRITCgt0cmFjZXBhcmVudBgEIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAUgASgEGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKAAgoIVGFza1NwZWMSDwoHY29tbWFuZBgBIAEoCRIMCgRhcmdzGAIgAygJEi0KA2VudhgDIAMoCzIgLm1jcC5ydW5uZXIudjEuVGFza1NwZWMuRW52RW50cnkSCwoDY3dkGAQgASgJEhIKCnRpbWVvdXRfbXMYBSABKAQSEQoJd29ya3NwYWNlGAYgASgJEiEKB25ldHdvcmsYByABKA4yEC5tY3AuTmV0d29ya01vZGUSIwoGbGltaXRzGAggASgLMhMubWNwLlJlc291cmNlTGltaXRzGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiDQoLSW5mb1JlcXVlc3QiqAEKDEluZm9SZXNwb25zZRIRCglydW5uZXJfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoCRIVCg1zYW5kYm94X3JlYWR5GAMgASgIEhcKD3NhbmRib3hfcHJvYmxlbRgEIAEoCRIVCg1ydW5uaW5nX3Rhc2tzGAUgASgNEhcKD3BvbGljeV9yZXZpc2lvbhgGIAEoCRIUCgxsaW1pdF9sYXllcnMYByADKAkifQoORXhlY3V0ZVJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIlCgRzcGVjGAIgASgLMhcubWNwLnJ1bm5lci52MS5UYXNrU3BlYxIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIvEBCglUYXNrRXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3N0YXJ0ZWQYAyABKAsyFi5tY3AucnVubmVyLnYxLlN0YXJ0ZWRIABInCgZvdXRwdXQYBCABKAsyFS5tY3AucnVubmVyLnYxLk91dHB1dEgAEicKBmV4aXRlZBgFIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSAASJwoGbm90aWNlGAYgASgLMhUubWNwLnJ1bm5lci52MS5Ob3RpY2VIAEIHCgVldmVudCIJCgdTdGFydGVkIjcKBk91dHB1dBIfCgZzdHJlYW0YASABKA4yDy5tY3AuT3V0cHV0S2luZBIMCgRkYXRhGAIgASgMIs8BCgZFeGl0ZWQSHwoGc3RhdHVzGAEgASgOMg8ubWNwLlRhc2tTdGF0dXMSEQoJZXhpdF9jb2RlGAIgASgFEg4KBnNpZ25hbBgDIAEoCRIhCgV1c2FnZRgEIAEoCzISLm1jcC5SZXNvdXJjZVVzYWdlEhkKEWV4ZWN1dGlvbl90aW1lX21zGAUgASgEEhgKEHN0ZG91dF90cnVuY2F0ZWQYBiABKAgSGAoQc3RkZXJyX3RydW5jYXRlZBgHIAEoCBIPCgdtZXNzYWdlGAggASgJIhkKBk5vdGljZRIPCgdtZXNzYWdlGAEgASgJIjoKD0V4ZWN1dGVSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuVGFza0V2ZW50IjMKDUF0dGFjaFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQiOQoOQXR0YWNoUmVzcG9uc2USJwoFZXZlbnQYASABKAsyGC5tY3AucnVubmVyLnYxLlRhc2tFdmVudCIgCg1DYW5jZWxSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiIwoOQ2FuY2VsUmVzcG9uc2USEQoJY2FuY2VsbGVkGAEgASgIImcKD1JlYWRGaWxlUmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIjEKEFJlYWRGaWxlUmVzcG9uc2USDwoHY29udGVudBgBIAEoDBIMCgRzaXplGAIgASgEIp8BChBXcml0ZUZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJEg8KB2NvbnRlbnQYAyABKAwSFgoOY3JlYXRlX3BhcmVudHMYBCABKAgSDAoEbW9kZRgFIAEoDRIzCg1hdXRob3JpemF0aW9uGAYgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIioKEVdyaXRlRmlsZVJlc3BvbnNlEhUKDWJ5dGVzX3dyaXR0ZW4YASABKAQifAoRRGVsZXRlRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJcmVjdXJzaXZlGAMgASgIEjMKDWF1dGhvcml6YXRpb24YBCABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iFAoSRGVsZXRlRmlsZVJlc3BvbnNlImwKFExpc3REaXJlY3RvcnlSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJEjMKDWF1dGhvcml6YXRpb24YAyABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iOAoVTGlzdERpcmVjdG9yeVJlc3BvbnNlEh8KB2VudHJpZXMYASADKAsyDi5tY3AuRmlsZUVudHJ5MvgECg1SdW5uZXJTZXJ2aWNlEj8KBEluZm8SGi5tY3AucnVubmVyLnYxLkluZm9SZXF1ZXN0GhsubWNwLnJ1bm5lci52MS5JbmZvUmVzcG9uc2USSgoHRXhlY3V0ZRIdLm1jcC5ydW5uZXIudjEuRXhlY3V0ZVJlcXVlc3QaHi5tY3AucnVubmVyLnYxLkV4ZWN1dGVSZXNwb25zZTABEkcKBkF0dGFjaBIcLm1jcC5ydW5uZXIudjEuQXR0YWNoUmVxdWVzdBodLm1jcC5ydW5uZXIudjEuQXR0YWNoUmVzcG9uc2UwARJFCgZDYW5jZWwSHC5tY3AucnVubmVyLnYxLkNhbmNlbFJlcXVlc3QaHS5tY3AucnVubmVyLnYxLkNhbmNlbFJlc3BvbnNlEksKCFJlYWRGaWxlEh4ubWNwLnJ1bm5lci52MS5SZWFkRmlsZVJlcXVlc3QaHy5tY3AucnVubmVyLnYxLlJlYWRGaWxlUmVzcG9uc2USTgoJV3JpdGVGaWxlEh8ubWNwLnJ1bm5lci52MS5Xcml0ZUZpbGVSZXF1ZXN0GiAubWNwLnJ1bm5lci52MS5Xcml0ZUZpbGVSZXNwb25zZRJRCgpEZWxldGVGaWxlEiAubWNwLnJ1bm5lci52MS5EZWxldGVGaWxlUmVxdWVzdBohLm1jcC5ydW5uZXIudjEuRGVsZXRlRmlsZVJlc3BvbnNlEloKDUxpc3REaXJlY3RvcnkSIy5tY3AucnVubmVyLnYxLkxpc3REaXJlY3RvcnlSZXF1ZXN0GiQubWNwLnJ1bm5lci52MS5MaXN0RGlyZWN0b3J5UmVzcG9uc2UytAEKD1JlZ2lzdHJ5U2VydmljZRJOCglIZWFydGJlYXQSHy5tY3AucnVubmVyLnYxLkhlYXJ0YmVhdFJlcXVlc3QaIC5tY3AucnVubmVyLnYxLkhlYXJ0YmVhdFJlc3BvbnNlElEKCkRlcmVnaXN0ZXISIC5tY3AucnVubmVyLnYxLkRlcmVnaXN0ZXJSZXF1ZXN0GiEubWNwLnJ1bm5lci52MS5EZXJlZ2lzdGVyUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_mcp_mcp]);
+
+/**
+ * @generated from message mcp.runner.v1.HeartbeatRequest
+ */
+export type HeartbeatRequest = Message<"mcp.runner.v1.HeartbeatRequest"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+
+  /**
+   * https URL edges use to reach this runner's RunnerService.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * @generated from field: uint32 running_tasks = 3;
+   */
+  runningTasks: number;
+
+  /**
+   * @generated from field: uint32 max_tasks = 4;
+   */
+  maxTasks: number;
+
+  /**
+   * @generated from field: bool sandbox_ready = 5;
+   */
+  sandboxReady: boolean;
+
+  /**
+   * @generated from field: string sandbox_problem = 6;
+   */
+  sandboxProblem: string;
+
+  /**
+   * @generated from field: string policy_revision = 7;
+   */
+  policyRevision: string;
+};
+
+/**
+ * Describes the message mcp.runner.v1.HeartbeatRequest.
+ * Use `create(HeartbeatRequestSchema)` to create a new message.
+ */
+export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 0);
+
+/**
+ * @generated from message mcp.runner.v1.HeartbeatResponse
+ */
+export type HeartbeatResponse = Message<"mcp.runner.v1.HeartbeatResponse"> & {
+  /**
+   * How often the edge wants heartbeats.
+   *
+   * @generated from field: uint32 interval_ms = 1;
+   */
+  intervalMs: number;
+};
+
+/**
+ * Describes the message mcp.runner.v1.HeartbeatResponse.
+ * Use `create(HeartbeatResponseSchema)` to create a new message.
+ */
+export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 1);
+
+/**
+ * @generated from message mcp.runner.v1.DeregisterRequest
+ */
+export type DeregisterRequest = Message<"mcp.runner.v1.DeregisterRequest"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+};
+
+/**
+ * Describes the message mcp.runner.v1.DeregisterRequest.
+ * Use `create(DeregisterRequestSchema)` to create a new message.
+ */
+export const DeregisterRequestSchema: GenMessage<DeregisterRequest> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 2);
+
+/**
+ * @generated from message mcp.runner.v1.DeregisterResponse
+ */
+export type DeregisterResponse = Message<"mcp.runner.v1.DeregisterResponse"> & {
+};
+
+/**
+ * Describes the message mcp.runner.v1.DeregisterResponse.
+ * Use `create(DeregisterResponseSchema)` to create a new message.
+ */
+export const DeregisterResponseSchema: GenMessage<DeregisterResponse> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 3);
 
 /**
  * Principal that the edge authenticated; the runner re-checks policy with it.
@@ -51,7 +149,7 @@ export type Principal = Message<"mcp.runner.v1.Principal"> & {
  * Use `create(PrincipalSchema)` to create a new message.
  */
 export const PrincipalSchema: GenMessage<Principal> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 0);
+  messageDesc(file_mcp_runner_v1_runner, 4);
 
 /**
  * Authorization the edge obtained for an operation: the runner re-evaluates
@@ -85,6 +183,14 @@ export type Authorization = Message<"mcp.runner.v1.Authorization"> & {
    * @generated from field: string traceparent = 4;
    */
   traceparent: string;
+
+  /**
+   * Fencing token of the active edge's lease (active-passive); 0 when not used.
+   * A runner refuses tasks carrying a token lower than the highest it has seen.
+   *
+   * @generated from field: uint64 fencing_token = 5;
+   */
+  fencingToken: bigint;
 };
 
 /**
@@ -92,7 +198,7 @@ export type Authorization = Message<"mcp.runner.v1.Authorization"> & {
  * Use `create(AuthorizationSchema)` to create a new message.
  */
 export const AuthorizationSchema: GenMessage<Authorization> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 1);
+  messageDesc(file_mcp_runner_v1_runner, 5);
 
 /**
  * TaskSpec is what the runner executes, with policy obligations already applied.
@@ -146,7 +252,7 @@ export type TaskSpec = Message<"mcp.runner.v1.TaskSpec"> & {
  * Use `create(TaskSpecSchema)` to create a new message.
  */
 export const TaskSpecSchema: GenMessage<TaskSpec> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 2);
+  messageDesc(file_mcp_runner_v1_runner, 6);
 
 /**
  * @generated from message mcp.runner.v1.InfoRequest
@@ -159,7 +265,7 @@ export type InfoRequest = Message<"mcp.runner.v1.InfoRequest"> & {
  * Use `create(InfoRequestSchema)` to create a new message.
  */
 export const InfoRequestSchema: GenMessage<InfoRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 3);
+  messageDesc(file_mcp_runner_v1_runner, 7);
 
 /**
  * @generated from message mcp.runner.v1.InfoResponse
@@ -212,7 +318,7 @@ export type InfoResponse = Message<"mcp.runner.v1.InfoResponse"> & {
  * Use `create(InfoResponseSchema)` to create a new message.
  */
 export const InfoResponseSchema: GenMessage<InfoResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 4);
+  messageDesc(file_mcp_runner_v1_runner, 8);
 
 /**
  * @generated from message mcp.runner.v1.ExecuteRequest
@@ -239,7 +345,7 @@ export type ExecuteRequest = Message<"mcp.runner.v1.ExecuteRequest"> & {
  * Use `create(ExecuteRequestSchema)` to create a new message.
  */
 export const ExecuteRequestSchema: GenMessage<ExecuteRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 5);
+  messageDesc(file_mcp_runner_v1_runner, 9);
 
 /**
  * TaskEvent is one step of a task, numbered from 1.
@@ -292,7 +398,7 @@ export type TaskEvent = Message<"mcp.runner.v1.TaskEvent"> & {
  * Use `create(TaskEventSchema)` to create a new message.
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 6);
+  messageDesc(file_mcp_runner_v1_runner, 10);
 
 /**
  * Started: the sandboxed process is running.
@@ -307,7 +413,7 @@ export type Started = Message<"mcp.runner.v1.Started"> & {
  * Use `create(StartedSchema)` to create a new message.
  */
 export const StartedSchema: GenMessage<Started> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 7);
+  messageDesc(file_mcp_runner_v1_runner, 11);
 
 /**
  * Output of the process; data is capped per stream by the runner.
@@ -331,7 +437,7 @@ export type Output = Message<"mcp.runner.v1.Output"> & {
  * Use `create(OutputSchema)` to create a new message.
  */
 export const OutputSchema: GenMessage<Output> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 8);
+  messageDesc(file_mcp_runner_v1_runner, 12);
 
 /**
  * Exited is always the last event of a task.
@@ -385,7 +491,7 @@ export type Exited = Message<"mcp.runner.v1.Exited"> & {
  * Use `create(ExitedSchema)` to create a new message.
  */
 export const ExitedSchema: GenMessage<Exited> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 9);
+  messageDesc(file_mcp_runner_v1_runner, 13);
 
 /**
  * Notice is a lifecycle message (e.g. "stdout truncated at 1048576 bytes").
@@ -404,7 +510,7 @@ export type Notice = Message<"mcp.runner.v1.Notice"> & {
  * Use `create(NoticeSchema)` to create a new message.
  */
 export const NoticeSchema: GenMessage<Notice> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 10);
+  messageDesc(file_mcp_runner_v1_runner, 14);
 
 /**
  * @generated from message mcp.runner.v1.ExecuteResponse
@@ -421,7 +527,7 @@ export type ExecuteResponse = Message<"mcp.runner.v1.ExecuteResponse"> & {
  * Use `create(ExecuteResponseSchema)` to create a new message.
  */
 export const ExecuteResponseSchema: GenMessage<ExecuteResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 11);
+  messageDesc(file_mcp_runner_v1_runner, 15);
 
 /**
  * @generated from message mcp.runner.v1.AttachRequest
@@ -443,7 +549,7 @@ export type AttachRequest = Message<"mcp.runner.v1.AttachRequest"> & {
  * Use `create(AttachRequestSchema)` to create a new message.
  */
 export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 12);
+  messageDesc(file_mcp_runner_v1_runner, 16);
 
 /**
  * @generated from message mcp.runner.v1.AttachResponse
@@ -460,7 +566,7 @@ export type AttachResponse = Message<"mcp.runner.v1.AttachResponse"> & {
  * Use `create(AttachResponseSchema)` to create a new message.
  */
 export const AttachResponseSchema: GenMessage<AttachResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 13);
+  messageDesc(file_mcp_runner_v1_runner, 17);
 
 /**
  * @generated from message mcp.runner.v1.CancelRequest
@@ -477,7 +583,7 @@ export type CancelRequest = Message<"mcp.runner.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 14);
+  messageDesc(file_mcp_runner_v1_runner, 18);
 
 /**
  * @generated from message mcp.runner.v1.CancelResponse
@@ -496,7 +602,7 @@ export type CancelResponse = Message<"mcp.runner.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 15);
+  messageDesc(file_mcp_runner_v1_runner, 19);
 
 /**
  * @generated from message mcp.runner.v1.ReadFileRequest
@@ -523,7 +629,7 @@ export type ReadFileRequest = Message<"mcp.runner.v1.ReadFileRequest"> & {
  * Use `create(ReadFileRequestSchema)` to create a new message.
  */
 export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 16);
+  messageDesc(file_mcp_runner_v1_runner, 20);
 
 /**
  * @generated from message mcp.runner.v1.ReadFileResponse
@@ -545,7 +651,7 @@ export type ReadFileResponse = Message<"mcp.runner.v1.ReadFileResponse"> & {
  * Use `create(ReadFileResponseSchema)` to create a new message.
  */
 export const ReadFileResponseSchema: GenMessage<ReadFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 17);
+  messageDesc(file_mcp_runner_v1_runner, 21);
 
 /**
  * @generated from message mcp.runner.v1.WriteFileRequest
@@ -587,7 +693,7 @@ export type WriteFileRequest = Message<"mcp.runner.v1.WriteFileRequest"> & {
  * Use `create(WriteFileRequestSchema)` to create a new message.
  */
 export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 18);
+  messageDesc(file_mcp_runner_v1_runner, 22);
 
 /**
  * @generated from message mcp.runner.v1.WriteFileResponse
@@ -604,7 +710,7 @@ export type WriteFileResponse = Message<"mcp.runner.v1.WriteFileResponse"> & {
  * Use `create(WriteFileResponseSchema)` to create a new message.
  */
 export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 19);
+  messageDesc(file_mcp_runner_v1_runner, 23);
 
 /**
  * @generated from message mcp.runner.v1.DeleteFileRequest
@@ -636,7 +742,7 @@ export type DeleteFileRequest = Message<"mcp.runner.v1.DeleteFileRequest"> & {
  * Use `create(DeleteFileRequestSchema)` to create a new message.
  */
 export const DeleteFileRequestSchema: GenMessage<DeleteFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 20);
+  messageDesc(file_mcp_runner_v1_runner, 24);
 
 /**
  * @generated from message mcp.runner.v1.DeleteFileResponse
@@ -649,7 +755,7 @@ export type DeleteFileResponse = Message<"mcp.runner.v1.DeleteFileResponse"> & {
  * Use `create(DeleteFileResponseSchema)` to create a new message.
  */
 export const DeleteFileResponseSchema: GenMessage<DeleteFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 21);
+  messageDesc(file_mcp_runner_v1_runner, 25);
 
 /**
  * @generated from message mcp.runner.v1.ListDirectoryRequest
@@ -676,7 +782,7 @@ export type ListDirectoryRequest = Message<"mcp.runner.v1.ListDirectoryRequest">
  * Use `create(ListDirectoryRequestSchema)` to create a new message.
  */
 export const ListDirectoryRequestSchema: GenMessage<ListDirectoryRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 22);
+  messageDesc(file_mcp_runner_v1_runner, 26);
 
 /**
  * @generated from message mcp.runner.v1.ListDirectoryResponse
@@ -693,7 +799,7 @@ export type ListDirectoryResponse = Message<"mcp.runner.v1.ListDirectoryResponse
  * Use `create(ListDirectoryResponseSchema)` to create a new message.
  */
 export const ListDirectoryResponseSchema: GenMessage<ListDirectoryResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 23);
+  messageDesc(file_mcp_runner_v1_runner, 27);
 
 /**
  * RunnerService executes authorized tasks inside the kernel sandbox and
@@ -786,4 +892,35 @@ export const RunnerService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mcp_runner_v1_runner, 0);
+
+/**
+ * RegistryService is served by edges on their internal mTLS port: runners
+ * register themselves and send heartbeats. A runner may only speak for the
+ * identity in its certificate.
+ *
+ * @generated from service mcp.runner.v1.RegistryService
+ */
+export const RegistryService: GenService<{
+  /**
+   * Heartbeat registers or refreshes a runner.
+   *
+   * @generated from rpc mcp.runner.v1.RegistryService.Heartbeat
+   */
+  heartbeat: {
+    methodKind: "unary";
+    input: typeof HeartbeatRequestSchema;
+    output: typeof HeartbeatResponseSchema;
+  },
+  /**
+   * Deregister removes a runner that is shutting down.
+   *
+   * @generated from rpc mcp.runner.v1.RegistryService.Deregister
+   */
+  deregister: {
+    methodKind: "unary";
+    input: typeof DeregisterRequestSchema;
+    output: typeof DeregisterResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_mcp_runner_v1_runner, 1);
 
