@@ -53,7 +53,7 @@ export const edgeConfigSchema = z.object({
    */
   standby: z.boolean().default(false),
   /** TTL of the active lease, ms: a dead active is replaced within about this long. */
-  activeLeaseTtlMs: z.number().int().min(500).default(2500),
+  activeLeaseTtlMs: z.number().int().min(500).default(2000),
   /** TTL of each edge's liveness lease, ms: tasks of a dead edge are adopted after it. */
   edgeLeaseTtlMs: z.number().int().min(500).default(4000),
   /** Policy bundle built by `opa build -t wasm` (default: policies/build/bundle.tar.gz). */

@@ -61,6 +61,8 @@ export interface RunnerPool {
   all(): readonly RunnerHandle[];
   /** One line about every runner, for error messages. */
   describe(): string;
+  /** Takes a runner out until its next heartbeat or probe says otherwise (it refused connections). */
+  markDown(id: string, reason: string): void;
   close(): void;
 }
 
@@ -212,6 +214,10 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
       return [...runners.values()];
     },
     describe,
+    markDown(id, reason) {
+      const r = runners.get(id);
+      if (r) setHealth(r, false, reason);
+    },
     close() {
       clearInterval(timer);
     },

@@ -114,6 +114,21 @@ export function authorizationOf(
 }
 
 /**
+ * Codes with which a runner refuses a task outright (re-check denied, bad
+ * spec, sandbox unavailable): retrying cannot help. Any other error is
+ * treated as a lost connection.
+ */
+const REFUSALS: ReadonlySet<Code> = new Set([
+  Code.InvalidArgument,
+  Code.PermissionDenied,
+  Code.FailedPrecondition,
+  Code.Unauthenticated,
+  Code.Unimplemented,
+  Code.OutOfRange,
+  Code.AlreadyExists,
+]);
+
+/**
  * True when a failed Execute certainly did not start the task, so it may go
  * to another runner: the runner said it is full or draining, or the
  * connection was never established.
@@ -278,6 +293,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         if (signal.aborted) return "done";
         const ce = ConnectError.from(err);
         if (start && attempt === 0 && lastSeq === 0n && certainlyNotStarted(ce)) {
+          if (ce.code !== Code.ResourceExhausted) runners.markDown(runner.id, ce.rawMessage);
           logger.info(
             { taskId: task.id, runner: runner.id, reason: ce.rawMessage },
             "runner did not take the task; requeued",
@@ -288,12 +304,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           await finish(task, "failed", `runner lost: ${runner.id} no longer knows this task`);
           return "done";
         }
-        if (
-          ce.code !== Code.Unavailable &&
-          ce.code !== Code.Internal &&
-          ce.code !== Code.Unknown &&
-          ce.code !== Code.DeadlineExceeded
-        ) {
+        if (REFUSALS.has(ce.code)) {
           // The runner refused the task (policy re-check, sandbox not ready, bad spec).
           await finish(task, "failed", `runner ${runner.id} refused the task: ${ce.rawMessage}`);
           return "done";
@@ -350,6 +361,8 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         } finally {
           runner.inFlight--;
         }
+        // Not taken: record that no runner holds it, so an edge adopting it dispatches it.
+        await store.updateTask(task.id, { runnerId: "" }, { edgeId });
         await new Promise((r) => setTimeout(r, 200));
       }
     } finally {
