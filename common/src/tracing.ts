@@ -96,7 +96,7 @@ export function contextFromTraceparent(traceparent: string | null | undefined): 
 export function traceparentOf(span: Span): string {
   const carrier: Record<string, string> = {};
   propagator.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, setter);
-  return carrier["traceparent"] ?? "";
+  return carrier.traceparent ?? "";
 }
 
 /** Starts a child span of `parent` and returns it with its context. */

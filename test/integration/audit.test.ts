@@ -25,7 +25,7 @@ describe("audit trail", () => {
       { command: "echo", args: ["audited"] },
       dev,
     );
-    const taskId = String(ok.body["taskId"]);
+    const taskId = String(ok.body.taskId);
     await waitForTask(gw.url, dev, taskId);
     const denied = await connectJson(
       gw.url,
@@ -33,7 +33,7 @@ describe("audit trail", () => {
       { command: "sudo", args: ["-i"] },
       dev,
     );
-    assert.equal(denied.body["code"], "permission_denied");
+    assert.equal(denied.body.code, "permission_denied");
 
     const page = await connectJson(
       gw.url,
@@ -42,23 +42,21 @@ describe("audit trail", () => {
       auditor,
     );
     assert.equal(page.status, 200, JSON.stringify(page.body));
-    const events = page.body["events"] as Array<Record<string, unknown>>;
-    const ops = events.map((e) => `${e["operation"]}:${e["decision"] ?? ""}:${e["outcome"]}`);
+    const events = page.body.events as Array<Record<string, unknown>>;
+    const ops = events.map((e) => `${e.operation}:${e.decision ?? ""}:${e.outcome}`);
     assert.ok(ops.includes("execute:allow:allowed"), ops.join(" "));
     assert.ok(ops.includes("execute:deny:denied"), ops.join(" "));
-    const finished = events.find(
-      (e) => e["operation"] === "task_finished" && e["taskId"] === taskId,
-    );
-    assert.equal(finished?.["outcome"], "completed");
-    assert.equal(finished?.["runnerId"], "runner-local");
-    const deniedEvent = events.find((e) => e["decision"] === "deny");
-    assert.ok((deniedEvent?.["reasons"] as string[]).some((r) => /sudo/i.test(r)));
-    for (const e of events) assert.match(String(e["hash"]), /^[0-9a-f]{64}$/);
+    const finished = events.find((e) => e.operation === "task_finished" && e.taskId === taskId);
+    assert.equal(finished?.outcome, "completed");
+    assert.equal(finished?.runnerId, "runner-local");
+    const deniedEvent = events.find((e) => e.decision === "deny");
+    assert.ok((deniedEvent?.reasons as string[]).some((r) => /sudo/i.test(r)));
+    for (const e of events) assert.match(String(e.hash), /^[0-9a-f]{64}$/);
   });
 
   it("is refused to a developer with permission_denied", async () => {
     const r = await connectJson(gw.url, "ListAuditEvents", {}, dev);
-    assert.equal(r.body["code"], "permission_denied");
+    assert.equal(r.body.code, "permission_denied");
   });
 
   it("`audit verify` says intact, then names the first tampered record", async () => {

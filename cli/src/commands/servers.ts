@@ -113,7 +113,9 @@ export async function edgeCommand(argv: string[]): Promise<number> {
       process.exit(1);
     },
   });
-  process.stderr.write(`edge listening on ${edge.url}${edge.internalUrl ? ` (internal ${edge.internalUrl})` : ""}\n`);
+  process.stderr.write(
+    `edge listening on ${edge.url}${edge.internalUrl ? ` (internal ${edge.internalUrl})` : ""}\n`,
+  );
   await untilSignal(logger);
   await edge.close();
   return 0;
