@@ -48,7 +48,7 @@ operand_indices(tokens) := [i |
 # shell_scripts joins what follows each -c flag of a shell invocation (prog is
 # basename(inv[0])).
 shell_scripts(prog, inv) := {script |
-	prog in cmd.shells
+	cmd.shells[prog]
 	some j, flag in inv
 	j > 0
 	startswith(flag, "-")
@@ -57,39 +57,30 @@ shell_scripts(prog, inv) := {script |
 	script := concat(" ", array.slice(inv, j + 1, count(inv)))
 }
 
-# shell_keywords may precede the program in a shell command segment.
-shell_keywords := {"{", "}", "!", "if", "then", "else", "elif", "do", "while", "until", "exec", "time"}
-
-# script_replacements turns a shell script into newline-separated segments of
-# space-separated words: quotes and backslashes are removed (so `su""do` and
-# `s\udo` are seen as sudo), ; & | ( ) ` become newlines and tabs spaces. Every
-# pattern is one character and no replacement contains one, so one
-# strings.replace_n pass equals replacing them one after another.
-script_replacements := {
-	"\"": "", "'": "", "\\": "",
-	";": "\n", "&": "\n", "|": "\n", "(": "\n", ")": "\n", "`": "\n",
-	"\t": " ",
-}
-
 # script_invocations splits a shell script into segments at ; & | ( ) ` and
 # newlines, and returns each segment's words starting at the program.
+# cmd.shell_script_replacements removes quotes and backslashes (so `su""do` and
+# `s\udo` are seen as sudo) and turns ; & | ( ) ` into newlines and tabs into
+# spaces. Every pattern is one character and no replacement contains one, so
+# one strings.replace_n pass equals replacing them one after another.
 script_invocations(script) := {inv |
-	some seg in split(strings.replace_n(script_replacements, script), "\n")
+	some seg in split(strings.replace_n(cmd.shell_script_replacements, script), "\n")
 	words := [w | some w in split(seg, " "); w != ""]
 	inv := array.slice(words, program_start(words), count(words))
 }
 
 # program_start is the index of the first word that is neither a shell keyword
-# nor a NAME=value assignment (undefined if there is none). The first word is
+# (cmd.shell_keywords: {, if, then, exec, time ...) nor a NAME=value assignment
+# (undefined if there is none). The first word is
 # tested alone first: it is the program in almost every segment.
 program_start(words) := 0 if {
 	first := words[0]
-	not first in shell_keywords
+	not cmd.shell_keywords[first]
 	not is_assignment(first)
 } else := i if {
 	starts := [j |
 		some j, w in words
-		not w in shell_keywords
+		not cmd.shell_keywords[w]
 		not is_assignment(w)
 	]
 	i := starts[0]
@@ -99,7 +90,7 @@ program_start(words) := 0 if {
 expand(inv) := wrapped | scripted if {
 	prog := basename(inv[0])
 	wrapped := {sub |
-		prog in cmd.wrappers
+		cmd.wrappers[prog]
 		some i in operand_indices(inv)
 		sub := array.slice(inv, i, count(inv))
 	}
@@ -108,6 +99,11 @@ expand(inv) := wrapped | scripted if {
 		some sub in script_invocations(script)
 	}
 }
+
+# nests holds for programs whose arguments may name further programs.
+nests(prog) if cmd.wrappers[prog]
+
+nests(prog) if cmd.shells[prog]
 
 invocations_0 := {argv}
 
@@ -127,8 +123,11 @@ invocations_3 := {sub |
 }
 
 # invocations is every command line the request would run, as far as it can
-# be seen statically.
-invocations := ((invocations_0 | invocations_1) | invocations_2) | invocations_3
+# be seen statically: just argv when its program is neither a wrapper nor a
+# shell (then every expansion level is empty).
+invocations := invocations_0 if {
+	not nests(basename(argv[0]))
+} else := ((invocations_0 | invocations_1) | invocations_2) | invocations_3
 
 # invoked are the base names of the programs of all invocations (whatever the
 # operation); the rm/chmod rules test it before looking at arguments.
@@ -156,7 +155,7 @@ deny contains msg if {
 
 deny contains msg if {
 	some prog in programs
-	prog in cmd.network_tools
+	cmd.network_tools[prog]
 	obligation_network != "host"
 	msg := concat("", [
 		"command \"", prog,
@@ -182,7 +181,7 @@ normalize_target(p) := "/" if {
 	trim_right(p, "/.*") == ""
 } else := trim_right(p, "/.*")
 
-protected_path(p) if normalize_target(p) in cmd.protected_paths
+protected_path(p) if cmd.protected_paths[normalize_target(p)]
 
 protected_path(p) if {
 	some tree in cmd.protected_trees
@@ -190,7 +189,7 @@ protected_path(p) if {
 }
 
 deny contains msg if {
-	"rm" in invoked
+	invoked.rm
 	some inv in invocations
 	basename(inv[0]) == "rm"
 	"--no-preserve-root" in inv
@@ -199,7 +198,7 @@ deny contains msg if {
 
 deny contains msg if {
 	some tool in ["rm", "rmdir"]
-	tool in invoked
+	invoked[tool]
 	some inv in invocations
 	basename(inv[0]) == tool
 	some i, target in inv
@@ -209,8 +208,8 @@ deny contains msg if {
 }
 
 deny contains msg if {
-	some tool in cmd.ownership_tools
-	tool in invoked
+	some tool, _ in cmd.ownership_tools
+	invoked[tool]
 	some inv in invocations
 	basename(inv[0]) == tool
 	some i, target in inv
@@ -303,14 +302,14 @@ env_rules := data.gateway.environment
 deny contains msg if {
 	input.operation == "execute"
 	some name, _ in input.command.env
-	name in env_rules.denied_names
+	env_rules.denied_names[name]
 	msg := concat("", ["the environment variable ", name, " is not allowed"])
 }
 
 deny contains msg if {
 	input.operation == "execute"
 	some name, _ in input.command.env
-	not name in env_rules.denied_names
+	not env_rules.denied_names[name]
 	some prefix in env_rules.denied_prefixes
 	startswith(name, prefix)
 	msg := concat("", ["the environment variable ", name, " is not allowed (", prefix, "* variables are denied)"])

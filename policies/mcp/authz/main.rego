@@ -41,12 +41,12 @@ operation_permitted if {
 }
 
 operation_permitted if {
-	input.operation in {"read_file", "write_file", "delete_file", "list_directory"}
+	operation_kind == "file"
 	file_permitted
 }
 
 operation_permitted if {
-	input.operation in {"get_task", "stream_task", "cancel_task"}
+	operation_kind == "task"
 	task_permitted
 }
 
@@ -61,6 +61,10 @@ operation_permitted if {
 # `not` checks below from silently failing on an undefined input.operation.)
 operation := object.get(input, "operation", null)
 
+# operation_kind is "execute", "file", "task" or "audit" for the operations
+# listed in data.gateway.operations, undefined for others.
+operation_kind := data.gateway.operations[input.operation]
+
 deny contains msg if {
 	not is_string(operation)
 	msg := "the request names no operation"
@@ -68,12 +72,12 @@ deny contains msg if {
 
 deny contains msg if {
 	is_string(operation)
-	not operation in data.gateway.operations
+	not data.gateway.operations[operation]
 	msg := concat("", ["unknown operation \"", operation, "\""])
 }
 
 deny contains msg if {
-	input.operation in data.gateway.operations
+	data.gateway.operations[input.operation]
 	not role_allows_operation
 	msg := concat("", [
 		"your roles (", roles_text, ") do not allow the operation \"",

@@ -4,15 +4,13 @@
 # principal holds a role that its tenant lists in network_host_roles.
 package mcp.authz
 
-network_modes := {"unspecified", "none", "host"}
-
 network_host_allowed if {
 	some role in known_roles
 	role in tenant.network_host_roles
 }
 
 deny contains msg if {
-	not object.get(input, "network", null) in network_modes
+	not data.gateway.network_modes[object.get(input, "network", null)]
 	msg := "the network mode must be \"unspecified\", \"none\" or \"host\""
 }
 

@@ -5,8 +5,6 @@
 # with tenant_task_access (admin by default).
 package mcp.authz
 
-task_operations := {"get_task", "stream_task", "cancel_task"}
-
 task_permitted if {
 	input.task.owner == input.principal.sub
 	input.task.tenant == input.principal.tenant
@@ -19,13 +17,13 @@ task_permitted if {
 }
 
 deny contains msg if {
-	input.operation in task_operations
+	operation_kind == "task"
 	not is_string(object.get(object.get(input, "task", {}), "id", null))
 	msg := "the request names no task"
 }
 
 deny contains msg if {
-	input.operation in task_operations
+	operation_kind == "task"
 	is_string(input.task.id)
 	not task_permitted
 	msg := concat("", [
