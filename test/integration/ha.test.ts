@@ -188,6 +188,7 @@ describe("edge failure", () => {
     for (let i = 0; i < 8; i++)
       ids.push(await exec(edgeA.url, "sh", ["-c", `sleep 0.$((${i} % 5 + 3)); echo task-${i}`]));
     await edgeA.proc.stop("SIGKILL");
+    const killedAt = Date.now();
     for (const [i, id] of ids.entries()) {
       const t = await waitForTask(edgeB.url, token, id, 30_000);
       assert.equal(t.status, "TASK_STATUS_COMPLETED", JSON.stringify(t));
@@ -197,6 +198,9 @@ describe("edge failure", () => {
         "output neither lost nor duplicated",
       );
     }
+    process.stderr.write(
+      `# edge kill -9 → all ${ids.length} tasks finished via edge B after ${Date.now() - killedAt} ms\n`,
+    );
     const exported = await runCli(["audit", "export"], {
       DATABASE_URL: pg.url,
       MCP_GATEWAY_DATA_DIR: base,
@@ -221,7 +225,7 @@ describe("edge failure", () => {
 
   it("PostgreSQL restart: the edge recovers without a restart", async () => {
     await pg.restart();
-    const { value: id } = await until("accepting again", 20_000, async () => {
+    const { value: id, ms } = await until("accepting again", 20_000, async () => {
       const r = await connectJson(
         edgeB.url,
         "ExecuteCommand",
@@ -230,6 +234,7 @@ describe("edge failure", () => {
       );
       return r.status === 200 ? String(r.body.taskId) : undefined;
     });
+    process.stderr.write(`# PostgreSQL restart → edge accepting again after ${ms} ms\n`);
     const t = await waitForTask(edgeB.url, token, id, 20_000);
     assert.equal(t.status, "TASK_STATUS_COMPLETED");
   });
