@@ -106,7 +106,15 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     sandboxGid: config.sandboxGid,
     logger: logger.child({ component: "sandbox" }),
   });
-  const readiness = await sandbox.readiness();
+  // The self-check runs a real sandboxed process: do it at start and every 30 s, not per probe.
+  let readiness = await sandbox.readiness();
+  const recheckTimer = setInterval(() => {
+    void sandbox.readiness().then((r) => {
+      if (r.ready !== readiness.ready) logger.warn({ ready: r.ready, problem: r.problem }, "sandbox readiness changed");
+      readiness = r;
+    });
+  }, 30_000);
+  recheckTimer.unref();
   if (!readiness.ready) {
     logger.error(
       { problem: readiness.problem },
@@ -137,8 +145,8 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   let accepting = true;
   const service = createRunnerService({
     accepting: () => accepting,
+    readiness: () => readiness,
     runnerId: config.id,
-    sandbox,
     tasks,
     workspaces,
     policy,
@@ -224,6 +232,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     port,
     policy,
     async close() {
+      clearInterval(recheckTimer);
       // Drain: refuse new work, leave the edges' registries, let running tasks finish within the bound.
       accepting = false;
       await heartbeats?.stop();

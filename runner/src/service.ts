@@ -20,7 +20,7 @@ import type {
   TaskSpec,
 } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
-import type { Sandbox, SandboxLimits } from "./sandbox/index.js";
+import type { SandboxLimits, SandboxReadiness } from "./sandbox/index.js";
 import { DEFAULT_SANDBOX_LIMITS } from "./sandbox/index.js";
 import type { TaskManager } from "./task-manager.js";
 import type { WorkspaceFs } from "./workspace/index.js";
@@ -28,7 +28,6 @@ import type { WorkspaceFs } from "./workspace/index.js";
 /** Dependencies of the runner's service. */
 export interface RunnerServiceDeps {
   runnerId: string;
-  sandbox: Sandbox;
   tasks: TaskManager;
   workspaces: WorkspaceFs;
   policy: PolicyEngine;
@@ -36,6 +35,8 @@ export interface RunnerServiceDeps {
   tracer: Tracer;
   /** False while draining: new tasks are refused with Unavailable. */
   accepting: () => boolean;
+  /** The sandbox self-check's latest result (refreshed by the runner). */
+  readiness: () => SandboxReadiness;
 }
 
 const FILE_TYPE = {
@@ -57,7 +58,7 @@ function orDefault(value: number, fallback: number): number {
  * compromised or misconfigured edge.
  */
 export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof RunnerService> {
-  const { tasks, workspaces, policy, sandbox } = deps;
+  const { tasks, workspaces, policy } = deps;
 
   /** Highest fencing token seen from an active edge: lower ones come from a deposed active. */
   let fence = 0n;
@@ -188,7 +189,7 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
 
   return {
     async info() {
-      const r = await sandbox.readiness();
+      const r = deps.readiness();
       return {
         runnerId: deps.runnerId,
         version: VERSION,
