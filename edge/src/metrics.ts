@@ -15,6 +15,8 @@ export interface EdgeMetrics {
   auditWrite: Histogram;
   /** mcp_tasks_in_flight{state} */
   tasksInFlight: Gauge<"state">;
+  /** mcp_tasks_queued: accepted tasks waiting for a runner with room. */
+  tasksQueued: Gauge;
   /** mcp_runner_up{runner} */
   runnerUp: Gauge<"runner">;
   /** mcp_policy_reloads_total{result} */
@@ -67,6 +69,11 @@ export function createEdgeMetrics(registry: Registry): EdgeMetrics {
       name: "mcp_tasks_in_flight",
       help: "Tasks accepted by this edge and not finished, by state.",
       labelNames: ["state"],
+      registers: [registry],
+    }),
+    tasksQueued: new Gauge({
+      name: "mcp_tasks_queued",
+      help: "Accepted tasks waiting for a runner with room.",
       registers: [registry],
     }),
     runnerUp: new Gauge({

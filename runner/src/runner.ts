@@ -22,7 +22,7 @@ import { createTracing } from "@mcp-gateway/common/tracing";
 import { RunnerService } from "@mcp-gateway/proto/runner/v1";
 import { Hono } from "hono";
 import type { Logger } from "pino";
-import { Gauge } from "prom-client";
+import { Gauge, Histogram } from "prom-client";
 import type { RunnerConfig } from "./config.js";
 import { startHeartbeats } from "./heartbeat.js";
 import { createSandbox } from "./sandbox/index.js";
@@ -90,6 +90,12 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     logger,
     ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}),
   });
+  const spawnLatency = new Histogram({
+    name: "mcp_sandbox_spawn_duration_seconds",
+    help: "Time from spawning the sandbox to the task's process running.",
+    buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
   const runningGauge = new Gauge({
     name: "mcp_runner_tasks_running",
     help: "Sandboxed tasks running on this runner.",
@@ -110,7 +116,8 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   let readiness = await sandbox.readiness();
   const recheckTimer = setInterval(() => {
     void sandbox.readiness().then((r) => {
-      if (r.ready !== readiness.ready) logger.warn({ ready: r.ready, problem: r.problem }, "sandbox readiness changed");
+      if (r.ready !== readiness.ready)
+        logger.warn({ ready: r.ready, problem: r.problem }, "sandbox readiness changed");
       readiness = r;
     });
   }, 30_000);
@@ -139,6 +146,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     maxConcurrent: config.maxConcurrentTasks,
     retentionMs: config.retentionMs,
     onChange: (n) => runningGauge.set(n),
+    onSpawned: (seconds) => spawnLatency.observe(seconds),
     tracer: tracing.tracer,
   });
 

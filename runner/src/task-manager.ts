@@ -23,6 +23,8 @@ export interface TaskManagerOptions {
   /** How long a finished task stays attachable, ms. */
   retentionMs: number;
   tracer: Tracer;
+  /** Called with the time from spawn to the sandboxed process running, in seconds (metrics). */
+  onSpawned?: (seconds: number) => void;
   /** Called when a task starts and finishes (metrics). */
   onChange?: (running: number) => void;
 }
@@ -106,8 +108,10 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
       "mcp.task_id": entry.id,
     });
     let runSpan: ReturnType<typeof startSpan> | undefined;
+    const spawnedAt = performance.now();
     const started = () => {
       if (runSpan) return;
+      options.onSpawned?.((performance.now() - spawnedAt) / 1000);
       endSpan(spawnSpan.span);
       runSpan = startSpan(options.tracer, "task.run", parent, { "mcp.task_id": entry.id });
     };

@@ -323,14 +323,21 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
 
   /** Waits for a runner with room; undefined when the queue timeout passed or on shutdown. */
   async function waitForRunner(task: TaskRecord): Promise<RunnerHandle | undefined> {
+    const first = runners.tryPick(task.workspace);
+    if (first) return first;
     const deadline = Date.now() + queueTimeoutMs;
-    for (;;) {
-      const runner = runners.tryPick(task.workspace);
-      if (runner) return runner;
-      if (Date.now() > deadline || signal.aborted) return undefined;
-      const current = await store.getTask(task.id);
-      if (!current || TERMINAL_STATES.has(current.state)) return undefined; // cancelled while queued
-      await new Promise((r) => setTimeout(r, 200));
+    metrics.tasksQueued.inc();
+    try {
+      for (;;) {
+        if (Date.now() > deadline || signal.aborted) return undefined;
+        const current = await store.getTask(task.id);
+        if (!current || TERMINAL_STATES.has(current.state)) return undefined; // cancelled while queued
+        await new Promise((r) => setTimeout(r, 200));
+        const runner = runners.tryPick(task.workspace);
+        if (runner) return runner;
+      }
+    } finally {
+      metrics.tasksQueued.dec();
     }
   }
 
