@@ -1,9 +1,10 @@
 import { stat } from "node:fs/promises";
-import { type LoadedPolicy, loadPolicy } from "@open-policy-agent/opa-wasm";
+import { loadPolicy } from "@open-policy-agent/opa-wasm";
 import type { Logger } from "pino";
 import { type PolicyBundle, readBundle } from "./bundle.js";
 import { type Decision, denyDecision, parseDecision } from "./decision.js";
 import type { PolicyInput } from "./input.js";
+import { createWasmEvaluator, type WasmEvaluator } from "./wasm-eval.js";
 
 /** Entrypoint built by scripts/build-policy.sh. */
 export const DEFAULT_ENTRYPOINT = "mcp/authz/decision";
@@ -73,7 +74,8 @@ export interface PolicyEngine {
 }
 
 interface Active {
-  policy: LoadedPolicy;
+  /** Evaluates the entrypoint: input in, result set out (see wasm-eval.ts). */
+  evaluate: WasmEvaluator;
   revision: string;
   sha256: string;
 }
@@ -91,7 +93,7 @@ function message(err: unknown): string {
   return String(err);
 }
 
-async function instantiate(bundle: PolicyBundle, entrypoint: string): Promise<LoadedPolicy> {
+async function instantiate(bundle: PolicyBundle, entrypoint: string): Promise<WasmEvaluator> {
   const policy = await loadPolicy(bundle.wasm, { initial: 8, maximum: MAX_MEMORY_PAGES });
   const entrypoints = policy.entrypoints as Record<string, number>;
   if (!Object.hasOwn(entrypoints, entrypoint)) {
@@ -100,7 +102,7 @@ async function instantiate(bundle: PolicyBundle, entrypoint: string): Promise<Lo
     );
   }
   policy.setData(bundle.data as object);
-  return policy;
+  return createWasmEvaluator(policy, entrypoint);
 }
 
 /**
@@ -149,9 +151,9 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
           `the bundle has revision ${bundle.revision}, expected ${options.expectedRevision}`,
         );
       }
-      const policy = await instantiate(bundle, entrypoint);
+      const evaluate = await instantiate(bundle, entrypoint);
       const previous = active?.revision ?? "";
-      active = { policy, revision: bundle.revision, sha256: bundle.sha256 };
+      active = { evaluate, revision: bundle.revision, sha256: bundle.sha256 };
       counters.loads++;
       logger.info({ revision: bundle.revision, previous, bundlePath }, "policy bundle loaded");
       report({ ok: true, revision: bundle.revision });
@@ -209,7 +211,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       );
     }
     try {
-      const resultSet: unknown = current.policy.evaluate(input, entrypoint);
+      const resultSet: unknown = current.evaluate(input);
       if (!Array.isArray(resultSet) || resultSet.length === 0) {
         throw new Error("the policy returned no decision (undefined result)");
       }

@@ -7,8 +7,6 @@
 # program found is checked against the deny lists in data.gateway.commands.
 package mcp.authz
 
-cmd := data.gateway.commands
-
 # argv is the command followed by its arguments.
 argv := array.concat([input.command.command], input.command.args)
 
@@ -48,7 +46,7 @@ operand_indices(tokens) := [i |
 # shell_scripts joins what follows each -c flag of a shell invocation (prog is
 # basename(inv[0])).
 shell_scripts(prog, inv) := {script |
-	cmd.shells[prog]
+	data.gateway.commands.shells[prog]
 	some j, flag in inv
 	j > 0
 	startswith(flag, "-")
@@ -59,28 +57,28 @@ shell_scripts(prog, inv) := {script |
 
 # script_invocations splits a shell script into segments at ; & | ( ) ` and
 # newlines, and returns each segment's words starting at the program.
-# cmd.shell_script_replacements removes quotes and backslashes (so `su""do` and
+# data.gateway.commands.shell_script_replacements removes quotes and backslashes (so `su""do` and
 # `s\udo` are seen as sudo) and turns ; & | ( ) ` into newlines and tabs into
 # spaces. Every pattern is one character and no replacement contains one, so
 # one strings.replace_n pass equals replacing them one after another.
 script_invocations(script) := {inv |
-	some seg in split(strings.replace_n(cmd.shell_script_replacements, script), "\n")
+	some seg in split(strings.replace_n(data.gateway.commands.shell_script_replacements, script), "\n")
 	words := [w | some w in split(seg, " "); w != ""]
 	inv := array.slice(words, program_start(words), count(words))
 }
 
 # program_start is the index of the first word that is neither a shell keyword
-# (cmd.shell_keywords: {, if, then, exec, time ...) nor a NAME=value assignment
+# (data.gateway.commands.shell_keywords: {, if, then, exec, time ...) nor a NAME=value assignment
 # (undefined if there is none). The first word is
 # tested alone first: it is the program in almost every segment.
 program_start(words) := 0 if {
 	first := words[0]
-	not cmd.shell_keywords[first]
+	not data.gateway.commands.shell_keywords[first]
 	not is_assignment(first)
 } else := i if {
 	starts := [j |
 		some j, w in words
-		not cmd.shell_keywords[w]
+		not data.gateway.commands.shell_keywords[w]
 		not is_assignment(w)
 	]
 	i := starts[0]
@@ -90,7 +88,7 @@ program_start(words) := 0 if {
 expand(inv) := wrapped | scripted if {
 	prog := basename(inv[0])
 	wrapped := {sub |
-		cmd.wrappers[prog]
+		data.gateway.commands.wrappers[prog]
 		some i in operand_indices(inv)
 		sub := array.slice(inv, i, count(inv))
 	}
@@ -101,24 +99,29 @@ expand(inv) := wrapped | scripted if {
 }
 
 # nests holds for programs whose arguments may name further programs.
-nests(prog) if cmd.wrappers[prog]
+nests(prog) if data.gateway.commands.wrappers[prog]
 
-nests(prog) if cmd.shells[prog]
+nests(prog) if data.gateway.commands.shells[prog]
 
 invocations_0 := {argv}
 
+# Each level expands only the invocations of wrappers and shells (expand is
+# empty for the others).
 invocations_1 := {sub |
 	some inv in invocations_0
+	nests(basename(inv[0]))
 	some sub in expand(inv)
 }
 
 invocations_2 := {sub |
 	some inv in invocations_1
+	nests(basename(inv[0]))
 	some sub in expand(inv)
 }
 
 invocations_3 := {sub |
 	some inv in invocations_2
+	nests(basename(inv[0]))
 	some sub in expand(inv)
 }
 
@@ -142,20 +145,20 @@ programs := invoked if input.operation == "execute"
 
 deny contains msg if {
 	some prog in programs
-	reason := cmd.denied[prog]
+	reason := data.gateway.commands.denied[prog]
 	msg := concat("", ["command \"", prog, "\" is denied: ", reason])
 }
 
 deny contains msg if {
 	some prog in programs
-	some prefix, reason in cmd.denied_prefixes
+	some prefix, reason in data.gateway.commands.denied_prefixes
 	startswith(prog, prefix)
 	msg := concat("", ["command \"", prog, "\" is denied: ", reason])
 }
 
 deny contains msg if {
 	some prog in programs
-	cmd.network_tools[prog]
+	data.gateway.commands.network_tools[prog]
 	obligation_network != "host"
 	msg := concat("", [
 		"command \"", prog,
@@ -181,10 +184,10 @@ normalize_target(p) := "/" if {
 	trim_right(p, "/.*") == ""
 } else := trim_right(p, "/.*")
 
-protected_path(p) if cmd.protected_paths[normalize_target(p)]
+protected_path(p) if data.gateway.commands.protected_paths[normalize_target(p)]
 
 protected_path(p) if {
-	some tree in cmd.protected_trees
+	some tree in data.gateway.commands.protected_trees
 	startswith(normalize_target(p), concat("", [tree, "/"]))
 }
 
@@ -208,7 +211,7 @@ deny contains msg if {
 }
 
 deny contains msg if {
-	some tool, _ in cmd.ownership_tools
+	some tool, _ in data.gateway.commands.ownership_tools
 	invoked[tool]
 	some inv in invocations
 	basename(inv[0]) == tool
@@ -297,20 +300,18 @@ deny contains msg if {
 
 # --- environment -------------------------------------------------------------
 
-env_rules := data.gateway.environment
-
 deny contains msg if {
 	input.operation == "execute"
 	some name, _ in input.command.env
-	env_rules.denied_names[name]
+	data.gateway.environment.denied_names[name]
 	msg := concat("", ["the environment variable ", name, " is not allowed"])
 }
 
 deny contains msg if {
 	input.operation == "execute"
 	some name, _ in input.command.env
-	not env_rules.denied_names[name]
-	some prefix in env_rules.denied_prefixes
+	not data.gateway.environment.denied_names[name]
+	some prefix in data.gateway.environment.denied_prefixes
 	startswith(name, prefix)
 	msg := concat("", ["the environment variable ", name, " is not allowed (", prefix, "* variables are denied)"])
 }
@@ -325,25 +326,25 @@ deny contains msg if {
 deny contains msg if {
 	input.operation == "execute"
 	some name, _ in input.command.env
-	count(name) > env_rules.max_name_bytes
-	msg := concat("", ["the name of an environment variable is longer than ", num_text(env_rules.max_name_bytes), " characters"])
+	count(name) > data.gateway.environment.max_name_bytes
+	msg := concat("", ["the name of an environment variable is longer than ", num_text(data.gateway.environment.max_name_bytes), " characters"])
 }
 
 deny contains msg if {
 	input.operation == "execute"
 	some name, value in input.command.env
-	count(value) > env_rules.max_value_bytes
+	count(value) > data.gateway.environment.max_value_bytes
 	msg := concat("", [
 		"the value of the environment variable ", name, " is too long (the maximum is ",
-		num_text(env_rules.max_value_bytes), " characters)",
+		num_text(data.gateway.environment.max_value_bytes), " characters)",
 	])
 }
 
 deny contains msg if {
 	input.operation == "execute"
-	count(input.command.env) > env_rules.max_vars
+	count(input.command.env) > data.gateway.environment.max_vars
 	msg := concat("", [
 		"too many environment variables: ", num_text(count(input.command.env)),
-		" (the maximum is ", num_text(env_rules.max_vars), ")",
+		" (the maximum is ", num_text(data.gateway.environment.max_vars), ")",
 	])
 }

@@ -10,12 +10,10 @@
 # costs more than the rest of a file decision together.
 package mcp.authz
 
-file_rules := data.gateway.files
-
 file_permitted if {
 	is_string(input.file.path)
 	input.file.path != ""
-	file_rules.mode_operations[input.file.mode] == input.operation
+	data.gateway.files.mode_operations[input.file.mode] == input.operation
 }
 
 deny contains msg if {
@@ -50,7 +48,7 @@ has_control_character(s) if contains(s, "\u007f")
 
 has_control_character(s) if {
 	contains(json.marshal(s), "\\")
-	some c in file_rules.control_characters
+	some c in data.gateway.files.control_characters
 	contains(s, c)
 }
 
@@ -60,12 +58,12 @@ deny contains msg if {
 }
 
 deny contains msg if {
-	count(input.file.path) > file_rules.max_path_bytes
-	msg := concat("", ["the file path is longer than ", num_text(file_rules.max_path_bytes), " characters"])
+	count(input.file.path) > data.gateway.files.max_path_bytes
+	msg := concat("", ["the file path is longer than ", num_text(data.gateway.files.max_path_bytes), " characters"])
 }
 
 deny contains rule.reason if {
-	some rule in file_rules.rules
+	some rule in data.gateway.files.rules
 	input.file.mode in rule.modes
 	path_matches(rule, relative_path)
 }
