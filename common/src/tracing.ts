@@ -122,4 +122,4 @@ export function endSpan(span: Span, err?: unknown): void {
   span.end();
 }
 
-export { type Context, type Span, SpanKind, type Tracer };
+export { type Context, ROOT_CONTEXT, type Span, SpanKind, type Tracer };
