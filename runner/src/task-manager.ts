@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { GatewayError } from "@mcp-gateway/common/errors";
-import { type Context, endSpan, startSpan, type Tracer } from "@mcp-gateway/common/tracing";
+import { type Context, endSpan, ROOT_CONTEXT, startSpan, type Tracer } from "@mcp-gateway/common/tracing";
 import { OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import {
   ExitedSchema,
@@ -10,7 +10,6 @@ import {
   type TaskEvent,
   TaskEventSchema,
 } from "@mcp-gateway/proto/runner/v1";
-import { ROOT_CONTEXT } from "@opentelemetry/api";
 import type { Logger } from "pino";
 import type { Sandbox, SandboxProcess, SandboxResult, SandboxSpec } from "./sandbox/index.js";
 
