@@ -77,6 +77,11 @@ describe("default policy evaluated in wasm", () => {
       ["chmod", ["-R", "777", "/"]],
       ["wget", ["http://example.org"]],
       ["python3", ["-c", "print('a;b|c')"]],
+      ["bash", ["-c", "cd src && npm test 2>&1 | tee log.txt; echo done"]],
+      ["env", ["A=1", "nice", "-n", "5", "sh", "-c", "FOO=1 time chmod 777 /etc"]],
+      ["bash", ["-c", "if true; then rm -rf --no-preserve-root /; fi"]],
+      ["xargs", ["curl", "http://x"]],
+      ["sh", ["-c", "echo `reboot` $(su root)\tsudo"]],
     ];
     for (const [command, args] of commands) corpus.push(withCommand(execute, command, args));
     corpus.push({
@@ -93,6 +98,15 @@ describe("default policy evaluated in wasm", () => {
       corpus.push(withFile(execute, "write_file", path));
     }
     corpus.push(withFile(execute, "read_file", ".ssh/id_rsa"));
+    // Control characters are found without regex.match (JSON-escape pre-check).
+    for (const path of ["a\u0000b", "a\tb", "a\u007fb", "é/ü.txt", 'q"uo\\te', "a/.env", ".env"]) {
+      corpus.push(withFile(execute, "write_file", path));
+    }
+    // Limits: a role granting limits (admin), and a tenant capping them.
+    const admin = { ...execute.principal, roles: ["admin"] };
+    corpus.push({ ...execute, principal: admin });
+    corpus.push({ ...execute, principal: { ...admin, tenant: "example-restricted" } });
+    corpus.push({ ...execute, principal: { ...admin, roles: ["admin", "developer", "ghost"] } });
     // Large numbers in messages (format_int differs between Go and wasm above 2^32).
     corpus.push({
       ...execute,

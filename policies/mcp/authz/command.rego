@@ -84,16 +84,20 @@ program_start(words) := 0 if {
 	i := starts[0]
 }
 
-# expand returns the invocations one level inside inv.
-expand(inv) := wrapped | scripted if {
-	prog := basename(inv[0])
-	wrapped := {sub |
+# An invocation is a pair [program, words]: the words of a command line and
+# the base name of its first word, computed once. (Invocations whose first
+# word has no base name, e.g. a number, could match no rule and are left out.)
+invocation(words) := [basename(words[0]), words]
+
+# expand returns the invocations one level inside an invocation of prog.
+expand(prog, words) := wrapped | scripted if {
+	wrapped := {invocation(sub) |
 		data.gateway.commands.wrappers[prog]
-		some i in operand_indices(inv)
-		sub := array.slice(inv, i, count(inv))
+		some i in operand_indices(words)
+		sub := array.slice(words, i, count(words))
 	}
-	scripted := {sub |
-		some script in shell_scripts(prog, inv)
+	scripted := {invocation(sub) |
+		some script in shell_scripts(prog, words)
 		some sub in script_invocations(script)
 	}
 }
@@ -103,40 +107,42 @@ nests(prog) if data.gateway.commands.wrappers[prog]
 
 nests(prog) if data.gateway.commands.shells[prog]
 
-invocations_0 := {argv}
+invocations_0 := {invocation(argv)}
 
 # Each level expands only the invocations of wrappers and shells (expand is
 # empty for the others).
 invocations_1 := {sub |
-	some inv in invocations_0
-	nests(basename(inv[0]))
-	some sub in expand(inv)
+	some [prog, words] in invocations_0
+	nests(prog)
+	some sub in expand(prog, words)
 }
 
 invocations_2 := {sub |
-	some inv in invocations_1
-	nests(basename(inv[0]))
-	some sub in expand(inv)
+	some [prog, words] in invocations_1
+	nests(prog)
+	some sub in expand(prog, words)
 }
 
 invocations_3 := {sub |
-	some inv in invocations_2
-	nests(basename(inv[0]))
-	some sub in expand(inv)
+	some [prog, words] in invocations_2
+	nests(prog)
+	some sub in expand(prog, words)
 }
 
 # invocations is every command line the request would run, as far as it can
-# be seen statically: just argv when its program is neither a wrapper nor a
-# shell (then every expansion level is empty).
-invocations := invocations_0 if {
-	not nests(basename(argv[0]))
-} else := ((invocations_0 | invocations_1) | invocations_2) | invocations_3
+# be seen statically, as [program, words] pairs.
+invocations := ((invocations_0 | invocations_1) | invocations_2) | invocations_3
 
 # invoked are the base names of the programs of all invocations (whatever the
-# operation); the rm/chmod rules test it before looking at arguments.
-invoked contains basename(inv[0]) if {
-	some inv in invocations
-}
+# operation); the rm/chmod rules test it before looking at arguments. One rule
+# per level, so no union of invocation sets is built for it.
+invoked contains prog if some [prog, _] in invocations_0
+
+invoked contains prog if some [prog, _] in invocations_1
+
+invoked contains prog if some [prog, _] in invocations_2
+
+invoked contains prog if some [prog, _] in invocations_3
 
 # programs are the base names of all programs the request would start.
 default programs := set()
@@ -144,21 +150,24 @@ default programs := set()
 programs := invoked if input.operation == "execute"
 
 deny contains msg if {
+	denied := data.gateway.commands.denied
 	some prog in programs
-	reason := data.gateway.commands.denied[prog]
+	reason := denied[prog]
 	msg := concat("", ["command \"", prog, "\" is denied: ", reason])
 }
 
 deny contains msg if {
+	prefixes := data.gateway.commands.denied_prefixes
 	some prog in programs
-	some prefix, reason in data.gateway.commands.denied_prefixes
+	some prefix, reason in prefixes
 	startswith(prog, prefix)
 	msg := concat("", ["command \"", prog, "\" is denied: ", reason])
 }
 
 deny contains msg if {
+	network_tools := data.gateway.commands.network_tools
 	some prog in programs
-	data.gateway.commands.network_tools[prog]
+	network_tools[prog]
 	obligation_network != "host"
 	msg := concat("", [
 		"command \"", prog,
@@ -184,27 +193,28 @@ normalize_target(p) := "/" if {
 	trim_right(p, "/.*") == ""
 } else := trim_right(p, "/.*")
 
-protected_path(p) if data.gateway.commands.protected_paths[normalize_target(p)]
+protected_path(p) if protected_target(normalize_target(p))
 
-protected_path(p) if {
+protected_target(t) if data.gateway.commands.protected_paths[t]
+
+protected_target(t) if {
 	some tree in data.gateway.commands.protected_trees
-	startswith(normalize_target(p), concat("", [tree, "/"]))
+	startswith(t, concat("", [tree, "/"]))
 }
 
 deny contains msg if {
 	invoked.rm
-	some inv in invocations
-	basename(inv[0]) == "rm"
-	"--no-preserve-root" in inv
+	some ["rm", words] in invocations
+	"--no-preserve-root" in words
 	msg := "rm --no-preserve-root is not allowed"
 }
 
 deny contains msg if {
 	some tool in ["rm", "rmdir"]
 	invoked[tool]
-	some inv in invocations
-	basename(inv[0]) == tool
-	some i, target in inv
+	some [prog, words] in invocations
+	prog == tool
+	some i, target in words
 	i > 0
 	protected_path(target)
 	msg := concat("", ["removing the protected system path \"", target, "\" is not allowed"])
@@ -213,9 +223,9 @@ deny contains msg if {
 deny contains msg if {
 	some tool, _ in data.gateway.commands.ownership_tools
 	invoked[tool]
-	some inv in invocations
-	basename(inv[0]) == tool
-	some i, target in inv
+	some [prog, words] in invocations
+	prog == tool
+	some i, target in words
 	i > 0
 	protected_path(target)
 	msg := concat("", [

@@ -63,8 +63,9 @@ deny contains msg if {
 }
 
 deny contains rule.reason if {
+	mode := input.file.mode
 	some rule in data.gateway.files.rules
-	input.file.mode in rule.modes
+	mode in rule.modes
 	path_matches(rule, relative_path)
 }
 

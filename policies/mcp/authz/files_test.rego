@@ -100,3 +100,31 @@ test_deny_env_file_write if {
 test_relative_path_normalizes if {
 	authz.relative_path == "a/b/c" with input as file_op("read_file", "/./a//b/./c", "read")
 }
+
+test_deny_delete_character_and_allow_non_ascii if {
+	d := authz.decision with input as file_op("read_file", "a\u007fb", "read")
+	not d.allow
+	has_reason(d, "control characters")
+	t := authz.decision with input as file_op("read_file", "a\tb", "read")
+	has_reason(t, "control characters")
+	authz.decision.allow with input as file_op("read_file", "é/\"quoted\"\\x.txt", "read")
+}
+
+test_path_matchers if {
+	authz.path_matches({"path": "a/b"}, "a/b")
+	not authz.path_matches({"path": "a/b"}, "a/b/c")
+	authz.path_matches({"prefix": "a/"}, "a/b")
+	not authz.path_matches({"prefix": "a/"}, "b/a/")
+	authz.path_matches({"suffix": "/.env"}, "x/.env")
+	not authz.path_matches({"suffix": "/.env"}, ".env")
+	authz.path_matches({"contains": "/.git/hooks/"}, "v/.git/hooks/x")
+	authz.path_matches({"glob": "**/*.pem"}, "certs/a/key.pem")
+	not authz.path_matches({"glob": "**/*.pem"}, "key.pem")
+}
+
+test_glob_rules_still_work if {
+	rules := [{"glob": "secrets/**", "modes": ["read"], "reason": "no secrets"}]
+	d := authz.decision with input as file_op("read_file", "./secrets//db.txt", "read")
+		with data.gateway.files.rules as rules
+	d.deny_reasons == ["no secrets"]
+}

@@ -56,3 +56,27 @@ test_roles_text_lists_known_roles_sorted if {
 	p := {"sub": "ada", "roles": ["viewer", "admin", "ghost"], "tenant": "acme", "scopes": []}
 	authz.roles_text == "admin, viewer" with input as object.union(exec("ls", []), {"principal": p})
 }
+
+# effective_limit's shortcuts must equal the general rule.
+test_role_limit_below_default_keeps_default if {
+	d := authz.decision with input as object.union(exec("ls", []), {"principal": admin})
+		with data.gateway.roles.admin.limits.max_processes as 1
+	d.obligations.limits.max_processes == 64
+	d.obligations.limits.memory_bytes == 4294967296
+}
+
+test_role_limit_unknown_to_defaults_is_ignored if {
+	d := authz.decision with input as object.union(exec("ls", []), {"principal": admin})
+		with data.gateway.roles.admin.limits.gpu_count as 8
+	not d.obligations.limits.gpu_count
+	d.obligations.max_timeout_seconds == 3600
+}
+
+test_two_roles_granting_limits_take_the_largest if {
+	p := {"sub": "ada", "roles": ["admin", "developer"], "tenant": "acme", "scopes": []}
+	d := authz.decision with input as object.union(exec("ls", []), {"principal": p})
+		with data.gateway.roles.developer.limits as {"max_processes": 1024, "cpu_seconds": 10}
+	d.obligations.limits.max_processes == 1024
+	d.obligations.limits.cpu_seconds == 3600
+	d.obligations.limits.max_open_files == 4096
+}
