@@ -16,6 +16,23 @@ import { protocolOf, requestContextKey } from "./context.js";
 /** Peer address, set by the node adapter's contextValues hook. */
 export const peerAddressKey = createContextKey<string>("", { description: "peer address" });
 
+/** Response headers an error may carry to clients; anything else (e.g. a runner's response metadata) is dropped. */
+const CLIENT_ERROR_HEADERS = ["www-authenticate", "retry-after"];
+
+/**
+ * The error as clients may see it: code and message, plus only the headers
+ * meant for them. Errors relayed from a runner carry that runner's response
+ * metadata (content type, grpc-status …), which must not reach the client.
+ */
+function forClient(err: ConnectError): ConnectError {
+  const headers = new Headers();
+  for (const name of CLIENT_ERROR_HEADERS) {
+    const value = err.metadata.get(name);
+    if (value !== null) headers.set(name, value);
+  }
+  return new ConnectError(err.rawMessage, err.code, headers, undefined, err.cause ?? err);
+}
+
 /** Options for {@link createEdgeInterceptor}. */
 export interface EdgeInterceptorOptions {
   /** Verifies the Authorization header; throws an auth error (mapped to Unauthenticated). */
@@ -54,7 +71,7 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
     const logger = options.logger.child({ traceId, method, protocol });
     const started = performance.now();
     const done = (err: unknown) => {
-      const ce = err === undefined ? undefined : toConnectError(err);
+      const ce = err === undefined ? undefined : forClient(toConnectError(err));
       const code = ce ? Code[ce.code] : "OK";
       rpc.span.setAttribute("rpc.connect_rpc.error_code", String(code));
       endSpan(rpc.span, ce && ce.code === Code.Internal ? ce : undefined);
