@@ -63,9 +63,17 @@ shell_scripts(prog, inv) := {script |
 # one strings.replace_n pass equals replacing them one after another.
 script_invocations(script) := {inv |
 	some seg in split(strings.replace_n(data.gateway.commands.shell_script_replacements, script), "\n")
-	words := [w | some w in split(seg, " "); w != ""]
+	words := segment_words(seg)
 	inv := array.slice(words, program_start(words), count(words))
 }
+
+# segment_words are the non-empty space-separated words of seg. A segment
+# without double spaces needs no filtering once its ends are trimmed.
+segment_words(seg) := split(t, " ") if {
+	t := trim(seg, " ")
+	t != ""
+	not contains(t, "  ")
+} else := [w | some w in split(seg, " "); w != ""]
 
 # program_start is the index of the first word that is neither a shell keyword
 # (data.gateway.commands.shell_keywords: {, if, then, exec, time ...) nor a NAME=value assignment
@@ -312,16 +320,18 @@ deny contains msg if {
 
 deny contains msg if {
 	input.operation == "execute"
+	denied := data.gateway.environment.denied_names
 	some name, _ in input.command.env
-	data.gateway.environment.denied_names[name]
+	denied[name]
 	msg := concat("", ["the environment variable ", name, " is not allowed"])
 }
 
 deny contains msg if {
 	input.operation == "execute"
+	env := data.gateway.environment
 	some name, _ in input.command.env
-	not data.gateway.environment.denied_names[name]
-	some prefix in data.gateway.environment.denied_prefixes
+	not env.denied_names[name]
+	some prefix in env.denied_prefixes
 	startswith(name, prefix)
 	msg := concat("", ["the environment variable ", name, " is not allowed (", prefix, "* variables are denied)"])
 }
@@ -335,15 +345,17 @@ deny contains msg if {
 
 deny contains msg if {
 	input.operation == "execute"
+	max_name_bytes := data.gateway.environment.max_name_bytes
 	some name, _ in input.command.env
-	count(name) > data.gateway.environment.max_name_bytes
+	count(name) > max_name_bytes
 	msg := concat("", ["the name of an environment variable is longer than ", num_text(data.gateway.environment.max_name_bytes), " characters"])
 }
 
 deny contains msg if {
 	input.operation == "execute"
+	max_value_bytes := data.gateway.environment.max_value_bytes
 	some name, value in input.command.env
-	count(value) > data.gateway.environment.max_value_bytes
+	count(value) > max_value_bytes
 	msg := concat("", [
 		"the value of the environment variable ", name, " is too long (the maximum is ",
 		num_text(data.gateway.environment.max_value_bytes), " characters)",

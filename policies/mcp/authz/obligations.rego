@@ -22,8 +22,9 @@ warnings contains msg if {
 }
 
 warnings contains msg if {
+	caps := effective_limit
 	some name, requested in input.sandbox.limits
-	requested > effective_limit[name]
+	requested > caps[name]
 	msg := concat("", [
 		"the requested ", name, " of ", num_text(requested), " exceeds the maximum of ",
 		num_text(effective_limit[name]), " and is clamped",
