@@ -281,7 +281,11 @@ deny contains msg if {
 # argv_bytes is the length of the command line. No argument can be longer
 # than max_arg_bytes unless the whole line is, so the per-argument rule only
 # looks at the arguments when it is.
-argv_bytes := sum([count(arg) | some arg in argv])
+# When every argument is a string, the length of their concatenation is the
+# sum of their lengths, without a comprehension and decimal additions.
+argv_bytes := n if {
+	n := count(concat("", argv))
+} else := sum([count(arg) | some arg in argv])
 
 deny contains msg if {
 	input.operation == "execute"
