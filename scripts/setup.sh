@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs whatever is missing for the gateway on Debian/Ubuntu, idempotently:
 #   - system packages: bubblewrap, libseccomp (dev files to build the seccomp helper), a C toolchain;
-#   - npm dependencies (npm ci, install scripts limited to package.json#allowScripts);
+#   - npm dependencies (locked versions; install scripts limited to package.json#allowScripts);
 #   - the runner's native sandbox helper, built from runner/native against libseccomp;
 #   - the pinned OPA CLI (from the Go module proxy) and the policy bundle (opa build -t wasm).
 # Extra apt packages for the test suite can be passed in $EXTRA_APT_PACKAGES.
@@ -34,8 +34,11 @@ fi
 # --- npm dependencies ---------------------------------------------------------------------------
 stamp="node_modules/.setup-stamp"
 if [[ ! -f "$stamp" || package-lock.json -nt "$stamp" || package.json -nt "$stamp" ]]; then
-  log "installing npm dependencies (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm install (not npm ci): this npm writes only the host platform's optional packages
+  # (biome, buf, esbuild binaries) into the lock file, and npm ci then refuses it as out of sync.
+  # With the lock file present, npm install installs exactly the locked versions.
+  log "installing npm dependencies (npm install from package-lock.json)"
+  npm install --no-audit --no-fund --loglevel=error
   touch "$stamp"
 fi
 

@@ -28,8 +28,11 @@ bash scripts/test-policy.sh
 step "infra: promtool check/test rules, dashboards name real metrics"
 bash scripts/check-infra.sh
 
-step "node:test — unit, attack and integration suites"
+step "browser for the gRPC-Web end-to-end test (Debian chromium)"
+bash scripts/install-browser.sh >/dev/null
+
+step "node:test — unit, attack, integration and browser suites"
 shopt -s globstar nullglob
 files=(common/src/**/*.test.ts edge/src/**/*.test.ts runner/src/**/*.test.ts client/src/**/*.test.ts \
-       cli/src/**/*.test.ts test/attacks/**/*.test.ts test/integration/**/*.test.ts)
+       cli/src/**/*.test.ts test/attacks/**/*.test.ts test/integration/**/*.test.ts test/browser/**/*.test.ts)
 node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"

@@ -1,18 +1,6 @@
 import { ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { UsageError } from "./args.js";
-import { auditCommand, policyCommand, tokenCommand } from "./commands/admin.js";
-import {
-  cancelCommand,
-  catCommand,
-  execCommand,
-  logsCommand,
-  lsCommand,
-  putCommand,
-  rmCommand,
-  statusCommand,
-} from "./commands/client.js";
-import { devCommand, edgeCommand, runnerCommand } from "./commands/servers.js";
 
 const HELP = `mcp-gateway — security gateway between AI agents and real machines
 
@@ -34,21 +22,30 @@ Admin:
 Environment: MCP_GATEWAY_URL, MCP_GATEWAY_TOKEN, MCP_GATEWAY_DATA_DIR
 `;
 
-const COMMANDS: Readonly<Record<string, (argv: string[]) => Promise<number>>> = {
-  dev: devCommand,
-  edge: edgeCommand,
-  runner: runnerCommand,
-  exec: execCommand,
-  status: statusCommand,
-  logs: logsCommand,
-  cancel: cancelCommand,
-  cat: catCommand,
-  put: putCommand,
-  rm: rmCommand,
-  ls: lsCommand,
-  token: tokenCommand,
-  audit: auditCommand,
-  policy: policyCommand,
+type Command = (argv: string[]) => Promise<number>;
+
+/**
+ * Commands load their module on first use, so `token` or `status` do not pay
+ * for importing the servers (start-up time of a short CLI call).
+ */
+const servers = () => import("./commands/servers.js");
+const client = () => import("./commands/client.js");
+const admin = () => import("./commands/admin.js");
+const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
+  dev: async () => (await servers()).devCommand,
+  edge: async () => (await servers()).edgeCommand,
+  runner: async () => (await servers()).runnerCommand,
+  exec: async () => (await client()).execCommand,
+  status: async () => (await client()).statusCommand,
+  logs: async () => (await client()).logsCommand,
+  cancel: async () => (await client()).cancelCommand,
+  cat: async () => (await client()).catCommand,
+  put: async () => (await client()).putCommand,
+  rm: async () => (await client()).rmCommand,
+  ls: async () => (await client()).lsCommand,
+  token: async () => (await admin()).tokenCommand,
+  audit: async () => (await admin()).auditCommand,
+  policy: async () => (await admin()).policyCommand,
 };
 
 /**
@@ -62,12 +59,13 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return name ? 0 : 2;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  const load = COMMANDS[name];
+  if (!load) {
     process.stderr.write(`unknown command "${name}"\n\n${HELP}`);
     return 2;
   }
   try {
+    const command = await load();
     return await command(rest);
   } catch (err) {
     if (err instanceof UsageError) {

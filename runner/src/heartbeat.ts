@@ -1,6 +1,6 @@
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import { type Client, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createMtlsTransport } from "@mcp-gateway/common/mtls-transport";
 import { peerIdentities, type TlsMaterial, TRUST_DOMAIN } from "@mcp-gateway/common/tls";
 import { RegistryService } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
@@ -57,16 +57,7 @@ export function startHeartbeats(options: HeartbeatOptions): Heartbeats {
   const clientFor = (url: string): Client<typeof RegistryService> =>
     createClient(
       RegistryService,
-      createGrpcTransport({
-        baseUrl: url,
-        nodeOptions: {
-          ca: tls.ca,
-          cert: tls.cert,
-          key: tls.key,
-          minVersion: "TLSv1.3",
-          checkServerIdentity: checkEdgeIdentity,
-        },
-      }),
+      createMtlsTransport({ baseUrl: url, tls, checkServerIdentity: checkEdgeIdentity }),
     );
   let clients = options.edges.map((url) => ({ url, client: clientFor(url), ok: true }));
   let stopped = false;

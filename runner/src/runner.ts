@@ -6,6 +6,7 @@ import { dirname, join, resolve } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
+import { trackHttp2Sessions } from "@mcp-gateway/common/http2-sessions";
 import { createMetricsRegistry } from "@mcp-gateway/common/metrics";
 import { nodeFallback } from "@mcp-gateway/common/node-fallback";
 import { createPolicyEngine, type PolicyEngine } from "@mcp-gateway/common/policy";
@@ -202,11 +203,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
         "rotated TLS material is invalid; keeping the current one",
       ),
   );
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s) => {
-    sessions.add(s);
-    s.on("close", () => sessions.delete(s));
-  });
+  const closeSessions = trackHttp2Sessions(server);
   server.listen(config.port, config.host);
   await once(server, "listening");
   const port = (server.address() as AddressInfo).port;
@@ -249,7 +246,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
         await new Promise((r) => setTimeout(r, 100));
       stopWatch();
       await tasks.stopAll();
-      for (const s of sessions) s.close();
+      closeSessions();
       await new Promise<void>((r) => server.close(() => r()));
       policy.close();
       await tracing.shutdown();

@@ -187,6 +187,24 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     });
   }
 
+  /** A file operation: policy re-check, then the operation inside the (created if missing) workspace. */
+  async function fileOp<T>(
+    req: { workspace: string; path: string; authorization?: Authorization | undefined },
+    operation: "read_file" | "write_file" | "delete_file" | "list_directory",
+    mode: "read" | "write" | "delete" | "list",
+    act: () => Promise<T>,
+  ): Promise<T> {
+    recheck(req.authorization, {
+      operation,
+      workspace: req.workspace,
+      file: { path: req.path, mode },
+    });
+    return guard(async () => {
+      await workspaces.ensure(req.workspace);
+      return act();
+    });
+  }
+
   return {
     async info() {
       const r = deps.readiness();
@@ -243,26 +261,14 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     },
 
     async readFile(req) {
-      recheck(req.authorization, {
-        operation: "read_file",
-        workspace: req.workspace,
-        file: { path: req.path, mode: "read" },
-      });
-      return guard(async () => {
-        await workspaces.ensure(req.workspace);
+      return fileOp(req, "read_file", "read", async () => {
         const r = await workspaces.readFile(req.workspace, req.path);
         return { content: r.content, size: BigInt(r.size) };
       });
     },
 
     async writeFile(req) {
-      recheck(req.authorization, {
-        operation: "write_file",
-        workspace: req.workspace,
-        file: { path: req.path, mode: "write" },
-      });
-      return guard(async () => {
-        await workspaces.ensure(req.workspace);
+      return fileOp(req, "write_file", "write", async () => {
         const r = await workspaces.writeFile(req.workspace, req.path, req.content, {
           createParents: req.createParents,
           mode: req.mode === 0 ? 0o644 : req.mode,
@@ -272,26 +278,14 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     },
 
     async deleteFile(req) {
-      recheck(req.authorization, {
-        operation: "delete_file",
-        workspace: req.workspace,
-        file: { path: req.path, mode: "delete" },
-      });
-      return guard(async () => {
-        await workspaces.ensure(req.workspace);
+      return fileOp(req, "delete_file", "delete", async () => {
         await workspaces.deleteFile(req.workspace, req.path, { recursive: req.recursive });
         return {};
       });
     },
 
     async listDirectory(req) {
-      recheck(req.authorization, {
-        operation: "list_directory",
-        workspace: req.workspace,
-        file: { path: req.path, mode: "list" },
-      });
-      return guard(async () => {
-        await workspaces.ensure(req.workspace);
+      return fileOp(req, "list_directory", "list", async () => {
         const entries = await workspaces.listDirectory(req.workspace, req.path);
         return {
           entries: entries.map((e) => ({

@@ -1,7 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { GatewayError } from "@mcp-gateway/common/errors";
-import { type Context, endSpan, ROOT_CONTEXT, startSpan, type Tracer } from "@mcp-gateway/common/tracing";
+import {
+  type Context,
+  endSpan,
+  ROOT_CONTEXT,
+  startSpan,
+  type Tracer,
+} from "@mcp-gateway/common/tracing";
 import { OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import {
   ExitedSchema,

@@ -2,8 +2,6 @@ import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createLogger } from "@mcp-gateway/common/logger";
-import { evalPolicyFile } from "@mcp-gateway/common/policy";
-import { openStore, verifyAuditRows } from "@mcp-gateway/edge";
 import {
   DEV_AUDIENCE,
   DEV_ISSUER,
@@ -66,6 +64,7 @@ async function auditStore(dataDir: string | undefined) {
       `no gateway database at ${join(dir, "gateway.db")} (use --data-dir or DATABASE_URL)`,
     );
   }
+  const { openStore } = await import("@mcp-gateway/edge/store");
   const { store } = await openStore(
     { databaseUrl, dataDir: dir },
     createLogger({ name: "cli", level: "warn" }),
@@ -88,6 +87,7 @@ export async function auditCommand(argv: string[]): Promise<number> {
     );
     const store = await auditStore(values["data-dir"]);
     try {
+      const { verifyAuditRows } = await import("@mcp-gateway/edge/store");
       const verdict = await verifyAuditRows(
         store.auditRows(),
         values["expect-head"] ? { expectHead: values["expect-head"] } : {},
@@ -152,6 +152,7 @@ export async function policyCommand(argv: string[]): Promise<number> {
       false,
     );
     if (!values.input) throw new UsageError("policy eval needs --input <request.json>");
+    const { evalPolicyFile } = await import("@mcp-gateway/common/policy");
     const decision = await evalPolicyFile(
       resolve(values.bundle ?? DEFAULT_POLICY_BUNDLE),
       resolve(values.input),

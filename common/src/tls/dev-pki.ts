@@ -23,6 +23,7 @@ import {
   SubjectKeyIdentifierExtension,
   X509CertificateGenerator,
 } from "@peculiar/x509";
+import { writeTempFile } from "../fs-atomic.js";
 import { edgeIdentity, parseSubjectAltName, runnerIdentity } from "./identity.js";
 
 /** Options of {@link ensureDevPki}. */
@@ -345,20 +346,7 @@ async function pkcs8Pem(key: webcrypto.CryptoKey): Promise<string> {
 
 /** Writes to a temporary file beside the target, then renames it into place. */
 async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  const handle = await open(
-    tmp,
-    fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
-    mode,
-  );
-  try {
-    await handle.writeFile(data);
-    await handle.chmod(mode);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(tmp, path);
+  await rename(await writeTempFile(path, data, mode), path);
 }
 
 /**

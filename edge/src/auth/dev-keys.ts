@@ -1,13 +1,7 @@
-import {
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  randomBytes,
-  randomUUID,
-} from "node:crypto";
-import { constants as fsConstants } from "node:fs";
-import { chmod, link, mkdir, open, readFile, rename, stat, unlink } from "node:fs/promises";
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID } from "node:crypto";
+import { link, mkdir, readFile, rename, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
+import { writeTempFile } from "@mcp-gateway/common/fs-atomic";
 import { calculateJwkThumbprint, exportJWK, SignJWT } from "jose";
 
 /** Issuer of tokens minted by {@link mintDevToken}; the edge's default `auth.issuer`. */
@@ -61,7 +55,7 @@ export async function ensureDevSigningKey(dir: string): Promise<DevSigningKey> {
   if (!(await exists(privateKeyPath))) {
     const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
-    const tmp = await writeTemp(privateKeyPath, pem, 0o600);
+    const tmp = await writeTempFile(privateKeyPath, pem, 0o600);
     try {
       await link(tmp, privateKeyPath); // fails with EEXIST if another process won
     } catch (err) {
@@ -76,7 +70,7 @@ export async function ensureDevSigningKey(dir: string): Promise<DevSigningKey> {
   const kid = await calculateJwkThumbprint(jwk, "sha256");
   const jwks = `${JSON.stringify({ keys: [{ ...jwk, kid, alg: ALG, use: "sig" }] }, null, 2)}\n`;
   const current = await readFile(jwksPath, "utf8").catch(() => "");
-  if (current !== jwks) await rename(await writeTemp(jwksPath, jwks, 0o644), jwksPath);
+  if (current !== jwks) await rename(await writeTempFile(jwksPath, jwks, 0o644), jwksPath);
   return { jwksPath, privateKeyPath, kid };
 }
 
@@ -180,23 +174,6 @@ async function readPrivateKey(path: string): Promise<ReturnType<typeof createPri
   } catch (err) {
     throw new DevKeyError("invalid_key", `signing key ${path} is not a PKCS#8 P-256 key`, err);
   }
-}
-
-async function writeTemp(target: string, data: string, mode: number): Promise<string> {
-  const tmp = `${target}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  const handle = await open(
-    tmp,
-    fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL,
-    mode,
-  );
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await chmod(tmp, mode);
-  return tmp;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -4,6 +4,7 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import net, { type AddressInfo, type Socket } from "node:net";
 import { Duplex } from "node:stream";
+import { trackHttp2Sessions } from "@mcp-gateway/common/http2-sessions";
 
 /** A request listener for both HTTP/1.1 and HTTP/2. */
 export type DualListener = (
@@ -93,26 +94,15 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
       },
       options.listener,
     );
-    const sessions = new Set<http2.ServerHttp2Session>();
-    h2.on("session", (s) => {
-      sessions.add(s);
-      s.on("close", () => sessions.delete(s));
-    });
-    closeSessions = () => {
-      for (const s of sessions) s.close();
-    };
+    closeSessions = trackHttp2Sessions(h2);
     server = h2;
   } else {
     const h1 = http.createServer(options.listener);
     h1.keepAliveTimeout = 5000;
     const h2 = http2.createServer({}, options.listener);
-    const sessions = new Set<http2.ServerHttp2Session>();
-    h2.on("session", (s) => {
-      sessions.add(s);
-      s.on("close", () => sessions.delete(s));
-    });
+    const closeH2 = trackHttp2Sessions(h2);
     closeSessions = () => {
-      for (const s of sessions) s.close();
+      closeH2();
       h1.closeIdleConnections();
     };
     server = net.createServer((socket) => {

@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { Code, ConnectError, createContextKey, createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { trackHttp2Sessions } from "@mcp-gateway/common/http2-sessions";
 import {
   isAllowedPeer,
   mtlsServerOptions,
@@ -107,11 +108,7 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
       socket.destroy();
     }
   });
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s) => {
-    sessions.add(s);
-    s.on("close", () => sessions.delete(s));
-  });
+  const closeSessions = trackHttp2Sessions(server);
   server.listen(options.port, options.host);
   await once(server, "listening");
   const port = (server.address() as AddressInfo).port;
@@ -122,7 +119,7 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
       server.setSecureContext(mtlsServerOptions(tls));
     },
     async close() {
-      for (const s of sessions) s.close();
+      closeSessions();
       await new Promise<void>((r) => server.close(() => r()));
     },
   };

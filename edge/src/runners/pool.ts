@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createMtlsTransport } from "@mcp-gateway/common/mtls-transport";
 import { checkRunnerIdentity, runnerIdentity, type TlsMaterial } from "@mcp-gateway/common/tls";
 import { RunnerService } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
@@ -73,18 +73,11 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
   const clientFor = (id: string, url: string): Client<typeof RunnerService> =>
     createClient(
       RunnerService,
-      createGrpcTransport({
+      createMtlsTransport({
         baseUrl: url,
-        nodeOptions: {
-          ca: tls.ca,
-          cert: tls.cert,
-          key: tls.key,
-          minVersion: "TLSv1.3",
-          checkServerIdentity: checkRunnerIdentity(runnerIdentity(id)),
-        },
-        idleConnectionTimeoutMs: 60_000,
+        tls,
+        checkServerIdentity: checkRunnerIdentity(runnerIdentity(id)),
         pingIntervalMs: 2_000,
-        pingTimeoutMs: 2_000,
       }),
     );
   const runners = new Map<string, RunnerHandle>();

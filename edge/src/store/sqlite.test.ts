@@ -5,67 +5,17 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { verifyAuditChain } from "../audit/chain.js";
-import { runStoreContract } from "./contract.js";
+import { runStoreContract, sampleAuditEntry, sampleTask } from "./contract.js";
 import { createSqliteStore } from "./sqlite.js";
-import type { AuditEntry, TaskRecord } from "./types.js";
 
 const dir = mkdtempSync(join(tmpdir(), "mcp-store-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-function task(id: string): TaskRecord {
-  return {
-    id,
-    state: "queued",
-    command: "echo",
-    args: ["hi"],
-    env: {},
-    cwd: "",
-    workspace: "default",
-    timeoutMs: 30_000,
-    network: "none",
-    limits: {
-      memoryBytes: 0,
-      maxProcesses: 0,
-      maxFileSizeBytes: 0,
-      maxOpenFiles: 0,
-      cpuSeconds: 0,
-      maxOutputBytes: 0,
-    },
-    metadata: { team: "a" },
-    principal: { sub: "alice", roles: ["developer"], tenant: "t1", scopes: [] },
-    policyRevision: "r1",
-    traceId: "t",
-    runnerId: "",
-    createdAt: Date.now(),
-    startedAt: null,
-    finishedAt: null,
-    statusMessage: "",
-    result: null,
-  };
-}
-
-function entry(op: string): AuditEntry {
-  return {
-    time: Date.now(),
-    traceId: "trace",
-    principal: { sub: "alice", roles: [], tenant: "t1", scopes: [] },
-    operation: op,
-    params: { command: "echo" },
-    decision: "allow",
-    reasons: [],
-    policyRevision: "r1",
-    taskId: "",
-    runnerId: "",
-    outcome: "accepted",
-    details: {},
-  };
-}
 
 describe("sqlite store", () => {
   it("persists tasks across reopen and refuses to change a terminal task", async () => {
     const path = join(dir, "a.db");
     const store = createSqliteStore({ path });
-    await store.createTask(task("task-1"));
+    await store.createTask(sampleTask("task-1", { metadata: { team: "a" } }));
     await store.updateTask("task-1", { state: "completed", finishedAt: 5 });
     const after = await store.updateTask("task-1", { state: "running" });
     assert.equal(after?.state, "completed");
@@ -80,7 +30,7 @@ describe("sqlite store", () => {
 
   it("numbers output per task from 1 and reads after a sequence", async () => {
     const store = createSqliteStore({ path: ":memory:" });
-    await store.createTask(task("task-2"));
+    await store.createTask(sampleTask("task-2"));
     assert.equal(await store.appendOutput("task-2", "stdout", new TextEncoder().encode("a"), 1), 1);
     assert.equal(await store.appendOutput("task-2", "stderr", new TextEncoder().encode("b"), 2), 2);
     assert.equal(await store.appendOutput("task-3", "stdout", new TextEncoder().encode("c"), 2), 1);
@@ -95,7 +45,7 @@ describe("sqlite store", () => {
     const path = join(dir, "audit.db");
     const store = createSqliteStore({ path });
     for (const op of ["execute", "read_file", "execute", "cancel_task"])
-      await store.appendAudit(entry(op));
+      await store.appendAudit(sampleAuditEntry({ operation: op }));
     assert.equal(verifyAuditChain(store.rawAudit()).ok, true);
     const denied = await store.listAudit({ operation: "execute", limit: 10 });
     assert.deepEqual(
@@ -117,7 +67,7 @@ describe("sqlite store", () => {
 
   it("detects a deleted record and a removed tail against an anchored head", async () => {
     const store = createSqliteStore({ path: join(dir, "del.db") });
-    for (const op of ["a", "b", "c"]) await store.appendAudit(entry(op));
+    for (const op of ["a", "b", "c"]) await store.appendAudit(sampleAuditEntry({ operation: op }));
     const rows = [...store.rawAudit()];
     const head = rows[2]?.hash ?? "";
     assert.equal(

@@ -1,0 +1,38 @@
+import type { PeerCertificate } from "node:tls";
+import type { Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { TlsMaterial } from "./tls/material.js";
+
+/** Options for {@link createMtlsTransport}. */
+export interface MtlsTransportOptions {
+  /** https URL of the peer. */
+  baseUrl: string;
+  /** This party's certificate and key, and the CA bundle that verifies the peer. */
+  tls: TlsMaterial;
+  /** Checks the peer's identity after its chain verified (e.g. checkRunnerIdentity). */
+  checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined;
+  /** HTTP/2 keep-alive pings, so a dead peer is noticed (default 10 s). */
+  pingIntervalMs?: number;
+}
+
+/**
+ * A gRPC transport for the internal edge ↔ runner links: HTTP/2 over TLS 1.3
+ * with a client certificate and a peer identity check. Rebuild it when the
+ * certificates rotate.
+ */
+export function createMtlsTransport(options: MtlsTransportOptions): Transport {
+  const ping = options.pingIntervalMs ?? 10_000;
+  return createGrpcTransport({
+    baseUrl: options.baseUrl,
+    nodeOptions: {
+      ca: options.tls.ca,
+      cert: options.tls.cert,
+      key: options.tls.key,
+      minVersion: "TLSv1.3",
+      checkServerIdentity: options.checkServerIdentity,
+    },
+    idleConnectionTimeoutMs: 60_000,
+    pingIntervalMs: ping,
+    pingTimeoutMs: ping,
+  });
+}
