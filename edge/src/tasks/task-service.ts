@@ -200,7 +200,10 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         },
       })
       .catch((err: unknown) =>
-        logger.error({ err, taskId: task.id }, "audit of task outcome failed"),
+        logger.error(
+          { err, taskId: task.id, traceId: task.traceId },
+          "audit of task outcome failed",
+        ),
       );
   }
 
@@ -295,7 +298,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         if (start && attempt === 0 && lastSeq === 0n && certainlyNotStarted(ce)) {
           if (ce.code !== Code.ResourceExhausted) runners.markDown(runner.id, ce.rawMessage);
           logger.info(
-            { taskId: task.id, runner: runner.id, reason: ce.rawMessage },
+            { taskId: task.id, traceId: task.traceId, runner: runner.id, reason: ce.rawMessage },
             "runner did not take the task; requeued",
           );
           return "requeue";
@@ -410,13 +413,13 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       } finally {
         following.delete(task.id);
       }
-    }, task.id);
+    }, task);
   }
 
-  function run(p: () => Promise<void>, taskId: string): void {
+  function run(p: () => Promise<void>, task: Pick<TaskRecord, "id" | "traceId">): void {
     track(
       p().catch((err: unknown) => {
-        logger.error({ err, taskId }, "task dispatch failed");
+        logger.error({ err, taskId: task.id, traceId: task.traceId }, "task dispatch failed");
       }),
     );
   }
@@ -438,7 +441,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         } finally {
           following.delete(task.id);
         }
-      }, task.id);
+      }, task);
     },
 
     async cancel(task) {
@@ -515,7 +518,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         if (!claimed || claimed.edgeId !== edgeId || TERMINAL_STATES.has(claimed.state)) continue;
         if ((task.edgeId ?? "") !== edgeId) {
           logger.info(
-            { taskId: task.id, from: task.edgeId },
+            { taskId: task.id, traceId: task.traceId, from: task.edgeId },
             "adopted a task of an edge that is gone",
           );
         }
