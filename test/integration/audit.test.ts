@@ -50,7 +50,7 @@ describe("audit trail", () => {
     assert.equal(finished?.outcome, "completed");
     assert.equal(finished?.runnerId, "runner-local");
     const deniedEvent = events.find((e) => e.decision === "deny");
-    assert.ok((deniedEvent?.reasons as string[]).some((r) => /sudo/i.test(r)));
+    assert.ok(((deniedEvent?.reasons ?? []) as string[]).some((r) => /sudo/i.test(r)));
     for (const e of events) assert.match(String(e.hash), /^[0-9a-f]{64}$/);
   });
 

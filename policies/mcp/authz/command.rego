@@ -119,7 +119,31 @@ invocations_0 := {invocation(argv)}
 
 # Each level expands only the invocations of wrappers and shells (expand is
 # empty for the others).
+# Expanding wrappers and shells costs time polynomial in the number of words
+# (every operand of a wrapper may be a program), so a command line that runs
+# programs through them is limited to data.gateway.commands.max_nested_words
+# words: longer ones are denied unexpanded instead of stalling the evaluator.
+nested_line if {
+	some w in argv
+	nests(basename(w))
+}
+
+too_long_to_expand if {
+	count(argv) > data.gateway.commands.max_nested_words
+	nested_line
+}
+
+deny contains msg if {
+	input.operation == "execute"
+	too_long_to_expand
+	msg := concat("", [
+		"command lines that run programs through wrappers or shells are limited to ",
+		json.marshal(data.gateway.commands.max_nested_words), " words",
+	])
+}
+
 invocations_1 := {sub |
+	not too_long_to_expand
 	some [prog, words] in invocations_0
 	nests(prog)
 	some sub in expand(prog, words)

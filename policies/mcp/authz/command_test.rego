@@ -298,3 +298,23 @@ test_shell_separators_and_whitespace if {
 	denied_cmd("sh", ["-c", "(halt)"], "\"halt\" is denied")
 	denied_cmd("sh", ["-c", "true&sudo id"], "\"sudo\" is denied")
 }
+
+test_long_wrapper_chain_denied_without_expansion if {
+	args := array.concat([w | some _ in numbers.range(1, 40); w := "nice"], ["ls"])
+	d := authz.decision with input as exec("env", args)
+	not d.allow
+	has_reason(d, "limited to 32 words")
+}
+
+test_long_plain_command_line_still_allowed if {
+	args := [w | some _ in numbers.range(1, 40); w := "file.txt"]
+	d := authz.decision with input as exec("ls", args)
+	d.allow
+}
+
+test_wrapper_chain_at_the_limit_is_expanded if {
+	args := array.concat([w | some _ in numbers.range(1, 30); w := "nice"], ["sudo"])
+	d := authz.decision with input as exec("env", args)
+	not d.allow
+	has_reason(d, "command \"sudo\" is denied")
+}
