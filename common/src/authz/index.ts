@@ -1,3 +1,4 @@
+import { ZERO_LIMITS } from "../policy/decision.js";
 import type { PolicyInput } from "../policy/input.js";
 
 /** Who is asking, as authenticated by the edge. */
@@ -20,16 +21,7 @@ export interface RequestFacts {
   metadata: Record<string, string>;
 }
 
-const NO_LIMITS: PolicyInput["sandbox"] = {
-  limits: {
-    memory_bytes: 0,
-    max_processes: 0,
-    max_file_size_bytes: 0,
-    max_open_files: 0,
-    cpu_seconds: 0,
-    max_output_bytes: 0,
-  },
-};
+const NO_LIMITS: PolicyInput["sandbox"] = { limits: { ...ZERO_LIMITS } };
 
 /**
  * Builds the policy input document. The edge and the runner's re-check both

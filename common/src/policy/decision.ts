@@ -34,6 +34,16 @@ export const LIMIT_NAMES: readonly (keyof SandboxLimits)[] = [
   "max_output_bytes",
 ];
 
+/** Limits of all zeros: "the default" in a request, nothing allowed in a denial's obligations. */
+export const ZERO_LIMITS: Readonly<SandboxLimits> = Object.freeze({
+  memory_bytes: 0,
+  max_processes: 0,
+  max_file_size_bytes: 0,
+  max_open_files: 0,
+  cpu_seconds: 0,
+  max_output_bytes: 0,
+});
+
 /**
  * Obligations attached to fail-closed denials: no network and zero caps. A denied
  * request is never run, so these only keep the Decision shape total.
@@ -41,14 +51,7 @@ export const LIMIT_NAMES: readonly (keyof SandboxLimits)[] = [
 export const DENY_OBLIGATIONS: Readonly<Obligations> = Object.freeze({
   max_timeout_seconds: 0,
   network: "none",
-  limits: Object.freeze({
-    memory_bytes: 0,
-    max_processes: 0,
-    max_file_size_bytes: 0,
-    max_open_files: 0,
-    cpu_seconds: 0,
-    max_output_bytes: 0,
-  }),
+  limits: ZERO_LIMITS,
 });
 
 /** Builds a denial with one reason (used for every fail-closed path). */

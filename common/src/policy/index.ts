@@ -12,6 +12,7 @@ export {
   LIMIT_NAMES,
   type Obligations,
   parseDecision,
+  ZERO_LIMITS,
 } from "./decision.js";
 export {
   createPolicyEngine,
