@@ -49,6 +49,10 @@ describe("audit trail", () => {
     const finished = events.find((e) => e.operation === "task_finished" && e.taskId === taskId);
     assert.equal(finished?.outcome, "completed");
     assert.equal(finished?.runnerId, "runner-local");
+    const details = JSON.parse(String(finished?.detailsJson)) as Record<string, unknown>;
+    assert.equal(details.exitCode ?? 0, 0);
+    assert.equal(details.stdoutBytes, "audited\n".length, "bytes out are recorded");
+    assert.ok(Number(details.durationMs) > 0);
     const deniedEvent = events.find((e) => e.decision === "deny");
     assert.ok(((deniedEvent?.reasons ?? []) as string[]).some((r) => /sudo/i.test(r)));
     for (const e of events) assert.match(String(e.hash), /^[0-9a-f]{64}$/);

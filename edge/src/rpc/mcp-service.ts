@@ -415,6 +415,7 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
           outcome: r.outcome,
           traceId: r.traceId,
           paramsJson: JSON.stringify(r.params),
+          detailsJson: JSON.stringify(r.details),
           hash: r.hash,
           prevHash: r.prevHash,
         })),

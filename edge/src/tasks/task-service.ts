@@ -196,6 +196,11 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           exitCode: updated.result?.exitCode ?? null,
           signal: updated.result?.signal ?? "",
           executionTimeMs: updated.result?.executionTimeMs ?? 0,
+          durationMs: finishedAt - task.createdAt,
+          ...(await storedOutput(task.id).then(
+            (o) => ({ stdoutBytes: o.stdout, stderrBytes: o.stderr }),
+            () => ({}),
+          )),
           message,
         },
       })
@@ -380,13 +385,16 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     }
   }
 
-  /** Number of output chunks already stored for a task. */
-  async function storedOutputs(taskId: string): Promise<number> {
-    let n = 0;
+  /** Output chunks stored for a task, and the bytes of each stream (bounded by the output caps). */
+  async function storedOutput(
+    taskId: string,
+  ): Promise<{ chunks: number; stdout: number; stderr: number }> {
+    const totals = { chunks: 0, stdout: 0, stderr: 0 };
     for (let after = 0; ; ) {
       const chunks = await store.readOutput(taskId, after, 1024);
-      n += chunks.length;
-      if (chunks.length < 1024) return n;
+      totals.chunks += chunks.length;
+      for (const c of chunks) if (c.kind !== "event") totals[c.kind] += c.data.byteLength;
+      if (chunks.length < 1024) return totals;
       after = chunks[chunks.length - 1]?.seq ?? after;
     }
   }
@@ -408,7 +416,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           );
         }
         // Attach only: Execute again could run a command twice.
-        await follow(task, runner, false, "", await storedOutputs(task.id));
+        await follow(task, runner, false, "", (await storedOutput(task.id)).chunks);
         return;
       } finally {
         following.delete(task.id);
