@@ -276,6 +276,36 @@ describe("active-passive", () => {
   });
 });
 
+describe("graceful shutdown (SIGTERM)", () => {
+  it("a runner drains its running task, deregisters at once and exits 0", async () => {
+    const alive = [runner1, runner2].find(
+      (p) => p.child.exitCode === null && p.child.signalCode === null,
+    );
+    assert.ok(alive, "one runner is still up");
+    const taskId = await exec(edgeB.url, "sh", ["-c", "sleep 1; echo drained"], "drain");
+    await until("running", 10_000, async () =>
+      (await status(edgeB.url, taskId)).status === "TASK_STATUS_RUNNING" ? true : undefined,
+    );
+    alive.child.kill("SIGTERM");
+    const t = await waitForTask(edgeB.url, token, taskId, 15_000);
+    assert.equal(t.status, "TASK_STATUS_COMPLETED", JSON.stringify(t));
+    assert.equal((t.result as Record<string, unknown>).stdout, "drained\n");
+    assert.equal(await alive.exited(), 0, "the runner exits cleanly");
+    // Deregistered: the edge stops offering it before any heartbeat timeout could.
+    const gone = await until("runner deregistered", 2_500, async () => {
+      const r = await fetch(`${edgeB.url}/health/ready`);
+      const body = (await r.json()) as { problems: string[] };
+      return r.status === 503 && body.problems.includes("no runner available") ? true : undefined;
+    });
+    process.stderr.write(`# runner SIGTERM → out of the edge's pool after ${gone.ms} ms\n`);
+  });
+
+  it("an edge goes unready, refuses new calls and exits 0", async () => {
+    edgeB.proc.child.kill("SIGTERM");
+    assert.equal(await edgeB.proc.exited(), 0, "the edge exits cleanly");
+  });
+});
+
 /** One Connect streaming request frame. */
 function framed(msg: unknown): Buffer {
   const body = Buffer.from(JSON.stringify(msg));

@@ -16,6 +16,8 @@ export interface Proc {
   stdout(): string;
   /** SIGTERM, then SIGKILL after 5 s; resolves when it exited. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** The exit code once the process exits by itself (null: killed by a signal); rejects after timeoutMs. */
+  exited(timeoutMs?: number): Promise<number | null>;
 }
 
 /** Runs the CLI to completion; resolves to its exit code and output. */
@@ -57,6 +59,16 @@ export function startProc(
     const proc: Proc = {
       child,
       stderr: () => err,
+      exited: (timeoutMs = 15_000) =>
+        Promise.race([
+          exited,
+          new Promise<never>((_, rej) =>
+            setTimeout(
+              () => rej(new Error(`${args[0]} did not exit within ${timeoutMs} ms`)),
+              timeoutMs,
+            ).unref(),
+          ),
+        ]),
       stdout: () => out,
       async stop(signal = "SIGTERM") {
         if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;

@@ -37,15 +37,26 @@ function parseConfig<S extends z.ZodType>(schema: S, input: unknown, what: strin
   return r.data;
 }
 
-/** Resolves once SIGINT or SIGTERM arrives. */
+/**
+ * Resolves at the first SIGINT or SIGTERM. Later SIGTERMs are ignored while
+ * the process drains (an orchestrator escalates to SIGKILL itself); a second
+ * SIGINT (Ctrl-C) exits at once.
+ */
 function untilSignal(logger: Logger): Promise<string> {
   return new Promise((resolve) => {
-    const on = (sig: string) => {
+    let draining = false;
+    const on = (sig: NodeJS.Signals) => {
+      if (draining) {
+        if (sig === "SIGINT") process.exit(130);
+        logger.warn({ signal: sig }, "already shutting down");
+        return;
+      }
+      draining = true;
       logger.info({ signal: sig }, "shutting down");
       resolve(sig);
     };
-    process.once("SIGINT", () => on("SIGINT"));
-    process.once("SIGTERM", () => on("SIGTERM"));
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
   });
 }
 
