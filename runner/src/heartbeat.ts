@@ -12,6 +12,7 @@ export interface RunnerStatus {
   sandboxReady: boolean;
   sandboxProblem: string;
   policyRevision: string;
+  bootId: string;
 }
 
 /** Options for {@link startHeartbeats}. */
@@ -77,6 +78,7 @@ export function startHeartbeats(options: HeartbeatOptions): Heartbeats {
               sandboxReady: s.sandboxReady,
               sandboxProblem: s.sandboxProblem,
               policyRevision: s.policyRevision,
+              bootId: s.bootId,
             },
             { timeoutMs: Math.max(500, interval) },
           );

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { mkdirSync, statSync } from "node:fs";
 import http2 from "node:http2";
@@ -152,7 +153,9 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   });
 
   let accepting = true;
+  const bootId = randomUUID();
   const service = createRunnerService({
+    bootId,
     accepting: () => accepting,
     readiness: () => readiness,
     runnerId: config.id,
@@ -224,6 +227,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
             sandboxReady: readiness.ready && accepting,
             sandboxProblem: accepting ? readiness.problem : "draining",
             policyRevision: policy.revision(),
+            bootId,
           }),
           logger,
         });

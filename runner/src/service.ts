@@ -28,6 +28,8 @@ import type { WorkspaceFs } from "./workspace/index.js";
 /** Dependencies of the runner's service. */
 export interface RunnerServiceDeps {
   runnerId: string;
+  /** Random id of this runner process, reported so edges can tell a restart. */
+  bootId: string;
   tasks: TaskManager;
   workspaces: WorkspaceFs;
   policy: PolicyEngine;
@@ -216,6 +218,7 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
         runningTasks: tasks.running(),
         policyRevision: policy.revision(),
         limitLayers: r.limitLayers,
+        bootId: deps.bootId,
       };
     },
 

@@ -78,6 +78,7 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
             url: url.toString().replace(/\/$/, ""),
             load: Math.min(1, req.runningTasks / max),
             healthy: req.sandboxReady,
+            bootId: req.bootId,
           });
           return { intervalMs: options.heartbeatIntervalMs };
         },

@@ -22,6 +22,8 @@ export interface RunnerHandle {
   load: number;
   /** Tasks this edge dispatched to it since the last report. */
   inFlight: number;
+  /** Boot id of the runner process at the last report ("" until known). */
+  bootId: string;
   /** Known from configuration (probed) rather than from heartbeats. */
   readonly static: boolean;
 }
@@ -90,6 +92,7 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
       problem: "not probed yet",
       load: 0,
       inFlight: 0,
+      bootId: "",
       static: true,
     });
   }
@@ -109,6 +112,7 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
         throw new Error(`runner at ${r.url} says it is ${info.runnerId}, expected ${r.id}`);
       }
       r.inFlight = 0;
+      r.bootId = info.bootId;
       setHealth(r, info.sandboxReady, info.sandboxReady ? "" : info.sandboxProblem);
     } catch (err) {
       setHealth(r, false, err instanceof ConnectError ? err.rawMessage : String(err));
@@ -136,6 +140,7 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
           problem: "",
           load: 0,
           inFlight: 0,
+          bootId: rec.bootId,
           static: false,
         };
         runners.set(rec.id, r);
@@ -146,6 +151,7 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
       if (r.static) continue;
       r.load = rec.load;
       r.inFlight = 0;
+      r.bootId = rec.bootId;
       setHealth(r, rec.healthy, rec.healthy ? "" : "runner reports its sandbox is not ready");
     }
     for (const r of runners.values()) {

@@ -22,6 +22,8 @@ export interface RegisteredRunner {
   load: number;
   /** False while its sandbox self-check fails or it drains. */
   healthy: boolean;
+  /** Random id of the runner process; a restarted runner has forgotten its tasks. */
+  bootId: string;
 }
 
 /** Where runners that register themselves are kept (shared by all edges with PostgreSQL). */
@@ -83,7 +85,13 @@ export async function openStore(location: StoreLocation, logger: Logger): Promis
       },
       registry: {
         async heartbeat(r) {
-          await pg.upsertRunner({ id: r.id, url: r.url, load: r.load, healthy: r.healthy });
+          await pg.upsertRunner({
+            id: r.id,
+            url: r.url,
+            load: r.load,
+            healthy: r.healthy,
+            bootId: r.bootId,
+          });
         },
         async alive(withinMs) {
           return (await pg.listRunners({ aliveWithinMs: withinMs })).map((r) => ({
@@ -91,6 +99,7 @@ export async function openStore(location: StoreLocation, logger: Logger): Promis
             url: r.url,
             load: r.load,
             healthy: r.healthy,
+            bootId: r.bootId ?? "",
           }));
         },
         async remove(id) {

@@ -115,6 +115,8 @@ export interface RunnerRegistration {
   load: number;
   /** False while the runner drains or its sandbox self-check fails. */
   healthy: boolean;
+  /** Random id of the runner process (changes when it restarts). */
+  bootId?: string;
 }
 
 /** A runner registry row. */
@@ -248,6 +250,10 @@ const MIGRATIONS: readonly { name: string; sql: string }[] = [
     sql: `
       ALTER TABLE audit ADD COLUMN tenant text NOT NULL DEFAULT '';
       CREATE INDEX audit_tenant ON audit (tenant, seq);`,
+  },
+  {
+    name: "runner boot id",
+    sql: `ALTER TABLE runners ADD COLUMN boot_id text NOT NULL DEFAULT '';`,
   },
 ];
 
@@ -593,11 +599,11 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
     async upsertRunner(runner) {
       const [row] = await query<RunnerRow>(
-        `INSERT INTO runners (id, url, last_heartbeat, load, healthy) VALUES ($1, $2, now(), $3, $4)
+        `INSERT INTO runners (id, url, last_heartbeat, load, healthy, boot_id) VALUES ($1, $2, now(), $3, $4, $5)
          ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, last_heartbeat = EXCLUDED.last_heartbeat,
-           load = EXCLUDED.load, healthy = EXCLUDED.healthy
-         RETURNING id, url, last_heartbeat, load, healthy`,
-        [runner.id, runner.url, runner.load, runner.healthy],
+           load = EXCLUDED.load, healthy = EXCLUDED.healthy, boot_id = EXCLUDED.boot_id
+         RETURNING id, url, last_heartbeat, load, healthy, boot_id`,
+        [runner.id, runner.url, runner.load, runner.healthy, runner.bootId ?? ""],
       );
       if (!row) throw new Error("upsertRunner: no row returned");
       return runnerRecord(row);
@@ -605,7 +611,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
     async listRunners(filter: ListRunnersOptions = {}) {
       const rows = await read<RunnerRow>(
-        `SELECT id, url, last_heartbeat, load, healthy FROM runners
+        `SELECT id, url, last_heartbeat, load, healthy, boot_id FROM runners
          WHERE ($1::double precision IS NULL OR last_heartbeat > now() - make_interval(secs => $1 / 1000))
            AND (NOT $2 OR healthy)
          ORDER BY load, id`,
@@ -643,6 +649,7 @@ interface RunnerRow {
   last_heartbeat: Date;
   load: number;
   healthy: boolean;
+  boot_id: string;
 }
 
 function runnerRecord(r: RunnerRow): RunnerRecord {
@@ -652,6 +659,7 @@ function runnerRecord(r: RunnerRow): RunnerRecord {
     lastHeartbeat: r.last_heartbeat.getTime(),
     load: r.load,
     healthy: r.healthy,
+    bootId: r.boot_id,
   };
 }
 

@@ -67,6 +67,8 @@ export interface TaskRecord {
   /** Edge that follows the task (accepted it, or adopted it when that edge died). */
   edgeId?: string;
   runnerId: string;
+  /** Boot id of the runner process the task was sent to (see RunnerService.Info). */
+  runnerBoot?: string;
   createdAt: number;
   startedAt: number | null;
   finishedAt: number | null;
@@ -78,7 +80,14 @@ export interface TaskRecord {
 export type TaskPatch = Partial<
   Pick<
     TaskRecord,
-    "state" | "runnerId" | "edgeId" | "startedAt" | "finishedAt" | "statusMessage" | "result"
+    | "state"
+    | "runnerId"
+    | "runnerBoot"
+    | "edgeId"
+    | "startedAt"
+    | "finishedAt"
+    | "statusMessage"
+    | "result"
   >
 >;
 

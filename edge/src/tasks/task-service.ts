@@ -269,19 +269,21 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     let lastSeq = 0n;
     let skip = skipOutputs;
     let firstFailure = 0;
-    for (let attempt = 0; !signal.aborted; attempt++) {
+    let sendExecute = start;
+    while (!signal.aborted) {
+      const executing = sendExecute;
+      sendExecute = false;
       try {
-        const stream =
-          start && attempt === 0
-            ? runner.client.execute(
-                {
-                  taskId: task.id,
-                  spec: specOf(task),
-                  authorization: authorizationOf(task, traceparent, options.fencingToken?.() ?? 0n),
-                },
-                { signal },
-              )
-            : runner.client.attach({ taskId: task.id, afterSeq: lastSeq }, { signal });
+        const stream = executing
+          ? runner.client.execute(
+              {
+                taskId: task.id,
+                spec: specOf(task),
+                authorization: authorizationOf(task, traceparent, options.fencingToken?.() ?? 0n),
+              },
+              { signal },
+            )
+          : runner.client.attach({ taskId: task.id, afterSeq: lastSeq }, { signal });
         for await (const res of stream) {
           if (!res.event || res.event.seq <= lastSeq) continue;
           lastSeq = res.event.seq;
@@ -300,7 +302,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       } catch (err) {
         if (signal.aborted) return "done";
         const ce = ConnectError.from(err);
-        if (start && attempt === 0 && lastSeq === 0n && certainlyNotStarted(ce)) {
+        if (executing && lastSeq === 0n && certainlyNotStarted(ce)) {
           if (ce.code !== Code.ResourceExhausted) runners.markDown(runner.id, ce.rawMessage);
           logger.info(
             { taskId: task.id, traceId: task.traceId, runner: runner.id, reason: ce.rawMessage },
@@ -308,7 +310,17 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           );
           return "requeue";
         }
-        if (ce.code === Code.NotFound && !(start && attempt === 0)) {
+        if (ce.code === Code.NotFound && !executing) {
+          if (task.runnerBoot && runner.bootId === task.runnerBoot) {
+            // The same runner process, which keeps every task it accepted, never got this one
+            // (its edge died before the Execute arrived): send it now. Execute is idempotent per task id.
+            logger.info(
+              { taskId: task.id, traceId: task.traceId, runner: runner.id },
+              "task never reached its runner; sending it",
+            );
+            sendExecute = true;
+            continue;
+          }
           await finish(task, "failed", `runner lost: ${runner.id} no longer knows this task`);
           return "done";
         }
@@ -366,7 +378,11 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           await finish(task, "failed", reason);
           return;
         }
-        const updated = await store.updateTask(task.id, { runnerId: runner.id }, { edgeId });
+        const updated = await store.updateTask(
+          task.id,
+          { runnerId: runner.id, runnerBoot: runner.bootId },
+          { edgeId },
+        );
         if (!updated || TERMINAL_STATES.has(updated.state) || updated.runnerId !== runner.id)
           return;
         span.span.setAttribute("mcp.runner_id", runner.id);
@@ -377,7 +393,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           runner.inFlight--;
         }
         // Not taken: record that no runner holds it, so an edge adopting it dispatches it.
-        await store.updateTask(task.id, { runnerId: "" }, { edgeId });
+        await store.updateTask(task.id, { runnerId: "", runnerBoot: "" }, { edgeId });
         await new Promise((r) => setTimeout(r, 200));
       }
     } finally {
