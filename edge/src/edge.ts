@@ -26,7 +26,7 @@ import { createEdgeMetrics } from "./metrics.js";
 import { createPipeline } from "./pipeline/authorize.js";
 import { createEdgeInterceptor, peerAddressKey } from "./pipeline/interceptor.js";
 import { createRateLimiter } from "./rate-limit/token-bucket.js";
-import { startRegistryServer } from "./registry/server.js";
+import { type RegistryServer, startRegistryServer } from "./registry/server.js";
 import { createMcpService } from "./rpc/mcp-service.js";
 import { createRunnerPool } from "./runners/pool.js";
 import { openStore } from "./store/open.js";
@@ -117,6 +117,8 @@ export async function startEdge(
     logger,
     metrics,
   });
+  /** The internal registration port, started once the public port is up (see below). */
+  let internal: RegistryServer | undefined;
   const stopTlsWatch = watchTlsMaterial(
     tlsFiles,
     (m) => {
@@ -233,7 +235,7 @@ export async function startEdge(
     },
   });
 
-  const internal =
+  internal =
     config.internalPort === undefined
       ? undefined
       : await startRegistryServer({

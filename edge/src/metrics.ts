@@ -32,6 +32,16 @@ const FAST_BUCKETS = [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0
 
 /** Registers the edge's metrics. */
 export function createEdgeMetrics(registry: Registry): EdgeMetrics {
+  const metrics = createMetrics(registry);
+  // Series that alerts compute increase() over exist from the start at 0, so the first event counts.
+  metrics.policyReloads.inc({ result: "error" }, 0);
+  metrics.policyReloads.inc({ result: "ok" }, 0);
+  for (const result of ["allow", "deny"])
+    metrics.policyDecisions.inc({ result, operation: "execute" }, 0);
+  return metrics;
+}
+
+function createMetrics(registry: Registry): EdgeMetrics {
   return {
     registry,
     requests: new Counter({
