@@ -13,7 +13,10 @@ import { McpService } from "@mcp-gateway/proto/mcp";
  * A native gRPC client built with @grpc/grpc-js (an implementation independent
  * of Connect) from the McpService descriptor, for interoperability tests.
  */
-export function createGrpcJsClient(address: string): grpc.Client {
+export function createGrpcJsClient(
+  address: string,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+): grpc.Client {
   const definition: Record<
     string,
     grpc.MethodDefinition<MessageShape<DescMessage>, MessageShape<DescMessage>>
@@ -32,7 +35,7 @@ export function createGrpcJsClient(address: string): grpc.Client {
     };
   }
   const Ctor = grpc.makeGenericClientConstructor(definition, "McpService");
-  return new Ctor(address, grpc.credentials.createInsecure());
+  return new Ctor(address, credentials, { "grpc.ssl_target_name_override": "localhost" });
 }
 
 /** Calls a unary method; rejects with the grpc-js ServiceError. */

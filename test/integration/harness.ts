@@ -139,7 +139,7 @@ export async function startGateway(
   try {
     const started = await startProc(
       ["edge", "--port", "0", "--runner", `runner-local=${runnerUrl}`, ...(options.edgeArgs ?? [])],
-      /edge listening on (http\S+)/,
+      /edge listening on (https?:\/\/[^\s(]+)/,
       env,
     );
     edge = started.proc;
