@@ -198,21 +198,17 @@ export function mtlsServerOptions(
 }
 
 function statOrThrow(path: string): Stats {
-  try {
-    return statSync(path);
-  } catch (err) {
-    throw new TlsMaterialError(
-      "missing_file",
-      path,
-      `TLS file ${path} cannot be read: ${errnoText(err)}`,
-      err,
-    );
-  }
+  return orMissing(path, () => statSync(path));
 }
 
 function readOrThrow(path: string): Buffer {
+  return orMissing(path, () => readFileSync(path));
+}
+
+/** Runs a file access, turning its failure into a "missing_file" TlsMaterialError naming the file. */
+function orMissing<T>(path: string, access: () => T): T {
   try {
-    return readFileSync(path);
+    return access();
   } catch (err) {
     throw new TlsMaterialError(
       "missing_file",
