@@ -262,16 +262,21 @@ export async function startEdge(
     };
     await renewEdge();
     haTimers.push(setInterval(() => void renewEdge(), Math.max(250, config.edgeLeaseTtlMs / 4)));
-    haTimers.push(
-      setInterval(() => {
+  }
+  // The adoption pass also picks up this edge's own tasks that nobody follows any more (a
+  // follow loop that failed on a store error), with or without other edges.
+  haTimers.push(
+    setInterval(
+      () => {
         if (accepting && !shutdown.signal.aborted) {
           tasks
             .recover()
             .catch((err: unknown) => logger.warn({ err: String(err) }, "adoption pass failed"));
         }
-      }, 1000),
-    );
-  }
+      },
+      leases ? 1000 : 5000,
+    ),
+  );
   if (config.standby && leases) {
     const contend = async () => {
       if (shutdown.signal.aborted || lostActive) return;

@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { mkdirSync, statSync } from "node:fs";
 import http2 from "node:http2";
@@ -30,7 +30,7 @@ import { startHeartbeats } from "./heartbeat.js";
 import { createSandbox } from "./sandbox/index.js";
 import { createRunnerService } from "./service.js";
 import { createTaskManager } from "./task-manager.js";
-import { createWorkspaceFs } from "./workspace/index.js";
+import { createWorkspaceFs, type WorkspaceFs } from "./workspace/index.js";
 
 /** A running runner agent. */
 export interface Runner {
@@ -134,14 +134,27 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   mkdirSync(workspaceRoot, { recursive: true, mode: 0o711 });
   if (process.getuid?.() === 0)
     assertTraversable(workspaceRoot, config.sandboxUid, config.sandboxGid);
-  const workspaces = createWorkspaceFs({
-    root: workspaceRoot,
-    maxReadBytes: config.maxFileBytes,
-    maxWriteBytes: config.maxFileBytes,
-    sandboxUid: config.sandboxUid,
-    sandboxGid: config.sandboxGid,
-    ...(config.helperPath ? { helperPath: config.helperPath } : {}),
-  });
+  // Workspaces are per tenant: <root>/t-<sha256(tenant)>/<workspace>, so a workspace name never
+  // reaches another tenant's files.
+  const byTenant = new Map<string, WorkspaceFs>();
+  const workspaces = (tenant: string): WorkspaceFs => {
+    let fs = byTenant.get(tenant);
+    if (!fs) {
+      fs = createWorkspaceFs({
+        root: join(
+          workspaceRoot,
+          `t-${createHash("sha256").update(tenant).digest("hex").slice(0, 32)}`,
+        ),
+        maxReadBytes: config.maxFileBytes,
+        maxWriteBytes: config.maxFileBytes,
+        sandboxUid: config.sandboxUid,
+        sandboxGid: config.sandboxGid,
+        ...(config.helperPath ? { helperPath: config.helperPath } : {}),
+      });
+      byTenant.set(tenant, fs);
+    }
+    return fs;
+  };
   const tasks = createTaskManager({
     sandbox,
     logger,

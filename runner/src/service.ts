@@ -31,7 +31,8 @@ export interface RunnerServiceDeps {
   /** Random id of this runner process, reported so edges can tell a restart. */
   bootId: string;
   tasks: TaskManager;
-  workspaces: WorkspaceFs;
+  /** The workspaces of a tenant (each tenant has its own directory tree). */
+  workspaces: (tenant: string) => WorkspaceFs;
   policy: PolicyEngine;
   logger: Logger;
   tracer: Tracer;
@@ -160,7 +161,7 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     );
     const d = DEFAULT_SANDBOX_LIMITS;
     await guard(async () => {
-      const workspaceDir = await workspaces.ensure(spec.workspace);
+      const workspaceDir = await workspaces(tenantOf(req.authorization)).ensure(spec.workspace);
       await tasks.start(
         req.taskId,
         {
@@ -194,17 +195,25 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     req: { workspace: string; path: string; authorization?: Authorization | undefined },
     operation: "read_file" | "write_file" | "delete_file" | "list_directory",
     mode: "read" | "write" | "delete" | "list",
-    act: () => Promise<T>,
+    act: (fs: WorkspaceFs) => Promise<T>,
   ): Promise<T> {
     recheck(req.authorization, {
       operation,
       workspace: req.workspace,
       file: { path: req.path, mode },
     });
+    const fs = workspaces(tenantOf(req.authorization));
     return guard(async () => {
-      await workspaces.ensure(req.workspace);
-      return act();
+      await fs.ensure(req.workspace);
+      return act(fs);
     });
+  }
+
+  /** The tenant a request acts for (recheck() already refused requests without a principal). */
+  function tenantOf(authz: Authorization | undefined): string {
+    const tenant = authz?.principal?.tenant ?? "";
+    if (tenant === "") throw new ConnectError("the principal has no tenant", Code.InvalidArgument);
+    return tenant;
   }
 
   return {
@@ -226,6 +235,12 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
       const spec = req.spec;
       if (!spec || !/^task-[0-9a-f-]{36}$/.test(req.taskId)) {
         throw new ConnectError("task_id and spec are required", Code.InvalidArgument);
+      }
+      if (req.expectedBootId !== "" && req.expectedBootId !== deps.bootId) {
+        throw new ConnectError(
+          `runner ${deps.runnerId} restarted since the task was sent to it; refusing to run it again`,
+          Code.FailedPrecondition,
+        );
       }
       if (!tasks.has(req.taskId)) {
         if (!deps.accepting()) {
@@ -253,6 +268,12 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     },
 
     async *attach(req, ctx) {
+      if (!tasks.has(req.taskId) && tasks.seen(req.taskId)) {
+        throw new ConnectError(
+          `task ${req.taskId} ran on this runner but its record expired`,
+          Code.FailedPrecondition,
+        );
+      }
       if (!tasks.has(req.taskId)) {
         throw new ConnectError(`task ${req.taskId} is not known to this runner`, Code.NotFound);
       }
@@ -264,15 +285,15 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     },
 
     async readFile(req) {
-      return fileOp(req, "read_file", "read", async () => {
-        const r = await workspaces.readFile(req.workspace, req.path);
+      return fileOp(req, "read_file", "read", async (fs) => {
+        const r = await fs.readFile(req.workspace, req.path);
         return { content: r.content, size: BigInt(r.size) };
       });
     },
 
     async writeFile(req) {
-      return fileOp(req, "write_file", "write", async () => {
-        const r = await workspaces.writeFile(req.workspace, req.path, req.content, {
+      return fileOp(req, "write_file", "write", async (fs) => {
+        const r = await fs.writeFile(req.workspace, req.path, req.content, {
           createParents: req.createParents,
           mode: req.mode === 0 ? 0o644 : req.mode,
         });
@@ -281,15 +302,15 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     },
 
     async deleteFile(req) {
-      return fileOp(req, "delete_file", "delete", async () => {
-        await workspaces.deleteFile(req.workspace, req.path, { recursive: req.recursive });
+      return fileOp(req, "delete_file", "delete", async (fs) => {
+        await fs.deleteFile(req.workspace, req.path, { recursive: req.recursive });
         return {};
       });
     },
 
     async listDirectory(req) {
-      return fileOp(req, "list_directory", "list", async () => {
-        const entries = await workspaces.listDirectory(req.workspace, req.path);
+      return fileOp(req, "list_directory", "list", async (fs) => {
+        const entries = await fs.listDirectory(req.workspace, req.path);
         return {
           entries: entries.map((e) => ({
             name: e.name,

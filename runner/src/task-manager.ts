@@ -52,6 +52,8 @@ export interface TaskManager {
   /** Kills a running task's whole process tree; false if it was not running. */
   cancel(id: string): boolean;
   has(id: string): boolean;
+  /** This process accepted the task at some point (its record may have expired since). */
+  seen(id: string): boolean;
   running(): number;
   /** Cancels everything (shutdown) and waits until all trees are gone. */
   stopAll(): Promise<void>;
@@ -67,6 +69,10 @@ const STATUS: { readonly [K in SandboxResult["status"]]: TaskStatus } = {
 /** Creates the runner's task manager. */
 export function createTaskManager(options: TaskManagerOptions): TaskManager {
   const tasks = new Map<string, Entry>();
+  /** Every task id this process accepted: an evicted task is never started again. */
+  const accepted = new Set<string>();
+  /** Ids cancelled before their Execute arrived: such an Execute finishes as cancelled at once. */
+  const cancelledEarly = new Set<string>();
   const pending = new Set<Promise<unknown>>();
   let running = 0;
 
@@ -171,6 +177,35 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
   return {
     async start(id, spec, parent = ROOT_CONTEXT) {
       if (tasks.has(id)) return;
+      if (accepted.has(id)) {
+        throw new GatewayError(
+          "failed_precondition",
+          `task ${id} already ran on this runner; its record expired`,
+        );
+      }
+      if (cancelledEarly.delete(id)) {
+        const entry: Entry = {
+          id,
+          events: [],
+          done: false,
+          process: null,
+          cancelled: true,
+          wake: new Set(),
+        };
+        tasks.set(id, entry);
+        accepted.add(id);
+        finish(entry, {
+          status: "cancelled",
+          exitCode: -1,
+          signal: "",
+          usage: { userCpuMs: 0, systemCpuMs: 0, maxRssKb: 0 },
+          executionTimeMs: 0,
+          stdoutTruncated: false,
+          stderrTruncated: false,
+          message: "cancelled before it started",
+        });
+        return;
+      }
       if (running >= options.maxConcurrent) {
         throw new GatewayError(
           "resource_exhausted",
@@ -186,6 +221,7 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
         wake: new Set(),
       };
       tasks.set(id, entry);
+      accepted.add(id);
       const p = run(entry, spec, parent);
       pending.add(p);
       void p.finally(() => pending.delete(p));
@@ -214,7 +250,16 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
 
     cancel(id) {
       const entry = tasks.get(id);
-      if (!entry || entry.done) return false;
+      if (!entry) {
+        // Its Execute may still be on the way: make sure it never starts.
+        if (!accepted.has(id)) {
+          cancelledEarly.add(id);
+          const timer = setTimeout(() => cancelledEarly.delete(id), options.retentionMs);
+          timer.unref();
+        }
+        return false;
+      }
+      if (entry.done) return false;
       entry.cancelled = true;
       entry.process?.cancel();
       return true;
@@ -222,6 +267,10 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
 
     has(id) {
       return tasks.has(id);
+    },
+
+    seen(id) {
+      return accepted.has(id);
     },
 
     running() {

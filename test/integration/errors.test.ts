@@ -115,6 +115,35 @@ describe("bad input gets a clear code and message, never a crash", () => {
   });
 });
 
+describe("workspaces are separated by tenant", () => {
+  it("the same workspace name in another tenant is another directory", async () => {
+    const a = await gw.token("ann", ["developer"], ["--tenant", "tenant-a"]);
+    const b = await gw.token("ben", ["developer"], ["--tenant", "tenant-b"]);
+    const w = await connectJson(
+      gw.url,
+      "WriteFile",
+      {
+        workspace: "shared",
+        path: "secret.txt",
+        content: Buffer.from("tenant a only").toString("base64"),
+      },
+      a,
+    );
+    assert.equal(w.status, 200, JSON.stringify(w.body));
+    const r = await connectJson(gw.url, "ReadFile", { workspace: "shared", path: "secret.txt" }, b);
+    assert.equal(r.body.code, "not_found");
+    const l = await connectJson(gw.url, "ListDirectory", { workspace: "shared", path: "" }, b);
+    assert.deepEqual(l.body.entries ?? [], []);
+    const mine = await connectJson(
+      gw.url,
+      "ReadFile",
+      { workspace: "shared", path: "secret.txt" },
+      a,
+    );
+    assert.equal(Buffer.from(String(mine.body.content), "base64").toString(), "tenant a only");
+  });
+});
+
 describe("runner port is mTLS only", () => {
   it("refuses a TLS client without a certificate in the handshake", async () => {
     const u = new URL(gw.runnerUrl);

@@ -107,6 +107,8 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
     };
     server = net.createServer((socket) => {
       socket.once("error", () => socket.destroy());
+      // A client that never sends enough to choose a protocol does not hold the socket.
+      socket.setTimeout(10_000, () => socket.destroy());
       let seen = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
         seen = Buffer.concat([seen, chunk]);
@@ -114,6 +116,7 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
         const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
         if (isH2 && seen.length < H2_PREFACE.length) return; // need more bytes to decide
         socket.off("data", onData);
+        socket.setTimeout(0);
         socket.pause();
         if (isH2) {
           // The h2 server reads a net.Socket's native handle directly and would miss

@@ -127,11 +127,15 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
       return {
         ...res,
         message: (async function* () {
+          let failed = false;
           try {
             yield* inner;
-            done(undefined);
           } catch (err) {
+            failed = true;
             throw done(err);
+          } finally {
+            // Completed, or the client went away (return() on the generator): record it either way.
+            if (!failed) done(undefined);
           }
         })(),
       };

@@ -2,6 +2,7 @@ import { GatewayError } from "@mcp-gateway/common/errors";
 import { Client, type ClientConfig, Pool, type PoolClient, type QueryResultRow } from "pg";
 import type { Logger } from "pino";
 import { GENESIS_HASH, sealAuditRecord } from "../audit/chain.js";
+import { conditionHolds } from "./condition.js";
 import type {
   AuditQuery,
   AuditRecord,
@@ -429,8 +430,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         if (!row) return undefined;
         const current = JSON.parse(row.doc) as TaskRecord;
         if (TERMINAL_STATES.has(current.state)) return current;
-        if (condition.edgeId !== undefined && (current.edgeId ?? "") !== condition.edgeId)
-          return current;
+        if (!conditionHolds(current, condition)) return current;
         const next: TaskRecord = { ...current, ...patch };
         const updated = await query(
           `UPDATE tasks SET state = $2, runner_id = $3, doc = $4, version = version + 1

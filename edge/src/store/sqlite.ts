@@ -2,6 +2,7 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { sealAuditRecord } from "../audit/chain.js";
+import { conditionHolds } from "./condition.js";
 import type {
   AuditEntry,
   AuditQuery,
@@ -116,8 +117,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       if (!row) return undefined;
       const current = JSON.parse(row.doc) as TaskRecord;
       if (TERMINAL_STATES.has(current.state)) return current;
-      if (condition.edgeId !== undefined && (current.edgeId ?? "") !== condition.edgeId)
-        return current;
+      if (!conditionHolds(current, condition)) return current;
       const next: TaskRecord = { ...current, ...patch };
       writeTask.run({ id, state: next.state, doc: JSON.stringify(next) });
       return next;

@@ -95,6 +95,8 @@ export type TaskPatch = Partial<
 export interface TaskCondition {
   /** Apply only while the task is still followed by this edge ("" = none recorded). */
   edgeId?: string;
+  /** Apply only while the task is assigned to this runner ("" = not dispatched). */
+  runnerId?: string;
 }
 
 /** Kinds of stored output chunks, mirroring the public OutputKind. */

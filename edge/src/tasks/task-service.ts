@@ -13,7 +13,14 @@ import type { Authorization, TaskEvent } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
 import type { EdgeMetrics } from "../metrics.js";
 import type { RunnerHandle, RunnerPool } from "../runners/pool.js";
-import type { AuditEntry, OutputChunk, TaskRecord, TaskState, TaskStore } from "../store/types.js";
+import type {
+  AuditEntry,
+  OutputChunk,
+  TaskCondition,
+  TaskRecord,
+  TaskState,
+  TaskStore,
+} from "../store/types.js";
 import { TERMINAL_STATES } from "../store/types.js";
 import type { TaskEvents } from "./events.js";
 
@@ -164,14 +171,14 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     state: TaskState,
     message: string,
     extra: Partial<TaskRecord> = {},
+    condition: TaskCondition = {},
   ): Promise<void> {
     const finishedAt = Date.now();
-    const updated = await store.updateTask(task.id, {
-      state,
-      statusMessage: message,
-      finishedAt,
-      ...extra,
-    });
+    const updated = await store.updateTask(
+      task.id,
+      { state, statusMessage: message, finishedAt, ...extra },
+      condition,
+    );
     events.notify(task.id);
     if (!updated || updated.finishedAt !== finishedAt) return; // already terminal: someone else finished it
     metrics.tasksInFlight.dec({ state: "active" });
@@ -280,20 +287,26 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
                 taskId: task.id,
                 spec: specOf(task),
                 authorization: authorizationOf(task, traceparent, options.fencingToken?.() ?? 0n),
+                // A re-send after "never received" must reach the very process that said so.
+                expectedBootId: start ? "" : (task.runnerBoot ?? ""),
               },
               { signal },
             )
           : runner.client.attach({ taskId: task.id, afterSeq: lastSeq }, { signal });
         for await (const res of stream) {
           if (!res.event || res.event.seq <= lastSeq) continue;
-          lastSeq = res.event.seq;
+          const seq = res.event.seq;
           firstFailure = 0;
           const kind = res.event.event.case;
           if (skip > 0 && (kind === "output" || kind === "notice")) {
             skip--;
+            lastSeq = seq;
             continue;
           }
-          if (await apply(task, res.event)) return "done";
+          const final = await apply(task, res.event);
+          // Only once stored: a failed write is replayed by the next attach, not skipped.
+          lastSeq = seq;
+          if (final) return "done";
         }
         throw new ConnectError(
           "runner closed the stream before the task finished",
@@ -303,7 +316,8 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         if (signal.aborted) return "done";
         const ce = ConnectError.from(err);
         if (executing && lastSeq === 0n && certainlyNotStarted(ce)) {
-          if (ce.code !== Code.ResourceExhausted) runners.markDown(runner.id, ce.rawMessage);
+          // Out of the pool until its next report (full, draining or refusing connections).
+          runners.markDown(runner.id, ce.rawMessage);
           logger.info(
             { taskId: task.id, traceId: task.traceId, runner: runner.id, reason: ce.rawMessage },
             "runner did not take the task; requeued",
@@ -332,6 +346,10 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         firstFailure ||= Date.now();
         if (Date.now() - firstFailure > reattachGraceMs) {
           // It may have started: never run it again elsewhere (commands are not idempotent).
+          // If the runner is merely unreachable, make sure it does not keep running unobserved.
+          void runner.client
+            .cancel({ taskId: task.id }, { timeoutMs: 1000 })
+            .catch(() => undefined);
           await finish(task, "failed", `runner lost: ${runner.id} (${ce.rawMessage})`);
           return "done";
         }
@@ -342,10 +360,12 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
   }
 
   /** Waits for a runner with room; undefined when the queue timeout passed or on shutdown. */
-  async function waitForRunner(task: TaskRecord): Promise<RunnerHandle | undefined> {
+  async function waitForRunner(
+    task: TaskRecord,
+    deadline: number,
+  ): Promise<RunnerHandle | undefined> {
     const first = runners.tryPick(task.workspace);
     if (first) return first;
-    const deadline = Date.now() + queueTimeoutMs;
     metrics.tasksQueued.inc();
     try {
       for (;;) {
@@ -369,9 +389,10 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       { "mcp.task_id": task.id },
       SpanKind.CLIENT,
     );
+    const deadline = Date.now() + queueTimeoutMs;
     try {
       for (;;) {
-        const runner = await waitForRunner(task);
+        const runner = await waitForRunner(task, deadline);
         if (!runner) {
           if (signal.aborted) return;
           const reason = `no runner became available within ${queueTimeoutMs / 1000}s (${runners.describe()})`;
@@ -432,7 +453,16 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           );
         }
         // Attach only: Execute again could run a command twice.
-        await follow(task, runner, false, "", (await storedOutput(task.id)).chunks);
+        const outcome = await follow(task, runner, false, "", (await storedOutput(task.id)).chunks);
+        if (outcome === "requeue") {
+          // The runner certainly did not take it: release it and dispatch afresh.
+          const released = await store.updateTask(
+            task.id,
+            { runnerId: "", runnerBoot: "" },
+            { edgeId },
+          );
+          if (released && !TERMINAL_STATES.has(released.state)) await dispatch(released);
+        }
         return;
       } finally {
         following.delete(task.id);
@@ -470,12 +500,19 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
 
     async cancel(task) {
       if (TERMINAL_STATES.has(task.state)) return task.state;
-      const current = await store.getTask(task.id);
+      let current = await store.getTask(task.id);
       if (!current || TERMINAL_STATES.has(current.state)) return current?.state ?? task.state;
       if (!current.runnerId) {
-        await finish(current, "cancelled", "cancelled before it was dispatched");
-        const after = await store.getTask(task.id);
-        if (after && TERMINAL_STATES.has(after.state)) return after.state;
+        // Only while still undispatched: if dispatch assigned a runner meanwhile, cancel it there.
+        await finish(
+          current,
+          "cancelled",
+          "cancelled before it was dispatched",
+          {},
+          { runnerId: "" },
+        );
+        current = await store.getTask(task.id);
+        if (!current || TERMINAL_STATES.has(current.state)) return current?.state ?? "cancelled";
       }
       const runner = current.runnerId ? runners.get(current.runnerId) : undefined;
       if (current.runnerId && !runner) {
@@ -528,15 +565,19 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
 
     async recover() {
       const open = await store.listTasksInStates(["created", "queued", "running"], 10_000);
+      /** One liveness look-up per edge per pass. */
+      const liveness = new Map<string, boolean>();
       let n = 0;
       for (const task of open) {
         if (following.has(task.id)) continue;
-        if (
-          (task.edgeId ?? "") !== edgeId &&
-          options.isEdgeAlive &&
-          (await options.isEdgeAlive(task.edgeId ?? ""))
-        ) {
-          continue; // another live edge follows it
+        const owner = task.edgeId ?? "";
+        if (owner !== edgeId && options.isEdgeAlive) {
+          let alive = liveness.get(owner);
+          if (alive === undefined) {
+            alive = await options.isEdgeAlive(owner);
+            liveness.set(owner, alive);
+          }
+          if (alive) continue; // another live edge follows it
         }
         const claimed = await store.updateTask(task.id, { edgeId }, { edgeId: task.edgeId ?? "" });
         if (!claimed || claimed.edgeId !== edgeId || TERMINAL_STATES.has(claimed.state)) continue;

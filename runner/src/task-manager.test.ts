@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { chmod, chown, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { createLogger } from "@mcp-gateway/common/logger";
+import { createTracing } from "@mcp-gateway/common/tracing";
+import { TaskStatus } from "@mcp-gateway/proto/mcp";
+import type { TaskEvent } from "@mcp-gateway/proto/runner/v1";
+import { createSandbox, DEFAULT_SANDBOX_LIMITS, type SandboxSpec } from "./sandbox/index.js";
+import { createTaskManager } from "./task-manager.js";
+
+const logger = createLogger({ name: "test", level: "silent" });
+const tracer = createTracing({ serviceName: "test", instanceId: "t", logger }).tracer;
+let ws: string;
+
+before(async () => {
+  ws = await mkdtemp(join(tmpdir(), "mcp-tm-"));
+  await chmod(ws, 0o755);
+  if (process.getuid?.() === 0) await chown(ws, 65534, 65534);
+});
+after(async () => {
+  await rm(ws, { recursive: true, force: true });
+});
+
+const spec = (command: string, args: string[]): SandboxSpec => ({
+  command,
+  args,
+  env: {},
+  cwd: "",
+  workspaceDir: ws,
+  network: "none",
+  timeoutMs: 10_000,
+  limits: DEFAULT_SANDBOX_LIMITS,
+});
+
+async function events(tm: ReturnType<typeof createTaskManager>, id: string): Promise<TaskEvent[]> {
+  const out: TaskEvent[] = [];
+  for await (const e of tm.events(id, 0n, new AbortController().signal)) out.push(e);
+  return out;
+}
+
+describe("runner task manager", () => {
+  it("a Cancel that arrives before its Execute makes that Execute end as cancelled, unstarted", async () => {
+    const tm = createTaskManager({
+      sandbox: createSandbox({}),
+      logger,
+      maxConcurrent: 4,
+      retentionMs: 60_000,
+      tracer,
+    });
+    const id = "task-00000000-0000-4000-8000-000000000001";
+    assert.equal(tm.cancel(id), false);
+    await tm.start(id, spec("sh", ["-c", "echo must-not-run"]));
+    const evs = await events(tm, id);
+    assert.equal(evs.length, 1);
+    const last = evs[0]?.event;
+    assert.equal(last?.case, "exited");
+    assert.equal(last?.case === "exited" ? last.value.status : undefined, TaskStatus.CANCELLED);
+    assert.ok(!evs.some((e) => e.event.case === "output"));
+  });
+
+  it("never starts a task again once its record expired", async () => {
+    const tm = createTaskManager({
+      sandbox: createSandbox({}),
+      logger,
+      maxConcurrent: 4,
+      retentionMs: 50,
+      tracer,
+    });
+    const id = "task-00000000-0000-4000-8000-000000000002";
+    await tm.start(id, spec("true", []));
+    await events(tm, id);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(tm.has(id), false, "the record expired");
+    assert.equal(tm.seen(id), true);
+    await assert.rejects(tm.start(id, spec("true", [])), /already ran on this runner/);
+  });
+});
