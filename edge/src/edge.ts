@@ -185,6 +185,7 @@ export async function startEdge(
     runners,
     startedAt,
     tracer,
+    fencingToken: () => activeToken,
     status: () => (accepting ? "ok" : notServing()),
   });
   const app = createHttpApp({

@@ -32,6 +32,8 @@ export interface McpServiceDeps {
   runners: RunnerPool;
   startedAt: number;
   tracer: Tracer;
+  /** Fencing token of the active lease (active-passive; 0 otherwise), sent with file operations. */
+  fencingToken: () => bigint;
   /** "ok" while serving, "draining" during shutdown. */
   status: () => string;
 }
@@ -157,12 +159,16 @@ export function createMcpService(deps: McpServiceDeps): ServiceImpl<typeof McpSe
       { params: { workspace, path, ...params } },
     );
     const runner = runners.pick(workspace);
-    const authorization = authorizationOf({
-      principal: principalOf(rc),
-      policyRevision: decision.revision,
-      metadata: {},
-      traceId: rc.traceId,
-    });
+    const authorization = authorizationOf(
+      {
+        principal: principalOf(rc),
+        policyRevision: decision.revision,
+        metadata: {},
+        traceId: rc.traceId,
+      },
+      rc.traceparent,
+      deps.fencingToken(),
+    );
     return { workspace, path, runner, authorization };
   }
 
