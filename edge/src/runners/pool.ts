@@ -20,8 +20,6 @@ export interface RunnerHandle {
   problem: string;
   /** Fraction of the runner's task slots in use (0..1) at the last report. */
   load: number;
-  /** Tasks this edge dispatched to it since the last report. */
-  inFlight: number;
   /** Boot id of the runner process at the last report ("" until known). */
   bootId: string;
   /** Known from configuration (probed) rather than from heartbeats. */
@@ -91,7 +89,6 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
       healthy: false,
       problem: "not probed yet",
       load: 0,
-      inFlight: 0,
       bootId: "",
       static: true,
     });
@@ -111,7 +108,6 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
       if (info.runnerId !== r.id) {
         throw new Error(`runner at ${r.url} says it is ${info.runnerId}, expected ${r.id}`);
       }
-      r.inFlight = 0;
       r.bootId = info.bootId;
       setHealth(r, info.sandboxReady, info.sandboxReady ? "" : info.sandboxProblem);
     } catch (err) {
@@ -139,7 +135,6 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
           healthy: false,
           problem: "",
           load: 0,
-          inFlight: 0,
           bootId: rec.bootId,
           static: false,
         };
@@ -150,7 +145,6 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
       }
       if (r.static) continue;
       r.load = rec.load;
-      r.inFlight = 0;
       r.bootId = rec.bootId;
       setHealth(r, rec.healthy, rec.healthy ? "" : "runner reports its sandbox is not ready");
     }

@@ -407,12 +407,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         if (!updated || TERMINAL_STATES.has(updated.state) || updated.runnerId !== runner.id)
           return;
         span.span.setAttribute("mcp.runner_id", runner.id);
-        runner.inFlight++;
-        try {
-          if ((await follow(updated, runner, true, traceparentOf(span.span))) === "done") return;
-        } finally {
-          runner.inFlight--;
-        }
+        if ((await follow(updated, runner, true, traceparentOf(span.span))) === "done") return;
         // Not taken: record that no runner holds it, so an edge adopting it dispatches it.
         await store.updateTask(task.id, { runnerId: "", runnerBoot: "" }, { edgeId });
         await new Promise((r) => setTimeout(r, 200));
