@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { pino } from "pino";
+import { policyCorpus } from "./corpus.js";
+import { parseDecision } from "./decision.js";
 import { createPolicyEngine, type PolicyEngine } from "./engine.js";
 import type { PolicyInput } from "./input.js";
 import { buildPolicyBundle, evalPolicyFile, findOpa, REPO_ROOT } from "./tools.js";
@@ -153,6 +155,42 @@ describe("default policy evaluated in wasm", () => {
     // The corpus must exercise both outcomes.
     assert.ok(goDecisions.some((d) => d.allow));
     assert.ok(goDecisions.some((d) => !d.allow));
+  });
+
+  it("gives the same decisions as the OPA CLI (Go) on 1,500 generated inputs", async () => {
+    const corpus = policyCorpus(execute, 1500, 20261124);
+    const inputPath = join(dir, "generated.json");
+    await writeFile(inputPath, JSON.stringify({ cases: corpus }));
+    const opa = await findOpa();
+    const { stdout } = await run(
+      opa,
+      [
+        "eval",
+        "--format=json",
+        "-d",
+        join(REPO_ROOT, "policies/mcp"),
+        "-d",
+        join(REPO_ROOT, "policies/data"),
+        "-i",
+        inputPath,
+        "[d | some c in input.cases; d := data.mcp.authz.decision with input as c]",
+      ],
+      { maxBuffer: 256 * 1024 * 1024 },
+    );
+    const goDecisions = JSON.parse(stdout).result[0].expressions[0].value as unknown[];
+    assert.equal(goDecisions.length, corpus.length);
+    const reasons = new Set<string>();
+    let allowed = 0;
+    corpus.forEach((input, i) => {
+      const go = parseDecision(goDecisions[i], engine.revision());
+      const wasm = engine.decide(input);
+      assert.deepEqual(wasm, go, `case ${i}: ${JSON.stringify(input).slice(0, 300)}`);
+      if (wasm.allow) allowed++;
+      for (const r of wasm.denyReasons) reasons.add(r.replace(/"[^"]*"/g, '""'));
+    });
+    // The corpus must exercise both outcomes and many different rules.
+    assert.ok(allowed > 100 && allowed < corpus.length - 100, `allowed ${allowed}`);
+    assert.ok(reasons.size >= 25, `only ${reasons.size} kinds of deny reasons`);
   });
 
   it("evalPolicyFile decides an input file like the engine", async () => {

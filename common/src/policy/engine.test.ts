@@ -65,4 +65,32 @@ describe("createPolicyEngine with the default bundle", () => {
       d.denyReasons.join("; "),
     );
   });
+
+  it("returns frozen decisions, reused only for identical policy results", () => {
+    const a = engine.decide(executeInput("ls", ["-la"]));
+    const b = engine.decide(executeInput("cat", ["README.md"]));
+    // Both were evaluated; their results are the same text, so the same Decision comes back.
+    assert.equal(a, b);
+    assert.ok(Object.isFrozen(a) && Object.isFrozen(a.obligations.limits));
+    assert.throws(() => {
+      (a.denyReasons as string[]).push("x");
+    }, TypeError);
+    const denied = engine.decide(executeInput("sudo", ["id"]));
+    assert.equal(denied.allow, false);
+    assert.notEqual(denied, a);
+    assert.equal(engine.stats().decisions >= 3, true);
+  });
+
+  it("keeps at most a bounded number of result texts and still decides the evicted ones", () => {
+    const first = engine.decide({ ...executeInput("ls", []), operation: "op-0" as "execute" });
+    assert.match(first.denyReasons.join("; "), /unknown operation "op-0"/);
+    for (let i = 1; i <= 300; i++) {
+      const d = engine.decide({ ...executeInput("ls", []), operation: `op-${i}` as "execute" });
+      assert.match(d.denyReasons.join("; "), new RegExp(`unknown operation "op-${i}"`));
+    }
+    // op-0's result was evicted: it is evaluated and parsed again (a new, equal object).
+    const again = engine.decide({ ...executeInput("ls", []), operation: "op-0" as "execute" });
+    assert.notEqual(again, first);
+    assert.deepEqual(again, first);
+  });
 });

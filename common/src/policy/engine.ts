@@ -74,10 +74,57 @@ export interface PolicyEngine {
 }
 
 interface Active {
-  /** Evaluates the entrypoint: input in, result set out (see wasm-eval.ts). */
+  /** Evaluates the entrypoint: input in, result set JSON out (see wasm-eval.ts). */
   evaluate: WasmEvaluator;
   revision: string;
   sha256: string;
+  /** Decisions by the exact result JSON they were parsed from (see {@link decisionFor}). */
+  results: Map<string, Decision>;
+}
+
+/** Result texts kept per bundle; the oldest is dropped beyond this. */
+const MAX_CACHED_RESULTS = 256;
+/** Longer result texts (long deny reasons) are parsed every time, not kept. */
+const MAX_CACHED_RESULT_CHARS = 4096;
+
+function freezeDecision(d: Decision): Decision {
+  Object.freeze(d.denyReasons);
+  Object.freeze(d.warnings);
+  Object.freeze(d.obligations.limits);
+  Object.freeze(d.obligations);
+  return Object.freeze(d);
+}
+
+/**
+ * Converts the result set JSON of one evaluation into a Decision. The policy
+ * is evaluated for every request; what is reused is only the conversion of
+ * result text seen before: most requests produce one of a few results (the
+ * same allow with the same obligations), and JSON.parse plus the shape check
+ * cost as much as a fifth of a decision. Identical text gives an identical
+ * Decision, so a kept one is returned (frozen: callers never mutate it).
+ *
+ * @throws Error or DecisionShapeError for a result of the wrong shape.
+ */
+function decisionFor(active: Active, text: string): Decision {
+  const kept = active.results.get(text);
+  if (kept) return kept;
+  const resultSet: unknown = JSON.parse(text);
+  if (!Array.isArray(resultSet) || resultSet.length === 0) {
+    throw new Error("the policy returned no decision (undefined result)");
+  }
+  if (resultSet.length > 1) throw new Error("the policy returned more than one result");
+  const first: unknown = resultSet[0];
+  const raw =
+    typeof first === "object" && first !== null && "result" in first ? first.result : undefined;
+  const decision = freezeDecision(parseDecision(raw, active.revision));
+  if (text.length <= MAX_CACHED_RESULT_CHARS) {
+    if (active.results.size >= MAX_CACHED_RESULTS) {
+      const oldest = active.results.keys().next().value;
+      if (oldest !== undefined) active.results.delete(oldest);
+    }
+    active.results.set(text, decision);
+  }
+  return decision;
 }
 
 /** Largest wasm memory a policy may use: 2048 pages of 64 KiB = 128 MiB. */
@@ -153,7 +200,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       }
       const evaluate = await instantiate(bundle, entrypoint);
       const previous = active?.revision ?? "";
-      active = { evaluate, revision: bundle.revision, sha256: bundle.sha256 };
+      active = { evaluate, revision: bundle.revision, sha256: bundle.sha256, results: new Map() };
       counters.loads++;
       logger.info({ revision: bundle.revision, previous, bundlePath }, "policy bundle loaded");
       report({ ok: true, revision: bundle.revision });
@@ -211,15 +258,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       );
     }
     try {
-      const resultSet: unknown = current.evaluate(input);
-      if (!Array.isArray(resultSet) || resultSet.length === 0) {
-        throw new Error("the policy returned no decision (undefined result)");
-      }
-      if (resultSet.length > 1) throw new Error("the policy returned more than one result");
-      const first: unknown = resultSet[0];
-      const raw =
-        typeof first === "object" && first !== null && "result" in first ? first.result : undefined;
-      return parseDecision(raw, current.revision);
+      return decisionFor(current, current.evaluate(input));
     } catch (err) {
       counters.evaluationErrors++;
       const why = message(err);

@@ -1,11 +1,13 @@
 import type { LoadedPolicy } from "@open-policy-agent/opa-wasm";
 
 /**
- * Evaluates one entrypoint of a loaded policy and returns its result set
- * (`[{result: …}]`, `[]` when undefined), like `LoadedPolicy.evaluate()`.
+ * Evaluates one entrypoint of a loaded policy and returns its result set as
+ * JSON text (`[{"result": …}]`, `[]` when undefined): what
+ * `LoadedPolicy.evaluate()` would return, before JSON.parse, so the caller
+ * can recognise a result it has seen before without parsing it again.
  * Throws when the policy aborts (e.g. wasm memory exhausted).
  */
-export type WasmEvaluator = (input: unknown) => unknown;
+export type WasmEvaluator = (input: unknown) => string;
 
 /** The opa_eval export of OPA's wasm ABI 1.2+ (one call: parse input, evaluate, dump JSON). */
 type OpaEval = (
@@ -25,7 +27,8 @@ const PAGE_BYTES = 64 * 1024;
  * `opa_eval` directly, which is what `LoadedPolicy.evaluate()` does for ABI ≥ 1.2,
  * minus per-call garbage: the input JSON is encoded straight into wasm memory
  * with one reused TextEncoder (`encodeInto`, no intermediate buffer), and the
- * result is located with `indexOf(0)` and decoded with one reused TextDecoder.
+ * result is located with `indexOf(0)` and decoded with one reused TextDecoder
+ * (it is returned as text; see {@link WasmEvaluator}).
  * Falls back to `policy.evaluate()` for modules of an older ABI.
  *
  * Must be created after `policy.setData()`: it captures the data address and
@@ -49,7 +52,7 @@ export function createWasmEvaluator(policy: LoadedPolicy, entrypoint: string): W
   const dataAddr = policy.dataAddr;
   const heapBase = Number(policy.dataHeapPtr);
   if (typeof opaEval !== "function" || !(minor >= 2) || !Number.isSafeInteger(heapBase)) {
-    return (input) => policy.evaluate(input, id);
+    return (input) => JSON.stringify(policy.evaluate(input, id));
   }
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
@@ -82,6 +85,6 @@ export function createWasmEvaluator(policy: LoadedPolicy, entrypoint: string): W
     if (bytes.buffer !== memory.buffer) bytes = new Uint8Array(memory.buffer);
     const end = bytes.indexOf(0, ret);
     if (end < 0) throw new Error("the policy result is not NUL-terminated");
-    return JSON.parse(decoder.decode(bytes.subarray(ret, end)));
+    return decoder.decode(bytes.subarray(ret, end));
   };
 }

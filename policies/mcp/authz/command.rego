@@ -17,8 +17,7 @@ execute_permitted if {
 	is_object(input.command.env)
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	not execute_permitted
 	msg := "the execute request needs a non-empty command, an argument list and an environment object"
 }
@@ -56,15 +55,16 @@ shell_scripts(prog, inv) := {script |
 }
 
 # script_invocations splits a shell script into segments at ; & | ( ) ` and
-# newlines, and returns each segment's words starting at the program.
+# newlines, and returns the invocation of each segment: its words starting
+# at the program.
 # data.gateway.commands.shell_script_replacements removes quotes and backslashes (so `su""do` and
 # `s\udo` are seen as sudo) and turns ; & | ( ) ` into newlines and tabs into
 # spaces. Every pattern is one character and no replacement contains one, so
 # one strings.replace_n pass equals replacing them one after another.
-script_invocations(script) := {inv |
+script_invocations(script) := {invocation(array.slice(words, k, count(words)), false) |
 	some seg in split(strings.replace_n(data.gateway.commands.shell_script_replacements, script), "\n")
 	words := segment_words(seg)
-	inv := array.slice(words, program_start(words), count(words))
+	k := program_start(words)
 }
 
 # segment_words are the non-empty space-separated words of seg. A segment
@@ -92,30 +92,54 @@ program_start(words) := 0 if {
 	i := starts[0]
 }
 
-# An invocation is a pair [program, words]: the words of a command line and
-# the base name of its first word, computed once. (Invocations whose first
-# word has no base name, e.g. a number, could match no rule and are left out.)
-invocation(words) := [basename(words[0]), words]
+# An invocation is a triple [program, words, suffix]: the words of a command
+# line, the base name of its first word (computed once), and whether the
+# words are a suffix of a wrapper's command line (see expand). (Invocations
+# whose first word has no base name, e.g. a number, could match no rule and
+# are left out.)
+invocation(words, suffix) := [basename(words[0]), words, suffix]
 
-# expand returns the invocations one level inside an invocation of prog.
-expand(prog, words) := wrapped | scripted if {
-	wrapped := {invocation(sub) |
+# expand returns the invocations one level inside an invocation: the
+# programs a wrapper runs (the suffixes of its words that start at an
+# operand) and the commands of a shell's scripts. The operands of a suffix
+# are operands of the line it is a suffix of, so expanding a suffix as a
+# wrapper again would only find suffixes already found one level up: a
+# suffix is expanded only as a shell.
+expand(prog, words, suffix) := wrapped | scripted if {
+	wrapped := {invocation(sub, true) |
+		not suffix
 		data.gateway.commands.wrappers[prog]
 		some i in operand_indices(words)
 		sub := array.slice(words, i, count(words))
 	}
-	scripted := {invocation(sub) |
-		some script in shell_scripts(prog, words)
-		some sub in script_invocations(script)
-	}
+	scripted := script_invocations_of(prog, words)
 }
+
+# script_invocations_of are the invocations of all -c scripts of a shell.
+script_invocations_of(prog, words) := {inv |
+	some script in shell_scripts(prog, words)
+	some inv in script_invocations(script)
+}
+
+# grows holds for invocations that expand to further invocations.
+grows(prog, false) if nests(prog)
+
+grows(prog, true) if data.gateway.commands.shells[prog]
 
 # nests holds for programs whose arguments may name further programs.
 nests(prog) if data.gateway.commands.wrappers[prog]
 
 nests(prog) if data.gateway.commands.shells[prog]
 
-invocations_0 := {invocation(argv)}
+# program_0 is the base name of the command itself (argv[0]).
+program_0 := basename(argv[0])
+
+# nesting holds when the command is a wrapper or a shell: only then can the
+# request start programs other than program_0, so a plain command skips the
+# expansion levels entirely.
+nesting if nests(program_0)
+
+invocations_0 := {[program_0, argv, false]}
 
 # Each level expands only the invocations of wrappers and shells (expand is
 # empty for the others).
@@ -133,8 +157,7 @@ too_long_to_expand if {
 	nested_line
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	too_long_to_expand
 	msg := concat("", [
 		"command lines that run programs through wrappers or shells are limited to ",
@@ -142,63 +165,73 @@ deny contains msg if {
 	])
 }
 
-invocations_1 := {sub |
+default invocations_1 := set()
+
+invocations_1 := expand(program_0, argv, false) if {
+	nesting
 	not too_long_to_expand
-	some [prog, words] in invocations_0
-	nests(prog)
-	some sub in expand(prog, words)
 }
 
 invocations_2 := {sub |
-	some [prog, words] in invocations_1
-	nests(prog)
-	some sub in expand(prog, words)
+	some [prog, words, suffix] in invocations_1
+	grows(prog, suffix)
+	some sub in expand(prog, words, suffix)
 }
 
 invocations_3 := {sub |
-	some [prog, words] in invocations_2
-	nests(prog)
-	some sub in expand(prog, words)
+	some [prog, words, suffix] in invocations_2
+	grows(prog, suffix)
+	some sub in expand(prog, words, suffix)
 }
 
-# invocations is every command line the request would run, as far as it can
-# be seen statically, as [program, words] pairs.
-invocations := ((invocations_0 | invocations_1) | invocations_2) | invocations_3
+# invocation_levels holds every command line the request would run, as far
+# as it can be seen statically, level by level (an array of sets, so no union
+# of invocation sets is built).
+invocation_levels := [invocations_0, invocations_1, invocations_2, invocations_3]
 
 # invoked are the base names of the programs of all invocations (whatever the
 # operation); the rm/chmod rules test it before looking at arguments. One rule
 # per level, so no union of invocation sets is built for it.
-invoked contains prog if some [prog, _] in invocations_0
+invoked contains program_0
 
-invoked contains prog if some [prog, _] in invocations_1
+invoked contains prog if {
+	nesting
+	some [prog, _, _] in invocations_1
+}
 
-invoked contains prog if some [prog, _] in invocations_2
+invoked contains prog if {
+	nesting
+	some [prog, _, _] in invocations_2
+}
 
-invoked contains prog if some [prog, _] in invocations_3
+invoked contains prog if {
+	nesting
+	some [prog, _, _] in invocations_3
+}
 
 # programs are the base names of all programs the request would start.
 default programs := set()
 
 programs := invoked if input.operation == "execute"
 
-deny contains msg if {
+execute_deny contains msg if {
 	denied := data.gateway.commands.denied
-	some prog in programs
+	some prog in invoked
 	reason := denied[prog]
 	msg := concat("", ["command \"", prog, "\" is denied: ", reason])
 }
 
-deny contains msg if {
+execute_deny contains msg if {
 	prefixes := data.gateway.commands.denied_prefixes
-	some prog in programs
+	some prog in invoked
 	some prefix, reason in prefixes
 	startswith(prog, prefix)
 	msg := concat("", ["command \"", prog, "\" is denied: ", reason])
 }
 
-deny contains msg if {
+execute_deny contains msg if {
 	network_tools := data.gateway.commands.network_tools
-	some prog in programs
+	some prog in invoked
 	network_tools[prog]
 	obligation_network != "host"
 	msg := concat("", [
@@ -207,8 +240,7 @@ deny contains msg if {
 	])
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	count(tenant.allowed_commands) > 0
 	prog := basename(input.command.command)
 	not prog in tenant.allowed_commands
@@ -234,17 +266,19 @@ protected_target(t) if {
 	startswith(t, concat("", [tree, "/"]))
 }
 
-deny contains msg if {
+execute_deny contains msg if {
 	invoked.rm
-	some ["rm", words] in invocations
+	some level in invocation_levels
+	some ["rm", words, _] in level
 	"--no-preserve-root" in words
 	msg := "rm --no-preserve-root is not allowed"
 }
 
-deny contains msg if {
+execute_deny contains msg if {
 	some tool in ["rm", "rmdir"]
 	invoked[tool]
-	some [prog, words] in invocations
+	some level in invocation_levels
+	some [prog, words, _] in level
 	prog == tool
 	some i, target in words
 	i > 0
@@ -252,10 +286,11 @@ deny contains msg if {
 	msg := concat("", ["removing the protected system path \"", target, "\" is not allowed"])
 }
 
-deny contains msg if {
+execute_deny contains msg if {
 	some tool, _ in data.gateway.commands.ownership_tools
 	invoked[tool]
-	some [prog, words] in invocations
+	some level in invocation_levels
+	some [prog, words, _] in level
 	prog == tool
 	some i, target in words
 	i > 0
@@ -293,8 +328,7 @@ is_assignment(w) if {
 
 # --- arguments ---------------------------------------------------------------
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	count(input.command.args) > data.gateway.arguments.max_count
 	msg := concat("", [
 		"too many arguments: ", num_text(count(input.command.args)),
@@ -311,8 +345,7 @@ argv_bytes := n if {
 	n := count(concat("", argv))
 } else := sum([count(arg) | some arg in argv])
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	argv_bytes > data.gateway.arguments.max_arg_bytes
 	some i, arg in argv
 	count(arg) > data.gateway.arguments.max_arg_bytes
@@ -322,8 +355,7 @@ deny contains msg if {
 	])
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	argv_bytes > data.gateway.arguments.max_total_bytes
 	msg := concat("", [
 		"the command line is too long: ", num_text(argv_bytes),
@@ -331,31 +363,27 @@ deny contains msg if {
 	])
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	some arg in argv
 	not is_string(arg)
 	msg := "every argument must be a string"
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	".." in split(input.command.cwd, "/")
 	msg := "the working directory must not contain \"..\""
 }
 
 # --- environment -------------------------------------------------------------
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	denied := data.gateway.environment.denied_names
 	some name, _ in input.command.env
 	denied[name]
 	msg := concat("", ["the environment variable ", name, " is not allowed"])
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	env := data.gateway.environment
 	some name, _ in input.command.env
 	not env.denied_names[name]
@@ -364,23 +392,20 @@ deny contains msg if {
 	msg := concat("", ["the environment variable ", name, " is not allowed (", prefix, "* variables are denied)"])
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	some name, _ in input.command.env
 	not is_identifier(name)
 	msg := "environment variable names must match [A-Za-z_][A-Za-z0-9_]*"
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	max_name_bytes := data.gateway.environment.max_name_bytes
 	some name, _ in input.command.env
 	count(name) > max_name_bytes
 	msg := concat("", ["the name of an environment variable is longer than ", num_text(data.gateway.environment.max_name_bytes), " characters"])
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	max_value_bytes := data.gateway.environment.max_value_bytes
 	some name, value in input.command.env
 	count(value) > max_value_bytes
@@ -390,8 +415,7 @@ deny contains msg if {
 	])
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	count(input.command.env) > data.gateway.environment.max_vars
 	msg := concat("", [
 		"too many environment variables: ", num_text(count(input.command.env)),

@@ -166,6 +166,20 @@ test_programs_lists_what_runs if {
 	{"env", "nice", "bash", "ls", "cat", "wc"} - progs == set()
 }
 
+test_programs_is_empty_for_other_operations if {
+	authz.programs == set() with input as file_op("read_file", "src/a.ts", "read")
+}
+
+# A suffix of a wrapper's line is expanded only as a shell: its own operands
+# were found one level up, and a shell inside still has its scripts expanded.
+test_wrapper_suffixes_expand_only_as_shells if {
+	d := authz.decision with input as exec("env", ["nice", "timeout", "5", "sh", "-c", "ls; sudo id"])
+	not d.allow
+	has_reason(d, "command \"sudo\" is denied")
+	progs := authz.invoked with input as exec("env", ["nice", "timeout", "5", "ls"])
+	progs == {"env", "nice", "timeout", "ls"}
+}
+
 test_operand_indices_skip_options_assignments_numbers if {
 	authz.operand_indices(["timeout", "-s", "KILL", "5s", "A=1", "ls"]) == [2, 5]
 }

@@ -16,8 +16,7 @@ file_permitted if {
 	data.gateway.files.mode_operations[input.file.mode] == input.operation
 }
 
-deny contains msg if {
-	operation_kind == "file"
+file_deny contains msg if {
 	not file_permitted
 	msg := concat("", [
 		"the ", input.operation,
@@ -33,7 +32,7 @@ relative_path := concat("/", [s |
 	s != "."
 ])
 
-deny contains msg if {
+file_deny contains msg if {
 	".." in split(input.file.path, "/")
 	msg := "file paths must not contain \"..\""
 }
@@ -52,17 +51,17 @@ has_control_character(s) if {
 	contains(s, c)
 }
 
-deny contains msg if {
+file_deny contains msg if {
 	has_control_character(input.file.path)
 	msg := "file paths must not contain control characters"
 }
 
-deny contains msg if {
+file_deny contains msg if {
 	count(input.file.path) > data.gateway.files.max_path_bytes
 	msg := concat("", ["the file path is longer than ", num_text(data.gateway.files.max_path_bytes), " characters"])
 }
 
-deny contains rule.reason if {
+file_deny contains rule.reason if {
 	mode := input.file.mode
 	some rule in data.gateway.files.rules
 	mode in rule.modes

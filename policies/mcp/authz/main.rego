@@ -65,6 +65,23 @@ operation := object.get(input, "operation", null)
 # listed in data.gateway.operations, undefined for others.
 operation_kind := data.gateway.operations[input.operation]
 
+# Operation-specific rules live in execute_deny, file_deny and task_deny, so a
+# request only pays for the rules of its own operation.
+deny contains msg if {
+	input.operation == "execute"
+	some msg in execute_deny
+}
+
+deny contains msg if {
+	operation_kind == "file"
+	some msg in file_deny
+}
+
+deny contains msg if {
+	operation_kind == "task"
+	some msg in task_deny
+}
+
 deny contains msg if {
 	not is_string(operation)
 	msg := "the request names no operation"

@@ -31,8 +31,7 @@ warnings contains msg if {
 	])
 }
 
-deny contains msg if {
-	input.operation == "execute"
+execute_deny contains msg if {
 	input.command.timeout_seconds < 0
 	msg := "the timeout must not be negative"
 }

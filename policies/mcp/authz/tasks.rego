@@ -16,14 +16,12 @@ task_permitted if {
 	input.task.tenant == input.principal.tenant
 }
 
-deny contains msg if {
-	operation_kind == "task"
+task_deny contains msg if {
 	not is_string(object.get(object.get(input, "task", {}), "id", null))
 	msg := "the request names no task"
 }
 
-deny contains msg if {
-	operation_kind == "task"
+task_deny contains msg if {
 	is_string(input.task.id)
 	not task_permitted
 	msg := concat("", [
