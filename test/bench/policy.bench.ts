@@ -209,6 +209,9 @@ decision := {"allow": true, "deny_reasons": [], "warnings": [], "obligations": {
     console.log(
       `target p99 ≤ ${TARGET_P99_US} µs per decision: ${worst <= TARGET_P99_US ? "met" : "NOT met"} (worst default-policy p99 ${worst.toFixed(1)} µs; no decision cache exists)`,
     );
+    console.log(
+      `runtime floor: the trivial wasm policy (no rules) has p99 ${wasmBase.p99.toFixed(1)} µs = ${((100 * wasmBase.p99) / TARGET_P99_US).toFixed(0)} % of the target`,
+    );
     engine.close();
     trivial.close();
   } finally {
