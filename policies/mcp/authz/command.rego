@@ -5,6 +5,8 @@
 # wrapper commands (env, nice, timeout, xargs, ...) would run, and the
 # commands inside `sh -c`/`bash -c` scripts, up to three levels deep. Every
 # program found is checked against the deny lists in data.gateway.commands.
+# The rules here add to execute_deny, which deny includes for "execute"
+# requests only (main.rego).
 package mcp.authz
 
 # argv is the command followed by its arguments.

@@ -7,7 +7,8 @@
 # "path" (equal), "prefix", "suffix", "contains" (plain string tests) or
 # "glob" (glob.match with "/" as separator). Prefer the plain matchers: the
 # wasm runtime compiles a glob into a regular expression on every call, which
-# costs more than the rest of a file decision together.
+# costs more than the rest of a file decision together. The rules add to
+# file_deny, which deny includes for file operations only (main.rego).
 package mcp.authz
 
 file_permitted if {

@@ -2,7 +2,8 @@
 #
 # get_task, stream_task and cancel_task are allowed to the task's owner (same
 # subject and tenant) and to principals of the task's tenant holding a role
-# with tenant_task_access (admin by default).
+# with tenant_task_access (admin by default). The rules add to task_deny,
+# which deny includes for task operations only (main.rego).
 package mcp.authz
 
 task_permitted if {
