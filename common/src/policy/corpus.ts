@@ -10,7 +10,8 @@ import type { PolicyInput, SandboxLimits } from "./input.js";
  * with traversal, control characters and protected names, task ownership,
  * roles and tenants with limits and command allow-lists, network modes,
  * clamped and negative sandbox limits, and malformed documents (missing or
- * mistyped fields) that must be denied, never allowed by accident.
+ * mistyped fields, fields of another operation) that must be denied, never
+ * allowed by accident.
  */
 
 /** Small seeded PRNG (mulberry32): the same seed gives the same corpus everywhere. */
@@ -206,6 +207,20 @@ export function policyCorpus(base: PolicyInput, count: number, seed = 1): Policy
         tenant: pick(TENANTS),
       };
     }
+    // Malformed execute documents: wrong types where the schema wants strings, arrays, objects.
+    if (operation === "execute" && chance(0.04)) {
+      const cmd = input.command as Record<string, unknown>;
+      const k = int(4);
+      if (k === 0) cmd.args = "not-an-array";
+      else if (k === 1) cmd.command = 5;
+      else if (k === 2) cmd.env = ["A=1"];
+      else cmd.args = ["ls", 7, null];
+    }
+    // Fields of another operation (an execute with a file, a read with a command …).
+    if (chance(0.03)) input.file = { path: pick(PATHS), mode: pick(MODES) };
+    if (chance(0.03))
+      input.command = { command: "rm", args: ["-rf", "/"], env: {}, cwd: "", timeout_seconds: 0 };
+    if (chance(0.02)) input.task = { id: "t-x", owner: "bob", tenant: "acme" };
     if (chance(0.03)) delete input.principal;
     if (chance(0.02)) delete input.sandbox;
     out.push(input as unknown as PolicyInput);

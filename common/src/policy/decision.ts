@@ -10,18 +10,21 @@ export interface Obligations {
   limits: SandboxLimits;
 }
 
-/** The outcome of a policy evaluation, as used by TypeScript callers. */
+/**
+ * The outcome of a policy evaluation, as used by TypeScript callers. Read-only:
+ * the engine hands out the same frozen Decision for identical policy results.
+ */
 export interface Decision {
   /** True only when the policy allowed the request. */
-  allow: boolean;
+  readonly allow: boolean;
   /** Human sentences explaining a denial (empty when allowed). They reach the client. */
-  denyReasons: string[];
+  readonly denyReasons: readonly string[];
   /** Human sentences about adjustments (e.g. clamped limits). */
-  warnings: string[];
+  readonly warnings: readonly string[];
   /** Caps to enforce when allowed. */
-  obligations: Obligations;
+  readonly obligations: Readonly<Obligations> & { readonly limits: Readonly<SandboxLimits> };
   /** Revision of the bundle that decided ("" when no bundle was loaded). */
-  revision: string;
+  readonly revision: string;
 }
 
 /** Names of the numeric sandbox limits, in a fixed order. */

@@ -82,9 +82,9 @@ interface Active {
   results: Map<string, Decision>;
 }
 
-/** Result texts kept per bundle; the oldest is dropped beyond this. */
+/** Result texts kept per bundle; the least recently used is dropped beyond this. */
 const MAX_CACHED_RESULTS = 256;
-/** Longer result texts (long deny reasons) are parsed every time, not kept. */
+/** Longer result texts (UTF-16 code units; long deny reasons) are parsed every time, not kept. */
 const MAX_CACHED_RESULT_CHARS = 4096;
 
 function freezeDecision(d: Decision): Decision {
@@ -107,7 +107,12 @@ function freezeDecision(d: Decision): Decision {
  */
 function decisionFor(active: Active, text: string): Decision {
   const kept = active.results.get(text);
-  if (kept) return kept;
+  if (kept) {
+    // Most recently used last: a burst of distinct denials evicts the rare results first.
+    active.results.delete(text);
+    active.results.set(text, kept);
+    return kept;
+  }
   const resultSet: unknown = JSON.parse(text);
   if (!Array.isArray(resultSet) || resultSet.length === 0) {
     throw new Error("the policy returned no decision (undefined result)");

@@ -64,6 +64,32 @@ describe("policy engine fail-closed behaviour", () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  it("reports the new revision after a reload even when the policy result text is unchanged", async () => {
+    const path = join(dir, "same-result.tar.gz");
+    await buildRegoBundle({
+      modules: { "p.rego": allowAll("same") },
+      outPath: path,
+      revision: "rev-a",
+    });
+    const engine = await createPolicyEngine({ bundlePath: path, logger, pollIntervalMs: 0 });
+    try {
+      const a1 = engine.decide(input);
+      assert.equal(a1.revision, "rev-a");
+      assert.equal(engine.decide(input), a1, "a repeated result is converted once");
+      await buildRegoBundle({
+        modules: { "p.rego": allowAll("same") },
+        outPath: path,
+        revision: "rev-b",
+      });
+      assert.equal(await engine.reload(), true);
+      const b1 = engine.decide(input);
+      assert.equal(b1.revision, "rev-b");
+      assert.deepEqual(b1.warnings, a1.warnings);
+    } finally {
+      engine.close();
+    }
+  });
+
   it("denies everything with a clear reason when the bundle is missing", async () => {
     const rec = reloadRecorder();
     const path = join(dir, "missing.tar.gz");

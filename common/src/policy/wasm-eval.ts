@@ -52,7 +52,8 @@ export function createWasmEvaluator(policy: LoadedPolicy, entrypoint: string): W
   const dataAddr = policy.dataAddr;
   const heapBase = Number(policy.dataHeapPtr);
   if (typeof opaEval !== "function" || !(minor >= 2) || !Number.isSafeInteger(heapBase)) {
-    return (input) => JSON.stringify(policy.evaluate(input, id));
+    // JSON.stringify gives undefined for an undefined result: the engine then fails closed.
+    return (input) => JSON.stringify(policy.evaluate(input, id)) ?? "";
   }
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();

@@ -93,7 +93,7 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         operation: op.operation,
         params: facts.params,
         decision: result,
-        reasons: decision.allow ? decision.warnings : decision.denyReasons,
+        reasons: [...(decision.allow ? decision.warnings : decision.denyReasons)],
         policyRevision: decision.revision,
         taskId: facts.taskId ?? "",
         runnerId: "",

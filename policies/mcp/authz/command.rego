@@ -191,8 +191,9 @@ invocations_3 := {sub |
 # of invocation sets is built).
 invocation_levels := [invocations_0, invocations_1, invocations_2, invocations_3]
 
-# invoked are the base names of the programs of all invocations (whatever the
-# operation); the rm/chmod rules test it before looking at arguments. One rule
+# invoked are the base names of all programs the request would start (the
+# programs of all invocations); the deny lists are checked against it, and the
+# rm/chmod rules test it before looking at arguments. One rule
 # per level, so no union of invocation sets is built for it.
 invoked contains program_0
 
@@ -210,11 +211,6 @@ invoked contains prog if {
 	nesting
 	some [prog, _, _] in invocations_3
 }
-
-# programs are the base names of all programs the request would start.
-default programs := set()
-
-programs := invoked if input.operation == "execute"
 
 execute_deny contains msg if {
 	denied := data.gateway.commands.denied

@@ -102,6 +102,21 @@ deny contains msg if {
 	])
 }
 
+# A request carries only the fields of its own operation: a command for
+# "execute", a file for file operations, a task for task operations. The
+# operation's rules decide which fields they look at, so a document mixing
+# them (an execute request with a file, a read with a command) is denied as
+# malformed rather than partly ignored.
+deny contains msg if {
+	some field, kind in data.gateway.operation_fields
+	object.get(input, field, null) != null
+	operation_kind != kind
+	msg := concat("", [
+		"the ", input.operation, " request must not carry a \"", field,
+		"\" field (it belongs to another operation)",
+	])
+}
+
 # num_text renders a number for a message. json.marshal behaves the same in
 # Go and in wasm for large integers (format_int fails above 2^32 in wasm).
 num_text(n) := json.marshal(n)

@@ -76,3 +76,29 @@ test_list_audit_denied_for_developer if {
 	not d.allow
 	count(d.deny_reasons) > 0
 }
+
+test_fields_of_another_operation_are_denied if {
+	with_file := object.union(exec("ls", []), {"file": {"path": "a/../b", "mode": "read"}})
+	d1 := authz.decision with input as with_file
+	not d1.allow
+	has_reason(d1, "the execute request must not carry a \"file\" field")
+
+	with_command := object.union(file_op("read_file", "src/a.ts", "read"), {"command": {"command": "rm", "args": ["-rf", "/"], "env": {}, "cwd": "", "timeout_seconds": 0}})
+	d2 := authz.decision with input as with_command
+	not d2.allow
+	has_reason(d2, "the read_file request must not carry a \"command\" field")
+
+	with_task := object.union(exec("ls", []), {"task": {"id": "t", "owner": "x", "tenant": "y"}})
+	d3 := authz.decision with input as with_task
+	not d3.allow
+	has_reason(d3, "the execute request must not carry a \"task\" field")
+
+	audit_with_file := object.union(base, {"operation": "list_audit", "principal": admin, "file": {"path": "x", "mode": "read"}})
+	d4 := authz.decision with input as audit_with_file
+	not d4.allow
+	has_reason(d4, "the list_audit request must not carry a \"file\" field")
+
+	# the matching fields alone are fine
+	ok := authz.decision with input as exec("ls", [])
+	ok.allow
+}
