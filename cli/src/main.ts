@@ -16,10 +16,10 @@ Client (flags: --url, --token, --protocol connect|grpc|grpc-web, --json, -w work
 
 Admin:
   token --sub s [--roles a,b] [--tenant t] [--ttl 1h]   mint a dev token
-  audit verify [--expect-head h] | audit export [--since t] [--format jsonl]
+  audit verify [--expect-head h] [--audit-key-file f] [--allow-unkeyed] | audit export [--since t] [--format jsonl]
   policy eval --input req.json | policy test
 
-Environment: MCP_GATEWAY_URL, MCP_GATEWAY_TOKEN, MCP_GATEWAY_DATA_DIR
+Environment: MCP_GATEWAY_URL, MCP_GATEWAY_TOKEN, MCP_GATEWAY_DATA_DIR, MCP_GATEWAY_AUDIT_KEY_FILE
 `;
 
 type Command = (argv: string[]) => Promise<number>;

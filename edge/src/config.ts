@@ -27,6 +27,13 @@ export const edgeConfigSchema = z.object({
   databasePath: z.string().optional(),
   /** PostgreSQL URL for HA (several edges share it); wins over databasePath. Env: DATABASE_URL. */
   databaseUrl: z.string().optional(),
+  /**
+   * Audit key file (one base64 secret per line, the first signs; mode 0600):
+   * every audit record's hash is an HMAC under it, so database access alone
+   * cannot rewrite the trail. Default: <dataDir>/audit/audit.key, created on
+   * first start. Edges sharing one PostgreSQL database must share the file.
+   */
+  auditKeyFile: z.string().optional(),
   /** Optional TLS for the public port (h2 + HTTP/1.1 via ALPN). Plaintext h2c + HTTP/1.1 otherwise. */
   publicTls: z.object({ certPath: z.string(), keyPath: z.string() }).optional(),
   /** mTLS material for talking to runners (default: the dev PKI in <dataDir>/pki). */

@@ -29,6 +29,7 @@ import { createRateLimiter } from "./rate-limit/token-bucket.js";
 import { type RegistryServer, startRegistryServer } from "./registry/server.js";
 import { createMcpService } from "./rpc/mcp-service.js";
 import { createRunnerPool } from "./runners/pool.js";
+import { ensureAuditKeys, loadAuditKeys } from "./audit/keys.js";
 import { openStore } from "./store/open.js";
 import type { TaskStore } from "./store/types.js";
 import { createTaskEvents } from "./tasks/events.js";
@@ -88,7 +89,16 @@ export async function startEdge(
 
   const registry = createMetricsRegistry("edge");
   const metrics = createEdgeMetrics(registry);
-  const opened = await openStore(config, logger.child({ component: "store" }));
+  // A configured key file must exist (a missing shared key must not fork the chain
+  // into per-edge keys); the embedded default is created on first start.
+  const auditKeys = config.auditKeyFile
+    ? await loadAuditKeys(config.auditKeyFile)
+    : await ensureAuditKeys(join(config.dataDir, "audit", "audit.key"));
+  logger.info({ auditKeyId: auditKeys[0]?.id }, "audit chain keyed (HMAC-SHA256)");
+  const opened = await openStore(
+    { ...config, auditKey: auditKeys[0] },
+    logger.child({ component: "store" }),
+  );
   const store = opened.store;
   const events = createTaskEvents({ publish: opened.publish });
   const unsubscribe = await opened.subscribe((taskId) => events.wakeLocal(taskId));

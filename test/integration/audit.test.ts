@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
@@ -81,6 +82,43 @@ describe("audit trail", () => {
     assert.equal(verdict.ok, false);
     assert.equal(verdict.firstBad.seq, 2);
     assert.match(verdict.firstBad.reason, /modified/);
+  });
+
+  it("is keyed: a record rewritten with every later hash recomputed (no key) is caught", async () => {
+    const env = { MCP_GATEWAY_DATA_DIR: gw.dataDir };
+    const db = new Database(join(gw.dataDir, "gateway.db"));
+    const rows = db
+      .prepare("SELECT seq, prev_hash AS prevHash, hash, body FROM audit ORDER BY seq")
+      .all() as { seq: number; prevHash: string; hash: string; body: string }[];
+    assert.ok(rows.length >= 4);
+    const keyId = (JSON.parse(rows[0]?.body ?? "{}") as { keyId?: string }).keyId;
+    assert.match(keyId ?? "", /^k-[0-9a-f]{16}$/, "records carry the audit key id");
+    // What database write access allows without the key: edit record 2, then re-chain
+    // everything after it with sha256, keeping the key ids.
+    let prevHash = rows[0]?.hash ?? "";
+    const update = db.prepare("UPDATE audit SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?");
+    for (const row of rows.slice(1)) {
+      const doc = JSON.parse(row.body) as Record<string, unknown>;
+      if (row.seq === 2) doc.operation = "list_audit";
+      doc.prevHash = prevHash;
+      const body = JSON.stringify(doc);
+      const hash = createHash("sha256").update(prevHash).update("\n").update(body).digest("hex");
+      update.run(body, prevHash, hash, row.seq);
+      prevHash = hash;
+    }
+    db.close();
+    const forged = await runCli(["audit", "verify", "--json"], env);
+    assert.equal(forged.code, 1, forged.stdout);
+    const verdict = JSON.parse(forged.stdout) as { firstBad: { seq: number; reason: string } };
+    assert.equal(verdict.firstBad.seq, 2);
+    assert.match(verdict.firstBad.reason, /modified/);
+    // Without the key the CLI cannot vouch for a keyed chain, and says which key it needs.
+    const noKey = await runCli(
+      ["audit", "verify", "--audit-key-file", join(gw.dataDir, "missing.key")],
+      env,
+    );
+    assert.notEqual(noKey.code, 0);
+    assert.match(noKey.stderr + noKey.stdout, /does not exist/);
   });
 
   it("`audit export` writes JSON lines", async () => {

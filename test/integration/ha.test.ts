@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ensureDevPki } from "@mcp-gateway/common/tls";
 import { ensureDevSigningKey } from "@mcp-gateway/edge/dev-keys";
+import { ensureAuditKeys } from "@mcp-gateway/edge/store";
 import { connectJson, type Proc, runCli, startProc, waitForTask } from "./harness.js";
 import { type PrivateCluster, startPrivateCluster } from "./helpers/postgres.js";
 
@@ -18,6 +19,7 @@ let token: string;
 const procs: Proc[] = [];
 let pki: Awaited<ReturnType<typeof ensureDevPki>>;
 let jwksPath: string;
+let auditKeyPath: string;
 
 function configFile(name: string, config: Record<string, unknown>): string {
   const path = join(base, `${name}.json`);
@@ -40,6 +42,8 @@ async function startEdge(
     databaseUrl: pg.url,
     runnerTls: { caPath: pki.caCertPath, ...leaf },
     auth: { jwksFile: jwksPath },
+    // One chain in one database: every edge signs with the same audit key.
+    auditKeyFile: auditKeyPath,
     drainTimeoutMs: 1000,
     ...extra,
   });
@@ -110,6 +114,9 @@ before(async () => {
     runnerIds: ["runner-1", "runner-2"],
   });
   jwksPath = (await ensureDevSigningKey(join(base, "auth"))).jwksPath;
+  // Where `audit verify` looks by default for MCP_GATEWAY_DATA_DIR=base.
+  auditKeyPath = join(base, "audit", "audit.key");
+  await ensureAuditKeys(auditKeyPath);
   const t = await runCli(["token", "--sub", "hana", "--roles", "developer", "--ttl", "1h"], {
     MCP_GATEWAY_DATA_DIR: base,
   });

@@ -56,6 +56,27 @@ export async function tokenCommand(argv: string[]): Promise<number> {
 }
 
 /** The edge's store: $DATABASE_URL (PostgreSQL) or the SQLite file in the data directory. */
+/**
+ * Keys for `audit verify`: --audit-key-file, else $MCP_GATEWAY_AUDIT_KEY_FILE,
+ * else the embedded default <data-dir>/audit/audit.key when it exists. None:
+ * an unkeyed chain verifies, keyed records fail ("key not given").
+ */
+async function auditVerifyKeys(
+  file: string | undefined,
+  dataDir: string | undefined,
+): Promise<import("@mcp-gateway/edge/store").AuditKey[]> {
+  const { loadAuditKeys, AuditKeyError } = await import("@mcp-gateway/edge/store");
+  const explicit = file ?? process.env.MCP_GATEWAY_AUDIT_KEY_FILE;
+  const path = explicit ?? join(dataDir ?? defaultDataDir(), "audit", "audit.key");
+  if (!explicit && !existsSync(path)) return [];
+  try {
+    return await loadAuditKeys(path);
+  } catch (err) {
+    if (err instanceof AuditKeyError) throw new UsageError(err.message);
+    throw err;
+  }
+}
+
 async function auditStore(dataDir: string | undefined) {
   const databaseUrl = process.env.DATABASE_URL;
   const dir = dataDir ?? defaultDataDir();
@@ -72,7 +93,7 @@ async function auditStore(dataDir: string | undefined) {
   return store;
 }
 
-/** `mcp-gateway audit verify [--expect-head h]` and `mcp-gateway audit export [--since t] [--format jsonl]` */
+/** `mcp-gateway audit verify [--expect-head h] [--audit-key-file f] [--allow-unkeyed]` and `mcp-gateway audit export [--since t] [--format jsonl]` */
 export async function auditCommand(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === "verify") {
@@ -81,17 +102,21 @@ export async function auditCommand(argv: string[]): Promise<number> {
       {
         "data-dir": { type: "string" },
         "expect-head": { type: "string" },
+        "audit-key-file": { type: "string" },
+        "allow-unkeyed": { type: "boolean" },
         json: { type: "boolean" },
       },
       false,
     );
+    const keys = await auditVerifyKeys(values["audit-key-file"], values["data-dir"]);
     const store = await auditStore(values["data-dir"]);
     try {
       const { verifyAuditRows } = await import("@mcp-gateway/edge/store");
-      const verdict = await verifyAuditRows(
-        store.auditRows(),
-        values["expect-head"] ? { expectHead: values["expect-head"] } : {},
-      );
+      const verdict = await verifyAuditRows(store.auditRows(), {
+        ...(values["expect-head"] ? { expectHead: values["expect-head"] } : {}),
+        keys,
+        requireKeyed: keys.length > 0 && !values["allow-unkeyed"],
+      });
       if (values.json) {
         process.stdout.write(`${JSON.stringify(verdict)}\n`);
       } else if (verdict.ok) {

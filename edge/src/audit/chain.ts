@@ -1,5 +1,6 @@
-import { createHash } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import type { AuditEntry, AuditRecord, RawAuditRow } from "../store/types.js";
+import type { AuditKey } from "./keys.js";
 
 /** prevHash of the first record of a chain. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -25,25 +26,40 @@ export function canonicalJson(value: unknown): string {
   return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(",")}}`;
 }
 
-/** The body that is hashed: the entry plus its position in the chain. */
-export function auditBody(entry: AuditEntry, seq: number, prevHash: string): string {
-  return canonicalJson({ ...entry, seq, prevHash });
+/**
+ * The body that is hashed: the entry plus its position in the chain and, for
+ * a keyed chain, the id of the key (so a verifier knows which key to use and
+ * a record cannot be moved to another key's chain unnoticed).
+ */
+export function auditBody(
+  entry: AuditEntry,
+  seq: number,
+  prevHash: string,
+  keyId?: string,
+): string {
+  return canonicalJson({ ...entry, seq, prevHash, keyId });
 }
 
-/** sha256 over the previous hash and the canonical body. */
-export function chainHash(prevHash: string, body: string): string {
-  return createHash("sha256").update(prevHash).update("\n").update(body).digest("hex");
+/**
+ * The hash of a record over the previous hash and the canonical body:
+ * HMAC-SHA256 under the audit key when there is one, plain sha256 otherwise
+ * (unkeyed chains detect edits only against an anchored head).
+ */
+export function chainHash(prevHash: string, body: string, key?: AuditKey): string {
+  const h = key ? createHmac("sha256", key.secret) : createHash("sha256");
+  return h.update(prevHash).update("\n").update(body).digest("hex");
 }
 
-/** Builds the stored record for an entry appended after `prev`. */
+/** Builds the stored record for an entry appended after `prev`, keyed when `key` is given. */
 export function sealAuditRecord(
   entry: AuditEntry,
   prev: { seq: number; hash: string } | undefined,
+  key?: AuditKey,
 ): { record: AuditRecord; body: string } {
   const seq = (prev?.seq ?? 0) + 1;
   const prevHash = prev?.hash ?? GENESIS_HASH;
-  const body = auditBody(entry, seq, prevHash);
-  return { record: { ...entry, seq, prevHash, hash: chainHash(prevHash, body) }, body };
+  const body = auditBody(entry, seq, prevHash, key?.id);
+  return { record: { ...entry, seq, prevHash, hash: chainHash(prevHash, body, key) }, body };
 }
 
 /** Result of {@link verifyAuditChain}. */
@@ -63,15 +79,29 @@ export interface VerifyOptions {
   expectHead?: string;
   /** Continue after an already verified record instead of from the genesis. */
   startAfter?: { seq: number; hash: string };
+  /**
+   * Audit keys (current and retired) to check keyed records with. A keyed
+   * record whose key is not given fails verification: it cannot be checked.
+   */
+  keys?: readonly AuditKey[];
+  /**
+   * Refuse unkeyed records. Default: true when `keys` are given, so a record
+   * rewritten without a key (a downgrade) is caught; set false to verify a
+   * chain that was started before the edge had a key.
+   */
+  requireKeyed?: boolean;
 }
 
 /**
  * A row-by-row chain verifier: contiguous sequence, each body re-hashes to its
- * hash, each prevHash names the previous record. Detects modified, deleted,
- * inserted and reordered records; a truncated tail is detected when an
- * anchored head is expected.
+ * hash (HMAC under the named key for keyed records), each prevHash names the
+ * previous record. Detects modified, deleted, inserted and reordered records;
+ * with keys, also a chain recomputed by someone without the key; a truncated
+ * tail is detected when an anchored head is expected.
  */
 function createChainVerifier(options: VerifyOptions) {
+  const keys = new Map((options.keys ?? []).map((k) => [k.id, k]));
+  const requireKeyed = options.requireKeyed ?? keys.size > 0;
   let prevSeq = options.startAfter?.seq ?? 0;
   let prevHash = options.startAfter?.hash ?? GENESIS_HASH;
   let checked = 0;
@@ -96,16 +126,31 @@ function createChainVerifier(options: VerifyOptions) {
           "prevHash does not name the previous record (chain broken or reordered)",
         );
       }
-      let parsed: { seq?: unknown; prevHash?: unknown };
+      let parsed: { seq?: unknown; prevHash?: unknown; keyId?: unknown };
       try {
-        parsed = JSON.parse(row.body) as { seq?: unknown; prevHash?: unknown };
+        parsed = JSON.parse(row.body) as { seq?: unknown; prevHash?: unknown; keyId?: unknown };
       } catch {
         return fail(row.seq, "stored body is not valid JSON");
       }
       if (parsed.seq !== row.seq || parsed.prevHash !== row.prevHash) {
         return fail(row.seq, "stored body does not match the record's position");
       }
-      if (chainHash(row.prevHash, row.body) !== row.hash) {
+      let key: AuditKey | undefined;
+      if (parsed.keyId !== undefined) {
+        key = typeof parsed.keyId === "string" ? keys.get(parsed.keyId) : undefined;
+        if (!key) {
+          return fail(
+            row.seq,
+            `record is keyed with audit key ${String(parsed.keyId)}, which was not given (pass the edge's audit key file to verify it)`,
+          );
+        }
+      } else if (requireKeyed) {
+        return fail(
+          row.seq,
+          "record is not keyed (rewritten without the audit key, or written before the edge had one)",
+        );
+      }
+      if (chainHash(row.prevHash, row.body, key) !== row.hash) {
         return fail(row.seq, "hash does not match the record's content (record modified)");
       }
       prevSeq = row.seq;

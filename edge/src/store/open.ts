@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import type { Logger } from "pino";
+import type { AuditKey } from "../audit/keys.js";
 import { createPostgresStore } from "./postgres.js";
 import { createSqliteStore } from "./sqlite.js";
 import type { TaskStore } from "./types.js";
@@ -12,6 +13,8 @@ export interface StoreLocation {
   databasePath?: string | undefined;
   /** Data directory; the SQLite default is <dataDir>/gateway.db. */
   dataDir: string;
+  /** Key that signs new audit records (HMAC); unkeyed chain without. */
+  auditKey?: AuditKey | undefined;
 }
 
 /** A runner's registration as its heartbeats report it. */
@@ -70,7 +73,11 @@ export interface OpenedStore {
  */
 export async function openStore(location: StoreLocation, logger: Logger): Promise<OpenedStore> {
   if (location.databaseUrl) {
-    const pg = await createPostgresStore({ connectionString: location.databaseUrl, logger });
+    const pg = await createPostgresStore({
+      connectionString: location.databaseUrl,
+      logger,
+      auditKey: location.auditKey,
+    });
     return {
       store: pg,
       kind: "postgres",
@@ -119,6 +126,7 @@ export async function openStore(location: StoreLocation, logger: Logger): Promis
   }
   const store = createSqliteStore({
     path: location.databasePath ?? join(location.dataDir, "gateway.db"),
+    auditKey: location.auditKey,
   });
   return {
     store,

@@ -2,6 +2,7 @@ import { GatewayError } from "@mcp-gateway/common/errors";
 import { Client, type ClientConfig, Pool, type PoolClient, type QueryResultRow } from "pg";
 import type { Logger } from "pino";
 import { GENESIS_HASH, sealAuditRecord } from "../audit/chain.js";
+import type { AuditKey } from "../audit/keys.js";
 import { conditionHolds } from "./condition.js";
 import type {
   AuditQuery,
@@ -74,6 +75,8 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
   /** Upper bound of one statement, in ms (server statement_timeout; the client gives up 1 s later). Default 30000. */
   queryTimeoutMs?: number;
+  /** Key for the audit chain's HMACs (see audit/keys.ts); unkeyed sha256 chain without. */
+  auditKey?: AuditKey | undefined;
   /** application_name shown in pg_stat_activity (default "mcp-gateway-edge"). */
   applicationName?: string;
   /** How often the LISTEN connection is probed so a silently dead one is replaced, in ms (default 10000). */
@@ -497,7 +500,11 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
           )
         ).rows[0];
         if (!head) throw new Error("audit_head row is missing (schema damaged)");
-        const { record, body } = sealAuditRecord(entry, { seq: Number(head.seq), hash: head.hash });
+        const { record, body } = sealAuditRecord(
+          entry,
+          { seq: Number(head.seq), hash: head.hash },
+          options.auditKey,
+        );
         await client.query(
           `WITH moved AS (UPDATE audit_head SET seq = $1, hash = $7 WHERE singleton)
            INSERT INTO audit (seq, time, principal, operation, decision, prev_hash, hash, body, tenant)

@@ -2,6 +2,7 @@ import { chmodSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { sealAuditRecord } from "../audit/chain.js";
+import type { AuditKey } from "../audit/keys.js";
 import { conditionHolds } from "./condition.js";
 import type {
   AuditEntry,
@@ -22,6 +23,8 @@ import { TERMINAL_STATES } from "./types.js";
 export interface SqliteStoreOptions {
   /** Path of the database file (created with its directory, mode 0600), or ":memory:". */
   path: string;
+  /** Key for the audit chain's HMACs (see audit/keys.ts); unkeyed sha256 chain without. */
+  auditKey?: AuditKey | undefined;
 }
 
 /** Ordered schema migrations; each runs once, in a transaction. */
@@ -125,7 +128,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   );
 
   const appendAudit = db.transaction((entry: AuditEntry): AuditRecord => {
-    const { record, body } = sealAuditRecord(entry, lastAudit.get());
+    const { record, body } = sealAuditRecord(entry, lastAudit.get(), options.auditKey);
     insertAudit.run({
       seq: record.seq,
       time: record.time,
