@@ -66,16 +66,20 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
   /** Highest fencing token seen from an active edge: lower ones come from a deposed active. */
   let fence = 0n;
 
-  function recheck(authz: Authorization | undefined, op: OperationInput): Decision {
-    if (authz && authz.fencingToken > 0n) {
-      if (authz.fencingToken < fence) {
-        throw new ConnectError(
-          `stale fencing token ${authz.fencingToken} (current ${fence}): the calling edge is no longer active`,
-          Code.FailedPrecondition,
-        );
-      }
-      fence = authz.fencingToken;
+  /** Refuses a call from a deposed active edge; remembers the highest token seen. */
+  function checkFence(token: bigint): void {
+    if (token === 0n) return;
+    if (token < fence) {
+      throw new ConnectError(
+        `stale fencing token ${token} (current ${fence}): the calling edge is no longer active`,
+        Code.FailedPrecondition,
+      );
     }
+    fence = token;
+  }
+
+  function recheck(authz: Authorization | undefined, op: OperationInput): Decision {
+    if (authz) checkFence(authz.fencingToken);
     if (!authz?.principal) {
       throw new ConnectError(
         "authorization missing: the edge must forward its decision",
@@ -281,6 +285,7 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     },
 
     async cancel(req) {
+      checkFence(req.fencingToken);
       return { cancelled: tasks.cancel(req.taskId) };
     },
 

@@ -4,6 +4,10 @@ import http2 from "node:http2";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import tls from "node:tls";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createMtlsTransport } from "@mcp-gateway/common/mtls-transport";
+import { checkRunnerIdentity, loadTlsMaterial, runnerIdentity } from "@mcp-gateway/common/tls";
+import { RunnerService } from "@mcp-gateway/proto/runner/v1";
 import { connectJson, type Gateway, startGateway } from "./harness.js";
 
 let gw: Gateway;
@@ -181,6 +185,35 @@ describe("runner port is mTLS only", () => {
       req.end();
     });
     assert.ok(err, "the runner must not answer a client without a certificate");
+  });
+});
+
+describe("runner fencing", () => {
+  it("refuses a Cancel carrying a lower fencing token than one it has seen (a deposed active edge)", async () => {
+    const pki = join(gw.dataDir, "pki");
+    const client = createClient(
+      RunnerService,
+      createMtlsTransport({
+        baseUrl: gw.runnerUrl,
+        tls: loadTlsMaterial({
+          caPath: join(pki, "ca.crt"),
+          certPath: join(pki, "edge-edge-local.crt"),
+          keyPath: join(pki, "edge-edge-local.key"),
+        }),
+        checkServerIdentity: checkRunnerIdentity(runnerIdentity("runner-local")),
+      }),
+    );
+    const taskId = "task-00000000-0000-4000-8000-00000000fe9c";
+    assert.deepEqual((await client.cancel({ taskId, fencingToken: 7n })).cancelled, false);
+    await assert.rejects(client.cancel({ taskId, fencingToken: 6n }), (err: unknown) => {
+      const ce = ConnectError.from(err);
+      assert.equal(ce.code, Code.FailedPrecondition);
+      assert.match(ce.rawMessage, /stale fencing token 6 \(current 7\)/);
+      return true;
+    });
+    // The current token and active-active calls (token 0) still pass.
+    assert.equal((await client.cancel({ taskId, fencingToken: 7n })).cancelled, false);
+    assert.equal((await client.cancel({ taskId })).cancelled, false);
   });
 });
 

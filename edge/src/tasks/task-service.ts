@@ -348,7 +348,10 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           // It may have started: never run it again elsewhere (commands are not idempotent).
           // If the runner is merely unreachable, make sure it does not keep running unobserved.
           void runner.client
-            .cancel({ taskId: task.id }, { timeoutMs: 1000 })
+            .cancel(
+              { taskId: task.id, fencingToken: options.fencingToken?.() ?? 0n },
+              { timeoutMs: 1000 },
+            )
             .catch(() => undefined);
           await finish(task, "failed", `runner lost: ${runner.id} (${ce.rawMessage})`);
           return "done";
@@ -517,7 +520,10 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         );
       }
       if (runner) {
-        const res = await runner.client.cancel({ taskId: task.id }, { timeoutMs: 5000 });
+        const res = await runner.client.cancel(
+          { taskId: task.id, fencingToken: options.fencingToken?.() ?? 0n },
+          { timeoutMs: 5000 },
+        );
         if (!res.cancelled) {
           // The runner does not run it (any more): it just finished (its stream will say) or never started.
           const again = await store.getTask(task.id);
