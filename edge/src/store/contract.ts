@@ -207,6 +207,40 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
     );
 
     it(
+      "stores a chunk once per runner event number, even when two followers race",
+      withStore(async ({ store }) => {
+        assert.equal(await store.appendOutput("task-r", "stdout", bytes("one"), 1, 3), 1);
+        assert.equal(await store.appendOutput("task-r", "stdout", bytes("one"), 2, 3), 1);
+        assert.equal(await store.appendOutput("task-r", "stderr", bytes("two"), 3, 4), 2);
+        // Without a runner event number (edge notices) every call appends.
+        assert.equal(await store.appendOutput("task-r", "event", bytes("x"), 4), 3);
+        assert.equal(await store.appendOutput("task-r", "event", bytes("x"), 5), 4);
+        // The same runner number on another task is another chunk.
+        assert.equal(await store.appendOutput("task-s", "stdout", bytes("one"), 6, 3), 1);
+        // Two followers appending the same 20 events concurrently.
+        const racing = Array.from({ length: 40 }, (_, i) =>
+          store.appendOutput("task-t", "stdout", bytes(`event ${i % 20}`), i, 100 + (i % 20)),
+        );
+        const seqs = await Promise.all(racing);
+        for (let i = 0; i < 20; i++) assert.equal(seqs[i], seqs[i + 20], `event ${i}`);
+        const read = await store.readOutput("task-t", 0, 100);
+        assert.equal(read.length, 20, "one chunk per runner event");
+        const texts = read.map((c) => new TextDecoder().decode(c.data)).sort();
+        assert.deepEqual(texts, Array.from({ length: 20 }, (_, i) => `event ${i}`).sort());
+        const r = await store.readOutput("task-r", 0, 10);
+        assert.deepEqual(
+          r.map((c) => [c.seq, new TextDecoder().decode(c.data)]),
+          [
+            [1, "one"],
+            [2, "two"],
+            [3, "x"],
+            [4, "x"],
+          ],
+        );
+      }),
+    );
+
+    it(
       "numbers concurrent appends to one task without gaps or duplicates",
       withStore(async ({ store }) => {
         const seqs = await Promise.all(

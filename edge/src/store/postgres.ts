@@ -33,7 +33,10 @@ import { TERMINAL_STATES } from "./types.js";
  * - task_output: numbered per task through a counter row (task_output_head) bumped by an upsert in
  *   the same statement as the insert. The counter's row lock is held until commit, so a second
  *   appender waits for the first to commit: readers never see seq N+1 before seq N (no gaps a
- *   follower could skip over).
+ *   follower could skip over). Chunks carry the runner's event number (runner_seq, unique per
+ *   task): a chunk already stored is not stored again, so an adopting edge and a lapsed owner
+ *   following the same task cannot duplicate output (a lost race leaves an unused seq, which
+ *   readers, asking for "seq > n", pass over).
  * - audit: one linear hash chain for all edges. Appends serialise on the single row of audit_head
  *   (`SELECT … FOR UPDATE`), compute the record with sealAuditRecord from that head, insert it and
  *   move the head, in one transaction. Throughput is bounded by one round trip + commit per
@@ -259,6 +262,12 @@ const MIGRATIONS: readonly { name: string; sql: string }[] = [
     name: "runner boot id",
     sql: `ALTER TABLE runners ADD COLUMN boot_id text NOT NULL DEFAULT '';`,
   },
+  {
+    name: "output keyed by runner event",
+    sql: `
+      ALTER TABLE task_output ADD COLUMN runner_seq bigint;
+      CREATE UNIQUE INDEX task_output_runner_seq ON task_output (task_id, runner_seq);`,
+  },
 ];
 
 /**
@@ -462,20 +471,46 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       return rows.map((r) => JSON.parse(r.doc) as TaskRecord);
     },
 
-    async appendOutput(taskId: string, kind: ChunkKind, data: Uint8Array, time: number) {
+    async appendOutput(
+      taskId: string,
+      kind: ChunkKind,
+      data: Uint8Array,
+      time: number,
+      runnerSeq?: number,
+    ) {
+      // A chunk already stored under its runner event number is not counted or stored
+      // again. Two edges racing on the same chunk both pass NOT EXISTS; the unique index
+      // keeps one row (the other's counter bump leaves a gap, which readers skip over).
       const [row] = await query<{ seq: string }>(
         `WITH counter AS (
-           INSERT INTO task_output_head (task_id, last_seq) VALUES ($1, 1)
+           INSERT INTO task_output_head (task_id, last_seq)
+           SELECT $1, 1
+            WHERE $5::bigint IS NULL
+               OR NOT EXISTS (SELECT 1 FROM task_output WHERE task_id = $1 AND runner_seq = $5)
            ON CONFLICT (task_id) DO UPDATE SET last_seq = task_output_head.last_seq + 1
            RETURNING last_seq
          )
-         INSERT INTO task_output (task_id, seq, kind, data, time)
-         SELECT $1, last_seq, $2, $3, $4 FROM counter
+         INSERT INTO task_output (task_id, seq, kind, data, time, runner_seq)
+         SELECT $1, last_seq, $2, $3, $4, $5 FROM counter
+         ON CONFLICT (task_id, runner_seq) DO NOTHING
          RETURNING seq`,
-        [taskId, kind, Buffer.from(data.buffer, data.byteOffset, data.byteLength), time],
+        [
+          taskId,
+          kind,
+          Buffer.from(data.buffer, data.byteOffset, data.byteLength),
+          time,
+          runnerSeq ?? null,
+        ],
       );
-      if (!row) throw new Error("appendOutput: insert returned no row");
-      return Number(row.seq);
+      if (row) return Number(row.seq);
+      if (runnerSeq !== undefined) {
+        const [stored] = await query<{ seq: string }>(
+          "SELECT seq FROM task_output WHERE task_id = $1 AND runner_seq = $2",
+          [taskId, runnerSeq],
+        );
+        if (stored) return Number(stored.seq);
+      }
+      throw new Error("appendOutput: insert returned no row");
     },
 
     async readOutput(taskId, afterSeq, limit): Promise<OutputChunk[]> {

@@ -57,6 +57,8 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX audit_time ON audit(time);`,
   `ALTER TABLE audit ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
    CREATE INDEX audit_tenant ON audit(tenant, seq);`,
+  `ALTER TABLE task_output ADD COLUMN runner_seq INTEGER;
+   CREATE UNIQUE INDEX task_output_runner_seq ON task_output(task_id, runner_seq);`,
 ];
 
 /** The SQLite store, with raw access for audit verification. */
@@ -90,12 +92,17 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   const selectTask = db.prepare<[string], { doc: string }>("SELECT doc FROM tasks WHERE id = ?");
   const writeTask = db.prepare("UPDATE tasks SET state = @state, doc = @doc WHERE id = @id");
   const insertOutput = db.prepare<
-    [{ taskId: string; kind: string; data: Buffer; time: number }],
+    [{ taskId: string; kind: string; data: Buffer; time: number; runnerSeq: number | null }],
     { seq: number }
   >(
-    `INSERT INTO task_output (task_id, seq, kind, data, time)
-     SELECT @taskId, COALESCE(MAX(seq), 0) + 1, @kind, @data, @time FROM task_output WHERE task_id = @taskId
+    `INSERT INTO task_output (task_id, seq, kind, data, time, runner_seq)
+     SELECT @taskId, COALESCE(MAX(seq), 0) + 1, @kind, @data, @time, @runnerSeq
+       FROM task_output WHERE task_id = @taskId
+     ON CONFLICT (task_id, runner_seq) DO NOTHING
      RETURNING seq`,
+  );
+  const storedRunnerSeq = db.prepare<[string, number], { seq: number }>(
+    "SELECT seq FROM task_output WHERE task_id = ? AND runner_seq = ?",
   );
   const selectOutput = db.prepare<
     [string, number, number],
@@ -169,8 +176,21 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
         .all(...states, limit);
       return rows.map((r) => JSON.parse(r.doc) as TaskRecord);
     },
-    async appendOutput(taskId: string, kind: ChunkKind, data: Uint8Array, time: number) {
-      const row = insertOutput.get({ taskId, kind, data: Buffer.from(data), time });
+    async appendOutput(
+      taskId: string,
+      kind: ChunkKind,
+      data: Uint8Array,
+      time: number,
+      runnerSeq?: number,
+    ) {
+      const row =
+        insertOutput.get({
+          taskId,
+          kind,
+          data: Buffer.from(data),
+          time,
+          runnerSeq: runnerSeq ?? null,
+        }) ?? (runnerSeq !== undefined ? storedRunnerSeq.get(taskId, runnerSeq) : undefined);
       if (!row) throw new Error("appendOutput: insert returned no row");
       return row.seq;
     },

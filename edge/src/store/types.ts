@@ -178,8 +178,20 @@ export interface TaskStore {
   ): Promise<TaskRecord | undefined>;
   /** Tasks in the given states, oldest first (recovery after a restart). */
   listTasksInStates(states: readonly TaskState[], limit: number): Promise<TaskRecord[]>;
-  /** Appends output; resolves to its sequence number. */
-  appendOutput(taskId: string, kind: ChunkKind, data: Uint8Array, time: number): Promise<number>;
+  /**
+   * Appends output; resolves to its sequence number. `runnerSeq` is the
+   * runner's event number for the chunk: a chunk whose runnerSeq is already
+   * stored for the task is not stored again (the existing seq is returned), so
+   * two edges following one task (an adopter and a lapsed owner) never
+   * duplicate output. Without it the chunk is always appended.
+   */
+  appendOutput(
+    taskId: string,
+    kind: ChunkKind,
+    data: Uint8Array,
+    time: number,
+    runnerSeq?: number,
+  ): Promise<number>;
   /** Output chunks with seq > afterSeq, in order, at most limit. */
   readOutput(taskId: string, afterSeq: number, limit: number): Promise<OutputChunk[]>;
   /** Appends to the audit hash chain atomically. */

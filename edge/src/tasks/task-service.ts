@@ -231,11 +231,17 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         break;
       case "output": {
         const kind = e.value.stream === OutputKind.STDERR ? "stderr" : "stdout";
-        await store.appendOutput(task.id, kind, e.value.data, Date.now());
+        await store.appendOutput(task.id, kind, e.value.data, Date.now(), Number(ev.seq));
         break;
       }
       case "notice":
-        await store.appendOutput(task.id, "event", encoder.encode(e.value.message), Date.now());
+        await store.appendOutput(
+          task.id,
+          "event",
+          encoder.encode(e.value.message),
+          Date.now(),
+          Number(ev.seq),
+        );
         break;
       case "exited": {
         const x = e.value;
