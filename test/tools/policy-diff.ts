@@ -11,35 +11,16 @@
  * Prints every difference (at most 20) and exits 1 if there is any.
  */
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { policyCorpus } from "../../common/src/policy/corpus.js";
 import { type Decision, parseDecision } from "../../common/src/policy/decision.js";
 import type { PolicyInput } from "../../common/src/policy/input.js";
-import { findOpa, REPO_ROOT } from "../../common/src/policy/tools.js";
+import { evalWithOpa, REPO_ROOT } from "../../common/src/policy/tools.js";
 
 const run = promisify(execFile);
-
-async function decide(opa: string, root: string, inputPath: string): Promise<unknown[]> {
-  const { stdout } = await run(
-    opa,
-    [
-      "eval",
-      "--format=json",
-      "-d",
-      join(root, "policies/mcp"),
-      "-d",
-      join(root, "policies/data"),
-      "-i",
-      inputPath,
-      "[d | some c in input.cases; d := data.mcp.authz.decision with input as c]",
-    ],
-    { maxBuffer: 1024 * 1024 * 1024 },
-  );
-  return JSON.parse(stdout).result[0].expressions[0].value as unknown[];
-}
 
 function normalise(raw: unknown): Decision | string {
   try {
@@ -70,13 +51,8 @@ async function main(): Promise<number> {
       await readFile(join(REPO_ROOT, "docs/policy/examples/execute-allowed.json"), "utf8"),
     ) as PolicyInput;
     const corpus = policyCorpus(base, count, seed);
-    const inputPath = join(work, "corpus.json");
-    await writeFile(inputPath, JSON.stringify({ cases: corpus }));
-    const opa = await findOpa();
-    const [before, after] = [
-      await decide(opa, work, inputPath),
-      await decide(opa, REPO_ROOT, inputPath),
-    ];
+    const before = await evalWithOpa(corpus, work);
+    const after = await evalWithOpa(corpus);
     let differences = 0;
     let allowed = 0;
     corpus.forEach((input, i) => {

@@ -1,4 +1,4 @@
-import type { PolicyInput, SandboxLimits } from "./input.js";
+import { POLICY_OPERATIONS, type PolicyInput, type SandboxLimits } from "./input.js";
 
 /**
  * A deterministic corpus of policy inputs for differential tests: the same
@@ -46,17 +46,6 @@ const PROTECTED = [
 ];
 const ROLES = ["viewer", "developer", "admin", "auditor", "ghost"];
 const TENANTS = ["acme", "example-research", "example-restricted", ""];
-const OPERATIONS = [
-  "execute",
-  "read_file",
-  "write_file",
-  "delete_file",
-  "list_directory",
-  "get_task",
-  "stream_task",
-  "cancel_task",
-  "list_audit",
-];
 const MODES = ["read", "write", "delete", "list"];
 const PATHS = [
   "src/main.ts",
@@ -158,7 +147,7 @@ export function policyCorpus(base: PolicyInput, count: number, seed = 1): Policy
   const out: PolicyInput[] = [];
   for (let n = 0; n < count; n++) {
     const roles = Array.from({ length: int(3) }, () => pick(ROLES));
-    const operation = chance(0.5) ? "execute" : pick(OPERATIONS);
+    const operation = chance(0.5) ? "execute" : pick(POLICY_OPERATIONS);
     const input: Record<string, unknown> = {
       ...base,
       principal: {

@@ -1,18 +1,15 @@
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { promisify } from "node:util";
 import { pino } from "pino";
 import { policyCorpus } from "./corpus.js";
 import { parseDecision } from "./decision.js";
 import { createPolicyEngine, type PolicyEngine } from "./engine.js";
 import type { PolicyInput } from "./input.js";
-import { buildPolicyBundle, evalPolicyFile, findOpa, REPO_ROOT } from "./tools.js";
+import { buildPolicyBundle, evalPolicyFile, evalWithOpa, REPO_ROOT } from "./tools.js";
 
-const run = promisify(execFile);
 const logger = pino({ level: "silent" });
 const EXAMPLES = join(REPO_ROOT, "docs/policy/examples");
 
@@ -117,25 +114,7 @@ describe("default policy evaluated in wasm", () => {
       },
     });
 
-    const inputPath = join(dir, "corpus.json");
-    await writeFile(inputPath, JSON.stringify({ cases: corpus }));
-    const opa = await findOpa();
-    const { stdout } = await run(
-      opa,
-      [
-        "eval",
-        "--format=json",
-        "-d",
-        join(REPO_ROOT, "policies/mcp"),
-        "-d",
-        join(REPO_ROOT, "policies/data"),
-        "-i",
-        inputPath,
-        "[d | some c in input.cases; d := data.mcp.authz.decision with input as c]",
-      ],
-      { maxBuffer: 64 * 1024 * 1024 },
-    );
-    const goDecisions = JSON.parse(stdout).result[0].expressions[0].value as {
+    const goDecisions = (await evalWithOpa(corpus)) as {
       allow: boolean;
       deny_reasons: string[];
       warnings: string[];
@@ -159,25 +138,7 @@ describe("default policy evaluated in wasm", () => {
 
   it("gives the same decisions as the OPA CLI (Go) on 1,500 generated inputs", async () => {
     const corpus = policyCorpus(execute, 1500, 20261124);
-    const inputPath = join(dir, "generated.json");
-    await writeFile(inputPath, JSON.stringify({ cases: corpus }));
-    const opa = await findOpa();
-    const { stdout } = await run(
-      opa,
-      [
-        "eval",
-        "--format=json",
-        "-d",
-        join(REPO_ROOT, "policies/mcp"),
-        "-d",
-        join(REPO_ROOT, "policies/data"),
-        "-i",
-        inputPath,
-        "[d | some c in input.cases; d := data.mcp.authz.decision with input as c]",
-      ],
-      { maxBuffer: 256 * 1024 * 1024 },
-    );
-    const goDecisions = JSON.parse(stdout).result[0].expressions[0].value as unknown[];
+    const goDecisions = await evalWithOpa(corpus);
     assert.equal(goDecisions.length, corpus.length);
     const reasons = new Set<string>();
     let allowed = 0;

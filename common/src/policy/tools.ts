@@ -95,6 +95,50 @@ export async function evalPolicyFile(bundlePath: string, inputJsonPath: string):
   }
 }
 
+/**
+ * Decides every input with the OPA CLI (the Go evaluator, the reference) on
+ * the Rego and data under `root` (policies/mcp, policies/data) and returns the
+ * raw `decision` documents in order. For differential tests: the same inputs
+ * through the wasm engine, or through another revision of the policy
+ * (test/tools/policy-diff.ts), must give the same decisions.
+ */
+export async function evalWithOpa(
+  inputs: readonly unknown[],
+  root = REPO_ROOT,
+): Promise<unknown[]> {
+  const opa = await findOpa();
+  const work = await mkdtemp(join(tmpdir(), "opa-eval-"));
+  try {
+    const inputPath = join(work, "inputs.json");
+    await writeFile(inputPath, JSON.stringify({ cases: inputs }));
+    const { stdout } = await run(
+      opa,
+      [
+        "eval",
+        "--format=json",
+        "-d",
+        join(root, "policies/mcp"),
+        "-d",
+        join(root, "policies/data"),
+        "-i",
+        inputPath,
+        "[d | some c in input.cases; d := data.mcp.authz.decision with input as c]",
+      ],
+      { maxBuffer: 1024 * 1024 * 1024 },
+    );
+    const out = JSON.parse(stdout) as { result?: { expressions?: { value?: unknown }[] }[] };
+    const decisions = out.result?.[0]?.expressions?.[0]?.value;
+    if (!Array.isArray(decisions) || decisions.length !== inputs.length) {
+      throw new Error(
+        `opa eval returned ${Array.isArray(decisions) ? decisions.length : "no"} decisions for ${inputs.length} inputs`,
+      );
+    }
+    return decisions;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
 /** Reads a bundle's revision (manifest revision or sha256 of the tarball). */
 export async function bundleRevision(bundlePath: string): Promise<string> {
   return (await readBundle(bundlePath)).revision;
