@@ -19,7 +19,8 @@ Admin:
   audit verify [--expect-head h] [--audit-key-file f] [--allow-unkeyed] | audit export [--since t] [--format jsonl]
   policy eval --input req.json | policy test
 
-Environment: MCP_GATEWAY_URL, MCP_GATEWAY_TOKEN, MCP_GATEWAY_DATA_DIR, MCP_GATEWAY_AUDIT_KEY_FILE
+Environment: MCP_GATEWAY_URL, MCP_GATEWAY_TOKEN, MCP_GATEWAY_DATA_DIR,
+  DATABASE_URL (edge, audit), MCP_GATEWAY_AUDIT_KEY_FILE (edge, audit verify)
 `;
 
 type Command = (argv: string[]) => Promise<number>;

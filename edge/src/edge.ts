@@ -91,6 +91,13 @@ export async function startEdge(
   const metrics = createEdgeMetrics(registry);
   // A configured key file must exist (a missing shared key must not fork the chain
   // into per-edge keys); the embedded default is created on first start.
+  // With PostgreSQL several edges write one chain: they must share a configured key,
+  // never each create their own.
+  if (config.databaseUrl && !config.auditKeyFile) {
+    throw new Error(
+      "auditKeyFile is required with PostgreSQL (databaseUrl): every edge of one database must sign the audit chain with the same key file (create one: (umask 077; head -c 32 /dev/urandom | base64 > audit.key))",
+    );
+  }
   const auditKeys = config.auditKeyFile
     ? await loadAuditKeys(config.auditKeyFile)
     : await ensureAuditKeys(join(config.dataDir, "audit", "audit.key"));

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { rename } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
@@ -119,6 +120,19 @@ describe("audit trail", () => {
     );
     assert.notEqual(noKey.code, 0);
     assert.match(noKey.stderr + noKey.stdout, /does not exist/);
+    // And with no key at all it refuses to vouch for the chain instead of checking sha256 only.
+    const keyPath = join(gw.dataDir, "audit", "audit.key");
+    await rename(keyPath, `${keyPath}.away`);
+    try {
+      const none = await runCli(["audit", "verify"], env);
+      assert.notEqual(none.code, 0);
+      assert.match(none.stderr + none.stdout, /no audit key: the chain cannot be authenticated/);
+      const links = await runCli(["audit", "verify", "--allow-unkeyed", "--json"], env);
+      assert.equal(links.code, 1, "keyed records cannot be checked without their key");
+      assert.match(links.stdout, /which was not given/);
+    } finally {
+      await rename(`${keyPath}.away`, keyPath);
+    }
   });
 
   it("`audit export` writes JSON lines", async () => {

@@ -131,10 +131,17 @@ describe("one trace spans edge and runner", () => {
       body: JSON.stringify({ command: "true" }),
     });
     assert.equal(res.status, 200);
-    const line = gw.edge
-      .stdout()
-      .split("\n")
-      .find((l) => l.includes(`"traceId":"${traceId}"`));
+    // The response may arrive before the edge's log line is flushed to its stdout pipe.
+    const findLine = () =>
+      gw.edge
+        .stdout()
+        .split("\n")
+        .find((l) => l.includes(`"traceId":"${traceId}"`));
+    let line = findLine();
+    for (let i = 0; i < 50 && !line; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      line = findLine();
+    }
     assert.ok(line, "an edge log line carries the trace id");
     assert.doesNotMatch(gw.edge.stdout(), /Bearer ey/, "tokens never reach the logs");
     const exported = await runCli(["audit", "export"], { MCP_GATEWAY_DATA_DIR: gw.dataDir });

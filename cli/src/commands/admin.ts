@@ -55,11 +55,10 @@ export async function tokenCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** The edge's store: $DATABASE_URL (PostgreSQL) or the SQLite file in the data directory. */
 /**
  * Keys for `audit verify`: --audit-key-file, else $MCP_GATEWAY_AUDIT_KEY_FILE,
- * else the embedded default <data-dir>/audit/audit.key when it exists. None:
- * an unkeyed chain verifies, keyed records fail ("key not given").
+ * else the embedded default <data-dir>/audit/audit.key when it exists; none
+ * otherwise (the caller refuses that unless --allow-unkeyed).
  */
 async function auditVerifyKeys(
   file: string | undefined,
@@ -77,6 +76,7 @@ async function auditVerifyKeys(
   }
 }
 
+/** The edge's store: $DATABASE_URL (PostgreSQL) or the SQLite file in the data directory. */
 async function auditStore(dataDir: string | undefined) {
   const databaseUrl = process.env.DATABASE_URL;
   const dir = dataDir ?? defaultDataDir();
@@ -109,6 +109,12 @@ export async function auditCommand(argv: string[]): Promise<number> {
       false,
     );
     const keys = await auditVerifyKeys(values["audit-key-file"], values["data-dir"]);
+    if (keys.length === 0 && !values["allow-unkeyed"]) {
+      // Without the key, a chain rewritten and re-hashed with plain sha256 would look intact.
+      throw new UsageError(
+        "no audit key: the chain cannot be authenticated without the edge's key file (--audit-key-file or MCP_GATEWAY_AUDIT_KEY_FILE); --allow-unkeyed checks an unkeyed chain's links only",
+      );
+    }
     const store = await auditStore(values["data-dir"]);
     try {
       const { verifyAuditRows } = await import("@mcp-gateway/edge/store");

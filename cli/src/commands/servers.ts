@@ -74,10 +74,15 @@ function fromEnvironment(): { otlpEndpoint?: string } {
   return otlp ? { otlpEndpoint: otlp } : {};
 }
 
-/** The edge's store from the standard environment: DATABASE_URL selects PostgreSQL. */
-function storeFromEnvironment(): { databaseUrl?: string } {
+/**
+ * The edge's store from the standard environment: DATABASE_URL selects
+ * PostgreSQL; MCP_GATEWAY_AUDIT_KEY_FILE names the audit key file (the same
+ * variable `audit verify` reads). A config file's settings win over both.
+ */
+function storeFromEnvironment(): { databaseUrl?: string; auditKeyFile?: string } {
   const url = process.env.DATABASE_URL;
-  return url ? { databaseUrl: url } : {};
+  const keyFile = process.env.MCP_GATEWAY_AUDIT_KEY_FILE;
+  return { ...(url ? { databaseUrl: url } : {}), ...(keyFile ? { auditKeyFile: keyFile } : {}) };
 }
 
 function withoutUndefined<T extends Record<string, unknown>>(o: T): Partial<T> {

@@ -86,8 +86,9 @@ export interface VerifyOptions {
   keys?: readonly AuditKey[];
   /**
    * Refuse unkeyed records. Default: true when `keys` are given, so a record
-   * rewritten without a key (a downgrade) is caught; set false to verify a
-   * chain that was started before the edge had a key.
+   * rewritten without a key (a downgrade) is caught. False accepts unkeyed
+   * records only *before* the first keyed one (a chain started before the
+   * edge had a key): after a keyed record an unkeyed one is always refused.
    */
   requireKeyed?: boolean;
 }
@@ -102,6 +103,8 @@ export interface VerifyOptions {
 function createChainVerifier(options: VerifyOptions) {
   const keys = new Map((options.keys ?? []).map((k) => [k.id, k]));
   const requireKeyed = options.requireKeyed ?? keys.size > 0;
+  /** Once a keyed record was seen, every later one must be keyed too. */
+  let keyedSeen = false;
   let prevSeq = options.startAfter?.seq ?? 0;
   let prevHash = options.startAfter?.hash ?? GENESIS_HASH;
   let checked = 0;
@@ -144,6 +147,12 @@ function createChainVerifier(options: VerifyOptions) {
             `record is keyed with audit key ${String(parsed.keyId)}, which was not given (pass the edge's audit key file to verify it)`,
           );
         }
+        keyedSeen = true;
+      } else if (keyedSeen) {
+        return fail(
+          row.seq,
+          "record is not keyed but follows keyed records (rewritten without the audit key)",
+        );
       } else if (requireKeyed) {
         return fail(
           row.seq,

@@ -125,6 +125,15 @@ describe("keyed audit chain", () => {
     assert.equal(verifyAuditChain(rows, { keys: [key] }).firstBad?.seq, 1);
     assert.equal(verifyAuditChain(rows, { keys: [key], requireKeyed: false }).ok, true);
   });
+
+  it("never accepts an unkeyed record after a keyed one, even with requireKeyed false", () => {
+    const rows = chain(5, key);
+    const forged = forge(rows, 4, false); // records 4 and 5 re-chained without key ids
+    const v = verifyAuditChain(forged, { keys: [key], requireKeyed: false });
+    assert.equal(v.ok, false);
+    assert.equal(v.firstBad?.seq, 4);
+    assert.match(v.firstBad?.reason ?? "", /follows keyed records/);
+  });
 });
 
 describe("audit key files", () => {

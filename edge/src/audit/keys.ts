@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, mkdir, readFile, stat, writeFile } from "node:fs/promises";
+import { chmod, link, mkdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 
 /**
@@ -96,14 +96,18 @@ export async function ensureAuditKeys(path: string): Promise<AuditKey[]> {
   if (!exists) {
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     const text = `# audit chain key (HMAC-SHA256); keep secret, share between edges of one database\n${randomBytes(32).toString("base64")}\n`;
-    const created = await writeFile(path, text, { mode: 0o600, flag: "wx" }).then(
-      () => true,
-      (err: NodeJS.ErrnoException) => {
-        if (err.code !== "EEXIST") throw err;
-        return false; // another process created it first
-      },
-    );
-    if (created) await chmod(path, 0o600); // the umask may have narrowed, never widened, it
+    // Written whole under a temporary name, then linked into place: a concurrent
+    // starter sees either no file or the complete one, and never replaces it.
+    const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+    await writeFile(tmp, text, { mode: 0o600, flag: "wx" });
+    try {
+      await chmod(tmp, 0o600);
+      await link(tmp, path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== "EEXIST") throw err; // another process created it first
+      });
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
   }
   return loadAuditKeys(path);
 }

@@ -470,7 +470,9 @@ export const StreamTaskOutputRequestSchema: GenMessage<StreamTaskOutputRequest> 
  */
 export type StreamTaskOutputResponse = Message<"mcp.StreamTaskOutputResponse"> & {
   /**
-   * Position of this chunk in the task's output, starting at 1.
+   * Position of this chunk in the task's output, increasing from 1. A number
+   * may be skipped (two edges racing to store the same runner event), never
+   * repeated.
    *
    * @generated from field: uint64 seq = 1;
    */
