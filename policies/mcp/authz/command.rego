@@ -63,11 +63,29 @@ shell_scripts(prog, inv) := {script |
 # `s\udo` are seen as sudo) and turns ; & | ( ) ` into newlines and tabs into
 # spaces. Every pattern is one character and no replacement contains one, so
 # one strings.replace_n pass equals replacing them one after another.
-script_invocations(script) := {invocation(array.slice(words, k, count(words)), false) |
-	some seg in split(strings.replace_n(data.gateway.commands.shell_script_replacements, script), "\n")
+script_invocations(script) := segment_invocations(split(
+	strings.replace_n(data.gateway.commands.shell_script_replacements, script),
+	"\n",
+))
+
+# segment_invocations are the invocations of a script's segments, or the
+# too_many_commands sentinel when there are more than
+# data.gateway.commands.max_script_commands of them: one argument may hold a
+# thousand commands, which would take seconds to expand.
+segment_invocations(segments) := {[too_many_commands, [], true]} if {
+	count(segments) > data.gateway.commands.max_script_commands
+} else := {invocation(array.slice(words, k, count(words)), false) |
+	some seg in segments
 	words := segment_words(seg)
 	k := program_start(words)
 }
+
+# Sentinel programs stand for what is too large to expand in bounded time.
+# A base name never contains "/", so no real program can be mistaken for
+# them; deny rules look them up in invoked.
+too_many_commands := "/too-many-script-commands"
+
+too_long_to_wrap := "/too-long-wrapper-line"
 
 # segment_words are the non-empty space-separated words of seg. A segment
 # without double spaces needs no filtering once its ends are trimmed.
@@ -107,7 +125,13 @@ invocation(words, suffix) := [basename(words[0]), words, suffix]
 # are operands of the line it is a suffix of, so expanding a suffix as a
 # wrapper again would only find suffixes already found one level up: a
 # suffix is expanded only as a shell.
-expand(prog, words, suffix) := wrapped | scripted if {
+expand(prog, words, suffix) := {[too_long_to_wrap, [], true]} if {
+	# A wrapper's line found in a script is bounded like the request's own
+	# command line (too_long_to_expand): every operand may be a program.
+	not suffix
+	data.gateway.commands.wrappers[prog]
+	count(words) > data.gateway.commands.max_nested_words
+} else := wrapped | scripted if {
 	wrapped := {invocation(sub, true) |
 		not suffix
 		data.gateway.commands.wrappers[prog]
@@ -161,9 +185,25 @@ too_long_to_expand if {
 
 execute_deny contains msg if {
 	too_long_to_expand
+	msg := too_long_message
+}
+
+too_long_message := concat("", [
+	"command lines that run programs through wrappers or shells are limited to ",
+	json.marshal(data.gateway.commands.max_nested_words), " words",
+])
+
+# The same limit inside shell scripts: a wrapper's command line found in a
+# script (one argument may hold thousands of words) is not expanded when it
+# is longer (expand), and the request is denied. Without this, one 64 KiB
+# `bash -c 'env a a a …'` argument cost seconds of evaluation.
+execute_deny contains too_long_message if invoked[too_long_to_wrap]
+
+execute_deny contains msg if {
+	invoked[too_many_commands]
 	msg := concat("", [
-		"command lines that run programs through wrappers or shells are limited to ",
-		json.marshal(data.gateway.commands.max_nested_words), " words",
+		"shell scripts are limited to ", json.marshal(data.gateway.commands.max_script_commands),
+		" commands (separated by ; & | ( ) ` or newlines)",
 	])
 }
 

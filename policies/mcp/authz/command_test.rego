@@ -326,3 +326,33 @@ test_wrapper_chain_at_the_limit_is_expanded if {
 	not d.allow
 	has_reason(d, "command \"sudo\" is denied")
 }
+
+# A wrapper's line inside a script is bounded like the command line itself:
+# longer ones are denied unexpanded (one argument may hold thousands of words).
+test_long_wrapper_line_in_a_script_is_denied if {
+	words := concat(" ", [w | some _ in numbers.range(1, 40); w := "a"])
+	d := authz.decision with input as exec("bash", ["-c", concat(" ", ["env", words])])
+	not d.allow
+	has_reason(d, "command lines that run programs through wrappers or shells are limited to 32 words")
+
+	nested := authz.decision with input as exec("bash", ["-c", concat(" ", ["sh -c 'env", words, "'"])])
+	not nested.allow
+	has_reason(nested, "limited to 32 words")
+
+	# at the limit it is still expanded (and what it runs is checked)
+	short := concat(" ", [w | some _ in numbers.range(1, 29); w := "nice"])
+	at_limit := authz.decision with input as exec("bash", ["-c", concat(" ", ["env", short, "sudo"])])
+	has_reason(at_limit, "command \"sudo\" is denied")
+	not has_reason(at_limit, "limited to 32 words")
+}
+
+test_scripts_with_too_many_commands_are_denied if {
+	many := concat(";", [c | some _ in numbers.range(1, 65); c := "true"])
+	d := authz.decision with input as exec("bash", ["-c", many])
+	not d.allow
+	has_reason(d, "shell scripts are limited to 64 commands")
+
+	enough := concat("\n", [c | some _ in numbers.range(1, 64); c := "true"])
+	ok := authz.decision with input as exec("bash", ["-c", enough])
+	ok.allow
+}
