@@ -359,7 +359,20 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
               { timeoutMs: 1000 },
             )
             .catch(() => undefined);
-          await finish(task, "failed", `runner lost: ${runner.id} (${ce.rawMessage})`);
+          // The transport error (internal addresses, TLS details) goes to the log, not to clients.
+          logger.warn(
+            { taskId: task.id, traceId: task.traceId, runner: runner.id, err: ce.rawMessage },
+            "runner unreachable past the re-attach grace; task failed",
+          );
+          const code = (Code[ce.code] ?? "Unknown").replace(
+            /[a-z][A-Z]/g,
+            (m) => `${m[0]}_${m[1]}`,
+          );
+          await finish(
+            task,
+            "failed",
+            `runner lost: ${runner.id} stopped answering (${code.toLowerCase()})`,
+          );
           return "done";
         }
         await new Promise((r) => setTimeout(r, 200));
