@@ -21,6 +21,12 @@ export const runnerConfigSchema = z.object({
   tls: z.object({ caPath: z.string(), certPath: z.string(), keyPath: z.string() }).optional(),
   /** Edge identities allowed to call (their certificates' spiffe ids are derived from these). */
   allowedEdges: z.array(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/)).default(["edge-local"]),
+  /**
+   * Monitoring clients (e.g. Prometheus) allowed to read GET /metrics and
+   * GET /health on the runner port with a certificate naming
+   * spiffe://mcp-gateway/monitor/<id>; they can call nothing else.
+   */
+  allowedMonitors: z.array(z.string().regex(/^[A-Za-z0-9._-]{1,64}$/)).default([]),
   /** Policy bundle for the re-check (same revision as the edge's). */
   policyBundle: z.string().default("policies/build/bundle.tar.gz"),
   /** Tasks running at once; more are refused with ResourceExhausted. */

@@ -16,6 +16,7 @@ import {
   ensureDevPki,
   isAllowedPeer,
   loadTlsMaterial,
+  monitorIdentity,
   mtlsServerOptions,
   type TlsFiles,
   watchTlsMaterial,
@@ -68,6 +69,7 @@ export async function runnerTlsFiles(config: RunnerConfig): Promise<TlsFiles> {
     dir: join(config.dataDir, "pki"),
     edgeIds: config.allowedEdges,
     runnerIds: [config.id],
+    monitorIds: config.allowedMonitors,
   });
   const mine = pki.runners[config.id];
   if (!mine) throw new Error(`dev PKI has no certificate for runner ${config.id}`);
@@ -192,16 +194,36 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   });
 
   const tlsFiles = await runnerTlsFiles(config);
-  const allowed = config.allowedEdges.map(edgeIdentity);
-  const server = http2.createSecureServer(mtlsServerOptions(loadTlsMaterial(tlsFiles)), handler);
+  const edgeIds = config.allowedEdges.map(edgeIdentity);
+  const monitorIds = config.allowedMonitors.map(monitorIdentity);
+  /** HTTP/2 sessions of monitoring clients: they may read /metrics and /health only. */
+  const monitorSessions = new WeakSet<http2.Http2Session>();
+  const server = http2.createSecureServer(
+    mtlsServerOptions(loadTlsMaterial(tlsFiles)),
+    (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+      if (monitorSessions.has(req.stream.session as http2.Http2Session)) {
+        const path = req.url.split("?")[0];
+        if (req.method !== "GET" || (path !== "/metrics" && path !== "/health")) {
+          res.writeHead(403, { "content-type": "text/plain; charset=utf-8" });
+          res.end("monitoring clients may only GET /metrics and /health\n");
+          return;
+        }
+      }
+      handler(req, res);
+    },
+  );
   server.on("secureConnection", (socket: TLSSocket) => {
-    if (!isAllowedPeer(socket, allowed)) {
+    if (!isAllowedPeer(socket, [...edgeIds, ...monitorIds])) {
       logger.warn(
         { peer: socket.remoteAddress },
-        "refused a client whose certificate is not an allowed edge",
+        "refused a client whose certificate is not an allowed edge or monitor",
       );
       socket.destroy();
     }
+  });
+  server.on("session", (session) => {
+    // Past secureConnection, a peer that is not an allowed edge is an allowed monitor.
+    if (!isAllowedPeer(session.socket as TLSSocket, edgeIds)) monitorSessions.add(session);
   });
   server.on("tlsClientError", (err, socket) => {
     logger.warn({ peer: socket.remoteAddress, err: err.message }, "TLS handshake refused");

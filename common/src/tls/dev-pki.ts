@@ -24,7 +24,7 @@ import {
   X509CertificateGenerator,
 } from "@peculiar/x509";
 import { writeTempFile } from "../fs-atomic.js";
-import { edgeIdentity, parseSubjectAltName, runnerIdentity } from "./identity.js";
+import { edgeIdentity, monitorIdentity, parseSubjectAltName, runnerIdentity } from "./identity.js";
 
 /** Options of {@link ensureDevPki}. */
 export interface DevPkiOptions {
@@ -34,6 +34,8 @@ export interface DevPkiOptions {
   edgeIds: string[];
   /** Runner ids to hold certificates for (identity `spiffe://mcp-gateway/runner/<id>`). */
   runnerIds: string[];
+  /** Monitoring clients to hold certificates for (identity `spiffe://mcp-gateway/monitor/<id>`). */
+  monitorIds?: string[];
   /** Validity of leaf certificates in days (default 30: short-lived on purpose). */
   validityDays?: number;
   /** Validity of the dev CA in days (default 365). */
@@ -60,6 +62,8 @@ export interface DevPki {
   edges: Record<string, DevPkiLeaf>;
   /** Runner leaves by id. */
   runners: Record<string, DevPkiLeaf>;
+  /** Monitoring-client leaves by id (client authentication only). */
+  monitors: Record<string, DevPkiLeaf>;
 }
 
 /** Errors of the dev PKI tooling. */
@@ -75,6 +79,9 @@ export class DevPkiError extends Error {
 }
 
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** What a leaf certificate is for. */
+type LeafKind = "edge" | "runner" | "monitor";
 const DEFAULT_HOSTS = ["localhost", "127.0.0.1", "::1"];
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** Certificates start a little in the past so peers with slightly slow clocks accept them. */
@@ -118,7 +125,7 @@ export async function ensureDevPki(options: DevPkiOptions): Promise<DevPki> {
       `validityDays must be > 0 and caValidityDays >= validityDays (got ${validityDays}, ${caValidityDays})`,
     );
   }
-  for (const id of [...options.edgeIds, ...options.runnerIds]) {
+  for (const id of [...options.edgeIds, ...options.runnerIds, ...(options.monitorIds ?? [])]) {
     if (!ID_PATTERN.test(id)) {
       throw new DevPkiError(
         "invalid_id",
@@ -138,22 +145,29 @@ export async function ensureDevPki(options: DevPkiOptions): Promise<DevPki> {
     if (ca === undefined) {
       ca = await createCa(caCertPath, caKeyPath, caValidityDays);
     }
-    const result: DevPki = { caCertPath, edges: {}, runners: {} };
-    const leaves: Array<[kind: "edge" | "runner", id: string]> = [
-      ...options.edgeIds.map((id) => ["edge", id] as ["edge", string]),
-      ...options.runnerIds.map((id) => ["runner", id] as ["runner", string]),
+    const result: DevPki = { caCertPath, edges: {}, runners: {}, monitors: {} };
+    const leaves: Array<[kind: LeafKind, id: string]> = [
+      ...options.edgeIds.map((id) => ["edge", id] as [LeafKind, string]),
+      ...options.runnerIds.map((id) => ["runner", id] as [LeafKind, string]),
+      ...(options.monitorIds ?? []).map((id) => ["monitor", id] as [LeafKind, string]),
     ];
     for (const [kind, id] of leaves) {
       const leaf: DevPkiLeaf = {
         certPath: join(options.dir, `${kind}-${id}.crt`),
         keyPath: join(options.dir, `${kind}-${id}.key`),
       };
-      const identity = kind === "edge" ? edgeIdentity(id) : runnerIdentity(id);
+      const identity =
+        kind === "edge"
+          ? edgeIdentity(id)
+          : kind === "runner"
+            ? runnerIdentity(id)
+            : monitorIdentity(id);
       if (!(await leafIsCurrent(leaf, ca, identity, hosts))) {
         await issueLeaf(leaf, ca, { kind, id, identity, hosts, validityDays });
       }
       if (kind === "edge") result.edges[id] = leaf;
-      else result.runners[id] = leaf;
+      else if (kind === "runner") result.runners[id] = leaf;
+      else result.monitors[id] = leaf;
     }
     return result;
   } finally {
@@ -233,7 +247,7 @@ async function issueLeaf(
   leaf: DevPkiLeaf,
   ca: CaMaterial,
   spec: {
-    kind: "edge" | "runner";
+    kind: LeafKind;
     id: string;
     identity: string;
     hosts: string[];
@@ -252,10 +266,13 @@ async function issueLeaf(
   }
   // Edges dial runners (client) and may serve (server); runners serve and may
   // later call the edge to register, so both carry both purposes.
+  // Monitors only ever dial (client authentication only).
   const usages =
     spec.kind === "edge"
       ? [ExtendedKeyUsage.clientAuth, ExtendedKeyUsage.serverAuth]
-      : [ExtendedKeyUsage.serverAuth, ExtendedKeyUsage.clientAuth];
+      : spec.kind === "runner"
+        ? [ExtendedKeyUsage.serverAuth, ExtendedKeyUsage.clientAuth]
+        : [ExtendedKeyUsage.clientAuth];
   const cert = await X509CertificateGenerator.create(
     {
       serialNumber: randomSerial(),

@@ -9,6 +9,15 @@ export function edgeIdentity(id: string): string {
   return `spiffe://${TRUST_DOMAIN}/edge/${id}`;
 }
 
+/**
+ * The URI SAN naming a monitoring client (e.g. Prometheus):
+ * `spiffe://mcp-gateway/monitor/<id>`. Runners let it read /metrics and
+ * /health, nothing else.
+ */
+export function monitorIdentity(id: string): string {
+  return `spiffe://${TRUST_DOMAIN}/monitor/${id}`;
+}
+
 /** The URI SAN naming a runner: `spiffe://mcp-gateway/runner/<id>`. */
 export function runnerIdentity(id: string): string {
   return `spiffe://${TRUST_DOMAIN}/runner/${id}`;

@@ -14,6 +14,7 @@ export {
   checkRunnerIdentity,
   edgeIdentity,
   isAllowedPeer,
+  monitorIdentity,
   parseSubjectAltName,
   peerIdentities,
   runnerIdentity,
