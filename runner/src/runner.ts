@@ -79,9 +79,10 @@ export async function runnerTlsFiles(config: RunnerConfig): Promise<TlsFiles> {
 /**
  * Starts the runner agent: the internal RunnerService over mutual TLS only
  * (a client without a certificate from the configured CA is refused in the
- * handshake; a verified client whose identity is not an allowed edge is
- * disconnected), plus `GET /metrics` and `GET /health` on the same port for
- * scrapers holding a client certificate.
+ * handshake; a verified client whose identity is neither an allowed edge nor
+ * an allowed monitor is disconnected right after it), plus `GET /metrics` and
+ * `GET /health` on the same port, which monitors (`allowedMonitors`) may read
+ * and nothing else (403).
  *
  * @example
  * const runner = await startRunner(runnerConfigSchema.parse({}), logger);
@@ -196,12 +197,17 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   const tlsFiles = await runnerTlsFiles(config);
   const edgeIds = config.allowedEdges.map(edgeIdentity);
   const monitorIds = config.allowedMonitors.map(monitorIdentity);
-  /** HTTP/2 sessions of monitoring clients: they may read /metrics and /health only. */
-  const monitorSessions = new WeakSet<http2.Http2Session>();
+  /**
+   * HTTP/2 sessions whose peer is an allowed edge: full access. Every other
+   * request (an allowed monitor's, or one whose session is already gone) may
+   * only GET /metrics and /health: fail closed.
+   */
+  const edgeSessions = new WeakSet<http2.Http2Session>();
   const server = http2.createSecureServer(
     mtlsServerOptions(loadTlsMaterial(tlsFiles)),
     (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
-      if (monitorSessions.has(req.stream.session as http2.Http2Session)) {
+      const session = req.stream?.session;
+      if (!session || !edgeSessions.has(session)) {
         const path = req.url.split("?")[0];
         if (req.method !== "GET" || (path !== "/metrics" && path !== "/health")) {
           res.writeHead(403, { "content-type": "text/plain; charset=utf-8" });
@@ -222,8 +228,8 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     }
   });
   server.on("session", (session) => {
-    // Past secureConnection, a peer that is not an allowed edge is an allowed monitor.
-    if (!isAllowedPeer(session.socket as TLSSocket, edgeIds)) monitorSessions.add(session);
+    // Peers that are neither edges nor allowed monitors are destroyed in secureConnection.
+    if (isAllowedPeer(session.socket as TLSSocket, edgeIds)) edgeSessions.add(session);
   });
   server.on("tlsClientError", (err, socket) => {
     logger.warn({ peer: socket.remoteAddress, err: err.message }, "TLS handshake refused");

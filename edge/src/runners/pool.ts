@@ -66,6 +66,18 @@ export interface RunnerPool {
   close(): void;
 }
 
+/**
+ * A client-safe summary of a runner call that failed: the runner's own refusal
+ * ("full", "draining") or the error code, never the transport text (internal
+ * addresses, errno, TLS details), which goes to the log.
+ */
+export function runnerProblem(err: ConnectError): string {
+  if (err.code === Code.ResourceExhausted) return "full";
+  if (err.code === Code.Unavailable && /is draining/.test(err.rawMessage)) return "draining";
+  const name = (Code[err.code] ?? "Unknown").replace(/[a-z][A-Z]/g, (m) => `${m[0]}_${m[1]}`);
+  return `unreachable (${name.toLowerCase()})`;
+}
+
 /** Creates the runner pool and starts probing. */
 export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
   const { logger, metrics } = options;
@@ -111,7 +123,13 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
       r.bootId = info.bootId;
       setHealth(r, info.sandboxReady, info.sandboxReady ? "" : info.sandboxProblem);
     } catch (err) {
-      setHealth(r, false, err instanceof ConnectError ? err.rawMessage : String(err));
+      // The problem is shown to clients ("no runner is available (…)") and on /health/ready:
+      // the code only; the transport text (addresses, errno, TLS) goes to the log.
+      const ce = ConnectError.from(err);
+      if (r.healthy || r.problem === "not probed yet") {
+        logger.warn({ runner: r.id, url: r.url, err: ce.rawMessage }, "runner probe failed");
+      }
+      setHealth(r, false, runnerProblem(ce));
     }
   }
 

@@ -12,7 +12,7 @@ import { NetworkMode, OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import type { Authorization, TaskEvent } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
 import type { EdgeMetrics } from "../metrics.js";
-import type { RunnerHandle, RunnerPool } from "../runners/pool.js";
+import { type RunnerHandle, type RunnerPool, runnerProblem } from "../runners/pool.js";
 import type {
   AuditEntry,
   OutputChunk,
@@ -323,7 +323,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         const ce = ConnectError.from(err);
         if (executing && lastSeq === 0n && certainlyNotStarted(ce)) {
           // Out of the pool until its next report (full, draining or refusing connections).
-          runners.markDown(runner.id, ce.rawMessage);
+          runners.markDown(runner.id, runnerProblem(ce));
           logger.info(
             { taskId: task.id, traceId: task.traceId, runner: runner.id, reason: ce.rawMessage },
             "runner did not take the task; requeued",
@@ -364,15 +364,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
             { taskId: task.id, traceId: task.traceId, runner: runner.id, err: ce.rawMessage },
             "runner unreachable past the re-attach grace; task failed",
           );
-          const code = (Code[ce.code] ?? "Unknown").replace(
-            /[a-z][A-Z]/g,
-            (m) => `${m[0]}_${m[1]}`,
-          );
-          await finish(
-            task,
-            "failed",
-            `runner lost: ${runner.id} stopped answering (${code.toLowerCase()})`,
-          );
+          await finish(task, "failed", `runner lost: ${runner.id} ${runnerProblem(ce)}`);
           return "done";
         }
         await new Promise((r) => setTimeout(r, 200));

@@ -74,6 +74,9 @@ script_invocations(script) := segment_invocations(split(
 # thousand commands, which would take seconds to expand.
 segment_invocations(segments) := {[too_many_commands, [], true]} if {
 	count(segments) > data.gateway.commands.max_script_commands
+
+	# `a && b` and trailing newlines leave empty segments: count commands only.
+	count([s | some s in segments; trim(s, " ") != ""]) > data.gateway.commands.max_script_commands
 } else := {invocation(array.slice(words, k, count(words)), false) |
 	some seg in segments
 	words := segment_words(seg)
@@ -86,6 +89,8 @@ segment_invocations(segments) := {[too_many_commands, [], true]} if {
 too_many_commands := "/too-many-script-commands"
 
 too_long_to_wrap := "/too-long-wrapper-line"
+
+too_many_nested := "/too-many-nested-programs"
 
 # segment_words are the non-empty space-separated words of seg. A segment
 # without double spaces needs no filtering once its ends are trimmed.
@@ -126,10 +131,11 @@ invocation(words, suffix) := [basename(words[0]), words, suffix]
 # wrapper again would only find suffixes already found one level up: a
 # suffix is expanded only as a shell.
 expand(prog, words, suffix) := {[too_long_to_wrap, [], true]} if {
-	# A wrapper's line found in a script is bounded like the request's own
-	# command line (too_long_to_expand): every operand may be a program.
+	# A wrapper's or shell's line found in a script is bounded like the
+	# request's own command line (too_long_to_expand): every operand of a
+	# wrapper may be a program, every -c flag of a shell starts a script.
 	not suffix
-	data.gateway.commands.wrappers[prog]
+	nests(prog)
 	count(words) > data.gateway.commands.max_nested_words
 } else := wrapped | scripted if {
 	wrapped := {invocation(sub, true) |
@@ -200,6 +206,14 @@ too_long_message := concat("", [
 execute_deny contains too_long_message if invoked[too_long_to_wrap]
 
 execute_deny contains msg if {
+	invoked[too_many_nested]
+	msg := concat("", [
+		"command lines may run at most ", json.marshal(data.gateway.commands.max_nested_programs),
+		" wrappers or shells at each level of nesting",
+	])
+}
+
+execute_deny contains msg if {
 	invoked[too_many_commands]
 	msg := concat("", [
 		"shell scripts are limited to ", json.marshal(data.gateway.commands.max_script_commands),
@@ -212,18 +226,45 @@ default invocations_1 := set()
 invocations_1 := expand(program_0, argv, false) if {
 	nesting
 	not too_long_to_expand
+
+	# A command line the argument limits deny anyway is not expanded.
+	argv_bytes <= data.gateway.arguments.max_total_bytes
+	not oversized_argument
 }
 
-invocations_2 := {sub |
+# oversized_argument holds when some argument is longer than one may be.
+oversized_argument if {
+	argv_bytes > data.gateway.arguments.max_arg_bytes
+	some arg in argv
+	count(arg) > data.gateway.arguments.max_arg_bytes
+}
+
+# Each further level expands at most data.gateway.commands.max_nested_programs
+# wrappers and shells; more stand for the too_many_nested sentinel (denied):
+# the work per level is bounded by that number times the 32-word limit.
+invocations_2 := too_many_nested_level if {
+	too_many_growing(invocations_1)
+} else := {sub |
 	some [prog, words, suffix] in invocations_1
 	grows(prog, suffix)
 	some sub in expand(prog, words, suffix)
 }
 
-invocations_3 := {sub |
+invocations_3 := too_many_nested_level if {
+	too_many_growing(invocations_2)
+} else := {sub |
 	some [prog, words, suffix] in invocations_2
 	grows(prog, suffix)
 	some sub in expand(prog, words, suffix)
+}
+
+too_many_nested_level := {[too_many_nested, [], true]}
+
+# too_many_growing holds when more invocations of a level than allowed would
+# expand (the total is tested first: it is almost always small).
+too_many_growing(level) if {
+	count(level) > data.gateway.commands.max_nested_programs
+	count([1 | some [prog, _, suffix] in level; grows(prog, suffix)]) > data.gateway.commands.max_nested_programs
 }
 
 # invocation_levels holds every command line the request would run, as far

@@ -356,3 +356,45 @@ test_scripts_with_too_many_commands_are_denied if {
 	ok := authz.decision with input as exec("bash", ["-c", enough])
 	ok.allow
 }
+
+test_shell_line_in_a_script_is_bounded_too if {
+	flags := concat(" ", [w | some _ in numbers.range(1, 20); w := "sh -c"])
+	d := authz.decision with input as exec("bash", ["-c", flags])
+	not d.allow
+	has_reason(d, "limited to 32 words")
+}
+
+test_scripts_may_expand_at_most_32_wrappers_or_shells_per_level if {
+	lines := concat("\n", [line | some i in numbers.range(1, 33); line := sprintf("nice ls%d", [i])])
+	d := authz.decision with input as exec("bash", ["-c", lines])
+	not d.allow
+	has_reason(d, "command lines may run at most 32 wrappers or shells at each level of nesting")
+
+	fewer := concat("\n", [line | some i in numbers.range(1, 32); line := sprintf("nice ls%d", [i])])
+	ok := authz.decision with input as exec("bash", ["-c", fewer])
+	ok.allow
+}
+
+test_empty_segments_do_not_count_as_commands if {
+	# 40 commands joined with && leave 39 empty segments between them (79 in all)
+	chain := concat(" && ", [c | some i in numbers.range(1, 40); c := sprintf("echo %d", [i])])
+	ok := authz.decision with input as exec("bash", ["-c", chain])
+	ok.allow
+}
+
+test_oversized_arguments_are_denied_without_expansion if {
+	big := concat("", [x | some _ in numbers.range(1, 2100); x := "env a a a a a a a a a a a a a a a; "])
+	d := authz.decision with input as exec("bash", ["-c", big])
+	not d.allow
+	has_reason(d, "argument 2 is too long")
+	not has_reason(d, "shell scripts are limited")
+}
+
+test_the_nesting_bound_applies_at_every_level if {
+	# three wrapper lines, each with 12 shells among its operands: 36 shells at level 2
+	shells := concat(" ", [w | some _ in numbers.range(1, 12); w := "sh"])
+	lines := concat("\n", [line | some i in numbers.range(1, 3); line := sprintf("env %s x%d", [shells, i])])
+	d := authz.decision with input as exec("bash", ["-c", lines])
+	not d.allow
+	has_reason(d, "at most 32 wrappers or shells at each level of nesting")
+}
