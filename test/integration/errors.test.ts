@@ -4,11 +4,8 @@ import http2 from "node:http2";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import tls from "node:tls";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createMtlsTransport } from "@mcp-gateway/common/mtls-transport";
-import { checkRunnerIdentity, loadTlsMaterial, runnerIdentity } from "@mcp-gateway/common/tls";
-import { RunnerService } from "@mcp-gateway/proto/runner/v1";
-import { connectJson, type Gateway, startGateway } from "./harness.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { connectJson, type Gateway, runnerClient, startGateway } from "./harness.js";
 
 let gw: Gateway;
 let token: string;
@@ -191,17 +188,14 @@ describe("runner port is mTLS only", () => {
 describe("runner fencing", () => {
   it("refuses a Cancel carrying a lower fencing token than one it has seen (a deposed active edge)", async () => {
     const pki = join(gw.dataDir, "pki");
-    const client = createClient(
-      RunnerService,
-      createMtlsTransport({
-        baseUrl: gw.runnerUrl,
-        tls: loadTlsMaterial({
-          caPath: join(pki, "ca.crt"),
-          certPath: join(pki, "edge-edge-local.crt"),
-          keyPath: join(pki, "edge-edge-local.key"),
-        }),
-        checkServerIdentity: checkRunnerIdentity(runnerIdentity("runner-local")),
-      }),
+    const client = runnerClient(
+      gw.runnerUrl,
+      {
+        caPath: join(pki, "ca.crt"),
+        certPath: join(pki, "edge-edge-local.crt"),
+        keyPath: join(pki, "edge-edge-local.key"),
+      },
+      "runner-local",
     );
     const taskId = "task-00000000-0000-4000-8000-00000000fe9c";
     assert.deepEqual((await client.cancel({ taskId, fencingToken: 7n })).cancelled, false);

@@ -2,6 +2,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { type Client, createClient } from "@connectrpc/connect";
+import { createMtlsTransport } from "@mcp-gateway/common/mtls-transport";
+import { checkRunnerIdentity, loadTlsMaterial, runnerIdentity } from "@mcp-gateway/common/tls";
+import { RunnerService } from "@mcp-gateway/proto/runner/v1";
 
 /** Root of the repository. */
 export const ROOT = resolve(import.meta.dirname, "..", "..");
@@ -223,4 +227,24 @@ export async function waitForTask(
       );
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * A RunnerService client calling the runner at `url` directly over mTLS with
+ * the given certificate (an edge's, a monitor's …), checking that the server
+ * is `runnerId`.
+ */
+export function runnerClient(
+  url: string,
+  files: { caPath: string; certPath: string; keyPath: string },
+  runnerId: string,
+): Client<typeof RunnerService> {
+  return createClient(
+    RunnerService,
+    createMtlsTransport({
+      baseUrl: url,
+      tls: loadTlsMaterial(files),
+      checkServerIdentity: checkRunnerIdentity(runnerIdentity(runnerId)),
+    }),
+  );
 }

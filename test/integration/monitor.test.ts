@@ -4,8 +4,7 @@ import http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createMtlsTransport } from "@mcp-gateway/common/mtls-transport";
+import { Code, ConnectError } from "@connectrpc/connect";
 import {
   checkRunnerIdentity,
   type DevPki,
@@ -14,8 +13,7 @@ import {
   loadTlsMaterial,
   runnerIdentity,
 } from "@mcp-gateway/common/tls";
-import { RunnerService } from "@mcp-gateway/proto/runner/v1";
-import { type Proc, startProc } from "./harness.js";
+import { type Proc, runnerClient, startProc } from "./harness.js";
 
 /**
  * A runner with `allowedMonitors`: a monitoring client's certificate
@@ -111,14 +109,7 @@ describe("runner monitoring identity", () => {
     const raw = await request(monitor, "POST", "/mcp.runner.v1.RunnerService/Info");
     assert.ok("status" in raw, JSON.stringify(raw));
     assert.equal(raw.status, 403);
-    const client = createClient(
-      RunnerService,
-      createMtlsTransport({
-        baseUrl: url,
-        tls: loadTlsMaterial({ caPath: pki.caCertPath, ...monitor }),
-        checkServerIdentity: checkRunnerIdentity(runnerIdentity("runner-m")),
-      }),
-    );
+    const client = runnerClient(url, { caPath: pki.caCertPath, ...monitor }, "runner-m");
     await assert.rejects(client.cancel({ taskId: "task-x" }), (err: unknown) => {
       assert.equal(ConnectError.from(err).code, Code.PermissionDenied);
       return true;
@@ -127,14 +118,7 @@ describe("runner monitoring identity", () => {
 
   it("keeps full access for the edge and refuses a monitor it does not list", async () => {
     const edge = pki.edges["edge-m"] as DevPkiLeaf;
-    const client = createClient(
-      RunnerService,
-      createMtlsTransport({
-        baseUrl: url,
-        tls: loadTlsMaterial({ caPath: pki.caCertPath, ...edge }),
-        checkServerIdentity: checkRunnerIdentity(runnerIdentity("runner-m")),
-      }),
-    );
+    const client = runnerClient(url, { caPath: pki.caCertPath, ...edge }, "runner-m");
     const info = await client.info({});
     assert.equal(info.runnerId, "runner-m");
     const metrics = await request(edge, "GET", "/metrics");
