@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, link, mkdir, readFile, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
+import { createFileOnce } from "@mcp-gateway/common/fs-atomic";
 
 /**
  * A secret that keys the audit chain: every record's hash is an HMAC-SHA256
@@ -96,18 +97,8 @@ export async function ensureAuditKeys(path: string): Promise<AuditKey[]> {
   if (!exists) {
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     const text = `# audit chain key (HMAC-SHA256); keep secret, share between edges of one database\n${randomBytes(32).toString("base64")}\n`;
-    // Written whole under a temporary name, then linked into place: a concurrent
-    // starter sees either no file or the complete one, and never replaces it.
-    const tmp = `${path}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-    await writeFile(tmp, text, { mode: 0o600, flag: "wx" });
-    try {
-      await chmod(tmp, 0o600);
-      await link(tmp, path).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== "EEXIST") throw err; // another process created it first
-      });
-    } finally {
-      await unlink(tmp).catch(() => undefined);
-    }
+    // A concurrent starter sees either no file or the complete one, never a replaced one.
+    await createFileOnce(path, text, 0o600);
   }
   return loadAuditKeys(path);
 }

@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID } from "node:crypto";
-import { link, mkdir, readFile, rename, stat, unlink } from "node:fs/promises";
+import { mkdir, readFile, rename, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { writeTempFile } from "@mcp-gateway/common/fs-atomic";
+import { createFileOnce, writeTempFile } from "@mcp-gateway/common/fs-atomic";
 import { calculateJwkThumbprint, exportJWK, SignJWT } from "jose";
 
 /** Issuer of tokens minted by {@link mintDevToken}; the edge's default `auth.issuer`. */
@@ -55,14 +55,7 @@ export async function ensureDevSigningKey(dir: string): Promise<DevSigningKey> {
   if (!(await exists(privateKeyPath))) {
     const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     const pem = privateKey.export({ type: "pkcs8", format: "pem" }).toString();
-    const tmp = await writeTempFile(privateKeyPath, pem, 0o600);
-    try {
-      await link(tmp, privateKeyPath); // fails with EEXIST if another process won
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    } finally {
-      await unlink(tmp).catch(() => undefined);
-    }
+    await createFileOnce(privateKeyPath, pem, 0o600); // another process may have won
   }
 
   const privateKey = await readPrivateKey(privateKeyPath);
