@@ -67,13 +67,23 @@ export interface RunnerPool {
 }
 
 /**
+ * The runner's own refusal of new work — it is full (ResourceExhausted) or
+ * draining (Unavailable "… is draining") — or undefined for any other error.
+ */
+export function runnerRefusal(err: ConnectError): "full" | "draining" | undefined {
+  if (err.code === Code.ResourceExhausted) return "full";
+  if (err.code === Code.Unavailable && /is draining/.test(err.rawMessage)) return "draining";
+  return undefined;
+}
+
+/**
  * A client-safe summary of a runner call that failed: the runner's own refusal
  * ("full", "draining") or the error code, never the transport text (internal
  * addresses, errno, TLS details), which goes to the log.
  */
 export function runnerProblem(err: ConnectError): string {
-  if (err.code === Code.ResourceExhausted) return "full";
-  if (err.code === Code.Unavailable && /is draining/.test(err.rawMessage)) return "draining";
+  const refusal = runnerRefusal(err);
+  if (refusal) return refusal;
   const name = (Code[err.code] ?? "Unknown").replace(/[a-z][A-Z]/g, (m) => `${m[0]}_${m[1]}`);
   return `unreachable (${name.toLowerCase()})`;
 }

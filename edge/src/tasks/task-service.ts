@@ -12,7 +12,12 @@ import { NetworkMode, OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import type { Authorization, TaskEvent } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
 import type { EdgeMetrics } from "../metrics.js";
-import { type RunnerHandle, type RunnerPool, runnerProblem } from "../runners/pool.js";
+import {
+  type RunnerHandle,
+  type RunnerPool,
+  runnerProblem,
+  runnerRefusal,
+} from "../runners/pool.js";
 import type {
   AuditEntry,
   OutputChunk,
@@ -141,8 +146,7 @@ const REFUSALS: ReadonlySet<Code> = new Set([
  * connection was never established.
  */
 function certainlyNotStarted(err: ConnectError): boolean {
-  if (err.code === Code.ResourceExhausted) return true;
-  if (err.code === Code.Unavailable && /is draining/.test(err.rawMessage)) return true;
+  if (runnerRefusal(err)) return true;
   for (let c: unknown = err.cause; c instanceof Error; c = (c as { cause?: unknown }).cause) {
     const code = (c as NodeJS.ErrnoException).code;
     if (code === "ECONNREFUSED" || code === "EHOSTUNREACH" || code === "ENETUNREACH") return true;
