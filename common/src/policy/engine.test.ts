@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
+import { ZERO_LIMITS } from "./decision.js";
 import { createPolicyEngine, type PolicyEngine } from "./engine.js";
 import type { PolicyInput } from "./input.js";
 import { buildPolicyBundle } from "./tools.js";
@@ -17,16 +18,7 @@ function executeInput(command: string, args: string[]): PolicyInput {
     command: { command, args, env: {}, cwd: "", timeout_seconds: 0 },
     workspace: "ws-1",
     network: "unspecified",
-    sandbox: {
-      limits: {
-        memory_bytes: 0,
-        max_processes: 0,
-        max_file_size_bytes: 0,
-        max_open_files: 0,
-        cpu_seconds: 0,
-        max_output_bytes: 0,
-      },
-    },
+    sandbox: { limits: { ...ZERO_LIMITS } },
     metadata: {},
     request: { protocol: "connect", trace_id: "t", source: "test" },
     time: { now_ns: 0, rfc3339: "1970-01-01T00:00:00Z" },

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { Obligations } from "./decision.js";
+import { type Obligations, ZERO_LIMITS } from "./decision.js";
 import type { SandboxLimits } from "./input.js";
 import { applyObligations } from "./obligations.js";
 
@@ -17,14 +17,7 @@ const caps: Obligations = {
   },
 };
 
-const zero: SandboxLimits = {
-  memory_bytes: 0,
-  max_processes: 0,
-  max_file_size_bytes: 0,
-  max_open_files: 0,
-  cpu_seconds: 0,
-  max_output_bytes: 0,
-};
+const zero: SandboxLimits = { ...ZERO_LIMITS };
 
 describe("applyObligations", () => {
   it("takes the caps when nothing is requested (0)", () => {
