@@ -16,7 +16,7 @@ import { createTracing } from "@mcp-gateway/common/tracing";
 import { VERSION } from "@mcp-gateway/common/version";
 import { McpService } from "@mcp-gateway/proto/mcp";
 import type { Logger } from "pino";
-import { ensureAuditKeys, loadAuditKeys } from "./audit/keys.js";
+import { defaultAuditKeyPath, ensureAuditKeys, loadAuditKeys } from "./audit/keys.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import { ensureDevSigningKey } from "./auth/dev-keys.js";
 import type { EdgeConfig } from "./config.js";
@@ -100,7 +100,7 @@ export async function startEdge(
   }
   const auditKeys = config.auditKeyFile
     ? await loadAuditKeys(config.auditKeyFile)
-    : await ensureAuditKeys(join(config.dataDir, "audit", "audit.key"));
+    : await ensureAuditKeys(defaultAuditKeyPath(config.dataDir));
   logger.info({ auditKeyId: auditKeys[0]?.id }, "audit chain keyed (HMAC-SHA256)");
   const opened = await openStore(
     { ...config, auditKey: auditKeys[0] },

@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import { rename } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { defaultAuditKeyPath } from "@mcp-gateway/edge/store";
 import Database from "better-sqlite3";
 import { connectJson, type Gateway, runCli, startGateway, waitForTask } from "./harness.js";
 
@@ -121,7 +122,7 @@ describe("audit trail", () => {
     assert.notEqual(noKey.code, 0);
     assert.match(noKey.stderr + noKey.stdout, /does not exist/);
     // And with no key at all it refuses to vouch for the chain instead of checking sha256 only.
-    const keyPath = join(gw.dataDir, "audit", "audit.key");
+    const keyPath = defaultAuditKeyPath(gw.dataDir);
     await rename(keyPath, `${keyPath}.away`);
     try {
       const none = await runCli(["audit", "verify"], env);

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ensureDevPki } from "@mcp-gateway/common/tls";
 import { ensureDevSigningKey } from "@mcp-gateway/edge/dev-keys";
-import { ensureAuditKeys } from "@mcp-gateway/edge/store";
+import { defaultAuditKeyPath, ensureAuditKeys } from "@mcp-gateway/edge/store";
 import { connectJson, type Proc, runCli, startProc, waitForTask } from "./harness.js";
 import { type PrivateCluster, startPrivateCluster } from "./helpers/postgres.js";
 
@@ -115,7 +115,7 @@ before(async () => {
   });
   jwksPath = (await ensureDevSigningKey(join(base, "auth"))).jwksPath;
   // Where `audit verify` looks by default for MCP_GATEWAY_DATA_DIR=base.
-  auditKeyPath = join(base, "audit", "audit.key");
+  auditKeyPath = defaultAuditKeyPath(base);
   await ensureAuditKeys(auditKeyPath);
   const t = await runCli(["token", "--sub", "hana", "--roles", "developer", "--ttl", "1h"], {
     MCP_GATEWAY_DATA_DIR: base,

@@ -64,9 +64,11 @@ async function auditVerifyKeys(
   file: string | undefined,
   dataDir: string | undefined,
 ): Promise<import("@mcp-gateway/edge/store").AuditKey[]> {
-  const { loadAuditKeys, AuditKeyError } = await import("@mcp-gateway/edge/store");
+  const { loadAuditKeys, AuditKeyError, defaultAuditKeyPath } = await import(
+    "@mcp-gateway/edge/store"
+  );
   const explicit = file ?? process.env.MCP_GATEWAY_AUDIT_KEY_FILE;
-  const path = explicit ?? join(dataDir ?? defaultDataDir(), "audit", "audit.key");
+  const path = explicit ?? defaultAuditKeyPath(dataDir ?? defaultDataDir());
   if (!explicit && !existsSync(path)) return [];
   try {
     return await loadAuditKeys(path);

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, stat } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { createFileOnce } from "@mcp-gateway/common/fs-atomic";
 
 /**
@@ -23,6 +23,14 @@ export class AuditKeyError extends Error {
   ) {
     super(message);
   }
+}
+
+/**
+ * The embedded default key file of a data directory, where the edge creates
+ * its key and `audit verify` looks for it: <dataDir>/audit/audit.key.
+ */
+export function defaultAuditKeyPath(dataDir: string): string {
+  return join(dataDir, "audit", "audit.key");
 }
 
 /** Smallest accepted secret, in bytes. */

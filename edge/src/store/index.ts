@@ -1,5 +1,11 @@
 export { type ChainVerdict, verifyAuditChain, verifyAuditRows } from "../audit/chain.js";
-export { type AuditKey, AuditKeyError, ensureAuditKeys, loadAuditKeys } from "../audit/keys.js";
+export {
+  type AuditKey,
+  AuditKeyError,
+  defaultAuditKeyPath,
+  ensureAuditKeys,
+  loadAuditKeys,
+} from "../audit/keys.js";
 export { type OpenedStore, openStore } from "./open.js";
 export { createSqliteStore, type SqliteStore } from "./sqlite.js";
 export type { AuditRecord, RawAuditRow, TaskRecord, TaskStore } from "./types.js";
