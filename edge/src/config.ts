@@ -86,6 +86,16 @@ export const edgeConfigSchema = z.object({
       burst: z.number().int().positive().default(100),
     })
     .prefault({}),
+  /**
+   * gRPC server reflection (grpc.reflection.v1 and v1alpha) on the public port,
+   * which grpcurl, grpcui, Postman and Kreya use to discover the API without
+   * .proto files. It lists mcp.McpService, grpc.health.v1.Health and the
+   * reflection services themselves, never an internal service.
+   * `public` (default): no token needed — it reveals only the public schema;
+   * `authenticated`: a valid bearer token is required; `off`: not served
+   * (reflection calls get UNIMPLEMENTED). grpc.health.v1.Health is always public.
+   */
+  grpcReflection: z.enum(["public", "authenticated", "off"]).default("public"),
   /** Origins allowed to call from browsers (exact match). Empty: no CORS. */
   corsOrigins: z.array(z.string()).default([]),
   /** Largest request body accepted, per message, in bytes. */
@@ -99,6 +109,37 @@ export const edgeConfigSchema = z.object({
   maxTimeoutSeconds: z.number().int().positive().default(3600),
   /** How long shutdown waits for in-flight work before closing, in ms. */
   drainTimeoutMs: z.number().int().min(0).default(10_000),
+  /** The MCP endpoint (`/mcp`, Streamable HTTP) on the public port. */
+  mcp: z
+    .object({
+      /** Serve `/mcp` and the protected-resource metadata. */
+      enabled: z.boolean().default(true),
+      /**
+       * Base URL clients use to reach the edge (e.g. https://gateway.example.com), for the
+       * resource named in the RFC 9728 metadata and in 401 challenges. Default: the request's own
+       * origin — set it in production, behind proxies.
+       */
+      publicUrl: z.url().optional(),
+      /** Authorization servers named in the protected-resource metadata (your IdP's issuer URL). */
+      authorizationServers: z.array(z.url()).default([]),
+      /** Scopes a token must carry to use `/mcp` (403 insufficient_scope otherwise). */
+      requiredScopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/)).default([]),
+      /** Scopes advertised in the metadata (default: the required ones). */
+      scopesSupported: z.array(z.string()).optional(),
+      /** Largest JSON-RPC request body, bytes (413 beyond). */
+      maxBodyBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(4 * 1024 * 1024),
+      /** Largest output per stream returned in a tool result, bytes (flagged truncated beyond). */
+      maxResultBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(1024 * 1024),
+    })
+    .prefault({}),
   logLevel: z.string().default("info"),
   /** OTLP/HTTP traces endpoint; spans are exported only when set. */
   otlpEndpoint: z.url().optional(),

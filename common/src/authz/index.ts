@@ -16,6 +16,10 @@ export type OperationInput = Pick<PolicyInput, "operation" | "workspace"> &
 /** Where the request came from, for policy and audit. */
 export interface RequestFacts {
   protocol: string;
+  /** The door of the call ("rpc" or "mcp"); absent in the runner's re-check. */
+  interface?: "rpc" | "mcp";
+  /** MCP tool name, for calls through the MCP endpoint. */
+  tool?: string;
   traceId: string;
   source: string;
   metadata: Record<string, string>;
@@ -48,6 +52,8 @@ export function buildPolicyInput(
     request: { protocol: facts.protocol, trace_id: facts.traceId, source: facts.source },
     time: { now_ns: now * 1_000_000, rfc3339: new Date(now).toISOString() },
   };
+  if (facts.interface) input.request.interface = facts.interface;
+  if (facts.tool) input.request.tool = facts.tool;
   if (op.command) input.command = op.command;
   if (op.file) input.file = op.file;
   if (op.task) input.task = op.task;

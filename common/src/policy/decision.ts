@@ -25,6 +25,11 @@ export interface Decision {
   readonly obligations: Readonly<Obligations> & { readonly limits: Readonly<SandboxLimits> };
   /** Revision of the bundle that decided ("" when no bundle was loaded). */
   readonly revision: string;
+  /**
+   * Operations the principal's roles permit: filled only by an allowed
+   * `list_tools` decision (MCP `tools/list` shows those tools), empty otherwise.
+   */
+  readonly operations: readonly string[];
 }
 
 /** Names of the numeric sandbox limits, in a fixed order. */
@@ -65,6 +70,7 @@ export function denyDecision(reason: string, revision: string): Decision {
     warnings: [],
     obligations: { ...DENY_OBLIGATIONS, limits: { ...DENY_OBLIGATIONS.limits } },
     revision,
+    operations: [],
   };
 }
 
@@ -96,7 +102,7 @@ export class DecisionShapeError extends Error {
  */
 export function parseDecision(raw: unknown, revision: string): Decision {
   if (!isRecord(raw)) throw new DecisionShapeError("the policy result is not an object");
-  const { allow, deny_reasons, warnings, obligations } = raw;
+  const { allow, deny_reasons, warnings, obligations, operations } = raw;
   if (typeof allow !== "boolean") throw new DecisionShapeError("allow is not a boolean");
   if (!isStringArray(deny_reasons))
     throw new DecisionShapeError("deny_reasons is not a string array");
@@ -118,6 +124,9 @@ export function parseDecision(raw: unknown, revision: string): Decision {
     }
     out[name] = v;
   }
+  if (operations !== undefined && !isStringArray(operations)) {
+    throw new DecisionShapeError("operations is not a string array");
+  }
   if (allow && deny_reasons.length > 0) {
     throw new DecisionShapeError("allow is true but deny_reasons is not empty");
   }
@@ -130,5 +139,6 @@ export function parseDecision(raw: unknown, revision: string): Decision {
     warnings,
     obligations: { max_timeout_seconds, network, limits: out },
     revision,
+    operations: allow && operations !== undefined ? operations : [],
   };
 }

@@ -15,6 +15,7 @@ export const POLICY_OPERATIONS = [
   "stream_task",
   "cancel_task",
   "list_audit",
+  "list_tools",
 ] as const;
 
 /** One of {@link POLICY_OPERATIONS}. */
@@ -103,8 +104,17 @@ export interface PolicyInput {
   sandbox: { limits: SandboxLimits };
   /** Free-form client metadata (string values). */
   metadata: Record<string, string>;
-  /** Transport facts: protocol ("grpc" | "grpc-web" | "connect" | "cli"), trace id, client address. */
-  request: { protocol: string; trace_id: string; source: string };
+  /**
+   * Transport facts: protocol ("grpc" | "grpc-web" | "connect" | "mcp" | "runner"), trace id,
+   * client address; for calls through the MCP endpoint also `interface: "mcp"` and the tool name.
+   */
+  request: {
+    protocol: string;
+    trace_id: string;
+    source: string;
+    interface?: "rpc" | "mcp";
+    tool?: string;
+  };
   /** Time of the request: Unix nanoseconds and RFC 3339. */
   time: { now_ns: number; rfc3339: string };
 }

@@ -13,6 +13,10 @@ export const CORS_ALLOWED_HEADERS = [
   "x-user-agent",
   "authorization",
   "traceparent",
+  "accept",
+  "mcp-protocol-version",
+  "mcp-session-id",
+  "last-event-id",
 ];
 
 /** Response headers browsers may read. */
@@ -24,6 +28,7 @@ export const CORS_EXPOSED_HEADERS = [
   "connect-content-encoding",
   "www-authenticate",
   "retry-after",
+  "mcp-session-id",
 ];
 
 type Req = IncomingMessage | Http2ServerRequest;

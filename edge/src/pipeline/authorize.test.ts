@@ -34,6 +34,7 @@ function rc(roles: string[] = ["developer"]): RequestContext {
     principal: { sub: "alice", roles, tenant: "acme", scopes: [] },
     traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
     protocol: "connect",
+    interface: "rpc",
     source: "127.0.0.1",
     logger,
     traceContext: ROOT_CONTEXT,

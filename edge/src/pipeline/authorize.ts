@@ -68,6 +68,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       const principal = principalOf(rc);
       const input = buildPolicyInput(principal, op, {
         protocol: rc.protocol,
+        interface: rc.interface,
+        ...(rc.tool ? { tool: rc.tool } : {}),
         traceId: rc.traceId,
         source: rc.source,
         metadata: facts.metadata ?? {},
@@ -98,7 +100,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         taskId: facts.taskId ?? "",
         runnerId: "",
         outcome: decision.allow ? "allowed" : "denied",
-        details: { protocol: rc.protocol, source: rc.source },
+        details: rc.tool
+          ? { protocol: rc.protocol, source: rc.source, tool: rc.tool }
+          : { protocol: rc.protocol, source: rc.source },
       }).finally(() => endSpan(auditSpan.span));
       if (!decision.allow) {
         const reasons =

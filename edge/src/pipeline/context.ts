@@ -9,8 +9,12 @@ export interface RequestContext {
   principal: PrincipalRecord | null;
   /** W3C trace id (32 hex): the caller's from `traceparent`, or a fresh one. */
   traceId: string;
-  /** "grpc" | "grpc-web" | "connect". */
+  /** "grpc" | "grpc-web" | "connect" | "mcp". */
   protocol: string;
+  /** The door the call came through: the RPC API or the MCP endpoint. */
+  interface: "rpc" | "mcp";
+  /** MCP tool name, for calls through the MCP endpoint. */
+  tool?: string;
   /** Peer address as the edge saw it. */
   source: string;
   /** Logger with the trace id on every line. */

@@ -14,6 +14,7 @@ decision := {
 	"deny_reasons": deny_reasons,
 	"warnings": sort(warnings),
 	"obligations": obligations,
+	"operations": visible_operations,
 }
 
 default allow := false
@@ -55,6 +56,26 @@ operation_permitted if {
 operation_permitted if {
 	input.operation == "list_audit"
 	role_allows_operation
+}
+
+# list_tools asks which operations the caller may use at all (MCP tools/list
+# shows only those tools); the role data decides who may ask.
+operation_permitted if {
+	input.operation == "list_tools"
+	role_allows_operation
+}
+
+# visible_operations names the operations the principal's roles permit. Only a
+# list_tools decision carries them (every other decision an empty list), so
+# they cost nothing on the hot path.
+default visible_operations := []
+
+visible_operations := sort({op |
+	some role in known_roles
+	some op in data.gateway.roles[role].operations
+}) if {
+	input.operation == "list_tools"
+	allow
 }
 
 # operation is the requested operation, null when absent. (object.get keeps

@@ -102,3 +102,26 @@ test_fields_of_another_operation_are_denied if {
 	ok := authz.decision with input as exec("ls", [])
 	ok.allow
 }
+
+test_list_tools_names_the_operations_of_the_roles if {
+	dev := authz.decision with input as object.union(base, {"operation": "list_tools"})
+	dev.allow
+	"execute" in dev.operations
+	not "list_audit" in dev.operations
+	viewer := object.union(base, {"operation": "list_tools", "principal": object.union(base.principal, {"roles": ["viewer"]})})
+	v := authz.decision with input as viewer
+	v.operations == ["get_task", "list_directory", "list_tools", "read_file", "stream_task"]
+}
+
+test_list_tools_denied_without_a_known_role if {
+	nobody := object.union(base, {"operation": "list_tools", "principal": object.union(base.principal, {"roles": ["guest"]})})
+	d := authz.decision with input as nobody
+	not d.allow
+	d.operations == []
+}
+
+test_other_decisions_carry_no_operations if {
+	d := authz.decision with input as exec("ls", [])
+	d.allow
+	d.operations == []
+}

@@ -1,0 +1,475 @@
+import { Code } from "@connectrpc/connect";
+import { toConnectError } from "@mcp-gateway/common/errors";
+import {
+  contextFromTraceparent,
+  endSpan,
+  SpanKind,
+  startSpan,
+  type Tracer,
+  traceparentOf,
+} from "@mcp-gateway/common/tracing";
+import { VERSION } from "@mcp-gateway/common/version";
+import { Server } from "@modelcontextprotocol/sdk/server/index.js";
+import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
+import {
+  CallToolRequestSchema,
+  type CallToolResult,
+  CancelledNotificationSchema,
+  ErrorCode,
+  ListToolsRequestSchema,
+  McpError,
+  type RequestId,
+} from "@modelcontextprotocol/sdk/types.js";
+import type { Logger } from "pino";
+import type { EdgeMetrics } from "../metrics.js";
+import type { Operations } from "../operations/operations.js";
+import type { RequestContext } from "../pipeline/context.js";
+import type { PrincipalRecord } from "../store/types.js";
+import {
+  describeIssues,
+  GATEWAY_TOOLS,
+  type GatewayTool,
+  type ToolCallContext,
+  toolDefinitions,
+} from "./tools.js";
+
+/** Options for {@link createMcpEndpoint}. */
+export interface McpEndpointOptions {
+  /** The operations layer: every tool call goes through it. */
+  ops: Operations;
+  /** Verifies the Authorization header (the same authenticator as the RPC API). */
+  authenticate: (authorization: string | null) => Promise<PrincipalRecord>;
+  /** Token bucket per principal, shared with the RPC API: 0 = allowed, else ms to wait. */
+  rateLimit: (key: string) => number;
+  /** Browser origins allowed to call (exact match); any other `Origin` gets 403. */
+  allowedOrigins: ReadonlySet<string>;
+  /** Scopes a token must carry to use the endpoint (empty: none required). */
+  requiredScopes: readonly string[];
+  /** Scopes advertised in the protected-resource metadata. */
+  scopesSupported: readonly string[];
+  /** Authorization servers advertised in the protected-resource metadata. */
+  authorizationServers: readonly string[];
+  /** Base URL clients reach the edge at (e.g. https://gw.example.com); default: from the request. */
+  publicUrl: string | undefined;
+  /** Largest request body, bytes; larger ones get 413. */
+  maxBodyBytes: number;
+  /** Largest output per stream in a tool result, bytes. */
+  maxResultBytes: number;
+  /** False while draining or waiting as a standby: calls get 503. */
+  accepting: () => boolean;
+  metrics: EdgeMetrics;
+  logger: Logger;
+  tracer: Tracer;
+}
+
+/** The MCP door of the edge, as web-standard fetch handlers. */
+export interface McpEndpoint {
+  /** Serves `/mcp` (Streamable HTTP, stateless). `peer` is the client address for policy and audit. */
+  handle(req: Request, peer: string): Promise<Response>;
+  /** Serves the RFC 9728 protected-resource metadata document. */
+  resourceMetadata(req: Request): Response;
+}
+
+/** Path of the MCP endpoint on the edge port. */
+export const MCP_PATH = "/mcp";
+/** RFC 9728 well-known path (with the resource path appended for path-specific metadata). */
+export const RESOURCE_METADATA_PATH = "/.well-known/oauth-protected-resource";
+
+const SERVER_INFO = {
+  name: "mcp-security-gateway",
+  title: "MCP Security Gateway",
+  version: VERSION,
+};
+const INSTRUCTIONS =
+  "Tools of the MCP Security Gateway. Commands run in a kernel sandbox (bubblewrap + seccomp, no network unless policy allows it) on a runner host, in a workspace whose files the file tools read and write. Every call is authorized by policy and recorded in an audit trail; a denial says why.";
+
+/** A run_command call that a `notifications/cancelled` may reach. */
+interface InFlight {
+  /** The principal who made the call (only they may cancel it). */
+  owner: string;
+  /** The task, once accepted. */
+  taskId?: string;
+  /** Set when a cancellation arrived before the task was accepted. */
+  cancelled?: RequestContext;
+}
+
+function jsonRpcError(
+  status: number,
+  code: number,
+  message: string,
+  headers: Record<string, string> = {},
+) {
+  return new Response(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code, message } }), {
+    status,
+    headers: { "content-type": "application/json", ...headers },
+  });
+}
+
+/** Reads a body up to `max` bytes; undefined when it is larger. */
+async function readBounded(req: Request, max: number): Promise<string | undefined> {
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (declared > max) return undefined;
+  if (!req.body) return "";
+  const reader = req.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      return undefined;
+    }
+    parts.push(value);
+  }
+  return Buffer.concat(parts).toString("utf8");
+}
+
+function isJsonContentType(ct: string | null): boolean {
+  return (ct ?? "").split(";")[0]?.trim().toLowerCase() === "application/json";
+}
+
+/** True when some request in the body asked for progress (then the answer streams as SSE). */
+function wantsProgress(body: unknown): boolean {
+  const msgs = Array.isArray(body) ? body : [body];
+  return msgs.some((m) => {
+    const meta = (m as { params?: { _meta?: { progressToken?: unknown } } } | null)?.params?._meta;
+    return meta?.progressToken !== undefined && meta.progressToken !== null;
+  });
+}
+
+/**
+ * The MCP endpoint: Streamable HTTP on the official SDK, stateless (no MCP
+ * session; any edge answers any request). Before the body is read it checks
+ * the `Origin` (DNS rebinding), authenticates the bearer token with the same
+ * authenticator as the RPC API (401 names the resource metadata, 403 for
+ * missing scopes) and applies the shared rate limit. Each tool is one call of
+ * the operations layer — validate, decide → audit, act — with
+ * `request.interface = "mcp"` and the tool name in the policy input;
+ * `tools/list` shows only the tools whose operation the caller's roles permit.
+ *
+ * @example
+ * const mcp = createMcpEndpoint({ ops, authenticate, rateLimit, ... });
+ * app.all("/mcp", (c) => mcp.handle(c.req.raw, peerOf(c)));
+ */
+export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
+  const { ops, metrics } = options;
+  const definitions = toolDefinitions(GATEWAY_TOOLS);
+  const byName = new Map(GATEWAY_TOOLS.map((t) => [t.name, t]));
+  /** run_command calls in flight on this edge, by principal and JSON-RPC request id. */
+  const inFlight = new Map<string, InFlight>();
+  const keyOf = (sub: string, id: RequestId) => `${sub}\u0000${typeof id}:${String(id)}`;
+
+  function baseUrl(req: Request): string {
+    if (options.publicUrl) return options.publicUrl.replace(/\/+$/, "");
+    return new URL(req.url).origin;
+  }
+  function metadataUrl(req: Request): string {
+    return `${baseUrl(req)}${RESOURCE_METADATA_PATH}${MCP_PATH}`;
+  }
+
+  /** Per-call context, as the RPC interceptor builds it: span, trace id, logger. */
+  function callContext(
+    principal: PrincipalRecord,
+    peer: string,
+    tool: string,
+    traceparent: string | null,
+  ) {
+    const rpc = startSpan(
+      options.tracer,
+      `mcp/tools/call ${tool}`,
+      contextFromTraceparent(traceparent),
+      { "rpc.system": "mcp", "rpc.method": tool, "rpc.protocol": "mcp" },
+      SpanKind.SERVER,
+    );
+    const traceId = rpc.span.spanContext().traceId;
+    const rc: RequestContext = {
+      principal,
+      traceId,
+      protocol: "mcp",
+      interface: "mcp",
+      tool,
+      source: peer,
+      logger: options.logger.child({ traceId, method: tool, protocol: "mcp" }),
+      traceContext: rpc.context,
+      traceparent: traceparentOf(rpc.span),
+    };
+    return { rc, span: rpc.span };
+  }
+
+  async function cancelInFlight(entry: InFlight, rc: RequestContext): Promise<void> {
+    if (!entry.taskId) {
+      entry.cancelled = rc;
+      return;
+    }
+    await ops
+      .cancelTask(rc, { $typeName: "mcp.CancelTaskRequest", taskId: entry.taskId })
+      .catch((err: unknown) =>
+        rc.logger.info({ err: String(err), taskId: entry.taskId }, "mcp cancellation refused"),
+      );
+  }
+
+  async function callTool(
+    tool: GatewayTool,
+    args: unknown,
+    principal: PrincipalRecord,
+    peer: string,
+    traceparent: string | null,
+    extra: {
+      signal: AbortSignal;
+      requestId: RequestId;
+      progressToken: string | number | undefined;
+      notify: (progress: number, message: string) => void;
+    },
+  ): Promise<CallToolResult> {
+    const parsed = tool.input.safeParse(args ?? {});
+    if (!parsed.success) {
+      metrics.requests.inc({
+        method: `mcp.${tool.name}`,
+        protocol: "mcp",
+        code: "InvalidArgument",
+      });
+      throw new McpError(
+        ErrorCode.InvalidParams,
+        `invalid arguments for tool ${tool.name}: ${describeIssues(parsed.error)}`,
+      );
+    }
+    const { rc, span } = callContext(principal, peer, tool.name, traceparent);
+    const started = performance.now();
+    const ctx: ToolCallContext = { signal: extra.signal, maxResultBytes: options.maxResultBytes };
+    let entry: InFlight | undefined;
+    const key = keyOf(principal.sub, extra.requestId);
+    if (tool.name === "run_command") {
+      entry = { owner: principal.sub };
+      inFlight.set(key, entry);
+      const e = entry;
+      ctx.onTask = (taskId) => {
+        e.taskId = taskId;
+        if (extra.progressToken !== undefined) extra.notify(0, `task ${taskId} accepted`);
+        if (e.cancelled) void cancelInFlight(e, e.cancelled);
+      };
+      if (extra.progressToken !== undefined) {
+        let sent = 0;
+        const decoder = new TextDecoder();
+        ctx.onOutput = (_kind, data) => {
+          sent += data.byteLength;
+          extra.notify(sent, decoder.decode(data, { stream: true }));
+        };
+      }
+    }
+    let code = "OK";
+    try {
+      const structured = await tool.call(ops, rc, parsed.data as never, ctx);
+      return {
+        content: [{ type: "text", text: JSON.stringify(structured) }],
+        structuredContent: structured,
+        ...(tool.name === "run_command" &&
+        (structured as { status?: string }).status !== "completed"
+          ? { isError: true }
+          : {}),
+      };
+    } catch (err) {
+      const ce = toConnectError(err);
+      code = Code[ce.code];
+      if (ce.code === Code.InvalidArgument) {
+        throw new McpError(ErrorCode.InvalidParams, ce.rawMessage);
+      }
+      if (ce.code === Code.Internal || ce.code === Code.Unknown) {
+        rc.logger.error({ err: ce.cause ?? ce }, "mcp tool call failed");
+      }
+      const message =
+        ce.code === Code.Internal ? "internal error" : `${codeName(ce.code)}: ${ce.rawMessage}`;
+      return {
+        content: [{ type: "text", text: message }],
+        isError: true,
+        _meta: { "mcp-gateway/error": { code: codeName(ce.code), message: ce.rawMessage } },
+      };
+    } finally {
+      if (entry) inFlight.delete(key);
+      metrics.requests.inc({ method: `mcp.${tool.name}`, protocol: "mcp", code });
+      endSpan(span);
+      rc.logger.info({ code, ms: Math.round(performance.now() - started) }, "call");
+    }
+  }
+
+  function createServer(principal: PrincipalRecord, peer: string, traceparent: string | null) {
+    const server = new Server(SERVER_INFO, {
+      capabilities: { tools: { listChanged: false } },
+      instructions: INSTRUCTIONS,
+    });
+    server.setRequestHandler(ListToolsRequestSchema, async () => {
+      const { rc, span } = callContext(principal, peer, "tools/list", traceparent);
+      try {
+        const permitted = new Set(await ops.permittedOperations(rc));
+        metrics.requests.inc({ method: "mcp.tools/list", protocol: "mcp", code: "OK" });
+        return {
+          tools: GATEWAY_TOOLS.filter((t) => permitted.has(t.operation)).flatMap((t) => {
+            const d = definitions.get(t.name);
+            return d ? [d] : [];
+          }),
+        };
+      } catch (err) {
+        const ce = toConnectError(err);
+        metrics.requests.inc({ method: "mcp.tools/list", protocol: "mcp", code: Code[ce.code] });
+        throw new McpError(
+          ErrorCode.InternalError,
+          ce.code === Code.Internal ? "internal error" : ce.rawMessage,
+        );
+      } finally {
+        endSpan(span);
+      }
+    });
+    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
+      const tool = byName.get(req.params.name);
+      if (!tool) {
+        throw new McpError(
+          ErrorCode.InvalidParams,
+          `unknown tool "${req.params.name.slice(0, 80)}": call tools/list for the tools you may use`,
+        );
+      }
+      const progressToken = req.params._meta?.progressToken;
+      return callTool(tool, req.params.arguments, principal, peer, traceparent, {
+        signal: extra.signal,
+        requestId: extra.requestId,
+        progressToken,
+        notify: (progress, message) => {
+          if (progressToken === undefined) return;
+          extra
+            .sendNotification({
+              method: "notifications/progress",
+              params: { progressToken, progress, message },
+            })
+            .catch(() => undefined);
+        },
+      });
+    });
+    // Stateless: a cancellation arrives in its own HTTP request, so it is
+    // matched to the call by principal and request id on this edge.
+    server.setNotificationHandler(CancelledNotificationSchema, async (n) => {
+      const id = n.params.requestId;
+      if (id === undefined) return;
+      const entry = inFlight.get(keyOf(principal.sub, id));
+      if (!entry || entry.owner !== principal.sub) return;
+      const { rc, span } = callContext(principal, peer, "notifications/cancelled", traceparent);
+      try {
+        await cancelInFlight(entry, rc);
+      } finally {
+        endSpan(span);
+      }
+    });
+    return server;
+  }
+
+  function unauthorized(req: Request, err: unknown): Response {
+    const ce = toConnectError(err);
+    metrics.authFailures.inc({ reason: String((err as { code?: unknown }).code ?? "unknown") });
+    const base = ce.metadata.get("www-authenticate") ?? 'Bearer realm="mcp-gateway"';
+    const challenge = `${base}, resource_metadata="${metadataUrl(req)}"`;
+    if (ce.code !== Code.Unauthenticated) {
+      return jsonRpcError(503, -32000, ce.rawMessage, { "www-authenticate": challenge });
+    }
+    return jsonRpcError(401, -32001, ce.rawMessage, { "www-authenticate": challenge });
+  }
+
+  return {
+    resourceMetadata(req) {
+      const body = {
+        resource: `${baseUrl(req)}${MCP_PATH}`,
+        authorization_servers: [...options.authorizationServers],
+        scopes_supported: [...options.scopesSupported],
+        bearer_methods_supported: ["header"],
+        resource_name: "MCP Security Gateway",
+      };
+      return new Response(JSON.stringify(body), {
+        headers: { "content-type": "application/json", "cache-control": "max-age=300" },
+      });
+    },
+
+    async handle(req, peer) {
+      if (!options.accepting()) {
+        return jsonRpcError(503, -32000, "the edge is not serving (draining or standby)", {
+          "retry-after": "1",
+        });
+      }
+      const origin = req.headers.get("origin");
+      if (origin !== null && !options.allowedOrigins.has(origin)) {
+        return jsonRpcError(403, -32000, `origin ${origin.slice(0, 200)} is not allowed`);
+      }
+      if (req.method !== "POST") {
+        // Stateless: no standalone SSE stream (GET) and no session to end (DELETE).
+        return jsonRpcError(405, -32000, `method ${req.method} is not allowed: use POST`, {
+          allow: "POST",
+        });
+      }
+      let principal: PrincipalRecord;
+      try {
+        principal = await options.authenticate(req.headers.get("authorization"));
+      } catch (err) {
+        return unauthorized(req, err);
+      }
+      const missing = options.requiredScopes.filter((s) => !principal.scopes.includes(s));
+      if (missing.length > 0) {
+        const scope = options.requiredScopes.join(" ");
+        return jsonRpcError(403, -32000, `the token lacks the scope(s): ${missing.join(" ")}`, {
+          "www-authenticate": `Bearer realm="mcp-gateway", error="insufficient_scope", scope="${scope}", resource_metadata="${metadataUrl(req)}"`,
+        });
+      }
+      const waitMs = options.rateLimit(principal.sub);
+      if (waitMs > 0) {
+        metrics.rateLimited.inc();
+        const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+        return jsonRpcError(
+          429,
+          -32000,
+          `rate limit exceeded for ${principal.sub}; retry in ${seconds}s`,
+          {
+            "retry-after": String(seconds),
+          },
+        );
+      }
+      let parsedBody: unknown;
+      let stream = true;
+      if (isJsonContentType(req.headers.get("content-type"))) {
+        const text = await readBounded(req, options.maxBodyBytes);
+        if (text === undefined) {
+          return jsonRpcError(413, -32000, `request body exceeds ${options.maxBodyBytes} bytes`);
+        }
+        try {
+          parsedBody = JSON.parse(text);
+        } catch {
+          return jsonRpcError(400, ErrorCode.ParseError, "parse error: the body is not valid JSON");
+        }
+        stream = wantsProgress(parsedBody);
+      }
+      // One SDK server per request (stateless): it holds this request's principal.
+      const server = createServer(principal, peer, req.headers.get("traceparent"));
+      // No sessionIdGenerator: stateless, no Mcp-Session-Id.
+      const transport = new WebStandardStreamableHTTPServerTransport({
+        enableJsonResponse: !stream,
+      });
+      transport.onerror = (err) => options.logger.debug({ err: String(err) }, "mcp transport");
+      await server.connect(transport);
+      const close = () => void server.close().catch(() => undefined);
+      let res: Response;
+      try {
+        res = await transport.handleRequest(req, parsedBody === undefined ? {} : { parsedBody });
+      } catch (err) {
+        close();
+        throw err;
+      }
+      if (!res.body || !res.headers.get("content-type")?.startsWith("text/event-stream")) {
+        close();
+        return res;
+      }
+      // SSE: close the per-request server when the stream ends or the client leaves.
+      const done = new TransformStream<Uint8Array, Uint8Array>({ flush: close });
+      res.body.pipeTo(done.writable).catch(close);
+      return new Response(done.readable, { status: res.status, headers: res.headers });
+    },
+  };
+}
+
+function codeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}
