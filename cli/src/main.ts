@@ -14,6 +14,10 @@ Client (flags: --url, --token, --protocol connect|grpc|grpc-web, --json, -w work
   status <task-id>            logs [-f] <task-id>         cancel <task-id>
   cat <path>                  put <local|-> <path> [-p]   rm [-r] <path>      ls [path]
 
+MCP:
+  mcp [--url u] [--token t]   stdio MCP server forwarding to the gateway's /mcp (for agents
+                              that launch local commands); the endpoint itself is <url>/mcp
+
 Admin:
   token --sub s [--roles a,b] [--tenant t] [--ttl 1h]   mint a dev token
   audit verify [--expect-head h] [--audit-key-file f] [--allow-unkeyed] | audit export [--since t] [--format jsonl]
@@ -32,6 +36,7 @@ type Command = (argv: string[]) => Promise<number>;
 const servers = () => import("./commands/servers.js");
 const client = () => import("./commands/client.js");
 const admin = () => import("./commands/admin.js");
+const bridge = () => import("./commands/mcp-bridge.js");
 const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   dev: async () => (await servers()).devCommand,
   edge: async () => (await servers()).edgeCommand,
@@ -44,6 +49,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   put: async () => (await client()).putCommand,
   rm: async () => (await client()).rmCommand,
   ls: async () => (await client()).lsCommand,
+  mcp: async () => (await bridge()).mcpCommand,
   token: async () => (await admin()).tokenCommand,
   audit: async () => (await admin()).auditCommand,
   policy: async () => (await admin()).policyCommand,

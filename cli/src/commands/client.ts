@@ -29,7 +29,7 @@ interface Common {
  * The token to send: --token, $MCP_GATEWAY_TOKEN, or — for a local dev
  * gateway whose signing key this user can read — a fresh 10-minute dev token.
  */
-async function resolveToken(flag: string | undefined): Promise<string | undefined> {
+export async function resolveToken(flag: string | undefined): Promise<string | undefined> {
   const token = flag ?? process.env.MCP_GATEWAY_TOKEN;
   if (token) return token;
   const authDir = join(defaultDataDir(), "auth");
