@@ -83,6 +83,9 @@ const SERVER_INFO = {
 const INSTRUCTIONS =
   "Tools of the MCP Security Gateway. Commands run in a kernel sandbox (bubblewrap + seccomp, no network unless policy allows it) on a runner host, in a workspace whose files the file tools read and write. Every call is authorized by policy and recorded in an audit trail; a denial says why.";
 
+/** Host names that only this machine can reach. */
+const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
+
 /** A run_command call that a `notifications/cancelled` may reach. */
 interface InFlight {
   /** The principal who made the call (only they may cancel it). */
@@ -164,6 +167,18 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   function baseUrl(req: Request): string {
     if (options.publicUrl) return options.publicUrl.replace(/\/+$/, "");
     return new URL(req.url).origin;
+  }
+  /**
+   * DNS rebinding: a browser `Origin` must be on the allowlist, or be the
+   * gateway's own origin — the configured public URL, or (without one) the
+   * request's origin when it names a loopback host. A rebound name
+   * (evil.example → 127.0.0.1) is neither.
+   */
+  function originAllowed(req: Request, origin: string): boolean {
+    if (options.allowedOrigins.has(origin)) return true;
+    if (options.publicUrl) return origin === new URL(options.publicUrl).origin;
+    const own = new URL(req.url);
+    return origin === own.origin && LOOPBACK.test(own.hostname);
   }
   function metadataUrl(req: Request): string {
     return `${baseUrl(req)}${RESOURCE_METADATA_PATH}${MCP_PATH}`;
@@ -393,7 +408,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
         });
       }
       const origin = req.headers.get("origin");
-      if (origin !== null && !options.allowedOrigins.has(origin)) {
+      if (origin !== null && !originAllowed(req, origin)) {
         return jsonRpcError(403, -32000, `origin ${origin.slice(0, 200)} is not allowed`);
       }
       if (req.method !== "POST") {
