@@ -6,6 +6,8 @@ import { after, before, describe, it } from "node:test";
 import { ensureDevPki } from "@mcp-gateway/common/tls";
 import { ensureDevSigningKey } from "@mcp-gateway/edge/dev-keys";
 import { defaultAuditKeyPath, ensureAuditKeys } from "@mcp-gateway/edge/store";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { connectJson, type Proc, runCli, startProc, waitForTask } from "./harness.js";
 import { type PrivateCluster, startPrivateCluster } from "./helpers/postgres.js";
 
@@ -162,6 +164,53 @@ describe("active-active: any edge answers for any task", () => {
     assert.deepEqual(out, ["begun\n"]);
     assert.equal(frames.at(-1)?.kind, "OUTPUT_KIND_EXIT");
     assert.equal(frames.at(-1)?.status, "TASK_STATUS_CANCELLED");
+  });
+});
+
+describe("MCP with no stickiness", () => {
+  it("one MCP client's requests, sent alternately to edge A and edge B, all succeed", async () => {
+    const edges = [new URL(edgeA.url), new URL(edgeB.url)];
+    const hit = [0, 0];
+    let n = 0;
+    const client = new Client({ name: "ha-mcp", version: "1.0.0" });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${edgeA.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${token}` } },
+        // Round-robin like a load balancer without affinity.
+        fetch: (input, init) => {
+          const i = n++ % 2;
+          hit[i] = (hit[i] ?? 0) + 1;
+          const url = new URL(String(input instanceof Request ? input.url : input));
+          url.host = edges[i]?.host ?? url.host;
+          return fetch(url, init);
+        },
+      }),
+    );
+    try {
+      const tools = await client.listTools();
+      assert.ok(tools.tools.some((t) => t.name === "run_command"));
+      for (const word of ["one", "two", "three"]) {
+        const r = await client.callTool({
+          name: "run_command",
+          arguments: { command: "echo", args: [word] },
+        });
+        assert.equal((r.structuredContent as { stdout?: string }).stdout, `${word}\n`);
+      }
+      const started = await client.callTool({
+        name: "start_command",
+        arguments: { command: "echo", args: ["detached"] },
+      });
+      const taskId = String((started.structuredContent as { task_id?: string }).task_id);
+      const done = await until("detached task done", 10_000, async () => {
+        const t = await client.callTool({ name: "get_task", arguments: { task_id: taskId } });
+        const s = t.structuredContent as { status?: string };
+        return s.status === "completed" ? s : undefined;
+      });
+      assert.equal(done.value.status, "completed");
+    } finally {
+      await client.close();
+    }
+    assert.ok((hit[0] ?? 0) >= 3 && (hit[1] ?? 0) >= 3, `both edges answered: ${hit.join("/")}`);
   });
 });
 
