@@ -72,6 +72,9 @@ const CODE_TABLE: Readonly<Record<string, Code>> = {
   wrong_audience: Code.Unauthenticated,
   unknown_key: Code.Unauthenticated,
   bad_algorithm: Code.Unauthenticated,
+  issued_in_future: Code.Unauthenticated,
+  lifetime_too_long: Code.Unauthenticated,
+  wrong_type: Code.Unauthenticated,
   jwks_unavailable: Code.Unavailable,
 };
 

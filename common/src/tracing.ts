@@ -1,5 +1,7 @@
 import {
   type Context,
+  isSpanContextValid,
+  type Link,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
@@ -99,15 +101,49 @@ export function traceparentOf(span: Span): string {
   return carrier.traceparent ?? "";
 }
 
-/** Starts a child span of `parent` and returns it with its context. */
+/** A caller's trace as the edge keeps it: linked, never adopted. */
+export interface ClientTrace {
+  /** The caller's `traceparent`, normalized, or "" when absent or malformed. */
+  traceparent: string;
+  /** Its trace id, or "". */
+  traceId: string;
+  /** A span link to the caller's span (empty without a valid traceparent). */
+  links: Link[];
+}
+
+/** Largest `traceparent` header looked at (version 00 is 55 characters). */
+const MAX_TRACEPARENT_LENGTH = 256;
+
+/**
+ * Reads a caller's `traceparent` for a span link. Untrusted callers must not
+ * choose the gateway's trace ids (they end up in audit records), so public
+ * entry points start their own root trace and link the caller's.
+ */
+export function clientTraceLink(traceparent: string | null | undefined): ClientTrace {
+  const none: ClientTrace = { traceparent: "", traceId: "", links: [] };
+  if (!traceparent || traceparent.length > MAX_TRACEPARENT_LENGTH) return none;
+  const spanContext = trace.getSpanContext(
+    propagator.extract(ROOT_CONTEXT, { traceparent: traceparent.trim() }, getter),
+  );
+  if (!spanContext || !isSpanContextValid(spanContext)) return none;
+  const flags = spanContext.traceFlags.toString(16).padStart(2, "0");
+  return {
+    traceparent: `00-${spanContext.traceId}-${spanContext.spanId}-${flags}`,
+    traceId: spanContext.traceId,
+    links: [{ context: spanContext, attributes: { "mcp.link": "client" } }],
+  };
+}
+
+/** Starts a child span of `parent` (with optional links) and returns it with its context. */
 export function startSpan(
   tracer: Tracer,
   name: string,
   parent: Context,
   attributes: Record<string, string | number | boolean> = {},
   kind: SpanKind = SpanKind.INTERNAL,
+  links: Link[] = [],
 ): { span: Span; context: Context } {
-  const span = tracer.startSpan(name, { kind, attributes }, parent);
+  const span = tracer.startSpan(name, { kind, attributes, links }, parent);
   return { span, context: trace.setSpan(parent, span) };
 }
 

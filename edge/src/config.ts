@@ -74,6 +74,14 @@ export const edgeConfigSchema = z.object({
       audience: z.string().default("mcp-gateway"),
       algorithms: z.array(z.string()).default(["ES256", "RS256", "EdDSA"]),
       clockToleranceSec: z.number().int().min(0).max(300).default(30),
+      /** Longest accepted token lifetime (`exp - iat`), seconds; default 24 h. */
+      maxTokenLifetimeSec: z.number().int().positive().default(86_400),
+      /** Accepted JOSE `typ` values (case-insensitive, `application/` optional); add "JWT" if the IdP types access tokens so. */
+      tokenTypes: z.array(z.string().min(1)).min(1).default(["at+jwt"]),
+      /** Refuse tokens without a `typ` header. */
+      requireTokenType: z.boolean().default(false),
+      /** Audiences a token may name besides `audience` (default none: strict audience). */
+      extraAudiences: z.array(z.string().min(1)).default([]),
       rolesClaim: z.string().default("roles"),
       tenantClaim: z.string().default("tenant"),
       scopesClaim: z.string().default("scope"),

@@ -26,6 +26,7 @@ import { type DualServer, listenDual } from "./http/listen.js";
 import { createEdgeMetrics } from "./metrics.js";
 import { createPipeline } from "./pipeline/authorize.js";
 import { createEdgeInterceptor, peerAddressKey } from "./pipeline/interceptor.js";
+import { principalKey } from "./rate-limit/keys.js";
 import { createRateLimiter } from "./rate-limit/token-bucket.js";
 import { type RegistryServer, startRegistryServer } from "./registry/server.js";
 import { createMcpService } from "./rpc/mcp-service.js";
@@ -159,6 +160,10 @@ export async function startEdge(
     audience: config.auth.audience,
     algorithms: config.auth.algorithms,
     clockToleranceSec: config.auth.clockToleranceSec,
+    maxLifetimeSec: config.auth.maxTokenLifetimeSec,
+    tokenTypes: config.auth.tokenTypes,
+    requireTokenType: config.auth.requireTokenType,
+    extraAudiences: config.auth.extraAudiences,
     claims: {
       roles: config.auth.rolesClaim,
       tenant: config.auth.tenantClaim,
@@ -224,7 +229,7 @@ export async function startEdge(
     interceptors: [
       createEdgeInterceptor({
         authenticate: (h) => authenticator.authenticate(h),
-        rateLimit: (key) => limiter.take(key),
+        rateLimit: (p) => limiter.take(principalKey(config.auth.issuer, p)),
         publicMethods: new Set(["Health"]),
         metrics,
         logger,

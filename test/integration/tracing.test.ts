@@ -11,6 +11,8 @@ interface SpanOut {
   traceId: string;
   spanId: string;
   parentSpanId: string;
+  /** Trace ids of the span's links. */
+  links: string[];
 }
 
 /** A real OTLP/HTTP receiver: decodes what the exporters send (JSON encoding). */
@@ -27,7 +29,9 @@ before(async () => {
         const doc = JSON.parse(body) as {
           resourceSpans: Array<{
             resource: { attributes: Array<{ key: string; value: { stringValue?: string } }> };
-            scopeSpans: Array<{ spans: Array<Omit<SpanOut, "service">> }>;
+            scopeSpans: Array<{
+              spans: Array<Omit<SpanOut, "service" | "links"> & { links?: { traceId: string }[] }>;
+            }>;
           }>;
         };
         for (const rs of doc.resourceSpans) {
@@ -41,6 +45,7 @@ before(async () => {
                 traceId: s.traceId,
                 spanId: s.spanId,
                 parentSpanId: s.parentSpanId ?? "",
+                links: (s.links ?? []).map((l) => l.traceId),
               });
             }
           }
@@ -92,7 +97,9 @@ describe("one trace spans edge and runner", () => {
     ];
     let mine: SpanOut[] = [];
     while (Date.now() < deadline) {
-      mine = spans.filter((s) => s.traceId === traceId);
+      // The edge starts its own trace and links the caller's (issue 21): find it by the link.
+      const own = spans.find((s) => s.links.includes(traceId))?.traceId;
+      mine = spans.filter((s) => s.traceId === own);
       if (names.every((n) => mine.some((s) => s.name === n))) break;
       await new Promise((r) => setTimeout(r, 200));
     }
@@ -106,7 +113,9 @@ describe("one trace spans edge and runner", () => {
     };
     const rpc = byName("mcp.McpService/ExecuteCommand");
     assert.equal(rpc.service, "mcp-edge");
-    assert.equal(rpc.parentSpanId, "00f067aa0ba902b7", "the RPC span continues the caller's trace");
+    assert.equal(rpc.parentSpanId, "", "the RPC span starts the gateway's own trace");
+    assert.notEqual(rpc.traceId, traceId);
+    assert.deepEqual(rpc.links, [traceId], "and links the caller's");
     for (const n of ["authn", "policy.decide", "audit.append", "store.create_task"])
       assert.equal(byName(n).parentSpanId, rpc.spanId, n);
     const dispatch = byName("task.dispatch");
@@ -118,7 +127,7 @@ describe("one trace spans edge and runner", () => {
     assert.equal(byName("task.run").parentSpanId, runnerExec.spanId);
   });
 
-  it("puts the caller's trace id on log lines and into the audit record", async () => {
+  it("keeps the gateway's own trace id in the audit record and the caller's traceparent apart", async () => {
     const token = await gw.token("tracy", ["developer"]);
     const traceId = "0af7651916cd43dd8448eb211c80319c";
     const res = await fetch(`${gw.url}/mcp.McpService/ExecuteCommand`, {
@@ -136,19 +145,32 @@ describe("one trace spans edge and runner", () => {
       gw.edge
         .stdout()
         .split("\n")
-        .find((l) => l.includes(`"traceId":"${traceId}"`));
+        .find((l) => l.includes(`"clientTraceId":"${traceId}"`));
     let line = findLine();
     for (let i = 0; i < 50 && !line; i++) {
       await new Promise((r) => setTimeout(r, 100));
       line = findLine();
     }
-    assert.ok(line, "an edge log line carries the trace id");
+    assert.ok(line, "an edge log line carries the caller's trace id as clientTraceId");
+    const own = (JSON.parse(line) as { traceId: string }).traceId;
+    assert.match(own, /^[0-9a-f]{32}$/);
+    assert.notEqual(own, traceId);
     assert.doesNotMatch(gw.edge.stdout(), /Bearer ey/, "tokens never reach the logs");
     const exported = await runCli(["audit", "export"], { MCP_GATEWAY_DATA_DIR: gw.dataDir });
     const records = exported.stdout
       .trim()
       .split("\n")
-      .map((l) => JSON.parse(l) as { traceId: string; operation: string });
-    assert.ok(records.some((r) => r.traceId === traceId && r.operation === "execute"));
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            traceId: string;
+            operation: string;
+            details: { clientTraceparent?: string };
+          },
+      );
+    const record = records.find((r) => r.traceId === own && r.operation === "execute");
+    assert.ok(record, "the audit record carries the gateway's trace id");
+    assert.equal(record.details.clientTraceparent, `00-${traceId}-b7ad6b7169203331-01`);
+    assert.ok(!records.some((r) => r.traceId === traceId), "never the caller's");
   });
 });

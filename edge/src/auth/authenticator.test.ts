@@ -51,7 +51,7 @@ function nowSec(): number {
 async function sign(
   key: TestKey,
   claims: Record<string, unknown> = {},
-  header: { kid?: string | null; alg?: string } = {},
+  header: { kid?: string | null; alg?: string; typ?: string } = {},
 ): Promise<string> {
   const payload: JWTPayload = {
     iss: ISSUER,
@@ -67,7 +67,11 @@ async function sign(
   for (const [k, v] of Object.entries(payload)) if (v === undefined) delete payload[k];
   const kid = header.kid === undefined ? key.kid : header.kid;
   return new SignJWT(payload)
-    .setProtectedHeader({ alg: header.alg ?? "ES256", ...(kid === null ? {} : { kid }) })
+    .setProtectedHeader({
+      alg: header.alg ?? "ES256",
+      ...(kid === null ? {} : { kid }),
+      ...(header.typ === undefined ? {} : { typ: header.typ }),
+    })
     .sign(key.privateKey);
 }
 
@@ -440,5 +444,86 @@ describe("createAuthenticator with a remote JWKS (real HTTP server on 127.0.0.1)
       options({ url: `http://127.0.0.1:${address.port}/jwks`, timeoutMs: 2000 }),
     );
     await rejectsWith(auth.authenticate(`Bearer ${await sign(k1)}`), "jwks_unavailable");
+  });
+});
+
+describe("token hygiene (issue 21, finding 7)", () => {
+  let auth: Authenticator;
+  let jwksPath: string;
+
+  before(() => {
+    jwksPath = join(dir, "jwks-hygiene.json");
+    writeJwks(jwksPath, [k1]);
+    auth = createAuthenticator(options({ file: jwksPath }));
+  });
+
+  it("refuses iat in the future beyond the clock tolerance, accepts it within", async () => {
+    const future = await sign(k1, { iat: nowSec() + 3600, exp: nowSec() + 7200 });
+    await rejectsWith(auth.authenticate(`Bearer ${future}`), "issued_in_future");
+    const skewed = await sign(k1, { iat: nowSec() + 20, exp: nowSec() + 300 });
+    assert.equal((await auth.authenticate(`Bearer ${skewed}`)).sub, "alice");
+  });
+
+  it("refuses a lifetime beyond the maximum (default 24 h), with or without iat", async () => {
+    const century = await sign(k1, { exp: nowSec() + 100 * 365 * 86_400 });
+    await rejectsWith(auth.authenticate(`Bearer ${century}`), "lifetime_too_long");
+    const noIat = await sign(k1, { iat: undefined, exp: nowSec() + 2 * 86_400 });
+    await rejectsWith(auth.authenticate(`Bearer ${noIat}`), "lifetime_too_long");
+    const day = await sign(k1, { exp: nowSec() + 86_400 });
+    assert.equal((await auth.authenticate(`Bearer ${day}`)).sub, "alice");
+    const short = createAuthenticator(options({ file: jwksPath }, { maxLifetimeSec: 600 }));
+    await rejectsWith(
+      short.authenticate(`Bearer ${await sign(k1, { exp: nowSec() + 3600 })}`),
+      "lifetime_too_long",
+    );
+  });
+
+  it("checks typ: at+jwt (any case, application/ prefix) accepted, JWT only when configured, none allowed unless required", async () => {
+    for (const typ of ["at+jwt", "AT+JWT", "application/at+jwt"]) {
+      assert.equal((await auth.authenticate(`Bearer ${await sign(k1, {}, { typ })}`)).sub, "alice");
+    }
+    const idTokenLike = await sign(k1, {}, { typ: "JWT" });
+    const err = await rejectsWith(auth.authenticate(`Bearer ${idTokenLike}`), "wrong_type");
+    assert.match(err.wwwAuthenticate, /error="invalid_token"/);
+    await rejectsWith(
+      auth.authenticate(`Bearer ${await sign(k1, {}, { typ: "dpop+jwt" })}`),
+      "wrong_type",
+    );
+    const withJwt = createAuthenticator(
+      options({ file: jwksPath }, { tokenTypes: ["at+jwt", "JWT"] }),
+    );
+    assert.equal((await withJwt.authenticate(`Bearer ${idTokenLike}`)).sub, "alice");
+    const untyped = await sign(k1);
+    assert.equal((await auth.authenticate(`Bearer ${untyped}`)).sub, "alice");
+    const strict = createAuthenticator(options({ file: jwksPath }, { requireTokenType: true }));
+    await rejectsWith(strict.authenticate(`Bearer ${untyped}`), "wrong_type");
+  });
+
+  it("audience is strict: another audience next to ours is refused unless allowed", async () => {
+    const both = await sign(k1, { aud: [AUDIENCE, "some-client-id"] });
+    await rejectsWith(auth.authenticate(`Bearer ${both}`), "wrong_audience");
+    await rejectsWith(
+      auth.authenticate(`Bearer ${await sign(k1, { aud: "some-client-id" })}`),
+      "wrong_audience",
+    );
+    assert.equal(
+      (await auth.authenticate(`Bearer ${await sign(k1, { aud: [AUDIENCE] })}`)).sub,
+      "alice",
+    );
+    const lenient = createAuthenticator(
+      options({ file: jwksPath }, { extraAudiences: ["some-client-id"] }),
+    );
+    assert.equal((await lenient.authenticate(`Bearer ${both}`)).sub, "alice");
+  });
+
+  it("refuses unsafe hygiene options at configuration time", () => {
+    assert.throws(
+      () => createAuthenticator(options({ file: jwksPath }, { maxLifetimeSec: 0 })),
+      AuthConfigError,
+    );
+    assert.throws(
+      () => createAuthenticator(options({ file: jwksPath }, { tokenTypes: [] })),
+      AuthConfigError,
+    );
   });
 });

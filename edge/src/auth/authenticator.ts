@@ -78,6 +78,26 @@ export interface AuthenticatorOptions {
   claims: ClaimMapping;
   /** Claims that must be present in addition to `iss`, `aud`, `exp` and `sub` (always required). */
   requiredClaims?: string[];
+  /**
+   * Longest accepted token lifetime, seconds (default 86400 = 24 h): `exp - iat`, or
+   * `exp - now` for a token without `iat`, may not exceed it (plus the clock tolerance).
+   */
+  maxLifetimeSec?: number;
+  /**
+   * Accepted values of the JOSE `typ` header, compared case-insensitively with an
+   * `application/` prefix removed (default `["at+jwt"]`, RFC 9068 access tokens). Add
+   * `"JWT"` for an IdP that types its access tokens so — an OIDC ID token is typed `JWT`
+   * too, so then only the strict audience tells them apart.
+   */
+  tokenTypes?: string[];
+  /** Refuse tokens without a `typ` header (default false: many IdPs omit it). */
+  requireTokenType?: boolean;
+  /**
+   * Audiences a token may name besides {@link AuthenticatorOptions.audience} (default none:
+   * a token whose `aud` lists any other audience is refused — it was minted for a
+   * different or an additional resource, e.g. an ID token whose audience is a client id).
+   */
+  extraAudiences?: string[];
 }
 
 /** Verifies bearer tokens. */
@@ -103,6 +123,9 @@ export type AuthErrorCode =
   | "wrong_audience"
   | "unknown_key"
   | "bad_algorithm"
+  | "issued_in_future"
+  | "lifetime_too_long"
+  | "wrong_type"
   | "jwks_unavailable";
 
 /** Realm named in every `WWW-Authenticate` challenge. */
@@ -153,6 +176,17 @@ const ASYMMETRIC_ALGORITHMS = new Set([
   "Ed25519",
 ]);
 
+/** Default longest token lifetime, seconds (24 h). */
+export const DEFAULT_MAX_LIFETIME_SEC = 86_400;
+/** Default accepted `typ` values (RFC 9068 access tokens). */
+export const DEFAULT_TOKEN_TYPES: readonly string[] = ["at+jwt"];
+
+/** A `typ` value as compared: lower case, without the optional `application/` prefix (RFC 7515 §4.1.9). */
+function normalType(typ: string): string {
+  const t = typ.trim().toLowerCase();
+  return t.startsWith("application/") ? t.slice("application/".length) : t;
+}
+
 /** Longest `Authorization` value accepted; real tokens are a few KB. */
 const MAX_HEADER_LENGTH = 16 * 1024;
 /** RFC 6750 `b64token`. */
@@ -163,10 +197,12 @@ type KeyResolver = (header: JWSHeaderParameters, input: FlattenedJWSInput) => Pr
 /**
  * Creates a bearer-token authenticator backed by jose.
  *
- * Checks, in order: header shape; token syntax; `alg` in the allowlist (before
- * any key lookup, so a forged header cannot trigger fetches); key by `kid`;
- * signature; `iss`, `aud`, `exp`, `nbf` (with clock tolerance) and required
- * claims; then claim types while mapping to a {@link Principal}.
+ * Checks, in order: header shape; token syntax; `alg` in the allowlist and
+ * `typ` in the accepted types (before any key lookup, so a forged header
+ * cannot trigger fetches); key by `kid`; signature; `iss`, `aud` (strict: no
+ * audience besides the configured ones), `exp`, `nbf` (with clock tolerance)
+ * and required claims; `iat` not in the future and the lifetime within
+ * `maxLifetimeSec`; then claim types while mapping to a {@link Principal}.
  *
  * @throws {AuthConfigError} when the options are unsafe (e.g. `none` or `HS256` allowed).
  * @example
@@ -187,6 +223,10 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
     ...new Set(["iss", "aud", "exp", "sub", ...(options.requiredClaims ?? [])]),
   ];
   const claims = options.claims;
+  const maxLifetimeSec = options.maxLifetimeSec ?? DEFAULT_MAX_LIFETIME_SEC;
+  const tokenTypes = new Set((options.tokenTypes ?? DEFAULT_TOKEN_TYPES).map(normalType));
+  const audiences = new Set([options.audience, ...(options.extraAudiences ?? [])]);
+  const tolerance = options.clockToleranceSec;
 
   return {
     async authenticate(authorizationHeader) {
@@ -201,6 +241,16 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
         throw new AuthError(
           "bad_algorithm",
           `token algorithm ${JSON.stringify(header.alg ?? null)} is not allowed`,
+        );
+      }
+      if (
+        header.typ === undefined
+          ? options.requireTokenType === true
+          : typeof header.typ !== "string" || !tokenTypes.has(normalType(header.typ))
+      ) {
+        throw new AuthError(
+          "wrong_type",
+          `token type ${JSON.stringify(header.typ ?? null)} is not accepted (expected ${[...tokenTypes].join(" or ")})`,
         );
       }
       const verifyOptions = {
@@ -218,9 +268,38 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
         // No `kid` and several candidate keys: try each (jose's documented pattern).
         payload = await verifyWithCandidates(token, err, verifyOptions);
       }
+      checkTimes(payload, tolerance, maxLifetimeSec);
+      const aud = Array.isArray(payload.aud) ? payload.aud : [payload.aud];
+      if (!aud.every((a) => typeof a === "string" && audiences.has(a))) {
+        throw new AuthError(
+          "wrong_audience",
+          "token names an audience that is not accepted (it was issued for another resource)",
+        );
+      }
       return principalFromClaims(payload, claims);
     },
   };
+}
+
+/**
+ * `iat` may not lie in the future beyond the clock tolerance, and the token may
+ * not live longer than `maxLifetimeSec` (from `iat`, or from now without one).
+ */
+function checkTimes(payload: JWTPayload, toleranceSec: number, maxLifetimeSec: number): void {
+  const now = Math.floor(Date.now() / 1000);
+  const { iat, exp } = payload;
+  if (iat !== undefined && (typeof iat !== "number" || !Number.isFinite(iat))) {
+    throw new AuthError("invalid_token", "token claim iat must be a number");
+  }
+  if (iat !== undefined && iat > now + toleranceSec) {
+    throw new AuthError("issued_in_future", "token is issued in the future");
+  }
+  if (typeof exp === "number" && exp - (iat ?? now) > maxLifetimeSec + toleranceSec) {
+    throw new AuthError(
+      "lifetime_too_long",
+      `token lifetime exceeds the maximum of ${maxLifetimeSec} s`,
+    );
+  }
 }
 
 /**
@@ -288,6 +367,13 @@ function validateOptions(options: AuthenticatorOptions): void {
   if (options.audience === "") throw new AuthConfigError("auth.audience must not be empty");
   if (!(options.clockToleranceSec >= 0 && options.clockToleranceSec <= 300)) {
     throw new AuthConfigError("auth.clockToleranceSec must be between 0 and 300");
+  }
+  const maxLifetime = options.maxLifetimeSec ?? DEFAULT_MAX_LIFETIME_SEC;
+  if (!(Number.isInteger(maxLifetime) && maxLifetime > 0)) {
+    throw new AuthConfigError("auth.maxTokenLifetimeSec must be a positive integer");
+  }
+  if ((options.tokenTypes ?? DEFAULT_TOKEN_TYPES).length === 0) {
+    throw new AuthConfigError('auth.tokenTypes must list at least one type (e.g. "at+jwt")');
   }
   if ("url" in options.jwks) {
     let url: URL;

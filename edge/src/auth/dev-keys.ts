@@ -111,7 +111,7 @@ export async function mintDevToken(dir: string, options: MintOptions): Promise<s
   if (options.scopes !== undefined && options.scopes.length > 0)
     claims.scope = options.scopes.join(" ");
   return new SignJWT(claims)
-    .setProtectedHeader({ alg: ALG, kid, typ: "JWT" })
+    .setProtectedHeader({ alg: ALG, kid, typ: "at+jwt" })
     .setSubject(options.sub)
     .setIssuer(options.issuer)
     .setAudience(options.audience)

@@ -1,8 +1,9 @@
 import { Code } from "@connectrpc/connect";
 import { toConnectError } from "@mcp-gateway/common/errors";
 import {
-  contextFromTraceparent,
+  clientTraceLink,
   endSpan,
+  ROOT_CONTEXT,
   SpanKind,
   startSpan,
   type Tracer,
@@ -39,8 +40,8 @@ export interface McpEndpointOptions {
   ops: Operations;
   /** Verifies the Authorization header (the same authenticator as the RPC API). */
   authenticate: (authorization: string | null) => Promise<PrincipalRecord>;
-  /** Token bucket per principal, shared with the RPC API: 0 = allowed, else ms to wait. */
-  rateLimit: (key: string) => number;
+  /** Token bucket per principal (issuer + tenant + subject), shared with the RPC API: 0 = allowed, else ms to wait. */
+  rateLimit: (principal: PrincipalRecord) => number;
   /** Browser origins allowed to call (exact match); any other `Origin` gets 403. */
   allowedOrigins: ReadonlySet<string>;
   /** Scopes a token must carry to use the endpoint (empty: none required). */
@@ -191,12 +192,15 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     tool: string,
     traceparent: string | null,
   ) {
+    // The gateway's own trace; the caller's traceparent is linked and kept apart (issue 21).
+    const client = clientTraceLink(traceparent);
     const rpc = startSpan(
       options.tracer,
       `mcp/tools/call ${tool}`,
-      contextFromTraceparent(traceparent),
+      ROOT_CONTEXT,
       { "rpc.system": "mcp", "rpc.method": tool, "rpc.protocol": "mcp" },
       SpanKind.SERVER,
+      client.links,
     );
     const traceId = rpc.span.spanContext().traceId;
     const rc: RequestContext = {
@@ -209,6 +213,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       logger: options.logger.child({ traceId, method: tool, protocol: "mcp" }),
       traceContext: rpc.context,
       traceparent: traceparentOf(rpc.span),
+      clientTraceparent: client.traceparent,
     };
     return { rc, span: rpc.span };
   }
@@ -430,7 +435,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
           "www-authenticate": `Bearer realm="mcp-gateway", error="insufficient_scope", scope="${scope}", resource_metadata="${metadataUrl(req)}"`,
         });
       }
-      const waitMs = options.rateLimit(principal.sub);
+      const waitMs = options.rateLimit(principal);
       if (waitMs > 0) {
         metrics.rateLimited.inc();
         const seconds = Math.max(1, Math.ceil(waitMs / 1000));

@@ -100,9 +100,12 @@ export function createPipeline(options: PipelineOptions): Pipeline {
         taskId: facts.taskId ?? "",
         runnerId: "",
         outcome: decision.allow ? "allowed" : "denied",
-        details: rc.tool
-          ? { protocol: rc.protocol, source: rc.source, tool: rc.tool }
-          : { protocol: rc.protocol, source: rc.source },
+        details: {
+          protocol: rc.protocol,
+          source: rc.source,
+          ...(rc.tool ? { tool: rc.tool } : {}),
+          ...(rc.clientTraceparent ? { clientTraceparent: rc.clientTraceparent } : {}),
+        },
       }).finally(() => endSpan(auditSpan.span));
       if (!decision.allow) {
         const reasons =

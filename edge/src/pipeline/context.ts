@@ -7,7 +7,7 @@ import type { PrincipalRecord } from "../store/types.js";
 export interface RequestContext {
   /** Authenticated principal; null only for Health. */
   principal: PrincipalRecord | null;
-  /** W3C trace id (32 hex): the caller's from `traceparent`, or a fresh one. */
+  /** W3C trace id (32 hex) of the gateway's own trace; never the caller's (see clientTraceparent). */
   traceId: string;
   /** "grpc" | "grpc-web" | "connect" | "mcp". */
   protocol: string;
@@ -23,6 +23,11 @@ export interface RequestContext {
   traceContext: Context;
   /** W3C traceparent of the call's span. */
   traceparent: string;
+  /**
+   * The caller's well-formed W3C `traceparent`, kept apart from the gateway's
+   * trace (a span link, and `clientTraceparent` in audit details); "" when absent or invalid.
+   */
+  clientTraceparent?: string;
 }
 
 /** Context key under which the interceptor stores the {@link RequestContext}. */

@@ -1,8 +1,9 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { toConnectError } from "@mcp-gateway/common/errors";
 import {
-  contextFromTraceparent,
+  clientTraceLink,
   endSpan,
+  ROOT_CONTEXT,
   SpanKind,
   startSpan,
   type Tracer,
@@ -15,6 +16,15 @@ import { protocolOf, requestContextKey } from "./context.js";
 
 /** Peer address, set by the node adapter's contextValues hook. */
 export const peerAddressKey = createContextKey<string>("", { description: "peer address" });
+
+/**
+ * The principal the node listener already authenticated and rate-limited from
+ * the headers, before the body was read (`http/pre-auth.ts`); the interceptor
+ * then does neither again. Null when the listener did not (tests, fetch runtimes).
+ */
+export const preAuthenticatedKey = createContextKey<PrincipalRecord | null>(null, {
+  description: "principal authenticated before the body",
+});
 
 /** Response headers an error may carry to clients; anything else (e.g. a runner's response metadata) is dropped. */
 const CLIENT_ERROR_HEADERS = ["www-authenticate", "retry-after"];
@@ -37,8 +47,8 @@ function forClient(err: ConnectError): ConnectError {
 export interface EdgeInterceptorOptions {
   /** Verifies the Authorization header; throws an auth error (mapped to Unauthenticated). */
   authenticate: (authorization: string | null) => Promise<PrincipalRecord>;
-  /** Token bucket per principal: 0 = allowed, else ms to wait. */
-  rateLimit: (key: string) => number;
+  /** Token bucket per principal (keyed by issuer, tenant and subject): 0 = allowed, else ms to wait. */
+  rateLimit: (principal: PrincipalRecord) => number;
   /** Methods callable without credentials. */
   publicMethods: ReadonlySet<string>;
   metrics: EdgeMetrics;
@@ -60,15 +70,23 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
   return (next) => async (req) => {
     const method = req.method.name;
     const protocol = protocolOf(req.header.get("content-type"));
+    // The gateway's own trace: a client's traceparent is linked and kept apart, never adopted.
+    const client = clientTraceLink(req.header.get("traceparent"));
     const rpc = startSpan(
       options.tracer,
       `${req.service.typeName}/${method}`,
-      contextFromTraceparent(req.header.get("traceparent")),
+      ROOT_CONTEXT,
       { "rpc.system": "connect_rpc", "rpc.method": method, "rpc.protocol": protocol },
       SpanKind.SERVER,
+      client.links,
     );
     const traceId = rpc.span.spanContext().traceId;
-    const logger = options.logger.child({ traceId, method, protocol });
+    const logger = options.logger.child({
+      traceId,
+      method,
+      protocol,
+      ...(client.traceId ? { clientTraceId: client.traceId } : {}),
+    });
     const started = performance.now();
     const done = (err: unknown) => {
       const ce = err === undefined ? undefined : forClient(toConnectError(err));
@@ -84,8 +102,8 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
       return ce;
     };
     try {
-      let principal: PrincipalRecord | null = null;
-      if (!options.publicMethods.has(method)) {
+      let principal: PrincipalRecord | null = req.contextValues.get(preAuthenticatedKey);
+      if (principal === null && !options.publicMethods.has(method)) {
         const authn = startSpan(options.tracer, "authn", rpc.context);
         try {
           principal = await options.authenticate(req.header.get("authorization"));
@@ -98,7 +116,7 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
           endSpan(authn.span, err);
           throw err;
         }
-        const waitMs = options.rateLimit(principal.sub);
+        const waitMs = options.rateLimit(principal);
         if (waitMs > 0) {
           metrics.rateLimited.inc();
           const seconds = Math.max(1, Math.ceil(waitMs / 1000));
@@ -117,6 +135,7 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
         logger,
         traceContext: rpc.context,
         traceparent: traceparentOf(rpc.span),
+        clientTraceparent: client.traceparent,
       });
       const res = await next(req);
       if (!res.stream) {
