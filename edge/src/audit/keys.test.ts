@@ -66,7 +66,13 @@ describe("keyed audit chain", () => {
     const rows = chain(5, key);
     for (const r of rows) assert.equal((JSON.parse(r.body) as { keyId: string }).keyId, key.id);
     const verdict = verifyAuditChain(rows, { keys: [key] });
-    assert.deepEqual(verdict, { ok: true, checked: 5, head: rows[4]?.hash });
+    assert.deepEqual(verdict, {
+      ok: true,
+      checked: 5,
+      head: rows[4]?.hash,
+      headSeq: 5,
+      keyRanges: { [key.id]: { first: 1, last: 5 } },
+    });
     // The keyed hash is not the plain sha256 of the same bytes.
     const first = rows[0] as RawAuditRow;
     assert.notEqual(first.hash, chainHash(first.prevHash, first.body));

@@ -13,6 +13,13 @@ export interface AuditKey {
   id: string;
   /** The secret (at least 32 bytes). */
   secret: Buffer;
+  /**
+   * Last sequence number this key may sign (a retired key's window): a record
+   * it signed with a higher seq fails verification.
+   */
+  validUntilSeq?: number;
+  /** Last record time (epoch ms) this key may sign; later records fail verification. */
+  validUntil?: number;
 }
 
 /** Thrown for unusable key files, with a stable code. */
@@ -48,12 +55,44 @@ export function auditKeyFromSecret(secret: Buffer): AuditKey {
   return { id, secret };
 }
 
+/** Parses one key file line: `<base64 secret> [validUntilSeq=N] [validUntil=<ISO 8601 time>]`. */
+function parseKeyLine(line: string, where: string): AuditKey {
+  const [secret = "", ...attrs] = line.split(/\s+/);
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(secret)) {
+    throw new AuditKeyError("audit_key_invalid", `${where}: not a base64 secret`);
+  }
+  let key: AuditKey;
+  try {
+    key = auditKeyFromSecret(Buffer.from(secret, "base64"));
+  } catch (err) {
+    throw new AuditKeyError("audit_key_invalid", `${where}: ${(err as Error).message}`);
+  }
+  for (const attr of attrs) {
+    const [name, value = ""] = attr.split("=", 2);
+    if (name === "validUntilSeq" && /^[0-9]{1,15}$/.test(value)) {
+      key.validUntilSeq = Number(value);
+    } else if (name === "validUntil" && !Number.isNaN(Date.parse(value))) {
+      key.validUntil = Date.parse(value);
+    } else {
+      throw new AuditKeyError(
+        "audit_key_invalid",
+        `${where}: unknown attribute ${JSON.stringify(attr)} (use validUntilSeq=<seq> or validUntil=<ISO 8601 time>)`,
+      );
+    }
+  }
+  return key;
+}
+
 /**
  * Reads an audit key file: one base64 secret per line (blank lines and lines
- * starting with # are ignored). The first key signs new records; the others
- * are retired keys kept so older records still verify (rotation: put the new
- * key first, keep the old one below it). The file must not be readable by
- * group or others.
+ * starting with # are ignored), optionally followed by a validity window
+ * `validUntilSeq=<seq>` and/or `validUntil=<ISO 8601 time>`. The first key
+ * signs new records and must have no window; the others are retired keys kept
+ * so older records still verify — and only those within their window, so a
+ * leaked retired key cannot sign records appended later. Rotation: put the new
+ * key first, keep the old one below it, and once every edge signs with the new
+ * key give the old one `validUntilSeq=` the last seq it signed (`audit verify`
+ * prints each key's range). The file must not be readable by group or others.
  *
  * @throws AuditKeyError when the file is missing, too open, or holds no valid key.
  */
@@ -73,23 +112,17 @@ export async function loadAuditKeys(path: string): Promise<AuditKey[]> {
   lines.forEach((raw, i) => {
     const line = raw.trim();
     if (line === "" || line.startsWith("#")) return;
-    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(line)) {
-      throw new AuditKeyError(
-        "audit_key_invalid",
-        `audit key file ${path}, line ${i + 1}: not a base64 secret`,
-      );
-    }
-    try {
-      keys.push(auditKeyFromSecret(Buffer.from(line, "base64")));
-    } catch (err) {
-      throw new AuditKeyError(
-        "audit_key_invalid",
-        `audit key file ${path}, line ${i + 1}: ${(err as Error).message}`,
-      );
-    }
+    keys.push(parseKeyLine(line, `audit key file ${path}, line ${i + 1}`));
   });
-  if (keys.length === 0) {
+  const [signing] = keys;
+  if (!signing) {
     throw new AuditKeyError("audit_key_invalid", `audit key file ${path} holds no key`);
+  }
+  if (signing.validUntilSeq !== undefined || signing.validUntil !== undefined) {
+    throw new AuditKeyError(
+      "audit_key_invalid",
+      `audit key file ${path}: the first key signs new records and must not have a validity window (put a new key first)`,
+    );
   }
   return keys;
 }

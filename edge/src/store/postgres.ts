@@ -1,7 +1,7 @@
 import { GatewayError } from "@mcp-gateway/common/errors";
 import { Client, type ClientConfig, Pool, type PoolClient, type QueryResultRow } from "pg";
 import type { Logger } from "pino";
-import { GENESIS_HASH, sealAuditRecord } from "../audit/chain.js";
+import { auditIndexColumns, GENESIS_HASH, sealAuditRecord } from "../audit/chain.js";
 import type { AuditKey } from "../audit/keys.js";
 import { conditionHolds } from "./condition.js";
 import type {
@@ -387,13 +387,31 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     const batch = rawOptions.batchSize ?? 1000;
     let after = rawOptions.afterSeq ?? 0;
     for (;;) {
-      const rows = await read<{ seq: string; prev_hash: string; hash: string; body: string }>(
-        "SELECT seq, prev_hash, hash, body FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+      const rows = await read<{
+        seq: string;
+        prev_hash: string;
+        hash: string;
+        body: string;
+        time: string;
+        principal: string;
+        tenant: string;
+        operation: string;
+        decision: string;
+      }>(
+        `SELECT seq, prev_hash, hash, body, time, principal, tenant, operation, decision
+         FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2`,
         [after, batch],
       );
       for (const r of rows) {
         after = Number(r.seq);
-        yield { seq: after, prevHash: r.prev_hash, hash: r.hash, body: r.body };
+        const { principal, tenant, operation, decision } = r;
+        yield {
+          seq: after,
+          prevHash: r.prev_hash,
+          hash: r.hash,
+          body: r.body,
+          columns: { time: Number(r.time), principal, tenant, operation, decision },
+        };
       }
       if (rows.length < batch) return;
     }
@@ -540,20 +558,21 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
           { seq: Number(head.seq), hash: head.hash },
           options.auditKey,
         );
+        const columns = auditIndexColumns(record);
         await client.query(
           `WITH moved AS (UPDATE audit_head SET seq = $1, hash = $7 WHERE singleton)
            INSERT INTO audit (seq, time, principal, operation, decision, prev_hash, hash, body, tenant)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
           [
             record.seq,
-            record.time,
-            indexText(record.principal?.sub ?? ""),
-            indexText(record.operation),
-            record.decision,
+            columns.time,
+            columns.principal,
+            columns.operation,
+            columns.decision,
             record.prevHash,
             record.hash,
             body,
-            indexText(record.principal?.tenant ?? ""),
+            columns.tenant,
           ],
         );
         return record;
@@ -563,6 +582,14 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     listAudit: listAuditRows,
 
     auditRows: () => rawAudit(),
+
+    async auditHead() {
+      const [head] = await read<{ seq: string; hash: string }>(
+        "SELECT seq, hash FROM audit_head WHERE singleton",
+        [],
+      );
+      return head ? { seq: Number(head.seq), hash: head.hash } : { seq: 0, hash: GENESIS_HASH };
+    },
 
     rawAudit,
 

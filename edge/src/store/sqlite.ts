@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
-import { sealAuditRecord } from "../audit/chain.js";
+import { auditIndexColumns, GENESIS_HASH, sealAuditRecord } from "../audit/chain.js";
 import type { AuditKey } from "../audit/keys.js";
 import { conditionHolds } from "./condition.js";
 import type {
@@ -117,8 +117,21 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     `INSERT INTO audit (seq, time, principal, tenant, operation, decision, prev_hash, hash, body)
      VALUES (@seq, @time, @principal, @tenant, @operation, @decision, @prevHash, @hash, @body)`,
   );
-  const allAudit = db.prepare<[], { seq: number; prev_hash: string; hash: string; body: string }>(
-    "SELECT seq, prev_hash, hash, body FROM audit ORDER BY seq",
+  const allAudit = db.prepare<
+    [],
+    {
+      seq: number;
+      prev_hash: string;
+      hash: string;
+      body: string;
+      time: number;
+      principal: string;
+      tenant: string;
+      operation: string;
+      decision: string;
+    }
+  >(
+    "SELECT seq, prev_hash, hash, body, time, principal, tenant, operation, decision FROM audit ORDER BY seq",
   );
 
   const update = db.transaction(
@@ -138,11 +151,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     const { record, body } = sealAuditRecord(entry, lastAudit.get(), options.auditKey);
     insertAudit.run({
       seq: record.seq,
-      time: record.time,
-      principal: record.principal?.sub ?? "",
-      tenant: record.principal?.tenant ?? "",
-      operation: record.operation,
-      decision: record.decision,
+      ...auditIndexColumns(record),
       prevHash: record.prevHash,
       hash: record.hash,
       body,
@@ -236,8 +245,18 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     },
     *rawAudit() {
       for (const r of allAudit.iterate()) {
-        yield { seq: r.seq, prevHash: r.prev_hash, hash: r.hash, body: r.body };
+        const { time, principal, tenant, operation, decision } = r;
+        yield {
+          seq: r.seq,
+          prevHash: r.prev_hash,
+          hash: r.hash,
+          body: r.body,
+          columns: { time, principal, tenant, operation, decision },
+        };
       }
+    },
+    async auditHead() {
+      return lastAudit.get() ?? { seq: 0, hash: GENESIS_HASH };
     },
     async ping() {
       db.prepare("SELECT 1").get();

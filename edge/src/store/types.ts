@@ -134,6 +134,10 @@ export interface AuditRecord extends AuditEntry {
   seq: number;
   prevHash: string;
   hash: string;
+  /** Id of the audit key whose HMAC is `hash` (absent in unkeyed chains). */
+  keyId?: string;
+  /** Record format (absent: 1, before RFC 8785; see docs/security/audit-format.md). */
+  v?: number;
 }
 
 /** Filter for listing audit records. */
@@ -155,6 +159,17 @@ export interface RawAuditRow {
   hash: string;
   /** The canonical JSON body that was hashed. */
   body: string;
+  /**
+   * The indexed copies of body fields that listings filter on, when the store
+   * keeps them: `audit verify` checks they agree with the signed body.
+   */
+  columns?: {
+    time: number;
+    principal: string;
+    tenant: string;
+    operation: string;
+    decision: string;
+  };
 }
 
 /**
@@ -198,8 +213,10 @@ export interface TaskStore {
   appendAudit(entry: AuditEntry): Promise<AuditRecord>;
   /** Audit records in chain order. */
   listAudit(query: AuditQuery): Promise<AuditRecord[]>;
-  /** Every stored audit row in chain order, as on disk (for `audit verify`). */
+  /** Every stored audit row in chain order, as on disk (for `audit verify`), with its indexed columns. */
   auditRows(): AsyncIterable<RawAuditRow>;
+  /** The last record's sequence number and hash ({seq: 0, hash: GENESIS_HASH} when empty). */
+  auditHead(): Promise<{ seq: number; hash: string }>;
   /** Checks the store answers (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
