@@ -34,11 +34,11 @@ fi
 # --- npm dependencies ---------------------------------------------------------------------------
 stamp="node_modules/.setup-stamp"
 if [[ ! -f "$stamp" || package-lock.json -nt "$stamp" || package.json -nt "$stamp" ]]; then
-  # npm install (not npm ci): this npm writes only the host platform's optional packages
-  # (biome, buf, esbuild binaries) into the lock file, and npm ci then refuses it as out of sync.
-  # With the lock file present, npm install installs exactly the locked versions.
-  log "installing npm dependencies (npm install from package-lock.json)"
-  npm install --no-audit --no-fund --loglevel=error
+  # npm ci: exactly the locked versions, and the lock file is never rewritten (`npm start` and
+  # CI leave `git status` clean). The lock lists every platform's optional binaries (biome, buf,
+  # esbuild); npm installs only this host's. scripts/test.sh checks the lock stays complete.
+  log "installing npm dependencies (npm ci from package-lock.json)"
+  npm ci --no-audit --no-fund --loglevel=error
   touch "$stamp"
 fi
 

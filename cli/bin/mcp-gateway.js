@@ -4,5 +4,5 @@
 import { register } from "tsx/esm/api";
 
 register();
-const { main } = await import("../src/main.ts");
-process.exitCode = await main(process.argv.slice(2));
+const { runMain } = await import("../src/main.ts");
+await runMain(process.argv.slice(2));

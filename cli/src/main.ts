@@ -89,3 +89,13 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
 }
+
+/**
+ * Runs the CLI as the process: the exit code is {@link main}'s. A command that failed exits
+ * at once, so a server that could not start (its port taken) does not stay alive on what it
+ * had already opened (the dev runner's port, the store).
+ */
+export async function runMain(argv: string[]): Promise<void> {
+  const code = await main(argv);
+  if (code !== 0) process.exit(code);
+}

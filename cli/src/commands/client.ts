@@ -7,6 +7,7 @@ import { DEV_AUDIENCE, DEV_ISSUER, mintDevToken } from "@mcp-gateway/edge/dev-ke
 import { FileType, NetworkMode, OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import { parse, UsageError } from "../args.js";
 import { defaultDataDir } from "../paths.js";
+import { createTaskWriter } from "./task-output.js";
 
 /** Flags every client command takes. */
 const COMMON = {
@@ -97,6 +98,11 @@ function progress(label: string): { stop(): void } {
 /** Streams a task's output to stdout/stderr; resolves to the CLI exit code. */
 async function follow(client: McpClient, taskId: string, json: boolean): Promise<number> {
   const spinner = json ? { stop() {} } : progress(`waiting for ${taskId}`);
+  const out = createTaskWriter({
+    stdout: process.stdout,
+    stderr: process.stderr,
+    endLine: process.stderr.isTTY === true,
+  });
   let stopped = false;
   const stop = () => {
     if (!stopped) spinner.stop();
@@ -120,18 +126,19 @@ async function follow(client: McpClient, taskId: string, json: boolean): Promise
           })}\n`,
         );
       } else if (chunk.kind === OutputKind.STDOUT) {
-        process.stdout.write(chunk.data);
+        out.stdout(chunk.data);
       } else if (chunk.kind === OutputKind.STDERR) {
-        process.stderr.write(chunk.data);
+        out.stderr(chunk.data);
       } else if (chunk.kind === OutputKind.EVENT) {
-        process.stderr.write(`[mcp] ${chunk.message}\n`);
+        out.note(`[mcp] ${chunk.message}`);
       }
       if (chunk.kind === OutputKind.EXIT) {
         if (!json && chunk.status !== TaskStatus.COMPLETED) {
-          process.stderr.write(
-            `[mcp] task ${STATUS_NAME(chunk.status)}${chunk.message ? `: ${chunk.message}` : ""}\n`,
+          out.note(
+            `[mcp] task ${STATUS_NAME(chunk.status)}${chunk.message ? `: ${chunk.message}` : ""}`,
           );
         }
+        out.end();
         return exitCodeOf(chunk.status, chunk.exitCode);
       }
     }

@@ -85,6 +85,24 @@ function storeFromEnvironment(): { databaseUrl?: string; auditKeyFile?: string }
   return { ...(url ? { databaseUrl: url } : {}), ...(keyFile ? { auditKeyFile: keyFile } : {}) };
 }
 
+/**
+ * Runs a server's start-up; a port that is already taken becomes an error naming the port and
+ * how to choose another (`hint`), instead of Node's bare "listen EADDRINUSE".
+ */
+async function starting<T>(start: () => Promise<T>, hint: (port: number) => string): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+    if (e?.code !== "EADDRINUSE") throw err;
+    const port = e.port ?? 0;
+    throw new Error(
+      `port ${port}${e.address ? ` on ${e.address}` : ""} is already in use (is another gateway running?); stop it, or choose another port: ${hint(port + 1)}`,
+      { cause: err },
+    );
+  }
+}
+
 function withoutUndefined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
@@ -123,12 +141,16 @@ export async function edgeCommand(argv: string[]): Promise<number> {
   };
   const config = parseConfig(edgeConfigSchema, input, "edge");
   const logger = createLogger({ name: "edge", level: config.logLevel });
-  const edge = await startEdge(config, logger, {
-    onFatal: (err) => {
-      process.stderr.write(`edge stopped: ${err.message}\n`);
-      process.exit(1);
-    },
-  });
+  const edge = await starting(
+    () =>
+      startEdge(config, logger, {
+        onFatal: (err) => {
+          process.stderr.write(`edge stopped: ${err.message}\n`);
+          process.exit(1);
+        },
+      }),
+    (p) => `mcp-gateway edge --port ${p} (or "port" in the config file)`,
+  );
   process.stderr.write(
     `edge listening on ${edge.url}${edge.internalUrl ? ` (internal ${edge.internalUrl})` : ""}\n`,
   );
@@ -165,7 +187,10 @@ export async function runnerCommand(argv: string[]): Promise<number> {
   };
   const config = parseConfig(runnerConfigSchema, input, "runner");
   const logger = createLogger({ name: "runner", level: config.logLevel });
-  const runner = await startRunner(config, logger);
+  const runner = await starting(
+    () => startRunner(config, logger),
+    (p) => `mcp-gateway runner --port ${p} (or "port" in the config file)`,
+  );
   process.stderr.write(`runner ${config.id} listening on ${runner.url} (mTLS)\n`);
   await untilSignal(logger);
   await runner.close();
@@ -204,7 +229,13 @@ export async function devCommand(argv: string[]): Promise<number> {
     "edge",
   );
   const logger = createLogger({ name: "edge", level: edgeConfig.logLevel });
-  const edge = await startEdge(edgeConfig, logger);
+  const edge = await starting(
+    () => startEdge(edgeConfig, logger),
+    (p) => `npm start -- --port ${p} (or mcp-gateway dev --port ${p})`,
+  ).catch(async (err: unknown) => {
+    await runner.close();
+    throw err;
+  });
   process.stderr.write(
     [
       "",

@@ -1,0 +1,131 @@
+/**
+ * Bundles the gateway for production into dist/ (`npm run build` calls this after setup):
+ *
+ *   dist/mcp-gateway.mjs   the CLI (every command; servers load on first use)
+ *   dist/edge.mjs          `mcp-gateway edge` without the dispatch
+ *   dist/runner.mjs        `mcp-gateway runner` without the dispatch
+ *   dist/chunk-*.mjs       code shared by the three, loaded on demand
+ *
+ * Minified ESM for Node 20, one file per entry plus shared chunks, no tsx at run time. Every
+ * npm dependency is bundled except better-sqlite3 (a native addon, shipped as is in the release
+ * tarball's node_modules).
+ *
+ * Source files that locate things next to themselves (`import.meta.url`, `import.meta.dirname`:
+ * the seccomp helper under runner/native, the policy bundle under policies/build) keep working:
+ * in each such file the build replaces `import.meta.url` with the URL the file would have in the
+ * same layout (`new URL("../<path in repo>", import.meta.url)` of the chunk in dist/), so the
+ * release tarball mirrors the repository's layout for those files (runner/native/build,
+ * runner/native/etc, policies/build) and no path logic changes between development and release.
+ *
+ *   node --import tsx scripts/build/bundle.ts [--outdir dist] [--no-minify]
+ */
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { dirname, join, relative, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { build, type Plugin } from "esbuild";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+
+/** The bundle entries: output name → source. */
+export const ENTRIES: Readonly<Record<string, string>> = {
+  "mcp-gateway": "cli/src/entry/cli.ts",
+  edge: "cli/src/entry/edge.ts",
+  runner: "cli/src/entry/runner.ts",
+};
+
+/** Dependencies left out of the bundle: native addons and optional ones never installed. */
+export const EXTERNAL: readonly string[] = [
+  // Native addon: loaded from node_modules (shipped in the tarball).
+  "better-sqlite3",
+  // pg's optional native binding and its Cloudflare socket shim: not used, not installed.
+  "pg-native",
+  "cloudflare:sockets",
+];
+
+/**
+ * Defines `require`, `__filename` and `__dirname` in each output file: bundled CommonJS
+ * dependencies call `require("node:…")` and read `__dirname`, which ESM does not provide.
+ */
+const BANNER = [
+  "#!/usr/bin/env node",
+  'import { createRequire as __mcpgCreateRequire } from "node:module";',
+  'import { fileURLToPath as __mcpgFileURLToPath } from "node:url";',
+  'import { dirname as __mcpgDirname } from "node:path";',
+  "const require = __mcpgCreateRequire(import.meta.url);",
+  "const __filename = __mcpgFileURLToPath(import.meta.url);",
+  "const __dirname = __mcpgDirname(__filename);",
+].join("\n");
+
+/**
+ * Rewrites `import.meta.url`/`dirname`/`filename` in the repository's own sources to the
+ * location the source file has relative to dist/ (see the header).
+ */
+function sourceLocation(outdir: string): Plugin {
+  return {
+    name: "mcp-gateway-source-location",
+    setup(b) {
+      b.onLoad({ filter: /\.ts$/ }, async (args) => {
+        if (args.path.includes(`${"/"}node_modules${"/"}`)) return undefined;
+        const text = await readFile(args.path, "utf8");
+        if (!text.includes("import.meta.")) return { contents: text, loader: "ts" };
+        const fromDist = relative(outdir, args.path).split("\\").join("/");
+        const dirFromDist = relative(outdir, dirname(args.path)).split("\\").join("/");
+        const url = `new URL(${JSON.stringify(fromDist)}, import.meta.url).href`;
+        const file = `__mcpgFileURLToPath(new URL(${JSON.stringify(fromDist)}, import.meta.url))`;
+        const dir = `__mcpgFileURLToPath(new URL(${JSON.stringify(dirFromDist)}, import.meta.url))`;
+        const contents = text
+          .replaceAll("import.meta.url", url)
+          .replaceAll("import.meta.filename", file)
+          .replaceAll("import.meta.dirname", dir);
+        return { contents, loader: "ts" };
+      });
+    },
+  };
+}
+
+/** Options of {@link bundle}. */
+export interface BundleOptions {
+  /** Output directory; default <repo>/dist. The layout around it must mirror the repository. */
+  outdir?: string;
+  /** Minify (default true). */
+  minify?: boolean;
+}
+
+/** Builds the bundles; resolves to the files written (relative to outdir). */
+export async function bundle(options: BundleOptions = {}): Promise<string[]> {
+  const outdir = resolve(options.outdir ?? join(ROOT, "dist"));
+  await rm(outdir, { recursive: true, force: true });
+  const result = await build({
+    absWorkingDir: ROOT,
+    entryPoints: Object.entries(ENTRIES).map(([out, src]) => ({ out, in: src })),
+    outdir,
+    outExtension: { ".js": ".mjs" },
+    chunkNames: "chunk-[hash]",
+    bundle: true,
+    splitting: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    minify: options.minify ?? true,
+    sourcemap: "linked",
+    legalComments: "linked",
+    external: [...EXTERNAL],
+    banner: { js: BANNER },
+    plugins: [sourceLocation(outdir)],
+    metafile: true,
+    logLevel: "warning",
+  });
+  await writeFile(join(outdir, "meta.json"), JSON.stringify(result.metafile));
+  return Object.keys(result.metafile.outputs).map((f) => relative(outdir, resolve(ROOT, f)));
+}
+
+if (import.meta.filename === process.argv[1]) {
+  const { values } = parseArgs({
+    options: { outdir: { type: "string" }, "no-minify": { type: "boolean" } },
+  });
+  const files = await bundle({
+    ...(values.outdir ? { outdir: values.outdir } : {}),
+    minify: !values["no-minify"],
+  });
+  process.stderr.write(`bundle: wrote ${files.filter((f) => f.endsWith(".mjs")).length} files\n`);
+}
