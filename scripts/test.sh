@@ -31,6 +31,13 @@ bash scripts/check-infra.sh
 step "browser for the gRPC-Web end-to-end test (Debian chromium)"
 bash scripts/install-browser.sh >/dev/null
 
+step "gRPC tools for the integration tests (pinned grpcurl and grpc-health-probe, from the Go module proxy)"
+bash scripts/install-grpc-tools.sh >/dev/null
+
+step "MCP conformance (server mode, @modelcontextprotocol/conformance against /mcp, with its baseline)"
+bash scripts/install-conformance.sh
+node --import tsx test/conformance/mcp-conformance.ts
+
 step "node:test — unit, attack, integration and browser suites"
 shopt -s globstar nullglob
 files=(common/src/**/*.test.ts edge/src/**/*.test.ts runner/src/**/*.test.ts client/src/**/*.test.ts \
