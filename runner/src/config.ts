@@ -47,6 +47,19 @@ export const runnerConfigSchema = z.object({
   bwrapPath: z.string().optional(),
   /** Path of the seccomp/file helper built from runner/native (default: runner/native/build/mcp-sandbox-helper). */
   helperPath: z.string().optional(),
+  /**
+   * Per-task cgroups (memory incl. shmem/memfd/tmpfs, swap 0, pids): "auto" uses a delegated
+   * cgroup v2 subtree, else the cgroup v1 memory and pids controllers; "off" never does.
+   */
+  cgroups: z.enum(["auto", "off"]).default("auto"),
+  /**
+   * Refuse tasks unless per-task memory and pids cgroups are enforced (readiness reports the
+   * problem). Recommended for production; false keeps the rlimit layers alone on hosts without
+   * a usable cgroup and says so in Info and /health/ready.
+   */
+  requireCgroups: z.boolean().default(false),
+  /** Memory limit of all tasks of this runner together (their parent cgroup), bytes; 0 = none. */
+  tasksMemoryBytes: z.number().int().min(0).default(0),
   /** Host uid/gid the sandbox runs as when the runner is root. */
   sandboxUid: z.number().int().min(1).default(65534),
   sandboxGid: z.number().int().min(1).default(65534),

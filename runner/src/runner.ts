@@ -115,6 +115,9 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     ...(config.helperPath ? { helperPath: config.helperPath } : {}),
     sandboxUid: config.sandboxUid,
     sandboxGid: config.sandboxGid,
+    cgroups: config.cgroups,
+    requireCgroups: config.requireCgroups,
+    totalTaskMemoryBytes: config.tasksMemoryBytes,
     logger: logger.child({ component: "sandbox" }),
   });
   // The self-check runs a real sandboxed process: do it at start and every 30 s, not per probe.
@@ -291,6 +294,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
         await new Promise((r) => setTimeout(r, 100));
       stopWatch();
       await tasks.stopAll();
+      await sandbox.close();
       closeSessions();
       await new Promise<void>((r) => server.close(() => r()));
       policy.close();

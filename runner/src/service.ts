@@ -232,6 +232,7 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
         policyRevision: policy.revision(),
         limitLayers: r.limitLayers,
         bootId: deps.bootId,
+        cgroup: r.cgroup,
       };
     },
 

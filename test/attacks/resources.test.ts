@@ -39,14 +39,19 @@ describe("memory", () => {
 });
 
 describe("processes", () => {
-  it("RLIMIT_NPROC caps the number of processes a task can have", async () => {
+  it("maxProcesses caps the number of processes a task can have (pids.max, then RLIMIT_NPROC)", async () => {
     const ws = makeWorkspace();
     const probe = install("probe", ws);
     const r = await run(probe, ["forkmany"], { workspaceDir: ws, limits: { maxProcesses: 20 } });
     // bwrap's PID 1 and the probe count too: 18 children, then EAGAIN
     assert.equal(r.stdout, "forkmany 18 EAGAIN\n");
+    // With a pids cgroup it refuses first (pids.max = 20 + bwrap's monitor); RLIMIT_NPROC is
+    // one above it as the second layer. Without one, RLIMIT_NPROC is the bound itself.
+    const layers = (await sandbox.readiness()).limitLayers;
+    const nproc = layers.some((l) => l.endsWith("-pids")) ? 21 : 20;
+    assert.equal(r.result.usage.pidsLimitHits > 0, nproc === 21);
     const limit = await bash("ulimit -u; ulimit -Hu", { limits: { maxProcesses: 20 } });
-    assert.equal(limit.stdout, "20\n20\n");
+    assert.equal(limit.stdout, `${nproc}\n${nproc}\n`);
   });
 
   it("a fork bomb is contained: at most maxProcesses at once, and nothing survives the deadline", async () => {

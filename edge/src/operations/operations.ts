@@ -282,6 +282,8 @@ export function createOperations(deps: OperationsDeps): Operations {
           userCpuMs: BigInt(r.userCpuMs),
           systemCpuMs: BigInt(r.systemCpuMs),
           maxRssKb: BigInt(r.maxRssKb),
+          memoryPeakBytes: BigInt(r.memoryPeakBytes ?? 0),
+          oomKilled: r.oomKilled ?? false,
         },
         executionTimeMs: BigInt(r.executionTimeMs),
         signal: r.signal,

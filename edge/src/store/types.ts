@@ -35,6 +35,10 @@ export interface TaskResultRecord {
   userCpuMs: number;
   systemCpuMs: number;
   maxRssKb: number;
+  /** Peak memory charged to the task's cgroup, bytes (absent in records from before cgroups). */
+  memoryPeakBytes?: number;
+  /** The kernel's OOM killer ended the task. */
+  oomKilled?: boolean;
   executionTimeMs: number;
 }
 

@@ -258,6 +258,8 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
             userCpuMs: Number(x.usage?.userCpuMs ?? 0n),
             systemCpuMs: Number(x.usage?.systemCpuMs ?? 0n),
             maxRssKb: Number(x.usage?.maxRssKb ?? 0n),
+            memoryPeakBytes: Number(x.usage?.memoryPeakBytes ?? 0n),
+            oomKilled: x.usage?.oomKilled ?? false,
             executionTimeMs: Number(x.executionTimeMs),
           },
         });

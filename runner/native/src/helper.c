@@ -18,7 +18,7 @@
 #include "workspace-fs.h"
 
 /** Bumped when the command-line protocol with the runner changes. */
-#define MCPG_HELPER_PROTOCOL "mcpg-sandbox-helper 1"
+#define MCPG_HELPER_PROTOCOL "mcpg-sandbox-helper 2"
 
 static int export_filter(const char *which, int pfc) {
   enum mcpg_filter f;

@@ -1,7 +1,7 @@
 /*
  * launch.c — host-side supervisor of one sandboxed task.
  *
- *   mcpg-sandbox-helper launch STATUS_FD RUNNER_PID -- BWRAP [BWRAP ARGS...]
+ *   mcpg-sandbox-helper launch STATUS_FD RUNNER_PID GO_FD -- BWRAP [BWRAP ARGS...]
  *
  * The runner spawns this (as the unprivileged sandbox uid) instead of bwrap
  * itself, because Node cannot give what it does:
@@ -14,11 +14,20 @@
  *     every remaining child;
  *   - getrusage(RUSAGE_CHILDREN): CPU and peak RSS of the whole tree.
  *
+ * GO_FD (or -1): the forked child reads one byte from it before it executes
+ * bwrap. The launcher announces the child with a "pid N" status line; the
+ * runner places that pid into the task's cgroup(s) and then writes 'G', so
+ * bwrap and every process of the task are created inside them and charged
+ * from their first page, while the launcher itself stays outside (an OOM kill
+ * or cgroup.kill of the task never takes the supervisor). Any other byte, or
+ * EOF, means "do not start": the child exits 125 without running anything.
+ *
  * A pipe is handed to bwrap as fd STARTED_FD (6); sandbox-init writes one byte
  * to it once bwrap's setup has succeeded. EOF without that byte means setup
  * (or bwrap itself) failed.
  *
  * Status lines written to STATUS_FD (the runner parses them):
+ *   pid N          (the child that becomes bwrap; only with GO_FD >= 0)
  *   started
  *   exit CODE SIGNAL UTIME_US STIME_US MAXRSS_KB STARTED KILLED
  *   error MESSAGE
@@ -66,13 +75,15 @@ static void kill_children(void) {
 }
 
 int mcpg_launch(int argc, char **argv) {
-  if (argc < 5 || strcmp(argv[3], "--") != 0) {
-    fprintf(stderr, "usage: launch STATUS_FD RUNNER_PID -- BWRAP [ARGS...]\n");
+  if (argc < 6 || strcmp(argv[4], "--") != 0) {
+    fprintf(stderr, "usage: launch STATUS_FD RUNNER_PID GO_FD -- BWRAP [ARGS...]\n");
     return 125;
   }
   int status_fd = atoi(argv[1]);
   pid_t runner_pid = (pid_t)atoi(argv[2]);
-  char **child_argv = &argv[4];
+  int go_fd = atoi(argv[3]);
+  char **child_argv = &argv[5];
+  if (go_fd >= 0 && fcntl(go_fd, F_SETFD, FD_CLOEXEC) != 0) return 125;
 
   /* Die with the runner (checked after arming, to close the race). */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != runner_pid) return 125;
@@ -108,6 +119,16 @@ int mcpg_launch(int argc, char **argv) {
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
+    if (go_fd >= 0) {
+      /* Wait until the runner has placed this process into the task's cgroup(s). */
+      char go = 0;
+      ssize_t g;
+      do {
+        g = read(go_fd, &go, 1);
+      } while (g < 0 && errno == EINTR);
+      if (g != 1 || go != 'G') _exit(125);
+      close(go_fd);
+    }
     if (dup2(started_pipe[1], STARTED_FD) < 0) _exit(125);
     execv(child_argv[0], child_argv);
     int err = errno;
@@ -115,6 +136,10 @@ int mcpg_launch(int argc, char **argv) {
     _exit(127);
   }
   bwrap_pid = pid;
+  if (go_fd >= 0) {
+    close(go_fd);
+    dprintf(status_fd, "pid %d\n", (int)pid);
+  }
   if (kill_requested) kill(pid, SIGKILL);
   close(started_pipe[1]);
   close(exec_err_pipe[1]);

@@ -77,7 +77,7 @@ export function sandboxCwd(cwd: string): string {
  *
  * @example
  * const argv = buildBwrapArgv({ spec, env: buildSandboxEnv(spec.env), layout });
- * // spawn(helper, ["launch", "5", pid, "--", "/usr/bin/bwrap", ...argv])
+ * // spawn(helper, ["launch", "5", pid, "6", "--", "/usr/bin/bwrap", ...argv])
  * @throws SandboxSpecError for an invalid command or cwd
  */
 export function buildBwrapArgv(input: BwrapArgvInput): string[] {

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import { buildBwrapArgv, type HostLayout } from "./bwrap-argv.js";
-import { probeCgroup } from "./cgroup.js";
+import { type CgroupController, createCgroupController, type TaskCgroup } from "./cgroup.js";
 import { buildSandboxEnv } from "./env.js";
 import { SandboxSpecError, SandboxUnavailableError } from "./errors.js";
 import { detectHostLayout } from "./host-layout.js";
@@ -35,11 +35,13 @@ export const DEFAULT_INIT_PATH = join(NATIVE_DIR, "build", "mcpg-sandbox-init");
 /** Default directory of the stub /etc/passwd, /etc/group and /etc/hosts. */
 export const DEFAULT_ETC_STUB_DIR = join(NATIVE_DIR, "etc");
 /** Protocol line the helper must print for `version` (bumped with the C side). */
-const HELPER_PROTOCOL = "mcpg-sandbox-helper 1";
+const HELPER_PROTOCOL = "mcpg-sandbox-helper 2";
 /** Oldest bubblewrap with --disable-userns, --size and --perms for tmpfs. */
 const MIN_BWRAP: readonly [number, number, number] = [0, 8, 0];
 /** Descriptor (in the launcher) on which it writes its status lines. */
 const STATUS_FD = 5;
+/** Descriptor (in the launcher) from which its child reads "go" once placed in its cgroup. */
+const GO_FD = 6;
 
 const BWRAP_HINT = "run `npm run setup` or `apt-get install bubblewrap`";
 const HELPER_HINT =
@@ -67,6 +69,21 @@ export interface SandboxOptions {
   extraReadOnlyPaths?: string[];
   /** Milliseconds to wait for the launcher after asking it to kill a tree, before SIGKILL. */
   killGraceMs?: number;
+  /**
+   * Per-task cgroups: "auto" (default) uses a delegated cgroup v2 subtree, else the cgroup v1
+   * memory and pids controllers, else none (see {@link SandboxOptions.requireCgroups}); "off"
+   * never creates cgroups.
+   */
+  cgroups?: "auto" | "off";
+  /**
+   * Refuse tasks (readiness not ready, spawn throws SandboxUnavailableError) unless per-task
+   * memory and pids cgroups are enforced. Recommended for production.
+   */
+  requireCgroups?: boolean;
+  /** Memory limit of all tasks together (the runner's task cgroup), bytes; 0 = none. */
+  totalTaskMemoryBytes?: number;
+  /** Pre-made cgroup controller (tests); default: detected once with createCgroupController. */
+  cgroupController?: CgroupController;
   /** Logger (pino); nothing is logged when absent. */
   logger?: Logger;
 }
@@ -78,6 +95,7 @@ interface Prepared {
   layout: HostLayout;
   bpfMain: Buffer;
   bpfArgs: Buffer;
+  cgroups: CgroupController;
 }
 
 interface ExitInfo {
@@ -190,6 +208,18 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   const killGraceMs = options.killGraceMs ?? 2000;
   const log = options.logger;
   let prepared: Prepared | null = null;
+  let cgroupController: Promise<CgroupController> | null = null;
+  let taskCounter = 0;
+
+  /** Detects the cgroup layer once per sandbox (it creates the runner's parent cgroup). */
+  function cgroups(): Promise<CgroupController> {
+    if (options.cgroupController) return Promise.resolve(options.cgroupController);
+    cgroupController ??= createCgroupController({
+      mode: options.cgroups ?? "auto",
+      totalMemoryBytes: options.totalTaskMemoryBytes ?? 0,
+    });
+    return cgroupController;
+  }
 
   async function prepare(): Promise<Prepared> {
     if (isRoot() && (sandboxUid === 0 || sandboxGid === 0)) {
@@ -264,7 +294,23 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         cause: err,
       });
     }
-    const candidate: Prepared = { bwrapPath, bwrapVersion, helperPath, layout, bpfMain, bpfArgs };
+    const cg = await cgroups();
+    if (options.requireCgroups === true && !cg.complete) {
+      throw new SandboxUnavailableError(
+        `per-task cgroups are required (requireCgroups: true) but not usable: ${cg.detail}. ` +
+          "Run the runner in a delegated cgroup v2 (systemd Delegate=yes, or a container with " +
+          "its own cgroup namespace) or with writable cgroup v1 memory and pids controllers",
+      );
+    }
+    const candidate: Prepared = {
+      bwrapPath,
+      bwrapVersion,
+      helperPath,
+      layout,
+      bpfMain,
+      bpfArgs,
+      cgroups: cg,
+    };
     await selfTest(candidate);
     return candidate;
   }
@@ -275,7 +321,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     try {
       if (isRoot()) await chown(dir, sandboxUid, sandboxGid);
       let stderr = "";
-      const proc = launch(
+      const proc = await launch(
         p,
         {
           command: "true",
@@ -316,20 +362,69 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     return prepared;
   }
 
-  function launch(p: Prepared, spec: SandboxSpec, hooks: SpawnHooks): SandboxProcess {
+  async function launch(
+    p: Prepared,
+    spec: SandboxSpec,
+    hooks: SpawnHooks,
+  ): Promise<SandboxProcess> {
     validateSpec(spec);
     const env = buildSandboxEnv(spec.env);
-    const bwrapArgv = buildBwrapArgv({ spec, env, layout: p.layout });
+    // The task's cgroup(s): memory.max counts anonymous memory, shmem (memfd, tmpfs) and kernel
+    // memory of the whole tree; pids.max adds bwrap's monitor process to maxProcesses.
+    let cg: TaskCgroup | null = null;
+    const pidsCgroup = p.cgroups.layers.some((l) => l.endsWith("-pids"));
+    if (p.cgroups.kind !== "none") {
+      try {
+        cg = await p.cgroups.create(`t${process.pid}-${++taskCounter}`, {
+          memoryBytes: spec.limits.memoryBytes,
+          maxProcesses: spec.limits.maxProcesses + 1,
+        });
+      } catch (err) {
+        throw new SandboxUnavailableError(
+          `cannot create the task's cgroup (${p.cgroups.detail}): ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+    }
+    // With a pids cgroup, pids.max is the bound the task meets; RLIMIT_NPROC stays one above it
+    // as a second layer.
+    const argvSpec = pidsCgroup
+      ? { ...spec, limits: { ...spec.limits, maxProcesses: spec.limits.maxProcesses + 1 } }
+      : spec;
+    const bwrapArgv = buildBwrapArgv({ spec: argvSpec, env, layout: p.layout });
     const started = process.hrtime.bigint();
     const child = spawn(
       p.helperPath,
-      ["launch", String(STATUS_FD), String(process.pid), "--", p.bwrapPath, ...bwrapArgv],
+      [
+        "launch",
+        String(STATUS_FD),
+        String(process.pid),
+        cg === null ? "-1" : String(GO_FD),
+        "--",
+        p.bwrapPath,
+        ...bwrapArgv,
+      ],
       {
-        stdio: ["ignore", "pipe", "pipe", "pipe", "pipe", "pipe"],
+        stdio: [
+          "ignore",
+          "pipe",
+          "pipe",
+          "pipe",
+          "pipe",
+          "pipe",
+          ...(cg === null ? [] : ["pipe" as const]),
+        ],
         env: {},
         ...(isRoot() ? { uid: sandboxUid, gid: sandboxGid } : {}),
       },
     );
+    const go =
+      cg === null ? null : ((child.stdio as unknown as Array<Writable | null>)[GO_FD] ?? null);
+    go?.on("error", () => {
+      // the launcher died first: reported through its status
+    });
+    let placementError = "";
+    let oomKilled = false;
     log?.debug({ pid: child.pid, command: spec.command, network: spec.network }, "sandbox spawn");
 
     const cap = spec.limits.maxOutputBytes;
@@ -376,7 +471,18 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       while (nl >= 0) {
         const line = statusText.slice(0, nl);
         statusText = statusText.slice(nl + 1);
-        if (line === "started") {
+        if (line.startsWith("pid ") && cg !== null) {
+          // Place the future bwrap into the task's cgroup(s) before it executes anything.
+          const pid = Number(line.slice(4));
+          const taskCg = cg;
+          void taskCg.place(pid).then(
+            () => go?.end("G"),
+            (err: unknown) => {
+              placementError = `cannot place the task into its cgroup: ${(err as Error).message}`;
+              go?.end("X");
+            },
+          );
+        } else if (line === "started") {
           try {
             hooks.onStarted?.();
           } catch (err) {
@@ -409,23 +515,44 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       graceTimer.unref();
     };
     const deadline = setTimeout(() => kill("timed_out"), spec.timeoutMs);
+    // cgroup v2 kills the whole task on OOM (memory.oom.group); v1 kills one process: the
+    // runner then kills the rest, so both report one outcome and free tmpfs/memfd pages.
+    const oomWatch =
+      cg === null
+        ? undefined
+        : setInterval(() => {
+            void cg?.usage().then((u) => {
+              if (u.oomKills > 0 && !oomKilled) {
+                oomKilled = true;
+                kill("cancelled");
+              }
+            });
+          }, 200);
+    oomWatch?.unref();
     child.on("error", (err) => {
       spawnError = err;
     });
 
     const result = new Promise<SandboxResult>((resolve) => {
-      child.on("close", (code, sig) => {
+      child.on("close", async (code, sig) => {
         finished = true;
         clearTimeout(deadline);
+        if (oomWatch !== undefined) clearInterval(oomWatch);
         if (graceTimer !== undefined) clearTimeout(graceTimer);
         const executionTimeMs = Number(process.hrtime.bigint() - started) / 1e6;
         const info = exitInfo as ExitInfo | null;
+        const cgUsage = cg === null ? null : await cg.usage();
+        await cg?.destroy();
+        if (cgUsage !== null && cgUsage.oomKills > 0) oomKilled = true;
         const base = {
           usage: {
             userCpuMs: info ? Math.round(info.userUs / 1000) : 0,
             systemCpuMs: info ? Math.round(info.systemUs / 1000) : 0,
             maxRssKb: info ? info.maxRssKb : 0,
+            memoryPeakBytes: cgUsage?.memoryPeakBytes ?? 0,
+            pidsLimitHits: cgUsage?.pidsLimitHits ?? 0,
           },
+          oomKilled,
           executionTimeMs,
           stdoutTruncated: truncated.stdout,
           stderrTruncated: truncated.stderr,
@@ -441,6 +568,16 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         let r: SandboxResult;
         if (spawnError !== null) {
           r = failed(`cannot start the sandbox launcher: ${(spawnError as Error).message}`);
+        } else if (oomKilled) {
+          r = {
+            ...base,
+            status: "failed",
+            exitCode: -1,
+            signal: "SIGKILL",
+            message: `out of memory: the task reached its memory limit of ${spec.limits.memoryBytes} bytes and was killed (OOM)`,
+          };
+        } else if (placementError !== "") {
+          r = failed(placementError);
         } else if (reason !== null) {
           r = {
             ...base,
@@ -487,11 +624,9 @@ export function createSandbox(options: SandboxOptions): Sandbox {
 
   return {
     async readiness(): Promise<SandboxReadiness> {
-      const cg = await probeCgroup();
-      const limitLayers = ["rlimits", "pid-namespace", "tmpfs-size"];
-      const cgroup = cg.delegatedV2
-        ? `${cg.detail} is available, but per-task cgroup placement is not implemented yet`
-        : `not used: ${cg.detail}`;
+      const cg = await cgroups();
+      const limitLayers = ["rlimits", "pid-namespace", "tmpfs-size", ...cg.layers];
+      const cgroup = cg.kind === "none" ? `not used: ${cg.detail}` : cg.detail;
       try {
         prepared = await prepare();
         return {
@@ -520,6 +655,13 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         throw new SandboxUnavailableError(`sandbox check failed: ${String(err)}`, { cause: err });
       }
       return launch(p, spec, hooks);
+    },
+
+    async close() {
+      if (options.cgroupController) return;
+      const cg = cgroupController;
+      cgroupController = null;
+      await (await cg)?.close();
     },
   };
 }

@@ -6,11 +6,15 @@
 
 /** Resource limits applied to every process of one sandboxed task. */
 export interface SandboxLimits {
-  /** RLIMIT_AS per process, in bytes (address space; large allocations fail with ENOMEM). */
+  /**
+   * Memory of the whole task, in bytes: the task cgroup's memory limit (anonymous memory,
+   * shmem/memfd/tmpfs, page cache and kernel memory of every process; swap 0) when a cgroup
+   * layer is active, and RLIMIT_AS of each process (large allocations fail with ENOMEM).
+   */
   memoryBytes: number;
   /**
-   * RLIMIT_NPROC, set inside the sandbox's own user namespace, so the kernel counts the
-   * task's processes only (plus cgroup pids.max when a cgroup layer is available).
+   * Processes and threads of the task: cgroup pids.max (plus bwrap's monitor) when a cgroup
+   * layer is active, and RLIMIT_NPROC inside the sandbox's own user namespace.
    */
   maxProcesses: number;
   /** RLIMIT_FSIZE: largest file any process may write, in bytes (SIGXFSZ / EFBIG beyond). */
@@ -66,8 +70,19 @@ export interface SandboxResult {
   exitCode: number;
   /** Terminating signal ("SIGKILL", "SIGXCPU"...), "" if none. */
   signal: string;
-  /** CPU and peak memory of the whole process tree (from getrusage(RUSAGE_CHILDREN)). */
-  usage: { userCpuMs: number; systemCpuMs: number; maxRssKb: number };
+  /**
+   * CPU and peak RSS of the whole process tree (getrusage(RUSAGE_CHILDREN)); the task
+   * cgroup's peak memory charge and how often pids.max refused a fork (0 without cgroups).
+   */
+  usage: {
+    userCpuMs: number;
+    systemCpuMs: number;
+    maxRssKb: number;
+    memoryPeakBytes: number;
+    pidsLimitHits: number;
+  };
+  /** True when the kernel's OOM killer acted in the task's cgroup (the whole task is killed). */
+  oomKilled: boolean;
   /** Wall-clock time from spawn until the whole tree was gone. */
   executionTimeMs: number;
   /** True when stdout exceeded limits.maxOutputBytes. */
@@ -101,11 +116,12 @@ export interface SandboxReadiness {
   /** Why not (with how to fix it); "" when ready. */
   problem: string;
   /**
-   * Active resource-limit layers, e.g. ["rlimits", "pid-namespace", "tmpfs-size"];
-   * "cgroup-v2" would appear when a delegated cgroup is used (see docs/security/sandbox.md).
+   * Active resource-limit layers, e.g. ["rlimits", "pid-namespace", "tmpfs-size",
+   * "cgroup-v1-memory", "cgroup-v1-pids"] (or "cgroup-v2-memory", "cgroup-v2-pids",
+   * "cgroup-v2-cpu"); see docs/security/sandbox.md.
    */
   limitLayers: string[];
-  /** Why the cgroup layer is not active ("" when it is). */
+  /** Where the per-task cgroups live, or "not used: <why>". */
   cgroup: string;
   /** bubblewrap version found ("" if none). */
   bwrapVersion: string;
@@ -120,4 +136,6 @@ export interface Sandbox {
    * SandboxSpecError if the spec is invalid. Never runs anything unsandboxed.
    */
   spawn(spec: SandboxSpec, hooks: SpawnHooks): Promise<SandboxProcess>;
+  /** Releases the runner's cgroups (call after every task ended); never throws. */
+  close(): Promise<void>;
 }
