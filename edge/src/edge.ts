@@ -1,7 +1,9 @@
 import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
 import { join, resolve } from "node:path";
 import { createContextValues } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
 import { createMetricsRegistry } from "@mcp-gateway/common/metrics";
 import { nodeFallback } from "@mcp-gateway/common/node-fallback";
@@ -21,6 +23,7 @@ import { createAuthenticator } from "./auth/authenticator.js";
 import { ensureDevSigningKey } from "./auth/dev-keys.js";
 import type { EdgeConfig } from "./config.js";
 import { createHttpApp } from "./http/app.js";
+import { isFetchServable, mountConnect, nodeIncoming } from "./http/connect-fetch.js";
 import { handleCors } from "./http/cors.js";
 import { type DualServer, listenDual } from "./http/listen.js";
 import { createEdgeMetrics } from "./metrics.js";
@@ -224,7 +227,7 @@ export async function startEdge(
       return problems;
     },
   });
-  const rpc = connectNodeAdapter({
+  const rpcOptions = {
     routes: (router) => router.service(McpService, service),
     interceptors: [
       createEdgeInterceptor({
@@ -241,8 +244,22 @@ export async function startEdge(
     contextValues: (req) =>
       createContextValues().set(peerAddressKey, req.socket.remoteAddress ?? ""),
     fallback: nodeFallback(getRequestListener(app.fetch)),
+  } satisfies ConnectNodeAdapterOptions;
+  // Native gRPC (HTTP/2 trailers) on Node; Connect and gRPC-Web also through app.fetch, from
+  // the same routes and interceptors, so any fetch runtime can serve them (ADR 0007).
+  const rpc = connectNodeAdapter(rpcOptions);
+  const fetchPaths = mountConnect(app, rpcOptions, {
+    contextValues: (c) => {
+      const incoming = nodeIncoming(c.env);
+      return incoming ? rpcOptions.contextValues(incoming) : createContextValues();
+    },
   });
+  const appListener = nodeFallback(getRequestListener(app.fetch));
   const corsOrigins = new Set(config.corsOrigins);
+  /** Connect and gRPC-Web calls of known procedures: served by app.fetch, as on a fetch runtime. */
+  const viaFetch = (req: IncomingMessage | Http2ServerRequest) =>
+    fetchPaths.has(req.url?.split("?", 1)[0] ?? "") &&
+    isFetchServable(req.method ?? "", req.headers["content-type"]);
   const server: DualServer = await listenDual({
     host: config.host,
     port: config.port,
@@ -254,7 +271,8 @@ export async function startEdge(
         res.end(JSON.stringify({ code: "unavailable", message: `edge is ${notServing()}` }));
         return;
       }
-      rpc(req, res);
+      if (viaFetch(req)) appListener(req, res);
+      else rpc(req, res);
     },
   });
 
