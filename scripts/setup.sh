@@ -18,7 +18,8 @@ if (( node_major < 20 )); then log "Node.js $(node --version) is too old: 20 or 
 command -v go >/dev/null || { log "Go is required to install the pinned OPA CLI: apt-get install golang"; exit 1; }
 
 # --- system packages ----------------------------------------------------------------------------
-APT_PACKAGES=(bubblewrap libseccomp-dev pkg-config gcc make ${EXTRA_APT_PACKAGES:-})
+# e2fsprogs (mkfs.ext4, e2fsck) and mount (losetup, mount): per-workspace quota images.
+APT_PACKAGES=(bubblewrap libseccomp-dev pkg-config gcc make e2fsprogs mount ${EXTRA_APT_PACKAGES:-})
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

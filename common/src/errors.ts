@@ -59,6 +59,7 @@ const CODE_TABLE: Readonly<Record<string, Code>> = {
   invalid_path: Code.InvalidArgument,
   escape_attempt: Code.PermissionDenied,
   too_large: Code.ResourceExhausted,
+  quota_exceeded: Code.ResourceExhausted,
   not_a_directory: Code.FailedPrecondition,
   is_a_directory: Code.FailedPrecondition,
   io_error: Code.Internal,

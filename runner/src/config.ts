@@ -60,6 +60,24 @@ export const runnerConfigSchema = z.object({
   requireCgroups: z.boolean().default(false),
   /** Memory limit of all tasks of this runner together (their parent cgroup), bytes; 0 = none. */
   tasksMemoryBytes: z.number().int().min(0).default(0),
+  /**
+   * Kernel-enforced quota per workspace: "loop-image" makes each workspace its own ext4
+   * filesystem in a sparse image, loop-mounted (needs root and e2fsprogs); "none" has no quota
+   * beyond the host disk. Recommended for production: "loop-image".
+   */
+  workspaceQuota: z
+    .object({
+      mode: z.enum(["loop-image", "none"]).default("none"),
+      /** Bytes one workspace may hold. */
+      bytes: z
+        .number()
+        .int()
+        .min(16 * 1024 * 1024)
+        .default(1024 * 1024 * 1024),
+      /** Files and directories one workspace may hold. */
+      inodes: z.number().int().min(64).default(100_000),
+    })
+    .default({ mode: "none", bytes: 1024 * 1024 * 1024, inodes: 100_000 }),
   /** Host uid/gid the sandbox runs as when the runner is root. */
   sandboxUid: z.number().int().min(1).default(65534),
   sandboxGid: z.number().int().min(1).default(65534),

@@ -31,7 +31,12 @@ import { startHeartbeats } from "./heartbeat.js";
 import { createSandbox } from "./sandbox/index.js";
 import { createRunnerService } from "./service.js";
 import { createTaskManager } from "./task-manager.js";
-import { createWorkspaceFs, type WorkspaceFs } from "./workspace/index.js";
+import {
+  createWorkspaceFs,
+  createWorkspaceQuota,
+  type WorkspaceFs,
+  type WorkspaceQuota,
+} from "./workspace/index.js";
 
 /** A running runner agent. */
 export interface Runner {
@@ -143,14 +148,26 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   // Workspaces are per tenant: <root>/t-<sha256(tenant)>/<workspace>, so a workspace name never
   // reaches another tenant's files.
   const byTenant = new Map<string, WorkspaceFs>();
+  const quotas: WorkspaceQuota[] = [];
+  const quotaConfig = config.workspaceQuota;
   const workspaces = (tenant: string): WorkspaceFs => {
     let fs = byTenant.get(tenant);
     if (!fs) {
+      const tenantDir = `t-${createHash("sha256").update(tenant).digest("hex").slice(0, 32)}`;
+      // Images live beside the tenants' directories, never inside a workspace.
+      const quota = createWorkspaceQuota({
+        mode: quotaConfig.mode,
+        bytes: quotaConfig.bytes,
+        inodes: quotaConfig.inodes,
+        imageDir: join(workspaceRoot, ".images", tenantDir),
+        uid: config.sandboxUid,
+        gid: config.sandboxGid,
+        logger: logger.child({ component: "workspace-quota" }),
+      });
+      quotas.push(quota);
       fs = createWorkspaceFs({
-        root: join(
-          workspaceRoot,
-          `t-${createHash("sha256").update(tenant).digest("hex").slice(0, 32)}`,
-        ),
+        root: join(workspaceRoot, tenantDir),
+        quota,
         maxReadBytes: config.maxFileBytes,
         maxWriteBytes: config.maxFileBytes,
         sandboxUid: config.sandboxUid,
@@ -172,11 +189,16 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   });
 
   let accepting = true;
+  const workspaceQuotaText =
+    quotaConfig.mode === "none"
+      ? "none"
+      : `loop-image ${quotaConfig.bytes} bytes, ${quotaConfig.inodes} inodes`;
   const bootId = randomUUID();
   const service = createRunnerService({
     bootId,
     accepting: () => accepting,
     readiness: () => readiness,
+    workspaceQuota: workspaceQuotaText,
     runnerId: config.id,
     tasks,
     workspaces,
@@ -187,6 +209,23 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   const app = new Hono();
   app.get("/health", (c) =>
     c.json({ status: readiness.ready ? "ok" : "sandbox_unavailable", runner: config.id }),
+  );
+  // Readiness with the active limit layers: what bounds a task's memory, processes and disk here.
+  app.get("/health/ready", (c) =>
+    c.json(
+      {
+        status: readiness.ready && accepting ? "ready" : "not_ready",
+        runner: config.id,
+        problem: accepting ? readiness.problem : "draining",
+        limit_layers: [
+          ...readiness.limitLayers,
+          ...(config.workspaceQuota.mode === "none" ? [] : ["workspace-quota"]),
+        ],
+        cgroup: readiness.cgroup,
+        workspace_quota: workspaceQuotaText,
+      },
+      readiness.ready && accepting ? 200 : 503,
+    ),
   );
   app.get("/metrics", async (c) =>
     c.body(await registry.metrics(), 200, { "content-type": registry.contentType }),
@@ -212,9 +251,12 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       const session = req.stream?.session;
       if (!session || !edgeSessions.has(session)) {
         const path = req.url.split("?")[0];
-        if (req.method !== "GET" || (path !== "/metrics" && path !== "/health")) {
+        if (
+          req.method !== "GET" ||
+          (path !== "/metrics" && path !== "/health" && path !== "/health/ready")
+        ) {
           res.writeHead(403, { "content-type": "text/plain; charset=utf-8" });
-          res.end("monitoring clients may only GET /metrics and /health\n");
+          res.end("monitoring clients may only GET /metrics, /health and /health/ready\n");
           return;
         }
       }
@@ -295,6 +337,8 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       stopWatch();
       await tasks.stopAll();
       await sandbox.close();
+      // Workspace filesystems are unmounted (their images stay: a restart mounts them again).
+      for (const q of quotas) await q.detachAll();
       closeSessions();
       await new Promise<void>((r) => server.close(() => r()));
       policy.close();

@@ -40,6 +40,8 @@ export interface RunnerServiceDeps {
   accepting: () => boolean;
   /** The sandbox self-check's latest result (refreshed by the runner). */
   readiness: () => SandboxReadiness;
+  /** Workspace quota description ("loop-image <bytes> bytes, <inodes> inodes" or "none"). */
+  workspaceQuota: string;
 }
 
 const FILE_TYPE = {
@@ -230,9 +232,13 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
         sandboxProblem: r.problem,
         runningTasks: tasks.running(),
         policyRevision: policy.revision(),
-        limitLayers: r.limitLayers,
+        limitLayers: [
+          ...r.limitLayers,
+          ...(deps.workspaceQuota === "none" ? [] : ["workspace-quota"]),
+        ],
         bootId: deps.bootId,
         cgroup: r.cgroup,
+        workspaceQuota: deps.workspaceQuota,
       };
     },
 
@@ -317,7 +323,18 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     async listDirectory(req) {
       return fileOp(req, "list_directory", "list", async (fs) => {
         const entries = await fs.listDirectory(req.workspace, req.path);
+        const usage = await fs.usage(req.workspace);
         return {
+          ...(usage === null
+            ? {}
+            : {
+                usage: {
+                  bytesUsed: BigInt(usage.bytesUsed),
+                  bytesLimit: BigInt(usage.bytesLimit),
+                  inodesUsed: BigInt(usage.inodesUsed),
+                  inodesLimit: BigInt(usage.inodesLimit),
+                },
+              }),
           entries: entries.map((e) => ({
             name: e.name,
             type: FILE_TYPE[e.type],

@@ -675,6 +675,16 @@ export function createOperations(deps: OperationsDeps): Operations {
           mode: e.mode,
           ...(e.modifiedAt ? { modifiedAt: e.modifiedAt } : {}),
         })),
+        ...(res.usage
+          ? {
+              usage: {
+                bytesUsed: res.usage.bytesUsed,
+                bytesLimit: res.usage.bytesLimit,
+                inodesUsed: res.usage.inodesUsed,
+                inodesLimit: res.usage.inodesLimit,
+              },
+            }
+          : {}),
       });
     },
   };

@@ -77,9 +77,12 @@ static void fail_errno(int err, const char *what, const char *path) {
       fail("is_a_directory", "%s: directory not empty (use recursive)", path);
       break;
     case EFBIG:
+      fail("too_large", "%s: %s", path, strerror(err));
+      break;
     case ENOSPC:
     case EDQUOT:
-      fail("too_large", "%s: %s", path, strerror(err));
+      /* The workspace's own filesystem (its quota) is full: bytes or inodes. */
+      fail("quota_exceeded", "%s: %s", path, strerror(err));
       break;
     case ENXIO:
       fail("invalid_path", "%s: not a regular file", path);
@@ -254,7 +257,10 @@ static int do_write(int ws, char *path, mode_t mode, int create_parents,
     ssize_t w = write(fd, data + off, len - off);
     if (w < 0) {
       if (errno == EINTR) continue;
-      fail_errno(errno, "write", display);
+      int err = errno;
+      /* Give the blocks back: a write that hit the quota leaves an empty file, not a full disk. */
+      if (ftruncate(fd, 0) != 0) { /* reported below */ }
+      fail_errno(err, "write", display);
     }
     off += (size_t)w;
   }

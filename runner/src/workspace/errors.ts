@@ -7,6 +7,7 @@ export type WorkspaceErrorCode =
   | "is_a_directory"
   | "already_exists"
   | "escape_attempt"
+  | "quota_exceeded"
   | "io_error";
 
 const CODES: readonly WorkspaceErrorCode[] = [
@@ -17,6 +18,7 @@ const CODES: readonly WorkspaceErrorCode[] = [
   "is_a_directory",
   "already_exists",
   "escape_attempt",
+  "quota_exceeded",
   "io_error",
 ];
 

@@ -6,6 +6,14 @@
  */
 export { isWorkspaceErrorCode, WorkspaceError, type WorkspaceErrorCode } from "./errors.js";
 export {
+  createWorkspaceQuota,
+  formatBytes,
+  imageSizeFor,
+  type WorkspaceQuota,
+  type WorkspaceQuotaOptions,
+  type WorkspaceUsage,
+} from "./quota.js";
+export {
   createWorkspaceFs,
   type WorkspaceEntry,
   type WorkspaceFs,

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { DEFAULT_HELPER_PATH } from "../sandbox/sandbox.js";
 import { isWorkspaceErrorCode, WorkspaceError } from "./errors.js";
+import type { WorkspaceQuota, WorkspaceUsage } from "./quota.js";
 
 /** Options of {@link createWorkspaceFs}. */
 export interface WorkspaceFsOptions {
@@ -19,6 +20,11 @@ export interface WorkspaceFsOptions {
   sandboxUid?: number;
   /** Host gid owning workspaces and running the helper when the runner is root (default 65534). */
   sandboxGid?: number;
+  /**
+   * Per-workspace quota (its own size-capped filesystem, attached by {@link WorkspaceFs.ensure});
+   * none when absent.
+   */
+  quota?: WorkspaceQuota;
   /** Logger (pino); nothing is logged when absent. */
   logger?: Logger;
 }
@@ -54,6 +60,8 @@ export interface WorkspaceFs {
   deleteFile(workspace: string, path: string, opts: { recursive: boolean }): Promise<void>;
   /** Lists a directory ("" = the workspace root), sorted by name. */
   listDirectory(workspace: string, path: string): Promise<WorkspaceEntry[]>;
+  /** The workspace's quota and usage (null without quotas); call after {@link ensure}. */
+  usage(workspace: string): Promise<WorkspaceUsage | null>;
 }
 
 const WORKSPACE_NAME = /^[A-Za-z0-9._-]{1,64}$/;
@@ -99,6 +107,7 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
   const uid = options.sandboxUid ?? 65534;
   const gid = options.sandboxGid ?? 65534;
   const log = options.logger;
+  const quota = options.quota;
 
   function dirOf(workspace: string): string {
     if (!WORKSPACE_NAME.test(workspace) || workspace === "." || workspace === "..") {
@@ -156,7 +165,12 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
           const line = err.split("\n")[0] ?? "";
           const tab = line.indexOf("\t");
           const c = tab > 0 ? line.slice(0, tab) : "";
-          if (code === 3 && isWorkspaceErrorCode(c)) {
+          if (code === 3 && c === "quota_exceeded" && quota !== undefined && args[1]) {
+            const detail = line.slice(tab + 1);
+            void quota
+              .explain(args[1])
+              .then((why) => reject(new WorkspaceError("quota_exceeded", `${why} (${detail})`)));
+          } else if (code === 3 && isWorkspaceErrorCode(c)) {
             reject(new WorkspaceError(c, line.slice(tab + 1)));
           } else {
             log?.warn({ code, stderr: err.slice(0, 500) }, "workspace helper failed");
@@ -196,7 +210,12 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
         }
         if (isRoot()) await chown(dir, uid, gid);
       }
+      await quota?.attach(workspace, dir);
       return dir;
+    },
+
+    async usage(workspace) {
+      return quota ? quota.usage(dirOf(workspace)) : null;
     },
 
     async readFile(workspace, path) {
