@@ -1,3 +1,4 @@
+import { connectionLimitsSchema } from "@mcp-gateway/common/connection-guard";
 import { z } from "zod";
 
 /** A runner the edge may dispatch to. */
@@ -104,14 +105,42 @@ export const edgeConfigSchema = z.object({
    * (reflection calls get UNIMPLEMENTED). grpc.health.v1.Health is always public.
    */
   grpcReflection: z.enum(["public", "authenticated", "off"]).default("public"),
+  /**
+   * Connection discipline of the public port and the internal (registry) port:
+   * total and per-address caps, header/request/keep-alive/idle deadlines,
+   * HTTP/2 settings (see `connectionLimitsSchema`).
+   */
+  connections: connectionLimitsSchema.prefault({}),
   /** Origins allowed to call from browsers (exact match). Empty: no CORS. */
   corsOrigins: z.array(z.string()).default([]),
-  /** Largest request body accepted, per message, in bytes. */
+  /** Largest request body of any method (WriteFile), per message, in bytes; see requestLimits. */
   maxRequestBytes: z
     .number()
     .int()
     .positive()
     .default(8 * 1024 * 1024),
+  /**
+   * Request bodies per method (issue 21): the limit applies to the declared
+   * `content-length` before the body is read and to every message after
+   * decompression. Methods not named get `defaultBytes`; none exceeds
+   * `maxRequestBytes`.
+   */
+  requestLimits: z
+    .object({
+      /** Limit of every method not in `methods`, bytes (task ids, paths, filters). */
+      defaultBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024),
+      /** Limits by method name, bytes. */
+      methods: z
+        .record(z.string(), z.number().int().positive())
+        .default({ ExecuteCommand: 1024 * 1024, WriteFile: 8 * 1024 * 1024 }),
+      /** A compressed message may inflate to at most this many times its size (plus 4 KiB). */
+      maxDecompressionRatio: z.number().int().min(1).default(32),
+    })
+    .prefault({}),
   /** Default and maximum wall-clock deadline for tasks, in seconds. */
   defaultTimeoutSeconds: z.number().int().positive().default(60),
   maxTimeoutSeconds: z.number().int().positive().default(3600),

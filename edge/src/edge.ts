@@ -23,12 +23,22 @@ import { createAuthenticator } from "./auth/authenticator.js";
 import { ensureDevSigningKey } from "./auth/dev-keys.js";
 import type { EdgeConfig } from "./config.js";
 import { createHttpApp } from "./http/app.js";
+import {
+  boundedCompressions,
+  createBodyLimits,
+  registerWithBodyLimits,
+} from "./http/body-limits.js";
 import { isFetchServable, mountConnect, nodeIncoming } from "./http/connect-fetch.js";
 import { handleCors } from "./http/cors.js";
 import { type DualServer, listenDual } from "./http/listen.js";
+import { createPreAuth } from "./http/pre-auth.js";
 import { createEdgeMetrics } from "./metrics.js";
 import { createPipeline } from "./pipeline/authorize.js";
-import { createEdgeInterceptor, peerAddressKey } from "./pipeline/interceptor.js";
+import {
+  createEdgeInterceptor,
+  peerAddressKey,
+  preAuthenticatedKey,
+} from "./pipeline/interceptor.js";
 import { principalKey } from "./rate-limit/keys.js";
 import { createRateLimiter } from "./rate-limit/token-bucket.js";
 import { type RegistryServer, startRegistryServer } from "./registry/server.js";
@@ -227,8 +237,23 @@ export async function startEdge(
       return problems;
     },
   });
+  // Authenticate, rate-limit and check the declared size before any body is read (issue 21).
+  const bodyLimit = createBodyLimits({
+    defaultBytes: config.requestLimits.defaultBytes,
+    methods: config.requestLimits.methods,
+    maxBytes: config.maxRequestBytes,
+  });
+  const preAuth = createPreAuth({
+    services: new Set([McpService.typeName]),
+    publicProcedures: new Set([`${McpService.typeName}/${McpService.method.health.name}`]),
+    authenticate: (h) => authenticator.authenticate(h),
+    rateLimit: (p) => limiter.take(principalKey(config.auth.issuer, p)),
+    bodyLimit,
+    metrics,
+    logger,
+  });
   const rpcOptions = {
-    routes: (router) => router.service(McpService, service),
+    routes: (router) => registerWithBodyLimits(router, McpService, service, bodyLimit),
     interceptors: [
       createEdgeInterceptor({
         authenticate: (h) => authenticator.authenticate(h),
@@ -240,9 +265,12 @@ export async function startEdge(
       }),
     ],
     readMaxBytes: config.maxRequestBytes,
+    acceptCompression: boundedCompressions(config.requestLimits.maxDecompressionRatio),
     shutdownSignal: shutdown.signal,
     contextValues: (req) =>
-      createContextValues().set(peerAddressKey, req.socket.remoteAddress ?? ""),
+      createContextValues()
+        .set(peerAddressKey, req.socket.remoteAddress ?? "")
+        .set(preAuthenticatedKey, preAuth.principalOf(req)),
     fallback: nodeFallback(getRequestListener(app.fetch)),
   } satisfies ConnectNodeAdapterOptions;
   // Native gRPC (HTTP/2 trailers) on Node; Connect and gRPC-Web also through app.fetch, from
@@ -264,6 +292,7 @@ export async function startEdge(
     host: config.host,
     port: config.port,
     ...(config.publicTls ? { tls: config.publicTls } : {}),
+    limits: config.connections,
     listener: (req, res) => {
       if (handleCors(corsOrigins, req, res)) return;
       if (!accepting && req.url?.startsWith("/mcp.")) {
@@ -271,8 +300,10 @@ export async function startEdge(
         res.end(JSON.stringify({ code: "unavailable", message: `edge is ${notServing()}` }));
         return;
       }
-      if (viaFetch(req)) appListener(req, res);
-      else rpc(req, res);
+      preAuth.admit(req, res).then(
+        (admitted) => admitted && (viaFetch(req) ? appListener(req, res) : rpc(req, res)),
+        () => res.destroy(),
+      );
     },
   });
 
@@ -285,6 +316,7 @@ export async function startEdge(
           tls: edgeTls,
           registry: opened.registry,
           heartbeatIntervalMs: config.heartbeatIntervalMs,
+          limits: config.connections,
           logger,
         });
 

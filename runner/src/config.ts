@@ -1,3 +1,4 @@
+import { connectionLimitsSchema } from "@mcp-gateway/common/connection-guard";
 import { z } from "zod";
 
 /**
@@ -31,6 +32,12 @@ export const runnerConfigSchema = z.object({
   policyBundle: z.string().default("policies/build/bundle.tar.gz"),
   /** Tasks running at once; more are refused with ResourceExhausted. */
   maxConcurrentTasks: z.number().int().positive().default(32),
+  /**
+   * Connection discipline of the runner port (caps, handshake/first-stream/idle
+   * deadlines, HTTP/2 settings); only edges and monitors connect, so the
+   * per-address cap is low.
+   */
+  connections: connectionLimitsSchema.prefault({ maxConnectionsPerAddress: 64 }),
   /** How long finished tasks stay attachable, ms. */
   retentionMs: z
     .number()

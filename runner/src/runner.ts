@@ -7,6 +7,11 @@ import { dirname, join, resolve } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
+import {
+  guardConnections,
+  guardHttp2Sessions,
+  http2ServerOptions,
+} from "@mcp-gateway/common/connection-guard";
 import { trackHttp2Sessions } from "@mcp-gateway/common/http2-sessions";
 import { createMetricsRegistry } from "@mcp-gateway/common/metrics";
 import { nodeFallback } from "@mcp-gateway/common/node-fallback";
@@ -246,7 +251,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
    */
   const edgeSessions = new WeakSet<http2.Http2Session>();
   const server = http2.createSecureServer(
-    mtlsServerOptions(loadTlsMaterial(tlsFiles)),
+    { ...http2ServerOptions(config.connections), ...mtlsServerOptions(loadTlsMaterial(tlsFiles)) },
     (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
       const session = req.stream?.session;
       if (!session || !edgeSessions.has(session)) {
@@ -263,6 +268,9 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       handler(req, res);
     },
   );
+  // Connection discipline (issue 21): caps at accept, handshake/first-stream/idle deadlines.
+  guardConnections(server, config.connections);
+  guardHttp2Sessions(server, config.connections);
   server.on("secureConnection", (socket: TLSSocket) => {
     if (!isAllowedPeer(socket, [...edgeIds, ...monitorIds])) {
       logger.warn(

@@ -4,6 +4,15 @@ import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from "node:http2";
 import net, { type AddressInfo, type Socket } from "node:net";
 import { Duplex } from "node:stream";
+import {
+  type ConnectionGate,
+  type ConnectionLimits,
+  connectionLimitsSchema,
+  guardConnections,
+  guardHttp1,
+  guardHttp2Sessions,
+  http2ServerOptions,
+} from "@mcp-gateway/common/connection-guard";
 import { trackHttp2Sessions } from "@mcp-gateway/common/http2-sessions";
 
 /** A request listener for both HTTP/1.1 and HTTP/2. */
@@ -19,6 +28,8 @@ export interface ListenOptions {
   /** With TLS: h2 and HTTP/1.1 negotiated by ALPN. Without: h2c (prior knowledge) and HTTP/1.1 on one port. */
   tls?: { certPath: string; keyPath: string };
   listener: DualListener;
+  /** Connection discipline (caps, deadlines, HTTP/2 settings); defaults from `connectionLimitsSchema`. */
+  limits?: ConnectionLimits;
 }
 
 /** A listening edge port. */
@@ -26,6 +37,8 @@ export interface DualServer {
   /** Base URL, e.g. http://127.0.0.1:8081. */
   url: string;
   port: number;
+  /** Open and refused connection counts. */
+  connections: ConnectionGate;
   /** Stops accepting connections, closes idle ones, resolves when all are closed or after timeoutMs. */
   close(timeoutMs: number): Promise<void>;
 }
@@ -79,14 +92,24 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * (HTTP/1.1 or HTTP/2). In plaintext it peeks at the first bytes of each
  * connection: the HTTP/2 preface goes to the h2c server, anything else to the
  * HTTP/1.1 server — so `curl` and `grpcurl -plaintext` both work.
+ *
+ * Every path runs the same connection discipline (issue 21): total and
+ * per-address caps at accept, an absolute deadline for the TLS handshake or
+ * the sniff and then for the first request's headers, request-body and
+ * keep-alive deadlines for HTTP/1.1 (implemented here: the HTTP/1.1 server is
+ * fed with `emit("connection")` and never listens, so Node's own
+ * `headersTimeout`/`requestTimeout` checks never run), and HTTP/2 SETTINGS,
+ * first-stream, idle-session and request deadlines.
  */
 export async function listenDual(options: ListenOptions): Promise<DualServer> {
+  const limits = options.limits ?? connectionLimitsSchema.parse({});
   const sockets = new Set<Socket>();
   let server: net.Server;
   let closeSessions: () => void;
   if (options.tls) {
     const h2 = http2.createSecureServer(
       {
+        ...http2ServerOptions(limits),
         cert: readFileSync(options.tls.certPath),
         key: readFileSync(options.tls.keyPath),
         allowHTTP1: true,
@@ -94,12 +117,19 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
       },
       options.listener,
     );
+    guardHttp2Sessions(h2, limits);
+    const h1 = guardHttp1(h2, limits);
+    // The handshake has its own deadline (handshakeTimeout); then HTTP/1.1 gets the headers deadline.
+    h2.on("secureConnection", (s: Socket & { alpnProtocol?: string | false }) => {
+      if (s.alpnProtocol !== "h2") h1.arm(s);
+    });
     closeSessions = trackHttp2Sessions(h2);
     server = h2;
   } else {
-    const h1 = http.createServer(options.listener);
-    h1.keepAliveTimeout = 5000;
-    const h2 = http2.createServer({}, options.listener);
+    const h1 = http.createServer({ maxHeaderSize: limits.maxHeaderListSize }, options.listener);
+    const h1Guard = guardHttp1(h1, limits);
+    const h2 = http2.createServer(http2ServerOptions(limits), options.listener);
+    guardHttp2Sessions(h2, limits);
     const closeH2 = trackHttp2Sessions(h2);
     closeSessions = () => {
       closeH2();
@@ -107,8 +137,11 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
     };
     server = net.createServer((socket) => {
       socket.once("error", () => socket.destroy());
-      // A client that never sends enough to choose a protocol does not hold the socket.
-      socket.setTimeout(10_000, () => socket.destroy());
+      // An absolute deadline to send enough to choose a protocol: a byte every few
+      // seconds does not extend it (an idle timeout would be reset by each).
+      const sniffDeadline = setTimeout(() => socket.destroy(), limits.headersTimeoutMs);
+      sniffDeadline.unref();
+      socket.once("close", () => clearTimeout(sniffDeadline));
       let seen = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
         seen = Buffer.concat([seen, chunk]);
@@ -116,7 +149,7 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
         const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
         if (isH2 && seen.length < H2_PREFACE.length) return; // need more bytes to decide
         socket.off("data", onData);
-        socket.setTimeout(0);
+        clearTimeout(sniffDeadline);
         socket.pause();
         if (isH2) {
           // The h2 server reads a net.Socket's native handle directly and would miss
@@ -124,6 +157,7 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
           h2.emit("connection", replaying(socket, seen));
         } else {
           socket.unshift(seen);
+          h1Guard.arm(socket);
           h1.emit("connection", socket);
           socket.resume();
         }
@@ -131,7 +165,10 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
       socket.on("data", onData);
     });
   }
+  // Registered before the protocol handlers see the socket's data: refused sockets never reach them.
+  const connections = guardConnections(server, limits);
   server.on("connection", (s: Socket) => {
+    if (s.destroyed) return;
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });
@@ -142,6 +179,7 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
   return {
     url: `${options.tls ? "https" : "http"}://${host}:${port}`,
     port,
+    connections,
     async close(timeoutMs) {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       closeSessions();

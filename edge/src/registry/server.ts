@@ -4,6 +4,13 @@ import type { AddressInfo } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { Code, ConnectError, createContextKey, createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  type ConnectionLimits,
+  connectionLimitsSchema,
+  guardConnections,
+  guardHttp2Sessions,
+  http2ServerOptions,
+} from "@mcp-gateway/common/connection-guard";
 import { trackHttp2Sessions } from "@mcp-gateway/common/http2-sessions";
 import {
   isAllowedPeer,
@@ -29,6 +36,8 @@ export interface RegistryServerOptions {
   registry: RunnerRegistry;
   /** Interval the edge asks runners to heartbeat at, ms. */
   heartbeatIntervalMs: number;
+  /** Connection caps, deadlines and HTTP/2 settings (default: `connectionLimitsSchema` defaults). */
+  limits?: ConnectionLimits;
   logger: Logger;
 }
 
@@ -99,7 +108,14 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
       );
     },
   });
-  const server = http2.createSecureServer(mtlsServerOptions(options.tls), handler);
+  const limits = options.limits ?? connectionLimitsSchema.parse({});
+  const server = http2.createSecureServer(
+    { ...http2ServerOptions(limits), ...mtlsServerOptions(options.tls) },
+    handler,
+  );
+  // Connection discipline (issue 21): caps at accept, handshake/first-stream/idle deadlines.
+  guardConnections(server, limits);
+  guardHttp2Sessions(server, limits);
   server.on("secureConnection", (socket: TLSSocket) => {
     if (!isAllowedPeer(socket, allowed)) {
       logger.warn(

@@ -1,0 +1,184 @@
+// Issue 21: edge hardening against the red-team findings, each reproduced against real
+// processes on loopback and asserted against the new bound.
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import http2 from "node:http2";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { gzipSync } from "node:zlib";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { ExecuteCommandRequestSchema } from "@mcp-gateway/proto/mcp";
+import { connectJson, type Gateway, startGateway } from "./harness.js";
+
+let gw: Gateway;
+
+before(async () => {
+  const config = join(tmpdir(), `mcp-hardening-${process.pid}.json`);
+  writeFileSync(
+    config,
+    JSON.stringify({
+      rateLimit: { ratePerSecond: 1000, burst: 1000 },
+      connections: { maxConnectionsPerAddress: 50 },
+    }),
+  );
+  gw = await startGateway({ edgeArgs: ["--config", config] });
+});
+after(async () => {
+  await gw?.stop();
+});
+
+/** CPU time (user + system) the edge process has used so far, ms. */
+function edgeCpuMs(): number {
+  const pid = gw.edge.child.pid;
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+  // utime and stime are fields 14 and 15 of /proc/<pid>/stat (11 and 12 after "pid (comm) ").
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+/** `{"command":"echo","args":["a", … n times]}`, gzipped: a few KB that inflate to megabytes. */
+function jsonBomb(n: number): Buffer {
+  const json = `{"command":"echo","args":[${'"a",'.repeat(n - 1)}"a"]}`;
+  return gzipSync(json, { level: 9 });
+}
+
+/** A gRPC frame of a gzip-compressed ExecuteCommandRequest with n args. */
+function grpcBomb(n: number): Buffer {
+  const msg = toBinary(
+    ExecuteCommandRequestSchema,
+    create(ExecuteCommandRequestSchema, { command: "echo", args: new Array<string>(n).fill("a") }),
+  );
+  const z = gzipSync(msg, { level: 9 });
+  const head = Buffer.alloc(5);
+  head.writeUInt8(1, 0);
+  head.writeUInt32BE(z.length, 1);
+  return Buffer.concat([head, z]);
+}
+
+async function postConnect(body: Buffer, headers: Record<string, string>) {
+  const res = await fetch(`${gw.url}/mcp.McpService/ExecuteCommand`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "content-encoding": "gzip", ...headers },
+    body,
+  });
+  return { status: res.status, body: (await res.json()) as { code?: string; message?: string } };
+}
+
+function grpcCall(
+  method: string,
+  frame: Buffer,
+  headers: Record<string, string> = {},
+): Promise<{ status: string; message: string }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(gw.url);
+    session.on("error", reject);
+    const req = session.request({
+      ":method": "POST",
+      ":path": `/mcp.McpService/${method}`,
+      "content-type": "application/grpc",
+      "grpc-encoding": "gzip",
+      te: "trailers",
+      ...headers,
+    });
+    let status = "";
+    let message = "";
+    const take = (h: http2.IncomingHttpHeaders) => {
+      if (h["grpc-status"] !== undefined) status = String(h["grpc-status"]);
+      if (h["grpc-message"] !== undefined) message = decodeURIComponent(String(h["grpc-message"]));
+    };
+    req.on("response", take);
+    req.on("trailers", take);
+    req.on("error", () => undefined);
+    req.on("close", () => {
+      session.close();
+      resolve({ status, message });
+    });
+    req.resume();
+    req.end(frame);
+  });
+}
+
+describe("finding 2: nothing unauthenticated is read or inflated", () => {
+  it("an unauthenticated gzip bomb is refused from the headers (Connect, gRPC) at the cost of an empty request", async () => {
+    const bomb = jsonBomb(2_000_000);
+    const frame = grpcBomb(1_000_000);
+    assert.ok(bomb.length < 64 * 1024, `the bomb is small on the wire (${bomb.length} bytes)`);
+    // Baseline: the same number of unauthenticated calls with an empty body.
+    const n = 20;
+    const baseStart = edgeCpuMs();
+    for (let i = 0; i < n; i++) {
+      const r = await postConnect(gzipSync("{}"), {});
+      assert.equal(r.status, 401);
+    }
+    const baseline = edgeCpuMs() - baseStart;
+    const start = edgeCpuMs();
+    for (let i = 0; i < n; i++) {
+      const r = await postConnect(bomb, {});
+      assert.equal(r.status, 401);
+      assert.equal(r.body.code, "unauthenticated");
+      const g = await grpcCall("ExecuteCommand", frame);
+      assert.equal(g.status, "16", "gRPC UNAUTHENTICATED");
+    }
+    const spent = edgeCpuMs() - start;
+    // Before the fix one bomb cost 400-570 ms of CPU (inflate + parse 2 M elements).
+    // Now 2n bombs may cost at most a few times n empty calls plus scheduling noise.
+    assert.ok(
+      spent <= 3 * baseline + 400,
+      `${2 * n} bombs took ${spent} ms of edge CPU; ${n} empty calls took ${baseline} ms`,
+    );
+  });
+
+  it("an authenticated gzip bomb is refused by the decompression ratio, not parsed", async () => {
+    const token = await gw.token("bomber", ["developer"]);
+    const r = await postConnect(jsonBomb(2_000_000), { authorization: `Bearer ${token}` });
+    assert.equal(r.status, 429);
+    assert.equal(r.body.code, "resource_exhausted");
+    assert.match(String(r.body.message), /inflates beyond 32× its compressed size/);
+    const g = await grpcCall("ExecuteCommand", grpcBomb(1_000_000), {
+      authorization: `Bearer ${token}`,
+    });
+    assert.equal(g.status, "8", "gRPC RESOURCE_EXHAUSTED");
+  });
+
+  it("per-method body limits: GetTaskStatus refuses a 1 MB body before reading it", async () => {
+    const token = await gw.token("bulky", ["developer"]);
+    const big = JSON.stringify({ taskId: "x".repeat(1024 * 1024) });
+    const r = await connectJson(gw.url, "GetTaskStatus", undefined, token, big);
+    assert.equal(r.status, 429);
+    assert.match(String(r.body.message), /exceeds the limit of 65536 bytes for GetTaskStatus/);
+  });
+});
+
+describe("finding 1: half-sent requests cannot starve the port", () => {
+  it("connections past the per-address cap are closed at once; /health still answers", async () => {
+    const port = Number(new URL(gw.url).port);
+    const socks: { s: net.Socket; closed: boolean }[] = [];
+    for (let i = 0; i < 80; i++) {
+      const entry = {
+        s: net.connect({ port, host: "127.0.0.1", localAddress: "127.0.0.2" }),
+        closed: false,
+      };
+      entry.s.on("error", () => undefined);
+      entry.s.on("close", () => (entry.closed = true));
+      entry.s.write("POST /mcp.McpService/ExecuteCommand HTTP/1.1\r\nHost: x\r\n");
+      socks.push(entry);
+    }
+    const until = Date.now() + 10_000;
+    while (socks.filter((e) => e.closed).length < 30 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal(socks.filter((e) => !e.closed).length, 50, "50 held, the rest refused");
+    const health = await fetch(`${gw.url}/health`);
+    assert.equal(health.status, 200);
+    // And the held ones go away by themselves (absolute headers deadline, default 10 s).
+    const gone = Date.now() + 20_000;
+    while (socks.some((e) => !e.closed) && Date.now() < gone) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(
+      socks.every((e) => e.closed),
+      "the server closed every half-sent request",
+    );
+  });
+});
