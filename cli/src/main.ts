@@ -1,5 +1,3 @@
-import { ConnectError } from "@connectrpc/connect";
-import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { UsageError } from "./args.js";
 
 const HELP = `mcp-gateway — security gateway between AI agents and real machines
@@ -79,6 +77,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`mcp-gateway ${name}: ${err.message}\n`);
       return 2;
     }
+    // Loaded here, not at the top: `--help` and usage errors stay free of the RPC libraries.
+    const { ConnectError } = await import("@connectrpc/connect");
+    const { codeToString } = await import("@connectrpc/connect/protocol-connect");
     if (err instanceof ConnectError) {
       process.stderr.write(`mcp-gateway ${name}: [${codeToString(err.code)}] ${err.rawMessage}\n`);
       return 1;
