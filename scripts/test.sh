@@ -7,8 +7,24 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
+# Setup and the release build must leave `git status` as it was (generated files are ignored,
+# the lock file is never rewritten).
+status_before="$(git status --porcelain)"
+
 step "setup"
 bash scripts/setup.sh
+
+step "release build: bundles, tarball, CycloneDX SBOM, SHA-256 sums (npm run build)"
+MCP_GATEWAY_SKIP_SETUP=1 bash scripts/build.sh
+status_after="$(git status --porcelain)"
+if [[ "$status_before" != "$status_after" ]]; then
+  echo "setup or the build changed the work tree (git status):" >&2
+  diff <(echo "$status_before") <(echo "$status_after") >&2 || true
+  exit 1
+fi
+
+step "dependency vulnerability gate (npm audit --omit=dev; accepted findings in security/vuln-allowlist.json)"
+node --import tsx scripts/build/vuln-gate.ts
 
 step "schema: buf lint, generated code up to date, buf breaking"
 npx buf lint
@@ -41,5 +57,6 @@ node --import tsx test/conformance/mcp-conformance.ts
 step "node:test — unit, attack, integration and browser suites"
 shopt -s globstar nullglob
 files=(common/src/**/*.test.ts edge/src/**/*.test.ts runner/src/**/*.test.ts client/src/**/*.test.ts \
-       cli/src/**/*.test.ts test/attacks/**/*.test.ts test/integration/**/*.test.ts test/browser/**/*.test.ts)
+       cli/src/**/*.test.ts scripts/build/**/*.test.ts test/release/**/*.test.ts \
+       test/attacks/**/*.test.ts test/integration/**/*.test.ts test/browser/**/*.test.ts)
 node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
