@@ -9,6 +9,66 @@ export const runnerTargetSchema = z.object({
   url: z.url({ protocol: /^https$/, error: "runner url must be https:// (mTLS only)" }),
 });
 
+/** Where live audit export goes (see edge/src/audit/export.ts). */
+export const auditExportTargetSchema = z.object({
+  /** `file`: JSON lines appended to `path`; `stdout`: JSON lines; `otlp`: OpenTelemetry logs over OTLP/HTTP JSON. */
+  type: z.enum(["file", "stdout", "otlp"]),
+  /** File to append to (type file). */
+  path: z.string().optional(),
+  /** OTLP/HTTP base URL, e.g. http://collector:4318 (type otlp; /v1/logs is appended). */
+  endpoint: z.url().optional(),
+  /** Extra headers for OTLP requests (e.g. an API key). */
+  headers: z.record(z.string(), z.string()).default({}),
+  /**
+   * Resume position file: the last delivered seq, written after each delivered
+   * batch, so a restart continues there (at-least-once). Default:
+   * <dataDir>/audit/export-<index>.pos.
+   */
+  positionFile: z.string().optional(),
+});
+
+/** The audit section of the edge configuration. */
+export const auditConfigSchema = z.object({
+  /** Signed checkpoints of the chain head, written outside the database. */
+  checkpoints: z
+    .object({
+      /** Ed25519 key (PKCS#8 PEM, 0600); default <dataDir>/audit/checkpoint.key, created with <file>.pub. */
+      keyFile: z.string().optional(),
+      /** Checkpoint after this many records appended by this edge. */
+      everyRecords: z.number().int().min(1).default(1000),
+      /** And at least this often while the chain grows, ms. */
+      everyMs: z.number().int().min(100).default(60_000),
+      /** Append-only JSON lines file; default <dataDir>/audit/checkpoints.jsonl; "" disables. */
+      file: z.string().optional(),
+      /** Also write each checkpoint as a JSON line to stdout (journald/syslog, log shippers). */
+      stdout: z.boolean().default(false),
+      /** HTTP(S) endpoint receiving each checkpoint (`{seq}` in the URL is replaced), e.g. object storage with object lock. */
+      webhook: z
+        .object({
+          url: z.url({ protocol: /^https?$/ }),
+          method: z.enum(["POST", "PUT"]).default("POST"),
+          headers: z.record(z.string(), z.string()).default({}),
+        })
+        .optional(),
+    })
+    .prefault({}),
+  /** Live export of every record as it is appended (at-least-once, resumable). */
+  export: z.array(auditExportTargetSchema).default([]),
+  /** Bounds on refusal records (authentication failures, rate limits, origin and mTLS refusals). */
+  securityEvents: z
+    .object({
+      /** Aggregation window, ms. */
+      windowMs: z.number().int().min(100).default(10_000),
+      /** Events of one kind from one source recorded one by one per window; the rest are counted. */
+      perSource: z.number().int().min(0).default(3),
+      /** Events recorded one by one per window in total; the rest are counted. */
+      maxRecords: z.number().int().min(1).default(100),
+      /** Sources counted separately per window; the rest are counted together as source "*". */
+      maxSources: z.number().int().min(1).default(100),
+    })
+    .prefault({}),
+});
+
 /**
  * The edge's whole configuration, parsed once at start. Every field has an
  * embedded default so that `mcp-gateway dev` runs with no file at all.
@@ -35,6 +95,8 @@ export const edgeConfigSchema = z.object({
    * first start. Edges sharing one PostgreSQL database must share the file.
    */
   auditKeyFile: z.string().optional(),
+  /** Audit trail: signed checkpoints, live export, security-event bounds (docs/security/audit.md). */
+  audit: auditConfigSchema.prefault({}),
   /** Optional TLS for the public port (h2 + HTTP/1.1 via ALPN). Plaintext h2c + HTTP/1.1 otherwise. */
   publicTls: z.object({ certPath: z.string(), keyPath: z.string() }).optional(),
   /** mTLS material for talking to runners (default: the dev PKI in <dataDir>/pki). */
@@ -186,5 +248,7 @@ export const edgeConfigSchema = z.object({
 export type EdgeConfig = z.infer<typeof edgeConfigSchema>;
 /** Edge configuration as written by a person (defaults filled in by parsing). */
 export type EdgeConfigInput = z.input<typeof edgeConfigSchema>;
+/** Parsed audit configuration. */
+export type AuditConfig = z.infer<typeof auditConfigSchema>;
 /** A runner target. */
 export type RunnerTarget = z.infer<typeof runnerTargetSchema>;

@@ -19,6 +19,8 @@ import { VERSION } from "@mcp-gateway/common/version";
 import { McpService } from "@mcp-gateway/proto/mcp";
 import type { Logger } from "pino";
 import { defaultAuditKeyPath, ensureAuditKeys, loadAuditKeys } from "./audit/keys.js";
+import { requestFacts } from "./audit/security-events.js";
+import { createAuditTrail } from "./audit/trail.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import { ensureDevSigningKey } from "./auth/dev-keys.js";
 import type { EdgeConfig } from "./config.js";
@@ -121,6 +123,13 @@ export async function startEdge(
     logger.child({ component: "store" }),
   );
   const store = opened.store;
+  // Security events, signed checkpoints outside the store, live export (docs/security/audit.md).
+  const trail = await createAuditTrail({
+    config,
+    store,
+    signingKeyId: auditKeys[0]?.id ?? "",
+    logger,
+  });
   const events = createTaskEvents({ publish: opened.publish });
   const unsubscribe = await opened.subscribe((taskId) => events.wakeLocal(taskId));
   const leases = opened.leases;
@@ -134,7 +143,10 @@ export async function startEdge(
   const policy = await createPolicyEngine({
     bundlePath: resolve(config.policyBundle),
     logger: logger.child({ component: "policy" }),
-    onReload: (r) => metrics.policyReloads.inc({ result: r.ok ? "ok" : "error" }),
+    onReload: (r) => {
+      metrics.policyReloads.inc({ result: r.ok ? "ok" : "error" });
+      trail.policyReloaded(r);
+    },
   });
 
   const tlsFiles = await edgeTlsFiles(config);
@@ -155,9 +167,12 @@ export async function startEdge(
     (m) => {
       runners.rotate(m);
       internal?.rotate(m);
+      trail.configReloaded("runnerTls");
     },
-    (err) =>
-      logger.error({ err }, "rotated runner TLS material is invalid; keeping the current one"),
+    (err) => {
+      logger.error({ err }, "rotated runner TLS material is invalid; keeping the current one");
+      trail.configReloaded("runnerTls", err);
+    },
   );
 
   const jwks = config.auth.jwksUrl
@@ -188,6 +203,13 @@ export async function startEdge(
     burst: config.rateLimit.burst,
     maxKeys: 100_000,
   });
+  /** Every door authenticates and rate-limits with these; refusals go to the audit chain. */
+  const authenticate = trail.recordAuthFailures((h: string | null) =>
+    authenticator.authenticate(h),
+  );
+  const rateLimit = trail.recordRateLimits((p) =>
+    limiter.take(principalKey(config.auth.issuer, p)),
+  );
 
   const tracing = createTracing({
     serviceName: "mcp-edge",
@@ -196,7 +218,7 @@ export async function startEdge(
     ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}),
   });
   const tracer = tracing.tracer;
-  const pipeline = createPipeline({ policy, store, metrics, tracer });
+  const pipeline = createPipeline({ policy, store, metrics, tracer, onAppend: trail.appended });
   const tasks = createTaskService({
     store,
     runners,
@@ -246,8 +268,8 @@ export async function startEdge(
   const preAuth = createPreAuth({
     services: new Set([McpService.typeName]),
     publicProcedures: new Set([`${McpService.typeName}/${McpService.method.health.name}`]),
-    authenticate: (h) => authenticator.authenticate(h),
-    rateLimit: (p) => limiter.take(principalKey(config.auth.issuer, p)),
+    authenticate,
+    rateLimit,
     bodyLimit,
     metrics,
     logger,
@@ -256,8 +278,8 @@ export async function startEdge(
     routes: (router) => registerWithBodyLimits(router, McpService, service, bodyLimit),
     interceptors: [
       createEdgeInterceptor({
-        authenticate: (h) => authenticator.authenticate(h),
-        rateLimit: (p) => limiter.take(principalKey(config.auth.issuer, p)),
+        authenticate,
+        rateLimit,
         publicMethods: new Set(["Health"]),
         metrics,
         logger,
@@ -294,7 +316,9 @@ export async function startEdge(
     ...(config.publicTls ? { tls: config.publicTls } : {}),
     limits: config.connections,
     listener: (req, res) => {
-      if (handleCors(corsOrigins, req, res)) return;
+      const peer = req.socket?.remoteAddress ?? "";
+      requestFacts.enterWith({ peer }); // who is refused, for the security events of this request
+      if (handleCors(corsOrigins, req, res, (o) => trail.originRefused(o, peer))) return;
       if (!accepting && req.url?.startsWith("/mcp.")) {
         res.writeHead(503, { "content-type": "application/json", "retry-after": "1" });
         res.end(JSON.stringify({ code: "unavailable", message: `edge is ${notServing()}` }));
@@ -318,6 +342,7 @@ export async function startEdge(
           heartbeatIntervalMs: config.heartbeatIntervalMs,
           limits: config.connections,
           logger,
+          onRefused: trail.mtlsRefused,
         });
 
   // HA with PostgreSQL: a liveness lease per edge (its tasks are adopted by
@@ -418,6 +443,7 @@ export async function startEdge(
       policy.close();
       await tracing.shutdown();
       await unsubscribe();
+      await trail.close();
       await store.close();
     },
   };

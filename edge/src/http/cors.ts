@@ -37,13 +37,20 @@ type Res = ServerResponse | Http2ServerResponse;
 /**
  * Applies CORS for an explicit origin allowlist. Returns true when the
  * request was fully answered (a preflight, or a refused origin's preflight).
- * Origins not on the list get no CORS headers, so browsers block them.
+ * Origins not on the list get no CORS headers, so browsers block them;
+ * `onRefused` hears of each refused preflight (for the audit chain).
  */
-export function handleCors(allowed: ReadonlySet<string>, req: Req, res: Res): boolean {
+export function handleCors(
+  allowed: ReadonlySet<string>,
+  req: Req,
+  res: Res,
+  onRefused?: (origin: string) => void,
+): boolean {
   const origin = req.headers.origin;
   const preflight = req.method === "OPTIONS";
   if (typeof origin !== "string" || !allowed.has(origin)) {
     if (preflight) {
+      if (origin) onRefused?.(origin);
       res.writeHead(origin ? 403 : 204, { vary: "origin" });
       res.end();
       return true;

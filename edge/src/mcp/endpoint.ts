@@ -58,6 +58,8 @@ export interface McpEndpointOptions {
   maxResultBytes: number;
   /** False while draining or waiting as a standby: calls get 503. */
   accepting: () => boolean;
+  /** Called when a browser Origin is refused (recorded as a security event in the audit chain). */
+  onOriginRefused?: (origin: string, peer: string) => void;
   metrics: EdgeMetrics;
   logger: Logger;
   tracer: Tracer;
@@ -414,6 +416,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       }
       const origin = req.headers.get("origin");
       if (origin !== null && !originAllowed(req, origin)) {
+        options.onOriginRefused?.(origin, peer);
         return jsonRpcError(403, -32000, `origin ${origin.slice(0, 200)} is not allowed`);
       }
       if (req.method !== "POST") {

@@ -12,6 +12,8 @@ export interface PipelineOptions {
   store: TaskStore;
   metrics: EdgeMetrics;
   tracer: Tracer;
+  /** Called with every record this edge appended (checkpoints, live export). */
+  onAppend?: (record: AuditRecord) => void;
 }
 
 /** Audit facts of the call being authorized. */
@@ -47,8 +49,9 @@ export function createPipeline(options: PipelineOptions): Pipeline {
 
   async function audit(entry: AuditEntry): Promise<AuditRecord> {
     const end = metrics.auditWrite.startTimer();
+    let record: AuditRecord;
     try {
-      return await store.appendAudit(entry);
+      record = await store.appendAudit(entry);
     } catch (err) {
       throw new ConnectError(
         "the audit trail cannot be written; refusing to act",
@@ -60,6 +63,8 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     } finally {
       end();
     }
+    options.onAppend?.(record);
+    return record;
   }
 
   return {

@@ -39,6 +39,11 @@ export interface RegistryServerOptions {
   /** Connection caps, deadlines and HTTP/2 settings (default: `connectionLimitsSchema` defaults). */
   limits?: ConnectionLimits;
   logger: Logger;
+  /**
+   * Called when a client is refused for its identity: a certificate that is not a runner's, or a
+   * runner speaking for another runner (recorded as a security event in the audit chain).
+   */
+  onRefused?: (peer: string, identities: readonly string[], reason: string) => void;
 }
 
 /** The edge's internal mTLS port. */
@@ -59,6 +64,7 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
   const allowed = [`spiffe://${TRUST_DOMAIN}/runner/*`];
   const assertSpeaksFor = (ids: string[], runnerId: string) => {
     if (!ids.includes(runnerIdentity(runnerId))) {
+      options.onRefused?.("", ids, `speaks for runner ${runnerId}`);
       throw new ConnectError(
         `certificate identity ${ids.join(", ") || "(none)"} may not speak for runner ${runnerId}`,
         Code.PermissionDenied,
@@ -118,6 +124,12 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
   guardHttp2Sessions(server, limits);
   server.on("secureConnection", (socket: TLSSocket) => {
     if (!isAllowedPeer(socket, allowed)) {
+      const cert = socket.getPeerCertificate();
+      options.onRefused?.(
+        socket.remoteAddress ?? "",
+        cert && Object.keys(cert).length > 0 ? peerIdentities(cert) : [],
+        "not a runner identity",
+      );
       logger.warn(
         { peer: socket.remoteAddress },
         "internal port: refused a client that is not a runner",

@@ -1,5 +1,14 @@
 export { type ChainVerdict, verifyAuditChain, verifyAuditRows } from "../audit/chain.js";
 export {
+  checkpointPublicKeyPath,
+  createCheckpointCheck,
+  defaultCheckpointFile,
+  defaultCheckpointKeyPath,
+  loadCheckpointPublicKeys,
+  parseCheckpoints,
+} from "../audit/checkpoints.js";
+export { createAuditExporter, streamExportSink } from "../audit/export.js";
+export {
   type AuditKey,
   AuditKeyError,
   defaultAuditKeyPath,
