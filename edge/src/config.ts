@@ -203,6 +203,46 @@ export const edgeConfigSchema = z.object({
       maxDecompressionRatio: z.number().int().min(1).default(32),
     })
     .prefault({}),
+  /**
+   * Bounds on what reads return (issue 21): GetTaskStatus returns a tail of
+   * each stream (StreamTaskOutput has everything), audit pages have a server
+   * maximum and a size cap, output followers are bounded, and every read
+   * spends a per-principal byte budget next to the call-count rate limit.
+   */
+  reads: z
+    .object({
+      /** Bytes of stdout and of stderr GetTaskStatus returns (the last ones). */
+      statusTailBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024),
+      /** Most records per ListAuditEvents page (a larger page_size is lowered to it). */
+      auditPageMax: z.number().int().positive().default(200),
+      /** A ListAuditEvents page ends before its records exceed this many bytes. */
+      auditResponseMaxBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(4 * 1024 * 1024),
+      /** Most concurrent StreamTaskOutput followers of one task on this edge. */
+      followersPerTask: z.number().int().positive().default(32),
+      /** Most concurrent StreamTaskOutput followers of one principal on this edge. */
+      followersPerPrincipal: z.number().int().positive().default(16),
+      /** Response bytes a principal may read per second, sustained. */
+      bytesPerSecond: z
+        .number()
+        .int()
+        .positive()
+        .default(8 * 1024 * 1024),
+      /** Response bytes a principal may read at once. */
+      burstBytes: z
+        .number()
+        .int()
+        .positive()
+        .default(64 * 1024 * 1024),
+    })
+    .prefault({}),
   /** Default and maximum wall-clock deadline for tasks, in seconds. */
   defaultTimeoutSeconds: z.number().int().positive().default(60),
   maxTimeoutSeconds: z.number().int().positive().default(3600),

@@ -41,6 +41,7 @@ import type { EdgeConfig } from "../config.js";
 import { type Pipeline, redactEnv } from "../pipeline/authorize.js";
 import { principalOf, type RequestContext } from "../pipeline/context.js";
 import * as v from "../rpc/validate.js";
+import { createReadBounds, type ReadBounds, readOutputTail } from "./read-bounds.js";
 import type { RunnerPool } from "../runners/pool.js";
 import type { TaskRecord, TaskState, TaskStore } from "../store/types.js";
 import type { TaskService } from "../tasks/task-service.js";
@@ -59,6 +60,8 @@ export interface OperationsDeps {
   fencingToken: () => bigint;
   /** "ok" while serving, "draining" during shutdown. */
   status: () => string;
+  /** Byte budgets and follower bounds (default: from `config.reads`). */
+  readBounds?: ReadBounds;
 }
 
 const STATUS_OF: Readonly<Record<TaskState, TaskStatus>> = {
@@ -99,6 +102,10 @@ class Collector {
   }
   text(): string {
     return decoder.decode(Buffer.concat(this.parts));
+  }
+  /** Bytes collected. */
+  get size(): number {
+    return this.bytes;
   }
 }
 
@@ -219,6 +226,16 @@ export interface Operations {
 /** Creates the operations layer. */
 export function createOperations(deps: OperationsDeps): Operations {
   const { config, pipeline, store, tasks, runners, tracer } = deps;
+  // Reads priced by bytes and followers bounded (issue 21, finding 5).
+  const bounds =
+    deps.readBounds ??
+    createReadBounds({
+      issuer: config.auth.issuer,
+      bytesPerSecond: config.reads.bytesPerSecond,
+      burstBytes: config.reads.burstBytes,
+      followersPerTask: config.reads.followersPerTask,
+      followersPerPrincipal: config.reads.followersPerPrincipal,
+    });
 
   /** Loads a task and authorizes an operation on it. */
   async function authorizeOnTask(
@@ -260,23 +277,16 @@ export function createOperations(deps: OperationsDeps): Operations {
       owner: task.principal.sub,
     };
     if (task.result) {
-      const out: Record<"stdout" | "stderr", Uint8Array[]> = { stdout: [], stderr: [] };
-      for (let after = 0; ; ) {
-        const chunks = await store.readOutput(id, after, 1024);
-        for (const c of chunks) {
-          if (c.kind !== "event") out[c.kind].push(c.data);
-          after = c.seq;
-        }
-        if (chunks.length < 1024) break;
-      }
+      // A bounded tail of each stream, read from the end; StreamTaskOutput has the rest.
+      const tail = await readOutputTail(store, id, config.reads.statusTailBytes, true);
       const r = task.result;
       info.result = {
         $typeName: "mcp.TaskResult",
         exitCode: r.exitCode,
-        stdout: decoder.decode(Buffer.concat(out.stdout)),
-        stderr: decoder.decode(Buffer.concat(out.stderr)),
-        stdoutTruncated: r.stdoutTruncated,
-        stderrTruncated: r.stderrTruncated,
+        stdout: decoder.decode(tail.stdout),
+        stderr: decoder.decode(tail.stderr),
+        stdoutTruncated: r.stdoutTruncated || tail.stdoutCut,
+        stderrTruncated: r.stderrTruncated || tail.stderrCut,
         usage: {
           $typeName: "mcp.ResourceUsage",
           userCpuMs: BigInt(r.userCpuMs),
@@ -501,6 +511,7 @@ export function createOperations(deps: OperationsDeps): Operations {
     req: { taskId: string; afterSeq: number; maxBytes: number },
   ): Promise<TaskOutputPage> {
     const task = await authorizeOnTask(rc, req.taskId, "stream_task");
+    bounds.check(principalOf(rc));
     const out = { stdout: new Collector(req.maxBytes), stderr: new Collector(req.maxBytes) };
     let seq = req.afterSeq;
     let more = true;
@@ -519,6 +530,7 @@ export function createOperations(deps: OperationsDeps): Operations {
       if (chunks.length < 256) break;
     }
     const finished = TERMINAL.has(task.state);
+    bounds.spend(principalOf(rc), out.stdout.size + out.stderr.size);
     return {
       status: task.state,
       stdout: out.stdout.text(),
@@ -558,12 +570,29 @@ export function createOperations(deps: OperationsDeps): Operations {
 
     async getTaskStatus(rc, req) {
       const task = await authorizeOnTask(rc, req.taskId, "get_task");
-      return { task: await taskInfo(task.id) };
+      bounds.check(principalOf(rc));
+      const info = await taskInfo(task.id);
+      bounds.spend(
+        principalOf(rc),
+        (info.result?.stdout.length ?? 0) + (info.result?.stderr.length ?? 0),
+      );
+      return { task: info };
     },
 
     async *streamTaskOutput(rc, req, signal) {
       const task = await authorizeOnTask(rc, req.taskId, "stream_task");
-      yield* follow(task.id, signal);
+      const principal = principalOf(rc);
+      const release = bounds.follow(principal, task.id);
+      try {
+        for await (const msg of follow(task.id, signal)) {
+          // Paced by the byte budget: a big-output reader slows down instead of crowding others.
+          await bounds.pace(principal, signal);
+          bounds.spend(principal, msg.data?.byteLength ?? 0);
+          yield msg;
+        }
+      } finally {
+        release();
+      }
     },
 
     async cancelTask(rc, req) {
@@ -573,12 +602,14 @@ export function createOperations(deps: OperationsDeps): Operations {
     },
 
     async readFile(rc, req) {
+      bounds.check(principalOf(rc));
       const f = await authorizeFile(rc, "read_file", "read", req.workspace, req.path, {});
       const res = await f.runner.client.readFile({
         workspace: f.workspace,
         path: f.path,
         authorization: f.authorization,
       });
+      bounds.spend(principalOf(rc), res.content.byteLength);
       return create(ReadFileResponseSchema, { content: res.content, size: res.size });
     },
 
@@ -627,7 +658,9 @@ export function createOperations(deps: OperationsDeps): Operations {
         { operation: "list_audit", workspace: "" },
         { params: { principal: req.principal, operation: req.operation, decision: req.decision } },
       );
-      const limit = req.pageSize === 0 ? 100 : req.pageSize;
+      bounds.check(principal);
+      // Server maximum per page, and a response-size cap: a page ends early rather than grow.
+      const limit = Math.min(req.pageSize === 0 ? 100 : req.pageSize, config.reads.auditPageMax);
       const records = await store.listAudit({
         afterSeq: Number(req.afterSeq),
         tenant: principal.tenant,
@@ -637,8 +670,20 @@ export function createOperations(deps: OperationsDeps): Operations {
         ...(req.decision ? { decision: req.decision as "allow" | "deny" | "none" } : {}),
         ...(req.since ? { sinceMs: Number(timestampMs(req.since)) } : {}),
       });
+      const events = [];
+      let bytes = 0;
+      for (const r of records) {
+        const paramsJson = JSON.stringify(r.params);
+        const detailsJson = JSON.stringify(r.details);
+        const size = paramsJson.length + detailsJson.length + 512;
+        if (events.length > 0 && bytes + size > config.reads.auditResponseMaxBytes) break;
+        bytes += size;
+        events.push({ r, paramsJson, detailsJson });
+      }
+      bounds.spend(principal, bytes);
+      const more = events.length < records.length || records.length === limit;
       return create(ListAuditEventsResponseSchema, {
-        events: records.map((r) => ({
+        events: events.map(({ r, paramsJson, detailsJson }) => ({
           seq: BigInt(r.seq),
           time: timestampFromMs(r.time),
           principal: r.principal?.sub ?? "",
@@ -651,12 +696,12 @@ export function createOperations(deps: OperationsDeps): Operations {
           runnerId: r.runnerId,
           outcome: r.outcome,
           traceId: r.traceId,
-          paramsJson: JSON.stringify(r.params),
-          detailsJson: JSON.stringify(r.details),
+          paramsJson,
+          detailsJson,
           hash: r.hash,
           prevHash: r.prevHash,
         })),
-        nextAfterSeq: records.length === limit ? BigInt(records[records.length - 1]?.seq ?? 0) : 0n,
+        nextAfterSeq: more ? BigInt(events[events.length - 1]?.r.seq ?? 0) : 0n,
       });
     },
 

@@ -4,6 +4,7 @@ import type { Decision, PolicyEngine } from "@mcp-gateway/common/policy";
 import { endSpan, startSpan, type Tracer } from "@mcp-gateway/common/tracing";
 import type { EdgeMetrics } from "../metrics.js";
 import type { AuditEntry, AuditRecord, TaskStore } from "../store/types.js";
+import { boundAuditParams } from "./audit-params.js";
 import { principalOf, type RequestContext } from "./context.js";
 
 /** Options for {@link createPipeline}. */
@@ -12,6 +13,8 @@ export interface PipelineOptions {
   store: TaskStore;
   metrics: EdgeMetrics;
   tracer: Tracer;
+  /** Largest audited parameters, bytes; larger ones are kept as digests (default 16 KiB). */
+  maxAuditParamsBytes?: number;
   /** Called with every record this edge appended (checkpoints, live export). */
   onAppend?: (record: AuditRecord) => void;
 }
@@ -51,7 +54,11 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     const end = metrics.auditWrite.startTimer();
     let record: AuditRecord;
     try {
-      record = await store.appendAudit(entry);
+      // Bounded: a large request is audited as a verifiable digest, not stored whole (issue 21).
+      record = await store.appendAudit({
+        ...entry,
+        params: boundAuditParams(entry.params, options.maxAuditParamsBytes),
+      });
     } catch (err) {
       throw new ConnectError(
         "the audit trail cannot be written; refusing to act",

@@ -1,11 +1,24 @@
 import { GatewayError } from "@mcp-gateway/common/errors";
 
-/** Bounds on request shapes; anything larger is refused with InvalidArgument. */
+/**
+ * Bounds on request shapes; anything larger is refused with InvalidArgument
+ * before policy, audit or store see it. The argument and environment bounds
+ * are the shipped policy's own (`policies/data/commands.json`, counted in
+ * characters as Rego's `count` does; a test keeps them equal), so nothing the
+ * policy would refuse anyway is decided, audited and stored at full size.
+ */
 export const LIMITS = {
   commandLength: 4096,
-  args: 1024,
-  argsBytes: 1024 * 1024,
-  envEntries: 256,
+  /** gateway.arguments.max_count */
+  args: 256,
+  /** gateway.arguments.max_arg_bytes (characters of one argument) */
+  argChars: 64 * 1024,
+  /** gateway.arguments.max_total_bytes (characters of the command line: command, args, separators) */
+  argvChars: 256 * 1024,
+  /** gateway.environment.max_vars */
+  envEntries: 64,
+  /** gateway.environment.max_value_bytes (characters of one value) */
+  envValueChars: 4096,
   envBytes: 256 * 1024,
   metadataEntries: 64,
   metadataKey: 128,
@@ -56,21 +69,37 @@ export function commandLine(command: string, args: string[], env: Record<string,
     invalid(`command is longer than ${LIMITS.commandLength} characters`);
   if (command.includes("\0")) invalid("command contains a NUL byte");
   if (args.length > LIMITS.args) invalid(`more than ${LIMITS.args} args`);
-  let bytes = 0;
-  for (const a of args) {
+  let chars = codePoints(command, LIMITS.commandLength) + args.length;
+  for (const [i, a] of args.entries()) {
     if (a.includes("\0")) invalid("an argument contains a NUL byte");
-    bytes += Buffer.byteLength(a);
+    const n = codePoints(a, LIMITS.argChars);
+    if (n > LIMITS.argChars) invalid(`argument ${i} is longer than ${LIMITS.argChars} characters`);
+    chars += n;
   }
-  if (bytes > LIMITS.argsBytes) invalid(`args exceed ${LIMITS.argsBytes} bytes`);
+  if (chars > LIMITS.argvChars)
+    invalid(`the command line is longer than ${LIMITS.argvChars} characters`);
   const entries = Object.entries(env);
   if (entries.length > LIMITS.envEntries) invalid(`more than ${LIMITS.envEntries} env entries`);
   let envBytes = 0;
   for (const [k, v] of entries) {
     if (!ENV_NAME.test(k)) invalid(`env name "${k.slice(0, 80)}" is invalid`);
     if (v.includes("\0")) invalid(`env ${k} contains a NUL byte`);
+    if (codePoints(v, LIMITS.envValueChars) > LIMITS.envValueChars)
+      invalid(`env ${k} is longer than ${LIMITS.envValueChars} characters`);
     envBytes += k.length + Buffer.byteLength(v);
   }
   if (envBytes > LIMITS.envBytes) invalid(`env exceeds ${LIMITS.envBytes} bytes`);
+}
+
+/**
+ * Unicode code points of `s` (what Rego's `count` counts), exactly when it may
+ * exceed `limit`; otherwise the UTF-16 length, which is never smaller.
+ */
+function codePoints(s: string, limit: number): number {
+  if (s.length <= limit) return s.length;
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
 }
 
 /** Client labels. */
