@@ -47,6 +47,9 @@ bash scripts/check-infra.sh
 step "browser for the gRPC-Web end-to-end test (Debian chromium)"
 bash scripts/install-browser.sh >/dev/null
 
+step "python3 + cryptography for the independent audit verifier (scripts/audit/verify_chain.py)"
+bash scripts/install-audit-verifier.sh
+
 step "gRPC tools for the integration tests (pinned grpcurl and grpc-health-probe, from the Go module proxy)"
 bash scripts/install-grpc-tools.sh >/dev/null
 
