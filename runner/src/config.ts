@@ -38,7 +38,17 @@ export const runnerConfigSchema = z.object({
    * per-address cap is low.
    */
   connections: connectionLimitsSchema.prefault({ maxConnectionsPerAddress: 64 }),
-  /** How long finished tasks stay attachable, ms. */
+  /**
+   * Bytes of task events the runner holds at most: running tasks reserve 2 × their output cap,
+   * finished ones hold their events until the edge releases them (or retentionMs passes). A
+   * task that does not fit is refused with ResourceExhausted (the edge tries another runner).
+   */
+  maxRetainedOutputBytes: z
+    .number()
+    .int()
+    .min(1024 * 1024)
+    .default(512 * 1024 * 1024),
+  /** How long finished tasks stay attachable unless the edge released them earlier, ms. */
   retentionMs: z
     .number()
     .int()

@@ -116,6 +116,11 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     help: "Sandboxed tasks running on this runner.",
     registers: [registry],
   });
+  const retainedGauge = new Gauge({
+    name: "mcp_runner_retained_event_bytes",
+    help: "Bytes of task events held (finished, not yet released) or reserved (running).",
+    registers: [registry],
+  });
   const policy = await createPolicyEngine({
     bundlePath: resolve(config.policyBundle),
     logger: logger.child({ component: "policy" }),
@@ -188,6 +193,8 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     logger,
     maxConcurrent: config.maxConcurrentTasks,
     retentionMs: config.retentionMs,
+    maxRetainedBytes: config.maxRetainedOutputBytes,
+    onRetained: (bytes) => retainedGauge.set(bytes),
     onChange: (n) => runningGauge.set(n),
     onSpawned: (seconds) => spawnLatency.observe(seconds),
     tracer: tracing.tracer,

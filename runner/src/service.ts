@@ -296,6 +296,11 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
       return { cancelled: tasks.cancel(req.taskId) };
     },
 
+    async release(req) {
+      checkFence(req.fencingToken);
+      return { released: tasks.release(req.taskId) };
+    },
+
     async readFile(req) {
       return fileOp(req, "read_file", "read", async (fs) => {
         const r = await fs.readFile(req.workspace, req.path);

@@ -47,6 +47,7 @@ describe("runner task manager", () => {
       logger,
       maxConcurrent: 4,
       retentionMs: 60_000,
+      maxRetainedBytes: 64 * 1024 * 1024,
       tracer,
     });
     const id = "task-00000000-0000-4000-8000-000000000001";
@@ -66,6 +67,7 @@ describe("runner task manager", () => {
       logger,
       maxConcurrent: 4,
       retentionMs: 50,
+      maxRetainedBytes: 64 * 1024 * 1024,
       tracer,
     });
     const id = "task-00000000-0000-4000-8000-000000000002";
@@ -75,5 +77,46 @@ describe("runner task manager", () => {
     assert.equal(tm.has(id), false, "the record expired");
     assert.equal(tm.seen(id), true);
     await assert.rejects(tm.start(id, spec("true", [])), /already ran on this runner/);
+  });
+
+  it("retained events are bounded in bytes: a task that does not fit is refused, release frees room", async () => {
+    const MiB = 1024 * 1024;
+    const limits = { ...DEFAULT_SANDBOX_LIMITS, maxOutputBytes: 2 * MiB };
+    const tm = createTaskManager({
+      sandbox: createSandbox({}),
+      logger,
+      maxConcurrent: 8,
+      retentionMs: 60_000,
+      // room for one running task's reservation (2 × 2 MiB + margin), not two
+      maxRetainedBytes: 6 * MiB,
+      tracer,
+    });
+    const a = "task-00000000-0000-4000-8000-000000000003";
+    const b = "task-00000000-0000-4000-8000-000000000004";
+    const c = "task-00000000-0000-4000-8000-000000000005";
+    await tm.start(a, { ...spec("sh", ["-c", "head -c 3000000 /dev/zero"]), limits });
+    assert.ok(tm.retainedBytes() >= 4 * MiB, "a running task reserves its output caps");
+    await assert.rejects(
+      tm.start(b, { ...spec("true", []), limits }),
+      (e: unknown) =>
+        (e as { code?: string }).code === "resource_exhausted" &&
+        /runner output budget is in use/.test((e as Error).message),
+    );
+    const evs = await events(tm, a);
+    const out = evs.reduce(
+      (n, e) => n + (e.event.case === "output" ? e.event.value.data.length : 0),
+      0,
+    );
+    assert.equal(out, 2 * MiB, "stdout capped at maxOutputBytes");
+    // finished: it holds what it produced (2 MiB + overhead), still too much for another reservation
+    assert.ok(tm.retainedBytes() > 2 * MiB && tm.retainedBytes() < 3 * MiB);
+    await assert.rejects(tm.start(b, { ...spec("true", []), limits }), /budget/);
+    assert.equal(tm.release(a), true);
+    assert.equal(tm.retainedBytes(), 0);
+    assert.equal(tm.has(a), false);
+    assert.equal(tm.seen(a), true);
+    await tm.start(c, { ...spec("true", []), limits });
+    await events(tm, c);
+    assert.equal(tm.release("task-00000000-0000-4000-8000-00000000ffff"), false);
   });
 });

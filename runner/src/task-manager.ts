@@ -25,8 +25,17 @@ export interface TaskManagerOptions {
   logger: Logger;
   /** Tasks running at once; more are refused with ResourceExhausted. */
   maxConcurrent: number;
-  /** How long a finished task stays attachable, ms. */
+  /** How long a finished task stays attachable (unless released earlier), ms. */
   retentionMs: number;
+  /**
+   * Bytes of task events this runner may hold: a running task reserves room for its whole
+   * output (2 × maxOutputBytes plus a margin), a finished one holds what it produced until the
+   * edge releases it (or retentionMs passes). A task that does not fit is refused with
+   * resource_exhausted before it starts (the edge then tries another runner).
+   */
+  maxRetainedBytes: number;
+  /** Called with the bytes retained or reserved whenever that changes (metrics). */
+  onRetained?: (bytes: number) => void;
   tracer: Tracer;
   /** Called with the time from spawn to the sandboxed process running, in seconds (metrics). */
   onSpawned?: (seconds: number) => void;
@@ -37,6 +46,10 @@ export interface TaskManagerOptions {
 interface Entry {
   id: string;
   events: TaskEvent[];
+  /** Bytes of the stored events (output data plus a fixed overhead per event). */
+  bytes: number;
+  /** Bytes reserved while running (0 once finished). */
+  reserved: number;
   done: boolean;
   process: SandboxProcess | null;
   cancelled: boolean;
@@ -51,6 +64,10 @@ export interface TaskManager {
   events(id: string, afterSeq: bigint, signal: AbortSignal): AsyncGenerator<TaskEvent>;
   /** Kills a running task's whole process tree; false if it was not running. */
   cancel(id: string): boolean;
+  /** Frees a finished task's events (the edge stored them); false if it is unknown or running. */
+  release(id: string): boolean;
+  /** Bytes of events held or reserved. */
+  retainedBytes(): number;
   has(id: string): boolean;
   /** This process accepted the task at some point (its record may have expired since). */
   seen(id: string): boolean;
@@ -66,6 +83,11 @@ const STATUS: { readonly [K in SandboxResult["status"]]: TaskStatus } = {
   failed: TaskStatus.FAILED,
 };
 
+/** Bytes counted per event besides its output data (protobuf objects, timestamps). */
+const EVENT_OVERHEAD = 256;
+/** Reserved per task besides its output caps: started/exited/notice events. */
+const RESERVE_MARGIN = 64 * 1024;
+
 /** Creates the runner's task manager. */
 export function createTaskManager(options: TaskManagerOptions): TaskManager {
   const tasks = new Map<string, Entry>();
@@ -75,8 +97,33 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
   const cancelledEarly = new Set<string>();
   const pending = new Set<Promise<unknown>>();
   let running = 0;
+  /** Σ over tasks of max(bytes, reserved). */
+  let retained = 0;
+
+  const charge = (entry: Entry): number => Math.max(entry.bytes, entry.reserved);
+  function account(entry: Entry, change: () => void): void {
+    const before = charge(entry);
+    change();
+    retained += charge(entry) - before;
+    options.onRetained?.(retained);
+  }
+
+  /** Removes a task's record (released or expired); it stays "seen". */
+  function drop(entry: Entry): void {
+    if (tasks.get(entry.id) !== entry) return;
+    tasks.delete(entry.id);
+    account(entry, () => {
+      entry.bytes = 0;
+      entry.reserved = 0;
+      entry.events = [];
+    });
+  }
 
   function push(entry: Entry, event: TaskEvent["event"]): void {
+    const size = EVENT_OVERHEAD + (event.case === "output" ? event.value.data.length : 0);
+    account(entry, () => {
+      entry.bytes += size;
+    });
     entry.events.push(
       create(TaskEventSchema, {
         seq: BigInt(entry.events.length + 1),
@@ -110,7 +157,10 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
       }),
     });
     entry.done = true;
-    const timer = setTimeout(() => tasks.delete(entry.id), options.retentionMs);
+    account(entry, () => {
+      entry.reserved = 0;
+    });
+    const timer = setTimeout(() => drop(entry), options.retentionMs);
     timer.unref();
   }
 
@@ -190,6 +240,8 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
         const entry: Entry = {
           id,
           events: [],
+          bytes: 0,
+          reserved: 0,
           done: false,
           process: null,
           cancelled: true,
@@ -222,14 +274,26 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
           `runner is at its limit of ${options.maxConcurrent} concurrent tasks; retry later`,
         );
       }
+      const reserve = 2 * spec.limits.maxOutputBytes + RESERVE_MARGIN;
+      if (retained + reserve > options.maxRetainedBytes) {
+        throw new GatewayError(
+          "resource_exhausted",
+          `runner output budget is in use (${retained} of ${options.maxRetainedBytes} bytes retained or reserved; this task needs ${reserve}); retry later`,
+        );
+      }
       const entry: Entry = {
         id,
         events: [],
+        bytes: 0,
+        reserved: 0,
         done: false,
         process: null,
         cancelled: false,
         wake: new Set(),
       };
+      account(entry, () => {
+        entry.reserved = reserve;
+      });
       tasks.set(id, entry);
       accepted.add(id);
       const p = run(entry, spec, parent);
@@ -273,6 +337,17 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
       entry.cancelled = true;
       entry.process?.cancel();
       return true;
+    },
+
+    release(id) {
+      const entry = tasks.get(id);
+      if (!entry?.done) return false;
+      drop(entry);
+      return true;
+    },
+
+    retainedBytes() {
+      return retained;
     },
 
     has(id) {

@@ -126,14 +126,14 @@ export interface Gateway {
 
 /** Starts runner and edge as real processes (mTLS between them, dev PKI in a temp dir). */
 export async function startGateway(
-  options: { edgeArgs?: string[]; env?: Record<string, string> } = {},
+  options: { edgeArgs?: string[]; runnerArgs?: string[]; env?: Record<string, string> } = {},
 ): Promise<Gateway> {
   const dataDir = mkdtempSync(join(tmpdir(), "mcp-it-"));
   // The sandbox user (not root) must be able to traverse to the workspaces below it.
   chmodSync(dataDir, 0o711);
   const env = { MCP_GATEWAY_DATA_DIR: dataDir, ...options.env };
   const { proc: runner, match: rm } = await startProc(
-    ["runner", "--port", "0", "--id", "runner-local"],
+    ["runner", "--port", "0", "--id", "runner-local", ...(options.runnerArgs ?? [])],
     /listening on (https:\/\/\S+)/,
     env,
   );

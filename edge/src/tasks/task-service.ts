@@ -318,7 +318,17 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           const final = await apply(task, res.event);
           // Only once stored: a failed write is replayed by the next attach, not skipped.
           lastSeq = seq;
-          if (final) return "done";
+          if (final) {
+            // Everything is in the store: the runner may free the task's events now (its
+            // retained events are bounded in bytes). Best effort: they expire there anyway.
+            void runner.client
+              .release(
+                { taskId: task.id, fencingToken: options.fencingToken?.() ?? 0n },
+                { timeoutMs: 2000 },
+              )
+              .catch(() => undefined);
+            return "done";
+          }
         }
         throw new ConnectError(
           "runner closed the stream before the task finished",

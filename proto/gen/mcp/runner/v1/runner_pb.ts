@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcp/runner/v1/runner.proto.
  */
 export const file_mcp_runner_v1_runner: GenFile = /*@__PURE__*/
-  fileDesc("ChptY3AvcnVubmVyL3YxL3J1bm5lci5wcm90bxINbWNwLnJ1bm5lci52MSK2AQoQSGVhcnRiZWF0UmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSCwoDdXJsGAIgASgJEhUKDXJ1bm5pbmdfdGFza3MYAyABKA0SEQoJbWF4X3Rhc2tzGAQgASgNEhUKDXNhbmRib3hfcmVhZHkYBSABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAYgASgJEhcKD3BvbGljeV9yZXZpc2lvbhgHIAEoCRIPCgdib290X2lkGAggASgJIigKEUhlYXJ0YmVhdFJlc3BvbnNlEhMKC2ludGVydmFsX21zGAEgASgNIiYKEURlcmVnaXN0ZXJSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCSIUChJEZXJlZ2lzdGVyUmVzcG9uc2UiRwoJUHJpbmNpcGFsEgsKA3N1YhgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZ0ZW5hbnQYAyABKAkSDgoGc2NvcGVzGAQgAygJIvABCg1BdXRob3JpemF0aW9uEisKCXByaW5jaXBhbBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuUHJpbmNpcGFsEhcKD3BvbGljeV9yZXZpc2lvbhgCIAEoCRI8CghtZXRhZGF0YRgDIAMoCzIqLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbi5NZXRhZGF0YUVudHJ5EhMKC3RyYWNlcGFyZW50GAQgASgJEhUKDWZlbmNpbmdfdG9rZW4YBSABKAQaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIoACCghUYXNrU3BlYxIPCgdjb21tYW5kGAEgASgJEgwKBGFyZ3MYAiADKAkSLQoDZW52GAMgAygLMiAubWNwLnJ1bm5lci52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoBBIRCgl3b3Jrc3BhY2UYBiABKAkSIQoHbmV0d29yaxgHIAEoDjIQLm1jcC5OZXR3b3JrTW9kZRIjCgZsaW1pdHMYCCABKAsyEy5tY3AuUmVzb3VyY2VMaW1pdHMaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASINCgtJbmZvUmVxdWVzdCLiAQoMSW5mb1Jlc3BvbnNlEhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhUKDXNhbmRib3hfcmVhZHkYAyABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAQgASgJEhUKDXJ1bm5pbmdfdGFza3MYBSABKA0SFwoPcG9saWN5X3JldmlzaW9uGAYgASgJEhQKDGxpbWl0X2xheWVycxgHIAMoCRIPCgdib290X2lkGAggASgJEg4KBmNncm91cBgJIAEoCRIXCg93b3Jrc3BhY2VfcXVvdGEYCiABKAkilwEKDkV4ZWN1dGVSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSJQoEc3BlYxgCIAEoCzIXLm1jcC5ydW5uZXIudjEuVGFza1NwZWMSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbhIYChBleHBlY3RlZF9ib290X2lkGAQgASgJIvEBCglUYXNrRXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3N0YXJ0ZWQYAyABKAsyFi5tY3AucnVubmVyLnYxLlN0YXJ0ZWRIABInCgZvdXRwdXQYBCABKAsyFS5tY3AucnVubmVyLnYxLk91dHB1dEgAEicKBmV4aXRlZBgFIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSAASJwoGbm90aWNlGAYgASgLMhUubWNwLnJ1bm5lci52MS5Ob3RpY2VIAEIHCgVldmVudCIJCgdTdGFydGVkIjcKBk91dHB1dBIfCgZzdHJlYW0YASABKA4yDy5tY3AuT3V0cHV0S2luZBIMCgRkYXRhGAIgASgMIs8BCgZFeGl0ZWQSHwoGc3RhdHVzGAEgASgOMg8ubWNwLlRhc2tTdGF0dXMSEQoJZXhpdF9jb2RlGAIgASgFEg4KBnNpZ25hbBgDIAEoCRIhCgV1c2FnZRgEIAEoCzISLm1jcC5SZXNvdXJjZVVzYWdlEhkKEWV4ZWN1dGlvbl90aW1lX21zGAUgASgEEhgKEHN0ZG91dF90cnVuY2F0ZWQYBiABKAgSGAoQc3RkZXJyX3RydW5jYXRlZBgHIAEoCBIPCgdtZXNzYWdlGAggASgJIhkKBk5vdGljZRIPCgdtZXNzYWdlGAEgASgJIjoKD0V4ZWN1dGVSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuVGFza0V2ZW50IjMKDUF0dGFjaFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQiOQoOQXR0YWNoUmVzcG9uc2USJwoFZXZlbnQYASABKAsyGC5tY3AucnVubmVyLnYxLlRhc2tFdmVudCI3Cg1DYW5jZWxSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBCIjCg5DYW5jZWxSZXNwb25zZRIRCgljYW5jZWxsZWQYASABKAgiZwoPUmVhZEZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJEjMKDWF1dGhvcml6YXRpb24YAyABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iMQoQUmVhZEZpbGVSZXNwb25zZRIPCgdjb250ZW50GAEgASgMEgwKBHNpemUYAiABKAQinwEKEFdyaXRlRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSDwoHY29udGVudBgDIAEoDBIWCg5jcmVhdGVfcGFyZW50cxgEIAEoCBIMCgRtb2RlGAUgASgNEjMKDWF1dGhvcml6YXRpb24YBiABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iKgoRV3JpdGVGaWxlUmVzcG9uc2USFQoNYnl0ZXNfd3JpdHRlbhgBIAEoBCJ8ChFEZWxldGVGaWxlUmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIRCglyZWN1cnNpdmUYAyABKAgSMwoNYXV0aG9yaXphdGlvbhgEIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIUChJEZWxldGVGaWxlUmVzcG9uc2UibAoUTGlzdERpcmVjdG9yeVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiJcChVMaXN0RGlyZWN0b3J5UmVzcG9uc2USHwoHZW50cmllcxgBIAMoCzIOLm1jcC5GaWxlRW50cnkSIgoFdXNhZ2UYAiABKAsyEy5tY3AuV29ya3NwYWNlVXNhZ2Uy+AQKDVJ1bm5lclNlcnZpY2USPwoESW5mbxIaLm1jcC5ydW5uZXIudjEuSW5mb1JlcXVlc3QaGy5tY3AucnVubmVyLnYxLkluZm9SZXNwb25zZRJKCgdFeGVjdXRlEh0ubWNwLnJ1bm5lci52MS5FeGVjdXRlUmVxdWVzdBoeLm1jcC5ydW5uZXIudjEuRXhlY3V0ZVJlc3BvbnNlMAESRwoGQXR0YWNoEhwubWNwLnJ1bm5lci52MS5BdHRhY2hSZXF1ZXN0Gh0ubWNwLnJ1bm5lci52MS5BdHRhY2hSZXNwb25zZTABEkUKBkNhbmNlbBIcLm1jcC5ydW5uZXIudjEuQ2FuY2VsUmVxdWVzdBodLm1jcC5ydW5uZXIudjEuQ2FuY2VsUmVzcG9uc2USSwoIUmVhZEZpbGUSHi5tY3AucnVubmVyLnYxLlJlYWRGaWxlUmVxdWVzdBofLm1jcC5ydW5uZXIudjEuUmVhZEZpbGVSZXNwb25zZRJOCglXcml0ZUZpbGUSHy5tY3AucnVubmVyLnYxLldyaXRlRmlsZVJlcXVlc3QaIC5tY3AucnVubmVyLnYxLldyaXRlRmlsZVJlc3BvbnNlElEKCkRlbGV0ZUZpbGUSIC5tY3AucnVubmVyLnYxLkRlbGV0ZUZpbGVSZXF1ZXN0GiEubWNwLnJ1bm5lci52MS5EZWxldGVGaWxlUmVzcG9uc2USWgoNTGlzdERpcmVjdG9yeRIjLm1jcC5ydW5uZXIudjEuTGlzdERpcmVjdG9yeVJlcXVlc3QaJC5tY3AucnVubmVyLnYxLkxpc3REaXJlY3RvcnlSZXNwb25zZTK0AQoPUmVnaXN0cnlTZXJ2aWNlEk4KCUhlYXJ0YmVhdBIfLm1jcC5ydW5uZXIudjEuSGVhcnRiZWF0UmVxdWVzdBogLm1jcC5ydW5uZXIudjEuSGVhcnRiZWF0UmVzcG9uc2USUQoKRGVyZWdpc3RlchIgLm1jcC5ydW5uZXIudjEuRGVyZWdpc3RlclJlcXVlc3QaIS5tY3AucnVubmVyLnYxLkRlcmVnaXN0ZXJSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_mcp_mcp]);
+  fileDesc("ChptY3AvcnVubmVyL3YxL3J1bm5lci5wcm90bxINbWNwLnJ1bm5lci52MSK2AQoQSGVhcnRiZWF0UmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSCwoDdXJsGAIgASgJEhUKDXJ1bm5pbmdfdGFza3MYAyABKA0SEQoJbWF4X3Rhc2tzGAQgASgNEhUKDXNhbmRib3hfcmVhZHkYBSABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAYgASgJEhcKD3BvbGljeV9yZXZpc2lvbhgHIAEoCRIPCgdib290X2lkGAggASgJIigKEUhlYXJ0YmVhdFJlc3BvbnNlEhMKC2ludGVydmFsX21zGAEgASgNIiYKEURlcmVnaXN0ZXJSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCSIUChJEZXJlZ2lzdGVyUmVzcG9uc2UiRwoJUHJpbmNpcGFsEgsKA3N1YhgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZ0ZW5hbnQYAyABKAkSDgoGc2NvcGVzGAQgAygJIvABCg1BdXRob3JpemF0aW9uEisKCXByaW5jaXBhbBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuUHJpbmNpcGFsEhcKD3BvbGljeV9yZXZpc2lvbhgCIAEoCRI8CghtZXRhZGF0YRgDIAMoCzIqLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbi5NZXRhZGF0YUVudHJ5EhMKC3RyYWNlcGFyZW50GAQgASgJEhUKDWZlbmNpbmdfdG9rZW4YBSABKAQaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIoACCghUYXNrU3BlYxIPCgdjb21tYW5kGAEgASgJEgwKBGFyZ3MYAiADKAkSLQoDZW52GAMgAygLMiAubWNwLnJ1bm5lci52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoBBIRCgl3b3Jrc3BhY2UYBiABKAkSIQoHbmV0d29yaxgHIAEoDjIQLm1jcC5OZXR3b3JrTW9kZRIjCgZsaW1pdHMYCCABKAsyEy5tY3AuUmVzb3VyY2VMaW1pdHMaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASINCgtJbmZvUmVxdWVzdCLiAQoMSW5mb1Jlc3BvbnNlEhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhUKDXNhbmRib3hfcmVhZHkYAyABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAQgASgJEhUKDXJ1bm5pbmdfdGFza3MYBSABKA0SFwoPcG9saWN5X3JldmlzaW9uGAYgASgJEhQKDGxpbWl0X2xheWVycxgHIAMoCRIPCgdib290X2lkGAggASgJEg4KBmNncm91cBgJIAEoCRIXCg93b3Jrc3BhY2VfcXVvdGEYCiABKAkilwEKDkV4ZWN1dGVSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSJQoEc3BlYxgCIAEoCzIXLm1jcC5ydW5uZXIudjEuVGFza1NwZWMSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbhIYChBleHBlY3RlZF9ib290X2lkGAQgASgJIvEBCglUYXNrRXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3N0YXJ0ZWQYAyABKAsyFi5tY3AucnVubmVyLnYxLlN0YXJ0ZWRIABInCgZvdXRwdXQYBCABKAsyFS5tY3AucnVubmVyLnYxLk91dHB1dEgAEicKBmV4aXRlZBgFIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSAASJwoGbm90aWNlGAYgASgLMhUubWNwLnJ1bm5lci52MS5Ob3RpY2VIAEIHCgVldmVudCIJCgdTdGFydGVkIjcKBk91dHB1dBIfCgZzdHJlYW0YASABKA4yDy5tY3AuT3V0cHV0S2luZBIMCgRkYXRhGAIgASgMIs8BCgZFeGl0ZWQSHwoGc3RhdHVzGAEgASgOMg8ubWNwLlRhc2tTdGF0dXMSEQoJZXhpdF9jb2RlGAIgASgFEg4KBnNpZ25hbBgDIAEoCRIhCgV1c2FnZRgEIAEoCzISLm1jcC5SZXNvdXJjZVVzYWdlEhkKEWV4ZWN1dGlvbl90aW1lX21zGAUgASgEEhgKEHN0ZG91dF90cnVuY2F0ZWQYBiABKAgSGAoQc3RkZXJyX3RydW5jYXRlZBgHIAEoCBIPCgdtZXNzYWdlGAggASgJIhkKBk5vdGljZRIPCgdtZXNzYWdlGAEgASgJIjoKD0V4ZWN1dGVSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuVGFza0V2ZW50IjgKDlJlbGVhc2VSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBCIjCg9SZWxlYXNlUmVzcG9uc2USEAoIcmVsZWFzZWQYASABKAgiMwoNQXR0YWNoUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI5Cg5BdHRhY2hSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuVGFza0V2ZW50IjcKDUNhbmNlbFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAIgASgEIiMKDkNhbmNlbFJlc3BvbnNlEhEKCWNhbmNlbGxlZBgBIAEoCCJnCg9SZWFkRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIxChBSZWFkRmlsZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSDAoEc2l6ZRgCIAEoBCKfAQoQV3JpdGVGaWxlUmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIPCgdjb250ZW50GAMgASgMEhYKDmNyZWF0ZV9wYXJlbnRzGAQgASgIEgwKBG1vZGUYBSABKA0SMwoNYXV0aG9yaXphdGlvbhgGIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIqChFXcml0ZUZpbGVSZXNwb25zZRIVCg1ieXRlc193cml0dGVuGAEgASgEInwKEURlbGV0ZUZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJEhEKCXJlY3Vyc2l2ZRgDIAEoCBIzCg1hdXRob3JpemF0aW9uGAQgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIhQKEkRlbGV0ZUZpbGVSZXNwb25zZSJsChRMaXN0RGlyZWN0b3J5UmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIlwKFUxpc3REaXJlY3RvcnlSZXNwb25zZRIfCgdlbnRyaWVzGAEgAygLMg4ubWNwLkZpbGVFbnRyeRIiCgV1c2FnZRgCIAEoCzITLm1jcC5Xb3Jrc3BhY2VVc2FnZTLCBQoNUnVubmVyU2VydmljZRI/CgRJbmZvEhoubWNwLnJ1bm5lci52MS5JbmZvUmVxdWVzdBobLm1jcC5ydW5uZXIudjEuSW5mb1Jlc3BvbnNlEkoKB0V4ZWN1dGUSHS5tY3AucnVubmVyLnYxLkV4ZWN1dGVSZXF1ZXN0Gh4ubWNwLnJ1bm5lci52MS5FeGVjdXRlUmVzcG9uc2UwARJHCgZBdHRhY2gSHC5tY3AucnVubmVyLnYxLkF0dGFjaFJlcXVlc3QaHS5tY3AucnVubmVyLnYxLkF0dGFjaFJlc3BvbnNlMAESRQoGQ2FuY2VsEhwubWNwLnJ1bm5lci52MS5DYW5jZWxSZXF1ZXN0Gh0ubWNwLnJ1bm5lci52MS5DYW5jZWxSZXNwb25zZRJICgdSZWxlYXNlEh0ubWNwLnJ1bm5lci52MS5SZWxlYXNlUmVxdWVzdBoeLm1jcC5ydW5uZXIudjEuUmVsZWFzZVJlc3BvbnNlEksKCFJlYWRGaWxlEh4ubWNwLnJ1bm5lci52MS5SZWFkRmlsZVJlcXVlc3QaHy5tY3AucnVubmVyLnYxLlJlYWRGaWxlUmVzcG9uc2USTgoJV3JpdGVGaWxlEh8ubWNwLnJ1bm5lci52MS5Xcml0ZUZpbGVSZXF1ZXN0GiAubWNwLnJ1bm5lci52MS5Xcml0ZUZpbGVSZXNwb25zZRJRCgpEZWxldGVGaWxlEiAubWNwLnJ1bm5lci52MS5EZWxldGVGaWxlUmVxdWVzdBohLm1jcC5ydW5uZXIudjEuRGVsZXRlRmlsZVJlc3BvbnNlEloKDUxpc3REaXJlY3RvcnkSIy5tY3AucnVubmVyLnYxLkxpc3REaXJlY3RvcnlSZXF1ZXN0GiQubWNwLnJ1bm5lci52MS5MaXN0RGlyZWN0b3J5UmVzcG9uc2UytAEKD1JlZ2lzdHJ5U2VydmljZRJOCglIZWFydGJlYXQSHy5tY3AucnVubmVyLnYxLkhlYXJ0YmVhdFJlcXVlc3QaIC5tY3AucnVubmVyLnYxLkhlYXJ0YmVhdFJlc3BvbnNlElEKCkRlcmVnaXN0ZXISIC5tY3AucnVubmVyLnYxLkRlcmVnaXN0ZXJSZXF1ZXN0GiEubWNwLnJ1bm5lci52MS5EZXJlZ2lzdGVyUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_mcp_mcp]);
 
 /**
  * @generated from message mcp.runner.v1.HeartbeatRequest
@@ -569,6 +569,49 @@ export const ExecuteResponseSchema: GenMessage<ExecuteResponse> = /*@__PURE__*/
   messageDesc(file_mcp_runner_v1_runner, 15);
 
 /**
+ * @generated from message mcp.runner.v1.ReleaseRequest
+ */
+export type ReleaseRequest = Message<"mcp.runner.v1.ReleaseRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * The active lease's fencing token (0 when the edge is not active-passive).
+   *
+   * @generated from field: uint64 fencing_token = 2;
+   */
+  fencingToken: bigint;
+};
+
+/**
+ * Describes the message mcp.runner.v1.ReleaseRequest.
+ * Use `create(ReleaseRequestSchema)` to create a new message.
+ */
+export const ReleaseRequestSchema: GenMessage<ReleaseRequest> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 16);
+
+/**
+ * @generated from message mcp.runner.v1.ReleaseResponse
+ */
+export type ReleaseResponse = Message<"mcp.runner.v1.ReleaseResponse"> & {
+  /**
+   * True when the task had finished and its events were freed.
+   *
+   * @generated from field: bool released = 1;
+   */
+  released: boolean;
+};
+
+/**
+ * Describes the message mcp.runner.v1.ReleaseResponse.
+ * Use `create(ReleaseResponseSchema)` to create a new message.
+ */
+export const ReleaseResponseSchema: GenMessage<ReleaseResponse> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 17);
+
+/**
  * @generated from message mcp.runner.v1.AttachRequest
  */
 export type AttachRequest = Message<"mcp.runner.v1.AttachRequest"> & {
@@ -588,7 +631,7 @@ export type AttachRequest = Message<"mcp.runner.v1.AttachRequest"> & {
  * Use `create(AttachRequestSchema)` to create a new message.
  */
 export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 16);
+  messageDesc(file_mcp_runner_v1_runner, 18);
 
 /**
  * @generated from message mcp.runner.v1.AttachResponse
@@ -605,7 +648,7 @@ export type AttachResponse = Message<"mcp.runner.v1.AttachResponse"> & {
  * Use `create(AttachResponseSchema)` to create a new message.
  */
 export const AttachResponseSchema: GenMessage<AttachResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 17);
+  messageDesc(file_mcp_runner_v1_runner, 19);
 
 /**
  * @generated from message mcp.runner.v1.CancelRequest
@@ -631,7 +674,7 @@ export type CancelRequest = Message<"mcp.runner.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 18);
+  messageDesc(file_mcp_runner_v1_runner, 20);
 
 /**
  * @generated from message mcp.runner.v1.CancelResponse
@@ -650,7 +693,7 @@ export type CancelResponse = Message<"mcp.runner.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 19);
+  messageDesc(file_mcp_runner_v1_runner, 21);
 
 /**
  * @generated from message mcp.runner.v1.ReadFileRequest
@@ -677,7 +720,7 @@ export type ReadFileRequest = Message<"mcp.runner.v1.ReadFileRequest"> & {
  * Use `create(ReadFileRequestSchema)` to create a new message.
  */
 export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 20);
+  messageDesc(file_mcp_runner_v1_runner, 22);
 
 /**
  * @generated from message mcp.runner.v1.ReadFileResponse
@@ -699,7 +742,7 @@ export type ReadFileResponse = Message<"mcp.runner.v1.ReadFileResponse"> & {
  * Use `create(ReadFileResponseSchema)` to create a new message.
  */
 export const ReadFileResponseSchema: GenMessage<ReadFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 21);
+  messageDesc(file_mcp_runner_v1_runner, 23);
 
 /**
  * @generated from message mcp.runner.v1.WriteFileRequest
@@ -741,7 +784,7 @@ export type WriteFileRequest = Message<"mcp.runner.v1.WriteFileRequest"> & {
  * Use `create(WriteFileRequestSchema)` to create a new message.
  */
 export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 22);
+  messageDesc(file_mcp_runner_v1_runner, 24);
 
 /**
  * @generated from message mcp.runner.v1.WriteFileResponse
@@ -758,7 +801,7 @@ export type WriteFileResponse = Message<"mcp.runner.v1.WriteFileResponse"> & {
  * Use `create(WriteFileResponseSchema)` to create a new message.
  */
 export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 23);
+  messageDesc(file_mcp_runner_v1_runner, 25);
 
 /**
  * @generated from message mcp.runner.v1.DeleteFileRequest
@@ -790,7 +833,7 @@ export type DeleteFileRequest = Message<"mcp.runner.v1.DeleteFileRequest"> & {
  * Use `create(DeleteFileRequestSchema)` to create a new message.
  */
 export const DeleteFileRequestSchema: GenMessage<DeleteFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 24);
+  messageDesc(file_mcp_runner_v1_runner, 26);
 
 /**
  * @generated from message mcp.runner.v1.DeleteFileResponse
@@ -803,7 +846,7 @@ export type DeleteFileResponse = Message<"mcp.runner.v1.DeleteFileResponse"> & {
  * Use `create(DeleteFileResponseSchema)` to create a new message.
  */
 export const DeleteFileResponseSchema: GenMessage<DeleteFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 25);
+  messageDesc(file_mcp_runner_v1_runner, 27);
 
 /**
  * @generated from message mcp.runner.v1.ListDirectoryRequest
@@ -830,7 +873,7 @@ export type ListDirectoryRequest = Message<"mcp.runner.v1.ListDirectoryRequest">
  * Use `create(ListDirectoryRequestSchema)` to create a new message.
  */
 export const ListDirectoryRequestSchema: GenMessage<ListDirectoryRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 26);
+  messageDesc(file_mcp_runner_v1_runner, 28);
 
 /**
  * @generated from message mcp.runner.v1.ListDirectoryResponse
@@ -854,7 +897,7 @@ export type ListDirectoryResponse = Message<"mcp.runner.v1.ListDirectoryResponse
  * Use `create(ListDirectoryResponseSchema)` to create a new message.
  */
 export const ListDirectoryResponseSchema: GenMessage<ListDirectoryResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 27);
+  messageDesc(file_mcp_runner_v1_runner, 29);
 
 /**
  * RunnerService executes authorized tasks inside the kernel sandbox and
@@ -904,6 +947,18 @@ export const RunnerService: GenService<{
     methodKind: "unary";
     input: typeof CancelRequestSchema;
     output: typeof CancelResponseSchema;
+  },
+  /**
+   * Release tells the runner that the edge stored a finished task's events
+   * durably: the runner frees them (its retained events are bounded in bytes)
+   * and answers later Attach calls with FAILED_PRECONDITION.
+   *
+   * @generated from rpc mcp.runner.v1.RunnerService.Release
+   */
+  release: {
+    methodKind: "unary";
+    input: typeof ReleaseRequestSchema;
+    output: typeof ReleaseResponseSchema;
   },
   /**
    * ReadFile reads a file inside a workspace.

@@ -1,0 +1,106 @@
+/**
+ * Resource isolation end to end: a real edge and runner (cgroups and workspace quotas on),
+ * called over Connect JSON. The kernel's answers reach clients as such: an OOM-killed task is
+ * FAILED with its peak memory, a full workspace is resource_exhausted naming its quota, and the
+ * runner's Info and /health/ready list the active layers.
+ */
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { ensureDevPki } from "@mcp-gateway/common/tls";
+import { connectJson, type Gateway, runnerClient, startGateway, waitForTask } from "./harness.js";
+
+const MiB = 1024 * 1024;
+let gw: Gateway;
+let token: string;
+
+before(async () => {
+  assert.equal(process.getuid?.(), 0, "runs as root in CI (loop mounts, cgroups)");
+  const configPath = join(process.env.TMPDIR ?? "/tmp", `mcp-res-${process.pid}.json`);
+  writeFileSync(
+    configPath,
+    JSON.stringify({
+      requireCgroups: true,
+      workspaceQuota: { mode: "loop-image", bytes: 32 * MiB, inodes: 1000 },
+    }),
+  );
+  gw = await startGateway({ runnerArgs: ["--config", configPath] });
+  token = await gw.token("mia", ["developer"]);
+});
+after(async () => {
+  await gw?.stop();
+});
+
+describe("resource isolation through the public API", () => {
+  it("the runner's Info lists the cgroup and quota layers", async () => {
+    const pki = await ensureDevPki({
+      dir: join(gw.dataDir, "pki"),
+      edgeIds: ["edge-local"],
+      runnerIds: ["runner-local"],
+    });
+    const edge = pki.edges["edge-local"];
+    assert.ok(edge);
+    const info = await runnerClient(
+      gw.runnerUrl,
+      { caPath: pki.caCertPath, ...edge },
+      "runner-local",
+    ).info({});
+    assert.ok(
+      info.limitLayers.some((l) => /^cgroup-v[12]-memory$/.test(l)),
+      info.limitLayers.join(),
+    );
+    assert.ok(info.limitLayers.some((l) => /^cgroup-v[12]-pids$/.test(l)));
+    assert.ok(info.limitLayers.includes("workspace-quota"));
+    assert.match(info.cgroup, /^cgroup v[12] /);
+    assert.equal(info.workspaceQuota, `loop-image ${32 * MiB} bytes, 1000 inodes`);
+  });
+
+  it("a task filling /dev/shm past memory_bytes is FAILED as out of memory, with its peak", async () => {
+    const r = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      {
+        command: "sh",
+        args: ["-c", "head -c 400000000 /dev/zero > /dev/shm/fill; sleep 10"],
+        sandbox: { limits: { memoryBytes: String(64 * MiB) } },
+        workspace: "oom",
+      },
+      token,
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const t = await waitForTask(gw.url, token, String(r.body.taskId));
+    assert.equal(t.status, "TASK_STATUS_FAILED");
+    assert.match(String(t.statusMessage), /^out of memory: the task reached its memory limit/);
+    const result = t.result as Record<string, unknown>;
+    const usage = result.usage as Record<string, unknown>;
+    assert.equal(usage.oomKilled, true);
+    assert.ok(Number(usage.memoryPeakBytes) > 32 * MiB, JSON.stringify(usage));
+    assert.ok(Number(usage.memoryPeakBytes) <= 64 * MiB, JSON.stringify(usage));
+    assert.equal(result.signal, "SIGKILL");
+  });
+
+  it("WriteFile past the workspace quota is resource_exhausted naming the quota; ListDirectory shows usage", async () => {
+    const fill = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      { command: "sh", args: ["-c", "head -c 40000000 /dev/zero > big; true"], workspace: "q" },
+      token,
+    );
+    await waitForTask(gw.url, token, String(fill.body.taskId));
+    const w = await connectJson(
+      gw.url,
+      "WriteFile",
+      { workspace: "q", path: "more.txt", content: Buffer.alloc(2 * MiB).toString("base64") },
+      token,
+    );
+    assert.equal(w.status, 429, JSON.stringify(w.body));
+    assert.equal(w.body.code, "resource_exhausted");
+    assert.match(String(w.body.message), /workspace quota of 32 MiB reached/);
+    const list = await connectJson(gw.url, "ListDirectory", { workspace: "q", path: "" }, token);
+    const usage = list.body.usage as Record<string, unknown>;
+    assert.equal(usage.bytesLimit, String(32 * MiB));
+    assert.ok(Number(usage.bytesUsed) > 30 * MiB, JSON.stringify(usage));
+    assert.ok(Number(usage.inodesLimit) >= 1000);
+  });
+});
