@@ -73,7 +73,11 @@ describe("audit trail", () => {
     assert.match(intact.stdout, /audit chain intact: \d+ records/);
 
     const db = new Database(join(gw.dataDir, "gateway.db"));
-    db.prepare("UPDATE audit SET body = replace(body, '\"dana\"', '\"eve\"') WHERE seq = 2").run();
+    // The first of dana's records (the chain starts with the edge's own security events).
+    const { seq } = db
+      .prepare("SELECT min(seq) AS seq FROM audit WHERE principal = 'dana'")
+      .get() as { seq: number };
+    db.prepare("UPDATE audit SET body = replace(body, '\"dana\"', '\"eve\"') WHERE seq = ?").run(seq);
     db.close();
     const broken = await runCli(["audit", "verify", "--json"], env);
     assert.equal(broken.code, 1);
@@ -82,7 +86,7 @@ describe("audit trail", () => {
       firstBad: { seq: number; reason: string };
     };
     assert.equal(verdict.ok, false);
-    assert.equal(verdict.firstBad.seq, 2);
+    assert.equal(verdict.firstBad.seq, seq);
     assert.match(verdict.firstBad.reason, /modified/);
   });
 

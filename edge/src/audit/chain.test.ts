@@ -71,6 +71,18 @@ describe("RFC 8785 canonical bodies", () => {
     assert.equal(hash, chainHash(record.prevHash, body, key));
   });
 
+  it("verifies bodies with integer-like keys, which JavaScript objects reorder", () => {
+    const key = auditKeyFromSecret(randomBytes(32));
+    const { record, body } = sealAuditRecord(
+      sampleAuditEntry({ params: { metadata: { "10": "a", "9": "b", x: "c" } } }),
+      undefined,
+      key,
+    );
+    assert.match(body, /"10":"a","9":"b"/);
+    const rows = [{ seq: 1, prevHash: record.prevHash, hash: record.hash, body }];
+    assert.equal(verifyAuditChain(rows, { keys: [key] }).ok, true);
+  });
+
   it("refuses a body that re-hashes correctly but is not canonical (rewritten with the key)", () => {
     const key = auditKeyFromSecret(randomBytes(32));
     const rows = extend([], 2, key);

@@ -159,6 +159,35 @@ export interface VerifyOptions {
   onRecord?: (seq: number, hash: string, body: AuditRecord) => string | undefined;
 }
 
+/** True when every object's own keys are in strictly ascending UTF-16 order. */
+function keysSorted(value: unknown): boolean {
+  if (value === null || typeof value !== "object") return true;
+  if (Array.isArray(value)) return value.every(keysSorted);
+  let prev: string | undefined;
+  for (const k of Object.keys(value)) {
+    if (prev !== undefined && !(prev < k)) return false;
+    prev = k;
+    if (!keysSorted((value as Record<string, unknown>)[k])) return false;
+  }
+  return true;
+}
+
+/**
+ * Whether `body` is the RFC 8785 form of `parsed` (its JSON.parse). Fast
+ * path: JCS is ECMAScript JSON.stringify with sorted keys, so a body that
+ * JSON.stringify reproduces (no whitespace, no duplicate members, standard
+ * escapes and number forms) with sorted keys is canonical. Objects with
+ * integer-like keys, which JavaScript reorders, take the full canonicalizer.
+ */
+function isCanonical(parsed: unknown, body: string): boolean {
+  if (JSON.stringify(parsed) === body && keysSorted(parsed)) return true;
+  try {
+    return canonicalize(parsed) === body;
+  } catch {
+    return false;
+  }
+}
+
 /** Parsed fields the verifier reads from a body. */
 type ParsedBody = AuditRecord & { keyId?: unknown; v?: unknown };
 
@@ -231,13 +260,7 @@ function createChainVerifier(options: VerifyOptions) {
       if (parsed.v !== undefined && parsed.v !== 1 && parsed.v !== AUDIT_FORMAT_VERSION) {
         return fail(row.seq, `unknown record format v=${String(parsed.v)}`);
       }
-      let canonical: string | undefined;
-      try {
-        canonical = canonicalize(parsed);
-      } catch {
-        canonical = undefined;
-      }
-      if (canonical !== row.body) {
+      if (!isCanonical(parsed, row.body)) {
         return fail(
           row.seq,
           "stored body is not RFC 8785 canonical JSON (duplicate or reordered members)",

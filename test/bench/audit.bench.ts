@@ -1,0 +1,148 @@
+/**
+ * Audit benchmark: the cost of the chain on the request path and of proving it.
+ *   - append: store.appendAudit on a SQLite file (WAL, synchronous=FULL) —
+ *     keyed (HMAC-SHA256, RFC 8785 body, what the edge does) against the same
+ *     store unkeyed (sha256) as the baseline, round-robin; p50/p99 per append.
+ *   - verify: `audit verify`'s code path (rows streamed out of SQLite with
+ *     their indexed columns → JSON parse, RFC 8785 canonical check, HMAC,
+ *     columns, key window, checkpoint comparison) over BENCH_RECORDS records
+ *     (default 1,000,000; target ≤ 10 s), against a baseline that only reads
+ *     the same rows.
+ *
+ *   npm run bench:audit          (node --import tsx test/bench/audit.bench.ts)
+ *   BENCH_RECORDS=200000 npm run bench:audit
+ */
+import { randomBytes } from "node:crypto";
+import { mkdtemp, rm } from "node:fs/promises";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import {
+  auditIndexColumns,
+  sealAuditRecord,
+  verifyAuditChain,
+} from "../../edge/src/audit/chain.js";
+import { auditKeyFromSecret } from "../../edge/src/audit/keys.js";
+import { sampleAuditEntry } from "../../edge/src/store/contract.js";
+import { createSqliteStore } from "../../edge/src/store/sqlite.js";
+
+const RECORDS = Number(process.env.BENCH_RECORDS ?? 1_000_000);
+const APPENDS = Number(process.env.BENCH_APPENDS ?? 4000);
+const TARGET_VERIFY_S = 10;
+
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? 0;
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "audit-bench-"));
+  const key = auditKeyFromSecret(randomBytes(32));
+  console.log(
+    `load average before: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" ")}`,
+  );
+  try {
+    // --- append latency, keyed vs unkeyed, round-robin in chunks of 100.
+    const keyed = createSqliteStore({ path: join(dir, "keyed.db"), auditKey: key });
+    const plain = createSqliteStore({ path: join(dir, "plain.db") });
+    const times: Record<string, number[]> = { keyed: [], unkeyed: [] };
+    const entry = sampleAuditEntry({
+      params: { command: "git", args: ["status", "--short"], env: { HOME: "[redacted]" } },
+      details: { protocol: "connect", source: "127.0.0.1" },
+    });
+    for (let i = 0; i < APPENDS; i += 100) {
+      for (const [name, store] of [
+        ["keyed", keyed],
+        ["unkeyed", plain],
+      ] as const) {
+        for (let j = 0; j < 100; j++) {
+          const t = performance.now();
+          await store.appendAudit({ ...entry, time: Date.now() });
+          times[name]?.push(performance.now() - t);
+        }
+      }
+    }
+    await keyed.close();
+    await plain.close();
+    const row = (name: string) => {
+      const s = [...(times[name] ?? [])].sort((a, b) => a - b);
+      return { name, p50: pct(s, 50), p99: pct(s, 99) };
+    };
+    const k = row("keyed");
+    const u = row("unkeyed");
+    console.log(`\nappend (${APPENDS} each, SQLite synchronous=FULL):`);
+    for (const r of [k, u]) {
+      console.log(`  ${r.name.padEnd(8)} p50 ${r.p50.toFixed(3)} ms  p99 ${r.p99.toFixed(3)} ms`);
+    }
+    console.log(`  keyed/unkeyed p99 ratio ${(k.p99 / u.p99).toFixed(2)}`);
+
+    // --- verify throughput over RECORDS rows written straight into a SQLite file.
+    const path = join(dir, "big.db");
+    createSqliteStore({ path }).close();
+    const db = new Database(path);
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = OFF");
+    const insert = db.prepare(
+      `INSERT INTO audit (seq, time, principal, tenant, operation, decision, prev_hash, hash, body)
+       VALUES (@seq, @time, @principal, @tenant, @operation, @decision, @prevHash, @hash, @body)`,
+    );
+    let prev: { seq: number; hash: string } | undefined;
+    const t0 = performance.now();
+    const fill = db.transaction((from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        const { record, body } = sealAuditRecord(
+          { ...entry, time: 1_700_000_000_000 + i, operation: i % 3 ? "execute" : "read_file" },
+          prev,
+          key,
+        );
+        insert.run({
+          seq: record.seq,
+          ...auditIndexColumns(record),
+          prevHash: record.prevHash,
+          hash: record.hash,
+          body,
+        });
+        prev = { seq: record.seq, hash: record.hash };
+      }
+    });
+    for (let i = 0; i < RECORDS; i += 50_000) fill(i, Math.min(RECORDS, i + 50_000));
+    db.close();
+    console.log(
+      `\nwrote ${RECORDS} records in ${((performance.now() - t0) / 1000).toFixed(1)} s (seal + insert)`,
+    );
+
+    const store = createSqliteStore({ path, auditKey: key });
+    let t = performance.now();
+    let n = 0;
+    for (const _ of store.rawAudit()) n++;
+    const readS = (performance.now() - t) / 1000;
+    t = performance.now();
+    const verdict = verifyAuditChain(store.rawAudit(), {
+      keys: [key],
+      onRecord: (seq) => (seq === -1 ? "never" : undefined),
+    });
+    const verifyS = (performance.now() - t) / 1000;
+    await store.close();
+    if (!verdict.ok || verdict.checked !== RECORDS) throw new Error(JSON.stringify(verdict));
+    console.log(`verify ${RECORDS} records (audit verify's code path):`);
+    console.log(
+      `  read rows only (baseline) ${readS.toFixed(2)} s  (${Math.round(n / readS)} rows/s)`,
+    );
+    console.log(
+      `  full verification         ${verifyS.toFixed(2)} s  (${Math.round(RECORDS / verifyS)} records/s), ratio to baseline ${(verifyS / readS).toFixed(2)}`,
+    );
+    const scaled = (verifyS * 1_000_000) / RECORDS;
+    console.log(
+      `  1,000,000 records: ${scaled.toFixed(2)} s — target ≤ ${TARGET_VERIFY_S} s: ${scaled <= TARGET_VERIFY_S ? "met" : "MISSED"}`,
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+    console.log(
+      `load average after: ${loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")}`,
+    );
+  }
+}
+
+await main();
