@@ -5,16 +5,19 @@ const HELP = `mcp-gateway — security gateway between AI agents and real machin
 Servers:
   dev                         edge + one local runner on embedded defaults
   edge   [--config f.json] [--host h] [--port p] [--runner id=https://…]
-  runner [--config f.json] [--host h] [--port p] [--id id]
+  runner [--config f.json] [--host h] [--port p] [--id id] [--check]
 
 Client (flags: --url, --token, --protocol connect|grpc|grpc-web, --json, -w workspace):
-  exec [--timeout s] [--cwd d] [-e K=V] [--network none|host] [-d] -- cmd args…
+  exec [--timeout s] [--cwd d] [-e K=V] [--network none|host] [--memory 512M] [--pids n] [-d] -- cmd args…
   status <task-id>            logs [-f] <task-id>         cancel <task-id>
   cat <path>                  put <local|-> <path> [-p]   rm [-r] <path>      ls [path]
 
 MCP:
   mcp [--url u] [--token t]   stdio MCP server forwarding to the gateway's /mcp (for agents
                               that launch local commands); the endpoint itself is <url>/mcp
+  tools list [--server s] [--pending] | tools diff <server> <tool> | tools approve <server> <tool> <digest>
+                              pinned upstream tool definitions (admins): a changed one is
+                              hidden and refused until approved
 
 Admin:
   token --sub s [--roles a,b] [--tenant t] [--ttl 1h]   mint a dev token
@@ -35,6 +38,7 @@ const servers = () => import("./commands/servers.js");
 const client = () => import("./commands/client.js");
 const admin = () => import("./commands/admin.js");
 const bridge = () => import("./commands/mcp-bridge.js");
+const tools = () => import("./commands/tools.js");
 const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   dev: async () => (await servers()).devCommand,
   edge: async () => (await servers()).edgeCommand,
@@ -48,6 +52,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   rm: async () => (await client()).rmCommand,
   ls: async () => (await client()).lsCommand,
   mcp: async () => (await bridge()).mcpCommand,
+  tools: async () => (await tools()).toolsCommand,
   token: async () => (await admin()).tokenCommand,
   audit: async () => (await admin()).auditCommand,
   policy: async () => (await admin()).policyCommand,

@@ -1,5 +1,6 @@
 import { connectionLimitsSchema } from "@mcp-gateway/common/connection-guard";
 import { z } from "zod";
+import { httpUpstreamSchema } from "./mcp/upstreams.js";
 
 /** A runner the edge may dispatch to. */
 export const runnerTargetSchema = z.object({
@@ -243,6 +244,28 @@ export const edgeConfigSchema = z.object({
         .default(64 * 1024 * 1024),
     })
     .prefault({}),
+  /**
+   * Concurrent-task quotas (tasks queued or running), so one caller cannot fill
+   * every runner slot: past one, ExecuteCommand is ResourceExhausted naming the
+   * tenant or principal and the limit. Defaults keep a 32-slot runner usable by
+   * at least two tenants.
+   */
+  quotas: z
+    .object({
+      tasksPerPrincipal: z.number().int().positive().default(8),
+      tasksPerTenant: z.number().int().positive().default(16),
+      /** Overrides by tenant name. */
+      tenants: z
+        .record(
+          z.string(),
+          z.object({
+            tasksPerPrincipal: z.number().int().positive().optional(),
+            tasksPerTenant: z.number().int().positive().optional(),
+          }),
+        )
+        .default({}),
+    })
+    .prefault({}),
   /** Default and maximum wall-clock deadline for tasks, in seconds. */
   defaultTimeoutSeconds: z.number().int().positive().default(60),
   maxTimeoutSeconds: z.number().int().positive().default(3600),
@@ -271,6 +294,25 @@ export const edgeConfigSchema = z.object({
         .int()
         .positive()
         .default(4 * 1024 * 1024),
+      /**
+       * Upstream MCP servers whose tools the endpoint offers as `<name><toolSeparator><tool>`,
+       * each call decided by policy on its full arguments and audited (docs/mcp.md).
+       */
+      upstreams: z
+        .array(httpUpstreamSchema)
+        .default([])
+        .refine((list) => new Set(list.map((u) => u.name)).size === list.length, {
+          message: "upstream names must be unique",
+        }),
+      /** Separator of namespaced upstream tool names. */
+      toolSeparator: z
+        .string()
+        .regex(/^[A-Za-z0-9_.-]{1,4}$/)
+        .default("__"),
+      /** Send upstream tool descriptions to the policy (to refuse instructions hidden in them). */
+      policySeesDescriptions: z.boolean().default(false),
+      /** Audit upstream call arguments in full, or only their digest (default). */
+      auditArguments: z.enum(["digest", "full"]).default("digest"),
       /** Largest output per stream returned in a tool result, bytes (flagged truncated beyond). */
       maxResultBytes: z
         .number()

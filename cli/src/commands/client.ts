@@ -10,7 +10,7 @@ import { defaultDataDir } from "../paths.js";
 import { createTaskWriter } from "./task-output.js";
 
 /** Flags every client command takes. */
-const COMMON = {
+export const COMMON = {
   url: { type: "string" },
   token: { type: "string" },
   protocol: { type: "string" },
@@ -18,7 +18,8 @@ const COMMON = {
   workspace: { type: "string", short: "w" },
 } as const;
 
-interface Common {
+/** Flags every client command takes, parsed. */
+export interface Common {
   url?: string | undefined;
   token?: string | undefined;
   protocol?: string | undefined;
@@ -48,7 +49,7 @@ export async function resolveToken(flag: string | undefined): Promise<string | u
   }
 }
 
-async function clientFrom(c: Common): Promise<McpClient> {
+export async function clientFrom(c: Common): Promise<McpClient> {
   const protocol = c.protocol ?? "connect";
   if (protocol !== "connect" && protocol !== "grpc" && protocol !== "grpc-web") {
     throw new UsageError(`--protocol ${protocol}: use connect, grpc or grpc-web`);
@@ -158,7 +159,20 @@ function parseEnv(list: string[] | undefined): Record<string, string> {
   return env;
 }
 
-/** `mcp-gateway exec [--timeout s] [--cwd d] [--env K=V]… [--network none|host] [--detach] -- cmd args…` */
+/** Parses "512M", "1G", "64k" or plain bytes (binary units) for --memory. */
+export function parseSize(flag: string, text: string): bigint {
+  const m = /^(\d+)([kmgt]?)i?b?$/i.exec(text.trim());
+  if (!m) throw new UsageError(`${flag} ${text}: a size such as 512M, 1G or 1048576`);
+  const unit = { "": 1n, k: 1n << 10n, m: 1n << 20n, g: 1n << 30n, t: 1n << 40n }[
+    (m[2] ?? "").toLowerCase() as "" | "k" | "m" | "g" | "t"
+  ];
+  return BigInt(m[1] ?? "0") * unit;
+}
+
+/**
+ * `mcp-gateway exec [--timeout s] [--cwd d] [--env K=V]… [--network none|host]
+ * [--memory size] [--pids n] [--detach] -- cmd args…`
+ */
 export async function execCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
     ...COMMON,
@@ -166,6 +180,8 @@ export async function execCommand(argv: string[]): Promise<number> {
     cwd: { type: "string" },
     env: { type: "string", multiple: true, short: "e" },
     network: { type: "string" },
+    memory: { type: "string" },
+    pids: { type: "string" },
     detach: { type: "boolean", short: "d" },
   });
   const [command, ...args] = positionals;
@@ -176,6 +192,11 @@ export async function execCommand(argv: string[]): Promise<number> {
   const networks: Record<string, NetworkMode> = { none: NetworkMode.NONE, host: NetworkMode.HOST };
   const network = values.network === undefined ? NetworkMode.UNSPECIFIED : networks[values.network];
   if (network === undefined) throw new UsageError(`--network ${values.network}: use none or host`);
+  // Memory of the whole task (its cgroup) and its processes; policy may only lower them.
+  const memoryBytes = values.memory === undefined ? 0n : parseSize("--memory", values.memory);
+  const maxProcesses = values.pids === undefined ? 0 : Number(values.pids);
+  if (!Number.isInteger(maxProcesses) || maxProcesses < 0 || maxProcesses > 2 ** 31)
+    throw new UsageError(`--pids ${values.pids}: a whole number of processes`);
   const client = await clientFrom(values);
   const res = await client.executeCommand({
     command,
@@ -184,7 +205,7 @@ export async function execCommand(argv: string[]): Promise<number> {
     cwd: values.cwd ?? "",
     timeout,
     workspace: values.workspace ?? "",
-    sandbox: { network },
+    sandbox: { network, limits: { memoryBytes, maxProcesses } },
   });
   if (values.detach) {
     process.stdout.write(

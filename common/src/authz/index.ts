@@ -11,7 +11,9 @@ export interface PrincipalLike {
 
 /** The operation-specific part of a policy input. */
 export type OperationInput = Pick<PolicyInput, "operation" | "workspace"> &
-  Partial<Pick<PolicyInput, "command" | "file" | "task" | "network" | "sandbox">>;
+  Partial<
+    Pick<PolicyInput, "command" | "file" | "task" | "upstream" | "catalog" | "network" | "sandbox">
+  >;
 
 /** Where the request came from, for policy and audit. */
 export interface RequestFacts {
@@ -57,5 +59,7 @@ export function buildPolicyInput(
   if (op.command) input.command = op.command;
   if (op.file) input.file = op.file;
   if (op.task) input.task = op.task;
+  if (op.upstream) input.upstream = op.upstream;
+  if (op.catalog) input.catalog = op.catalog;
   return input;
 }

@@ -30,6 +30,11 @@ export interface Decision {
    * `list_tools` decision (MCP `tools/list` shows those tools), empty otherwise.
    */
   readonly operations: readonly string[];
+  /**
+   * Upstream MCP tools ("<server>/<tool>") of the request's catalog that the
+   * principal may call: filled only by an allowed `list_tools` decision.
+   */
+  readonly tools: readonly string[];
 }
 
 /** Names of the numeric sandbox limits, in a fixed order. */
@@ -71,6 +76,7 @@ export function denyDecision(reason: string, revision: string): Decision {
     obligations: { ...DENY_OBLIGATIONS, limits: { ...DENY_OBLIGATIONS.limits } },
     revision,
     operations: [],
+    tools: [],
   };
 }
 
@@ -102,7 +108,7 @@ export class DecisionShapeError extends Error {
  */
 export function parseDecision(raw: unknown, revision: string): Decision {
   if (!isRecord(raw)) throw new DecisionShapeError("the policy result is not an object");
-  const { allow, deny_reasons, warnings, obligations, operations } = raw;
+  const { allow, deny_reasons, warnings, obligations, operations, tools } = raw;
   if (typeof allow !== "boolean") throw new DecisionShapeError("allow is not a boolean");
   if (!isStringArray(deny_reasons))
     throw new DecisionShapeError("deny_reasons is not a string array");
@@ -127,6 +133,9 @@ export function parseDecision(raw: unknown, revision: string): Decision {
   if (operations !== undefined && !isStringArray(operations)) {
     throw new DecisionShapeError("operations is not a string array");
   }
+  if (tools !== undefined && !isStringArray(tools)) {
+    throw new DecisionShapeError("tools is not a string array");
+  }
   if (allow && deny_reasons.length > 0) {
     throw new DecisionShapeError("allow is true but deny_reasons is not empty");
   }
@@ -140,5 +149,6 @@ export function parseDecision(raw: unknown, revision: string): Decision {
     obligations: { max_timeout_seconds, network, limits: out },
     revision,
     operations: allow && operations !== undefined ? operations : [],
+    tools: allow && tools !== undefined ? tools : [],
   };
 }

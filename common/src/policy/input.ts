@@ -16,6 +16,8 @@ export const POLICY_OPERATIONS = [
   "cancel_task",
   "list_audit",
   "list_tools",
+  "call_tool",
+  "manage_tools",
 ] as const;
 
 /** One of {@link POLICY_OPERATIONS}. */
@@ -84,6 +86,28 @@ export interface PolicyTask {
   tenant: string;
 }
 
+/** The upstream MCP tool call of a call_tool request. */
+export interface PolicyUpstreamCall {
+  /** Upstream server name (from the edge configuration). */
+  server: string;
+  /** Tool name as the upstream knows it. */
+  tool: string;
+  /** The call's full arguments. */
+  arguments: Record<string, unknown>;
+  /** The tool's annotations as the upstream declares them (hints, not guarantees). */
+  annotations: Record<string, unknown>;
+  /** Digest of the pinned tool definition ("sha256:<hex>"). */
+  definition_digest: string;
+  /** The tool's description, only with the option mcp.policySeesDescriptions. */
+  description?: string;
+}
+
+/** An upstream tool offered in a list_tools request. */
+export interface PolicyCatalogEntry {
+  server: string;
+  tool: string;
+}
+
 /** The document passed to the policy as `input`. */
 export interface PolicyInput {
   /** Who asks. */
@@ -96,6 +120,10 @@ export interface PolicyInput {
   file?: PolicyFile;
   /** Present for task operations. */
   task?: PolicyTask;
+  /** Present for call_tool. */
+  upstream?: PolicyUpstreamCall;
+  /** For list_tools: the upstream tools to filter (the decision's `tools` names those allowed). */
+  catalog?: PolicyCatalogEntry[];
   /** Workspace id the request acts in. */
   workspace: string;
   /** Requested network mode. */

@@ -56,6 +56,8 @@ export interface McpEndpointOptions {
   maxBodyBytes: number;
   /** Largest output per stream in a tool result, bytes. */
   maxResultBytes: number;
+  /** Between server and tool name in an upstream tool's namespaced name (`<server>__<tool>`). */
+  toolSeparator: string;
   /** False while draining or waiting as a standby: calls get 503. */
   accepting: () => boolean;
   /** Called when a browser Origin is refused (recorded as a security event in the audit chain). */
@@ -97,6 +99,8 @@ interface InFlight {
   taskId?: string;
   /** Set when a cancellation arrived before the task was accepted. */
   cancelled?: RequestContext;
+  /** For upstream calls: aborting it cancels the call upstream. */
+  abort?: AbortController;
 }
 
 function jsonRpcError(
@@ -221,6 +225,10 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   }
 
   async function cancelInFlight(entry: InFlight, rc: RequestContext): Promise<void> {
+    if (entry.abort) {
+      entry.abort.abort(new Error("cancelled by the client"));
+      return;
+    }
     if (!entry.taskId) {
       entry.cancelled = rc;
       return;
@@ -315,6 +323,71 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     }
   }
 
+  /** A call of an upstream server's tool, through the operations layer (decided, audited). */
+  async function callUpstream(
+    server: string,
+    toolName: string,
+    fullName: string,
+    args: unknown,
+    principal: PrincipalRecord,
+    peer: string,
+    traceparent: string | null,
+    extra: {
+      signal: AbortSignal;
+      requestId: RequestId;
+      progress: boolean;
+      notify: (progress: number, message: string, total?: number) => void;
+    },
+  ): Promise<CallToolResult> {
+    const method = `mcp.upstream.${server}`;
+    if (args !== undefined && (typeof args !== "object" || args === null || Array.isArray(args))) {
+      metrics.requests.inc({ method, protocol: "mcp", code: "InvalidArgument" });
+      throw new McpError(ErrorCode.InvalidParams, `arguments of ${fullName} must be an object`);
+    }
+    const { rc, span } = callContext(principal, peer, fullName, traceparent);
+    const abort = new AbortController();
+    const onClientGone = () => abort.abort(new Error("the client went away"));
+    extra.signal.addEventListener("abort", onClientGone, { once: true });
+    const key = keyOf(principal.sub, extra.requestId);
+    inFlight.set(key, { owner: principal.sub, abort });
+    let code = "OK";
+    try {
+      return await ops.callUpstreamTool(
+        rc,
+        { server, tool: toolName, arguments: (args ?? {}) as Record<string, unknown> },
+        {
+          signal: abort.signal,
+          ...(extra.progress
+            ? {
+                onProgress: (p: number, total: number | undefined, message: string | undefined) =>
+                  extra.notify(p, message ?? "", total),
+              }
+            : {}),
+        },
+      );
+    } catch (err) {
+      const ce = toConnectError(err);
+      code = Code[ce.code];
+      if (ce.code === Code.InvalidArgument)
+        throw new McpError(ErrorCode.InvalidParams, ce.rawMessage);
+      if (ce.code === Code.Internal || ce.code === Code.Unknown) {
+        rc.logger.error({ err: ce.cause ?? ce }, "mcp upstream call failed");
+      }
+      const message =
+        ce.code === Code.Internal ? "internal error" : `${codeName(ce.code)}: ${ce.rawMessage}`;
+      return {
+        content: [{ type: "text", text: message }],
+        isError: true,
+        _meta: { "mcp-gateway/error": { code: codeName(ce.code), message: ce.rawMessage } },
+      };
+    } finally {
+      inFlight.delete(key);
+      extra.signal.removeEventListener("abort", onClientGone);
+      metrics.requests.inc({ method, protocol: "mcp", code });
+      endSpan(span);
+    }
+  }
+
   function createServer(principal: PrincipalRecord, peer: string, traceparent: string | null) {
     const server = new Server(SERVER_INFO, {
       capabilities: { tools: { listChanged: false } },
@@ -323,14 +396,18 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     server.setRequestHandler(ListToolsRequestSchema, async () => {
       const { rc, span } = callContext(principal, peer, "tools/list", traceparent);
       try {
-        const permitted = new Set(await ops.permittedOperations(rc));
+        const found = await ops.discoverTools(rc);
+        const permitted = new Set(found.operations);
         metrics.requests.inc({ method: "mcp.tools/list", protocol: "mcp", code: "OK" });
-        return {
-          tools: GATEWAY_TOOLS.filter((t) => permitted.has(t.operation)).flatMap((t) => {
-            const d = definitions.get(t.name);
-            return d ? [d] : [];
-          }),
-        };
+        const own = GATEWAY_TOOLS.filter((t) => permitted.has(t.operation)).flatMap((t) => {
+          const d = definitions.get(t.name);
+          return d ? [d] : [];
+        });
+        const upstream = found.upstream.map((t) => ({
+          ...t.definition,
+          name: `${t.server}${options.toolSeparator}${t.definition.name}`,
+        }));
+        return { tools: [...own, ...upstream] };
       } catch (err) {
         const ce = toConnectError(err);
         metrics.requests.inc({ method: "mcp.tools/list", protocol: "mcp", code: Code[ce.code] });
@@ -344,26 +421,45 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     });
     server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
       const tool = byName.get(req.params.name);
+      const progressToken = req.params._meta?.progressToken;
+      const notify = (progress: number, message: string, total?: number) => {
+        if (progressToken === undefined) return;
+        extra
+          .sendNotification({
+            method: "notifications/progress",
+            params: { progressToken, progress, message, ...(total === undefined ? {} : { total }) },
+          })
+          .catch(() => undefined);
+      };
+      const sep = req.params.name.indexOf(options.toolSeparator);
+      if (!tool && sep > 0) {
+        return callUpstream(
+          req.params.name.slice(0, sep),
+          req.params.name.slice(sep + options.toolSeparator.length),
+          req.params.name,
+          req.params.arguments,
+          principal,
+          peer,
+          traceparent,
+          {
+            signal: extra.signal,
+            requestId: extra.requestId,
+            notify,
+            progress: progressToken !== undefined,
+          },
+        );
+      }
       if (!tool) {
         throw new McpError(
           ErrorCode.InvalidParams,
           `unknown tool "${req.params.name.slice(0, 80)}": call tools/list for the tools you may use`,
         );
       }
-      const progressToken = req.params._meta?.progressToken;
       return callTool(tool, req.params.arguments, principal, peer, traceparent, {
         signal: extra.signal,
         requestId: extra.requestId,
         progressToken,
-        notify: (progress, message) => {
-          if (progressToken === undefined) return;
-          extra
-            .sendNotification({
-              method: "notifications/progress",
-              params: { progressToken, progress, message },
-            })
-            .catch(() => undefined);
-        },
+        notify,
       });
     });
     // Stateless: a cancellation arrives in its own HTTP request, so it is

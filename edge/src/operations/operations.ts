@@ -41,14 +41,20 @@ import type { EdgeConfig } from "../config.js";
 import { type Pipeline, redactEnv } from "../pipeline/authorize.js";
 import { principalOf, type RequestContext } from "../pipeline/context.js";
 import * as v from "../rpc/validate.js";
-import { createReadBounds, type ReadBounds, readOutputTail } from "./read-bounds.js";
 import type { RunnerPool } from "../runners/pool.js";
 import type { TaskRecord, TaskState, TaskStore } from "../store/types.js";
 import type { TaskService } from "../tasks/task-service.js";
 import { authorizationOf } from "../tasks/task-service.js";
+import { createReadBounds, type ReadBounds, readOutputTail } from "./read-bounds.js";
+import { checkTaskQuota } from "./task-quotas.js";
+import {
+  createUpstreamOperations,
+  type UpstreamOperations,
+  type UpstreamOperationsDeps,
+} from "./upstream-tools.js";
 
 /** Dependencies of the operations. */
-export interface OperationsDeps {
+export interface OperationsDeps extends Omit<UpstreamOperationsDeps, "pipeline" | "store"> {
   config: EdgeConfig;
   pipeline: Pipeline;
   store: TaskStore;
@@ -172,7 +178,7 @@ export type OutputMessage = MessageInitShape<typeof StreamTaskOutputResponseSche
  * the store, the runner pool or the policy engine any other way.
  * Authentication already happened: `rc` carries the principal.
  */
-export interface Operations {
+export interface Operations extends UpstreamOperations {
   /** Liveness, version and uptime; needs no principal. */
   health(): HealthResponse;
   /** Accepts a command; the task is durable before this resolves. */
@@ -198,11 +204,6 @@ export interface Operations {
     rc: RequestContext,
     req: { taskId: string; afterSeq: number; maxBytes: number },
   ): Promise<TaskOutputPage>;
-  /**
-   * The operations the caller's roles permit (a `list_tools` decision, audited),
-   * for MCP `tools/list`; empty when the policy denies the question itself.
-   */
-  permittedOperations(rc: RequestContext): Promise<readonly string[]>;
   /** A task's record and, once finished, its result. */
   getTaskStatus(rc: RequestContext, req: GetTaskStatusRequest): Promise<{ task: TaskInfo }>;
   /** Replays a task's output, then follows it until it ends or `signal` aborts. */
@@ -351,6 +352,8 @@ export function createOperations(deps: OperationsDeps): Operations {
         Code.InvalidArgument,
       );
     }
+    // Fair share: a principal or tenant at its concurrent-task quota is refused up front.
+    await checkTaskQuota(store, principal, config.quotas);
     const l = req.sandbox?.limits;
     const requested = {
       timeout_seconds: req.timeout === 0 ? config.defaultTimeoutSeconds : req.timeout,
@@ -550,23 +553,10 @@ export function createOperations(deps: OperationsDeps): Operations {
       };
     },
 
+    ...createUpstreamOperations(deps),
     executeCommand,
     runCommand,
     readTaskOutput,
-
-    async permittedOperations(rc) {
-      try {
-        const d = await pipeline.authorize(
-          rc,
-          { operation: "list_tools", workspace: "" },
-          { params: {} },
-        );
-        return d.operations;
-      } catch (err) {
-        if (err instanceof ConnectError && err.code === Code.PermissionDenied) return [];
-        throw err;
-      }
-    },
 
     async getTaskStatus(rc, req) {
       const task = await authorizeOnTask(rc, req.taskId, "get_task");

@@ -335,6 +335,42 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
     );
 
     it(
+      "pins a tool definition on first sight, holds a changed one until approved",
+      withStore(async ({ store }) => {
+        const first = await store.observeToolDefinition("fs", "read", "sha256:a", '{"v":1}', 1);
+        assert.equal(first.change, "pinned");
+        assert.equal(first.pin.approvedBy, "first-use");
+        const again = await store.observeToolDefinition("fs", "read", "sha256:a", '{"v":1}', 2);
+        assert.equal(again.change, "unchanged");
+        const changed = await store.observeToolDefinition("fs", "read", "sha256:b", '{"v":2}', 3);
+        assert.equal(changed.change, "changed");
+        assert.equal(changed.pin.approvedDigest, "sha256:a");
+        assert.equal(changed.pin.seenDigest, "sha256:b");
+        // Seen again: still pending, reported once.
+        const pending = await store.observeToolDefinition("fs", "read", "sha256:b", '{"v":2}', 4);
+        assert.equal(pending.change, "unchanged");
+        assert.equal(
+          await store.approveToolDefinition("fs", "read", "sha256:c", "admin", 5),
+          undefined,
+        );
+        const approved = await store.approveToolDefinition("fs", "read", "sha256:b", "admin", 6);
+        assert.equal(approved?.approvedDigest, "sha256:b");
+        assert.equal(approved?.approvedDefinition, '{"v":2}');
+        assert.equal(approved?.approvedBy, "admin");
+        await store.observeToolDefinition("fs", "write", "sha256:w", "{}", 7);
+        await store.observeToolDefinition("git", "log", "sha256:g", "{}", 7);
+        assert.deepEqual(
+          (await store.listToolPins()).map((p) => `${p.server}/${p.tool}`),
+          ["fs/read", "fs/write", "git/log"],
+        );
+        assert.deepEqual(
+          (await store.listToolPins("fs")).map((p) => p.approvedDigest),
+          ["sha256:b", "sha256:w"],
+        );
+      }),
+    );
+
+    it(
       "answers ping",
       withStore(async ({ store }) => {
         await assert.doesNotReject(store.ping());

@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { auditIndexColumns, GENESIS_HASH, sealAuditRecord } from "../audit/chain.js";
 import type { AuditKey } from "../audit/keys.js";
 import { conditionHolds } from "./condition.js";
+import { approvePin, observePin, type ToolPin } from "./tool-pins.js";
 import type {
   AuditQuery,
   AuditRecord,
@@ -267,6 +268,16 @@ const MIGRATIONS: readonly { name: string; sql: string }[] = [
     sql: `
       ALTER TABLE task_output ADD COLUMN runner_seq bigint;
       CREATE UNIQUE INDEX task_output_runner_seq ON task_output (task_id, runner_seq);`,
+  },
+  {
+    name: "pinned MCP tool definitions",
+    sql: `
+      CREATE TABLE tool_pins (
+        server text NOT NULL,
+        tool text NOT NULL,
+        doc jsonb NOT NULL,
+        PRIMARY KEY (server, tool)
+      );`,
   },
 ];
 
@@ -699,6 +710,59 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
 
     listen: (callback) => listener.subscribe(callback),
 
+    async observeToolDefinition(server, tool, digest, definition, now) {
+      return transaction(async (client) => {
+        // Serialise observers of one tool across edges (the row may not exist yet).
+        await client.query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))", [
+          server,
+          tool,
+        ]);
+        const rows = (
+          await client.query<{ doc: ToolPin }>(
+            "SELECT doc FROM tool_pins WHERE server = $1 AND tool = $2",
+            [server, tool],
+          )
+        ).rows;
+        const next = observePin(rows[0]?.doc, server, tool, digest, definition, now);
+        if (next.change !== "unchanged") {
+          await client.query(
+            `INSERT INTO tool_pins (server, tool, doc) VALUES ($1, $2, $3)
+             ON CONFLICT (server, tool) DO UPDATE SET doc = excluded.doc`,
+            [server, tool, JSON.stringify(next.pin)],
+          );
+        }
+        return next;
+      });
+    },
+    async approveToolDefinition(server, tool, digest, by, now) {
+      return transaction(async (client) => {
+        const rows = (
+          await client.query<{ doc: ToolPin }>(
+            "SELECT doc FROM tool_pins WHERE server = $1 AND tool = $2 FOR UPDATE",
+            [server, tool],
+          )
+        ).rows;
+        const pin = approvePin(rows[0]?.doc, digest, by, now);
+        if (pin) {
+          await client.query("UPDATE tool_pins SET doc = $3 WHERE server = $1 AND tool = $2", [
+            server,
+            tool,
+            JSON.stringify(pin),
+          ]);
+        }
+        return pin;
+      });
+    },
+    async listToolPins(server) {
+      const rows =
+        server === undefined
+          ? await read<{ doc: ToolPin }>("SELECT doc FROM tool_pins ORDER BY server, tool")
+          : await read<{ doc: ToolPin }>(
+              "SELECT doc FROM tool_pins WHERE server = $1 ORDER BY tool",
+              [server],
+            );
+      return rows.map((r) => r.doc);
+    },
     async ping() {
       await query("SELECT 1");
     },

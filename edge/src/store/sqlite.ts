@@ -4,6 +4,7 @@ import Database from "better-sqlite3";
 import { auditIndexColumns, GENESIS_HASH, sealAuditRecord } from "../audit/chain.js";
 import type { AuditKey } from "../audit/keys.js";
 import { conditionHolds } from "./condition.js";
+import { approvePin, observePin, type ToolPin } from "./tool-pins.js";
 import type {
   AuditEntry,
   AuditQuery,
@@ -59,6 +60,12 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX audit_tenant ON audit(tenant, seq);`,
   `ALTER TABLE task_output ADD COLUMN runner_seq INTEGER;
    CREATE UNIQUE INDEX task_output_runner_seq ON task_output(task_id, runner_seq);`,
+  `CREATE TABLE tool_pins (
+     server TEXT NOT NULL,
+     tool TEXT NOT NULL,
+     doc TEXT NOT NULL,
+     PRIMARY KEY (server, tool)
+   ) WITHOUT ROWID;`,
 ];
 
 /** The SQLite store, with raw access for audit verification. */
@@ -86,6 +93,18 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   db.pragma("foreign_keys = ON");
   migrate(db);
 
+  const selectPin = db.prepare<[string, string], { doc: string }>(
+    "SELECT doc FROM tool_pins WHERE server = ? AND tool = ?",
+  );
+  const writePin = db.prepare<[string, string, string]>(
+    "INSERT INTO tool_pins (server, tool, doc) VALUES (?, ?, ?) ON CONFLICT (server, tool) DO UPDATE SET doc = excluded.doc",
+  );
+  const allPins = db.prepare<[], { doc: string }>(
+    "SELECT doc FROM tool_pins ORDER BY server, tool",
+  );
+  const serverPins = db.prepare<[string], { doc: string }>(
+    "SELECT doc FROM tool_pins WHERE server = ? ORDER BY tool",
+  );
   const insertTask = db.prepare(
     "INSERT INTO tasks (id, state, created_at, doc) VALUES (@id, @state, @createdAt, @doc)",
   );
@@ -257,6 +276,32 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     },
     async auditHead() {
       return lastAudit.get() ?? { seq: 0, hash: GENESIS_HASH };
+    },
+    async observeToolDefinition(server, tool, digest, definition, now) {
+      return db
+        .transaction(() => {
+          const row = selectPin.get(server, tool);
+          const prev = row ? (JSON.parse(row.doc) as ToolPin) : undefined;
+          const next = observePin(prev, server, tool, digest, definition, now);
+          if (next.change !== "unchanged") writePin.run(server, tool, JSON.stringify(next.pin));
+          return next;
+        })
+        .immediate();
+    },
+    async approveToolDefinition(server, tool, digest, by, now) {
+      return db
+        .transaction(() => {
+          const row = selectPin.get(server, tool);
+          const prev = row ? (JSON.parse(row.doc) as ToolPin) : undefined;
+          const pin = approvePin(prev, digest, by, now);
+          if (pin) writePin.run(server, tool, JSON.stringify(pin));
+          return pin;
+        })
+        .immediate();
+    },
+    async listToolPins(server) {
+      const rows = server === undefined ? allPins.all() : serverPins.all(server);
+      return rows.map((r) => JSON.parse(r.doc) as ToolPin);
     },
     async ping() {
       db.prepare("SELECT 1").get();

@@ -1,3 +1,5 @@
+import type { ToolPinStore } from "./tool-pins.js";
+
 /** Lifecycle of a task as stored. Terminal: completed, failed, cancelled, timed_out. */
 export type TaskState =
   | "created"
@@ -181,7 +183,7 @@ export interface RawAuditRow {
  * PostgreSQL (HA). All methods are async so that a networked store drops in
  * without touching handlers. A resolved write is durable.
  */
-export interface TaskStore {
+export interface TaskStore extends ToolPinStore {
   /** Persists a new task; resolves only once it is durable. */
   createTask(task: TaskRecord): Promise<void>;
   getTask(id: string): Promise<TaskRecord | undefined>;

@@ -15,6 +15,7 @@ decision := {
 	"warnings": sort(warnings),
 	"obligations": obligations,
 	"operations": visible_operations,
+	"tools": visible_tools,
 }
 
 default allow := false
@@ -51,10 +52,23 @@ operation_permitted if {
 	task_permitted
 }
 
+operation_permitted if {
+	operation_kind == "upstream"
+	role_allows_operation
+	upstream_permitted
+}
+
 # list_audit reads the audit trail of the caller's own tenant (the edge
 # filters by tenant); the role data decides who may (admin, auditor).
 operation_permitted if {
 	input.operation == "list_audit"
+	role_allows_operation
+}
+
+# manage_tools lists and approves pinned upstream tool definitions; the role
+# data decides who may (admin).
+operation_permitted if {
+	operation_kind == "admin"
 	role_allows_operation
 }
 
@@ -101,6 +115,11 @@ deny contains msg if {
 deny contains msg if {
 	operation_kind == "task"
 	some msg in task_deny
+}
+
+deny contains msg if {
+	operation_kind == "upstream"
+	some msg in upstream_deny
 }
 
 deny contains msg if {
