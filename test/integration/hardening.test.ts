@@ -10,7 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ExecuteCommandRequestSchema } from "@mcp-gateway/proto/mcp";
-import { connectJson, type Gateway, startGateway } from "./harness.js";
+import { connectJson, type Gateway, startGateway, waitForTask } from "./harness.js";
 
 let gw: Gateway;
 
@@ -21,6 +21,7 @@ before(async () => {
     JSON.stringify({
       rateLimit: { ratePerSecond: 1000, burst: 1000 },
       connections: { maxConnectionsPerAddress: 50 },
+      quotas: { tasksPerPrincipal: 2, tasksPerTenant: 3 },
     }),
   );
   gw = await startGateway({ edgeArgs: ["--config", config] });
@@ -180,5 +181,95 @@ describe("finding 1: half-sent requests cannot starve the port", () => {
       socks.every((e) => e.closed),
       "the server closed every half-sent request",
     );
+  });
+});
+
+describe("finding 4: one tenant cannot starve another", () => {
+  it("a principal at its quota gets resource_exhausted naming the limit; another tenant's task runs", async () => {
+    const alice = await gw.token("alice", ["developer"], ["--tenant", "acme"]);
+    const carol = await gw.token("carol", ["developer"], ["--tenant", "acme"]);
+    const bob = await gw.token("bob", ["developer"], ["--tenant", "globex"]);
+    const sleepers: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await connectJson(
+        gw.url,
+        "ExecuteCommand",
+        { command: "sleep", args: ["30"] },
+        alice,
+      );
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      sleepers.push(String(r.body.taskId));
+    }
+    const third = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      { command: "sleep", args: ["30"] },
+      alice,
+    );
+    assert.equal(third.status, 429);
+    assert.equal(third.body.code, "resource_exhausted");
+    assert.match(
+      String(third.body.message),
+      /alice \(tenant acme\) has 2 tasks queued or running, the per-principal limit of 2/,
+    );
+    // The tenant's quota binds all its principals together.
+    const c1 = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      { command: "sleep", args: ["30"] },
+      carol,
+    );
+    assert.equal(c1.status, 200);
+    sleepers.push(String(c1.body.taskId));
+    const c2 = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      { command: "sleep", args: ["30"] },
+      carol,
+    );
+    assert.equal(c2.status, 429);
+    assert.match(
+      String(c2.body.message),
+      /tenant acme has 3 tasks queued or running, its limit of 3/,
+    );
+    // Another tenant is not affected: its task is accepted and completes.
+    const echo = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      { command: "echo", args: ["hi"] },
+      bob,
+    );
+    assert.equal(echo.status, 200);
+    const done = await waitForTask(gw.url, bob, String(echo.body.taskId));
+    assert.equal(done.status, "TASK_STATUS_COMPLETED");
+    for (const id of sleepers) {
+      const token = id === sleepers[2] ? carol : alice;
+      await connectJson(gw.url, "CancelTask", { taskId: id }, token);
+    }
+  });
+});
+
+describe("finding 5: reads are bounded in bytes", () => {
+  it("GetTaskStatus returns a 64 KiB tail of a large output, flagged truncated", async () => {
+    const token = await gw.token("reader", ["developer"], ["--tenant", "initech"]);
+    const r = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      { command: "head", args: ["-c", "1000000", "/dev/zero"] },
+      token,
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const task = await waitForTask(gw.url, token, String(r.body.taskId));
+    assert.equal(task.status, "TASK_STATUS_COMPLETED", JSON.stringify(task).slice(0, 500));
+    const result = task.result as { stdout?: string; stdoutTruncated?: boolean };
+    assert.equal(result.stdout?.length, 64 * 1024);
+    assert.equal(result.stdoutTruncated, true);
+  });
+
+  it("ListAuditEvents caps the page at the server maximum", async () => {
+    const admin = await gw.token("root", ["admin"]);
+    const r = await connectJson(gw.url, "ListAuditEvents", { pageSize: 1000 }, admin);
+    assert.equal(r.status, 200, JSON.stringify(r.body).slice(0, 300));
+    assert.ok(((r.body.events as unknown[]) ?? []).length <= 200);
   });
 });

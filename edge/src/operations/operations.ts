@@ -47,6 +47,7 @@ import type { TaskService } from "../tasks/task-service.js";
 import { authorizationOf } from "../tasks/task-service.js";
 import { createReadBounds, type ReadBounds, readOutputTail } from "./read-bounds.js";
 import { checkTaskQuota } from "./task-quotas.js";
+import { checkTaskQuota } from "./task-quotas.js";
 import {
   createUpstreamOperations,
   type UpstreamOperations,
@@ -352,6 +353,8 @@ export function createOperations(deps: OperationsDeps): Operations {
         Code.InvalidArgument,
       );
     }
+    // Fair share: a principal or tenant at its concurrent-task quota is refused up front.
+    await checkTaskQuota(store, principal, config.quotas);
     // Fair share: a principal or tenant at its concurrent-task quota is refused up front.
     await checkTaskQuota(store, principal, config.quotas);
     const l = req.sandbox?.limits;
