@@ -9,7 +9,14 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ensureDevPki } from "@mcp-gateway/common/tls";
-import { connectJson, type Gateway, runnerClient, startGateway, waitForTask } from "./harness.js";
+import {
+  connectJson,
+  type Gateway,
+  runCli,
+  runnerClient,
+  startGateway,
+  waitForTask,
+} from "./harness.js";
 
 const MiB = 1024 * 1024;
 let gw: Gateway;
@@ -78,6 +85,31 @@ describe("resource isolation through the public API", () => {
     assert.ok(Number(usage.memoryPeakBytes) > 32 * MiB, JSON.stringify(usage));
     assert.ok(Number(usage.memoryPeakBytes) <= 64 * MiB, JSON.stringify(usage));
     assert.equal(result.signal, "SIGKILL");
+  });
+
+  it("the CLI's --memory and --pids reach the sandbox", async () => {
+    const r = await runCli(
+      [
+        "exec",
+        "--url",
+        gw.url,
+        "--token",
+        token,
+        "--memory",
+        "48M",
+        "--pids",
+        "20",
+        "--",
+        "sh",
+        "-c",
+        "ulimit -v; grep 'Max processes' /proc/self/limits; head -c 300000000 /dev/zero > /dev/shm/fill; sleep 5",
+      ],
+      { MCP_GATEWAY_DATA_DIR: gw.dataDir },
+    );
+    // RLIMIT_AS in KiB; RLIMIT_NPROC is one above pids.max (pids + bwrap's monitor)
+    assert.match(r.stdout, new RegExp(`^${48 * 1024}\nMax processes +21 +21 `));
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /out of memory/);
   });
 
   it("WriteFile past the workspace quota is resource_exhausted naming the quota; ListDirectory shows usage", async () => {
