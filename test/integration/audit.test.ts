@@ -77,7 +77,9 @@ describe("audit trail", () => {
     const { seq } = db
       .prepare("SELECT min(seq) AS seq FROM audit WHERE principal = 'dana'")
       .get() as { seq: number };
-    db.prepare("UPDATE audit SET body = replace(body, '\"dana\"', '\"eve\"') WHERE seq = ?").run(seq);
+    db.prepare("UPDATE audit SET body = replace(body, '\"dana\"', '\"eve\"') WHERE seq = ?").run(
+      seq,
+    );
     db.close();
     const broken = await runCli(["audit", "verify", "--json"], env);
     assert.equal(broken.code, 1);
