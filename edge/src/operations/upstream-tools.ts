@@ -131,7 +131,7 @@ export function createUpstreamOperations(deps: UpstreamOperationsDeps): Upstream
 
   async function upstreamTool(server: string, tool: string): Promise<UpstreamTool> {
     const upstreams = deps.upstreams;
-    if (!upstreams || !upstreams.names().includes(server)) {
+    if (!upstreams?.names().includes(server)) {
       throw new GatewayError("not_found", `no upstream MCP server named "${server.slice(0, 40)}"`);
     }
     const found = (await upstreams.tools(server)).find((t) => t.definition.name === tool);
