@@ -47,7 +47,6 @@ import type { TaskService } from "../tasks/task-service.js";
 import { authorizationOf } from "../tasks/task-service.js";
 import { createReadBounds, type ReadBounds, readOutputTail } from "./read-bounds.js";
 import { checkTaskQuota } from "./task-quotas.js";
-import { checkTaskQuota } from "./task-quotas.js";
 import {
   createUpstreamOperations,
   type UpstreamOperations,
@@ -353,8 +352,6 @@ export function createOperations(deps: OperationsDeps): Operations {
         Code.InvalidArgument,
       );
     }
-    // Fair share: a principal or tenant at its concurrent-task quota is refused up front.
-    await checkTaskQuota(store, principal, config.quotas);
     // Fair share: a principal or tenant at its concurrent-task quota is refused up front.
     await checkTaskQuota(store, principal, config.quotas);
     const l = req.sandbox?.limits;
