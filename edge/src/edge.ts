@@ -24,6 +24,8 @@ import { createAuditTrail } from "./audit/trail.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import { ensureDevSigningKey } from "./auth/dev-keys.js";
 import type { EdgeConfig } from "./config.js";
+import { createStandardGrpcServices } from "./grpc/standard.js";
+import { createUnimplementedFallback } from "./grpc/unimplemented.js";
 import { createHttpApp } from "./http/app.js";
 import {
   boundedCompressions,
@@ -40,6 +42,7 @@ import {
   createEdgeInterceptor,
   peerAddressKey,
   preAuthenticatedKey,
+  procedureName,
 } from "./pipeline/interceptor.js";
 import { principalKey } from "./rate-limit/keys.js";
 import { createRateLimiter } from "./rate-limit/token-bucket.js";
@@ -245,20 +248,34 @@ export async function startEdge(
     fencingToken: () => activeToken,
     status: () => (accepting ? "ok" : notServing()),
   });
+  /** What /health/ready and grpc.health.v1.Health answer: the problems, empty when ready. */
+  const readiness = async (): Promise<string[]> => {
+    if (!accepting) return [notServing()];
+    const problems: string[] = [];
+    await store.ping().catch(() => problems.push("store unreachable"));
+    if (policy.revision() === "") problems.push("no policy bundle loaded");
+    if (!runners.all().some((r) => r.healthy)) problems.push("no runner available");
+    return problems;
+  };
   const app = createHttpApp({
     version: VERSION,
     startedAt,
     registry,
     ready: () => accepting,
     notServing,
-    readinessProblems: async () => {
-      const problems: string[] = [];
-      await store.ping().catch(() => problems.push("store unreachable"));
-      if (policy.revision() === "") problems.push("no policy bundle loaded");
-      if (!runners.all().some((r) => r.healthy)) problems.push("no runner available");
-      return problems;
-    },
+    readiness,
   });
+  // grpc.health.v1.Health (from the same readiness) and server reflection.
+  const standardGrpc = createStandardGrpcServices({
+    services: [McpService],
+    reflection: config.grpcReflection,
+    readiness,
+  });
+  /** Procedures callable without a token, service-qualified ("mcp.McpService/Health"). */
+  const publicProcedures = new Set([
+    procedureName(McpService.method.health),
+    ...standardGrpc.publicProcedures,
+  ]);
   // Authenticate, rate-limit and check the declared size before any body is read (issue 21).
   const bodyLimit = createBodyLimits({
     defaultBytes: config.requestLimits.defaultBytes,
@@ -275,12 +292,15 @@ export async function startEdge(
     logger,
   });
   const rpcOptions = {
-    routes: (router) => registerWithBodyLimits(router, McpService, service, bodyLimit),
+    routes: (router) => {
+      registerWithBodyLimits(router, McpService, service, bodyLimit);
+      standardGrpc.register(router);
+    },
     interceptors: [
       createEdgeInterceptor({
         authenticate,
         rateLimit,
-        publicMethods: new Set(["Health"]),
+        publicMethods: publicProcedures,
         metrics,
         logger,
         tracer,
@@ -293,7 +313,11 @@ export async function startEdge(
       createContextValues()
         .set(peerAddressKey, req.socket.remoteAddress ?? "")
         .set(preAuthenticatedKey, preAuth.principalOf(req)),
-    fallback: nodeFallback(getRequestListener(app.fetch)),
+    // Unknown services and methods get UNIMPLEMENTED in their protocol; plain HTTP goes to the app.
+    fallback: createUnimplementedFallback({
+      knownServices: standardGrpc.serviceNames,
+      next: nodeFallback(getRequestListener(app.fetch)),
+    }),
   } satisfies ConnectNodeAdapterOptions;
   // Native gRPC (HTTP/2 trailers) on Node; Connect and gRPC-Web also through app.fetch, from
   // the same routes and interceptors, so any fetch runtime can serve them (ADR 0007).

@@ -1,7 +1,12 @@
 import { readFileSync } from "node:fs";
 import { createLogger } from "@mcp-gateway/common/logger";
 import { type EdgeConfigInput, edgeConfigSchema, startEdge } from "@mcp-gateway/edge";
-import { type RunnerConfigInput, runnerConfigSchema, startRunner } from "@mcp-gateway/runner";
+import {
+  checkRunner,
+  type RunnerConfigInput,
+  runnerConfigSchema,
+  startRunner,
+} from "@mcp-gateway/runner";
 import type { Logger } from "pino";
 import type { z } from "zod";
 import { parse, UsageError } from "../args.js";
@@ -159,7 +164,17 @@ export async function edgeCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** `mcp-gateway runner [--config f] [--host h] [--port p] [--data-dir d] [--id id]` */
+/**
+ * The runner's identity from the environment (a VM's bootstrap finds them at boot):
+ * MCP_GATEWAY_RUNNER_ID and MCP_GATEWAY_RUNNER_ADVERTISE_URL. The config file wins.
+ */
+function runnerFromEnvironment(): { id?: string; advertiseUrl?: string } {
+  const id = process.env.MCP_GATEWAY_RUNNER_ID;
+  const url = process.env.MCP_GATEWAY_RUNNER_ADVERTISE_URL;
+  return { ...(id ? { id } : {}), ...(url ? { advertiseUrl: url } : {}) };
+}
+
+/** `mcp-gateway runner [--config f] [--host h] [--port p] [--data-dir d] [--id id] [--check]` */
 export async function runnerCommand(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
@@ -169,6 +184,7 @@ export async function runnerCommand(argv: string[]): Promise<number> {
       port: { type: "string" },
       id: { type: "string" },
       "data-dir": { type: "string" },
+      check: { type: "boolean" },
     },
     false,
   );
@@ -177,6 +193,7 @@ export async function runnerCommand(argv: string[]): Promise<number> {
     dataDir: defaultDataDir(),
     policyBundle: DEFAULT_POLICY_BUNDLE,
     ...fromEnvironment(),
+    ...runnerFromEnvironment(),
     ...file,
     ...withoutUndefined({
       host: values.host,
@@ -185,6 +202,7 @@ export async function runnerCommand(argv: string[]): Promise<number> {
       dataDir: values["data-dir"],
     }),
   };
+  if (values.check) return runnerCheck(input, Object.keys(file), values.config);
   const config = parseConfig(runnerConfigSchema, input, "runner");
   const logger = createLogger({ name: "runner", level: config.logLevel });
   const runner = await starting(
@@ -195,6 +213,40 @@ export async function runnerCommand(argv: string[]): Promise<number> {
   await untilSignal(logger);
   await runner.close();
   return 0;
+}
+
+/**
+ * `mcp-gateway runner --check`: validates the configuration, certificates, policy bundle,
+ * bubblewrap, the seccomp helper, cgroup delegation and the edges' mTLS ports; prints one line
+ * per check and exits 1 when any failed.
+ */
+async function runnerCheck(
+  input: RunnerConfigInput,
+  fileKeys: string[],
+  path: string | undefined,
+): Promise<number> {
+  const print = (level: string, subject: string, detail: string) =>
+    process.stdout.write(`${level.padEnd(5)} ${subject}: ${detail}\n`);
+  process.stdout.write(`mcp-gateway runner --check${path ? ` (${path})` : ""}\n`);
+  const parsed = runnerConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    for (const i of parsed.error.issues)
+      print("FAIL", "config", `${i.path.join(".") || "(root)"}: ${i.message}`);
+    process.stdout.write("the configuration is invalid; nothing else was checked\n");
+    return 1;
+  }
+  const known = new Set(Object.keys(runnerConfigSchema.shape));
+  const findings = await checkRunner(parsed.data, {
+    unknownKeys: fileKeys.filter((k) => !known.has(k)),
+  });
+  for (const f of findings) print(f.level === "fail" ? "FAIL" : f.level, f.subject, f.detail);
+  const failed = findings.filter((f) => f.level === "fail").length;
+  process.stdout.write(
+    failed === 0
+      ? "runner check passed\n"
+      : `${failed} problem(s) found: the runner cannot serve as configured\n`,
+  );
+  return failed === 0 ? 0 : 1;
 }
 
 /** `mcp-gateway dev`: one runner and the edge in one process, on embedded defaults. */

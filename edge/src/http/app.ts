@@ -10,8 +10,12 @@ export interface HttpAppOptions {
   ready: () => boolean;
   /** Why the edge is not serving: "draining" or "standby". */
   notServing: () => string;
-  /** Checks dependencies (store, runners) for readiness; resolves to problems, empty when ready. */
-  readinessProblems: () => Promise<string[]>;
+  /**
+   * Readiness: resolves to the problems, empty when ready ("draining" or
+   * "standby" while not serving; otherwise unreachable dependencies). The same
+   * function answers grpc.health.v1.Health, so the two never disagree.
+   */
+  readiness: () => Promise<readonly string[]>;
 }
 
 /**
@@ -21,7 +25,7 @@ export interface HttpAppOptions {
  * is unreachable) and `GET /metrics` (Prometheus text).
  *
  * @example
- * const app = createHttpApp({ version, startedAt, registry, ready, readinessProblems });
+ * const app = createHttpApp({ version, startedAt, registry, ready, notServing, readiness });
  */
 export function createHttpApp(options: HttpAppOptions): Hono {
   const app = new Hono();
@@ -36,7 +40,7 @@ export function createHttpApp(options: HttpAppOptions): Hono {
   );
   app.get("/health/live", (c) => c.json({ status: "ok" }));
   app.get("/health/ready", async (c) => {
-    const problems = options.ready() ? await options.readinessProblems() : [options.notServing()];
+    const problems = await options.readiness();
     return c.json(
       { status: problems.length === 0 ? "ready" : "not_ready", problems },
       problems.length === 0 ? 200 : 503,

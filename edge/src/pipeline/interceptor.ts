@@ -1,3 +1,4 @@
+import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { toConnectError } from "@mcp-gateway/common/errors";
 import {
@@ -26,6 +27,16 @@ export const preAuthenticatedKey = createContextKey<PrincipalRecord | null>(null
   description: "principal authenticated before the body",
 });
 
+/**
+ * The key of a procedure in {@link EdgeInterceptorOptions.publicMethods}:
+ * `<service type name>/<method name>`, e.g. "mcp.McpService/Health" — the
+ * service is part of it, so a method of one service never becomes public
+ * because another service has a public method of the same name.
+ */
+export function procedureName(method: DescMethod): string {
+  return `${method.parent.typeName}/${method.name}`;
+}
+
 /** Response headers an error may carry to clients; anything else (e.g. a runner's response metadata) is dropped. */
 const CLIENT_ERROR_HEADERS = ["www-authenticate", "retry-after"];
 
@@ -49,7 +60,7 @@ export interface EdgeInterceptorOptions {
   authenticate: (authorization: string | null) => Promise<PrincipalRecord>;
   /** Token bucket per principal (keyed by issuer, tenant and subject): 0 = allowed, else ms to wait. */
   rateLimit: (principal: PrincipalRecord) => number;
-  /** Methods callable without credentials. */
+  /** Procedures callable without credentials, as {@link procedureName} names them ("mcp.McpService/Health"). */
   publicMethods: ReadonlySet<string>;
   metrics: EdgeMetrics;
   logger: Logger;
@@ -103,7 +114,7 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
     };
     try {
       let principal: PrincipalRecord | null = req.contextValues.get(preAuthenticatedKey);
-      if (principal === null && !options.publicMethods.has(method)) {
+      if (principal === null && !options.publicMethods.has(procedureName(req.method))) {
         const authn = startSpan(options.tracer, "authn", rpc.context);
         try {
           principal = await options.authenticate(req.header.get("authorization"));
