@@ -34,6 +34,9 @@ if git cat-file -e HEAD~1:buf.yaml 2>/dev/null; then
   npx buf breaking --against ".git#ref=HEAD~1"
 fi
 
+step "API reference generated from the proto is up to date (docs/api/reference.md)"
+bash scripts/gen-api-docs.sh --check
+
 step "lint (biome) and type check (tsc --strict)"
 npx biome check --error-on-warnings .
 npx tsc -p tsconfig.json --noEmit
