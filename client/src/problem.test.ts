@@ -17,7 +17,7 @@ describe("denyReasons", () => {
 });
 
 describe("describeProblem", () => {
-  const of = (message: string, code: Code, metadata?: HeadersInit) =>
+  const of = (message: string, code: Code, metadata?: Record<string, string>) =>
     describeProblem(new ConnectError(message, code, metadata));
 
   it("unauthenticated: expired and rejected tokens both ask to sign in again", () => {

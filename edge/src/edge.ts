@@ -24,6 +24,7 @@ import { createAuditTrail } from "./audit/trail.js";
 import { createAuthenticator } from "./auth/authenticator.js";
 import { ensureDevSigningKey } from "./auth/dev-keys.js";
 import type { EdgeConfig } from "./config.js";
+import { type ConsoleSignInLink, registerConsole } from "./console/routes.js";
 import { createStandardGrpcServices } from "./grpc/standard.js";
 import { createUnimplementedFallback } from "./grpc/unimplemented.js";
 import { createHttpApp } from "./http/app.js";
@@ -70,6 +71,8 @@ export interface Edge {
 export interface StartEdgeOptions {
   /** Called when the edge must stop at once (lost the active lease); the CLI exits. */
   onFatal?: (err: Error) => void;
+  /** A one-time sign-in link for the console (`mcp-gateway dev` only). */
+  consoleSignInLink?: ConsoleSignInLink;
 }
 
 /** Where the edge's mTLS client material lives (configured, or the dev PKI). */
@@ -276,6 +279,11 @@ export async function startEdge(
     procedureName(McpService.method.health),
     ...standardGrpc.publicProcedures,
   ]);
+  // The web console at /console: static assets; it calls the RPCs above over gRPC-Web (ADR 0011).
+  registerConsole(app, {
+    ...(options.consoleSignInLink ? { signInLink: options.consoleSignInLink } : {}),
+    warn: (m) => logger.warn(m),
+  });
   // Authenticate, rate-limit and check the declared size before any body is read (issue 21).
   const bodyLimit = createBodyLimits({
     defaultBytes: config.requestLimits.defaultBytes,

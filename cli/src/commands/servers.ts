@@ -1,6 +1,15 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { createLogger } from "@mcp-gateway/common/logger";
-import { type EdgeConfigInput, edgeConfigSchema, startEdge } from "@mcp-gateway/edge";
+import {
+  type ConsoleSignInLink,
+  consoleSignInUrl,
+  type EdgeConfigInput,
+  edgeConfigSchema,
+  startEdge,
+} from "@mcp-gateway/edge";
+import { DEV_AUDIENCE, DEV_ISSUER, mintDevToken } from "@mcp-gateway/edge/dev-keys";
 import {
   checkRunner,
   type RunnerConfigInput,
@@ -281,8 +290,22 @@ export async function devCommand(argv: string[]): Promise<number> {
     "edge",
   );
   const logger = createLogger({ name: "edge", level: edgeConfig.logLevel });
+  // The console's one-time sign-in link: a random code the edge exchanges once, within an hour,
+  // for a dev token (developer + auditor, 8 h) handed to the browser in the URL fragment.
+  const consoleSignInLink: ConsoleSignInLink = {
+    code: randomBytes(32).toString("base64url"),
+    expiresAt: Date.now() + 3600_000,
+    mint: () =>
+      mintDevToken(join(dataDir, "auth"), {
+        sub: "dev-user",
+        roles: ["developer", "auditor"],
+        ttlSeconds: 8 * 3600,
+        issuer: DEV_ISSUER,
+        audience: DEV_AUDIENCE,
+      }),
+  };
   const edge = await starting(
-    () => startEdge(edgeConfig, logger),
+    () => startEdge(edgeConfig, logger, { consoleSignInLink }),
     (p) => `npm start -- --port ${p} (or mcp-gateway dev --port ${p})`,
   ).catch(async (err: unknown) => {
     await runner.close();
@@ -293,6 +316,10 @@ export async function devCommand(argv: string[]): Promise<number> {
       "",
       `  MCP Security Gateway (dev) listening on ${edge.url}`,
       `  runner ${runnerConfig.id} on ${runner.url} (mTLS, dev CA in ${dataDir}/pki)`,
+      "",
+      `  Console: ${edge.url}/console/`,
+      `    sign in once with: ${consoleSignInUrl(edge.url, consoleSignInLink.code)}`,
+      "    (one-time link, valid for an hour; or paste a token from npx mcp-gateway token)",
       "",
       "  Try it:",
       "    TOKEN=$(npx mcp-gateway token --sub dev-user --roles developer --ttl 1h)",
