@@ -11,6 +11,7 @@
 #        runner/native/build/…       the seccomp helper and sandbox-init
 #        runner/native/etc/…         the sandbox's stub passwd/group/hosts
 #        policies/build/bundle.tar.gz
+#        console/dist/…              the web console's assets (served at /console)
 #        package.json, sbom.cdx.json, README.release.md
 #   4. the tarball mcp-gateway-<version>-linux-<arch>.tar.gz (reproducible: sorted, owner 0,
 #      mtime of the last commit, gzip -n), its CycloneDX SBOM, and SHA256SUMS for both.
@@ -70,6 +71,10 @@ for f in mcpg-sandbox-helper mcpg-sandbox-init; do
 done
 cp -r runner/native/etc/. "$STAGE/runner/native/etc/"
 cp policies/build/bundle.tar.gz "$STAGE/policies/build/"
+# The web console (built by setup), where the edge looks for it: console/dist.
+[[ -f console/dist/index.html ]] || { log "console/dist is missing: run scripts/setup.sh"; exit 1; }
+mkdir -p "$STAGE/console"
+cp -r console/dist "$STAGE/console/dist"
 
 node -e '
 const [version, out] = process.argv.slice(1);

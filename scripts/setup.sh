@@ -3,7 +3,8 @@
 #   - system packages: bubblewrap, libseccomp (dev files to build the seccomp helper), a C toolchain;
 #   - npm dependencies (locked versions; install scripts limited to package.json#allowScripts);
 #   - the runner's native sandbox helper, built from runner/native against libseccomp;
-#   - the pinned OPA CLI (from the Go module proxy) and the policy bundle (opa build -t wasm).
+#   - the pinned OPA CLI (from the Go module proxy) and the policy bundle (opa build -t wasm);
+#   - the web console's assets (console/dist, content-hashed; the edge serves them at /console).
 # Extra apt packages for the test suite can be passed in $EXTRA_APT_PACKAGES.
 set -euo pipefail
 
@@ -48,4 +49,6 @@ log "building the seccomp helper (runner/native)"
 bash scripts/build-native.sh >/dev/null
 log "building the policy bundle (opa build -t wasm)"
 bash scripts/build-policy.sh >/dev/null
+log "building the web console (console/dist)"
+node --import tsx scripts/build/console.ts
 log "ready"

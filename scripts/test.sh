@@ -40,6 +40,7 @@ bash scripts/gen-api-docs.sh --check
 step "lint (biome) and type check (tsc --strict)"
 npx biome check --error-on-warnings .
 npx tsc -p tsconfig.json --noEmit
+npx tsc -p console/tsconfig.json --noEmit   # the browser console (DOM types)
 
 step "policy: opa check, fmt, test, coverage"
 bash scripts/test-policy.sh
@@ -62,7 +63,7 @@ node --import tsx test/conformance/mcp-conformance.ts
 
 step "node:test — unit, attack, integration and browser suites"
 shopt -s globstar nullglob
-files=(common/src/**/*.test.ts edge/src/**/*.test.ts runner/src/**/*.test.ts client/src/**/*.test.ts \
+files=(common/src/**/*.test.ts edge/src/**/*.test.ts runner/src/**/*.test.ts client/src/**/*.test.ts console/src/**/*.test.ts \
        cli/src/**/*.test.ts scripts/build/**/*.test.ts test/release/**/*.test.ts \
        test/attacks/**/*.test.ts test/integration/**/*.test.ts test/browser/**/*.test.ts)
 node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
