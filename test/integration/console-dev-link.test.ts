@@ -16,11 +16,9 @@ let consoleUrl = "";
 before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "mcp-dev-console-"));
   chmodSync(dataDir, 0o711);
-  const started = await startProc(
-    ["dev", "--port", "0"],
-    /sign in once with: (http:\/\/\S+)/,
-    { MCP_GATEWAY_DATA_DIR: dataDir },
-  );
+  const started = await startProc(["dev", "--port", "0"], /sign in once with: (http:\/\/\S+)/, {
+    MCP_GATEWAY_DATA_DIR: dataDir,
+  });
   dev = started.proc;
   link = started.match[1] as string;
   url = /listening on (http:\/\/\S+)/.exec(dev.stderr())?.[1] ?? "";
