@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcp/runner/v1/runner.proto.
  */
 export const file_mcp_runner_v1_runner: GenFile = /*@__PURE__*/
-  fileDesc("ChptY3AvcnVubmVyL3YxL3J1bm5lci5wcm90bxINbWNwLnJ1bm5lci52MSK2AQoQSGVhcnRiZWF0UmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSCwoDdXJsGAIgASgJEhUKDXJ1bm5pbmdfdGFza3MYAyABKA0SEQoJbWF4X3Rhc2tzGAQgASgNEhUKDXNhbmRib3hfcmVhZHkYBSABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAYgASgJEhcKD3BvbGljeV9yZXZpc2lvbhgHIAEoCRIPCgdib290X2lkGAggASgJIigKEUhlYXJ0YmVhdFJlc3BvbnNlEhMKC2ludGVydmFsX21zGAEgASgNIiYKEURlcmVnaXN0ZXJSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCSIUChJEZXJlZ2lzdGVyUmVzcG9uc2UiRwoJUHJpbmNpcGFsEgsKA3N1YhgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZ0ZW5hbnQYAyABKAkSDgoGc2NvcGVzGAQgAygJIvABCg1BdXRob3JpemF0aW9uEisKCXByaW5jaXBhbBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuUHJpbmNpcGFsEhcKD3BvbGljeV9yZXZpc2lvbhgCIAEoCRI8CghtZXRhZGF0YRgDIAMoCzIqLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbi5NZXRhZGF0YUVudHJ5EhMKC3RyYWNlcGFyZW50GAQgASgJEhUKDWZlbmNpbmdfdG9rZW4YBSABKAQaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIoACCghUYXNrU3BlYxIPCgdjb21tYW5kGAEgASgJEgwKBGFyZ3MYAiADKAkSLQoDZW52GAMgAygLMiAubWNwLnJ1bm5lci52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoBBIRCgl3b3Jrc3BhY2UYBiABKAkSIQoHbmV0d29yaxgHIAEoDjIQLm1jcC5OZXR3b3JrTW9kZRIjCgZsaW1pdHMYCCABKAsyEy5tY3AuUmVzb3VyY2VMaW1pdHMaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASINCgtJbmZvUmVxdWVzdCLiAQoMSW5mb1Jlc3BvbnNlEhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhUKDXNhbmRib3hfcmVhZHkYAyABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAQgASgJEhUKDXJ1bm5pbmdfdGFza3MYBSABKA0SFwoPcG9saWN5X3JldmlzaW9uGAYgASgJEhQKDGxpbWl0X2xheWVycxgHIAMoCRIPCgdib290X2lkGAggASgJEg4KBmNncm91cBgJIAEoCRIXCg93b3Jrc3BhY2VfcXVvdGEYCiABKAkilwEKDkV4ZWN1dGVSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSJQoEc3BlYxgCIAEoCzIXLm1jcC5ydW5uZXIudjEuVGFza1NwZWMSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbhIYChBleHBlY3RlZF9ib290X2lkGAQgASgJIvEBCglUYXNrRXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3N0YXJ0ZWQYAyABKAsyFi5tY3AucnVubmVyLnYxLlN0YXJ0ZWRIABInCgZvdXRwdXQYBCABKAsyFS5tY3AucnVubmVyLnYxLk91dHB1dEgAEicKBmV4aXRlZBgFIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSAASJwoGbm90aWNlGAYgASgLMhUubWNwLnJ1bm5lci52MS5Ob3RpY2VIAEIHCgVldmVudCIJCgdTdGFydGVkIjcKBk91dHB1dBIfCgZzdHJlYW0YASABKA4yDy5tY3AuT3V0cHV0S2luZBIMCgRkYXRhGAIgASgMIs8BCgZFeGl0ZWQSHwoGc3RhdHVzGAEgASgOMg8ubWNwLlRhc2tTdGF0dXMSEQoJZXhpdF9jb2RlGAIgASgFEg4KBnNpZ25hbBgDIAEoCRIhCgV1c2FnZRgEIAEoCzISLm1jcC5SZXNvdXJjZVVzYWdlEhkKEWV4ZWN1dGlvbl90aW1lX21zGAUgASgEEhgKEHN0ZG91dF90cnVuY2F0ZWQYBiABKAgSGAoQc3RkZXJyX3RydW5jYXRlZBgHIAEoCBIPCgdtZXNzYWdlGAggASgJIhkKBk5vdGljZRIPCgdtZXNzYWdlGAEgASgJIjoKD0V4ZWN1dGVSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuVGFza0V2ZW50IjgKDlJlbGVhc2VSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBCIjCg9SZWxlYXNlUmVzcG9uc2USEAoIcmVsZWFzZWQYASABKAgiMwoNQXR0YWNoUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI5Cg5BdHRhY2hSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuVGFza0V2ZW50IjcKDUNhbmNlbFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAIgASgEIiMKDkNhbmNlbFJlc3BvbnNlEhEKCWNhbmNlbGxlZBgBIAEoCCJnCg9SZWFkRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIxChBSZWFkRmlsZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSDAoEc2l6ZRgCIAEoBCKfAQoQV3JpdGVGaWxlUmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIPCgdjb250ZW50GAMgASgMEhYKDmNyZWF0ZV9wYXJlbnRzGAQgASgIEgwKBG1vZGUYBSABKA0SMwoNYXV0aG9yaXphdGlvbhgGIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIqChFXcml0ZUZpbGVSZXNwb25zZRIVCg1ieXRlc193cml0dGVuGAEgASgEInwKEURlbGV0ZUZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJEhEKCXJlY3Vyc2l2ZRgDIAEoCBIzCg1hdXRob3JpemF0aW9uGAQgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIhQKEkRlbGV0ZUZpbGVSZXNwb25zZSJsChRMaXN0RGlyZWN0b3J5UmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIlwKFUxpc3REaXJlY3RvcnlSZXNwb25zZRIfCgdlbnRyaWVzGAEgAygLMg4ubWNwLkZpbGVFbnRyeRIiCgV1c2FnZRgCIAEoCzITLm1jcC5Xb3Jrc3BhY2VVc2FnZTLCBQoNUnVubmVyU2VydmljZRI/CgRJbmZvEhoubWNwLnJ1bm5lci52MS5JbmZvUmVxdWVzdBobLm1jcC5ydW5uZXIudjEuSW5mb1Jlc3BvbnNlEkoKB0V4ZWN1dGUSHS5tY3AucnVubmVyLnYxLkV4ZWN1dGVSZXF1ZXN0Gh4ubWNwLnJ1bm5lci52MS5FeGVjdXRlUmVzcG9uc2UwARJHCgZBdHRhY2gSHC5tY3AucnVubmVyLnYxLkF0dGFjaFJlcXVlc3QaHS5tY3AucnVubmVyLnYxLkF0dGFjaFJlc3BvbnNlMAESRQoGQ2FuY2VsEhwubWNwLnJ1bm5lci52MS5DYW5jZWxSZXF1ZXN0Gh0ubWNwLnJ1bm5lci52MS5DYW5jZWxSZXNwb25zZRJICgdSZWxlYXNlEh0ubWNwLnJ1bm5lci52MS5SZWxlYXNlUmVxdWVzdBoeLm1jcC5ydW5uZXIudjEuUmVsZWFzZVJlc3BvbnNlEksKCFJlYWRGaWxlEh4ubWNwLnJ1bm5lci52MS5SZWFkRmlsZVJlcXVlc3QaHy5tY3AucnVubmVyLnYxLlJlYWRGaWxlUmVzcG9uc2USTgoJV3JpdGVGaWxlEh8ubWNwLnJ1bm5lci52MS5Xcml0ZUZpbGVSZXF1ZXN0GiAubWNwLnJ1bm5lci52MS5Xcml0ZUZpbGVSZXNwb25zZRJRCgpEZWxldGVGaWxlEiAubWNwLnJ1bm5lci52MS5EZWxldGVGaWxlUmVxdWVzdBohLm1jcC5ydW5uZXIudjEuRGVsZXRlRmlsZVJlc3BvbnNlEloKDUxpc3REaXJlY3RvcnkSIy5tY3AucnVubmVyLnYxLkxpc3REaXJlY3RvcnlSZXF1ZXN0GiQubWNwLnJ1bm5lci52MS5MaXN0RGlyZWN0b3J5UmVzcG9uc2UytAEKD1JlZ2lzdHJ5U2VydmljZRJOCglIZWFydGJlYXQSHy5tY3AucnVubmVyLnYxLkhlYXJ0YmVhdFJlcXVlc3QaIC5tY3AucnVubmVyLnYxLkhlYXJ0YmVhdFJlc3BvbnNlElEKCkRlcmVnaXN0ZXISIC5tY3AucnVubmVyLnYxLkRlcmVnaXN0ZXJSZXF1ZXN0GiEubWNwLnJ1bm5lci52MS5EZXJlZ2lzdGVyUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_mcp_mcp]);
+  fileDesc("ChptY3AvcnVubmVyL3YxL3J1bm5lci5wcm90bxINbWNwLnJ1bm5lci52MSK2AQoQSGVhcnRiZWF0UmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSCwoDdXJsGAIgASgJEhUKDXJ1bm5pbmdfdGFza3MYAyABKA0SEQoJbWF4X3Rhc2tzGAQgASgNEhUKDXNhbmRib3hfcmVhZHkYBSABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAYgASgJEhcKD3BvbGljeV9yZXZpc2lvbhgHIAEoCRIPCgdib290X2lkGAggASgJIigKEUhlYXJ0YmVhdFJlc3BvbnNlEhMKC2ludGVydmFsX21zGAEgASgNIiYKEURlcmVnaXN0ZXJSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCSIUChJEZXJlZ2lzdGVyUmVzcG9uc2UiRwoJUHJpbmNpcGFsEgsKA3N1YhgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZ0ZW5hbnQYAyABKAkSDgoGc2NvcGVzGAQgAygJIvABCg1BdXRob3JpemF0aW9uEisKCXByaW5jaXBhbBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuUHJpbmNpcGFsEhcKD3BvbGljeV9yZXZpc2lvbhgCIAEoCRI8CghtZXRhZGF0YRgDIAMoCzIqLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbi5NZXRhZGF0YUVudHJ5EhMKC3RyYWNlcGFyZW50GAQgASgJEhUKDWZlbmNpbmdfdG9rZW4YBSABKAQaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIoACCghUYXNrU3BlYxIPCgdjb21tYW5kGAEgASgJEgwKBGFyZ3MYAiADKAkSLQoDZW52GAMgAygLMiAubWNwLnJ1bm5lci52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoBBIRCgl3b3Jrc3BhY2UYBiABKAkSIQoHbmV0d29yaxgHIAEoDjIQLm1jcC5OZXR3b3JrTW9kZRIjCgZsaW1pdHMYCCABKAsyEy5tY3AuUmVzb3VyY2VMaW1pdHMaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASINCgtJbmZvUmVxdWVzdCLiAQoMSW5mb1Jlc3BvbnNlEhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhUKDXNhbmRib3hfcmVhZHkYAyABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAQgASgJEhUKDXJ1bm5pbmdfdGFza3MYBSABKA0SFwoPcG9saWN5X3JldmlzaW9uGAYgASgJEhQKDGxpbWl0X2xheWVycxgHIAMoCRIPCgdib290X2lkGAggASgJEg4KBmNncm91cBgJIAEoCRIXCg93b3Jrc3BhY2VfcXVvdGEYCiABKAkilwEKDkV4ZWN1dGVSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSJQoEc3BlYxgCIAEoCzIXLm1jcC5ydW5uZXIudjEuVGFza1NwZWMSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbhIYChBleHBlY3RlZF9ib290X2lkGAQgASgJIvEBCglUYXNrRXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3N0YXJ0ZWQYAyABKAsyFi5tY3AucnVubmVyLnYxLlN0YXJ0ZWRIABInCgZvdXRwdXQYBCABKAsyFS5tY3AucnVubmVyLnYxLk91dHB1dEgAEicKBmV4aXRlZBgFIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSAASJwoGbm90aWNlGAYgASgLMhUubWNwLnJ1bm5lci52MS5Ob3RpY2VIAEIHCgVldmVudCIJCgdTdGFydGVkIjcKBk91dHB1dBIfCgZzdHJlYW0YASABKA4yDy5tY3AuT3V0cHV0S2luZBIMCgRkYXRhGAIgASgMIs8BCgZFeGl0ZWQSHwoGc3RhdHVzGAEgASgOMg8ubWNwLlRhc2tTdGF0dXMSEQoJZXhpdF9jb2RlGAIgASgFEg4KBnNpZ25hbBgDIAEoCRIhCgV1c2FnZRgEIAEoCzISLm1jcC5SZXNvdXJjZVVzYWdlEhkKEWV4ZWN1dGlvbl90aW1lX21zGAUgASgEEhgKEHN0ZG91dF90cnVuY2F0ZWQYBiABKAgSGAoQc3RkZXJyX3RydW5jYXRlZBgHIAEoCBIPCgdtZXNzYWdlGAggASgJIhkKBk5vdGljZRIPCgdtZXNzYWdlGAEgASgJIjoKD0V4ZWN1dGVSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuVGFza0V2ZW50IjgKDlJlbGVhc2VSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBCIjCg9SZWxlYXNlUmVzcG9uc2USEAoIcmVsZWFzZWQYASABKAgiMwoNQXR0YWNoUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI5Cg5BdHRhY2hSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuVGFza0V2ZW50IjcKDUNhbmNlbFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAIgASgEIiMKDkNhbmNlbFJlc3BvbnNlEhEKCWNhbmNlbGxlZBgBIAEoCCJnCg9SZWFkRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIxChBSZWFkRmlsZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSDAoEc2l6ZRgCIAEoBCKfAQoQV3JpdGVGaWxlUmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIPCgdjb250ZW50GAMgASgMEhYKDmNyZWF0ZV9wYXJlbnRzGAQgASgIEgwKBG1vZGUYBSABKA0SMwoNYXV0aG9yaXphdGlvbhgGIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIqChFXcml0ZUZpbGVSZXNwb25zZRIVCg1ieXRlc193cml0dGVuGAEgASgEInwKEURlbGV0ZUZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJEhEKCXJlY3Vyc2l2ZRgDIAEoCBIzCg1hdXRob3JpemF0aW9uGAQgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIhQKEkRlbGV0ZUZpbGVSZXNwb25zZSJsChRMaXN0RGlyZWN0b3J5UmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIlwKFUxpc3REaXJlY3RvcnlSZXNwb25zZRIfCgdlbnRyaWVzGAEgAygLMg4ubWNwLkZpbGVFbnRyeRIiCgV1c2FnZRgCIAEoCzITLm1jcC5Xb3Jrc3BhY2VVc2FnZSJgChBNY3BTZXJ2ZXJSZXF1ZXN0EjAKBmxhdW5jaBgBIAEoCzIeLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyTGF1bmNoSAASDwoFc3RkaW4YAiABKAxIAEIJCgdtZXNzYWdlIpYBCg9NY3BTZXJ2ZXJMYXVuY2gSDgoGc2VydmVyGAEgASgJEiUKBHNwZWMYAiABKAsyFy5tY3AucnVubmVyLnYxLlRhc2tTcGVjEjMKDWF1dGhvcml6YXRpb24YAyABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24SFwoPcmVhZF9vbmx5X3BhdGhzGAQgAygJIp8BChFNY3BTZXJ2ZXJSZXNwb25zZRIyCgdzdGFydGVkGAEgASgLMh8ubWNwLnJ1bm5lci52MS5NY3BTZXJ2ZXJTdGFydGVkSAASEAoGc3Rkb3V0GAIgASgMSAASEAoGc3RkZXJyGAMgASgMSAASJwoGZXhpdGVkGAQgASgLMhUubWNwLnJ1bm5lci52MS5FeGl0ZWRIAEIJCgdtZXNzYWdlIo8BChBNY3BTZXJ2ZXJTdGFydGVkEhEKCXJ1bm5lcl9pZBgBIAEoCRILCgNwaWQYAiABKAUSIQoHbmV0d29yaxgDIAEoDjIQLm1jcC5OZXR3b3JrTW9kZRIjCgZsaW1pdHMYBCABKAsyEy5tY3AuUmVzb3VyY2VMaW1pdHMSEwoLbGlmZXRpbWVfbXMYBSABKAQylgYKDVJ1bm5lclNlcnZpY2USPwoESW5mbxIaLm1jcC5ydW5uZXIudjEuSW5mb1JlcXVlc3QaGy5tY3AucnVubmVyLnYxLkluZm9SZXNwb25zZRJKCgdFeGVjdXRlEh0ubWNwLnJ1bm5lci52MS5FeGVjdXRlUmVxdWVzdBoeLm1jcC5ydW5uZXIudjEuRXhlY3V0ZVJlc3BvbnNlMAESRwoGQXR0YWNoEhwubWNwLnJ1bm5lci52MS5BdHRhY2hSZXF1ZXN0Gh0ubWNwLnJ1bm5lci52MS5BdHRhY2hSZXNwb25zZTABEkUKBkNhbmNlbBIcLm1jcC5ydW5uZXIudjEuQ2FuY2VsUmVxdWVzdBodLm1jcC5ydW5uZXIudjEuQ2FuY2VsUmVzcG9uc2USSAoHUmVsZWFzZRIdLm1jcC5ydW5uZXIudjEuUmVsZWFzZVJlcXVlc3QaHi5tY3AucnVubmVyLnYxLlJlbGVhc2VSZXNwb25zZRJLCghSZWFkRmlsZRIeLm1jcC5ydW5uZXIudjEuUmVhZEZpbGVSZXF1ZXN0Gh8ubWNwLnJ1bm5lci52MS5SZWFkRmlsZVJlc3BvbnNlEk4KCVdyaXRlRmlsZRIfLm1jcC5ydW5uZXIudjEuV3JpdGVGaWxlUmVxdWVzdBogLm1jcC5ydW5uZXIudjEuV3JpdGVGaWxlUmVzcG9uc2USUQoKRGVsZXRlRmlsZRIgLm1jcC5ydW5uZXIudjEuRGVsZXRlRmlsZVJlcXVlc3QaIS5tY3AucnVubmVyLnYxLkRlbGV0ZUZpbGVSZXNwb25zZRJaCg1MaXN0RGlyZWN0b3J5EiMubWNwLnJ1bm5lci52MS5MaXN0RGlyZWN0b3J5UmVxdWVzdBokLm1jcC5ydW5uZXIudjEuTGlzdERpcmVjdG9yeVJlc3BvbnNlElIKCU1jcFNlcnZlchIfLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyUmVxdWVzdBogLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyUmVzcG9uc2UoATABMrQBCg9SZWdpc3RyeVNlcnZpY2USTgoJSGVhcnRiZWF0Eh8ubWNwLnJ1bm5lci52MS5IZWFydGJlYXRSZXF1ZXN0GiAubWNwLnJ1bm5lci52MS5IZWFydGJlYXRSZXNwb25zZRJRCgpEZXJlZ2lzdGVyEiAubWNwLnJ1bm5lci52MS5EZXJlZ2lzdGVyUmVxdWVzdBohLm1jcC5ydW5uZXIudjEuRGVyZWdpc3RlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_mcp_mcp]);
 
 /**
  * @generated from message mcp.runner.v1.HeartbeatRequest
@@ -900,6 +900,179 @@ export const ListDirectoryResponseSchema: GenMessage<ListDirectoryResponse> = /*
   messageDesc(file_mcp_runner_v1_runner, 29);
 
 /**
+ * @generated from message mcp.runner.v1.McpServerRequest
+ */
+export type McpServerRequest = Message<"mcp.runner.v1.McpServerRequest"> & {
+  /**
+   * @generated from oneof mcp.runner.v1.McpServerRequest.message
+   */
+  message: {
+    /**
+     * First request only: what to run and the decision that allowed it.
+     *
+     * @generated from field: mcp.runner.v1.McpServerLaunch launch = 1;
+     */
+    value: McpServerLaunch;
+    case: "launch";
+  } | {
+    /**
+     * Bytes for the server's stdin (newline-delimited JSON-RPC messages).
+     *
+     * @generated from field: bytes stdin = 2;
+     */
+    value: Uint8Array;
+    case: "stdin";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message mcp.runner.v1.McpServerRequest.
+ * Use `create(McpServerRequestSchema)` to create a new message.
+ */
+export const McpServerRequestSchema: GenMessage<McpServerRequest> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 30);
+
+/**
+ * McpServerLaunch starts one stdio MCP server (one per tenant and server).
+ *
+ * @generated from message mcp.runner.v1.McpServerLaunch
+ */
+export type McpServerLaunch = Message<"mcp.runner.v1.McpServerLaunch"> & {
+  /**
+   * Server name from the edge configuration.
+   *
+   * @generated from field: string server = 1;
+   */
+  server: string;
+
+  /**
+   * Command, arguments, environment, workspace, network and limits; its
+   * timeout_ms is the server's lifetime (0: the policy's cap).
+   *
+   * @generated from field: mcp.runner.v1.TaskSpec spec = 2;
+   */
+  spec?: TaskSpec | undefined;
+
+  /**
+   * Decision of the mcp_server operation, re-checked by the runner.
+   *
+   * @generated from field: mcp.runner.v1.Authorization authorization = 3;
+   */
+  authorization?: Authorization | undefined;
+
+  /**
+   * Host directories bound read-only at the same path; each must lie under
+   * one of the runner's configured mcpServerReadOnlyPaths.
+   *
+   * @generated from field: repeated string read_only_paths = 4;
+   */
+  readOnlyPaths: string[];
+};
+
+/**
+ * Describes the message mcp.runner.v1.McpServerLaunch.
+ * Use `create(McpServerLaunchSchema)` to create a new message.
+ */
+export const McpServerLaunchSchema: GenMessage<McpServerLaunch> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 31);
+
+/**
+ * @generated from message mcp.runner.v1.McpServerResponse
+ */
+export type McpServerResponse = Message<"mcp.runner.v1.McpServerResponse"> & {
+  /**
+   * @generated from oneof mcp.runner.v1.McpServerResponse.message
+   */
+  message: {
+    /**
+     * The server is running (always the first response).
+     *
+     * @generated from field: mcp.runner.v1.McpServerStarted started = 1;
+     */
+    value: McpServerStarted;
+    case: "started";
+  } | {
+    /**
+     * Bytes the server wrote to stdout.
+     *
+     * @generated from field: bytes stdout = 2;
+     */
+    value: Uint8Array;
+    case: "stdout";
+  } | {
+    /**
+     * Bytes the server wrote to stderr (capped by max_output_bytes in total).
+     *
+     * @generated from field: bytes stderr = 3;
+     */
+    value: Uint8Array;
+    case: "stderr";
+  } | {
+    /**
+     * The server's process tree is gone (always the last response).
+     *
+     * @generated from field: mcp.runner.v1.Exited exited = 4;
+     */
+    value: Exited;
+    case: "exited";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message mcp.runner.v1.McpServerResponse.
+ * Use `create(McpServerResponseSchema)` to create a new message.
+ */
+export const McpServerResponseSchema: GenMessage<McpServerResponse> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 32);
+
+/**
+ * McpServerStarted describes a running stdio MCP server.
+ *
+ * @generated from message mcp.runner.v1.McpServerStarted
+ */
+export type McpServerStarted = Message<"mcp.runner.v1.McpServerStarted"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+
+  /**
+   * Host pid of the server's process (inside its own PID namespace it has another).
+   *
+   * @generated from field: int32 pid = 2;
+   */
+  pid: number;
+
+  /**
+   * The network the server got after obligations.
+   *
+   * @generated from field: mcp.NetworkMode network = 3;
+   */
+  network: NetworkMode;
+
+  /**
+   * The limits the server runs under after obligations.
+   *
+   * @generated from field: mcp.ResourceLimits limits = 4;
+   */
+  limits?: ResourceLimits | undefined;
+
+  /**
+   * Its lifetime: the tree is killed when this passes, ms.
+   *
+   * @generated from field: uint64 lifetime_ms = 5;
+   */
+  lifetimeMs: bigint;
+};
+
+/**
+ * Describes the message mcp.runner.v1.McpServerStarted.
+ * Use `create(McpServerStartedSchema)` to create a new message.
+ */
+export const McpServerStartedSchema: GenMessage<McpServerStarted> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 33);
+
+/**
  * RunnerService executes authorized tasks inside the kernel sandbox and
  * performs workspace file operations.
  *
@@ -999,6 +1172,20 @@ export const RunnerService: GenService<{
     methodKind: "unary";
     input: typeof ListDirectoryRequestSchema;
     output: typeof ListDirectoryResponseSchema;
+  },
+  /**
+   * McpServer runs a stdio MCP server inside the task sandbox for as long as
+   * the stream lasts. The first request launches it (re-checked as the
+   * mcp_server operation, obligations applied); later requests carry bytes
+   * for its stdin. Responses carry Started, its stdout and stderr, and end
+   * with Exited. Closing the stream kills the server's whole process tree.
+   *
+   * @generated from rpc mcp.runner.v1.RunnerService.McpServer
+   */
+  mcpServer: {
+    methodKind: "bidi_streaming";
+    input: typeof McpServerRequestSchema;
+    output: typeof McpServerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mcp_runner_v1_runner, 0);
