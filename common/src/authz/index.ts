@@ -12,7 +12,10 @@ export interface PrincipalLike {
 /** The operation-specific part of a policy input. */
 export type OperationInput = Pick<PolicyInput, "operation" | "workspace"> &
   Partial<
-    Pick<PolicyInput, "command" | "file" | "task" | "upstream" | "catalog" | "network" | "sandbox">
+    Pick<
+      PolicyInput,
+      "command" | "file" | "task" | "upstream" | "catalog" | "mcp_server" | "network" | "sandbox"
+    >
   >;
 
 /** Where the request came from, for policy and audit. */
@@ -61,5 +64,6 @@ export function buildPolicyInput(
   if (op.task) input.task = op.task;
   if (op.upstream) input.upstream = op.upstream;
   if (op.catalog) input.catalog = op.catalog;
+  if (op.mcp_server) input.mcp_server = op.mcp_server;
   return input;
 }

@@ -18,6 +18,7 @@ export const POLICY_OPERATIONS = [
   "list_tools",
   "call_tool",
   "manage_tools",
+  "mcp_server",
 ] as const;
 
 /** One of {@link POLICY_OPERATIONS}. */
@@ -102,6 +103,18 @@ export interface PolicyUpstreamCall {
   description?: string;
 }
 
+/** The stdio MCP server of an mcp_server request (started in the sandbox on a runner). */
+export interface PolicyMcpServer {
+  /** Server name (from the edge configuration). */
+  server: string;
+  /** Program to run inside the sandbox. */
+  command: string;
+  /** Its arguments. */
+  args: string[];
+  /** Host directories bound read-only into the sandbox at the same path. */
+  read_only_paths: string[];
+}
+
 /** An upstream tool offered in a list_tools request. */
 export interface PolicyCatalogEntry {
   server: string;
@@ -122,6 +135,8 @@ export interface PolicyInput {
   task?: PolicyTask;
   /** Present for call_tool. */
   upstream?: PolicyUpstreamCall;
+  /** Present for mcp_server. */
+  mcp_server?: PolicyMcpServer;
   /** For list_tools: the upstream tools to filter (the decision's `tools` names those allowed). */
   catalog?: PolicyCatalogEntry[];
   /** Workspace id the request acts in. */
