@@ -39,7 +39,7 @@ module_dir() {
 
 # --- OpenTofu ------------------------------------------------------------------------------------
 TOFU_DIR="${CACHE}/tofu-${TOFU_VERSION}"
-if [[ "$("${TOFU_DIR}/tofu" version 2>/dev/null | head -n1)" != "OpenTofu v${TOFU_VERSION}" ]]; then
+if [[ "$(TF_CLI_CONFIG_FILE=/dev/null "${TOFU_DIR}/tofu" version 2>/dev/null | head -n1)" != "OpenTofu v${TOFU_VERSION}" ]]; then
   log "building OpenTofu v${TOFU_VERSION} from the Go module proxy into ${TOFU_DIR} (about 3 minutes once)"
   src="$(module_dir "github.com/opentofu/opentofu@v${TOFU_VERSION}")"
   [[ -d "$src" ]] || { log "ERROR: go mod download github.com/opentofu/opentofu@v${TOFU_VERSION} failed"; exit 1; }
@@ -50,7 +50,7 @@ if [[ "$("${TOFU_DIR}/tofu" version 2>/dev/null | head -n1)" != "OpenTofu v${TOF
     -o "${TOFU_DIR}/tofu.new" ./cmd/tofu) >&2
   mv -f "${TOFU_DIR}/tofu.new" "${TOFU_DIR}/tofu"
 fi
-log "OpenTofu: $("${TOFU_DIR}/tofu" version | head -n1) (${TOFU_DIR}/tofu)"
+log "OpenTofu: $(TF_CLI_CONFIG_FILE=/dev/null "${TOFU_DIR}/tofu" version | head -n1) (${TOFU_DIR}/tofu)"
 
 # --- terraform-provider-openstack ----------------------------------------------------------------
 PROVIDER_DIR="${CACHE}/terraform-provider-openstack-${OPENSTACK_VERSION}"
