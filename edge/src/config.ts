@@ -116,6 +116,26 @@ export const edgeConfigSchema = z.object({
   heartbeatTimeoutMs: z.number().int().min(500).default(3000),
   /** Interval runners are asked to heartbeat at, ms. */
   heartbeatIntervalMs: z.number().int().min(100).default(1000),
+  /**
+   * Retention of task output in the store: output of finished tasks older than maxAgeMs goes,
+   * then the oldest finished tasks' output until at most maxTotalBytes remain; pruned in the
+   * background every intervalMs. Task records stay; audit records are never pruned.
+   */
+  outputRetention: z
+    .object({
+      maxAgeMs: z
+        .number()
+        .int()
+        .min(60_000)
+        .default(7 * 24 * 3_600_000),
+      maxTotalBytes: z
+        .number()
+        .int()
+        .min(1024 * 1024)
+        .default(2 * 1024 * 1024 * 1024),
+      intervalMs: z.number().int().min(1000).default(60_000),
+    })
+    .prefault({}),
   /** How long an accepted task may wait for a runner with room before it fails, ms. */
   queueTimeoutMs: z.number().int().min(0).default(30_000),
   /**

@@ -51,6 +51,7 @@ import { type RegistryServer, startRegistryServer } from "./registry/server.js";
 import { createMcpService } from "./rpc/mcp-service.js";
 import { createRunnerPool } from "./runners/pool.js";
 import { openStore } from "./store/open.js";
+import { startOutputRetention } from "./store/retention.js";
 import type { TaskStore } from "./store/types.js";
 import { createTaskEvents } from "./tasks/events.js";
 import { createTaskService } from "./tasks/task-service.js";
@@ -129,6 +130,12 @@ export async function startEdge(
     logger.child({ component: "store" }),
   );
   const store = opened.store;
+  // Task output retention (age and total size), pruned in the background; audit is never pruned.
+  const stopRetention = startOutputRetention({
+    store,
+    ...config.outputRetention,
+    logger: logger.child({ component: "retention" }),
+  });
   // Security events, signed checkpoints outside the store, live export (docs/security/audit.md).
   const trail = await createAuditTrail({
     config,
@@ -476,6 +483,7 @@ export async function startEdge(
       await tracing.shutdown();
       await unsubscribe();
       await trail.close();
+      await stopRetention();
       await store.close();
     },
   };

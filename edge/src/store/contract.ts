@@ -92,6 +92,41 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
 
   describe(`TaskStore contract: ${name}`, () => {
     it(
+      "output retention: old and then oldest finished tasks lose their output; running tasks and audit never",
+      withStore(async ({ store, rawAudit }) => {
+        const kib = new Uint8Array(1024).fill(0x61);
+        const mk = async (id: string, state: TaskState, createdAt: number, chunks: number) => {
+          await store.createTask(sampleTask(id, { createdAt }));
+          for (let i = 0; i < chunks; i++) {
+            await store.appendOutput(id, "stdout", kib, createdAt, i + 1);
+          }
+          if (state !== "queued") await store.updateTask(id, { state, finishedAt: createdAt + 1 });
+        };
+        await mk("task-old", "completed", 1_000, 4);
+        await mk("task-old-running", "running", 1_100, 4);
+        await mk("task-mid", "failed", 5_000, 4);
+        await mk("task-new", "completed", 9_000, 4);
+        await store.appendAudit(sampleAuditEntry());
+        // age: only the finished task created before 2000
+        const byAge = await store.pruneOutput({ createdBefore: 2_000, maxTotalBytes: 1 << 30 });
+        assert.deepEqual(byAge, { tasks: 1, bytes: 4096, totalBytes: 12 * 1024 });
+        assert.deepEqual(await store.readOutput("task-old", 0, 100), []);
+        assert.equal((await store.getTask("task-old"))?.outputPruned, true);
+        assert.equal((await store.getTask("task-old"))?.state, "completed");
+        assert.equal((await store.readOutput("task-old-running", 0, 100)).length, 4);
+        // size: oldest finished first, until at most 6 KiB remain; the running task keeps its output
+        const bySize = await store.pruneOutput({ createdBefore: 0, maxTotalBytes: 6 * 1024 });
+        assert.deepEqual(bySize, { tasks: 2, bytes: 8192, totalBytes: 4096 });
+        assert.deepEqual(await store.readOutput("task-new", 0, 100), []);
+        assert.equal((await store.readOutput("task-old-running", 0, 100)).length, 4);
+        // nothing left to prune: idempotent
+        const again = await store.pruneOutput({ createdBefore: 0, maxTotalBytes: 0 });
+        assert.deepEqual(again, { tasks: 0, bytes: 0, totalBytes: 4096 });
+        assert.equal((await rawAudit()).length, 1);
+      }),
+    );
+
+    it(
       "round-trips a task exactly and rejects a duplicate id",
       withStore(async ({ store }) => {
         const t = sampleTask("task-a");

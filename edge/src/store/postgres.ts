@@ -10,6 +10,8 @@ import type {
   AuditRecord,
   ChunkKind,
   OutputChunk,
+  OutputRetention,
+  PruneResult,
   RawAuditRow,
   TaskCondition,
   TaskPatch,
@@ -448,7 +450,67 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     return rows.map((r) => ({ ...(JSON.parse(r.body) as AuditRecord), hash: r.hash }));
   }
 
+  /** Finished tasks whose output is still stored, oldest first. */
+  async function unprunedBefore(createdBefore: number, limit: number): Promise<string[]> {
+    const rows = await read<{ id: string }>(
+      `SELECT id FROM tasks WHERE state = ANY($1) AND created_at < $2
+         AND doc NOT LIKE '{"outputPruned":true,%' ORDER BY created_at LIMIT $3`,
+      [[...TERMINAL_STATES], createdBefore, limit],
+    );
+    return rows.map((r) => r.id);
+  }
+
+  /** Removes one finished task's output and marks its record; returns the bytes removed. */
+  async function pruneTask(id: string): Promise<number> {
+    return transaction(async (c) => {
+      const del = await c.query<{ b: string | null }>(
+        `WITH d AS (DELETE FROM task_output WHERE task_id = $1 RETURNING length(data) AS n)
+         SELECT SUM(n)::text AS b FROM d`,
+        [id],
+      );
+      await c.query(
+        // Text, not jsonb: a record may hold \u0000 in its strings, which jsonb refuses.
+        `UPDATE tasks SET doc = '{"outputPruned":true,' || substr(doc, 2),
+           version = version + 1 WHERE id = $1 AND doc LIKE '{"%'`,
+        [id],
+      );
+      return Number(del.rows[0]?.b ?? 0);
+    });
+  }
+
+  async function totalOutputBytes(): Promise<number> {
+    const rows = await read<{ b: string }>(
+      "SELECT COALESCE(SUM(length(data)), 0)::text AS b FROM task_output",
+    );
+    return Number(rows[0]?.b ?? 0);
+  }
+
   return {
+    async pruneOutput(retention: OutputRetention): Promise<PruneResult> {
+      const result = { tasks: 0, bytes: 0, totalBytes: 0 };
+      for (;;) {
+        const batch = await unprunedBefore(retention.createdBefore, 500);
+        for (const id of batch) {
+          result.bytes += await pruneTask(id);
+          result.tasks++;
+        }
+        if (batch.length < 500) break;
+      }
+      let total = await totalOutputBytes();
+      while (total > retention.maxTotalBytes) {
+        const batch = await unprunedBefore(Number.MAX_SAFE_INTEGER, 100);
+        if (batch.length === 0) break;
+        for (const id of batch) {
+          if (total <= retention.maxTotalBytes) break;
+          const n = await pruneTask(id);
+          result.bytes += n;
+          result.tasks++;
+          total -= n;
+        }
+      }
+      result.totalBytes = total;
+      return result;
+    },
     async createTask(task) {
       await query(
         "INSERT INTO tasks (id, state, runner_id, created_at, doc) VALUES ($1, $2, $3, $4, $5)",

@@ -11,6 +11,8 @@ import type {
   AuditRecord,
   ChunkKind,
   OutputChunk,
+  OutputRetention,
+  PruneResult,
   RawAuditRow,
   TaskCondition,
   TaskPatch,
@@ -129,6 +131,28 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   >(
     "SELECT seq, kind, data, time FROM task_output WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?",
   );
+  // Output retention: finished tasks (terminal states are constants, not input) oldest first.
+  const terminal = [...TERMINAL_STATES].map((s) => `'${s}'`).join(", ");
+  const unprunedBefore = db.prepare<[number, number], { id: string }>(
+    `SELECT id FROM tasks WHERE state IN (${terminal}) AND created_at < ?
+       AND json_extract(doc, '$.outputPruned') IS NULL ORDER BY created_at LIMIT ?`,
+  );
+  const outputBytes = db.prepare<[string], { b: number }>(
+    "SELECT COALESCE(SUM(length(data)), 0) AS b FROM task_output WHERE task_id = ?",
+  );
+  const totalOutputBytes = db.prepare<[], { b: number }>(
+    "SELECT COALESCE(SUM(length(data)), 0) AS b FROM task_output",
+  );
+  const deleteOutput = db.prepare("DELETE FROM task_output WHERE task_id = ?");
+  const markPruned = db.prepare(
+    "UPDATE tasks SET doc = json_set(doc, '$.outputPruned', json('true')) WHERE id = ?",
+  );
+  const pruneTask = db.transaction((id: string): number => {
+    const bytes = outputBytes.get(id)?.b ?? 0;
+    deleteOutput.run(id);
+    markPruned.run(id);
+    return bytes;
+  });
   const lastAudit = db.prepare<[], { seq: number; hash: string }>(
     "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
   );
@@ -221,6 +245,33 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
         }) ?? (runnerSeq !== undefined ? storedRunnerSeq.get(taskId, runnerSeq) : undefined);
       if (!row) throw new Error("appendOutput: insert returned no row");
       return row.seq;
+    },
+    async pruneOutput(retention: OutputRetention): Promise<PruneResult> {
+      const result = { tasks: 0, bytes: 0, totalBytes: 0 };
+      const prune = (id: string) => {
+        result.bytes += pruneTask(id);
+        result.tasks++;
+      };
+      // By age, in batches (each task in its own short transaction: writers are not blocked long).
+      for (;;) {
+        const batch = unprunedBefore.all(retention.createdBefore, 500);
+        for (const r of batch) prune(r.id);
+        if (batch.length < 500) break;
+      }
+      // By total size: the oldest finished tasks first.
+      let total = totalOutputBytes.get()?.b ?? 0;
+      while (total > retention.maxTotalBytes) {
+        const batch = unprunedBefore.all(Number.MAX_SAFE_INTEGER, 100);
+        if (batch.length === 0) break;
+        for (const r of batch) {
+          if (total <= retention.maxTotalBytes) break;
+          const before = result.bytes;
+          prune(r.id);
+          total -= result.bytes - before;
+        }
+      }
+      result.totalBytes = total;
+      return result;
     },
     async readOutput(taskId, afterSeq, limit): Promise<OutputChunk[]> {
       return selectOutput.all(taskId, afterSeq, limit).map((r) => ({

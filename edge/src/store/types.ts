@@ -10,6 +10,24 @@ export type TaskState =
   | "cancelled"
   | "timed_out";
 
+/** What {@link TaskStore.pruneOutput} keeps. */
+export interface OutputRetention {
+  /** Output of finished tasks created before this time (epoch ms) is removed. */
+  createdBefore: number;
+  /** Then the oldest finished tasks' output goes until at most this many bytes remain. */
+  maxTotalBytes: number;
+}
+
+/** What one {@link TaskStore.pruneOutput} pass did. */
+export interface PruneResult {
+  /** Tasks whose output was removed. */
+  tasks: number;
+  /** Bytes of output removed. */
+  bytes: number;
+  /** Bytes of output stored afterwards. */
+  totalBytes: number;
+}
+
 /** The states after which a task never changes again. */
 export const TERMINAL_STATES: ReadonlySet<TaskState> = new Set([
   "completed",
@@ -75,6 +93,8 @@ export interface TaskRecord {
   runnerId: string;
   /** Boot id of the runner process the task was sent to (see RunnerService.Info). */
   runnerBoot?: string;
+  /** Its output was removed by the store's retention (the record and the audit trail stay). */
+  outputPruned?: boolean;
   createdAt: number;
   startedAt: number | null;
   finishedAt: number | null;
@@ -215,6 +235,13 @@ export interface TaskStore extends ToolPinStore {
   ): Promise<number>;
   /** Output chunks with seq > afterSeq, in order, at most limit. */
   readOutput(taskId: string, afterSeq: number, limit: number): Promise<OutputChunk[]>;
+  /**
+   * Removes the output of finished tasks (never of unfinished ones): first of tasks created
+   * before `retention.createdBefore`, then of the oldest finished tasks until the stored output
+   * is at most `retention.maxTotalBytes`. Task records stay (marked `outputPruned`); audit
+   * records are never touched. Idempotent; edges may run it concurrently.
+   */
+  pruneOutput(retention: OutputRetention): Promise<PruneResult>;
   /** Appends to the audit hash chain atomically. */
   appendAudit(entry: AuditEntry): Promise<AuditRecord>;
   /** Audit records in chain order. */
