@@ -95,6 +95,20 @@ export const runnerConfigSchema = z.object({
       inodes: z.number().int().min(64).default(100_000),
     })
     .default({ mode: "none", bytes: 1024 * 1024 * 1024, inodes: 100_000 }),
+  /**
+   * Host directories stdio MCP servers may have bound read-only (their code, e.g. a
+   * node_modules tree): an edge's request to bind a path outside them is refused. Never list
+   * the runner's data directory or the workspace root.
+   */
+  mcpServerReadOnlyPaths: z
+    .array(
+      z
+        .string()
+        .refine((p) => p.startsWith("/") && p !== "/", "an absolute directory other than /"),
+    )
+    .default([]),
+  /** Stdio MCP servers running at once; more are refused with ResourceExhausted. */
+  maxMcpServers: z.number().int().min(0).default(16),
   /** Host uid/gid the sandbox runs as when the runner is root. */
   sandboxUid: z.number().int().min(1).default(65534),
   sandboxGid: z.number().int().min(1).default(65534),

@@ -33,6 +33,7 @@ import type { Logger } from "pino";
 import { Gauge, Histogram } from "prom-client";
 import type { RunnerConfig } from "./config.js";
 import { startHeartbeats } from "./heartbeat.js";
+import { createMcpServerHost } from "./mcp-servers.js";
 import { createSandbox } from "./sandbox/index.js";
 import { createRunnerService } from "./service.js";
 import { createTaskManager } from "./task-manager.js";
@@ -206,7 +207,20 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
       ? "none"
       : `loop-image ${quotaConfig.bytes} bytes, ${quotaConfig.inodes} inodes`;
   const bootId = randomUUID();
+  const mcpServers = createMcpServerHost({
+    sandbox,
+    runnerId: config.id,
+    logger: logger.child({ component: "mcp-servers" }),
+    readOnlyPaths: config.mcpServerReadOnlyPaths,
+    protectedPaths: [
+      workspaceRoot,
+      resolve(config.dataDir),
+      ...(config.tls ? [resolve(config.tls.keyPath)] : []),
+    ],
+    maxServers: config.maxMcpServers,
+  });
   const service = createRunnerService({
+    mcpServers,
     bootId,
     accepting: () => accepting,
     readiness: () => readiness,
@@ -351,6 +365,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
         await new Promise((r) => setTimeout(r, 100));
       stopWatch();
       await tasks.stopAll();
+      await mcpServers.stopAll();
       await sandbox.close();
       // Workspace filesystems are unmounted (their images stay: a restart mounts them again).
       for (const q of quotas) await q.detachAll();

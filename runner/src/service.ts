@@ -20,6 +20,7 @@ import type {
   TaskSpec,
 } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
+import type { McpServerHost } from "./mcp-servers.js";
 import type { SandboxLimits, SandboxReadiness } from "./sandbox/index.js";
 import { DEFAULT_SANDBOX_LIMITS } from "./sandbox/index.js";
 import type { TaskManager } from "./task-manager.js";
@@ -42,6 +43,8 @@ export interface RunnerServiceDeps {
   readiness: () => SandboxReadiness;
   /** Workspace quota description ("loop-image <bytes> bytes, <inodes> inodes" or "none"). */
   workspaceQuota: string;
+  /** Sandboxed stdio MCP servers (RunnerService.McpServer). */
+  mcpServers: McpServerHost;
 }
 
 const FILE_TYPE = {
@@ -299,6 +302,17 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     async release(req) {
       checkFence(req.fencingToken);
       return { released: tasks.release(req.taskId) };
+    },
+
+    mcpServer(requests, ctx) {
+      // Re-checked as the mcp_server operation, obligations applied, then run like a task.
+      return deps.mcpServers.serve(requests, {
+        recheck,
+        workspaceDir: (authz, workspace) =>
+          guard(() => workspaces(tenantOf(authz)).ensure(workspace)),
+        accepting: deps.accepting,
+        signal: ctx.signal,
+      });
     },
 
     async readFile(req) {

@@ -125,6 +125,8 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
     else argv.push("--ro-bind", entry.path, entry.path);
   }
   for (const path of layout.extraReadOnly) argv.push("--ro-bind", path, path);
+  // This process's own read-only host directories (e.g. an MCP server's code).
+  for (const path of spec.readOnlyPaths ?? []) argv.push("--ro-bind", path, path);
   // /etc: only what programs need to start (loader cache, alternatives, timezone,
   // nsswitch); passwd/group/hosts are stubs. Never shadow, never the runner's config.
   for (const path of layout.etcEntries) argv.push("--ro-bind", path, path);

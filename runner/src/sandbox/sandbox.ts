@@ -2,7 +2,7 @@ import { execFile, spawn } from "node:child_process";
 import { accessSync, constants as fsConstants } from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import { constants as osConstants, tmpdir } from "node:os";
-import { isAbsolute, join } from "node:path";
+import { isAbsolute, join, posix } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -174,6 +174,18 @@ function validateSpec(spec: SandboxSpec): void {
   }
   if (!Number.isInteger(spec.timeoutMs) || spec.timeoutMs <= 0) {
     throw new SandboxSpecError("timeoutMs must be a positive integer");
+  }
+  for (const path of spec.readOnlyPaths ?? []) {
+    if (
+      !isAbsolute(path) ||
+      posix.normalize(path) !== path ||
+      path === "/" ||
+      path.includes("\0")
+    ) {
+      throw new SandboxSpecError(
+        `read-only path ${JSON.stringify(path)} must be absolute and normalized`,
+      );
+    }
   }
   const limits = sandboxLimitsSchema.safeParse(spec.limits);
   if (!limits.success) {
@@ -406,7 +418,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       ],
       {
         stdio: [
-          "ignore",
+          spec.stdin === "pipe" ? "pipe" : "ignore",
           "pipe",
           "pipe",
           "pipe",
@@ -434,6 +446,15 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     const capture = (stream: OutputStream) => (chunk: Buffer) => {
       if (stream === "stderr" && stderrHead.length < 2048) {
         stderrHead += chunk.subarray(0, 2048).toString("utf8");
+      }
+      // A server's stdout (stdin "pipe") is a protocol stream: not capped in total.
+      if (stream === "stdout" && spec.stdin === "pipe") {
+        try {
+          hooks.onOutput(stream, chunk);
+        } catch (err) {
+          log?.warn({ err }, "sandbox onOutput hook threw");
+        }
+        return;
       }
       const room = cap - counts[stream];
       if (chunk.length > room) truncated[stream] = true;
@@ -619,7 +640,11 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       });
     });
 
-    return { result, cancel: () => kill("cancelled") };
+    const stdin = spec.stdin === "pipe" ? (child.stdin as Writable | null) : null;
+    stdin?.on("error", () => {
+      // the process exited: reported through result
+    });
+    return { result, cancel: () => kill("cancelled"), stdin, pid: child.pid ?? -1 };
   }
 
   return {

@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { Writable } from "node:stream";
+
 /** Resource limits applied to every process of one sandboxed task. */
 export interface SandboxLimits {
   /**
@@ -53,6 +55,17 @@ export interface SandboxSpec {
   timeoutMs: number;
   /** Resource limits. */
   limits: SandboxLimits;
+  /**
+   * "pipe": the process's stdin is a pipe ({@link SandboxProcess.stdin}) and its stdout is
+   * not capped in total (a long-running server; the caller bounds what it buffers). Default:
+   * stdin is /dev/null and both streams are capped by limits.maxOutputBytes.
+   */
+  stdin?: "pipe";
+  /**
+   * Extra host directories bound read-only at the same path, for this process only. The
+   * caller decides which are allowed (absolute and normalized paths are checked here).
+   */
+  readOnlyPaths?: string[];
 }
 
 /** A captured output stream. */
@@ -99,6 +112,10 @@ export interface SandboxProcess {
   readonly result: Promise<SandboxResult>;
   /** Kill the whole process tree now; result.status becomes "cancelled". Idempotent. */
   cancel(): void;
+  /** The process's stdin when spec.stdin is "pipe" (else null); ending it closes stdin. */
+  readonly stdin: Writable | null;
+  /** Host pid of the launcher at the root of the process tree. */
+  readonly pid: number;
 }
 
 /** Callbacks of a running task. */
