@@ -142,14 +142,11 @@ describe("MCP server host (real sandbox)", () => {
   it("refuses read-only paths outside its allowlist", async () => {
     const reqs = requests();
     reqs.push(launch("true", [], ["/opt"]));
-    await assert.rejects(
-      async () => {
-        for await (const _ of host.serve(reqs, ctx())) {
-          // nothing
-        }
-      },
-      /read-only path \/opt is not under this runner's mcpServerReadOnlyPaths/,
-    );
+    await assert.rejects(async () => {
+      for await (const _ of host.serve(reqs, ctx())) {
+        // nothing
+      }
+    }, /read-only path \/opt is not under this runner's mcpServerReadOnlyPaths/);
   });
 
   it("reports a server that exits by itself", async () => {
