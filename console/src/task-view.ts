@@ -189,10 +189,15 @@ export function taskView(ctx: AppContext, host: HTMLElement, taskId: string): vo
 
   let ended = false;
   let current = "";
-  /** Output arrived: the task runs (the stream carries output and notices, not statuses). */
-  const running = () => {
-    if (!ended && current !== "RUNNING") setStatus("RUNNING");
+  /** The furthest lifecycle step seen: statuses only move forward (created → queued → running). */
+  let reached: TaskStatus = TaskStatus.UNSPECIFIED;
+  const advance = (s: TaskStatus) => {
+    if (ended || s <= reached) return;
+    reached = s;
+    setStatus(statusName(s));
   };
+  /** Output arrived: the task runs (the stream carries output and notices, not statuses). */
+  const running = () => advance(TaskStatus.RUNNING);
   /** Statuses between output (queued → running): GetTaskStatus once a second until it ended. */
   const poll = async () => {
     while (!ended && !abort.signal.aborted) {
@@ -200,7 +205,8 @@ export function taskView(ctx: AppContext, host: HTMLElement, taskId: string): vo
       if (ended || abort.signal.aborted) return;
       try {
         const { task } = await ctx.client.getTaskStatus({ taskId }, { signal: abort.signal });
-        if (task && !ended && !TERMINAL.has(task.status)) setStatus(statusName(task.status));
+        // A reply sent before output arrived may say QUEUED after the output said RUNNING.
+        if (task && !TERMINAL.has(task.status)) advance(task.status);
       } catch {
         return; // the stream reports failures
       }
@@ -212,7 +218,8 @@ export function taskView(ctx: AppContext, host: HTMLElement, taskId: string): vo
       const { task } = await ctx.client.getTaskStatus({ taskId }, { signal: abort.signal });
       if (task) {
         showTask(task);
-        setStatus(statusName(task.status));
+        if (TERMINAL.has(task.status)) setStatus(statusName(task.status));
+        else advance(task.status);
         cancel.disabled = TERMINAL.has(task.status);
         ended = TERMINAL.has(task.status);
       }
