@@ -37,7 +37,10 @@ import { isFetchServable, mountConnect, nodeIncoming } from "./http/connect-fetc
 import { handleCors } from "./http/cors.js";
 import { type DualServer, listenDual } from "./http/listen.js";
 import { createPreAuth } from "./http/pre-auth.js";
+import { createMcpEndpoint, MCP_PATH, RESOURCE_METADATA_PATH } from "./mcp/endpoint.js";
+import { createUpstreams } from "./mcp/upstreams.js";
 import { createEdgeMetrics } from "./metrics.js";
+import { createOperations } from "./operations/operations.js";
 import { createPipeline } from "./pipeline/authorize.js";
 import {
   createEdgeInterceptor,
@@ -247,10 +250,20 @@ export async function startEdge(
     ...(leases ? { isEdgeAlive: (id: string) => leases.held(`edge:${id}`) } : {}),
   });
 
-  const service = createMcpService({
+  const upstreams =
+    config.mcp.enabled && config.mcp.upstreams.length > 0
+      ? createUpstreams({
+          upstreams: config.mcp.upstreams,
+          logger: logger.child({ component: "mcp-upstreams" }),
+        })
+      : undefined;
+  const operations = createOperations({
     config,
     pipeline,
     store,
+    upstreams,
+    policySeesDescriptions: config.mcp.policySeesDescriptions,
+    auditArguments: config.mcp.auditArguments,
     tasks,
     runners,
     startedAt,
@@ -258,6 +271,7 @@ export async function startEdge(
     fencingToken: () => activeToken,
     status: () => (accepting ? "ok" : notServing()),
   });
+  const service = createMcpService(operations);
   /** What /health/ready and grpc.health.v1.Health answer: the problems, empty when ready. */
   const readiness = async (): Promise<string[]> => {
     if (!accepting) return [notServing()];
@@ -286,6 +300,33 @@ export async function startEdge(
     procedureName(McpService.method.health),
     ...standardGrpc.publicProcedures,
   ]);
+  const corsOrigins = new Set(config.corsOrigins);
+  if (config.mcp.enabled) {
+    const mcp = createMcpEndpoint({
+      ops: operations,
+      authenticate,
+      rateLimit,
+      allowedOrigins: corsOrigins,
+      onOriginRefused: trail.originRefused,
+      requiredScopes: config.mcp.requiredScopes,
+      scopesSupported: config.mcp.scopesSupported ?? config.mcp.requiredScopes,
+      authorizationServers: config.mcp.authorizationServers,
+      publicUrl: config.mcp.publicUrl,
+      maxBodyBytes: config.mcp.maxBodyBytes,
+      maxResultBytes: config.mcp.maxResultBytes,
+      toolSeparator: config.mcp.toolSeparator,
+      accepting: () => accepting,
+      metrics,
+      logger,
+      tracer,
+    });
+    const peerOf = (env: unknown) =>
+      (env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket
+        ?.remoteAddress ?? "";
+    app.all(MCP_PATH, (c) => mcp.handle(c.req.raw, peerOf(c.env)));
+    app.get(RESOURCE_METADATA_PATH, (c) => mcp.resourceMetadata(c.req.raw));
+    app.get(`${RESOURCE_METADATA_PATH}${MCP_PATH}`, (c) => mcp.resourceMetadata(c.req.raw));
+  }
   // The web console at /console: static assets; it calls the RPCs above over gRPC-Web (ADR 0011).
   registerConsole(app, {
     ...(options.consoleSignInLink ? { signInLink: options.consoleSignInLink } : {}),
@@ -299,7 +340,7 @@ export async function startEdge(
   });
   const preAuth = createPreAuth({
     services: new Set([McpService.typeName]),
-    publicProcedures: new Set([`${McpService.typeName}/${McpService.method.health.name}`]),
+    publicProcedures: new Set([procedureName(McpService.method.health)]),
     authenticate,
     rateLimit,
     bodyLimit,
@@ -344,7 +385,6 @@ export async function startEdge(
     },
   });
   const appListener = nodeFallback(getRequestListener(app.fetch));
-  const corsOrigins = new Set(config.corsOrigins);
   /** Connect and gRPC-Web calls of known procedures: served by app.fetch, as on a fetch runtime. */
   const viaFetch = (req: IncomingMessage | Http2ServerRequest) =>
     fetchPaths.has(req.url?.split("?", 1)[0] ?? "") &&
@@ -478,6 +518,7 @@ export async function startEdge(
         await leases.release("edge-active", holder, activeToken).catch(() => false);
       }
       stopTlsWatch();
+      await upstreams?.close();
       runners.close();
       policy.close();
       await tracing.shutdown();

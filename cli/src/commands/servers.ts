@@ -326,6 +326,10 @@ export async function devCommand(argv: string[]): Promise<number> {
       `    curl -s -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \\`,
       `      -d '{"command":"echo","args":["hello world"],"timeout":30}' ${edge.url}/mcp.McpService/ExecuteCommand`,
       "",
+      `  MCP (agents): ${edge.url}/mcp with "Authorization: Bearer $TOKEN"`,
+      `    claude mcp add --transport http mcp-gateway ${edge.url}/mcp --header "Authorization: Bearer $TOKEN"`,
+      "    stdio clients: npx mcp-gateway mcp   (docs/mcp.md)",
+      "",
     ].join("\n"),
   );
   await untilSignal(logger);

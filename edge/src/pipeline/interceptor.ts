@@ -142,6 +142,7 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
         principal,
         traceId,
         protocol,
+        interface: "rpc",
         source: req.contextValues.get(peerAddressKey),
         logger,
         traceContext: rpc.context,
