@@ -4,6 +4,7 @@
  *   mcpg-sandbox-helper version
  *   mcpg-sandbox-helper bpf main|args        compiled seccomp program on stdout
  *   mcpg-sandbox-helper pfc main|args        the same, human-readable
+ *   mcpg-sandbox-helper landlock-abi         the kernel's Landlock ABI (0: none)
  *   mcpg-sandbox-helper launch ...           host supervisor (launch.c)
  *   mcpg-sandbox-helper fs ...               workspace file ops (workspace-fs.c)
  */
@@ -13,12 +14,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "landlock.h"
 #include "launch.h"
 #include "seccomp-policy.h"
 #include "workspace-fs.h"
 
 /** Bumped when the command-line protocol with the runner changes. */
-#define MCPG_HELPER_PROTOCOL "mcpg-sandbox-helper 2"
+#define MCPG_HELPER_PROTOCOL "mcpg-sandbox-helper 3"
 
 static int export_filter(const char *which, int pfc) {
   enum mcpg_filter f;
@@ -47,11 +49,15 @@ int main(int argc, char **argv) {
     printf("%s libseccomp %u.%u.%u\n", MCPG_HELPER_PROTOCOL, v->major, v->minor, v->micro);
     return 0;
   }
+  if (argc == 2 && strcmp(argv[1], "landlock-abi") == 0) {
+    printf("%d\n", mcpg_landlock_abi());
+    return 0;
+  }
   if (argc == 3 && strcmp(argv[1], "bpf") == 0) return export_filter(argv[2], 0);
   if (argc == 3 && strcmp(argv[1], "pfc") == 0) return export_filter(argv[2], 1);
   if (argc >= 2 && strcmp(argv[1], "launch") == 0) return mcpg_launch(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "fs") == 0) return mcpg_workspace_fs(argc - 1, argv + 1);
-  fprintf(stderr, "usage: %s version | bpf main|args | pfc main|args | launch ... | fs ...\n",
+  fprintf(stderr, "usage: %s version | bpf main|args | pfc main|args | landlock-abi | launch ... | fs ...\n",
           argv[0]);
   return 2;
 }

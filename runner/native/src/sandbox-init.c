@@ -1,7 +1,18 @@
 /*
  * sandbox-init.c — first program bwrap runs INSIDE the sandbox.
  *
- *   mcpg-sandbox-init STARTED_FD AS NPROC FSIZE NOFILE CPU -- COMMAND [ARGS...]
+ *   mcpg-sandbox-init STARTED_FD AS NPROC FSIZE NOFILE CPU [OPTIONS] -- COMMAND [ARGS...]
+ *
+ * Options (the Landlock layer, from the decision's obligations; see landlock.c):
+ *   -L ABI     apply Landlock with at most this ABI (the runner's probe); without -L no
+ *              Landlock ruleset is applied
+ *   -r FD      report refused executions on FD ("refused KIND NAME PATH" lines) through an
+ *              exec supervisor (below)
+ *   -l         list mode: only the -a programs may be executed
+ *   -a NAME    an allowed program (list mode), resolved on PATH with its interpreters
+ *   -d NAME    a denied program name; -p PREFIX a denied name prefix
+ *   -w DIR     a writable directory, no execution; -W DIR writable with execution
+ *   -n PORT    connect(2) only to these TCP ports (repeatable)
  *
  * Runs after bwrap's setup, already under the seccomp filters and with no
  * capabilities. It:
@@ -9,23 +20,42 @@
  *      RLIMIT_NPROC is set here, inside the sandbox's own user namespace, so
  *      the kernel counts it per sandbox rather than per host uid (shared by
  *      every concurrent task of the sandbox uid);
- *   2. writes one byte to STARTED_FD (tells the host launcher that bwrap's
+ *   2. with -r: forks. The parent stays as the exec supervisor: the child installs a
+ *      seccomp filter that sends every execve/execveat to it (SCMP_ACT_NOTIFY), passes it
+ *      the listener, and applies Landlock; the supervisor reads each exec's path from the
+ *      caller's memory, resolves it, and when the Landlock policy refuses that file it
+ *      writes one report line saying which path and why, then lets the kernel decide
+ *      (SECCOMP_USER_NOTIF_FLAG_CONTINUE). The kernel (Landlock) enforces; the supervisor
+ *      only explains. It exits with the child's status (re-raising its signal), so bwrap's
+ *      PID 1 reports the task as before. The child's Landlock domain is scoped (ABI 6): it
+ *      cannot signal the supervisor nor read its memory.
+ *      Without -r the process applies Landlock (with -L) itself;
+ *   3. writes one byte to STARTED_FD (tells the host launcher that bwrap's
  *      setup succeeded) and closes it;
- *   3. closes every descriptor above 2, so nothing the runner or bwrap held
+ *   4. closes every descriptor above 2, so nothing the runner or bwrap held
  *      leaks into the task;
- *   4. execvp()s the command, looked up on the sandbox's PATH.
+ *   5. execvp()s the command, looked up on the sandbox's PATH.
  *
- * Linked statically: it does not depend on the sandbox's /usr/lib.
+ * Linked statically where possible: it does not depend on the sandbox's /usr/lib.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <seccomp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include "landlock.h"
 
 static int parse_u64(const char *s, unsigned long long *out) {
   char *end = NULL;
@@ -48,10 +78,243 @@ static void close_from(int first) {
   for (int fd = first; fd < 65536; fd++) close(fd);
 }
 
+static void close_from_except(int first, int keep1, int keep2, int keep3, int last) {
+  for (int fd = first; fd <= last; fd++) {
+    if (fd != keep1 && fd != keep2 && fd != keep3) close(fd);
+  }
+}
+
+/* ---- exec supervisor ---------------------------------------------------------------- */
+
+static struct mcpg_landlock_policy policy;
+static int report_fd = -1;
+static unsigned reports = 0;
+
+/** Reads a NUL-terminated string at `addr` in process `pid` (page by page). */
+static int read_remote_string(pid_t pid, unsigned long long addr, char *out, size_t size) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/mem", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t got = 0;
+  while (got + 1 < size) {
+    size_t page_left = 4096 - ((addr + got) & 4095);
+    size_t want = size - 1 - got < page_left ? size - 1 - got : page_left;
+    ssize_t n = pread(fd, out + got, want, (off_t)(addr + got));
+    if (n <= 0) break;
+    void *nul = memchr(out + got, '\0', (size_t)n);
+    got += (size_t)n;
+    if (nul != NULL) {
+      close(fd);
+      return 0;
+    }
+  }
+  close(fd);
+  return -1;
+}
+
+static void report(const char *kind, const char *name, const char *path) {
+  if (report_fd < 0 || reports >= 64) return;
+  reports++;
+  char line[PATH_MAX + 256];
+  int n = snprintf(line, sizeof line, "refused %s %s %s\n", kind, name[0] ? name : "-", path);
+  if (n <= 0) return;
+  if ((size_t)n >= sizeof line) n = sizeof line - 1;
+  for (int i = 0; i < n - 1; i++) {
+    if (line[i] == '\n') line[i] = '?';
+  }
+  ssize_t w = write(report_fd, line, (size_t)n);
+  (void)w;
+}
+
+/** Classifies one exec (the file and, for scripts, its interpreter) and reports a refusal. */
+static void explain(const char *real) {
+  const char *name = "";
+  const char *kind = mcpg_landlock_classify(&policy, real, &name);
+  if (kind != NULL) {
+    report(kind, name, real);
+    return;
+  }
+  /* An allowed script whose interpreter is refused. */
+  int fd = open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return;
+  char buf[256];
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  close(fd);
+  if (n < 3 || buf[0] != '#' || buf[1] != '!') return;
+  buf[n] = '\0';
+  char *p = buf + 2;
+  while (*p == ' ' || *p == '\t') p++;
+  p[strcspn(p, " \t\n")] = '\0';
+  char interp[PATH_MAX];
+  if (realpath(p, interp) == NULL) return;
+  kind = mcpg_landlock_classify(&policy, interp, &name);
+  if (kind != NULL) report(kind, name, interp);
+}
+
+static void handle_notification(int listener, struct seccomp_notif *req,
+                                struct seccomp_notif_resp *resp) {
+  memset(req, 0, sizeof *req);
+  if (seccomp_notify_receive(listener, req) != 0) return; /* the caller died */
+  char rel[PATH_MAX];
+  int ok = -1;
+  int dirfd = AT_FDCWD;
+  unsigned long long addr = req->data.args[0];
+  if (req->data.nr == SCMP_SYS(execveat)) {
+    dirfd = (int)req->data.args[0];
+    addr = req->data.args[1];
+  }
+  if (addr != 0) ok = read_remote_string((pid_t)req->pid, addr, rel, sizeof rel);
+  /* Resolve as the caller would: relative to its cwd or dirfd, through its /proc view. */
+  char full[PATH_MAX + 64];
+  int have = 0;
+  if (ok == 0 && seccomp_notify_id_valid(listener, req->id) == 0) {
+    if (rel[0] == '/') {
+      have = snprintf(full, sizeof full, "%s", rel) < (int)sizeof full;
+    } else if (dirfd == AT_FDCWD) {
+      have = snprintf(full, sizeof full, "/proc/%d/cwd/%s", (int)req->pid, rel) <
+             (int)sizeof full;
+    } else if (rel[0] == '\0') {
+      have = snprintf(full, sizeof full, "/proc/%d/fd/%d", (int)req->pid, dirfd) <
+             (int)sizeof full;
+    } else {
+      have = snprintf(full, sizeof full, "/proc/%d/fd/%d/%s", (int)req->pid, dirfd, rel) <
+             (int)sizeof full;
+    }
+  }
+  char real[PATH_MAX];
+  if (have) {
+    if (realpath(full, real) != NULL) {
+      explain(real);
+    } else if (strncmp(full, "/proc/", 6) == 0) {
+      /* memfd and deleted files: the link text names them. */
+      ssize_t n = readlink(full, real, sizeof real - 1);
+      if (n > 0) {
+        real[n] = '\0';
+        explain(real);
+      }
+    }
+  }
+  memset(resp, 0, sizeof *resp);
+  resp->id = req->id;
+  resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  seccomp_notify_respond(listener, resp); /* ENOENT: the caller died meanwhile */
+}
+
+static int send_fd(int sock, int fd) {
+  char data = 'L';
+  struct iovec iov = {.iov_base = &data, .iov_len = 1};
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                       .msg_controllen = sizeof u.buf};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int sock) {
+  char data;
+  struct iovec iov = {.iov_base = &data, .iov_len = 1};
+  union {
+    struct cmsghdr h;
+    char buf[CMSG_SPACE(sizeof(int))];
+  } u;
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                       .msg_controllen = sizeof u.buf};
+  ssize_t n;
+  do {
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  if (n != 1) return -1;
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (c == NULL || c->cmsg_type != SCM_RIGHTS) return -1;
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return fd;
+}
+
+/** The child's side: the exec-notifying filter, its listener to the supervisor. */
+static int install_exec_notifier(int sock) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (ctx == NULL) return -1;
+  int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+  if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(execve), 0);
+  if (rc == 0) rc = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(execveat), 0);
+  if (rc == 0) rc = seccomp_load(ctx);
+  int listener = rc == 0 ? seccomp_notify_fd(ctx) : -1;
+  seccomp_release(ctx);
+  if (listener < 0) {
+    fprintf(stderr, "sandbox: cannot install the exec supervisor: %s\n", strerror(-rc));
+    return -1;
+  }
+  int sent = send_fd(sock, listener);
+  close(listener);
+  return sent;
+}
+
+/** The supervisor: answers exec notifications until the child exits; exits like it. */
+static int supervise(pid_t child, int listener, int sigfd) {
+  struct seccomp_notif *req = NULL;
+  struct seccomp_notif_resp *resp = NULL;
+  if (seccomp_notify_alloc(&req, &resp) != 0) {
+    kill(child, SIGKILL);
+    return 125;
+  }
+  for (;;) {
+    struct pollfd fds[2] = {{.fd = sigfd, .events = POLLIN}, {.fd = listener, .events = POLLIN}};
+    int n = poll(fds, listener >= 0 ? 2 : 1, -1);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (listener >= 0 && (fds[1].revents & POLLIN)) handle_notification(listener, req, resp);
+    if (listener >= 0 && (fds[1].revents & (POLLHUP | POLLERR | POLLNVAL))) {
+      /* Every process of the task that holds the filter is gone. */
+      close(listener);
+      listener = -1;
+    }
+    if (fds[0].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+      }
+      int st;
+      pid_t w = waitpid(child, &st, WNOHANG);
+      if (w == child) {
+        if (WIFEXITED(st)) _exit(WEXITSTATUS(st));
+        if (WIFSIGNALED(st)) {
+          int sig = WTERMSIG(st);
+          signal(sig, SIG_DFL);
+          sigset_t all;
+          sigfillset(&all);
+          sigprocmask(SIG_UNBLOCK, &all, NULL);
+          raise(sig);
+          _exit(128 + sig);
+        }
+      }
+    }
+  }
+  kill(child, SIGKILL);
+  return 125;
+}
+
+static void usage(const char *argv0) {
+  fprintf(stderr,
+          "usage: %s STARTED_FD AS NPROC FSIZE NOFILE CPU [-L ABI] [-r FD] [-l] [-a NAME]... "
+          "[-d NAME]... [-p PREFIX]... [-w DIR]... [-W DIR]... [-n PORT]... -- COMMAND "
+          "[ARGS...]\n",
+          argv0);
+}
+
 int main(int argc, char **argv) {
-  if (argc < 9 || strcmp(argv[7], "--") != 0) {
-    fprintf(stderr, "usage: %s STARTED_FD AS NPROC FSIZE NOFILE CPU -- COMMAND [ARGS...]\n",
-            argv[0]);
+  if (argc < 9) {
+    usage(argv[0]);
     return 125;
   }
   unsigned long long started_fd, as, nproc, fsize, nofile, cpu;
@@ -61,6 +324,62 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sandbox-init: invalid numeric argument\n");
     return 125;
   }
+  int abi = 0;
+  int i = 7;
+  for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+    const char *opt = argv[i];
+    if (strcmp(opt, "-l") == 0) {
+      policy.list_mode = 1;
+      continue;
+    }
+    if (i + 1 >= argc || opt[0] != '-' || opt[1] == '\0' || opt[2] != '\0') {
+      usage(argv[0]);
+      return 125;
+    }
+    const char *val = argv[++i];
+    unsigned long long n = 0;
+    switch (opt[1]) {
+      case 'L':
+        if (parse_u64(val, &n) || n > 64) return usage(argv[0]), 125;
+        abi = (int)n;
+        break;
+      case 'r':
+        if (parse_u64(val, &n) || n > 1023) return usage(argv[0]), 125;
+        report_fd = (int)n;
+        break;
+      case 'a':
+        if (policy.n_allowed >= MCPG_MAX_LIST) return fprintf(stderr, "sandbox-init: too many -a\n"), 125;
+        policy.allowed[policy.n_allowed++] = val;
+        break;
+      case 'd':
+        if (policy.n_denied >= MCPG_MAX_LIST * 2) return fprintf(stderr, "sandbox-init: too many -d\n"), 125;
+        policy.denied[policy.n_denied++] = val;
+        break;
+      case 'p':
+        if (policy.n_denied_prefixes >= MCPG_MAX_LIST) return fprintf(stderr, "sandbox-init: too many -p\n"), 125;
+        policy.denied_prefixes[policy.n_denied_prefixes++] = val;
+        break;
+      case 'w':
+      case 'W':
+        if (policy.n_write >= 8 || val[0] != '/') return usage(argv[0]), 125;
+        policy.exec_dirs[policy.n_write] = opt[1] == 'W';
+        policy.write_dirs[policy.n_write++] = val;
+        break;
+      case 'n':
+        if (parse_u64(val, &n) || n == 0 || n > 65535 || policy.n_ports >= 8) return usage(argv[0]), 125;
+        policy.ports[policy.n_ports++] = (unsigned short)n;
+        break;
+      default:
+        usage(argv[0]);
+        return 125;
+    }
+  }
+  if (i + 1 >= argc) {
+    usage(argv[0]);
+    return 125;
+  }
+  char **command = &argv[i + 1];
+  policy.path_env = getenv("PATH");
 
   /* CPU: SIGXCPU at the soft limit, SIGKILL one second later. */
   if (limit(RLIMIT_AS, as, as) || limit(RLIMIT_NPROC, nproc, nproc) ||
@@ -69,6 +388,50 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sandbox-init: setrlimit: %s\n", strerror(errno));
     return 125;
   }
+  if (abi > 0 && mcpg_landlock_prepare(&policy) != 0) return 125;
+
+  if (abi > 0 && report_fd >= 0) {
+    int sv[2];
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 ||
+        sigprocmask(SIG_BLOCK, &chld, &old) != 0) {
+      fprintf(stderr, "sandbox-init: supervisor setup: %s\n", strerror(errno));
+      return 125;
+    }
+    pid_t child = fork();
+    if (child < 0) {
+      fprintf(stderr, "sandbox-init: fork: %s\n", strerror(errno));
+      return 125;
+    }
+    if (child > 0) {
+      close(sv[1]);
+      close((int)started_fd);
+      int sigfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+      int listener = recv_fd(sv[0]);
+      close(sv[0]);
+      if (sigfd < 0) {
+        kill(child, SIGKILL);
+        return 125;
+      }
+      /* Nothing of the task's output stays open here. */
+      int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+      if (devnull >= 0) {
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        close(devnull);
+      }
+      close_from_except(3, sigfd, report_fd, listener, 1023);
+      return supervise(child, listener, sigfd);
+    }
+    /* The task. */
+    close(sv[0]);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (install_exec_notifier(sv[1]) != 0) return 125;
+    close(sv[1]);
+  }
+  if (abi > 0 && mcpg_landlock_apply(&policy, abi) != 0) return 125;
 
   char started = 'S';
   if (write((int)started_fd, &started, 1) != 1) {
@@ -77,8 +440,8 @@ int main(int argc, char **argv) {
   }
   close_from(3);
 
-  execvp(argv[8], &argv[8]);
+  execvp(command[0], command);
   int err = errno;
-  fprintf(stderr, "sandbox: cannot execute %s: %s\n", argv[8], strerror(err));
+  fprintf(stderr, "sandbox: cannot execute %s: %s\n", command[0], strerror(err));
   return err == ENOENT ? 127 : 126;
 }

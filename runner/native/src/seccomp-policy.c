@@ -107,6 +107,10 @@ static const char *const ALLOWED[] = {
     /* legacy (non io_uring) AIO, randomness */
     "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
     "getrandom",
+    /* Landlock: sandbox-init applies the task's ruleset after bwrap installed these
+     * filters. A process can only ever restrict itself further with them (and needs
+     * no_new_privs, which bwrap set), so the task may use them too. */
+    "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
     NULL,
 };
 
@@ -120,7 +124,6 @@ static const char *const DENIED[] = {
     "io_uring_setup", "io_uring_enter", "io_uring_register", "bpf", "perf_event_open",
     "userfaultfd", "keyctl", "add_key", "request_key", "fanotify_init", "fanotify_mark",
     "memfd_secret", "name_to_handle_at", "open_by_handle_at", "lookup_dcookie",
-    "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
     "set_mempolicy", "mbind", "migrate_pages", "move_pages", "remap_file_pages",
     "modify_ldt", "iopl", "ioperm", "vm86", "vm86old", "uselib", "sysfs", "ustat",
     "_sysctl", "quotactl", "quotactl_fd", "nfsservctl",

@@ -1,5 +1,6 @@
 import { posix } from "node:path";
 import { SandboxSpecError } from "./errors.js";
+import { DEFAULT_EXEC_POLICY, landlockInitArgs } from "./landlock.js";
 import type { SandboxSpec } from "./types.js";
 
 /** Where the task's workspace appears inside the sandbox. */
@@ -54,6 +55,8 @@ export interface BwrapArgvInput {
   env: Record<string, string>;
   /** Host layout. */
   layout: HostLayout;
+  /** Landlock ABI sandbox-init applies (0 or absent: no Landlock layer; see landlock.ts). */
+  landlockAbi?: number;
 }
 
 /**
@@ -82,6 +85,7 @@ export function sandboxCwd(cwd: string): string {
  */
 export function buildBwrapArgv(input: BwrapArgvInput): string[] {
   const { spec, env, layout } = input;
+  const landlockAbi = input.landlockAbi ?? 0;
   if (spec.command === "" || spec.command.includes("\0")) {
     throw new SandboxSpecError("command must be a non-empty string without NUL bytes");
   }
@@ -169,6 +173,17 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
     String(limits.maxFileSizeBytes),
     String(limits.maxOpenFiles),
     String(limits.cpuSeconds),
+    // Landlock (inside the sandbox, after bwrap's mounts, before the task's first exec):
+    // what the task may execute and write, from the decision's obligations; refused
+    // executions are reported with their path on REPORT_FD.
+    ...(landlockAbi > 0
+      ? landlockInitArgs({
+          abi: landlockAbi,
+          exec: spec.exec ?? DEFAULT_EXEC_POLICY,
+          connectPorts: spec.connectPorts ?? [],
+          workspace: SANDBOX_WORKSPACE,
+        })
+      : []),
     "--",
     spec.command,
     ...spec.args,

@@ -12,6 +12,7 @@ import { type CgroupController, createCgroupController, type TaskCgroup } from "
 import { buildSandboxEnv } from "./env.js";
 import { SandboxSpecError, SandboxUnavailableError } from "./errors.js";
 import { detectHostLayout } from "./host-layout.js";
+import { DEFAULT_EXEC_POLICY, parseRefusal, REPORT_FD } from "./landlock.js";
 import { DEFAULT_SANDBOX_LIMITS, sandboxLimitsSchema } from "./limits.js";
 import type {
   OutputStream,
@@ -35,7 +36,7 @@ export const DEFAULT_INIT_PATH = join(NATIVE_DIR, "build", "mcpg-sandbox-init");
 /** Default directory of the stub /etc/passwd, /etc/group and /etc/hosts. */
 export const DEFAULT_ETC_STUB_DIR = join(NATIVE_DIR, "etc");
 /** Protocol line the helper must print for `version` (bumped with the C side). */
-const HELPER_PROTOCOL = "mcpg-sandbox-helper 2";
+const HELPER_PROTOCOL = "mcpg-sandbox-helper 3";
 /** Oldest bubblewrap with --disable-userns, --size and --perms for tmpfs. */
 const MIN_BWRAP: readonly [number, number, number] = [0, 8, 0];
 /** Descriptor (in the launcher) on which it writes its status lines. */
@@ -82,6 +83,17 @@ export interface SandboxOptions {
   requireCgroups?: boolean;
   /** Memory limit of all tasks together (the runner's task cgroup), bytes; 0 = none. */
   totalTaskMemoryBytes?: number;
+  /**
+   * Landlock (what a task may execute and write, enforced by the kernel; see
+   * docs/security/sandbox.md): "auto" (default) applies it when the kernel supports it;
+   * "off" never does.
+   */
+  landlock?: "auto" | "off";
+  /**
+   * Refuse tasks (readiness not ready, spawn throws SandboxUnavailableError) unless Landlock
+   * is applied to them. Recommended for production.
+   */
+  requireLandlock?: boolean;
   /** Pre-made cgroup controller (tests); default: detected once with createCgroupController. */
   cgroupController?: CgroupController;
   /** Logger (pino); nothing is logged when absent. */
@@ -96,6 +108,8 @@ interface Prepared {
   bpfMain: Buffer;
   bpfArgs: Buffer;
   cgroups: CgroupController;
+  /** Landlock ABI applied to tasks; 0: none. */
+  landlockAbi: number;
 }
 
 interface ExitInfo {
@@ -306,6 +320,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         cause: err,
       });
     }
+    const landlockAbi = await probeLandlock();
     const cg = await cgroups();
     if (options.requireCgroups === true && !cg.complete) {
       throw new SandboxUnavailableError(
@@ -322,9 +337,34 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       bpfMain,
       bpfArgs,
       cgroups: cg,
+      landlockAbi,
     };
     await selfTest(candidate);
     return candidate;
+  }
+
+  /** The Landlock ABI to apply (0: none); throws when requireLandlock cannot be met. */
+  async function probeLandlock(): Promise<number> {
+    let abi = 0;
+    if (options.landlock !== "off") {
+      try {
+        const { stdout } = await execFileAsync(helperPath, ["landlock-abi"], { timeout: 5000 });
+        abi = Number.parseInt(stdout.trim(), 10) || 0;
+      } catch {
+        abi = 0;
+      }
+    }
+    if (abi < 1 && options.requireLandlock === true) {
+      throw new SandboxUnavailableError(
+        options.landlock === "off"
+          ? 'Landlock is required (requireLandlock: true) but landlock is "off"'
+          : "Landlock is required (requireLandlock: true) but the kernel does not offer it: " +
+              "boot a kernel with CONFIG_SECURITY_LANDLOCK=y and landlock in the lsm= list " +
+              "(check /sys/kernel/security/lsm)",
+      );
+    }
+    if (abi < 1) log?.warn("Landlock is not available: tasks run without the Landlock layer");
+    return abi;
   }
 
   /** Runs `true` in a real sandbox: proves user namespaces, bwrap flags and seccomp work. */
@@ -389,7 +429,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       try {
         cg = await p.cgroups.create(`t${process.pid}-${++taskCounter}`, {
           memoryBytes: spec.limits.memoryBytes,
-          maxProcesses: spec.limits.maxProcesses + 1,
+          maxProcesses: spec.limits.maxProcesses + 1 + (p.landlockAbi > 0 ? 1 : 0),
         });
       } catch (err) {
         throw new SandboxUnavailableError(
@@ -399,11 +439,24 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       }
     }
     // With a pids cgroup, pids.max is the bound the task meets; RLIMIT_NPROC stays one above it
-    // as a second layer.
-    const argvSpec = pidsCgroup
-      ? { ...spec, limits: { ...spec.limits, maxProcesses: spec.limits.maxProcesses + 1 } }
-      : spec;
-    const bwrapArgv = buildBwrapArgv({ spec: argvSpec, env, layout: p.layout });
+    // as a second layer. The exec supervisor (with Landlock) is one more process of the task's.
+    const supervisor = p.landlockAbi > 0 ? 1 : 0;
+    const argvSpec =
+      pidsCgroup || supervisor > 0
+        ? {
+            ...spec,
+            limits: {
+              ...spec.limits,
+              maxProcesses: spec.limits.maxProcesses + (pidsCgroup ? 1 : 0) + supervisor,
+            },
+          }
+        : spec;
+    const bwrapArgv = buildBwrapArgv({
+      spec: argvSpec,
+      env,
+      layout: p.layout,
+      landlockAbi: p.landlockAbi,
+    });
     const started = process.hrtime.bigint();
     const child = spawn(
       p.helperPath,
@@ -424,7 +477,8 @@ export function createSandbox(options: SandboxOptions): Sandbox {
           "pipe",
           "pipe",
           "pipe",
-          ...(cg === null ? [] : ["pipe" as const]),
+          cg === null ? ("ignore" as const) : ("pipe" as const),
+          ...(p.landlockAbi > 0 ? ["pipe" as const] : []),
         ],
         env: {},
         ...(isRoot() ? { uid: sandboxUid, gid: sandboxGid } : {}),
@@ -468,6 +522,33 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       }
     };
     (child.stdout as Readable).on("data", capture("stdout"));
+    // Refused executions, reported by sandbox-init's exec supervisor (Landlock refuses them).
+    const reports = (child.stdio as unknown as Array<Readable | null>)[REPORT_FD] ?? null;
+    let reportText = "";
+    const reported = new Set<string>();
+    reports?.on("data", (chunk: Buffer) => {
+      if (reportText.length > 64 * 1024) return;
+      reportText += chunk.toString("utf8");
+      let nl = reportText.indexOf("\n");
+      while (nl >= 0) {
+        const refusal = parseRefusal(reportText.slice(0, nl), spec.exec ?? DEFAULT_EXEC_POLICY);
+        reportText = reportText.slice(nl + 1);
+        // execvp() tries every PATH directory: /bin/dd and /usr/bin/dd are one refusal.
+        if (refusal !== null && !reported.has(`${refusal.kind} ${refusal.path}`)) {
+          reported.add(`${refusal.kind} ${refusal.path}`);
+          log?.info({ refusal }, "sandbox refused an execution");
+          try {
+            hooks.onRefusal?.(refusal);
+          } catch (err) {
+            log?.warn({ err }, "sandbox onRefusal hook threw");
+          }
+        }
+        nl = reportText.indexOf("\n");
+      }
+    });
+    reports?.on("error", () => {
+      // reported via close
+    });
     (child.stderr as Readable).on("data", capture("stderr"));
 
     // The two seccomp programs, read by bwrap from fds 3 and 4 until EOF.
@@ -651,15 +732,21 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     async readiness(): Promise<SandboxReadiness> {
       const cg = await cgroups();
       const limitLayers = ["rlimits", "pid-namespace", "tmpfs-size", ...cg.layers];
+      let landlockAbi = 0;
       const cgroup = cg.kind === "none" ? `not used: ${cg.detail}` : cg.detail;
       try {
         prepared = await prepare();
+        landlockAbi = prepared.landlockAbi;
         return {
           ready: true,
           problem: "",
-          limitLayers,
+          limitLayers: [
+            ...limitLayers,
+            ...(landlockAbi > 0 ? [`landlock-abi-${landlockAbi}`] : []),
+          ],
           cgroup,
           bwrapVersion: prepared.bwrapVersion,
+          landlockAbi,
         };
       } catch (err) {
         prepared = null;
@@ -667,7 +754,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
           err instanceof SandboxUnavailableError
             ? err.message
             : `sandbox check failed: ${String(err)}`;
-        return { ready: false, problem, limitLayers, cgroup, bwrapVersion: "" };
+        return { ready: false, problem, limitLayers, cgroup, bwrapVersion: "", landlockAbi };
       }
     },
 

@@ -56,6 +56,17 @@ export interface SandboxSpec {
   /** Resource limits. */
   limits: SandboxLimits;
   /**
+   * What the kernel (Landlock) lets the task execute, from the decision's obligations.
+   * Default {@link DEFAULT_EXEC_POLICY}: any program, also from the workspace and /tmp.
+   * Writing is always limited to the workspace, /tmp and /dev/shm.
+   */
+  exec?: SandboxExecPolicy;
+  /**
+   * TCP ports connect(2) may reach (the egress proxy's); every other port is refused by
+   * Landlock (ABI ≥ 4). Absent or empty: TCP connect is not restricted by Landlock.
+   */
+  connectPorts?: number[];
+  /**
    * "pipe": the process's stdin is a pipe ({@link SandboxProcess.stdin}) and its stdout is
    * not capped in total (a long-running server; the caller bounds what it buffers). Default:
    * stdin is /dev/null and both streams are capped by limits.maxOutputBytes.
@@ -66,6 +77,39 @@ export interface SandboxSpec {
    * caller decides which are allowed (absolute and normalized paths are checked here).
    */
   readOnlyPaths?: string[];
+}
+
+/** The Landlock execution policy of one task (see docs/security/sandbox.md, "Landlock"). */
+export interface SandboxExecPolicy {
+  /**
+   * Program names that may be executed, resolved on the sandbox PATH together with the
+   * interpreters their `#!` lines and ELF headers need; nothing else is executable. null:
+   * every program except the denied ones.
+   */
+  allowedPrograms: string[] | null;
+  /** Why a program outside allowedPrograms is refused (reported with its path). */
+  notAllowedReason: string;
+  /** Program names that are never executable nor readable in the PATH directories → reason. */
+  deniedPrograms: Record<string, string>;
+  /** Program name prefixes (e.g. "mkfs.") handled like deniedPrograms → reason. */
+  deniedPrefixes: Record<string, string>;
+  /** Files in the workspace may be executed (never in list mode). */
+  workspaceExec: boolean;
+  /** Files in /tmp and /dev/shm may be executed (never in list mode). */
+  tmpExec: boolean;
+  /** Why a file in a no-exec directory is refused. */
+  noexecReason: string;
+}
+
+/** An execution the kernel refused, reported by the sandbox's exec supervisor. */
+export interface ExecRefusal {
+  /** "denied" (a denied program), "not_allowed" (outside allowedPrograms), "noexec" (in a
+   *  directory without execution), "memfd" (an anonymous file). */
+  kind: "denied" | "not_allowed" | "noexec" | "memfd";
+  /** The refused file, resolved inside the sandbox (e.g. "/usr/bin/dd"). */
+  path: string;
+  /** The policy's reason, e.g. 'command "dd" is denied: dd writes raw blocks …'. */
+  reason: string;
 }
 
 /** A captured output stream. */
@@ -124,6 +168,8 @@ export interface SpawnHooks {
   onOutput(stream: OutputStream, data: Uint8Array): void;
   /** Called once bwrap's setup succeeded and the command is about to be executed. */
   onStarted?(): void;
+  /** Called when the kernel refused to execute a file, with the path and the policy reason. */
+  onRefusal?(refusal: ExecRefusal): void;
 }
 
 /** Result of {@link Sandbox.readiness}. */
@@ -142,6 +188,8 @@ export interface SandboxReadiness {
   cgroup: string;
   /** bubblewrap version found ("" if none). */
   bwrapVersion: string;
+  /** Landlock ABI applied to every task (0: none; then "landlock" is not in limitLayers). */
+  landlockAbi: number;
 }
 
 /** The kernel sandbox. */

@@ -1,0 +1,77 @@
+/*
+ * landlock.h — the sandbox's Landlock layer (see landlock.c and docs/security/sandbox.md).
+ */
+#ifndef MCPG_LANDLOCK_H
+#define MCPG_LANDLOCK_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/** Highest Landlock ABI the kernel supports (0: none; the syscall is missing or disabled). */
+int mcpg_landlock_abi(void);
+
+/** A program file the policy names, identified by device and inode (hard links included). */
+struct mcpg_prog {
+  dev_t dev;
+  ino_t ino;
+  /** Policy name that matched (denied list) or "" (allow list). */
+  char name[64];
+};
+
+#define MCPG_MAX_LIST 64
+#define MCPG_MAX_PROGS 512
+
+/** What one task may do, from the decision's obligations (built by sandbox-init's options). */
+struct mcpg_landlock_policy {
+  /** 1: only `allowed` programs may be executed (restricted tenant); 0: everything but denied. */
+  int list_mode;
+  /** Program names allowed in list mode (resolved on PATH, plus shebang and ELF interpreters). */
+  const char *allowed[MCPG_MAX_LIST];
+  size_t n_allowed;
+  /** Program names and name prefixes that are never executable nor readable in PATH dirs. */
+  const char *denied[MCPG_MAX_LIST * 2];
+  size_t n_denied;
+  const char *denied_prefixes[MCPG_MAX_LIST];
+  size_t n_denied_prefixes;
+  /** Writable directories; exec_dirs[i] says whether programs there may be executed. */
+  const char *write_dirs[8];
+  int exec_dirs[8];
+  size_t n_write;
+  /** TCP ports connect(2) may reach (n_ports > 0: every other port is refused; ABI >= 4). */
+  unsigned short ports[8];
+  size_t n_ports;
+  /** Sandbox PATH (the program directories are its entries, resolved). */
+  const char *path_env;
+
+  /* Filled by mcpg_landlock_prepare(): */
+  /** Program directories (real paths of the PATH entries). */
+  char prog_dirs[16][4096];
+  size_t n_prog_dirs;
+  /** Denied program files found in the program directories. */
+  struct mcpg_prog denied_files[MCPG_MAX_PROGS];
+  size_t n_denied_files;
+  /** Executable files in list mode (programs, their interpreters, the ELF loader). */
+  struct mcpg_prog allowed_files[MCPG_MAX_PROGS];
+  char allowed_paths[MCPG_MAX_LIST * 3][4096];
+  size_t n_allowed_files;
+};
+
+/**
+ * Resolves the program directories, finds the denied files (by name and prefix, and every
+ * hard link to one) and, in list mode, the allowed programs with their interpreters.
+ * Returns 0, or -1 with a message on stderr.
+ */
+int mcpg_landlock_prepare(struct mcpg_landlock_policy *p);
+
+/**
+ * Builds the ruleset and restricts the calling thread (needs no_new_privs, which bwrap
+ * sets). `abi` is the ABI to use (never above the kernel's). Returns 0 or -1 (message on
+ * stderr).
+ */
+int mcpg_landlock_apply(const struct mcpg_landlock_policy *p, int abi);
+
+/** Why executing `real` (a resolved path) is refused, or NULL if the policy allows it. */
+const char *mcpg_landlock_classify(const struct mcpg_landlock_policy *p, const char *real,
+                                   const char **name);
+
+#endif
