@@ -2,7 +2,7 @@
  * Kernel-enforced workspace quotas: each workspace is its own ext4 filesystem in a sparse image
  * file, loop-mounted on the workspace directory. Its size bounds the bytes and its inode count
  * the files, for tasks and file operations alike, and one workspace filling up never touches
- * another or the host. See docs/adr/0008-workspace-quotas-loop-images.md.
+ * another or the host. See docs/adr/0012-resource-isolation-cgroups-and-workspace-images.md.
  *
  * @module
  */
