@@ -29,9 +29,9 @@ export type RequestedNetwork = "unspecified" | "none" | "host";
 
 /** Sandbox resource limits. In a request, 0 means "use the policy's cap". */
 export interface SandboxLimits {
-  /** Address-space limit in bytes (RLIMIT_AS). */
+  /** Memory of the whole task in bytes: its cgroup's limit (incl. shmem/memfd/tmpfs), and RLIMIT_AS per process. */
   memory_bytes: number;
-  /** Maximum number of processes (RLIMIT_NPROC). */
+  /** Maximum number of processes of the task (cgroup pids.max and RLIMIT_NPROC). */
   max_processes: number;
   /** Largest file the task may write, in bytes (RLIMIT_FSIZE). */
   max_file_size_bytes: number;
