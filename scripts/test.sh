@@ -61,6 +61,9 @@ step "MCP conformance (server mode, @modelcontextprotocol/conformance against /m
 bash scripts/install-conformance.sh
 node --import tsx test/conformance/mcp-conformance.ts
 
+step "images (offline: debootstrap + podman) and the full-stack compose (podman-compose)"
+bash scripts/test-compose.sh
+
 step "node:test — unit, attack, integration and browser suites"
 shopt -s globstar nullglob
 files=(common/src/**/*.test.ts edge/src/**/*.test.ts runner/src/**/*.test.ts client/src/**/*.test.ts console/src/**/*.test.ts \
