@@ -1,6 +1,6 @@
 import { connectionLimitsSchema } from "@mcp-gateway/common/connection-guard";
 import { z } from "zod";
-import { httpUpstreamSchema } from "./mcp/upstreams.js";
+import { upstreamSchema } from "./mcp/upstreams.js";
 
 /** A runner the edge may dispatch to. */
 export const runnerTargetSchema = z.object({
@@ -319,10 +319,14 @@ export const edgeConfigSchema = z.object({
        * each call decided by policy on its full arguments and audited (docs/mcp.md).
        */
       upstreams: z
-        .array(httpUpstreamSchema)
+        .array(upstreamSchema)
         .default([])
         .refine((list) => new Set(list.map((u) => u.name)).size === list.length, {
           message: "upstream names must be unique",
+        })
+        .refine((list) => list.filter((u) => !u.namespace).length <= 1, {
+          message:
+            "at most one upstream may offer its tools without a namespace (namespace: false)",
         }),
       /** Separator of namespaced upstream tool names. */
       toolSeparator: z

@@ -315,6 +315,7 @@ export async function startEdge(
       maxBodyBytes: config.mcp.maxBodyBytes,
       maxResultBytes: config.mcp.maxResultBytes,
       toolSeparator: config.mcp.toolSeparator,
+      unprefixedUpstream: config.mcp.upstreams.find((u) => !u.namespace)?.name,
       accepting: () => accepting,
       metrics,
       logger,

@@ -30,7 +30,10 @@ async function freePort(): Promise<number> {
 function startEverything(port: number): Promise<ChildProcess> {
   const child = spawn(
     process.execPath,
-    [join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"), "streamableHttp"],
+    [
+      join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+      "streamableHttp",
+    ],
     { env: { ...process.env, PORT: String(port) }, stdio: ["ignore", "ignore", "pipe"] },
   );
   return new Promise((resolve, reject) => {
@@ -47,7 +50,8 @@ function startEverything(port: number): Promise<ChildProcess> {
 function gaps(): Map<string, string> {
   const text = readFileSync(join(ROOT, "test", "conformance", "proxy-gaps.yml"), "utf8");
   const out = new Map<string, string>();
-  for (const m of text.matchAll(/^\s*-\s*([\w-]+)\s*#\s*(.+)$/gm)) out.set(m[1] as string, m[2] as string);
+  for (const m of text.matchAll(/^\s*-\s*([\w-]+)\s*#\s*(.+)$/gm))
+    out.set(m[1] as string, m[2] as string);
   return out;
 }
 
@@ -58,7 +62,17 @@ const config = join(dir, "edge.json");
 writeFileSync(
   config,
   JSON.stringify({
-    mcp: { upstreams: [{ name: "everything", kind: "http", url: `http://127.0.0.1:${port}/mcp` }] },
+    // Unprefixed (namespace: false), so the suite finds its fixture tools by their own names.
+    mcp: {
+      upstreams: [
+        {
+          name: "everything",
+          kind: "http",
+          url: `http://127.0.0.1:${port}/mcp`,
+          namespace: false,
+        },
+      ],
+    },
   }),
 );
 let failed = false;
@@ -83,7 +97,8 @@ try {
     if (viaGateway && known.has(scenario)) closed.push(scenario);
   }
   for (const scenario of known.keys()) {
-    if (direct.passed.get(scenario) !== true) closed.push(`${scenario} (no longer passes directly)`);
+    if (direct.passed.get(scenario) !== true)
+      closed.push(`${scenario} (no longer passes directly)`);
   }
   const passedDirect = [...direct.passed.values()].filter(Boolean).length;
   const passedThrough = [...through.passed.values()].filter(Boolean).length;
@@ -99,7 +114,9 @@ try {
     failed = true;
   }
   if (closed.length > 0) {
-    process.stdout.write(`proxy conformance: listed gaps that are not gaps (update the file): ${closed.join(", ")}\n`);
+    process.stdout.write(
+      `proxy conformance: listed gaps that are not gaps (update the file): ${closed.join(", ")}\n`,
+    );
     failed = true;
   }
 } finally {

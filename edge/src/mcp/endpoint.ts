@@ -58,6 +58,8 @@ export interface McpEndpointOptions {
   maxResultBytes: number;
   /** Between server and tool name in an upstream tool's namespaced name (`<server>__<tool>`). */
   toolSeparator: string;
+  /** The upstream whose tools keep their own names (namespace: false), if any. */
+  unprefixedUpstream?: string | undefined;
   /** False while draining or waiting as a standby: calls get 503. */
   accepting: () => boolean;
   /** Called when a browser Origin is refused (recorded as a security event in the audit chain). */
@@ -403,10 +405,15 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
           const d = definitions.get(t.name);
           return d ? [d] : [];
         });
-        const upstream = found.upstream.map((t) => ({
-          ...t.definition,
-          name: `${t.server}${options.toolSeparator}${t.definition.name}`,
-        }));
+        const upstream = found.upstream.flatMap((t) => {
+          if (t.server !== options.unprefixedUpstream) {
+            return [
+              { ...t.definition, name: `${t.server}${options.toolSeparator}${t.definition.name}` },
+            ];
+          }
+          // Unprefixed: the gateway's own tools win a name clash.
+          return byName.has(t.definition.name) ? [] : [t.definition];
+        });
         return { tools: [...own, ...upstream] };
       } catch (err) {
         const ce = toConnectError(err);
@@ -432,6 +439,24 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
           .catch(() => undefined);
       };
       const sep = req.params.name.indexOf(options.toolSeparator);
+      const prefixed = sep > 0 && req.params.name.slice(0, sep) !== options.unprefixedUpstream;
+      if (!tool && !prefixed && options.unprefixedUpstream) {
+        return callUpstream(
+          options.unprefixedUpstream,
+          req.params.name,
+          req.params.name,
+          req.params.arguments,
+          principal,
+          peer,
+          traceparent,
+          {
+            signal: extra.signal,
+            requestId: extra.requestId,
+            notify,
+            progress: progressToken !== undefined,
+          },
+        );
+      }
       if (!tool && sep > 0) {
         return callUpstream(
           req.params.name.slice(0, sep),

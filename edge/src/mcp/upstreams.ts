@@ -11,6 +11,14 @@ import {
 import canonicalize from "canonicalize";
 import type { Logger } from "pino";
 import { z } from "zod";
+import type { RunnerHandle } from "../runners/pool.js";
+import {
+  createStdioClients,
+  type StdioClients,
+  type StdioLease,
+  stdioUpstreamSchema,
+  type UpstreamCaller,
+} from "./stdio-upstream.js";
 
 /** A remote MCP server reached over Streamable HTTP with the gateway's own credentials. */
 export const httpUpstreamSchema = z.object({
@@ -19,6 +27,12 @@ export const httpUpstreamSchema = z.object({
     .string()
     .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "upstream name: 1-32 lowercase letters, digits or '-'"),
   kind: z.literal("http"),
+  /**
+   * Offer the tools as `<name><separator><tool>` (default). With false they keep their own
+   * names — for an agent that uses one upstream through the gateway; at most one upstream may
+   * do so, and a tool named like one of the gateway's own is not offered.
+   */
+  namespace: z.boolean().default(true),
   /** The server's MCP endpoint. */
   url: z.url({ protocol: /^https?$/, error: "upstream url must be http:// or https://" }),
   /**
@@ -47,8 +61,15 @@ export const httpUpstreamSchema = z.object({
   timeoutMs: z.number().int().min(100).max(3_600_000).default(60_000),
 });
 
+/** One upstream MCP server: remote (`kind: "http"`) or sandboxed on a runner (`kind: "stdio"`). */
+export const upstreamSchema = z.discriminatedUnion("kind", [
+  httpUpstreamSchema,
+  stdioUpstreamSchema,
+]);
+
 /** Configuration of one upstream MCP server. */
-export type UpstreamConfig = z.infer<typeof httpUpstreamSchema>;
+export type UpstreamConfig = z.infer<typeof upstreamSchema>;
+type HttpUpstreamConfig = z.infer<typeof httpUpstreamSchema>;
 
 /** A tool an upstream serves, with the digest of its definition. */
 export interface UpstreamTool {
@@ -73,14 +94,16 @@ export interface UpstreamCallOptions {
   signal: AbortSignal;
   /** Progress notifications of the upstream, passed through. */
   onProgress?: (progress: number, total: number | undefined, message: string | undefined) => void;
+  /** Whom the call is for (stdio servers run per tenant; required for them). */
+  caller?: UpstreamCaller;
 }
 
 /** The configured upstream MCP servers. */
 export interface Upstreams {
   /** Names of the configured upstreams. */
   names(): readonly string[];
-  /** The tools an upstream serves now (cached briefly). */
-  tools(server: string): Promise<UpstreamTool[]>;
+  /** The tools an upstream serves now (cached briefly); stdio servers need the caller. */
+  tools(server: string, caller?: UpstreamCaller): Promise<UpstreamTool[]>;
   /** Calls a tool on an upstream with the gateway's credentials. */
   call(
     server: string,
@@ -97,6 +120,8 @@ export interface UpstreamsOptions {
   logger: Logger;
   /** How long a tool list is reused before it is fetched again, ms. */
   toolsTtlMs?: number;
+  /** Picks the runner of a workspace (stdio servers run there); none: stdio servers fail. */
+  pickRunner?: (workspace: string) => RunnerHandle;
 }
 
 /** The digest of a tool definition: what pinning compares. */
@@ -113,7 +138,7 @@ export function toolDigest(t: Tool): { digest: string; canonical: string } {
   return { digest: `sha256:${createHash("sha256").update(canonical).digest("hex")}`, canonical };
 }
 
-function credentialHeader(c: NonNullable<UpstreamConfig["credential"]>): [string, string] {
+function credentialHeader(c: NonNullable<HttpUpstreamConfig["credential"]>): [string, string] {
   let secret: string | undefined;
   if (c.fromEnv) secret = process.env[c.fromEnv];
   else if (c.fromFile) secret = readFileSync(c.fromFile, "utf8").trim();
@@ -132,6 +157,32 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
   const clients = new Map<string, Promise<Client>>();
   const lists = new Map<string, { at: number; tools: UpstreamTool[] }>();
   const ttl = options.toolsTtlMs ?? 5000;
+  const pickRunner = options.pickRunner;
+  const stdio: StdioClients | undefined =
+    pickRunner && options.upstreams.some((u) => u.kind === "stdio")
+      ? createStdioClients({ pickRunner, logger: options.logger })
+      : undefined;
+  if (stdio) stdio.onStopped = (tenant, server) => lists.delete(`${tenant}\0${server}`);
+
+  /** The tenant's running stdio server (started if needed). */
+  async function lease(
+    u: z.infer<typeof stdioUpstreamSchema>,
+    caller: UpstreamCaller | undefined,
+  ): Promise<StdioLease> {
+    if (!caller) throw new UpstreamError("a stdio server needs the caller's tenant");
+    if (!stdio) throw new UpstreamError("stdio servers need a runner pool");
+    return stdio.acquire(u, caller);
+  }
+
+  /** What broke when a stdio server's call failed: the server's end if it ended. */
+  function stdioFailure(l: StdioLease | undefined, err: unknown): unknown {
+    if (!l?.transport.ended || l.transport.closedByGateway) return err;
+    const hint = l.transport.stderrTail.trim().split("\n").at(-1)?.trim() ?? "";
+    return new UpstreamError(
+      `the server ${l.transport.ended}${hint ? ` (stderr: ${hint.slice(0, 300)})` : ""}; it is started again on the next call`,
+      { cause: err },
+    );
+  }
 
   function config(server: string): UpstreamConfig {
     const u = byName.get(server);
@@ -147,7 +198,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     return new UpstreamError(`upstream ${server}: ${msg.slice(0, 300)}`, { cause: err });
   }
 
-  async function connect(u: UpstreamConfig): Promise<Client> {
+  async function connect(u: HttpUpstreamConfig): Promise<Client> {
     const headers: Record<string, string> = {};
     if (u.credential) {
       const [k, v] = credentialHeader(u.credential);
@@ -172,6 +223,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
 
   async function client(server: string): Promise<Client> {
     const u = config(server);
+    if (u.kind !== "http") throw new UpstreamError("not a remote server");
     let c = clients.get(server);
     if (!c) {
       c = connect(u);
@@ -192,12 +244,15 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
   return {
     names: () => [...byName.keys()],
 
-    async tools(server) {
-      const cached = lists.get(server);
-      if (cached && Date.now() - cached.at < ttl) return cached.tools;
+    async tools(server, caller) {
       const u = config(server);
+      const key = u.kind === "stdio" ? `${caller?.tenant ?? ""}\0${server}` : server;
+      const cached = lists.get(key);
+      if (cached && Date.now() - cached.at < ttl) return cached.tools;
+      let l: StdioLease | undefined;
       try {
-        const c = await client(server);
+        if (u.kind === "stdio") l = await lease(u, caller);
+        const c = l ? l.client : await client(server);
         const defs: Tool[] = [];
         let cursor: string | undefined;
         do {
@@ -206,18 +261,23 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
           cursor = page.nextCursor;
         } while (cursor && defs.length < 1000);
         const tools = defs.map((d) => ({ server, definition: d, ...toolDigest(d) }));
-        lists.set(server, { at: Date.now(), tools });
+        lists.set(key, { at: Date.now(), tools });
         return tools;
       } catch (err) {
-        reset(server);
-        throw describe(server, err);
+        if (u.kind === "http") reset(server);
+        else lists.delete(key);
+        throw describe(server, stdioFailure(l, err));
+      } finally {
+        l?.release();
       }
     },
 
     async call(server, tool, args, callOptions) {
       const u = config(server);
+      let l: StdioLease | undefined;
       try {
-        const c = await client(server);
+        if (u.kind === "stdio") l = await lease(u, callOptions.caller);
+        const c = l ? l.client : await client(server);
         const result = await c.callTool({ name: tool, arguments: args }, undefined, {
           signal: callOptions.signal,
           timeout: u.timeoutMs,
@@ -237,8 +297,10 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
           err instanceof McpError &&
           err.code !== ErrorCode.ConnectionClosed &&
           err.code !== ErrorCode.RequestTimeout;
-        if (!answered) reset(server);
-        throw describe(server, err);
+        if (!answered && u.kind === "http") reset(server);
+        throw describe(server, stdioFailure(l, err));
+      } finally {
+        l?.release();
       }
     },
 
@@ -246,6 +308,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
       const all = [...clients.values()];
       clients.clear();
       await Promise.all(all.map((c) => c.then((cl) => cl.close()).catch(() => undefined)));
+      await stdio?.close();
     },
   };
 }

@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { GatewayError } from "@mcp-gateway/common/errors";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import canonicalize from "canonicalize";
+import type { UpstreamCaller } from "../mcp/stdio-upstream.js";
 import type { Upstreams, UpstreamTool } from "../mcp/upstreams.js";
 import type { Pipeline } from "../pipeline/authorize.js";
 import { principalOf, type RequestContext } from "../pipeline/context.js";
@@ -21,6 +22,8 @@ export interface UpstreamOperationsDeps {
   auditArguments?: "digest" | "full";
   /** How long this edge trusts a pin state it read, ms (approvals on other edges show after it). */
   pinCacheMs?: number;
+  /** The active lease's fencing token for runner calls (0 when not active-passive). */
+  fencingToken?: () => bigint;
 }
 
 /** What `tools/list` may show: gateway operations and approved, permitted upstream tools. */
@@ -129,15 +132,73 @@ export function createUpstreamOperations(deps: UpstreamOperationsDeps): Upstream
     });
   }
 
-  async function upstreamTool(server: string, tool: string): Promise<UpstreamTool> {
+  /**
+   * The caller as stdio upstreams see it: its tenant, and the decision to start the tenant's
+   * server. One process serves the whole tenant, so the start is decided (mcp_server) and
+   * audited as the tenant's server principal — its limits and network never depend on which
+   * user called first — with the user who triggered it in the audit params.
+   */
+  function callerOf(rc: RequestContext): UpstreamCaller {
+    const user = principalOf(rc);
+    return {
+      tenant: user.tenant,
+      async authorizeLaunch(l) {
+        const principal = {
+          sub: `mcp-server:${l.server}`,
+          roles: ["mcp-server"],
+          tenant: user.tenant,
+          scopes: [],
+        };
+        const decision = await pipeline.authorize(
+          { ...rc, principal },
+          {
+            operation: "mcp_server",
+            workspace: l.workspace,
+            mcp_server: l.mcpServer,
+            network: l.network,
+            sandbox: { limits: l.limits },
+          },
+          {
+            params: {
+              server: l.server,
+              command: l.mcpServer.command,
+              args: l.mcpServer.args,
+              workspace: l.workspace,
+              network: l.network,
+              requested_by: user.sub,
+            },
+          },
+        );
+        return {
+          $typeName: "mcp.runner.v1.Authorization",
+          principal: { $typeName: "mcp.runner.v1.Principal", ...principal },
+          policyRevision: decision.revision,
+          metadata: {},
+          traceparent: rc.traceparent,
+          fencingToken: deps.fencingToken?.() ?? 0n,
+        };
+      },
+    };
+  }
+
+  async function upstreamTool(
+    rc: RequestContext,
+    server: string,
+    tool: string,
+  ): Promise<UpstreamTool> {
     const upstreams = deps.upstreams;
     if (!upstreams?.names().includes(server)) {
-      throw new GatewayError("not_found", `no upstream MCP server named "${server.slice(0, 40)}"`);
+      throw new GatewayError(
+        "invalid_argument",
+        `no upstream MCP server named "${server.slice(0, 40)}"`,
+      );
     }
-    const found = (await upstreams.tools(server)).find((t) => t.definition.name === tool);
+    const found = (await upstreams.tools(server, callerOf(rc))).find(
+      (t) => t.definition.name === tool,
+    );
     if (!found) {
       throw new GatewayError(
-        "not_found",
+        "invalid_argument",
         `upstream ${server} has no tool "${tool.slice(0, 80)}" (call tools/list)`,
       );
     }
@@ -150,7 +211,7 @@ export function createUpstreamOperations(deps: UpstreamOperationsDeps): Upstream
       const unavailable: string[] = [];
       for (const server of deps.upstreams?.names() ?? []) {
         try {
-          for (const t of (await deps.upstreams?.tools(server)) ?? []) {
+          for (const t of (await deps.upstreams?.tools(server, callerOf(rc))) ?? []) {
             if (await observe(rc, t)) candidates.push(t);
           }
         } catch (err) {
@@ -185,7 +246,7 @@ export function createUpstreamOperations(deps: UpstreamOperationsDeps): Upstream
     },
 
     async callUpstreamTool(rc, call, options) {
-      const t = await upstreamTool(call.server, call.tool);
+      const t = await upstreamTool(rc, call.server, call.tool);
       const argsDigest = digestOf(call.arguments);
       const params: Record<string, unknown> = {
         server: call.server,
@@ -234,7 +295,10 @@ export function createUpstreamOperations(deps: UpstreamOperationsDeps): Upstream
       let result: CallToolResult | undefined;
       let failure: unknown;
       try {
-        result = await deps.upstreams?.call(call.server, call.tool, call.arguments, options);
+        result = await deps.upstreams?.call(call.server, call.tool, call.arguments, {
+          ...options,
+          caller: callerOf(rc),
+        });
         return result ?? { content: [], isError: true };
       } catch (err) {
         failure = err;
