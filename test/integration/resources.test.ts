@@ -9,6 +9,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ensureDevPki } from "@mcp-gateway/common/tls";
+import { OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
+import { createMcpClient } from "../../client/src/client.js";
 import {
   connectJson,
   type Gateway,
@@ -21,6 +23,8 @@ import {
 const MiB = 1024 * 1024;
 let gw: Gateway;
 let token: string;
+/** The runner's limit layers, from its Info (first test). */
+let layers: string[] = [];
 
 before(async () => {
   assert.equal(process.getuid?.(), 0, "runs as root in CI (loop mounts, cgroups)");
@@ -30,6 +34,8 @@ before(async () => {
     JSON.stringify({
       requireCgroups: true,
       workspaceQuota: { mode: "loop-image", bytes: 32 * MiB, inodes: 1000 },
+      // Room for one task with the developer's 10 MiB output cap (2 × 10 MiB reserved), not two.
+      maxRetainedOutputBytes: 24 * MiB,
     }),
   );
   gw = await startGateway({ runnerArgs: ["--config", configPath] });
@@ -59,6 +65,7 @@ describe("resource isolation through the public API", () => {
     );
     assert.ok(info.limitLayers.some((l) => /^cgroup-v[12]-pids$/.test(l)));
     assert.ok(info.limitLayers.includes("workspace-quota"));
+    layers = info.limitLayers;
     assert.match(info.cgroup, /^cgroup v[12] /);
     assert.equal(info.workspaceQuota, `loop-image ${32 * MiB} bytes, 1000 inodes`);
   });
@@ -106,10 +113,40 @@ describe("resource isolation through the public API", () => {
       ],
       { MCP_GATEWAY_DATA_DIR: gw.dataDir },
     );
-    // RLIMIT_AS in KiB; RLIMIT_NPROC is one above pids.max (pids + bwrap's monitor)
-    assert.match(r.stdout, new RegExp(`^${48 * 1024}\nMax processes +21 +21 `));
+    // RLIMIT_AS in KiB; RLIMIT_NPROC is one above the 20 asked for (pids.max counts bwrap's
+    // monitor too), one more with the Landlock exec supervisor
+    assert.ok(layers.length > 0, "runs after the Info test");
+    const nproc = 20 + 1 + (layers.some((l) => l.startsWith("landlock")) ? 1 : 0);
+    assert.match(r.stdout, new RegExp(`^${48 * 1024}\nMax processes +${nproc} +${nproc} `));
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /out of memory/);
+  });
+
+  it("a flood of maximum-output tasks: the runner's event budget refuses, the edge queues, nothing is lost", async () => {
+    const client = createMcpClient({ baseUrl: gw.url, token });
+    const ids = await Promise.all(
+      [1, 2, 3].map(async (i) => {
+        const r = await client.executeCommand({
+          command: "sh",
+          args: ["-c", `head -c 12000000 /dev/zero | tr '\\0' ${i}`],
+          workspace: "flood",
+        });
+        return r.taskId;
+      }),
+    );
+    for (const [i, id] of ids.entries()) {
+      let stdout = 0;
+      let status = TaskStatus.UNSPECIFIED;
+      for await (const m of client.streamTaskOutput({ taskId: id })) {
+        if (m.kind === OutputKind.STDOUT) stdout += m.data.length;
+        if (m.kind === OutputKind.EXIT) status = m.status;
+      }
+      assert.equal(status, TaskStatus.COMPLETED, `task ${i + 1}`);
+      assert.equal(stdout, 10 * MiB, `task ${i + 1}: its whole (capped) output is stored`);
+    }
+    // the runner did refuse (its budget fits one such task) and the edge queued the others
+    assert.match(gw.edge.stdout() + gw.edge.stderr(), /runner did not take the task; requeued/);
+    assert.match(gw.edge.stdout() + gw.edge.stderr(), /runner output budget is in use/);
   });
 
   it("WriteFile past the workspace quota is resource_exhausted naming the quota; ListDirectory shows usage", async () => {
