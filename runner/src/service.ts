@@ -20,6 +20,7 @@ import type {
   TaskSpec,
 } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
+import { execPolicyOf } from "./exec-policy.js";
 import type { McpServerHost } from "./mcp-servers.js";
 import type { SandboxLimits, SandboxReadiness } from "./sandbox/index.js";
 import { DEFAULT_SANDBOX_LIMITS } from "./sandbox/index.js";
@@ -169,6 +170,8 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
       decision.obligations,
     );
     const d = DEFAULT_SANDBOX_LIMITS;
+    // What the kernel lets the task execute (Landlock), from the same decision.
+    const exec = execPolicyOf(decision.obligations, tenantOf(req.authorization));
     await guard(async () => {
       const workspaceDir = await workspaces(tenantOf(req.authorization)).ensure(spec.workspace);
       await tasks.start(
@@ -193,6 +196,7 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
             maxOutputBytes: orDefault(applied.limits.max_output_bytes, d.maxOutputBytes),
             tmpBytes: d.tmpBytes,
           },
+          ...(exec === undefined ? {} : { exec }),
         },
         parent,
       );

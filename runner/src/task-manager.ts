@@ -11,13 +11,20 @@ import {
 import { OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import {
   ExitedSchema,
+  NoticeSchema,
   OutputSchema,
   StartedSchema,
   type TaskEvent,
   TaskEventSchema,
 } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
-import type { Sandbox, SandboxProcess, SandboxResult, SandboxSpec } from "./sandbox/index.js";
+import {
+  refusalMessage,
+  type Sandbox,
+  type SandboxProcess,
+  type SandboxResult,
+  type SandboxSpec,
+} from "./sandbox/index.js";
 
 /** Options for {@link createTaskManager}. */
 export interface TaskManagerOptions {
@@ -184,6 +191,12 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
           started();
           push(entry, { case: "started", value: create(StartedSchema) });
         },
+        // The kernel refused to execute a file: the path and the policy's reason.
+        onRefusal: (refusal) =>
+          push(entry, {
+            case: "notice",
+            value: create(NoticeSchema, { message: refusalMessage(refusal) }),
+          }),
         onOutput: (stream, data) =>
           push(entry, {
             case: "output",

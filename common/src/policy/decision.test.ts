@@ -30,7 +30,38 @@ describe("parseDecision", () => {
       warnings: ["w"],
       obligations: { max_timeout_seconds: 30, network: "none", limits },
       revision: "rev",
+      operations: [],
+      tools: [],
     });
+  });
+
+  it("parses an execute decision's exec obligation and rejects a malformed one", () => {
+    const exec = {
+      allowed_programs: ["cat"],
+      denied_programs: { dd: "no dd" },
+      denied_prefixes: { "mkfs.": "no mkfs" },
+      workspace_exec: false,
+    };
+    const d = parseDecision(
+      raw({ obligations: { max_timeout_seconds: 30, network: "none", limits, exec } }),
+      "rev",
+    );
+    assert.deepEqual(d.obligations.exec, exec);
+    for (const bad of [
+      { ...exec, workspace_exec: "no" },
+      { ...exec, allowed_programs: "cat" },
+      { ...exec, denied_programs: { dd: 1 } },
+      [],
+    ]) {
+      assert.throws(
+        () =>
+          parseDecision(
+            raw({ obligations: { max_timeout_seconds: 30, network: "none", limits, exec: bad } }),
+            "rev",
+          ),
+        DecisionShapeError,
+      );
+    }
   });
 
   it("adds a reason to a denial that has none", () => {

@@ -8,6 +8,23 @@ export interface Obligations {
   network: "none" | "host";
   /** Resource caps. */
   limits: SandboxLimits;
+  /**
+   * What the kernel lets an execute request's processes run (the runner applies it with
+   * Landlock inside the sandbox). Only execute decisions carry it.
+   */
+  exec?: ExecObligation;
+}
+
+/** Execution rules of an execute decision, enforced by the kernel (see docs/security/sandbox.md). */
+export interface ExecObligation {
+  /** The only programs that may be executed (with their interpreters); [] = any but the denied. */
+  allowed_programs: readonly string[];
+  /** Program names never executable (nor readable in the PATH directories) → reason. */
+  denied_programs: Readonly<Record<string, string>>;
+  /** Program name prefixes handled like denied_programs → reason. */
+  denied_prefixes: Readonly<Record<string, string>>;
+  /** Programs in the workspace and /tmp may be executed. */
+  workspace_exec: boolean;
 }
 
 /**
@@ -92,6 +109,25 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+function isStringRecord(v: unknown): v is Record<string, string> {
+  return isRecord(v) && Object.values(v).every((s) => typeof s === "string");
+}
+
+function parseExec(v: unknown): ExecObligation {
+  if (!isRecord(v)) throw new DecisionShapeError("obligations.exec is not an object");
+  const { allowed_programs, denied_programs, denied_prefixes, workspace_exec } = v;
+  if (!isStringArray(allowed_programs)) {
+    throw new DecisionShapeError("obligations.exec.allowed_programs is not a string array");
+  }
+  if (!isStringRecord(denied_programs) || !isStringRecord(denied_prefixes)) {
+    throw new DecisionShapeError("obligations.exec denied_programs/denied_prefixes are not maps");
+  }
+  if (typeof workspace_exec !== "boolean") {
+    throw new DecisionShapeError("obligations.exec.workspace_exec is not a boolean");
+  }
+  return { allowed_programs, denied_programs, denied_prefixes, workspace_exec };
+}
+
 /** Thrown by {@link parseDecision} when the policy result has the wrong shape. */
 export class DecisionShapeError extends Error {
   /** Stable error code. */
@@ -114,7 +150,7 @@ export function parseDecision(raw: unknown, revision: string): Decision {
     throw new DecisionShapeError("deny_reasons is not a string array");
   if (!isStringArray(warnings)) throw new DecisionShapeError("warnings is not a string array");
   if (!isRecord(obligations)) throw new DecisionShapeError("obligations is not an object");
-  const { max_timeout_seconds, network, limits } = obligations;
+  const { max_timeout_seconds, network, limits, exec } = obligations;
   if (!isPositiveInt(max_timeout_seconds)) {
     throw new DecisionShapeError("obligations.max_timeout_seconds is not a positive integer");
   }
@@ -146,7 +182,10 @@ export function parseDecision(raw: unknown, revision: string): Decision {
         ? ["the policy denied the request without a reason"]
         : deny_reasons,
     warnings,
-    obligations: { max_timeout_seconds, network, limits: out },
+    obligations:
+      exec === undefined
+        ? { max_timeout_seconds, network, limits: out }
+        : { max_timeout_seconds, network, limits: out, exec: parseExec(exec) },
     revision,
     operations: allow && operations !== undefined ? operations : [],
     tools: allow && tools !== undefined ? tools : [],

@@ -471,6 +471,37 @@ execute_deny contains msg if {
 	msg := concat("", ["the environment variable ", name, " is not allowed (", prefix, "* variables are denied)"])
 }
 
+# The environment is an allowlist: a request may set only the names in
+# data.gateway.environment.allowed_names, the `environment` lists of its roles
+# and its tenant's `environment` list. The denylist above keeps its own reasons
+# (and wins over an allowlist: a tenant cannot allow LD_PRELOAD or GIT_*); every
+# other unknown name is refused with the name in the reason.
+execute_deny contains msg if {
+	env := data.gateway.environment
+	some name, _ in input.command.env
+	not env.allowed_names[name]
+	not env.denied_names[name]
+	not env_denied_prefix(name)
+	is_identifier(name)
+	not env_allowed_by_principal(name)
+	msg := concat("", [
+		"the environment variable ", name,
+		" is not allowed: it is not in the environment allowlist of your roles and tenant",
+	])
+}
+
+env_denied_prefix(name) if {
+	some prefix in data.gateway.environment.denied_prefixes
+	startswith(name, prefix)
+}
+
+env_allowed_by_principal(name) if name in tenant.environment
+
+env_allowed_by_principal(name) if {
+	some role in known_roles
+	name in object.get(data.gateway.roles[role], "environment", [])
+}
+
 execute_deny contains msg if {
 	some name, _ in input.command.env
 	not is_identifier(name)

@@ -266,8 +266,93 @@ test_deny_too_many_env_vars if {
 }
 
 test_allow_ordinary_env if {
-	d := authz.decision with input as env_exec({"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin", "CI": "1"})
+	d := authz.decision with input as env_exec({"LANG": "C.UTF-8", "TZ": "UTC", "CI": "1"})
 	d.allow
+}
+
+test_deny_path_git_and_interpreter_startup_env if {
+	d := authz.decision with input as env_exec({
+		"PATH": "/workspace:/usr/bin",
+		"GIT_CONFIG_COUNT": "1",
+		"PYTHONSTARTUP": "/tmp/x.py",
+		"LESSOPEN": "|/tmp/x %s",
+	})
+	not d.allow
+	has_reason(d, "the environment variable PATH is not allowed")
+	has_reason(d, "the environment variable GIT_CONFIG_COUNT is not allowed (GIT_* variables are denied)")
+	has_reason(d, "the environment variable PYTHONSTARTUP is not allowed")
+	has_reason(d, "the environment variable LESSOPEN is not allowed")
+}
+
+test_deny_unknown_env_names_them if {
+	d := authz.decision with input as env_exec({"FOO": "1"})
+	not d.allow
+	d.deny_reasons == ["the environment variable FOO is not allowed: it is not in the environment allowlist of your roles and tenant"]
+}
+
+test_env_allowlist_tenant_and_role_additions if {
+	authz.decision.allow with input as env_exec({"FOO": "1"})
+		with data.gateway.tenants.acme as {"environment": ["FOO"]}
+	authz.decision.allow with input as env_exec({"FOO": "1"})
+		with data.gateway.roles.developer.environment as ["FOO"]
+
+	# The denylist wins over an allowlist addition.
+	d := authz.decision with input as env_exec({"GIT_DIR": "x"})
+		with data.gateway.tenants.acme as {"environment": ["GIT_DIR"]}
+	not d.allow
+}
+
+# --- exec obligations (kernel-enforced by the runner) ---------------------------
+
+test_exec_obligation_denies_programs_everywhere if {
+	d := authz.decision with input as exec("ls", [])
+	d.allow
+	d.obligations.exec.denied_programs.dd == data.gateway.commands.denied.dd
+	d.obligations.exec.denied_prefixes == data.gateway.commands.denied_prefixes
+	d.obligations.exec.allowed_programs == []
+	d.obligations.exec.workspace_exec == true
+
+	# Network tools are refused by the kernel too unless the network is "host".
+	d.obligations.exec.denied_programs.curl == authz.network_tool_reason
+}
+
+test_exec_obligation_network_tools_with_host_network if {
+	inp := object.union(exec("curl", ["https://example.com"]), {
+		"network": "host",
+		"principal": object.union(developer, {"tenant": "example-research"}),
+	})
+	d := authz.decision with input as inp
+	d.allow
+	not d.obligations.exec.denied_programs.curl
+	d.obligations.exec.denied_programs.dd
+}
+
+test_exec_obligation_restricted_tenant_lists_programs_and_noexec if {
+	p := {"sub": "r", "roles": ["developer"], "tenant": "example-restricted", "scopes": []}
+	d := authz.decision with input as object.union(exec("cat", ["x"]), {"principal": p})
+	d.allow
+	d.obligations.exec.allowed_programs == data.gateway.tenants["example-restricted"].allowed_commands
+	d.obligations.exec.workspace_exec == false
+
+	# A role cannot give execution from the workspace to a tenant with allowed_commands.
+	r := authz.decision with input as object.union(exec("cat", ["x"]), {"principal": p})
+		with data.gateway.tenants["example-restricted"].workspace_exec_roles as ["developer"]
+	r.obligations.exec.workspace_exec == false
+}
+
+test_exec_obligation_workspace_exec_by_role if {
+	d := authz.decision with input as exec("ls", [])
+		with data.gateway.tenants.acme as {"workspace_exec": false}
+	d.obligations.exec.workspace_exec == false
+	r := authz.decision with input as exec("ls", [])
+		with data.gateway.tenants.acme as {"workspace_exec": false, "workspace_exec_roles": ["developer"]}
+	r.obligations.exec.workspace_exec == true
+}
+
+test_no_exec_obligation_for_file_operations if {
+	d := authz.decision with input as file_op("read_file", "a.txt", "read")
+	d.allow
+	not d.obligations.exec
 }
 
 test_is_identifier if {

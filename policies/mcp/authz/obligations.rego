@@ -5,10 +5,52 @@
 # loosens a request. Requests above a cap are clamped and reported as warnings.
 package mcp.authz
 
-obligations := {
+obligations := base_obligations if {
+	input.operation != "execute"
+} else := object.union(base_obligations, {"exec": exec_obligation})
+
+base_obligations := {
 	"max_timeout_seconds": effective_limit.max_timeout_seconds,
 	"network": obligation_network,
 	"limits": object.remove(effective_limit, ["max_timeout_seconds"]),
+}
+
+# exec_obligation is what the kernel (Landlock, applied by the runner inside the
+# sandbox) lets an execute request's processes run, whatever its command line
+# hides from the static analysis above: with the tenant's allowed_commands only
+# those programs (resolved, with their interpreters); never the denied programs
+# (and the network tools unless the network is "host"); programs written to the
+# workspace or /tmp only where workspace_exec allows it.
+exec_obligation := {
+	"allowed_programs": tenant.allowed_commands,
+	"denied_programs": exec_denied_programs,
+	"denied_prefixes": data.gateway.commands.denied_prefixes,
+	"workspace_exec": workspace_exec,
+}
+
+exec_denied_programs := data.gateway.commands.denied if {
+	obligation_network == "host"
+} else := object.union(
+	{name: network_tool_reason | some name, _ in data.gateway.commands.network_tools},
+	data.gateway.commands.denied,
+)
+
+network_tool_reason := "it needs network access, which is off for this request"
+
+# workspace_exec: programs in the workspace and /tmp may be executed. Never with
+# allowed_commands (a file written as "cat" would otherwise run as cat); else
+# the tenant's workspace_exec, or one of its workspace_exec_roles.
+default workspace_exec := false
+
+workspace_exec if {
+	count(tenant.allowed_commands) == 0
+	tenant.workspace_exec == true
+}
+
+workspace_exec if {
+	count(tenant.allowed_commands) == 0
+	some role in known_roles
+	role in tenant.workspace_exec_roles
 }
 
 warnings contains msg if {

@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { buildBwrapArgv, type HostLayout, sandboxCwd } from "./bwrap-argv.js";
-import { buildSandboxEnv } from "./env.js";
+import { BASE_SANDBOX_ENV, buildSandboxEnv } from "./env.js";
 import { SandboxSpecError } from "./errors.js";
+import { DEFAULT_EXEC_POLICY } from "./landlock.js";
 import { DEFAULT_SANDBOX_LIMITS } from "./limits.js";
 import type { SandboxSpec } from "./types.js";
 
@@ -117,6 +118,64 @@ describe("buildBwrapArgv", () => {
     ]);
   });
 
+  it("passes the Landlock policy to sandbox-init: denied programs, list mode, noexec dirs, ports", () => {
+    const exec = {
+      ...DEFAULT_EXEC_POLICY,
+      deniedPrograms: { dd: "no", sudo: "no" },
+      deniedPrefixes: { "mkfs.": "no" },
+      workspaceExec: false,
+    };
+    const s = spec({ exec, connectPorts: [3128] });
+    const argv = buildBwrapArgv({ spec: s, env: buildSandboxEnv({}), layout, landlockAbi: 7 });
+    const init = argv.lastIndexOf("/.mcpg/init");
+    const opts = argv.slice(init + 7, argv.indexOf("--", init));
+    assert.deepEqual(opts, [
+      "-L",
+      "7",
+      "-r",
+      "7",
+      "-d",
+      "dd",
+      "-d",
+      "sudo",
+      "-p",
+      "mkfs.",
+      "-w",
+      "/workspace",
+      "-W",
+      "/tmp",
+      "-W",
+      "/dev/shm",
+      "-n",
+      "3128",
+    ]);
+    // List mode: only the listed programs; nothing in a writable directory is executable.
+    const list = buildBwrapArgv({
+      spec: spec({
+        exec: { ...exec, allowedPrograms: ["cat"], tmpExec: true, workspaceExec: true },
+      }),
+      env: buildSandboxEnv({}),
+      layout,
+      landlockAbi: 7,
+    });
+    const l0 = list.lastIndexOf("/.mcpg/init");
+    const lopts = list.slice(l0 + 7, list.indexOf("--", l0));
+    assert.ok(indexOfSeq(lopts, "-l", "-a", "cat") >= 0);
+    assert.ok(indexOfSeq(lopts, "-w", "/workspace", "-w", "/tmp", "-w", "/dev/shm") >= 0);
+    // Without Landlock (ABI 0) sandbox-init gets no options; invalid names are refused.
+    assert.equal(argvFor(spec({ exec })).includes("-L"), false);
+    assert.throws(
+      () =>
+        buildBwrapArgv({
+          spec: spec({ exec: { ...exec, deniedPrograms: { "a b": "x" } } }),
+          env: {},
+          layout,
+          landlockAbi: 7,
+        }),
+      SandboxSpecError,
+    );
+  });
+
   it("sets exactly the allowlisted environment plus the caller's variables", () => {
     const argv = argvFor(spec({ env: { FOO: "bar" } }));
     const names: string[] = [];
@@ -155,11 +214,18 @@ describe("buildSandboxEnv", () => {
       "GCONV_PATH",
       "BASH_ENV",
       "BASH_FUNC_x%%",
+      "PATH",
+      "GIT_CONFIG_COUNT",
+      "GIT_DIR",
+      "PYTHONSTARTUP",
+      "NODE_OPTIONS",
+      "LESSOPEN",
     ]) {
       assert.throws(() => buildSandboxEnv({ [name]: "x" }), SandboxSpecError, name);
     }
     assert.throws(() => buildSandboxEnv({ "A=B": "x" }), SandboxSpecError);
     assert.throws(() => buildSandboxEnv({ A: "x\0y" }), SandboxSpecError);
-    assert.equal(buildSandboxEnv({ PATH: "/bin" }).PATH, "/bin");
+    // PATH is the runner's own, never a caller's.
+    assert.equal(buildSandboxEnv({ LANG: "C" }).PATH, BASE_SANDBOX_ENV.PATH);
   });
 });

@@ -15,8 +15,10 @@ export const BASE_SANDBOX_ENV: Readonly<Record<string, string>> = Object.freeze(
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /**
- * Names that change how the dynamic loader, libc or a shell starts a program: with them a
- * caller could run arbitrary code inside a command that policy allowed by name.
+ * Names that change how the dynamic loader, libc, a shell, git or an interpreter starts a
+ * program: with them a caller could run arbitrary code inside a command that policy allowed
+ * by name. The policy's environment allowlist refuses them (and everything unknown) first;
+ * this list is the runner's own second line.
  */
 const FORBIDDEN = [
   /^LD_/,
@@ -29,6 +31,18 @@ const FORBIDDEN = [
   /^BASHOPTS$/,
   /^PS4$/,
   /^BASH_FUNC_/,
+  // PATH is fixed here: a caller's PATH would pick "cat" from the workspace.
+  /^PATH$/,
+  // git reads configuration (core.fsmonitor, core.pager … run commands) and hooks from these.
+  /^GIT_/,
+  // Interpreter start-up: code run before the program policy allowed by name.
+  /^PYTHON(STARTUP|PATH|HOME|INSPECT|USERBASE)$/,
+  /^PERL5(OPT|LIB)$/,
+  /^PERLLIB$/,
+  /^RUBY(OPT|LIB)$/,
+  /^NODE_(OPTIONS|PATH)$/,
+  /^(JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS)$/,
+  /^LESS(OPEN|CLOSE)$/,
 ];
 
 /**

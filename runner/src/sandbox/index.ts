@@ -17,6 +17,13 @@ export {
 export { BASE_SANDBOX_ENV, buildSandboxEnv } from "./env.js";
 export { SandboxSpecError, SandboxUnavailableError } from "./errors.js";
 export { detectHostLayout } from "./host-layout.js";
+export {
+  DEFAULT_EXEC_POLICY,
+  landlockInitArgs,
+  parseRefusal,
+  REPORT_FD,
+  refusalMessage,
+} from "./landlock.js";
 export { DEFAULT_SANDBOX_LIMITS, sandboxLimitsSchema } from "./limits.js";
 export {
   createSandbox,
@@ -26,8 +33,10 @@ export {
   type SandboxOptions,
 } from "./sandbox.js";
 export type {
+  ExecRefusal,
   OutputStream,
   Sandbox,
+  SandboxExecPolicy,
   SandboxLimits,
   SandboxProcess,
   SandboxReadiness,
