@@ -1,0 +1,120 @@
+/**
+ * MCP proxy overhead benchmark: `tools/call echo` on @modelcontextprotocol/server-everything
+ * (Streamable HTTP, a remote upstream on loopback)
+ *   1. directly, with the SDK client;
+ *   2. through the gateway's /mcp as `everything__echo` (authenticated, pinned definition
+ *      checked, decided by policy on the arguments, audited before and after, then forwarded);
+ * round-robin in one run after a warm-up. Prints p50/p99 and the difference.
+ *
+ *   node --import tsx test/bench/mcp-proxy.bench.ts [ITERATIONS]   (npm run bench:mcp-proxy)
+ *
+ * Target (issue 14): the gateway adds ≤ 2 ms p50 for a remote upstream.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { ROOT, startGateway } from "../integration/harness.js";
+
+const ITERATIONS = Number(process.argv[2] ?? 300);
+const WARMUP = 30;
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+async function freePort(): Promise<number> {
+  const s = http.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+const port = await freePort();
+const everything: ChildProcess = spawn(
+  process.execPath,
+  [
+    join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
+    "streamableHttp",
+  ],
+  { env: { ...process.env, PORT: String(port) }, stdio: ["ignore", "ignore", "pipe"] },
+);
+await new Promise<void>((resolve, reject) => {
+  let err = "";
+  everything.stderr?.on("data", (d: Buffer) => {
+    err += d.toString();
+    if (/listening on port/.test(err)) resolve();
+  });
+  everything.on("exit", (c) => reject(new Error(`server-everything exited ${c}: ${err}`)));
+});
+const dir = mkdtempSync(join(tmpdir(), "mcp-proxy-bench-"));
+const config = join(dir, "edge.json");
+writeFileSync(
+  config,
+  JSON.stringify({
+    // The benchmark measures the proxy path, not the per-principal rate limit.
+    rateLimit: { ratePerSecond: 100_000, burst: 100_000 },
+    mcp: { upstreams: [{ name: "everything", kind: "http", url: `http://127.0.0.1:${port}/mcp` }] },
+  }),
+);
+const gw = await startGateway({ edgeArgs: ["--config", config] });
+try {
+  const token = await gw.token("bench-proxy", ["developer"]);
+  const direct = new Client({ name: "bench-direct", version: "1" });
+  await direct.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)));
+  const proxied = new Client({ name: "bench-proxied", version: "1" });
+  await proxied.connect(
+    new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+    }),
+  );
+  await proxied.listTools();
+  const variants = [
+    {
+      name: "direct: server-everything echo",
+      run: () => direct.callTool({ name: "echo", arguments: { message: "hi" } }),
+      samples: [] as number[],
+    },
+    {
+      name: "through the gateway: everything__echo",
+      run: () => proxied.callTool({ name: "everything__echo", arguments: { message: "hi" } }),
+      samples: [] as number[],
+    },
+  ];
+  for (let i = 0; i < WARMUP; i++) for (const v of variants) await v.run();
+  const load = loadavg()[0]?.toFixed(2);
+  for (let i = 0; i < ITERATIONS; i++) {
+    for (const v of variants) {
+      const t0 = performance.now();
+      const r = await v.run();
+      v.samples.push(performance.now() - t0);
+      if (r.isError) throw new Error(`${v.name}: ${JSON.stringify(r.content)}`);
+    }
+  }
+  await direct.close();
+  await proxied.close();
+  const rows = variants.map((v) => {
+    const s = [...v.samples].sort((a, b) => a - b);
+    return { name: v.name, p50: pct(s, 50), p99: pct(s, 99) };
+  });
+  console.log(`\nMCP proxy overhead, tools/call echo, ${ITERATIONS} each, load avg ${load}\n`);
+  console.log("| path | p50 ms | p99 ms |");
+  console.log("| --- | --- | --- |");
+  for (const r of rows) console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`);
+  const [base, gwRow] = rows;
+  if (base && gwRow) {
+    const d = gwRow.p50 - base.p50;
+    console.log(
+      `\nadded by the gateway p50: +${d.toFixed(2)} ms (ratio ${(gwRow.p50 / base.p50).toFixed(2)}×); target ≤ +2 ms: ${d <= 2 ? "met" : "NOT met"}`,
+    );
+  }
+} finally {
+  everything.kill("SIGKILL");
+  await gw.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
