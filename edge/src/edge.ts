@@ -255,6 +255,8 @@ export async function startEdge(
       ? createUpstreams({
           upstreams: config.mcp.upstreams,
           logger: logger.child({ component: "mcp-upstreams" }),
+          // stdio servers run on the runner of their workspace, like the tenant's tasks.
+          pickRunner: (workspace) => runners.pick(workspace),
         })
       : undefined;
   const operations = createOperations({

@@ -28,6 +28,7 @@ export {
   type PolicyCommand,
   type PolicyFile,
   type PolicyInput,
+  type PolicyMcpServer,
   type PolicyOperation,
   type PolicyPrincipal,
   type PolicyTask,
