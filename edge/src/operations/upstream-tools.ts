@@ -304,7 +304,9 @@ export function createUpstreamOperations(deps: UpstreamOperationsDeps): Upstream
         failure = err;
         throw err;
       } finally {
-        await pipeline
+        // The decision was recorded before the call; the outcome record is appended
+        // without holding the answer back (one fsync less on the caller's path).
+        void pipeline
           .audit({
             time: Date.now(),
             traceId: rc.traceId,
