@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Root filesystems for the runner-VM tests (test/integration/runner-vm.test.ts,
-# scripts/test-terraform.sh), as cached tarballs; prints two lines on stdout:
+# scripts/test-terraform.sh), as cached tarballs; prints three lines on stdout:
 #
-#   base=<tar>        Debian bookworm minbase + ca-certificates: a fresh "VM" with nothing of ours
+#   base=<tar>        Debian bookworm minbase + ca-certificates (shared with the images);
+#   vm=<tar>          the base plus systemd and iproute2, as cloud images have: a fresh "VM" with nothing of ours
 #                     (no bubblewrap, no libseccomp, no curl, no Node.js) — the bootstrap installs
 #                     what it needs from the apt mirror;
 #   cloudinit=<tar>   the base plus Debian's cloud-init, to run `cloud-init schema` in a chroot
@@ -43,22 +44,36 @@ if [[ ! -f "$BASE_TAR" ]]; then
   rm -rf "$work"
 fi
 
-CI_KEY="$(hash_of "$BASE_KEY" cloud-init-1)"
-CI_TAR="$IMAGES_CACHE/rootfs/cloudinit-$CI_KEY.tar"
-if [[ ! -f "$CI_TAR" ]]; then
-  log "rootfs with cloud-init for schema checks (cached as $CI_TAR)"
-  work="$(mktemp -d "$IMAGES_CACHE/rootfs/cloudinit.XXXXXX")"
-  tar --numeric-owner -C "$work" -xf "$BASE_TAR"
-  cp /etc/resolv.conf "$work/etc/resolv.conf"
-  chroot "$work" apt-get update -qq >/dev/null
-  # policy-rc.d (from the base) keeps cloud-init's services from starting in the chroot.
-  DEBIAN_FRONTEND=noninteractive chroot "$work" apt-get install -y -qq --no-install-recommends cloud-init >/dev/null
-  chroot "$work" apt-get clean
-  : >"$work/etc/resolv.conf"
-  tar --numeric-owner -C "$work" -cf "$CI_TAR.tmp" .
-  mv "$CI_TAR.tmp" "$CI_TAR"
-  rm -rf "$work"
-fi
+# derive <name> <packages…>: the base plus Debian packages installed in a chroot (cached tarball).
+derive() {
+  local name="$1" key tar work
+  shift
+  key="$(hash_of "$BASE_KEY" "$name" "$@")"
+  tar="$IMAGES_CACHE/rootfs/$name-$key.tar"
+  if [[ ! -f "$tar" ]]; then
+    log "rootfs $name: base + $* (cached as $tar)"
+    work="$(mktemp -d "$IMAGES_CACHE/rootfs/$name.XXXXXX")"
+    tar --numeric-owner -C "$work" -xf "$BASE_TAR"
+    chmod 0755 "$work"
+    cp /etc/resolv.conf "$work/etc/resolv.conf"
+    chroot "$work" apt-get update -qq >/dev/null
+    # policy-rc.d (from the base) keeps services from starting in the chroot.
+    DEBIAN_FRONTEND=noninteractive chroot "$work" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+    chroot "$work" apt-get clean
+    rm -rf "$work"/var/lib/apt/lists/*
+    : >"$work/etc/resolv.conf"
+    tar --numeric-owner -C "$work" -cf "$tar.tmp" .
+    mv "$tar.tmp" "$tar"
+    rm -rf "$work"
+  fi
+  echo "$tar"
+}
+
+# What every cloud image has and minbase lacks: systemd (not running in the test container, but
+# its units are what `systemd-analyze verify --root` checks against) and iproute2.
+VM_TAR="$(derive vm systemd iproute2)"
+CI_TAR="$(derive cloudinit cloud-init)"
 
 echo "base=$BASE_TAR"
+echo "vm=$VM_TAR"
 echo "cloudinit=$CI_TAR"

@@ -94,4 +94,21 @@ if chroot "$CIROOT" cloud-init schema --config-file /tmp/broken.yaml >"$WORK/bro
   exit 1
 fi
 log "cloud-init schema refuses a broken user-data, as it should: $(tr '\n' ' ' <"$WORK/broken.out" | cut -c1-160)"
+# --- the trial CA script: certificates in the shape the gateway checks ---------------------------
+CERTS=infra/terraform/scripts/runner-certs.sh
+bash "$CERTS" init "$WORK/pki" >/dev/null
+bash "$CERTS" issue "$WORK/pki" runner rn-1 10.0.0.21 runner-1.internal >/dev/null
+openssl verify -CAfile "$WORK/pki/ca.crt" "$WORK/pki/runner-rn-1.crt" >/dev/null
+ext="$(openssl x509 -in "$WORK/pki/runner-rn-1.crt" -noout -ext subjectAltName,extendedKeyUsage | tr -s ' \n' ' ')"
+for want in "URI:spiffe://mcp-gateway/runner/rn-1" "IP Address:10.0.0.21" "DNS:runner-1.internal" "TLS Web Server Authentication" "TLS Web Client Authentication"; do
+  grep -qF "$want" <<<"$ext" || { log "FAIL: runner-certs.sh issued a certificate without $want: $ext"; exit 1; }
+done
+[[ "$(stat -c %a "$WORK/pki/runner-rn-1.key")" == 600 ]] || { log "FAIL: runner-certs.sh left the key readable by others"; exit 1; }
+bash "$CERTS" tfvars "$WORK/pki" rn 10.0.0.21 | node -e '
+const v = JSON.parse(require("node:fs").readFileSync(0, "utf8"));
+if (v.runner_certificates.length !== 1 || !v.runner_certificates[0].key_pem.includes("PRIVATE KEY") || v.runner_fixed_ips[0] !== "10.0.0.21") process.exit(1);
+' || { log "FAIL: runner-certs.sh tfvars"; exit 1; }
+bash "$CERTS" revoke "$WORK/pki" runner-rn-1 >/dev/null
+openssl crl -in "$WORK/pki/ca.crl" -noout -text | grep -q "Serial Number" || { log "FAIL: revoke did not list the certificate in ca.crl"; exit 1; }
+log "runner-certs.sh: init, issue (SANs, usages, 0600 key), tfvars, revoke"
 log "ok"

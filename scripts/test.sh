@@ -48,6 +48,9 @@ bash scripts/test-policy.sh
 step "infra: promtool check/test rules, dashboards name real metrics"
 bash scripts/check-infra.sh
 
+step "infra/terraform: OpenTofu fmt/validate/test (module, OpenStack example), refusal messages, cloud-init schema"
+bash scripts/test-terraform.sh
+
 step "browser for the gRPC-Web end-to-end test (Debian chromium)"
 bash scripts/install-browser.sh >/dev/null
 
