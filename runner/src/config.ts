@@ -75,6 +75,17 @@ export const runnerConfigSchema = z.object({
    * a usable cgroup and says so in Info and /health/ready.
    */
   requireCgroups: z.boolean().default(false),
+  /**
+   * Landlock (what a task may execute and write, enforced by the kernel from the decision's
+   * obligations): "auto" applies it when the kernel offers it; "off" never does.
+   */
+  landlock: z.enum(["auto", "off"]).default("auto"),
+  /**
+   * Refuse tasks unless Landlock is applied to them (readiness reports the problem).
+   * Recommended for production; false runs tasks without the layer on kernels without it
+   * and says so in Info and /health/ready.
+   */
+  requireLandlock: z.boolean().default(false),
   /** Memory limit of all tasks of this runner together (their parent cgroup), bytes; 0 = none. */
   tasksMemoryBytes: z.number().int().min(0).default(0),
   /**
@@ -85,13 +96,13 @@ export const runnerConfigSchema = z.object({
   workspaceQuota: z
     .object({
       mode: z.enum(["loop-image", "none"]).default("none"),
-      /** Bytes one workspace may hold. */
+      /** Bytes one workspace may hold at most (the policy's workspace obligation may set less). */
       bytes: z
         .number()
         .int()
         .min(16 * 1024 * 1024)
         .default(1024 * 1024 * 1024),
-      /** Files and directories one workspace may hold. */
+      /** Files and directories one workspace may hold at most (the policy may set less). */
       inodes: z.number().int().min(64).default(100_000),
     })
     .default({ mode: "none", bytes: 1024 * 1024 * 1024, inodes: 100_000 }),

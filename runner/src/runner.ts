@@ -133,6 +133,8 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     sandboxGid: config.sandboxGid,
     cgroups: config.cgroups,
     requireCgroups: config.requireCgroups,
+    landlock: config.landlock,
+    requireLandlock: config.requireLandlock,
     totalTaskMemoryBytes: config.tasksMemoryBytes,
     logger: logger.child({ component: "sandbox" }),
   });
@@ -248,6 +250,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
           ...(config.workspaceQuota.mode === "none" ? [] : ["workspace-quota"]),
         ],
         cgroup: readiness.cgroup,
+        landlock_abi: readiness.landlockAbi,
         workspace_quota: workspaceQuotaText,
       },
       readiness.ready && accepting ? 200 : 503,

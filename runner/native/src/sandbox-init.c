@@ -51,6 +51,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -127,29 +128,106 @@ static void report(const char *kind, const char *name, const char *path) {
   (void)w;
 }
 
-/** Classifies one exec (the file and, for scripts, its interpreter) and reports a refusal. */
-static void explain(const char *real) {
+/**
+ * Classifies one exec (the file and, for scripts, its interpreter) and reports a refusal.
+ * Returns 1 when the supervisor itself must refuse it: an anonymous (memfd) file, which
+ * Landlock does not see (the kernel refuses those only with vm.memfd_noexec >= 1).
+ */
+static int explain(const char *real) {
   const char *name = "";
   const char *kind = mcpg_landlock_classify(&policy, real, &name);
   if (kind != NULL) {
     report(kind, name, real);
-    return;
+    return strcmp(kind, "memfd") == 0;
   }
   /* An allowed script whose interpreter is refused. */
   int fd = open(real, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return;
+  if (fd < 0) return 0;
   char buf[256];
   ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
   close(fd);
-  if (n < 3 || buf[0] != '#' || buf[1] != '!') return;
+  if (n < 3 || buf[0] != '#' || buf[1] != '!') return 0;
   buf[n] = '\0';
   char *p = buf + 2;
   while (*p == ' ' || *p == '\t') p++;
   p[strcspn(p, " \t\n")] = '\0';
   char interp[PATH_MAX];
-  if (realpath(p, interp) == NULL) return;
+  if (realpath(p, interp) == NULL) return 0;
   kind = mcpg_landlock_classify(&policy, interp, &name);
   if (kind != NULL) report(kind, name, interp);
+  return 0;
+}
+
+/** Rewrites /proc/self and /proc/thread-self (and /dev/fd) to the caller's /proc/PID. */
+static void as_caller(pid_t pid, char *path, size_t size) {
+  static const char *const selfs[] = {"/proc/self/", "/proc/thread-self/", "/dev/fd/"};
+  for (size_t i = 0; i < 3; i++) {
+    size_t l = strlen(selfs[i]);
+    if (strncmp(path, selfs[i], l) == 0) {
+      char rest[PATH_MAX];
+      snprintf(rest, sizeof rest, "%s", path + l);
+      snprintf(path, size, i == 2 ? "/proc/%d/fd/%s" : "/proc/%d/%s", (int)pid, rest);
+      return;
+    }
+  }
+}
+
+/**
+ * Resolves `path` as process `pid` would: symlinks are followed one component at a time,
+ * and links into /proc/self are read as the caller's. A magic link to an anonymous file
+ * ends the walk with its text ("/memfd:x (deleted)"). Returns 0 with the result in out.
+ */
+static int resolve_as(pid_t pid, const char *path, char *out) {
+  char cur[PATH_MAX];
+  size_t plen = strlen(path);
+  if (plen >= sizeof cur) return -1;
+  memcpy(cur, path, plen + 1);
+  for (int hops = 0; hops < 40; hops++) {
+    as_caller(pid, cur, sizeof cur);
+    if (cur[0] != '/') return -1;
+    /* Find the first component that is a symlink. */
+    char prefix[PATH_MAX] = "";
+    const char *p = cur;
+    int replaced = 0;
+    while (*p != '\0') {
+      while (*p == '/') p++;
+      if (*p == '\0') break;
+      const char *end = strchr(p, '/');
+      size_t len = end == NULL ? strlen(p) : (size_t)(end - p);
+      size_t pl = strlen(prefix);
+      if (pl + 1 + len >= sizeof prefix) return -1;
+      prefix[pl] = '/';
+      memcpy(prefix + pl + 1, p, len);
+      prefix[pl + 1 + len] = '\0';
+      p += len;
+      struct stat st;
+      if (lstat(prefix, &st) != 0) return -1;
+      if (!S_ISLNK(st.st_mode)) continue;
+      char target[PATH_MAX];
+      ssize_t n = readlink(prefix, target, sizeof target - 1);
+      if (n <= 0) return -1;
+      target[n] = '\0';
+      char next[PATH_MAX];
+      if (target[0] == '/') {
+        if (snprintf(next, sizeof next, "%s%s", target, p) >= (int)sizeof next) return -1;
+      } else {
+        char *slash = strrchr(prefix, '/');
+        *slash = '\0';
+        if (snprintf(next, sizeof next, "%s/%s%s", prefix, target, p) >= (int)sizeof next)
+          return -1;
+      }
+      if (strncmp(next, "/memfd:", 7) == 0 || strchr(next, '/') == NULL ||
+          strncmp(next, "anon_inode:", 11) == 0) {
+        snprintf(out, PATH_MAX, "%s", next[0] == '/' ? next : target);
+        return 0;
+      }
+      snprintf(cur, sizeof cur, "%s", next);
+      replaced = 1;
+      break;
+    }
+    if (!replaced) return realpath(prefix[0] ? prefix : "/", out) != NULL ? 0 : -1;
+  }
+  return -1;
 }
 
 static void handle_notification(int listener, struct seccomp_notif *req,
@@ -183,21 +261,16 @@ static void handle_notification(int listener, struct seccomp_notif *req,
     }
   }
   char real[PATH_MAX];
-  if (have) {
-    if (realpath(full, real) != NULL) {
-      explain(real);
-    } else if (strncmp(full, "/proc/", 6) == 0) {
-      /* memfd and deleted files: the link text names them. */
-      ssize_t n = readlink(full, real, sizeof real - 1);
-      if (n > 0) {
-        real[n] = '\0';
-        explain(real);
-      }
-    }
-  }
+  int refuse = 0;
+  if (have && resolve_as((pid_t)req->pid, full, real) == 0) refuse = explain(real);
   memset(resp, 0, sizeof *resp);
   resp->id = req->id;
-  resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  if (refuse) {
+    resp->error = -EACCES;
+  } else {
+    /* Landlock decides; a path swapped after this check meets the same rules. */
+    resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+  }
   seccomp_notify_respond(listener, resp); /* ENOENT: the caller died meanwhile */
 }
 

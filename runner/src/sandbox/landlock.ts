@@ -122,5 +122,8 @@ export function parseRefusal(line: string, exec: SandboxExecPolicy): ExecRefusal
 
 /** The notice text of a refusal, as the task's events carry it. */
 export function refusalMessage(r: ExecRefusal): string {
-  return `the kernel (Landlock) refused to execute ${r.path}: ${r.reason}`;
+  // memfd executions are refused by the exec supervisor (and by the kernel only where the
+  // host sets vm.memfd_noexec); everything else by Landlock.
+  const who = r.kind === "memfd" ? "the sandbox" : "the kernel (Landlock)";
+  return `${who} refused to execute ${r.path}: ${r.reason}`;
 }
