@@ -201,7 +201,7 @@ describe("upstream MCP servers through the gateway", () => {
       assert.equal(denied.isError, true);
       assert.match(
         text(denied),
-        /permission_denied: .*argument url of fetch may only name the hosts/,
+        /"permission denied: .*argument url of fetch may only name the hosts/,
       );
       const viewerDenied = await connect(viewer);
       try {

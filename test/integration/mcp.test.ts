@@ -334,7 +334,7 @@ describe("MCP over Streamable HTTP (official SDK client)", () => {
       })) as CallToolResult;
       assert.equal(r.isError, true);
       const text = JSON.stringify(r.content);
-      assert.match(text, /permission_denied/);
+      assert.match(text, /permission denied: command \\"sudo\\" is denied/);
       assert.match(text, /privilege escalation \(sudo\) is not allowed/);
       // A viewer calling a tool it cannot see is refused by policy too.
       const v = await connect(viewer);

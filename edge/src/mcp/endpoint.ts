@@ -311,7 +311,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
         rc.logger.error({ err: ce.cause ?? ce }, "mcp tool call failed");
       }
       const message =
-        ce.code === Code.Internal ? "internal error" : `${codeName(ce.code)}: ${ce.rawMessage}`;
+        ce.code === Code.Internal ? "internal error" : errorText(ce.code, ce.rawMessage);
       return {
         content: [{ type: "text", text: message }],
         isError: true,
@@ -376,7 +376,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
         rc.logger.error({ err: ce.cause ?? ce }, "mcp upstream call failed");
       }
       const message =
-        ce.code === Code.Internal ? "internal error" : `${codeName(ce.code)}: ${ce.rawMessage}`;
+        ce.code === Code.Internal ? "internal error" : errorText(ce.code, ce.rawMessage);
       return {
         content: [{ type: "text", text: message }],
         isError: true,
@@ -612,6 +612,14 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       return new Response(done.readable, { status: res.status, headers: res.headers });
     },
   };
+}
+
+/** "<code>: <message>", without repeating a message that already starts with its code's words. */
+function errorText(code: Code, message: string): string {
+  const name = codeName(code);
+  return message.toLowerCase().startsWith(name.replace(/_/g, " "))
+    ? message
+    : `${name}: ${message}`;
 }
 
 function codeName(code: Code): string {
