@@ -7,7 +7,7 @@
  * reported with the path and the policy's reason — what the task's events carry.
  */
 import assert from "node:assert/strict";
-import { chmodSync, chownSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -25,7 +25,8 @@ import {
   type SandboxResult,
   SandboxSpecError,
 } from "../../runner/src/sandbox/index.js";
-import { IS_ROOT, makeWorkspace, sandbox } from "./helpers.js";
+import { createWorkspaceFs } from "../../runner/src/workspace/index.js";
+import { BASE, IS_ROOT, makeWorkspace, sandbox } from "./helpers.js";
 
 const BUNDLE = fileURLToPath(new URL("../../policies/build/bundle.tar.gz", import.meta.url));
 const logger = createLogger({ name: "landlock-test", level: "silent" });
@@ -377,6 +378,91 @@ describe("workspace and /tmp without execution; writes only where the task may w
     assert.match(r.stdout, /k2=1/);
     // The supervisor is alive: the refusal is still reported.
     assertRefused(r, "/usr/bin/dd", DD_REASON);
+  });
+});
+
+describe("workspace integrity", () => {
+  const root = join(BASE, `integrity-${process.pid}`);
+  const fs = createWorkspaceFs({ root, maxReadBytes: 1 << 20, maxWriteBytes: 1 << 20 });
+  before(() => {
+    mkdirSync(root, { mode: 0o711, recursive: true });
+  });
+
+  it("survives chmod 000 /workspace and chattr: the runner restores the root before the next use", async () => {
+    const dir = await fs.ensure("w1");
+    const exec = execRules(developer, "sh");
+    const r = await run(
+      exec,
+      "sh",
+      ["-c", "chattr +i /workspace 2>&1; echo chattr=$?; chmod 000 /workspace; echo chmod=$?"],
+      dir,
+    );
+    assert.match(r.stdout, /chattr=1/); // CAP_LINUX_IMMUTABLE: never inside the sandbox
+    assert.match(r.stdout, /chmod=0/); // the task may hurt itself…
+    assert.equal(statSync(dir).mode & 0o777, 0);
+    await fs.ensure("w1"); // …but the next task or file operation starts from 0700 again
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
+    await fs.writeFile("w1", "a.txt", new TextEncoder().encode("ok"), {
+      createParents: false,
+      mode: 0o644,
+    });
+    const next = await run(exec, "cat", ["/workspace/a.txt"], await fs.ensure("w1"));
+    assert.equal(next.stdout, "ok");
+  });
+
+  it("file operations cannot delete .git or .ssh, nor plant a .git file with gitdir:", () => {
+    for (const [operation, path, mode] of [
+      ["delete_file", ".git", "delete"],
+      ["write_file", ".git", "write"],
+      ["write_file", "gd/.git", "write"],
+      ["write_file", ".git/config", "write"],
+      ["list_directory", ".ssh", "list"],
+      ["delete_file", ".ssh", "delete"],
+    ] as const) {
+      const d = policy.decide(
+        buildPolicyInput(
+          developer,
+          { operation, workspace: "ws", file: { path, mode } },
+          { protocol: "runner", traceId: "t", source: "test", metadata: {} },
+        ),
+      );
+      assert.equal(d.allow, false, `${operation} ${path}`);
+    }
+  });
+
+  it("git status in a poisoned workspace (core.fsmonitor) runs nothing the task planted from the workspace when it is noexec", async () => {
+    const dir = await fs.ensure("w2");
+    const exec = execRules(developer, "sh");
+    // A task (not the file API, which refuses .git) plants a repository whose fsmonitor
+    // is a script in the workspace; a later task of a noexec tenant runs git status.
+    const plant = await run(
+      exec,
+      "sh",
+      [
+        "-c",
+        "cd /workspace && git init -q . && printf '#!/bin/sh\necho PLANTED >&2\n' > evil && chmod 755 evil && git config core.fsmonitor /workspace/evil && echo planted",
+      ],
+      dir,
+    );
+    assert.match(plant.stdout, /planted/);
+    const noexec: SandboxExecPolicy = { ...exec, workspaceExec: false, tmpExec: false };
+    const r = await run(noexec, "git", ["-C", "/workspace", "status", "--short"], dir);
+    assert.doesNotMatch(r.stdout + r.stderr, /PLANTED/);
+    assertRefused(r, "/workspace/evil", /may not be executed/);
+  });
+
+  it("deleting and recreating .git inside a task does not break the next file operation", async () => {
+    const dir = await fs.ensure("w3");
+    const exec = execRules(developer, "sh");
+    await run(
+      exec,
+      "sh",
+      ["-c", "cd /workspace && git init -q . && rm -rf .git && mkdir .git && chmod 000 .git"],
+      dir,
+    );
+    await fs.ensure("w3");
+    const entries = await fs.listDirectory("w3", "");
+    assert.ok(entries.some((e) => e.name === ".git"));
   });
 });
 

@@ -91,6 +91,33 @@ test_deny_ssh_any_mode if {
 	not authz.decision.allow with input as file_op("list_directory", ".ssh/keys", "list")
 }
 
+# Issue 22: the rules cover the directories themselves and every way of making
+# them: deleting or replacing .git (a `.git` file with `gitdir:` pointing at a
+# planted git directory), any write below .git (nested repositories too), and
+# listing or deleting .ssh.
+test_git_directory_itself_and_gitdir_file_denied if {
+	d := authz.decision with input as file_op("delete_file", ".git", "delete")
+	not d.allow
+	has_reason(d, "the git directory is read-only to file operations")
+	not authz.decision.allow with input as file_op("write_file", ".git", "write")
+	not authz.decision.allow with input as file_op("write_file", "./.git", "write")
+	not authz.decision.allow with input as file_op("write_file", ".git/info/attributes", "write")
+	not authz.decision.allow with input as file_op("write_file", "sub/.git", "write")
+	not authz.decision.allow with input as file_op("delete_file", "sub/.git/config", "delete")
+	authz.decision.allow with input as file_op("read_file", ".git/HEAD", "read")
+	authz.decision.allow with input as file_op("list_directory", ".git", "list")
+	authz.decision.allow with input as file_op("write_file", ".gitignore", "write")
+	authz.decision.allow with input as file_op("write_file", "my.git/x", "write")
+}
+
+test_ssh_directory_itself_denied if {
+	not authz.decision.allow with input as file_op("list_directory", ".ssh", "list")
+	not authz.decision.allow with input as file_op("delete_file", ".ssh", "delete")
+	not authz.decision.allow with input as file_op("list_directory", "home/.ssh", "list")
+	not authz.decision.allow with input as file_op("read_file", "home/.ssh/id_rsa", "read")
+	authz.decision.allow with input as file_op("list_directory", "ssh", "list")
+}
+
 test_deny_env_file_write if {
 	not authz.decision.allow with input as file_op("write_file", ".env", "write")
 	not authz.decision.allow with input as file_op("write_file", "app/.env", "write")

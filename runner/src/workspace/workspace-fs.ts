@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { chown, lchown, lstat, mkdir } from "node:fs/promises";
+import { chmod, chown, lchown, lstat, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { DEFAULT_HELPER_PATH } from "../sandbox/sandbox.js";
@@ -183,6 +183,21 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
     });
   }
 
+  /** Gives the workspace root (the mount's root with quotas) back its owner and mode 0700. */
+  async function restoreRoot(dir: string): Promise<void> {
+    try {
+      const st = await lstat(dir);
+      if (!st.isDirectory()) {
+        throw new WorkspaceError("not_a_directory", `workspace ${dir} is not a directory`);
+      }
+      if (isRoot() && (st.uid !== uid || st.gid !== gid)) await lchown(dir, uid, gid);
+      if ((st.mode & 0o7777) !== 0o700) await chmod(dir, 0o700);
+    } catch (e) {
+      if (e instanceof WorkspaceError) throw e;
+      throw new WorkspaceError("io_error", `workspace root: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
   return {
     async ensure(workspace) {
       const dir = dirOf(workspace);
@@ -211,6 +226,9 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
         if (isRoot()) await chown(dir, uid, gid);
       }
       await quota?.attach(workspace, dir);
+      // The root keeps its owner and mode whatever a task did to it (`chmod 000 /workspace`
+      // would lock every later task and file operation out): restored before each use.
+      await restoreRoot(dir);
       return dir;
     },
 
