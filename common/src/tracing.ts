@@ -11,15 +11,50 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import {
+  type ExportResult,
+  ExportResultCode,
+  W3CTraceContextPropagator,
+} from "@opentelemetry/core";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import {
   BasicTracerProvider,
   BatchSpanProcessor,
+  type ReadableSpan,
+  type SpanExporter,
   type SpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 import type { Logger } from "pino";
+
+/**
+ * The OTLP/HTTP exporter, loaded on first use: the exporter and its protobuf serializers are a
+ * large part of a process's code, and most processes export no traces (start-up time).
+ */
+class LazyOtlpExporter implements SpanExporter {
+  readonly #exporter: Promise<SpanExporter>;
+
+  constructor(url: string) {
+    this.#exporter = import("@opentelemetry/exporter-trace-otlp-http").then(
+      (m) => new m.OTLPTraceExporter({ url }),
+    );
+    this.#exporter.catch(() => {}); // reported by export()
+  }
+
+  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    this.#exporter.then(
+      (e) => e.export(spans, done),
+      (error: Error) => done({ code: ExportResultCode.FAILED, error }),
+    );
+  }
+
+  async shutdown(): Promise<void> {
+    await (await this.#exporter).shutdown();
+  }
+
+  async forceFlush(): Promise<void> {
+    await (await this.#exporter).forceFlush?.();
+  }
+}
 
 /** Options for {@link createTracing}. */
 export interface TracingOptions {
@@ -53,7 +88,7 @@ export function createTracing(options: TracingOptions): Tracing {
   const spanProcessors: SpanProcessor[] = [];
   if (options.otlpEndpoint) {
     spanProcessors.push(
-      new BatchSpanProcessor(new OTLPTraceExporter({ url: options.otlpEndpoint }), {
+      new BatchSpanProcessor(new LazyOtlpExporter(options.otlpEndpoint), {
         scheduledDelayMillis: 500,
         maxQueueSize: 4096,
       }),

@@ -1,7 +1,6 @@
 import { join } from "node:path";
 import type { Logger } from "pino";
 import type { AuditKey } from "../audit/keys.js";
-import { createPostgresStore } from "./postgres.js";
 import { createSqliteStore } from "./sqlite.js";
 import type { TaskStore } from "./types.js";
 
@@ -73,6 +72,8 @@ export interface OpenedStore {
  */
 export async function openStore(location: StoreLocation, logger: Logger): Promise<OpenedStore> {
   if (location.databaseUrl) {
+    // Loaded only for PostgreSQL: the driver is a large part of the edge's code (start-up time).
+    const { createPostgresStore } = await import("./postgres.js");
     const pg = await createPostgresStore({
       connectionString: location.databaseUrl,
       logger,
