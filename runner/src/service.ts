@@ -55,12 +55,6 @@ const FILE_TYPE = {
   other: FileType.OTHER,
 } as const;
 
-/** The workspace size the decision obliges (applied when the runner creates the workspace). */
-function sizeOf(decision: Decision): { bytes: number; inodes: number } | undefined {
-  const w = decision.obligations.workspace;
-  return w ? { bytes: w.max_bytes, inodes: w.max_inodes } : undefined;
-}
-
 /** A limit after obligations: 0 (not set) means the sandbox default. */
 function orDefault(value: number, fallback: number): number {
   return value > 0 ? value : fallback;
@@ -179,10 +173,7 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     // What the kernel lets the task execute (Landlock), from the same decision.
     const exec = execPolicyOf(decision.obligations, tenantOf(req.authorization));
     await guard(async () => {
-      const workspaceDir = await workspaces(tenantOf(req.authorization)).ensure(
-        spec.workspace,
-        sizeOf(decision),
-      );
+      const workspaceDir = await workspaces(tenantOf(req.authorization)).ensure(spec.workspace);
       await tasks.start(
         req.taskId,
         {
@@ -219,14 +210,14 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     mode: "read" | "write" | "delete" | "list",
     act: (fs: WorkspaceFs) => Promise<T>,
   ): Promise<T> {
-    const decision = recheck(req.authorization, {
+    recheck(req.authorization, {
       operation,
       workspace: req.workspace,
       file: { path: req.path, mode },
     });
     const fs = workspaces(tenantOf(req.authorization));
     return guard(async () => {
-      await fs.ensure(req.workspace, sizeOf(decision));
+      await fs.ensure(req.workspace);
       return act(fs);
     });
   }

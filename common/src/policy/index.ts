@@ -13,7 +13,6 @@ export {
   LIMIT_NAMES,
   type Obligations,
   parseDecision,
-  type WorkspaceObligation,
   ZERO_LIMITS,
 } from "./decision.js";
 export {

@@ -11,7 +11,6 @@ export {
   imageSizeFor,
   type WorkspaceQuota,
   type WorkspaceQuotaOptions,
-  type WorkspaceSize,
   type WorkspaceUsage,
 } from "./quota.js";
 export {

@@ -1,10 +1,10 @@
 import { spawn } from "node:child_process";
-import { chown, lchown, lstat, mkdir } from "node:fs/promises";
+import { chmod, chown, lchown, lstat, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { DEFAULT_HELPER_PATH } from "../sandbox/sandbox.js";
 import { isWorkspaceErrorCode, WorkspaceError } from "./errors.js";
-import type { WorkspaceQuota, WorkspaceSize, WorkspaceUsage } from "./quota.js";
+import type { WorkspaceQuota, WorkspaceUsage } from "./quota.js";
 
 /** Options of {@link createWorkspaceFs}. */
 export interface WorkspaceFsOptions {
@@ -45,12 +45,8 @@ export interface WorkspaceEntry {
 
 /** File operations confined to one workspace (see docs/security/sandbox.md). */
 export interface WorkspaceFs {
-  /**
-   * Validates the name ([A-Za-z0-9._-]{1,64}, not "." or ".."), creates the dir (owned by the
-   * sandbox uid) if missing — with quotas, its own filesystem of `size` (the policy's
-   * obligation, capped by the runner's configured maximum) — and returns its absolute path.
-   */
-  ensure(workspace: string, size?: WorkspaceSize): Promise<string>;
+  /** Validates the name ([A-Za-z0-9._-]{1,64}, not "." or ".."), creates the dir (owned by the sandbox uid) if missing, returns its absolute path. */
+  ensure(workspace: string): Promise<string>;
   /** Reads a regular file (no symlinks anywhere in the path, no hard-linked files). */
   readFile(workspace: string, path: string): Promise<{ content: Uint8Array; size: number }>;
   /** Creates or replaces a regular file; mode keeps permission bits only (& 0o777). */
@@ -187,8 +183,23 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
     });
   }
 
+  /** Gives the workspace root (the mount's root with quotas) back its owner and mode 0700. */
+  async function restoreRoot(dir: string): Promise<void> {
+    try {
+      const st = await lstat(dir);
+      if (!st.isDirectory()) {
+        throw new WorkspaceError("not_a_directory", `workspace ${dir} is not a directory`);
+      }
+      if (isRoot() && (st.uid !== uid || st.gid !== gid)) await lchown(dir, uid, gid);
+      if ((st.mode & 0o7777) !== 0o700) await chmod(dir, 0o700);
+    } catch (e) {
+      if (e instanceof WorkspaceError) throw e;
+      throw new WorkspaceError("io_error", `workspace root: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
   return {
-    async ensure(workspace, size) {
+    async ensure(workspace) {
       const dir = dirOf(workspace);
       await mkdir(options.root, { recursive: true, mode: 0o711 });
       try {
@@ -214,7 +225,10 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
         }
         if (isRoot()) await chown(dir, uid, gid);
       }
-      await quota?.attach(workspace, dir, size);
+      await quota?.attach(workspace, dir);
+      // The root keeps its owner and mode whatever a task did to it (`chmod 000 /workspace`
+      // would lock every later task and file operation out): restored before each use.
+      await restoreRoot(dir);
       return dir;
     },
 
