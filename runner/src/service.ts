@@ -55,6 +55,12 @@ const FILE_TYPE = {
   other: FileType.OTHER,
 } as const;
 
+/** The workspace size the decision obliges (applied when the runner creates the workspace). */
+function sizeOf(decision: Decision): { bytes: number; inodes: number } | undefined {
+  const w = decision.obligations.workspace;
+  return w ? { bytes: w.max_bytes, inodes: w.max_inodes } : undefined;
+}
+
 /** A limit after obligations: 0 (not set) means the sandbox default. */
 function orDefault(value: number, fallback: number): number {
   return value > 0 ? value : fallback;
@@ -173,7 +179,10 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     // What the kernel lets the task execute (Landlock), from the same decision.
     const exec = execPolicyOf(decision.obligations, tenantOf(req.authorization));
     await guard(async () => {
-      const workspaceDir = await workspaces(tenantOf(req.authorization)).ensure(spec.workspace);
+      const workspaceDir = await workspaces(tenantOf(req.authorization)).ensure(
+        spec.workspace,
+        sizeOf(decision),
+      );
       await tasks.start(
         req.taskId,
         {
@@ -210,14 +219,14 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     mode: "read" | "write" | "delete" | "list",
     act: (fs: WorkspaceFs) => Promise<T>,
   ): Promise<T> {
-    recheck(req.authorization, {
+    const decision = recheck(req.authorization, {
       operation,
       workspace: req.workspace,
       file: { path: req.path, mode },
     });
     const fs = workspaces(tenantOf(req.authorization));
     return guard(async () => {
-      await fs.ensure(req.workspace);
+      await fs.ensure(req.workspace, sizeOf(decision));
       return act(fs);
     });
   }

@@ -151,6 +151,29 @@ describe("workspace inode quota", () => {
   });
 });
 
+describe("size from the policy", () => {
+  it("a workspace gets the policy's smaller quota; a larger one is capped by the runner's maximum", async () => {
+    await fs.ensure("policy-small", { bytes: 24 * MiB, inodes: 500 });
+    const small = await fs.usage("policy-small");
+    assert.equal(small?.bytesLimit, 24 * MiB);
+    assert.ok(small !== null && small.inodesLimit >= 500 && small.inodesLimit < 600);
+    const ws = await fs.ensure("policy-small");
+    const r = await bash("head -c 40000000 /dev/zero > f; du -sm f | cut -f1", {
+      workspaceDir: ws,
+      timeoutMs: 30_000,
+    });
+    assert.match(r.stderr, /No space left on device/);
+    assert.ok(Number(r.stdout.trim()) <= 25, r.stdout);
+    await fs.ensure("policy-big", { bytes: 4096 * MiB, inodes: 1_000_000 });
+    const big = await fs.usage("policy-big");
+    assert.equal(big?.bytesLimit, QUOTA_BYTES);
+    assert.ok(big !== null && big.inodesLimit < QUOTA_INODES * 1.2);
+    // the size is fixed at creation: a later, different obligation does not change it
+    await fs.ensure("policy-small", { bytes: 64 * MiB, inodes: 2000 });
+    assert.equal((await fs.usage("policy-small"))?.bytesLimit, 24 * MiB);
+  });
+});
+
 describe("across a runner restart", () => {
   it("the quota and the files survive: a new runner mounts the same image with the same limits", async () => {
     const ws = await fs.ensure("restart");

@@ -33,7 +33,9 @@ before(async () => {
     configPath,
     JSON.stringify({
       requireCgroups: true,
-      workspaceQuota: { mode: "loop-image", bytes: 32 * MiB, inodes: 1000 },
+      // The runner's maximum; the policy's workspace obligation may set less (the restricted
+      // example tenant: 20,000 inodes).
+      workspaceQuota: { mode: "loop-image", bytes: 32 * MiB, inodes: 50_000 },
       // Room for one task with the developer's 10 MiB output cap (2 × 10 MiB reserved), not two.
       maxRetainedOutputBytes: 24 * MiB,
     }),
@@ -67,7 +69,7 @@ describe("resource isolation through the public API", () => {
     assert.ok(info.limitLayers.includes("workspace-quota"));
     layers = info.limitLayers;
     assert.match(info.cgroup, /^cgroup v[12] /);
-    assert.equal(info.workspaceQuota, `loop-image ${32 * MiB} bytes, 1000 inodes`);
+    assert.equal(info.workspaceQuota, `loop-image ${32 * MiB} bytes, 50000 inodes`);
   });
 
   it("a task filling /dev/shm past memory_bytes is FAILED as out of memory, with its peak", async () => {
@@ -170,6 +172,17 @@ describe("resource isolation through the public API", () => {
     const usage = list.body.usage as Record<string, unknown>;
     assert.equal(usage.bytesLimit, String(32 * MiB));
     assert.ok(Number(usage.bytesUsed) > 30 * MiB, JSON.stringify(usage));
-    assert.ok(Number(usage.inodesLimit) >= 1000);
+    // developers' policy quota (100,000 inodes) is capped by the runner's maximum
+    const limit = Number(usage.inodesLimit);
+    assert.ok(limit >= 50_000 && limit < 60_000, JSON.stringify(usage));
+  });
+
+  it("a workspace is created with the policy's quota: the restricted tenant's is smaller", async () => {
+    const rick = await gw.token("rick", ["developer"], ["--tenant", "example-restricted"]);
+    const list = await connectJson(gw.url, "ListDirectory", { workspace: "r", path: "" }, rick);
+    assert.equal(list.status, 200, JSON.stringify(list.body));
+    const usage = list.body.usage as Record<string, unknown>;
+    const limit = Number(usage.inodesLimit);
+    assert.ok(limit >= 20_000 && limit < 22_000, JSON.stringify(usage));
   });
 });

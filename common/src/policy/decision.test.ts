@@ -22,6 +22,18 @@ function raw(overrides: Record<string, unknown> = {}): Record<string, unknown> {
 }
 
 describe("parseDecision", () => {
+  it("carries the workspace quota obligation and refuses a malformed one", () => {
+    const workspace = { max_bytes: 1 << 30, max_inodes: 100_000 };
+    const obligations = { max_timeout_seconds: 30, network: "none", limits, workspace };
+    assert.deepEqual(parseDecision(raw({ obligations }), "rev").obligations.workspace, workspace);
+    for (const bad of [{ max_bytes: 0, max_inodes: 1 }, { max_bytes: 1 }, "1 GiB"]) {
+      assert.throws(
+        () => parseDecision(raw({ obligations: { ...obligations, workspace: bad } }), "rev"),
+        /obligations.workspace needs positive integers/,
+      );
+    }
+  });
+
   it("converts a well-formed result", () => {
     const d = parseDecision(raw(), "rev");
     assert.deepEqual(d, {

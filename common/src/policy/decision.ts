@@ -13,6 +13,19 @@ export interface Obligations {
    * Landlock inside the sandbox). Only execute decisions carry it.
    */
   exec?: ExecObligation;
+  /**
+   * Size of a workspace's own filesystem, applied by the runner when it creates the workspace
+   * (kernel-enforced bytes and inodes). Absent from policies that do not set it.
+   */
+  workspace?: WorkspaceObligation;
+}
+
+/** Quota of a workspace (see docs/adr/0012-resource-isolation-cgroups-and-workspace-images.md). */
+export interface WorkspaceObligation {
+  /** Bytes the workspace may hold. */
+  max_bytes: number;
+  /** Files and directories the workspace may hold. */
+  max_inodes: number;
 }
 
 /** Execution rules of an execute decision, enforced by the kernel (see docs/security/sandbox.md). */
@@ -128,6 +141,15 @@ function parseExec(v: unknown): ExecObligation {
   return { allowed_programs, denied_programs, denied_prefixes, workspace_exec };
 }
 
+function parseWorkspace(v: unknown): WorkspaceObligation {
+  if (!isRecord(v) || !isPositiveInt(v.max_bytes) || !isPositiveInt(v.max_inodes)) {
+    throw new DecisionShapeError(
+      "obligations.workspace needs positive integers max_bytes and max_inodes",
+    );
+  }
+  return { max_bytes: v.max_bytes, max_inodes: v.max_inodes };
+}
+
 /** Thrown by {@link parseDecision} when the policy result has the wrong shape. */
 export class DecisionShapeError extends Error {
   /** Stable error code. */
@@ -150,7 +172,7 @@ export function parseDecision(raw: unknown, revision: string): Decision {
     throw new DecisionShapeError("deny_reasons is not a string array");
   if (!isStringArray(warnings)) throw new DecisionShapeError("warnings is not a string array");
   if (!isRecord(obligations)) throw new DecisionShapeError("obligations is not an object");
-  const { max_timeout_seconds, network, limits, exec } = obligations;
+  const { max_timeout_seconds, network, limits, exec, workspace } = obligations;
   if (!isPositiveInt(max_timeout_seconds)) {
     throw new DecisionShapeError("obligations.max_timeout_seconds is not a positive integer");
   }
@@ -182,10 +204,13 @@ export function parseDecision(raw: unknown, revision: string): Decision {
         ? ["the policy denied the request without a reason"]
         : deny_reasons,
     warnings,
-    obligations:
-      exec === undefined
-        ? { max_timeout_seconds, network, limits: out }
-        : { max_timeout_seconds, network, limits: out, exec: parseExec(exec) },
+    obligations: {
+      max_timeout_seconds,
+      network,
+      limits: out,
+      ...(exec === undefined ? {} : { exec: parseExec(exec) }),
+      ...(workspace === undefined ? {} : { workspace: parseWorkspace(workspace) }),
+    },
     revision,
     operations: allow && operations !== undefined ? operations : [],
     tools: allow && tools !== undefined ? tools : [],

@@ -13,6 +13,7 @@ export {
   LIMIT_NAMES,
   type Obligations,
   parseDecision,
+  type WorkspaceObligation,
   ZERO_LIMITS,
 } from "./decision.js";
 export {

@@ -13,6 +13,25 @@ base_obligations := {
 	"max_timeout_seconds": effective_limit.max_timeout_seconds,
 	"network": obligation_network,
 	"limits": object.remove(effective_limit, ["max_timeout_seconds"]),
+	"workspace": workspace_quota,
+}
+
+# workspace_quota is the size of a workspace's own filesystem (bytes and inodes,
+# kernel-enforced), fixed by the runner when it creates the workspace: the
+# largest any of the principal's roles grants (never below
+# data.gateway.defaults.workspace), clamped by the tenant's cap. The common case
+# (no role grants one, the tenant caps none) is the defaults.
+workspace_quota := data.gateway.defaults.workspace if {
+	count([r | some r in known_roles; data.gateway.roles[r].workspace]) == 0
+	count(object.get(tenant, "workspace", {})) == 0
+} else := {name: value |
+	some name, default_value in data.gateway.defaults.workspace
+	granted := [v |
+		some role in known_roles
+		v := data.gateway.roles[role].workspace[name]
+	]
+	role_value := max(array.concat([default_value], granted))
+	value := min([role_value, object.get(object.get(tenant, "workspace", {}), name, role_value)])
 }
 
 # exec_obligation is what the kernel (Landlock, applied by the runner inside the

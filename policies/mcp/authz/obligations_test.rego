@@ -45,3 +45,26 @@ test_deny_negative_limit if {
 	not d.allow
 	has_reason(d, "the sandbox limit max_processes must not be negative")
 }
+
+test_workspace_quota_defaults_for_developers if {
+	d := authz.decision with input as exec("ls", [])
+	d.obligations.workspace == {"max_bytes": 1073741824, "max_inodes": 100000}
+}
+
+test_workspace_quota_largest_role_grant if {
+	inp := object.union(exec("ls", []), {"principal": object.union(developer, {"roles": ["developer", "admin"]})})
+	d := authz.decision with input as inp
+	d.obligations.workspace == {"max_bytes": 4294967296, "max_inodes": 500000}
+}
+
+test_workspace_quota_clamped_by_the_tenant if {
+	inp := object.union(exec("cat", ["x"]), {"principal": object.union(admin, {"tenant": "example-restricted"})})
+	d := authz.decision with input as inp
+	d.obligations.workspace == {"max_bytes": 268435456, "max_inodes": 20000}
+}
+
+test_workspace_quota_on_file_operations_too if {
+	d := authz.decision with input as file_op("write_file", "a.txt", "write")
+	d.allow
+	d.obligations.workspace.max_bytes == 1073741824
+}

@@ -11,6 +11,7 @@ export {
   imageSizeFor,
   type WorkspaceQuota,
   type WorkspaceQuotaOptions,
+  type WorkspaceSize,
   type WorkspaceUsage,
 } from "./quota.js";
 export {

@@ -7,7 +7,18 @@
  * @module
  */
 import { execFile } from "node:child_process";
-import { chmod, mkdir, open, readdir, rename, rmdir, stat, statfs } from "node:fs/promises";
+import {
+  chmod,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rmdir,
+  stat,
+  statfs,
+  writeFile,
+} from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
@@ -27,13 +38,21 @@ export interface WorkspaceUsage {
   inodesLimit: number;
 }
 
+/** Bytes and inodes of one workspace's filesystem. */
+export interface WorkspaceSize {
+  /** Bytes the workspace may hold. */
+  bytes: number;
+  /** Files and directories it may hold. */
+  inodes: number;
+}
+
 /** Options of {@link createWorkspaceQuota}. */
 export interface WorkspaceQuotaOptions {
   /** "loop-image": one size-capped ext4 image per workspace; "none": no quota. */
   mode: "loop-image" | "none";
-  /** Bytes a workspace may hold (at least this much is usable). */
+  /** Bytes a workspace may hold at most (at least this much is usable); the policy may set less. */
   bytes: number;
-  /** Files and directories a workspace may hold. */
+  /** Files and directories a workspace may hold at most; the policy may set less. */
   inodes: number;
   /** Directory holding the images (outside every workspace). */
   imageDir: string;
@@ -53,9 +72,11 @@ export interface WorkspaceQuota {
   readonly description: string;
   /**
    * Makes `dir` the mount of workspace `name`'s own filesystem: creates and formats the image on
-   * first use, mounts it again after a runner restart, does nothing when it is mounted.
+   * first use (with `size`, the policy's obligation, capped by the configured maximum), mounts it
+   * again after a runner restart, does nothing when it is mounted. A workspace keeps the size
+   * it was created with.
    */
-  attach(name: string, dir: string): Promise<void>;
+  attach(name: string, dir: string, size?: WorkspaceSize): Promise<void>;
   /** Quota and usage of a mounted workspace; null without quotas. */
   usage(dir: string): Promise<WorkspaceUsage | null>;
   /** Explains an ENOSPC/EDQUOT from `dir`: "workspace quota of 1 GiB reached" or the inode variant. */
@@ -133,7 +154,8 @@ export function createWorkspaceQuota(options: WorkspaceQuotaOptions): WorkspaceQ
   }
   const mounted = new Set<string>();
   const busy = new Map<string, Promise<void>>();
-  const quotaText = `workspace quota of ${formatBytes(options.bytes)} reached`;
+  /** Byte quota of each mounted workspace (from its sidecar file). */
+  const sizes = new Map<string, number>();
 
   async function run(cmd: string, args: string[]): Promise<void> {
     try {
@@ -149,9 +171,23 @@ export function createWorkspaceQuota(options: WorkspaceQuotaOptions): WorkspaceQ
     }
   }
 
-  async function doAttach(name: string, dir: string): Promise<void> {
+  /** The size a workspace was created with (sidecar JSON beside its image). */
+  async function sizeOf(name: string): Promise<WorkspaceSize> {
+    try {
+      const s = JSON.parse(
+        await readFile(join(options.imageDir, `${name}.quota.json`), "utf8"),
+      ) as WorkspaceSize;
+      if (Number.isSafeInteger(s.bytes) && Number.isSafeInteger(s.inodes)) return s;
+    } catch {
+      // an image from before sidecars: the configured default
+    }
+    return { bytes: options.bytes, inodes: options.inodes };
+  }
+
+  async function doAttach(name: string, dir: string, wanted: WorkspaceSize): Promise<void> {
     if (await isMountPoint(dir)) {
       mounted.add(dir);
+      if (!sizes.has(dir)) sizes.set(dir, (await sizeOf(name)).bytes);
       return;
     }
     const image = join(options.imageDir, `${name}.img`);
@@ -168,7 +204,7 @@ export function createWorkspaceQuota(options: WorkspaceQuotaOptions): WorkspaceQ
       const tmp = `${image}.new`;
       const fh = await open(tmp, "w", 0o600);
       try {
-        await fh.truncate(imageSizeFor(options.bytes, options.inodes));
+        await fh.truncate(imageSizeFor(wanted.bytes, wanted.inodes));
       } finally {
         await fh.close();
       }
@@ -178,7 +214,7 @@ export function createWorkspaceQuota(options: WorkspaceQuotaOptions): WorkspaceQ
         "-m",
         "0",
         "-N",
-        String(options.inodes),
+        String(wanted.inodes),
         "-I",
         String(INODE_SIZE),
         "-J",
@@ -187,6 +223,9 @@ export function createWorkspaceQuota(options: WorkspaceQuotaOptions): WorkspaceQ
         `lazy_itable_init=1,nodiscard,root_owner=${options.uid}:${options.gid}`,
         tmp,
       ]);
+      await writeFile(join(options.imageDir, `${name}.quota.json`), JSON.stringify(wanted), {
+        mode: 0o600,
+      });
       await rename(tmp, image);
     } else {
       // After a crash: replay the journal / repair what is safe before mounting.
@@ -196,6 +235,7 @@ export function createWorkspaceQuota(options: WorkspaceQuotaOptions): WorkspaceQ
     }
     await run("mount", ["-t", "ext4", "-o", "loop,nosuid,nodev,noatime,noinit_itable", image, dir]);
     mounted.add(dir);
+    sizes.set(dir, fresh ? wanted.bytes : (await sizeOf(name)).bytes);
     await chmod(dir, 0o700);
     if (fresh) await rmdir(join(dir, "lost+found")).catch(() => undefined);
     log?.info({ workspace: name, image, fresh }, "workspace filesystem mounted");
@@ -204,10 +244,16 @@ export function createWorkspaceQuota(options: WorkspaceQuotaOptions): WorkspaceQ
   return {
     mode: "loop-image",
     description: `loop-image ${options.bytes} bytes, ${options.inodes} inodes`,
-    attach(name, dir) {
+    attach(name, dir, size) {
       const running = busy.get(dir);
       if (running) return running;
-      const p = doAttach(name, dir).finally(() => busy.delete(dir));
+      // The policy's size, never above the runner's configured maximum, never below what ext4
+      // needs to exist.
+      const wanted = {
+        bytes: Math.max(16 * 1024 * 1024, Math.min(size?.bytes ?? options.bytes, options.bytes)),
+        inodes: Math.max(64, Math.min(size?.inodes ?? options.inodes, options.inodes)),
+      };
+      const p = doAttach(name, dir, wanted).finally(() => busy.delete(dir));
       busy.set(dir, p);
       return p;
     },
@@ -215,7 +261,7 @@ export function createWorkspaceQuota(options: WorkspaceQuotaOptions): WorkspaceQ
       const s = await statfs(dir);
       return {
         bytesUsed: (s.blocks - s.bfree) * s.bsize,
-        bytesLimit: options.bytes,
+        bytesLimit: sizes.get(dir) ?? options.bytes,
         inodesUsed: s.files - s.ffree,
         inodesLimit: s.files,
       };
@@ -229,7 +275,7 @@ export function createWorkspaceQuota(options: WorkspaceQuotaOptions): WorkspaceQ
       } catch {
         // fall through to the byte quota
       }
-      return quotaText;
+      return `workspace quota of ${formatBytes(sizes.get(dir) ?? options.bytes)} reached`;
     },
     async detachAll() {
       for (const dir of mounted) {

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import type { Logger } from "pino";
 import { DEFAULT_HELPER_PATH } from "../sandbox/sandbox.js";
 import { isWorkspaceErrorCode, WorkspaceError } from "./errors.js";
-import type { WorkspaceQuota, WorkspaceUsage } from "./quota.js";
+import type { WorkspaceQuota, WorkspaceSize, WorkspaceUsage } from "./quota.js";
 
 /** Options of {@link createWorkspaceFs}. */
 export interface WorkspaceFsOptions {
@@ -45,8 +45,12 @@ export interface WorkspaceEntry {
 
 /** File operations confined to one workspace (see docs/security/sandbox.md). */
 export interface WorkspaceFs {
-  /** Validates the name ([A-Za-z0-9._-]{1,64}, not "." or ".."), creates the dir (owned by the sandbox uid) if missing, returns its absolute path. */
-  ensure(workspace: string): Promise<string>;
+  /**
+   * Validates the name ([A-Za-z0-9._-]{1,64}, not "." or ".."), creates the dir (owned by the
+   * sandbox uid) if missing — with quotas, its own filesystem of `size` (the policy's
+   * obligation, capped by the runner's configured maximum) — and returns its absolute path.
+   */
+  ensure(workspace: string, size?: WorkspaceSize): Promise<string>;
   /** Reads a regular file (no symlinks anywhere in the path, no hard-linked files). */
   readFile(workspace: string, path: string): Promise<{ content: Uint8Array; size: number }>;
   /** Creates or replaces a regular file; mode keeps permission bits only (& 0o777). */
@@ -199,7 +203,7 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
   }
 
   return {
-    async ensure(workspace) {
+    async ensure(workspace, size) {
       const dir = dirOf(workspace);
       await mkdir(options.root, { recursive: true, mode: 0o711 });
       try {
@@ -225,7 +229,7 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
         }
         if (isRoot()) await chown(dir, uid, gid);
       }
-      await quota?.attach(workspace, dir);
+      await quota?.attach(workspace, dir, size);
       // The root keeps its owner and mode whatever a task did to it (`chmod 000 /workspace`
       // would lock every later task and file operation out): restored before each use.
       await restoreRoot(dir);
