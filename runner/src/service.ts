@@ -179,7 +179,7 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
     // What the kernel lets the task execute (Landlock), from the same decision.
     const exec = execPolicyOf(decision.obligations, tenantOf(req.authorization));
     await guard(async () => {
-      const workspaceDir = await workspaces(tenantOf(req.authorization)).ensure(
+      const workspaceDir = await workspaces(ownerOf(req.authorization, decision)).ensure(
         spec.workspace,
         sizeOf(decision),
       );
@@ -224,11 +224,22 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
       workspace: req.workspace,
       file: { path: req.path, mode },
     });
-    const fs = workspaces(tenantOf(req.authorization));
+    const fs = workspaces(ownerOf(req.authorization, decision));
     return guard(async () => {
       await fs.ensure(req.workspace, sizeOf(decision));
       return act(fs);
     });
+  }
+
+  /**
+   * Whose workspaces a request uses: the principal's own (the default policy) or, for a
+   * workspace the tenant shares (decision.workspaceScope "tenant", or a bundle without the
+   * field), the tenant's. Different keys are different directories (hashed by the caller).
+   */
+  function ownerOf(authz: Authorization | undefined, decision: Decision): string {
+    const tenant = tenantOf(authz);
+    if (decision.workspaceScope !== "principal") return tenant;
+    return `${tenant}\u0000principal\u0000${authz?.principal?.sub ?? ""}`;
   }
 
   /** The tenant a request acts for (recheck() already refused requests without a principal). */

@@ -65,6 +65,12 @@ export interface Decision {
    * principal may call: filled only by an allowed `list_tools` decision.
    */
   readonly tools: readonly string[];
+  /**
+   * Whose directory the request's workspace name refers to: "principal" (the default
+   * policy: each member has their own) or "tenant" (a workspace the tenant shares). Absent
+   * in decisions of bundles older than this field: the runner then uses the tenant's.
+   */
+  readonly workspaceScope?: "principal" | "tenant";
 }
 
 /** Names of the numeric sandbox limits, in a fixed order. */
@@ -166,7 +172,14 @@ export class DecisionShapeError extends Error {
  */
 export function parseDecision(raw: unknown, revision: string): Decision {
   if (!isRecord(raw)) throw new DecisionShapeError("the policy result is not an object");
-  const { allow, deny_reasons, warnings, obligations, operations, tools } = raw;
+  const { allow, deny_reasons, warnings, obligations, operations, tools, workspace_scope } = raw;
+  if (
+    workspace_scope !== undefined &&
+    workspace_scope !== "principal" &&
+    workspace_scope !== "tenant"
+  ) {
+    throw new DecisionShapeError('workspace_scope is not "principal" or "tenant"');
+  }
   if (typeof allow !== "boolean") throw new DecisionShapeError("allow is not a boolean");
   if (!isStringArray(deny_reasons))
     throw new DecisionShapeError("deny_reasons is not a string array");
@@ -214,5 +227,6 @@ export function parseDecision(raw: unknown, revision: string): Decision {
     revision,
     operations: allow && operations !== undefined ? operations : [],
     tools: allow && tools !== undefined ? tools : [],
+    ...(workspace_scope === undefined ? {} : { workspaceScope: workspace_scope }),
   };
 }

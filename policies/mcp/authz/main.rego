@@ -16,6 +16,7 @@ decision := {
 	"obligations": obligations,
 	"operations": visible_operations,
 	"tools": visible_tools,
+	"workspace_scope": workspace_scope,
 }
 
 default allow := false
