@@ -1,6 +1,3 @@
-// @peculiar/x509 resolves its algorithm providers through tsyringe, which needs a Reflect
-// metadata polyfill loaded before it.
-import "reflect-metadata";
 import {
   createPrivateKey,
   KeyObject,
@@ -11,18 +8,7 @@ import {
 import { constants as fsConstants } from "node:fs";
 import { chmod, mkdir, open, readFile, rename, rm, stat, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import {
-  AuthorityKeyIdentifierExtension,
-  BasicConstraintsExtension,
-  ExtendedKeyUsage,
-  ExtendedKeyUsageExtension,
-  type JsonGeneralNames,
-  KeyUsageFlags,
-  KeyUsagesExtension,
-  SubjectAlternativeNameExtension,
-  SubjectKeyIdentifierExtension,
-  X509CertificateGenerator,
-} from "@peculiar/x509";
+import type { JsonGeneralNames } from "@peculiar/x509";
 import { writeTempFile } from "../fs-atomic.js";
 import { edgeIdentity, monitorIdentity, parseSubjectAltName, runnerIdentity } from "./identity.js";
 
@@ -196,6 +182,13 @@ async function createCa(
   keyPath: string,
   validityDays: number,
 ): Promise<CaMaterial> {
+  const {
+    BasicConstraintsExtension,
+    KeyUsageFlags,
+    KeyUsagesExtension,
+    SubjectKeyIdentifierExtension,
+    X509CertificateGenerator,
+  } = await import("./x509-lib.js");
   const keys = (await crypto.subtle.generateKey(EC_PARAMS, true, [
     "sign",
     "verify",
@@ -254,6 +247,17 @@ async function issueLeaf(
     validityDays: number;
   },
 ): Promise<void> {
+  const {
+    AuthorityKeyIdentifierExtension,
+    BasicConstraintsExtension,
+    ExtendedKeyUsage,
+    ExtendedKeyUsageExtension,
+    KeyUsageFlags,
+    KeyUsagesExtension,
+    SubjectAlternativeNameExtension,
+    SubjectKeyIdentifierExtension,
+    X509CertificateGenerator,
+  } = await import("./x509-lib.js");
   const keys = (await crypto.subtle.generateKey(EC_PARAMS, true, [
     "sign",
     "verify",
