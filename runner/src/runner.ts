@@ -296,6 +296,9 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   guardConnections(server, config.connections);
   guardHttp2Sessions(server, config.connections);
   server.on("secureConnection", (socket: TLSSocket) => {
+    // Events are small frames: without this, Nagle holds each behind the edge's
+    // delayed ACK (+40 ms per round trip; issue 13).
+    socket.setNoDelay(true);
     if (!isAllowedPeer(socket, [...edgeIds, ...monitorIds])) {
       logger.warn(
         { peer: socket.remoteAddress },

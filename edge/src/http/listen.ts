@@ -114,6 +114,8 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
         key: readFileSync(options.tls.keyPath),
         allowHTTP1: true,
         minVersion: "TLSv1.2",
+        // No Nagle delay on small frames (issue 13).
+        noDelay: true,
       },
       options.listener,
     );
@@ -136,6 +138,9 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
       h1.closeIdleConnections();
     };
     server = net.createServer((socket) => {
+      // Small gRPC/Connect frames must not wait for the peer's delayed ACK (Nagle:
+      // +40 ms per exchange; issue 13). The h2 server only sees a JS stream here.
+      socket.setNoDelay(true);
       socket.once("error", () => socket.destroy());
       // An absolute deadline to send enough to choose a protocol: a byte every few
       // seconds does not extend it (an idle timeout would be reset by each).
