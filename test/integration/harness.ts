@@ -50,9 +50,10 @@ export function startProc(
   args: string[],
   ready: RegExp,
   env: Record<string, string> = {},
+  nodeArgs: string[] = [],
 ): Promise<{ proc: Proc; match: RegExpMatchArray }> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], {
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -126,7 +127,13 @@ export interface Gateway {
 
 /** Starts runner and edge as real processes (mTLS between them, dev PKI in a temp dir). */
 export async function startGateway(
-  options: { edgeArgs?: string[]; runnerArgs?: string[]; env?: Record<string, string> } = {},
+  options: {
+    edgeArgs?: string[];
+    runnerArgs?: string[];
+    env?: Record<string, string>;
+    /** Node options of both processes (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+    nodeArgs?: string[];
+  } = {},
 ): Promise<Gateway> {
   const dataDir = mkdtempSync(join(tmpdir(), "mcp-it-"));
   // The sandbox user (not root) must be able to traverse to the workspaces below it.
@@ -136,6 +143,7 @@ export async function startGateway(
     ["runner", "--port", "0", "--id", "runner-local", ...(options.runnerArgs ?? [])],
     /listening on (https:\/\/\S+)/,
     env,
+    options.nodeArgs,
   );
   const runnerUrl = rm[1] as string;
   let edge: Proc;
@@ -145,6 +153,7 @@ export async function startGateway(
       ["edge", "--port", "0", "--runner", `runner-local=${runnerUrl}`, ...(options.edgeArgs ?? [])],
       /edge listening on (https?:\/\/[^\s(]+)/,
       env,
+      options.nodeArgs,
     );
     edge = started.proc;
     url = started.match[1] as string;
