@@ -208,14 +208,14 @@ describe("MCP over Streamable HTTP (official SDK client)", () => {
         );
       assert.equal(await call, "rejected");
       assert.match(taskId, /^task-/);
-      let status = "";
-      for (let i = 0; i < 100 && status !== "cancelled"; i++) {
-        status = structured<{ status: string }>(
+      let task = { status: "", status_message: "" };
+      for (let i = 0; i < 100 && task.status !== "cancelled"; i++) {
+        task = structured<{ status: string; status_message: string }>(
           await client.callTool({ name: "get_task", arguments: { task_id: taskId } }),
-        ).status;
-        if (status !== "cancelled") await new Promise((r) => setTimeout(r, 100));
+        );
+        if (task.status !== "cancelled") await new Promise((r) => setTimeout(r, 100));
       }
-      assert.equal(status, "cancelled");
+      assert.equal(task.status, "cancelled", task.status_message);
     } finally {
       await client.close();
     }
@@ -311,7 +311,7 @@ describe("MCP over Streamable HTTP (official SDK client)", () => {
       const c = structured<{ status: string }>(
         await client.callTool({ name: "cancel_task", arguments: { task_id: s.task_id } }),
       );
-      assert.ok(["cancelled", "queued", "running"].includes(c.status), c.status);
+      assert.ok(["cancelled", "queued", "running"].includes(c.status), JSON.stringify(c));
       let status = c.status;
       for (let i = 0; i < 100 && status !== "cancelled"; i++) {
         await new Promise((r) => setTimeout(r, 100));

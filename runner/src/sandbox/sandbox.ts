@@ -678,7 +678,9 @@ export function createSandbox(options: SandboxOptions): Sandbox {
             signal: "SIGKILL",
             message: `out of memory: the task reached its memory limit of ${spec.limits.memoryBytes} bytes and was killed (OOM)`,
           };
-        } else if (placementError !== "") {
+        } else if (placementError !== "" && reason === null) {
+          // (A task killed before it was placed — cancelled right after it was sent — has no
+          // process left to place: that is the kill's outcome, not a placement failure.)
           r = failed(placementError);
         } else if (reason !== null) {
           r = {
