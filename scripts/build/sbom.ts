@@ -5,7 +5,9 @@
  * hashes from package-lock.json's integrity (the registry tarball's SHA-512).
  *
  * `--deb-admindir <rootfs>/var/lib/dpkg` adds the Debian packages of an image's root filesystem
- * (pkg:deb purls), so one tool writes the SBOM of the tarball and of each image.
+ * (pkg:deb purls; `--deb-only "a b"` keeps only those, for the distroless edge image), and
+ * `--extra-deb name=version` a package copied from the host (node), so one tool writes the SBOM
+ * of the tarball and of each image. `--meta /dev/null` leaves the npm components out.
  *
  *   node --import tsx scripts/build/sbom.ts --out dist/release/x.cdx.json [--name n] [--version v]
  *     [--deb-admindir dir] [--shipped pkg]…
@@ -110,6 +112,10 @@ if (import.meta.filename === process.argv[1]) {
       meta: { type: "string", default: join(ROOT, "dist", "meta.json") },
       shipped: { type: "string", multiple: true, default: [] },
       "deb-admindir": { type: "string" },
+      /** Only these Debian packages (space-separated) of the admindir: a distroless tree's. */
+      "deb-only": { type: "string" },
+      /** Debian packages copied in from the host, as name=version. */
+      "extra-deb": { type: "string", multiple: true, default: [] },
       "source-date-epoch": { type: "string" },
     },
   });
@@ -117,7 +123,8 @@ if (import.meta.filename === process.argv[1]) {
   const version =
     values.version ??
     (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
-  const meta = JSON.parse(readFileSync(values.meta, "utf8")) as {
+  const metaText = readFileSync(values.meta, "utf8");
+  const meta = (metaText.trim() ? JSON.parse(metaText) : { inputs: {} }) as {
     inputs: Record<string, unknown>;
   };
   const dirs = new Set<string>();
@@ -126,9 +133,18 @@ if (import.meta.filename === process.argv[1]) {
     if (dir) dirs.add(dir);
   }
   for (const p of values.shipped) dirs.add(`node_modules/${p}`);
+  const only = values["deb-only"] ? new Set(values["deb-only"].split(/\s+/).filter(Boolean)) : null;
+  const extra = values["extra-deb"].map((nv): Component => {
+    const [name = "", version = ""] = nv.split("=");
+    const purl = `pkg:deb/${name}@${encodeURIComponent(version)}`;
+    return { type: "library", name, version, purl, "bom-ref": purl };
+  });
   const components = [
     ...npmComponents(dirs),
-    ...(values["deb-admindir"] ? debComponents(values["deb-admindir"]) : []),
+    ...(values["deb-admindir"] ? debComponents(values["deb-admindir"]) : []).filter(
+      (c) => !only || only.has(c.name),
+    ),
+    ...extra,
   ];
   const epoch = Number(values["source-date-epoch"] ?? process.env.SOURCE_DATE_EPOCH ?? 0);
   const timestamp = new Date(epoch > 0 ? epoch * 1000 : Date.now()).toISOString();
