@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, fdatasync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { auditIndexColumns, GENESIS_HASH, sealAuditRecord } from "../audit/chain.js";
@@ -70,15 +70,34 @@ const MIGRATIONS: readonly string[] = [
    ) WITHOUT ROWID;`,
 ];
 
+/** Counters of the store's writes (for tests and benchmarks: writes and syncs per task). */
+export interface SqliteWriteStats {
+  /** Write transactions committed. */
+  commits: number;
+  /** fdatasync calls on the WAL (each makes every commit before it durable). */
+  syncs: number;
+}
+
 /** The SQLite store, with raw access for audit verification. */
 export interface SqliteStore extends TaskStore {
   /** Stored audit rows in order, exactly as on disk. */
   rawAudit(): IterableIterator<RawAuditRow>;
+  /** Commits and WAL syncs so far. */
+  writeStats(): SqliteWriteStats;
 }
 
 /**
- * The embedded default store: one SQLite file in WAL mode with synchronous=FULL,
- * so a resolved write survives a crash of the process or the machine.
+ * The embedded default store: one SQLite file in WAL mode, where a resolved
+ * write survives a crash of the process or the machine.
+ *
+ * Durability is SQLite's `synchronous=FULL` (the WAL synced at every commit)
+ * done as a group commit off the event loop (issue 13): a write commits with
+ * `synchronous=NORMAL` (no sync in the commit itself), then resolves only after
+ * an fdatasync of the WAL file that started after its commit. All commits made
+ * while one sync runs share the next one, and the sync runs on libuv's thread
+ * pool, so the event loop never waits for the disk. The WAL is synced before
+ * every checkpoint (NORMAL does that too), so the database file never holds a
+ * change the WAL lost. `:memory:` has nothing to sync.
  *
  * @example
  * const store = createSqliteStore({ path: ".data/gateway.db" });
@@ -94,6 +113,41 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   db.pragma("busy_timeout = 5000");
   db.pragma("foreign_keys = ON");
   migrate(db);
+  const stats: SqliteWriteStats = { commits: 0, syncs: 0 };
+  // Group commit: see the doc comment. The WAL exists once the database was read in WAL mode
+  // (migrate did); it is never deleted while this connection is open. Without it, FULL stays.
+  const walPath = `${options.path}-wal`;
+  const walFd =
+    options.path !== ":memory:" && existsSync(walPath) ? openSync(walPath, "r") : undefined;
+  if (walFd !== undefined) db.pragma("synchronous = NORMAL");
+  let syncing: Promise<void> | undefined;
+  let nextSync: Promise<void> | undefined;
+  /**
+   * Counts a commit and resolves once it is durable: joins the next WAL sync
+   * (a sync already running may have started before this commit).
+   */
+  function durable(): Promise<void> {
+    stats.commits++;
+    return walFd === undefined ? Promise.resolve() : sync();
+  }
+  function sync(): Promise<void> {
+    if (walFd === undefined) return Promise.resolve();
+    if (!syncing) {
+      stats.syncs++;
+      syncing = new Promise<void>((resolve, reject) =>
+        fdatasync(walFd, (err) => (err ? reject(err) : resolve())),
+      ).finally(() => {
+        syncing = undefined;
+      });
+      return syncing;
+    }
+    const again = () => {
+      nextSync = undefined;
+      return sync();
+    };
+    nextSync ??= syncing.then(again, again);
+    return nextSync;
+  }
 
   const selectPin = db.prepare<[string, string], { doc: string }>(
     "SELECT doc FROM tool_pins WHERE server = ? AND tool = ?",
@@ -210,13 +264,16 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
         createdAt: task.createdAt,
         doc: JSON.stringify(task),
       });
+      await durable();
     },
     async getTask(id) {
       const row = selectTask.get(id);
       return row ? (JSON.parse(row.doc) as TaskRecord) : undefined;
     },
     async updateTask(id, patch, condition = {}) {
-      return update(id, patch, condition);
+      const result = update(id, patch, condition);
+      await durable();
+      return result;
     },
     async listTasksInStates(states: readonly TaskState[], limit: number) {
       if (states.length === 0) return [];
@@ -244,6 +301,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
           runnerSeq: runnerSeq ?? null,
         }) ?? (runnerSeq !== undefined ? storedRunnerSeq.get(taskId, runnerSeq) : undefined);
       if (!row) throw new Error("appendOutput: insert returned no row");
+      await durable();
       return row.seq;
     },
     async pruneOutput(retention: OutputRetention): Promise<PruneResult> {
@@ -271,6 +329,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
         }
       }
       result.totalBytes = total;
+      if (result.tasks > 0) await durable();
       return result;
     },
     async readOutput(taskId, afterSeq, limit): Promise<OutputChunk[]> {
@@ -283,7 +342,9 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       }));
     },
     async appendAudit(entry) {
-      return appendAudit(entry);
+      const record = appendAudit(entry);
+      await durable();
+      return record;
     },
     async listAudit(query: AuditQuery) {
       const where: string[] = ["seq > @afterSeq"];
@@ -329,7 +390,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       return lastAudit.get() ?? { seq: 0, hash: GENESIS_HASH };
     },
     async observeToolDefinition(server, tool, digest, definition, now) {
-      return db
+      const observed = db
         .transaction(() => {
           const row = selectPin.get(server, tool);
           const prev = row ? (JSON.parse(row.doc) as ToolPin) : undefined;
@@ -338,9 +399,11 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
           return next;
         })
         .immediate();
+      await durable();
+      return observed;
     },
     async approveToolDefinition(server, tool, digest, by, now) {
-      return db
+      const approved = db
         .transaction(() => {
           const row = selectPin.get(server, tool);
           const prev = row ? (JSON.parse(row.doc) as ToolPin) : undefined;
@@ -349,6 +412,8 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
           return pin;
         })
         .immediate();
+      await durable();
+      return approved;
     },
     async listToolPins(server) {
       const rows = server === undefined ? allPins.all() : serverPins.all(server);
@@ -357,8 +422,13 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     async ping() {
       db.prepare("SELECT 1").get();
     },
+    writeStats() {
+      return { ...stats };
+    },
     async close() {
+      await Promise.allSettled([syncing, nextSync]);
       db.close();
+      if (walFd !== undefined) closeSync(walFd);
     },
   };
 }

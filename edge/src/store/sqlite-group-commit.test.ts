@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import Database from "better-sqlite3";
+import { sampleAuditEntry, sampleTask } from "./contract.js";
+import { createSqliteStore } from "./sqlite.js";
+
+const dir = mkdtempSync(join(tmpdir(), "mcp-group-commit-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("sqlite store: group commit (issue 13)", () => {
+  it("commits with synchronous=NORMAL and makes every write durable by a WAL sync", async () => {
+    const path = join(dir, "a.db");
+    const store = createSqliteStore({ path });
+    // Each awaited write waits for its own sync: none may resolve before one that started after it.
+    for (let i = 0; i < 5; i++) await store.createTask(sampleTask(`task-${i}`));
+    assert.deepEqual(store.writeStats(), { commits: 5, syncs: 5 });
+    await store.close();
+    const db = new Database(path, { readonly: true });
+    assert.deepEqual(db.prepare("SELECT count(*) AS n FROM tasks").get(), { n: 5 });
+    db.close();
+  });
+
+  it("writes issued together share one sync after the one already running", async () => {
+    const store = createSqliteStore({ path: join(dir, "b.db") });
+    // 40 writes in one tick: the first starts a sync, the other 39 cannot trust it (it may
+    // have started before their commit) and share the next one: 2 syncs for 40 commits.
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        i % 2 === 0
+          ? store.createTask(sampleTask(`task-${i}`))
+          : store.appendAudit(sampleAuditEntry({ taskId: `task-${i}` })),
+      ),
+    );
+    assert.deepEqual(store.writeStats(), { commits: 40, syncs: 2 });
+    // A write while a sync runs joins the next one; the next after that starts its own.
+    const first = store.updateTask("task-0", { state: "running" });
+    const second = store.updateTask("task-2", { state: "running" });
+    await Promise.all([first, second]);
+    assert.deepEqual(store.writeStats(), { commits: 42, syncs: 4 });
+    assert.equal((await store.getTask("task-2"))?.state, "running");
+    await store.close();
+  });
+
+  it("has nothing to sync in memory", async () => {
+    const store = createSqliteStore({ path: ":memory:" });
+    await store.createTask(sampleTask("task-m"));
+    assert.deepEqual(store.writeStats(), { commits: 1, syncs: 0 });
+    await store.close();
+  });
+});
