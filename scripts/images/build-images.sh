@@ -116,7 +116,9 @@ NODE_DEB_VERSION="$(dpkg-query -W -f='${Version}' "${NODE_DEB:-nodejs}" 2>/dev/n
 # --- edge: distroless-style tree -------------------------------------------------------------
 EDGE_IMAGE="$IMAGE_PREFIX/edge:$VERSION"
 EDGE_KEY="$(hash_of "$BASE_KEY" "$APP_KEY" "$(sha256sum "$NODE_BIN" | cut -c1-16)" edge-3)"
-if [[ "$(podman image inspect --format '{{ index .Labels "mcp-gateway.key" }}' "$EDGE_IMAGE" 2>/dev/null || true)" != "$EDGE_KEY" ]]; then
+# (Rebuilt when its inputs changed, or when this checkout has no SBOM of it yet.)
+if [[ "$(podman image inspect --format '{{ index .Labels "mcp-gateway.key" }}' "$EDGE_IMAGE" 2>/dev/null || true)" != "$EDGE_KEY" ||
+  ! -f "$OUT/edge-$VERSION.cdx.json" ]]; then
   images_log "edge image $EDGE_IMAGE (distroless-style)"
   work="$(mktemp -d)"
   base="$work/base"
@@ -166,7 +168,8 @@ RUNNER_BASE="$IMAGE_PREFIX/rootfs-runner:$(basename "$RUNNER_TAR" .tar | sed 's/
 import_rootfs "$RUNNER_TAR" "$RUNNER_BASE"
 RUNNER_IMAGE="$IMAGE_PREFIX/runner:$VERSION"
 RUNNER_KEY="$(hash_of "$RUNNER_BASE" "$APP_KEY" "$(sha256sum "$NODE_BIN" | cut -c1-16)" runner-2)"
-if [[ "$(podman image inspect --format '{{ index .Labels "mcp-gateway.key" }}' "$RUNNER_IMAGE" 2>/dev/null || true)" != "$RUNNER_KEY" ]]; then
+if [[ "$(podman image inspect --format '{{ index .Labels "mcp-gateway.key" }}' "$RUNNER_IMAGE" 2>/dev/null || true)" != "$RUNNER_KEY" ||
+  ! -f "$OUT/runner-$VERSION.cdx.json" ]]; then
   images_log "runner image $RUNNER_IMAGE"
   ctx="$(mktemp -d)"
   cp -a "$RELEASE" "$ctx/app"
@@ -200,7 +203,8 @@ for svc in postgres prometheus; do
       ;;
   esac
   key="$(hash_of "$base_image" "$(sha256sum "infra/images/$svc/Containerfile" | cut -c1-16)" "$(cat infra/images/"$svc"/* | sha256sum | cut -c1-16)")"
-  if [[ "$(podman image inspect --format '{{ index .Labels "mcp-gateway.key" }}' "$image" 2>/dev/null || true)" != "$key" ]]; then
+  if [[ "$(podman image inspect --format '{{ index .Labels "mcp-gateway.key" }}' "$image" 2>/dev/null || true)" != "$key" ||
+    ! -f "$OUT/$svc.cdx.json" ]]; then
     images_log "$svc image $image"
     work="$(mktemp -d)"
     tar --numeric-owner -C "$work" -xf "$tar" ./var/lib/dpkg
