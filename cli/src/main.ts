@@ -23,6 +23,7 @@ Admin:
   token --sub s [--roles a,b] [--tenant t] [--ttl 1h]   mint a dev token
   audit verify [--expect-head h] [--audit-key-file f] [--allow-unkeyed] | audit export [--since t] [--format jsonl]
   policy eval --input req.json | policy test
+  workspace reset <name> [--owner sub]   empty a workspace, restore its root (admins)
 
 Environment: MCP_GATEWAY_URL, MCP_GATEWAY_TOKEN, MCP_GATEWAY_DATA_DIR,
   DATABASE_URL (edge, audit), MCP_GATEWAY_AUDIT_KEY_FILE (edge, audit verify)
@@ -39,6 +40,7 @@ const client = () => import("./commands/client.js");
 const admin = () => import("./commands/admin.js");
 const bridge = () => import("./commands/mcp-bridge.js");
 const tools = () => import("./commands/tools.js");
+const workspace = () => import("./commands/workspace.js");
 const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   dev: async () => (await servers()).devCommand,
   edge: async () => (await servers()).edgeCommand,
@@ -56,6 +58,7 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
   token: async () => (await admin()).tokenCommand,
   audit: async () => (await admin()).auditCommand,
   policy: async () => (await admin()).policyCommand,
+  workspace: async () => (await workspace()).workspaceCommand,
 };
 
 /**

@@ -38,6 +38,7 @@ import { createSandbox } from "./sandbox/index.js";
 import { createRunnerService } from "./service.js";
 import { createTaskManager } from "./task-manager.js";
 import {
+  createWorkspaceCleaner,
   createWorkspaceFs,
   createWorkspaceQuota,
   type WorkspaceFs,
@@ -227,6 +228,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     accepting: () => accepting,
     readiness: () => readiness,
     workspaceQuota: workspaceQuotaText,
+    cleanWorkspace: createWorkspaceCleaner(sandbox),
     runnerId: config.id,
     tasks,
     workspaces,

@@ -44,6 +44,8 @@ export interface RunnerServiceDeps {
   readiness: () => SandboxReadiness;
   /** Workspace quota description ("loop-image <bytes> bytes, <inodes> inodes" or "none"). */
   workspaceQuota: string;
+  /** Empties a workspace directory (runner/src/workspace/reset.ts); absent: no ResetWorkspace. */
+  cleanWorkspace?: (dir: string) => Promise<void>;
   /** Sandboxed stdio MCP servers (RunnerService.McpServer). */
   mcpServers: McpServerHost;
 }
@@ -361,6 +363,33 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
         await fs.deleteFile(req.workspace, req.path, { recursive: req.recursive });
         return {};
       });
+    },
+
+    async resetWorkspace(req) {
+      const decision = recheck(req.authorization, {
+        operation: "reset_workspace",
+        workspace: req.workspace,
+      });
+      const clean = deps.cleanWorkspace;
+      if (clean === undefined) {
+        throw new ConnectError("this runner cannot reset workspaces", Code.Unimplemented);
+      }
+      // An admin resets a member's own workspace by naming the member; "" = the caller's own
+      // (or the tenant's, for a shared workspace).
+      const owner =
+        req.owner === "" || decision.workspaceScope !== "principal"
+          ? ownerOf(req.authorization, decision)
+          : `${tenantOf(req.authorization)}\u0000principal\u0000${req.owner}`;
+      const fs = workspaces(owner);
+      await guard(async () => {
+        await clean(await fs.ensure(req.workspace, sizeOf(decision)));
+        await fs.ensure(req.workspace, sizeOf(decision));
+      });
+      deps.logger.info(
+        { workspace: req.workspace, owner: req.owner, by: req.authorization?.principal?.sub },
+        "workspace reset",
+      );
+      return {};
     },
 
     async listDirectory(req) {

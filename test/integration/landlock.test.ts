@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { OutputKind } from "@mcp-gateway/proto/mcp";
 import { createMcpClient } from "../../client/src/client.js";
-import { connectJson, type Gateway, startGateway, waitForTask } from "./harness.js";
+import { connectJson, type Gateway, runCli, startGateway, waitForTask } from "./harness.js";
 
 let gw: Gateway;
 let alice: string;
@@ -58,6 +58,45 @@ describe("the kernel holds the line the static policy cannot see", () => {
     );
     assert.equal(r.status, 403, JSON.stringify(r.body));
     assert.match(String(r.body.message), /GIT_CONFIG_COUNT is not allowed/);
+  });
+
+  it("an admin resets a broken member's workspace (RPC and CLI); members may not", async () => {
+    const broke = await connectJson(
+      gw.url,
+      "ExecuteCommand",
+      {
+        command: "sh",
+        args: [
+          "-c",
+          "mkdir -p d/e && touch d/e/f && chmod 000 d && ln -s /etc evil; chmod 000 /workspace",
+        ],
+        workspace: "broken",
+      },
+      alice,
+    );
+    await waitForTask(gw.url, alice, String(broke.body.taskId));
+    const denied = await connectJson(
+      gw.url,
+      "ResetWorkspace",
+      { workspace: "broken", owner: "alice" },
+      bob,
+    );
+    assert.equal(denied.status, 403, JSON.stringify(denied.body));
+    const admin = await gw.token("ada", ["admin"]);
+    const r = await runCli(
+      ["workspace", "reset", "broken", "--owner", "alice", "--url", gw.url, "--token", admin],
+      { MCP_GATEWAY_DATA_DIR: gw.dataDir },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /workspace broken of alice reset/);
+    const list = await connectJson(
+      gw.url,
+      "ListDirectory",
+      { workspace: "broken", path: "" },
+      alice,
+    );
+    assert.equal(list.status, 200, JSON.stringify(list.body));
+    assert.deepEqual(list.body.entries ?? [], []);
   });
 
   it("workspaces are per principal: bob does not see what alice planted in hers", async () => {

@@ -19,6 +19,7 @@ export const POLICY_OPERATIONS = [
   "call_tool",
   "manage_tools",
   "mcp_server",
+  "reset_workspace",
 ] as const;
 
 /** One of {@link POLICY_OPERATIONS}. */

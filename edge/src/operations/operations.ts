@@ -20,6 +20,8 @@ import type {
   ListDirectoryResponse,
   ReadFileRequest,
   ReadFileResponse,
+  ResetWorkspaceRequest,
+  ResetWorkspaceResponse,
   WriteFileRequest,
   WriteFileResponse,
 } from "@mcp-gateway/proto/mcp";
@@ -32,6 +34,7 @@ import {
   NetworkMode,
   OutputKind,
   ReadFileResponseSchema,
+  ResetWorkspaceResponseSchema,
   type StreamTaskOutputResponseSchema,
   type TaskInfo,
   TaskStatus,
@@ -218,6 +221,8 @@ export interface Operations extends UpstreamOperations {
   writeFile(rc: RequestContext, req: WriteFileRequest): Promise<WriteFileResponse>;
   deleteFile(rc: RequestContext, req: DeleteFileRequest): Promise<DeleteFileResponse>;
   listDirectory(rc: RequestContext, req: ListDirectoryRequest): Promise<ListDirectoryResponse>;
+  /** Empties a workspace and restores its root (admins; `owner` names a member's own one). */
+  resetWorkspace(rc: RequestContext, req: ResetWorkspaceRequest): Promise<ResetWorkspaceResponse>;
   listAuditEvents(
     rc: RequestContext,
     req: ListAuditEventsRequest,
@@ -631,6 +636,37 @@ export function createOperations(deps: OperationsDeps): Operations {
         authorization: f.authorization,
       });
       return create(DeleteFileResponseSchema, {});
+    },
+
+    async resetWorkspace(rc, req) {
+      const workspace = v.workspaceName(req.workspace);
+      if (req.owner.length > 256 || req.owner.includes("\0")) {
+        throw new ConnectError(
+          "owner must be a subject of at most 256 bytes",
+          Code.InvalidArgument,
+        );
+      }
+      const decision: Decision = await pipeline.authorize(
+        rc,
+        { operation: "reset_workspace", workspace },
+        { params: { workspace, owner: req.owner } },
+      );
+      const runner = runners.pick(workspace);
+      await runner.client.resetWorkspace({
+        workspace,
+        owner: req.owner,
+        authorization: authorizationOf(
+          {
+            principal: principalOf(rc),
+            policyRevision: decision.revision,
+            metadata: {},
+            traceId: rc.traceId,
+          },
+          rc.traceparent,
+          deps.fencingToken(),
+        ),
+      });
+      return create(ResetWorkspaceResponseSchema, {});
     },
 
     async listAuditEvents(rc, req) {

@@ -45,5 +45,6 @@ export function createMcpService(ops: Operations): ServiceImpl<typeof McpService
     approveToolDefinition: async (req, ctx) => ({
       tool: toolDefinition(await ops.approveToolDefinition(requestContext(ctx), req)),
     }),
+    resetWorkspace: (req, ctx) => ops.resetWorkspace(requestContext(ctx), req),
   };
 }

@@ -17,3 +17,11 @@ test_tenant_shares_named_workspaces if {
 		with data.gateway.tenants.acme as {"shared_workspaces": ["ws-1"]}
 	o.workspace_scope == "principal"
 }
+
+test_reset_workspace_is_for_admins if {
+	inp := object.union(base, {"operation": "reset_workspace", "workspace": "ws-1"})
+	authz.decision.allow with input as object.union(inp, {"principal": admin})
+	d := authz.decision with input as inp
+	not d.allow
+	has_reason(d, "do not allow the operation \"reset_workspace\"")
+}

@@ -14,6 +14,7 @@ export {
   type WorkspaceSize,
   type WorkspaceUsage,
 } from "./quota.js";
+export { createWorkspaceCleaner } from "./reset.js";
 export {
   createWorkspaceFs,
   type WorkspaceEntry,
