@@ -10,15 +10,13 @@
  *
  * Target (issue 14): the gateway adds ≤ 2 ms p50 for a remote upstream.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { ROOT, startGateway } from "../integration/harness.js";
+import { startGateway } from "../integration/harness.js";
+import { freePort, startEverything } from "../integration/helpers/everything.js";
 
 const ITERATIONS = Number(process.argv[2] ?? 300);
 const WARMUP = 30;
@@ -27,31 +25,8 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 const port = await freePort();
-const everything: ChildProcess = spawn(
-  process.execPath,
-  [
-    join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
-    "streamableHttp",
-  ],
-  { env: { ...process.env, PORT: String(port) }, stdio: ["ignore", "ignore", "pipe"] },
-);
-await new Promise<void>((resolve, reject) => {
-  let err = "";
-  everything.stderr?.on("data", (d: Buffer) => {
-    err += d.toString();
-    if (/listening on port/.test(err)) resolve();
-  });
-  everything.on("exit", (c) => reject(new Error(`server-everything exited ${c}: ${err}`)));
-});
+const everything = await startEverything(port);
 const dir = mkdtempSync(join(tmpdir(), "mcp-proxy-bench-"));
 const config = join(dir, "edge.json");
 writeFileSync(

@@ -8,43 +8,15 @@
  *
  * Usage: node --import tsx test/conformance/proxy-conformance.ts
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ROOT, startGateway } from "../integration/harness.js";
+import { freePort, startEverything } from "../integration/helpers/everything.js";
 import { requireSuite, runSuite, tokenProxy } from "./suite.js";
 
 requireSuite();
-
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function startEverything(port: number): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
-      "streamableHttp",
-    ],
-    { env: { ...process.env, PORT: String(port) }, stdio: ["ignore", "ignore", "pipe"] },
-  );
-  return new Promise((resolve, reject) => {
-    let err = "";
-    child.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (/listening on port/.test(err)) resolve(child);
-    });
-    child.on("exit", (c) => reject(new Error(`server-everything exited ${c}: ${err}`)));
-  });
-}
 
 /** The gaps file: `- scenario # reason` lines. */
 function gaps(): Map<string, string> {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -12,6 +12,7 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { connectJson, type Gateway, ROOT, runCli, startGateway } from "./harness.js";
+import { freePort, startEverything } from "./helpers/everything.js";
 
 /**
  * Upstream MCP servers behind the gateway: the reference "everything" server
@@ -27,14 +28,6 @@ let viewer: string;
 let admin: string;
 /** What the test upstream saw and how it behaves. */
 const upstream = { description: "Fetches a URL", authorization: [] as string[], hang: false };
-
-async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 /** A stateless SDK server whose `fetch` tool description comes from `upstream.description`. */
 function startTestUpstream(): Promise<http.Server> {
@@ -63,22 +56,8 @@ function startTestUpstream(): Promise<http.Server> {
 
 before(async () => {
   everythingPort = await freePort();
-  everything = spawn(
-    process.execPath,
-    [
-      join(ROOT, "node_modules/@modelcontextprotocol/server-everything/dist/index.js"),
-      "streamableHttp",
-    ],
-    { env: { ...process.env, PORT: String(everythingPort) }, stdio: ["ignore", "ignore", "pipe"] },
-  );
-  await new Promise<void>((resolve, reject) => {
-    let err = "";
-    everything.stderr?.on("data", (d: Buffer) => {
-      err += d.toString();
-      if (/listening on port/.test(err)) resolve();
-    });
-    everything.on("exit", (c) => reject(new Error(`server-everything exited ${c}: ${err}`)));
-  });
+  everything = await startEverything(everythingPort);
+
   testServer = await startTestUpstream();
   const testPort = (testServer.address() as AddressInfo).port;
   const dir = join(ROOT, "node_modules", ".cache");

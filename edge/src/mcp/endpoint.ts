@@ -1,4 +1,4 @@
-import { Code } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { toConnectError } from "@mcp-gateway/common/errors";
 import {
   clientTraceLink,
@@ -304,19 +304,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     } catch (err) {
       const ce = toConnectError(err);
       code = Code[ce.code];
-      if (ce.code === Code.InvalidArgument) {
-        throw new McpError(ErrorCode.InvalidParams, ce.rawMessage);
-      }
-      if (ce.code === Code.Internal || ce.code === Code.Unknown) {
-        rc.logger.error({ err: ce.cause ?? ce }, "mcp tool call failed");
-      }
-      const message =
-        ce.code === Code.Internal ? "internal error" : errorText(ce.code, ce.rawMessage);
-      return {
-        content: [{ type: "text", text: message }],
-        isError: true,
-        _meta: { "mcp-gateway/error": { code: codeName(ce.code), message: ce.rawMessage } },
-      };
+      return toolError(ce, rc);
     } finally {
       if (entry) inFlight.delete(key);
       metrics.requests.inc({ method: `mcp.${tool.name}`, protocol: "mcp", code });
@@ -370,18 +358,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     } catch (err) {
       const ce = toConnectError(err);
       code = Code[ce.code];
-      if (ce.code === Code.InvalidArgument)
-        throw new McpError(ErrorCode.InvalidParams, ce.rawMessage);
-      if (ce.code === Code.Internal || ce.code === Code.Unknown) {
-        rc.logger.error({ err: ce.cause ?? ce }, "mcp upstream call failed");
-      }
-      const message =
-        ce.code === Code.Internal ? "internal error" : errorText(ce.code, ce.rawMessage);
-      return {
-        content: [{ type: "text", text: message }],
-        isError: true,
-        _meta: { "mcp-gateway/error": { code: codeName(ce.code), message: ce.rawMessage } },
-      };
+      return toolError(ce, rc);
     } finally {
       inFlight.delete(key);
       extra.signal.removeEventListener("abort", onClientGone);
@@ -611,6 +588,24 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       res.body.pipeTo(done.writable).catch(close);
       return new Response(done.readable, { status: res.status, headers: res.headers });
     },
+  };
+}
+
+/**
+ * A failed operation as MCP sees it: invalid arguments are a JSON-RPC error
+ * (-32602); anything else is a tool result with `isError` and the reason
+ * (internals stay in the log).
+ */
+function toolError(ce: ConnectError, rc: RequestContext): CallToolResult {
+  if (ce.code === Code.InvalidArgument) throw new McpError(ErrorCode.InvalidParams, ce.rawMessage);
+  if (ce.code === Code.Internal || ce.code === Code.Unknown) {
+    rc.logger.error({ err: ce.cause ?? ce }, "mcp tool call failed");
+  }
+  const message = ce.code === Code.Internal ? "internal error" : errorText(ce.code, ce.rawMessage);
+  return {
+    content: [{ type: "text", text: message }],
+    isError: true,
+    _meta: { "mcp-gateway/error": { code: codeName(ce.code), message: ce.rawMessage } },
   };
 }
 

@@ -222,6 +222,20 @@ const readOnly: Annotations = {
   idempotentHint: true,
   openWorldHint: false,
 };
+/** Starts a program in the sandbox: may change the workspace, may reach the network if allowed. */
+const runs: Annotations = {
+  readOnlyHint: false,
+  destructiveHint: true,
+  idempotentHint: false,
+  openWorldHint: true,
+};
+/** Changes or removes something; doing it again changes nothing more. */
+const destroysIdempotently: Annotations = {
+  readOnlyHint: false,
+  destructiveHint: true,
+  idempotentHint: true,
+  openWorldHint: false,
+};
 
 function tool<I extends z.ZodType, O extends z.ZodType>(def: {
   name: string;
@@ -255,12 +269,7 @@ export const GATEWAY_TOOLS: readonly GatewayTool[] = [
     operation: "execute",
     input: commandInput,
     output: runOutput,
-    annotations: {
-      readOnlyHint: false,
-      destructiveHint: true,
-      idempotentHint: false,
-      openWorldHint: true,
-    },
+    annotations: runs,
     async call(ops, rc, a, ctx) {
       const hooks: RunHooks = { maxBytes: ctx.maxResultBytes };
       if (ctx.onTask) hooks.onAccepted = ctx.onTask;
@@ -288,12 +297,7 @@ export const GATEWAY_TOOLS: readonly GatewayTool[] = [
     operation: "execute",
     input: commandInput,
     output: z.object({ task_id: z.string(), status }),
-    annotations: {
-      readOnlyHint: false,
-      destructiveHint: true,
-      idempotentHint: false,
-      openWorldHint: true,
-    },
+    annotations: runs,
     async call(ops, rc, a) {
       const r = await ops.executeCommand(rc, toRequest(a));
       return { task_id: r.taskId, status: STATUS_NAME[r.status] ?? "queued" };
@@ -371,12 +375,7 @@ export const GATEWAY_TOOLS: readonly GatewayTool[] = [
     operation: "cancel_task",
     input: z.object({ task_id: taskId }),
     output: z.object({ task_id: z.string(), status }),
-    annotations: {
-      readOnlyHint: false,
-      destructiveHint: true,
-      idempotentHint: true,
-      openWorldHint: false,
-    },
+    annotations: destroysIdempotently,
     async call(ops, rc, a) {
       const r = await ops.cancelTask(rc, create(CancelTaskRequestSchema, { taskId: a.task_id }));
       return { task_id: r.taskId, status: STATUS_NAME[r.status] ?? "cancelled" };
@@ -433,12 +432,7 @@ export const GATEWAY_TOOLS: readonly GatewayTool[] = [
         .describe("Permission bits, e.g. 420 (0644)."),
     }),
     output: z.object({ path: z.string(), bytes_written: z.number().int() }),
-    annotations: {
-      readOnlyHint: false,
-      destructiveHint: true,
-      idempotentHint: true,
-      openWorldHint: false,
-    },
+    annotations: destroysIdempotently,
     async call(ops, rc, a) {
       const content =
         a.encoding === "base64"
@@ -468,12 +462,7 @@ export const GATEWAY_TOOLS: readonly GatewayTool[] = [
       recursive: z.boolean().optional().describe("Remove a directory and everything in it."),
     }),
     output: z.object({ path: z.string(), deleted: z.boolean() }),
-    annotations: {
-      readOnlyHint: false,
-      destructiveHint: true,
-      idempotentHint: true,
-      openWorldHint: false,
-    },
+    annotations: destroysIdempotently,
     async call(ops, rc, a) {
       await ops.deleteFile(
         rc,
