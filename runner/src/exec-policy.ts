@@ -25,5 +25,6 @@ export function execPolicyOf(
     workspaceExec: e.workspace_exec,
     tmpExec: e.workspace_exec,
     noexecReason: `programs written to the workspace or /tmp may not be executed in tenant "${tenant}" (policy: workspace_exec)`,
+    ...(e.git_read_only === true ? { gitReadOnly: true } : {}),
   };
 }

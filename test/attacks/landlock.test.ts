@@ -201,7 +201,7 @@ describe("denied programs are refused by the kernel, however they are started", 
   it("network tools are refused when the decision has no network", async () => {
     const exec = execRules(developer, "sh");
     assert.ok(exec.deniedPrograms.curl);
-    const r = await run(exec, "sh", ["-c", "x=cur; ${x}l --version"]);
+    const r = await run(exec, "sh", ["-c", 'x=cur; "$x"l --version']);
     assert.doesNotMatch(r.stdout, /^curl \d/m);
     assertRefused(r, "/usr/bin/curl", /needs network access/);
   });
@@ -449,6 +449,45 @@ describe("workspace integrity", () => {
     const r = await run(noexec, "git", ["-C", "/workspace", "status", "--short"], dir);
     assert.doesNotMatch(r.stdout + r.stderr, /PLANTED/);
     assertRefused(r, "/workspace/evil", /may not be executed/);
+  });
+
+  it("git_read_only: .git is mounted read-only for tasks; a symlinked or gitdir .git is refused", async () => {
+    const dir = await fs.ensure("w4");
+    const exec = execRules(developer, "sh");
+    await run(exec, "sh", ["-c", "cd /workspace && git init -q ."], dir);
+    const ro: SandboxExecPolicy = { ...exec, gitReadOnly: true };
+    const r = await run(
+      ro,
+      "sh",
+      [
+        "-c",
+        "cd /workspace; git config core.fsmonitor /workspace/x; echo cfg=$?; rm -rf .git; echo rm=$?; ls -d .git/objects; git status --short >/dev/null; echo status=$?",
+      ],
+      dir,
+    );
+    assert.match(r.stdout, /cfg=[1-9]/);
+    assert.match(r.stdout, /rm=[1-9]/);
+    assert.match(r.stdout, /\.git\/objects/);
+    assert.match(r.stdout, /status=0/);
+    // A task without the setting replaces .git with a link to a host directory: refused.
+    await run(exec, "sh", ["-c", "cd /workspace && rm -rf .git && ln -s /etc .git"], dir);
+    await assert.rejects(
+      sandbox.spawn(
+        {
+          command: "true",
+          args: [],
+          env: {},
+          cwd: "",
+          workspaceDir: dir,
+          network: "none",
+          timeoutMs: 5000,
+          limits: DEFAULT_SANDBOX_LIMITS,
+          exec: ro,
+        },
+        { onOutput: () => {} },
+      ),
+      /\.git is not a directory/,
+    );
   });
 
   it("deleting and recreating .git inside a task does not break the next file operation", async () => {

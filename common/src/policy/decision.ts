@@ -38,6 +38,8 @@ export interface ExecObligation {
   denied_prefixes: Readonly<Record<string, string>>;
   /** Programs in the workspace and /tmp may be executed. */
   workspace_exec: boolean;
+  /** The workspace's `.git` directory is mounted read-only for the task (tenant setting). */
+  git_read_only?: boolean;
 }
 
 /**
@@ -134,7 +136,7 @@ function isStringRecord(v: unknown): v is Record<string, string> {
 
 function parseExec(v: unknown): ExecObligation {
   if (!isRecord(v)) throw new DecisionShapeError("obligations.exec is not an object");
-  const { allowed_programs, denied_programs, denied_prefixes, workspace_exec } = v;
+  const { allowed_programs, denied_programs, denied_prefixes, workspace_exec, git_read_only } = v;
   if (!isStringArray(allowed_programs)) {
     throw new DecisionShapeError("obligations.exec.allowed_programs is not a string array");
   }
@@ -144,7 +146,16 @@ function parseExec(v: unknown): ExecObligation {
   if (typeof workspace_exec !== "boolean") {
     throw new DecisionShapeError("obligations.exec.workspace_exec is not a boolean");
   }
-  return { allowed_programs, denied_programs, denied_prefixes, workspace_exec };
+  if (git_read_only !== undefined && typeof git_read_only !== "boolean") {
+    throw new DecisionShapeError("obligations.exec.git_read_only is not a boolean");
+  }
+  return {
+    allowed_programs,
+    denied_programs,
+    denied_prefixes,
+    workspace_exec,
+    ...(git_read_only === undefined ? {} : { git_read_only }),
+  };
 }
 
 function parseWorkspace(v: unknown): WorkspaceObligation {

@@ -45,6 +45,7 @@ exec_obligation := {
 	"denied_programs": exec_denied_programs,
 	"denied_prefixes": data.gateway.commands.denied_prefixes,
 	"workspace_exec": workspace_exec,
+	"git_read_only": object.get(tenant, "git_read_only", false) == true,
 }
 
 exec_denied_programs := data.gateway.commands.denied if {

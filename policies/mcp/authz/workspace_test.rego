@@ -25,3 +25,11 @@ test_reset_workspace_is_for_admins if {
 	not d.allow
 	has_reason(d, "do not allow the operation \"reset_workspace\"")
 }
+
+test_git_read_only_is_a_tenant_setting if {
+	d := authz.decision with input as exec("git", ["status"])
+	d.obligations.exec.git_read_only == false
+	r := authz.decision with input as exec("git", ["status"])
+		with data.gateway.tenants.acme as {"git_read_only": true}
+	r.obligations.exec.git_read_only == true
+}

@@ -162,6 +162,10 @@ describe("buildBwrapArgv", () => {
     const lopts = list.slice(l0 + 7, list.indexOf("--", l0));
     assert.ok(indexOfSeq(lopts, "-l", "-a", "cat") >= 0);
     assert.ok(indexOfSeq(lopts, "-w", "/workspace", "-w", "/tmp", "-w", "/dev/shm") >= 0);
+    // git_read_only: the runner's descriptor of .git bound read-only after the workspace.
+    const git = buildBwrapArgv({ spec: s, env: buildSandboxEnv({}), layout, gitReadOnlyFd: 8 });
+    const ws = indexOfSeq(git, "--bind", "/srv/ws/a", "/workspace");
+    assert.equal(indexOfSeq(git, "--ro-bind-fd", "8", "/workspace/.git"), ws + 3);
     // Without Landlock (ABI 0) sandbox-init gets no options; invalid names are refused.
     assert.equal(argvFor(spec({ exec })).includes("-L"), false);
     assert.throws(

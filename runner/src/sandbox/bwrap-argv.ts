@@ -57,6 +57,8 @@ export interface BwrapArgvInput {
   layout: HostLayout;
   /** Landlock ABI sandbox-init applies (0 or absent: no Landlock layer; see landlock.ts). */
   landlockAbi?: number;
+  /** Descriptor (in bwrap) of the workspace's `.git` directory to bind read-only, if any. */
+  gitReadOnlyFd?: number;
 }
 
 /**
@@ -150,6 +152,11 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
   argv.push("--perms", "1777", "--size", String(limits.tmpBytes), "--tmpfs", "/dev/shm");
   // The task's workspace: the only writable host directory.
   argv.push("--bind", spec.workspaceDir, SANDBOX_WORKSPACE);
+  // Tenant policy git_read_only: the workspace's .git, opened by the runner without following
+  // a symlink a task may have put there, bound read-only over itself (by descriptor).
+  if (input.gitReadOnlyFd !== undefined) {
+    argv.push("--ro-bind-fd", String(input.gitReadOnlyFd), `${SANDBOX_WORKSPACE}/.git`);
+  }
   // sandbox-init (rlimits, fd hygiene, exec) read-only.
   argv.push("--ro-bind", layout.initPath, SANDBOX_INIT);
   // The root tmpfs and /dev's tmpfs are unbounded: make them read-only so they cannot be

@@ -1,5 +1,5 @@
 import { execFile, spawn } from "node:child_process";
-import { accessSync, constants as fsConstants } from "node:fs";
+import { accessSync, closeSync, constants as fsConstants, openSync } from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import { constants as osConstants, tmpdir } from "node:os";
 import { isAbsolute, join, posix } from "node:path";
@@ -43,6 +43,28 @@ const MIN_BWRAP: readonly [number, number, number] = [0, 8, 0];
 const STATUS_FD = 5;
 /** Descriptor (in the launcher) from which its child reads "go" once placed in its cgroup. */
 const GO_FD = 6;
+/** Descriptor (in the launcher and bwrap) of the workspace's .git with git_read_only. */
+const GIT_FD = 8;
+
+/**
+ * Opens the workspace's `.git` for a read-only bind without following a symlink: `.git` is
+ * the only component a task controls (O_NOFOLLOW), so a link to a host directory is refused
+ * instead of being bound into the sandbox. undefined when there is no `.git`.
+ */
+function openGitDir(workspaceDir: string): number | undefined {
+  try {
+    return openSync(
+      join(workspaceDir, ".git"),
+      fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW,
+    );
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return undefined;
+    throw new SandboxSpecError(
+      `the workspace's .git is not a directory (${code}: a symlink or a gitdir file) and the policy makes .git read-only (git_read_only): reset the workspace`,
+    );
+  }
+}
 
 const BWRAP_HINT = "run `npm run setup` or `apt-get install bubblewrap`";
 const HELPER_HINT =
@@ -421,6 +443,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   ): Promise<SandboxProcess> {
     validateSpec(spec);
     const env = buildSandboxEnv(spec.env);
+    const gitFd = spec.exec?.gitReadOnly === true ? openGitDir(spec.workspaceDir) : undefined;
     // The task's cgroup(s): memory.max counts anonymous memory, shmem (memfd, tmpfs) and kernel
     // memory of the whole tree; pids.max adds bwrap's monitor process to maxProcesses.
     let cg: TaskCgroup | null = null;
@@ -432,6 +455,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
           maxProcesses: spec.limits.maxProcesses + 1 + (p.landlockAbi > 0 ? 1 : 0),
         });
       } catch (err) {
+        if (gitFd !== undefined) closeSync(gitFd);
         throw new SandboxUnavailableError(
           `cannot create the task's cgroup (${p.cgroups.detail}): ${(err as Error).message}`,
           { cause: err },
@@ -456,6 +480,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       env,
       layout: p.layout,
       landlockAbi: p.landlockAbi,
+      ...(gitFd === undefined ? {} : { gitReadOnlyFd: GIT_FD }),
     });
     const started = process.hrtime.bigint();
     const child = spawn(
@@ -478,12 +503,15 @@ export function createSandbox(options: SandboxOptions): Sandbox {
           "pipe",
           "pipe",
           cg === null ? ("ignore" as const) : ("pipe" as const),
-          ...(p.landlockAbi > 0 ? ["pipe" as const] : []),
+          p.landlockAbi > 0 ? ("pipe" as const) : ("ignore" as const),
+          ...(gitFd === undefined ? [] : [gitFd]),
         ],
         env: {},
         ...(isRoot() ? { uid: sandboxUid, gid: sandboxGid } : {}),
       },
     );
+    // bwrap holds its own copy of the .git descriptor now.
+    if (gitFd !== undefined) closeSync(gitFd);
     const go =
       cg === null ? null : ((child.stdio as unknown as Array<Writable | null>)[GO_FD] ?? null);
     go?.on("error", () => {

@@ -99,6 +99,11 @@ export interface SandboxExecPolicy {
   tmpExec: boolean;
   /** Why a file in a no-exec directory is refused. */
   noexecReason: string;
+  /**
+   * The workspace's `.git` directory is bound read-only over itself (opened without following
+   * a symlink); a `.git` that is a symlink or a file (`gitdir:`) refuses the task.
+   */
+  gitReadOnly?: boolean;
 }
 
 /** An execution the kernel refused, reported by the sandbox's exec supervisor. */
