@@ -84,7 +84,7 @@ export function npmComponents(dirs: Iterable<string>): Component[] {
 }
 
 /** dpkg-query's format: package, version, architecture (its own ${…} fields, not JavaScript's). */
-const DPKG_FORMAT = ["Package", "Version", "Architecture"].map((f) => `\${${f}}`).join("\t") + "\n";
+const DPKG_FORMAT = `${["Package", "Version", "Architecture"].map((f) => `\${${f}}`).join("\t")}\n`;
 
 /** Debian packages installed in a root filesystem, from its dpkg database. */
 export function debComponents(admindir: string): Component[] {
