@@ -36,11 +36,19 @@ fi
 # --- npm dependencies ---------------------------------------------------------------------------
 stamp="node_modules/.setup-stamp"
 if [[ ! -f "$stamp" || package-lock.json -nt "$stamp" || package.json -nt "$stamp" ]]; then
-  # npm ci: exactly the locked versions, and the lock file is never rewritten (`npm start` and
-  # CI leave `git status` clean). The lock lists every platform's optional binaries (biome, buf,
-  # esbuild); npm installs only this host's. scripts/test.sh checks the lock stays complete.
-  log "installing npm dependencies (npm ci from package-lock.json)"
-  npm ci --no-audit --no-fund --loglevel=error
+  if [[ ! -d node_modules ]]; then
+    # A fresh clone (and CI): npm ci installs exactly the locked versions and never rewrites the
+    # lock file, so `npm start` and `npm test` leave `git status` clean. The lock lists every
+    # platform's optional binaries (biome, buf, esbuild); npm installs only this host's.
+    # test/release/lockfile.test.ts checks the lock stays complete.
+    log "installing npm dependencies (npm ci from package-lock.json)"
+    npm ci --no-audit --no-fund --loglevel=error
+  else
+    # An existing tree whose package.json or lock changed: npm install updates node_modules in
+    # place (npm ci would delete it under any process using it) from the same lock.
+    log "updating npm dependencies (npm install from package-lock.json)"
+    npm install --no-audit --no-fund --loglevel=error
+  fi
   touch "$stamp"
 fi
 
