@@ -39,7 +39,7 @@ import { type DualServer, listenDual } from "./http/listen.js";
 import { createPreAuth } from "./http/pre-auth.js";
 import { createMcpEndpoint, MCP_PATH, RESOURCE_METADATA_PATH } from "./mcp/endpoint.js";
 import { createUpstreams } from "./mcp/upstreams.js";
-import { createEdgeMetrics } from "./metrics.js";
+import { createEdgeMetrics, registerStoreWriteMetrics } from "./metrics.js";
 import { createOperations } from "./operations/operations.js";
 import { createPipeline } from "./pipeline/authorize.js";
 import {
@@ -133,6 +133,10 @@ export async function startEdge(
     logger.child({ component: "store" }),
   );
   const store = opened.store;
+  if ("writeStats" in store && typeof store.writeStats === "function") {
+    const writeStats = store.writeStats as () => { commits: number; syncs: number };
+    registerStoreWriteMetrics(registry, () => writeStats.call(store));
+  }
   // Task output retention (age and total size), pruned in the background; audit is never pruned.
   const stopRetention = startOutputRetention({
     store,

@@ -30,6 +30,36 @@ export interface EdgeMetrics {
 const MS_BUCKETS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000];
 const FAST_BUCKETS = [0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.01, 0.05];
 
+/**
+ * mcp_store_commits_total and mcp_store_syncs_total, read from the store at
+ * scrape time: write transactions, and disk syncs that made them durable
+ * (fewer syncs than commits: group commit). The hot path's regression test
+ * counts them per task.
+ */
+export function registerStoreWriteMetrics(
+  registry: Registry,
+  stats: () => { commits: number; syncs: number },
+): void {
+  new Counter({
+    name: "mcp_store_commits_total",
+    help: "Store write transactions committed.",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(stats().commits);
+    },
+  });
+  new Counter({
+    name: "mcp_store_syncs_total",
+    help: "Disk syncs of the store's log (each makes every commit before it durable).",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(stats().syncs);
+    },
+  });
+}
+
 /** Registers the edge's metrics. */
 export function createEdgeMetrics(registry: Registry): EdgeMetrics {
   const metrics = createMetrics(registry);

@@ -411,7 +411,11 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     }
   }
 
-  async function dispatch(task: TaskRecord): Promise<void> {
+  /**
+   * Runs a task on a runner: waits for one with room, records it on the task,
+   * follows it. `assigned`: the runner submit() already stored on the task.
+   */
+  async function dispatch(task: TaskRecord, assigned?: RunnerHandle): Promise<void> {
     const span = startSpan(
       options.tracer,
       "task.dispatch",
@@ -420,20 +424,30 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       SpanKind.CLIENT,
     );
     const deadline = Date.now() + queueTimeoutMs;
+    let first = assigned;
     try {
       for (;;) {
-        const runner = await waitForRunner(task, deadline);
-        if (!runner) {
-          if (signal.aborted) return;
-          const reason = `no runner became available within ${queueTimeoutMs / 1000}s (${runners.describe()})`;
-          await finish(task, "failed", reason);
-          return;
+        let runner: RunnerHandle | undefined;
+        let updated: TaskRecord | undefined;
+        if (first) {
+          // Stored with the task in its one durable write; only a cancel may have come since.
+          runner = first;
+          first = undefined;
+          updated = await store.getTask(task.id);
+        } else {
+          runner = await waitForRunner(task, deadline);
+          if (!runner) {
+            if (signal.aborted) return;
+            const reason = `no runner became available within ${queueTimeoutMs / 1000}s (${runners.describe()})`;
+            await finish(task, "failed", reason);
+            return;
+          }
+          updated = await store.updateTask(
+            task.id,
+            { runnerId: runner.id, runnerBoot: runner.bootId },
+            { edgeId },
+          );
         }
-        const updated = await store.updateTask(
-          task.id,
-          { runnerId: runner.id, runnerBoot: runner.bootId },
-          { edgeId },
-        );
         if (!updated || TERMINAL_STATES.has(updated.state) || updated.runnerId !== runner.id)
           return;
         span.span.setAttribute("mcp.runner_id", runner.id);
@@ -505,7 +519,15 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
 
   return {
     async submit(task) {
-      const owned = { ...task, edgeId };
+      // A runner with room now is stored with the task (issue 13: one durable write before
+      // Execute instead of two). Should this edge die before Execute, whoever recovers the
+      // task attaches, hears "not found" from that same runner process and sends it then.
+      const runner = runners.tryPick(task.workspace);
+      const owned: TaskRecord = {
+        ...task,
+        edgeId,
+        ...(runner ? { runnerId: runner.id, runnerBoot: runner.bootId } : {}),
+      };
       following.add(task.id); // before it is visible in the store: the adoption pass must skip it
       try {
         await store.createTask(owned);
@@ -516,7 +538,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       metrics.tasksInFlight.inc({ state: "active" });
       run(async () => {
         try {
-          await dispatch(owned);
+          await dispatch(owned, runner);
         } finally {
           following.delete(task.id);
         }

@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { McpService, OutputKind } from "@mcp-gateway/proto/mcp";
+import { type Gateway, startGateway } from "./harness.js";
+
+/**
+ * Regression guard of the hot path (issue 13) without timings: the store work
+ * a sandboxed task costs, counted by the edge's own metrics. A change that adds
+ * a write to every task, or syncs the disk per write instead of per group,
+ * fails here whatever the machine's load.
+ */
+
+/** Store writes (commits) of one sequential `echo hi` task: the audit records of
+ * ExecuteCommand and StreamTaskOutput, the task, its runner, started, one output
+ * chunk, the outcome and its audit record. */
+const COMMITS_PER_TASK = 7;
+
+async function storeCounters(url: string): Promise<{ commits: number; syncs: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const read = (name: string) => {
+    const m = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\d+)`, "m").exec(text);
+    assert.ok(m, `${name} missing from /metrics`);
+    return Number(m[1]);
+  };
+  return { commits: read("mcp_store_commits_total"), syncs: read("mcp_store_syncs_total") };
+}
+
+describe("hot path: store work per task", () => {
+  let gw: Gateway;
+  let client: (sub: string) => ReturnType<typeof createClient<typeof McpService>>;
+
+  before(async () => {
+    gw = await startGateway();
+    const tokens = new Map<string, string>();
+    for (const sub of ["hot-a", "hot-b", "hot-c", "hot-d"]) tokens.set(sub, await gw.token(sub));
+    client = (sub) =>
+      createClient(
+        McpService,
+        createConnectTransport({
+          baseUrl: gw.url,
+          httpVersion: "1.1",
+          interceptors: [
+            (next) => (req) => {
+              req.header.set("authorization", `Bearer ${tokens.get(sub)}`);
+              return next(req);
+            },
+          ],
+        }),
+      );
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  async function echo(sub: string): Promise<void> {
+    const c = client(sub);
+    const { taskId } = await c.executeCommand({ command: "echo", args: ["hi"] });
+    let out = "";
+    let exited = false;
+    for await (const m of c.streamTaskOutput({ taskId })) {
+      if (m.kind === OutputKind.STDOUT) out += Buffer.from(m.data).toString();
+      if (m.kind === OutputKind.EXIT) exited = true;
+    }
+    assert.equal(out, "hi\n");
+    assert.ok(exited);
+  }
+
+  it("a sequential task costs a fixed number of store commits, each one durable", async () => {
+    await echo("hot-a"); // warm-up: first-use writes (workspace, security events) are not per task
+    // The outcome's audit record is written after EXIT reached the client: let it land.
+    await new Promise((r) => setTimeout(r, 300));
+    const before = await storeCounters(gw.url);
+    const n = 10;
+    for (let i = 0; i < n; i++) await echo("hot-a");
+    await new Promise((r) => setTimeout(r, 300));
+    const afterRun = await storeCounters(gw.url);
+    const commits = afterRun.commits - before.commits;
+    const syncs = afterRun.syncs - before.syncs;
+    assert.equal(
+      commits,
+      n * COMMITS_PER_TASK,
+      `store commits per task: ${commits / n} (budget ${COMMITS_PER_TASK})`,
+    );
+    // Every commit waits for a sync that started after it; sequential commits cannot share one.
+    assert.ok(syncs >= 1 && syncs <= commits, `syncs ${syncs} for ${commits} commits`);
+  });
+
+  it("concurrent tasks share WAL syncs (group commit)", async () => {
+    const before = await storeCounters(gw.url);
+    await Promise.all(
+      ["hot-a", "hot-b", "hot-c", "hot-d"].flatMap((sub) => [echo(sub), echo(sub), echo(sub)]),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const afterRun = await storeCounters(gw.url);
+    const commits = afterRun.commits - before.commits;
+    const syncs = afterRun.syncs - before.syncs;
+    assert.equal(commits, 12 * COMMITS_PER_TASK);
+    assert.ok(syncs < commits, `${syncs} syncs for ${commits} concurrent commits: none grouped`);
+  });
+});
