@@ -2,24 +2,20 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger } from "@mcp-gateway/common/logger";
-import {
-  type ConsoleSignInLink,
-  consoleSignInUrl,
-  type EdgeConfigInput,
-  edgeConfigSchema,
-  startEdge,
-} from "@mcp-gateway/edge";
+import type { ConsoleSignInLink, EdgeConfigInput } from "@mcp-gateway/edge";
 import { DEV_AUDIENCE, DEV_ISSUER, mintDevToken } from "@mcp-gateway/edge/dev-keys";
-import {
-  checkRunner,
-  type RunnerConfigInput,
-  runnerConfigSchema,
-  startRunner,
-} from "@mcp-gateway/runner";
+import type { RunnerConfigInput } from "@mcp-gateway/runner";
 import type { Logger } from "pino";
 import type { z } from "zod";
 import { parse, UsageError } from "../args.js";
 import { DEFAULT_POLICY_BUNDLE, defaultDataDir } from "../paths.js";
+
+/**
+ * The tiers, loaded by the commands that run them: `edge` never loads the runner's code and
+ * `runner` never loads the edge's (start-up time of the release bundles, docs/PERFORMANCE.md).
+ */
+const edgeTier = () => import("@mcp-gateway/edge");
+const runnerTier = () => import("@mcp-gateway/runner");
 
 function readConfigFile(path: string | undefined): Record<string, unknown> {
   if (!path) return {};
@@ -153,6 +149,7 @@ export async function edgeCommand(argv: string[]): Promise<number> {
       runners,
     }),
   };
+  const { edgeConfigSchema, startEdge } = await edgeTier();
   const config = parseConfig(edgeConfigSchema, input, "edge");
   const logger = createLogger({ name: "edge", level: config.logLevel });
   const edge = await starting(
@@ -212,6 +209,7 @@ export async function runnerCommand(argv: string[]): Promise<number> {
     }),
   };
   if (values.check) return runnerCheck(input, Object.keys(file), values.config);
+  const { runnerConfigSchema, startRunner } = await runnerTier();
   const config = parseConfig(runnerConfigSchema, input, "runner");
   const logger = createLogger({ name: "runner", level: config.logLevel });
   const runner = await starting(
@@ -237,6 +235,7 @@ async function runnerCheck(
   const print = (level: string, subject: string, detail: string) =>
     process.stdout.write(`${level.padEnd(5)} ${subject}: ${detail}\n`);
   process.stdout.write(`mcp-gateway runner --check${path ? ` (${path})` : ""}\n`);
+  const { checkRunner, runnerConfigSchema } = await runnerTier();
   const parsed = runnerConfigSchema.safeParse(input);
   if (!parsed.success) {
     for (const i of parsed.error.issues)
@@ -269,6 +268,8 @@ export async function devCommand(argv: string[]): Promise<number> {
     },
     false,
   );
+  const [{ consoleSignInUrl, edgeConfigSchema, startEdge }, { runnerConfigSchema, startRunner }] =
+    await Promise.all([edgeTier(), runnerTier()]);
   const dataDir = values["data-dir"] ?? defaultDataDir();
   const runnerConfig = parseConfig(
     runnerConfigSchema,
