@@ -1,5 +1,5 @@
 /**
- * Dependency-vulnerability gate (scripts/test.sh runs it; see docs/adr/0009-release-build-and-supply-chain.md).
+ * Dependency-vulnerability gate (scripts/test.sh runs it; see docs/adr/0015-release-build-and-supply-chain.md).
  *
  * Asks `npm audit --omit=dev --json` about the production dependencies of the lock file and fails
  * on every finding that security/vuln-allowlist.json does not accept (each accepted finding has a
