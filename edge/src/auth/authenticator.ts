@@ -1,4 +1,5 @@
-import { readFile, stat } from "node:fs/promises";
+import { statSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import {
   type CryptoKey,
   createLocalJWKSet,
@@ -433,7 +434,10 @@ function fileResolver(path: string): KeyResolver {
   async function current(): Promise<ReturnType<typeof createLocalJWKSet>> {
     let signature: string;
     try {
-      const s = await stat(path, { bigint: true });
+      // Synchronous on purpose (issue 13): a stat of a local file is microseconds on the
+      // event loop, while an async one queues in libuv's four-thread pool behind the
+      // store's WAL syncs and the signature checks, on every authenticated call.
+      const s = statSync(path, { bigint: true });
       signature = `${s.ino}:${s.size}:${s.mtimeNs}`;
     } catch (err) {
       throw new AuthError("jwks_unavailable", "verification keys are unavailable", err);
