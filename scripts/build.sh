@@ -16,7 +16,8 @@
 #   4. the tarball mcp-gateway-<version>-linux-<arch>.tar.gz (reproducible: sorted, owner 0,
 #      mtime of the last commit, gzip -n), its CycloneDX SBOM, and SHA256SUMS for both.
 #
-# Images (`npm run build:images`) are built from this tarball.
+#   5. the container images from that tree (scripts/images/build-images.sh, also
+#      `npm run build:images`), offline; skip with MCP_GATEWAY_SKIP_IMAGES=1.
 # Skip step 1 with MCP_GATEWAY_SKIP_SETUP=1 (CI runs setup once, before).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -108,3 +109,8 @@ tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH
 (cd "$OUT" && sha256sum "$NAME.tar.gz" "$NAME.cdx.json" >SHA256SUMS)
 cat "$OUT/SHA256SUMS" >&2
 log "done: $OUT/$NAME.tar.gz ($(du -h "$OUT/$NAME.tar.gz" | cut -f1))"
+
+if [[ "${MCP_GATEWAY_SKIP_IMAGES:-}" != 1 ]]; then
+  log "container images (scripts/images/build-images.sh; MCP_GATEWAY_SKIP_IMAGES=1 skips them)"
+  bash scripts/images/build-images.sh
+fi

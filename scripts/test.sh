@@ -15,7 +15,8 @@ step "setup"
 bash scripts/setup.sh
 
 step "release build: bundles, tarball, CycloneDX SBOM, SHA-256 sums (npm run build)"
-MCP_GATEWAY_SKIP_SETUP=1 bash scripts/build.sh
+# (the images are built by their own step below, with the compose test)
+MCP_GATEWAY_SKIP_SETUP=1 MCP_GATEWAY_SKIP_IMAGES=1 bash scripts/build.sh
 status_after="$(git status --porcelain)"
 if [[ "$status_before" != "$status_after" ]]; then
   echo "setup or the build changed the work tree (git status):" >&2
