@@ -44,6 +44,21 @@ describe("sqlite store: group commit (issue 13)", () => {
     await store.close();
   });
 
+  it("a write that may be replayed does not wait; the next durable write syncs it too", async () => {
+    const store = createSqliteStore({ path: join(dir, "c.db") });
+    await store.createTask(sampleTask("task-r"));
+    const replayed = { durable: false } as const;
+    await store.updateTask("task-r", { state: "running" }, {}, replayed);
+    await store.appendOutput("task-r", "stdout", new TextEncoder().encode("x"), 1, 1, replayed);
+    assert.deepEqual(store.writeStats(), { commits: 3, syncs: 1 });
+    // Visible at once, before any sync.
+    assert.equal((await store.getTask("task-r"))?.state, "running");
+    assert.equal((await store.readOutput("task-r", 0, 10)).length, 1);
+    await store.updateTask("task-r", { state: "completed", finishedAt: 2 });
+    assert.deepEqual(store.writeStats(), { commits: 4, syncs: 2 });
+    await store.close();
+  });
+
   it("has nothing to sync in memory", async () => {
     const store = createSqliteStore({ path: ":memory:" });
     await store.createTask(sampleTask("task-m"));

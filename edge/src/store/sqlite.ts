@@ -19,6 +19,7 @@ import type {
   TaskRecord,
   TaskState,
   TaskStore,
+  WriteOptions,
 } from "./types.js";
 import { TERMINAL_STATES } from "./types.js";
 
@@ -270,9 +271,10 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       const row = selectTask.get(id);
       return row ? (JSON.parse(row.doc) as TaskRecord) : undefined;
     },
-    async updateTask(id, patch, condition = {}) {
+    async updateTask(id, patch, condition = {}, write: WriteOptions = {}) {
       const result = update(id, patch, condition);
-      await durable();
+      if (write.durable === false) stats.commits++;
+      else await durable();
       return result;
     },
     async listTasksInStates(states: readonly TaskState[], limit: number) {
@@ -291,6 +293,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       data: Uint8Array,
       time: number,
       runnerSeq?: number,
+      write: WriteOptions = {},
     ) {
       const row =
         insertOutput.get({
@@ -301,7 +304,8 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
           runnerSeq: runnerSeq ?? null,
         }) ?? (runnerSeq !== undefined ? storedRunnerSeq.get(taskId, runnerSeq) : undefined);
       if (!row) throw new Error("appendOutput: insert returned no row");
-      await durable();
+      if (write.durable === false) stats.commits++;
+      else await durable();
       return row.seq;
     },
     async pruneOutput(retention: OutputRetention): Promise<PruneResult> {

@@ -198,6 +198,18 @@ export interface RawAuditRow {
   };
 }
 
+/** Options of a store write. */
+export interface WriteOptions {
+  /**
+   * `false`: resolve once the write is committed and visible, before it is durable; the next
+   * durable write makes it durable too (writes reach the disk in order). Only for writes a
+   * crash may lose because they are replayed: a running task's events, which its runner keeps
+   * until the edge releases them after the task's final, durable write. Default true.
+   * Stores that are always durable ignore it.
+   */
+  durable?: boolean;
+}
+
 /**
  * Everything the edge keeps. Implementations: SQLite (embedded default) and
  * PostgreSQL (HA). All methods are async so that a networked store drops in
@@ -216,6 +228,7 @@ export interface TaskStore extends ToolPinStore {
     id: string,
     patch: TaskPatch,
     condition?: TaskCondition,
+    options?: WriteOptions,
   ): Promise<TaskRecord | undefined>;
   /** Tasks in the given states, oldest first (recovery after a restart). */
   listTasksInStates(states: readonly TaskState[], limit: number): Promise<TaskRecord[]>;
@@ -232,6 +245,7 @@ export interface TaskStore extends ToolPinStore {
     data: Uint8Array,
     time: number,
     runnerSeq?: number,
+    options?: WriteOptions,
   ): Promise<number>;
   /** Output chunks with seq > afterSeq, in order, at most limit. */
   readOutput(taskId: string, afterSeq: number, limit: number): Promise<OutputChunk[]>;

@@ -25,6 +25,7 @@ import type {
   TaskRecord,
   TaskState,
   TaskStore,
+  WriteOptions,
 } from "../store/types.js";
 import { TERMINAL_STATES } from "../store/types.js";
 import type { TaskEvents } from "./events.js";
@@ -73,6 +74,9 @@ export interface TaskService {
   /** Resolves when no dispatch loop is running, or after timeoutMs. */
   drain(timeoutMs: number): Promise<void>;
 }
+
+/** Writes of runner events the runner replays until released: see `apply`. */
+const REPLAYED: WriteOptions = { durable: false };
 
 /** Maps a runner's terminal status to the stored state. */
 function stateOf(status: TaskStatus): TaskState {
@@ -223,19 +227,27 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       );
   }
 
-  /** Applies one runner event to the store; returns true on the final event. */
+  /**
+   * Applies one runner event to the store; returns true on the final event.
+   * Events before the exit are stored without waiting for the disk (issue 13):
+   * the runner keeps them until Release, which is sent only after the exit's
+   * durable write — and that write makes every earlier one durable too. After
+   * a crash, re-attaching replays whatever the disk lost.
+   */
   async function apply(task: TaskRecord, ev: TaskEvent): Promise<boolean> {
     const e = ev.event;
     switch (e.case) {
       case "started":
-        await store.updateTask(task.id, {
-          state: "running",
-          startedAt: ev.time ? Number(timestampMs(ev.time)) : Date.now(),
-        });
+        await store.updateTask(
+          task.id,
+          { state: "running", startedAt: ev.time ? Number(timestampMs(ev.time)) : Date.now() },
+          {},
+          REPLAYED,
+        );
         break;
       case "output": {
         const kind = e.value.stream === OutputKind.STDERR ? "stderr" : "stdout";
-        await store.appendOutput(task.id, kind, e.value.data, Date.now(), Number(ev.seq));
+        await store.appendOutput(task.id, kind, e.value.data, Date.now(), Number(ev.seq), REPLAYED);
         break;
       }
       case "notice":
@@ -245,6 +257,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           encoder.encode(e.value.message),
           Date.now(),
           Number(ev.seq),
+          REPLAYED,
         );
         break;
       case "exited": {
