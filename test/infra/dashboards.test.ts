@@ -25,6 +25,7 @@ const RUNNER_SOURCE = join(ROOT, "runner/src/runner.ts");
 /** Metrics the runner registers besides the default Node metrics (see runner/src/runner.ts). */
 const RUNNER_METRICS: Record<string, { type: string; labels: string[] }> = {
   mcp_runner_tasks_running: { type: "gauge", labels: [] },
+  mcp_runner_retained_event_bytes: { type: "gauge", labels: [] },
   mcp_sandbox_spawn_duration_seconds: { type: "histogram", labels: [] },
 };
 
