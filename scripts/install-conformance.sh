@@ -12,7 +12,7 @@ stamp="${DIR}/.stamp-${CONFORMANCE_VERSION}-${NODE_VERSION}"
 if [[ -f "${stamp}" ]]; then exit 0; fi
 mkdir -p "${DIR}"
 echo "install-conformance: @modelcontextprotocol/conformance@${CONFORMANCE_VERSION} with node@${NODE_VERSION}" >&2
-npm install --prefix "${DIR}" --no-audit --no-fund --loglevel=error --no-save \
+npm install --prefix "${DIR}" --engine-strict=false --no-audit --no-fund --loglevel=error --no-save \
   "@modelcontextprotocol/conformance@${CONFORMANCE_VERSION}" "node@${NODE_VERSION}" >&2
 "${DIR}/node_modules/.bin/node" --version | grep -q "^v${NODE_VERSION}$" || {
   echo "install-conformance: node ${NODE_VERSION} did not install" >&2
