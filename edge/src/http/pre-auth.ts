@@ -4,6 +4,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { toConnectError } from "@mcp-gateway/common/errors";
 import type { Logger } from "pino";
 import type { EdgeMetrics } from "../metrics.js";
+import type { PreAuthenticated } from "../pipeline/interceptor.js";
 import type { PrincipalRecord } from "../store/types.js";
 import { writeRpcError } from "./rpc-error.js";
 
@@ -43,8 +44,8 @@ export interface PreAuth {
    * false when it was answered here, with the body unread.
    */
   admit(req: NodeRequest, res: NodeResponse): Promise<boolean>;
-  /** The principal {@link PreAuth.admit} established for this request, or null. */
-  principalOf(req: NodeRequest): PrincipalRecord | null;
+  /** The principal {@link PreAuth.admit} established for this request (and when), or null. */
+  principalOf(req: NodeRequest): PreAuthenticated | null;
 }
 
 /**
@@ -61,7 +62,7 @@ export interface PreAuth {
  * listener: (req, res) => void gate.admit(req, res).then((ok) => ok && rpc(req, res)),
  */
 export function createPreAuth(options: PreAuthOptions): PreAuth {
-  const principals = new WeakMap<NodeRequest, PrincipalRecord>();
+  const principals = new WeakMap<NodeRequest, PreAuthenticated>();
   const refuse = (req: NodeRequest, res: NodeResponse, err: unknown) => {
     const ce = toConnectError(err);
     writeRpcError(req, res, ce);
@@ -81,9 +82,12 @@ export function createPreAuth(options: PreAuthOptions): PreAuth {
       const declared = Number(req.headers["content-length"] ?? Number.NaN);
       const peer = req.socket?.remoteAddress ?? "";
       let principal: PrincipalRecord;
+      const authnStarted = performance.timeOrigin + performance.now();
+      let authnEnded = authnStarted;
       try {
         const header = req.headers.authorization;
         principal = await options.authenticate(typeof header === "string" ? header : null);
+        authnEnded = performance.timeOrigin + performance.now();
       } catch (err) {
         options.metrics.authFailures.inc({
           reason: String((err as { code?: unknown }).code ?? "unknown"),
@@ -127,7 +131,11 @@ export function createPreAuth(options: PreAuthOptions): PreAuth {
           ),
         );
       }
-      principals.set(req, principal);
+      principals.set(req, {
+        principal,
+        authnStarted,
+        authnEnded,
+      });
       return true;
     },
   };

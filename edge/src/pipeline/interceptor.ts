@@ -18,12 +18,19 @@ import { protocolOf, requestContextKey } from "./context.js";
 /** Peer address, set by the node adapter's contextValues hook. */
 export const peerAddressKey = createContextKey<string>("", { description: "peer address" });
 
+/** A principal established before the body, with when its verification ran (epoch ms). */
+export interface PreAuthenticated {
+  principal: PrincipalRecord;
+  authnStarted: number;
+  authnEnded: number;
+}
+
 /**
  * The principal the node listener already authenticated and rate-limited from
  * the headers, before the body was read (`http/pre-auth.ts`); the interceptor
  * then does neither again. Null when the listener did not (tests, fetch runtimes).
  */
-export const preAuthenticatedKey = createContextKey<PrincipalRecord | null>(null, {
+export const preAuthenticatedKey = createContextKey<PreAuthenticated | null>(null, {
   description: "principal authenticated before the body",
 });
 
@@ -113,7 +120,18 @@ export function createEdgeInterceptor(options: EdgeInterceptorOptions): Intercep
       return ce;
     };
     try {
-      let principal: PrincipalRecord | null = req.contextValues.get(preAuthenticatedKey);
+      const pre = req.contextValues.get(preAuthenticatedKey);
+      let principal: PrincipalRecord | null = pre?.principal ?? null;
+      if (pre) {
+        // Verified before the body was read: the span records when it ran,
+        // under this RPC's span, so the trace tree stays RPC → authn → …
+        const authn = options.tracer.startSpan(
+          "authn",
+          { startTime: pre.authnStarted, attributes: { "enduser.id": pre.principal.sub } },
+          rpc.context,
+        );
+        authn.end(pre.authnEnded);
+      }
       if (principal === null && !options.publicMethods.has(procedureName(req.method))) {
         const authn = startSpan(options.tracer, "authn", rpc.context);
         try {
