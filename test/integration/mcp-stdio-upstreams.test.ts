@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { basename, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
@@ -92,6 +99,13 @@ function startedPids(server: string): number[] {
     .map((l) => Number((JSON.parse(l) as { pid: number }).pid));
 }
 
+/** Paths of the files called `name` below `dir`. */
+function filesNamed(dir: string, name: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[])
+    .filter((p) => basename(p) === name)
+    .map((p) => join(dir, p));
+}
+
 async function eventually<T>(what: string, fn: () => T | undefined | false, ms = 60_000) {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -144,7 +158,7 @@ describe("stdio MCP servers in the sandbox", () => {
     }
   });
 
-  it("confines the filesystem server with the policy's path rule; files land in the tenant's workspace", async () => {
+  it("confines the filesystem server with the policy's path rule; files land in the tenant's workspace, not the caller's own", async () => {
     const c = await connect(dev);
     try {
       const w = (await c.callTool({
@@ -152,13 +166,20 @@ describe("stdio MCP servers in the sandbox", () => {
         arguments: { path: "/workspace/notes.txt", content: "written by a sandboxed server" },
       })) as CallToolResult;
       assert.equal(w.isError, undefined, text(w));
-      // The gateway's own read_file sees it in the tenant's workspace "mcp".
+      // The server is one process per tenant: its file is in the tenant's workspace "mcp" on
+      // the runner host (one file, below the data directory) ...
+      const found = filesNamed(gw.dataDir, "notes.txt");
+      assert.equal(found.length, 1, found.join(","));
+      assert.equal(readFileSync(found[0] as string, "utf8"), "written by a sandboxed server");
+      // ... which is not the caller's own workspace of that name: workspaces are per principal
+      // unless the tenant lists the name in shared_workspaces (ADR 0014), so what one member
+      // plants through a shared server is never run by another member's commands.
       const r = (await c.callTool({
         name: "read_file",
         arguments: { workspace: "mcp", path: "notes.txt" },
       })) as CallToolResult;
-      assert.equal(r.isError, undefined, text(r));
-      assert.match(text(r), /written by a sandboxed server/);
+      assert.equal(r.isError, true, text(r));
+      assert.match(text(r), /not_found/);
       const denied = (await c.callTool({
         name: "filesystem__read_text_file",
         arguments: { path: "/etc/passwd" },
@@ -166,7 +187,7 @@ describe("stdio MCP servers in the sandbox", () => {
       assert.equal(denied.isError, true);
       assert.match(
         text(denied),
-        /permission_denied: .*must stay under \/workspace\/ \(got \/etc\/passwd\)/,
+        /permission denied: .*must stay under \/workspace\/ \(got \/etc\/passwd\)/,
       );
     } finally {
       await c.close();
