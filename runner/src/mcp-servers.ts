@@ -16,6 +16,7 @@ import {
   McpServerResponseSchema,
 } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
+import { execPolicyOf } from "./exec-policy.js";
 import {
   DEFAULT_SANDBOX_LIMITS,
   type Sandbox,
@@ -226,6 +227,10 @@ export function createMcpServerHost(options: McpServerHostOptions): McpServerHos
       stdin: "pipe",
       readOnlyPaths: readOnlyPaths(launch.readOnlyPaths),
     };
+    // What the kernel (Landlock) lets the server's processes execute: the tenant's exec
+    // rules, as for its tasks — a server can run nothing a task could not.
+    const exec = execPolicyOf(decision.obligations, launch.authorization?.principal?.tenant ?? "");
+    if (exec !== undefined) sandboxSpec.exec = exec;
     return sandboxSpec;
   }
 

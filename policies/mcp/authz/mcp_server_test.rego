@@ -21,6 +21,16 @@ test_server_principal_starts_a_server_with_its_role_limits if {
 	d.obligations.max_timeout_seconds == data.gateway.roles["mcp-server"].limits.max_timeout_seconds
 }
 
+test_a_server_runs_under_the_tenants_exec_rules if {
+	d := authz.decision with input as launch("everything", "node", ["/opt/mcp/index.js", "stdio"])
+	d.obligations.exec.denied_programs.dd
+	d.obligations.exec.denied_programs.curl
+	r := authz.decision with input as launch("everything", "node", ["/opt/mcp/index.js", "stdio"])
+		with data.gateway.tenants.acme as {"allowed_commands": ["node"]}
+	r.obligations.exec.allowed_programs == ["node"]
+	r.obligations.exec.workspace_exec == false
+}
+
 test_users_cannot_start_servers if {
 	d := authz.decision with input as object.union(launch("everything", "node", []), {"principal": developer})
 	not d.allow

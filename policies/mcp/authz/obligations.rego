@@ -6,7 +6,7 @@
 package mcp.authz
 
 obligations := base_obligations if {
-	input.operation != "execute"
+	not input.operation in {"execute", "mcp_server"}
 } else := object.union(base_obligations, {"exec": exec_obligation})
 
 base_obligations := {
@@ -35,7 +35,7 @@ workspace_quota := data.gateway.defaults.workspace if {
 }
 
 # exec_obligation is what the kernel (Landlock, applied by the runner inside the
-# sandbox) lets an execute request's processes run, whatever its command line
+# sandbox) lets an execute request's processes (and a stdio MCP server's) run, whatever its command line
 # hides from the static analysis above: with the tenant's allowed_commands only
 # those programs (resolved, with their interpreters); never the denied programs
 # (and the network tools unless the network is "host"); programs written to the
