@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcp/runner/v1/runner.proto.
  */
 export const file_mcp_runner_v1_runner: GenFile = /*@__PURE__*/
-  fileDesc("ChptY3AvcnVubmVyL3YxL3J1bm5lci5wcm90bxINbWNwLnJ1bm5lci52MSK2AQoQSGVhcnRiZWF0UmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSCwoDdXJsGAIgASgJEhUKDXJ1bm5pbmdfdGFza3MYAyABKA0SEQoJbWF4X3Rhc2tzGAQgASgNEhUKDXNhbmRib3hfcmVhZHkYBSABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAYgASgJEhcKD3BvbGljeV9yZXZpc2lvbhgHIAEoCRIPCgdib290X2lkGAggASgJIigKEUhlYXJ0YmVhdFJlc3BvbnNlEhMKC2ludGVydmFsX21zGAEgASgNIiYKEURlcmVnaXN0ZXJSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCSIUChJEZXJlZ2lzdGVyUmVzcG9uc2UiRwoJUHJpbmNpcGFsEgsKA3N1YhgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZ0ZW5hbnQYAyABKAkSDgoGc2NvcGVzGAQgAygJIvABCg1BdXRob3JpemF0aW9uEisKCXByaW5jaXBhbBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuUHJpbmNpcGFsEhcKD3BvbGljeV9yZXZpc2lvbhgCIAEoCRI8CghtZXRhZGF0YRgDIAMoCzIqLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbi5NZXRhZGF0YUVudHJ5EhMKC3RyYWNlcGFyZW50GAQgASgJEhUKDWZlbmNpbmdfdG9rZW4YBSABKAQaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIoACCghUYXNrU3BlYxIPCgdjb21tYW5kGAEgASgJEgwKBGFyZ3MYAiADKAkSLQoDZW52GAMgAygLMiAubWNwLnJ1bm5lci52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoBBIRCgl3b3Jrc3BhY2UYBiABKAkSIQoHbmV0d29yaxgHIAEoDjIQLm1jcC5OZXR3b3JrTW9kZRIjCgZsaW1pdHMYCCABKAsyEy5tY3AuUmVzb3VyY2VMaW1pdHMaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASINCgtJbmZvUmVxdWVzdCLiAQoMSW5mb1Jlc3BvbnNlEhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhUKDXNhbmRib3hfcmVhZHkYAyABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAQgASgJEhUKDXJ1bm5pbmdfdGFza3MYBSABKA0SFwoPcG9saWN5X3JldmlzaW9uGAYgASgJEhQKDGxpbWl0X2xheWVycxgHIAMoCRIPCgdib290X2lkGAggASgJEg4KBmNncm91cBgJIAEoCRIXCg93b3Jrc3BhY2VfcXVvdGEYCiABKAkilwEKDkV4ZWN1dGVSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSJQoEc3BlYxgCIAEoCzIXLm1jcC5ydW5uZXIudjEuVGFza1NwZWMSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbhIYChBleHBlY3RlZF9ib290X2lkGAQgASgJIvEBCglUYXNrRXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3N0YXJ0ZWQYAyABKAsyFi5tY3AucnVubmVyLnYxLlN0YXJ0ZWRIABInCgZvdXRwdXQYBCABKAsyFS5tY3AucnVubmVyLnYxLk91dHB1dEgAEicKBmV4aXRlZBgFIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSAASJwoGbm90aWNlGAYgASgLMhUubWNwLnJ1bm5lci52MS5Ob3RpY2VIAEIHCgVldmVudCIJCgdTdGFydGVkIjcKBk91dHB1dBIfCgZzdHJlYW0YASABKA4yDy5tY3AuT3V0cHV0S2luZBIMCgRkYXRhGAIgASgMIs8BCgZFeGl0ZWQSHwoGc3RhdHVzGAEgASgOMg8ubWNwLlRhc2tTdGF0dXMSEQoJZXhpdF9jb2RlGAIgASgFEg4KBnNpZ25hbBgDIAEoCRIhCgV1c2FnZRgEIAEoCzISLm1jcC5SZXNvdXJjZVVzYWdlEhkKEWV4ZWN1dGlvbl90aW1lX21zGAUgASgEEhgKEHN0ZG91dF90cnVuY2F0ZWQYBiABKAgSGAoQc3RkZXJyX3RydW5jYXRlZBgHIAEoCBIPCgdtZXNzYWdlGAggASgJIhkKBk5vdGljZRIPCgdtZXNzYWdlGAEgASgJIjoKD0V4ZWN1dGVSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuVGFza0V2ZW50IjgKDlJlbGVhc2VSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBCIjCg9SZWxlYXNlUmVzcG9uc2USEAoIcmVsZWFzZWQYASABKAgiMwoNQXR0YWNoUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCI5Cg5BdHRhY2hSZXNwb25zZRInCgVldmVudBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuVGFza0V2ZW50IjcKDUNhbmNlbFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIVCg1mZW5jaW5nX3Rva2VuGAIgASgEIiMKDkNhbmNlbFJlc3BvbnNlEhEKCWNhbmNlbGxlZBgBIAEoCCJnCg9SZWFkRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIxChBSZWFkRmlsZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSDAoEc2l6ZRgCIAEoBCKfAQoQV3JpdGVGaWxlUmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIPCgdjb250ZW50GAMgASgMEhYKDmNyZWF0ZV9wYXJlbnRzGAQgASgIEgwKBG1vZGUYBSABKA0SMwoNYXV0aG9yaXphdGlvbhgGIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIqChFXcml0ZUZpbGVSZXNwb25zZRIVCg1ieXRlc193cml0dGVuGAEgASgEInwKEURlbGV0ZUZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJEhEKCXJlY3Vyc2l2ZRgDIAEoCBIzCg1hdXRob3JpemF0aW9uGAQgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIhQKEkRlbGV0ZUZpbGVSZXNwb25zZSJuChVSZXNldFdvcmtzcGFjZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEg0KBW93bmVyGAIgASgJEjMKDWF1dGhvcml6YXRpb24YAyABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iGAoWUmVzZXRXb3Jrc3BhY2VSZXNwb25zZSJsChRMaXN0RGlyZWN0b3J5UmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIlwKFUxpc3REaXJlY3RvcnlSZXNwb25zZRIfCgdlbnRyaWVzGAEgAygLMg4ubWNwLkZpbGVFbnRyeRIiCgV1c2FnZRgCIAEoCzITLm1jcC5Xb3Jrc3BhY2VVc2FnZSJgChBNY3BTZXJ2ZXJSZXF1ZXN0EjAKBmxhdW5jaBgBIAEoCzIeLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyTGF1bmNoSAASDwoFc3RkaW4YAiABKAxIAEIJCgdtZXNzYWdlIpYBCg9NY3BTZXJ2ZXJMYXVuY2gSDgoGc2VydmVyGAEgASgJEiUKBHNwZWMYAiABKAsyFy5tY3AucnVubmVyLnYxLlRhc2tTcGVjEjMKDWF1dGhvcml6YXRpb24YAyABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24SFwoPcmVhZF9vbmx5X3BhdGhzGAQgAygJIp8BChFNY3BTZXJ2ZXJSZXNwb25zZRIyCgdzdGFydGVkGAEgASgLMh8ubWNwLnJ1bm5lci52MS5NY3BTZXJ2ZXJTdGFydGVkSAASEAoGc3Rkb3V0GAIgASgMSAASEAoGc3RkZXJyGAMgASgMSAASJwoGZXhpdGVkGAQgASgLMhUubWNwLnJ1bm5lci52MS5FeGl0ZWRIAEIJCgdtZXNzYWdlIo8BChBNY3BTZXJ2ZXJTdGFydGVkEhEKCXJ1bm5lcl9pZBgBIAEoCRILCgNwaWQYAiABKAUSIQoHbmV0d29yaxgDIAEoDjIQLm1jcC5OZXR3b3JrTW9kZRIjCgZsaW1pdHMYBCABKAsyEy5tY3AuUmVzb3VyY2VMaW1pdHMSEwoLbGlmZXRpbWVfbXMYBSABKAQy9QYKDVJ1bm5lclNlcnZpY2USPwoESW5mbxIaLm1jcC5ydW5uZXIudjEuSW5mb1JlcXVlc3QaGy5tY3AucnVubmVyLnYxLkluZm9SZXNwb25zZRJKCgdFeGVjdXRlEh0ubWNwLnJ1bm5lci52MS5FeGVjdXRlUmVxdWVzdBoeLm1jcC5ydW5uZXIudjEuRXhlY3V0ZVJlc3BvbnNlMAESRwoGQXR0YWNoEhwubWNwLnJ1bm5lci52MS5BdHRhY2hSZXF1ZXN0Gh0ubWNwLnJ1bm5lci52MS5BdHRhY2hSZXNwb25zZTABEkUKBkNhbmNlbBIcLm1jcC5ydW5uZXIudjEuQ2FuY2VsUmVxdWVzdBodLm1jcC5ydW5uZXIudjEuQ2FuY2VsUmVzcG9uc2USSAoHUmVsZWFzZRIdLm1jcC5ydW5uZXIudjEuUmVsZWFzZVJlcXVlc3QaHi5tY3AucnVubmVyLnYxLlJlbGVhc2VSZXNwb25zZRJLCghSZWFkRmlsZRIeLm1jcC5ydW5uZXIudjEuUmVhZEZpbGVSZXF1ZXN0Gh8ubWNwLnJ1bm5lci52MS5SZWFkRmlsZVJlc3BvbnNlEk4KCVdyaXRlRmlsZRIfLm1jcC5ydW5uZXIudjEuV3JpdGVGaWxlUmVxdWVzdBogLm1jcC5ydW5uZXIudjEuV3JpdGVGaWxlUmVzcG9uc2USUQoKRGVsZXRlRmlsZRIgLm1jcC5ydW5uZXIudjEuRGVsZXRlRmlsZVJlcXVlc3QaIS5tY3AucnVubmVyLnYxLkRlbGV0ZUZpbGVSZXNwb25zZRJaCg1MaXN0RGlyZWN0b3J5EiMubWNwLnJ1bm5lci52MS5MaXN0RGlyZWN0b3J5UmVxdWVzdBokLm1jcC5ydW5uZXIudjEuTGlzdERpcmVjdG9yeVJlc3BvbnNlEl0KDlJlc2V0V29ya3NwYWNlEiQubWNwLnJ1bm5lci52MS5SZXNldFdvcmtzcGFjZVJlcXVlc3QaJS5tY3AucnVubmVyLnYxLlJlc2V0V29ya3NwYWNlUmVzcG9uc2USUgoJTWNwU2VydmVyEh8ubWNwLnJ1bm5lci52MS5NY3BTZXJ2ZXJSZXF1ZXN0GiAubWNwLnJ1bm5lci52MS5NY3BTZXJ2ZXJSZXNwb25zZSgBMAEytAEKD1JlZ2lzdHJ5U2VydmljZRJOCglIZWFydGJlYXQSHy5tY3AucnVubmVyLnYxLkhlYXJ0YmVhdFJlcXVlc3QaIC5tY3AucnVubmVyLnYxLkhlYXJ0YmVhdFJlc3BvbnNlElEKCkRlcmVnaXN0ZXISIC5tY3AucnVubmVyLnYxLkRlcmVnaXN0ZXJSZXF1ZXN0GiEubWNwLnJ1bm5lci52MS5EZXJlZ2lzdGVyUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_mcp_mcp]);
+  fileDesc("ChptY3AvcnVubmVyL3YxL3J1bm5lci5wcm90bxINbWNwLnJ1bm5lci52MSK2AQoQSGVhcnRiZWF0UmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSCwoDdXJsGAIgASgJEhUKDXJ1bm5pbmdfdGFza3MYAyABKA0SEQoJbWF4X3Rhc2tzGAQgASgNEhUKDXNhbmRib3hfcmVhZHkYBSABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAYgASgJEhcKD3BvbGljeV9yZXZpc2lvbhgHIAEoCRIPCgdib290X2lkGAggASgJIigKEUhlYXJ0YmVhdFJlc3BvbnNlEhMKC2ludGVydmFsX21zGAEgASgNIiYKEURlcmVnaXN0ZXJSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCSIUChJEZXJlZ2lzdGVyUmVzcG9uc2UiRwoJUHJpbmNpcGFsEgsKA3N1YhgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZ0ZW5hbnQYAyABKAkSDgoGc2NvcGVzGAQgAygJIvABCg1BdXRob3JpemF0aW9uEisKCXByaW5jaXBhbBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuUHJpbmNpcGFsEhcKD3BvbGljeV9yZXZpc2lvbhgCIAEoCRI8CghtZXRhZGF0YRgDIAMoCzIqLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbi5NZXRhZGF0YUVudHJ5EhMKC3RyYWNlcGFyZW50GAQgASgJEhUKDWZlbmNpbmdfdG9rZW4YBSABKAQaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpUCCghUYXNrU3BlYxIPCgdjb21tYW5kGAEgASgJEgwKBGFyZ3MYAiADKAkSLQoDZW52GAMgAygLMiAubWNwLnJ1bm5lci52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoBBIRCgl3b3Jrc3BhY2UYBiABKAkSIQoHbmV0d29yaxgHIAEoDjIQLm1jcC5OZXR3b3JrTW9kZRIjCgZsaW1pdHMYCCABKAsyEy5tY3AuUmVzb3VyY2VMaW1pdHMSEwoLYWxsb3dfaG9zdHMYCSADKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASINCgtJbmZvUmVxdWVzdCLiAQoMSW5mb1Jlc3BvbnNlEhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhUKDXNhbmRib3hfcmVhZHkYAyABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAQgASgJEhUKDXJ1bm5pbmdfdGFza3MYBSABKA0SFwoPcG9saWN5X3JldmlzaW9uGAYgASgJEhQKDGxpbWl0X2xheWVycxgHIAMoCRIPCgdib290X2lkGAggASgJEg4KBmNncm91cBgJIAEoCRIXCg93b3Jrc3BhY2VfcXVvdGEYCiABKAkilwEKDkV4ZWN1dGVSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSJQoEc3BlYxgCIAEoCzIXLm1jcC5ydW5uZXIudjEuVGFza1NwZWMSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbhIYChBleHBlY3RlZF9ib290X2lkGAQgASgJIqQCCglUYXNrRXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3N0YXJ0ZWQYAyABKAsyFi5tY3AucnVubmVyLnYxLlN0YXJ0ZWRIABInCgZvdXRwdXQYBCABKAsyFS5tY3AucnVubmVyLnYxLk91dHB1dEgAEicKBmV4aXRlZBgFIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSAASJwoGbm90aWNlGAYgASgLMhUubWNwLnJ1bm5lci52MS5Ob3RpY2VIABIxCgZlZ3Jlc3MYByABKAsyHy5tY3AucnVubmVyLnYxLkVncmVzc0Nvbm5lY3Rpb25IAEIHCgVldmVudCKaAQoQRWdyZXNzQ29ubmVjdGlvbhIMCgRob3N0GAEgASgJEgwKBHBvcnQYAiABKA0SDwoHYWxsb3dlZBgDIAEoCBIOCgZyZWFzb24YBCABKAkSDwoHYWRkcmVzcxgFIAEoCRISCgpieXRlc19zZW50GAYgASgEEhYKDmJ5dGVzX3JlY2VpdmVkGAcgASgEEgwKBGtpbmQYCCABKAkiCQoHU3RhcnRlZCI3CgZPdXRwdXQSHwoGc3RyZWFtGAEgASgOMg8ubWNwLk91dHB1dEtpbmQSDAoEZGF0YRgCIAEoDCLPAQoGRXhpdGVkEh8KBnN0YXR1cxgBIAEoDjIPLm1jcC5UYXNrU3RhdHVzEhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSIQoFdXNhZ2UYBCABKAsyEi5tY3AuUmVzb3VyY2VVc2FnZRIZChFleGVjdXRpb25fdGltZV9tcxgFIAEoBBIYChBzdGRvdXRfdHJ1bmNhdGVkGAYgASgIEhgKEHN0ZGVycl90cnVuY2F0ZWQYByABKAgSDwoHbWVzc2FnZRgIIAEoCSIZCgZOb3RpY2USDwoHbWVzc2FnZRgBIAEoCSI6Cg9FeGVjdXRlUmVzcG9uc2USJwoFZXZlbnQYASABKAsyGC5tY3AucnVubmVyLnYxLlRhc2tFdmVudCI4Cg5SZWxlYXNlUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhUKDWZlbmNpbmdfdG9rZW4YAiABKAQiIwoPUmVsZWFzZVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIIjMKDUF0dGFjaFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQiOQoOQXR0YWNoUmVzcG9uc2USJwoFZXZlbnQYASABKAsyGC5tY3AucnVubmVyLnYxLlRhc2tFdmVudCI3Cg1DYW5jZWxSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBCIjCg5DYW5jZWxSZXNwb25zZRIRCgljYW5jZWxsZWQYASABKAgiZwoPUmVhZEZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJEjMKDWF1dGhvcml6YXRpb24YAyABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iMQoQUmVhZEZpbGVSZXNwb25zZRIPCgdjb250ZW50GAEgASgMEgwKBHNpemUYAiABKAQinwEKEFdyaXRlRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSDwoHY29udGVudBgDIAEoDBIWCg5jcmVhdGVfcGFyZW50cxgEIAEoCBIMCgRtb2RlGAUgASgNEjMKDWF1dGhvcml6YXRpb24YBiABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iKgoRV3JpdGVGaWxlUmVzcG9uc2USFQoNYnl0ZXNfd3JpdHRlbhgBIAEoBCJ8ChFEZWxldGVGaWxlUmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIRCglyZWN1cnNpdmUYAyABKAgSMwoNYXV0aG9yaXphdGlvbhgEIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIUChJEZWxldGVGaWxlUmVzcG9uc2UibgoVUmVzZXRXb3Jrc3BhY2VSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRINCgVvd25lchgCIAEoCRIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIhgKFlJlc2V0V29ya3NwYWNlUmVzcG9uc2UibAoUTGlzdERpcmVjdG9yeVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiJcChVMaXN0RGlyZWN0b3J5UmVzcG9uc2USHwoHZW50cmllcxgBIAMoCzIOLm1jcC5GaWxlRW50cnkSIgoFdXNhZ2UYAiABKAsyEy5tY3AuV29ya3NwYWNlVXNhZ2UiYAoQTWNwU2VydmVyUmVxdWVzdBIwCgZsYXVuY2gYASABKAsyHi5tY3AucnVubmVyLnYxLk1jcFNlcnZlckxhdW5jaEgAEg8KBXN0ZGluGAIgASgMSABCCQoHbWVzc2FnZSKWAQoPTWNwU2VydmVyTGF1bmNoEg4KBnNlcnZlchgBIAEoCRIlCgRzcGVjGAIgASgLMhcubWNwLnJ1bm5lci52MS5UYXNrU3BlYxIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uEhcKD3JlYWRfb25seV9wYXRocxgEIAMoCSKfAQoRTWNwU2VydmVyUmVzcG9uc2USMgoHc3RhcnRlZBgBIAEoCzIfLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyU3RhcnRlZEgAEhAKBnN0ZG91dBgCIAEoDEgAEhAKBnN0ZGVychgDIAEoDEgAEicKBmV4aXRlZBgEIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSABCCQoHbWVzc2FnZSKPAQoQTWNwU2VydmVyU3RhcnRlZBIRCglydW5uZXJfaWQYASABKAkSCwoDcGlkGAIgASgFEiEKB25ldHdvcmsYAyABKA4yEC5tY3AuTmV0d29ya01vZGUSIwoGbGltaXRzGAQgASgLMhMubWNwLlJlc291cmNlTGltaXRzEhMKC2xpZmV0aW1lX21zGAUgASgEMvUGCg1SdW5uZXJTZXJ2aWNlEj8KBEluZm8SGi5tY3AucnVubmVyLnYxLkluZm9SZXF1ZXN0GhsubWNwLnJ1bm5lci52MS5JbmZvUmVzcG9uc2USSgoHRXhlY3V0ZRIdLm1jcC5ydW5uZXIudjEuRXhlY3V0ZVJlcXVlc3QaHi5tY3AucnVubmVyLnYxLkV4ZWN1dGVSZXNwb25zZTABEkcKBkF0dGFjaBIcLm1jcC5ydW5uZXIudjEuQXR0YWNoUmVxdWVzdBodLm1jcC5ydW5uZXIudjEuQXR0YWNoUmVzcG9uc2UwARJFCgZDYW5jZWwSHC5tY3AucnVubmVyLnYxLkNhbmNlbFJlcXVlc3QaHS5tY3AucnVubmVyLnYxLkNhbmNlbFJlc3BvbnNlEkgKB1JlbGVhc2USHS5tY3AucnVubmVyLnYxLlJlbGVhc2VSZXF1ZXN0Gh4ubWNwLnJ1bm5lci52MS5SZWxlYXNlUmVzcG9uc2USSwoIUmVhZEZpbGUSHi5tY3AucnVubmVyLnYxLlJlYWRGaWxlUmVxdWVzdBofLm1jcC5ydW5uZXIudjEuUmVhZEZpbGVSZXNwb25zZRJOCglXcml0ZUZpbGUSHy5tY3AucnVubmVyLnYxLldyaXRlRmlsZVJlcXVlc3QaIC5tY3AucnVubmVyLnYxLldyaXRlRmlsZVJlc3BvbnNlElEKCkRlbGV0ZUZpbGUSIC5tY3AucnVubmVyLnYxLkRlbGV0ZUZpbGVSZXF1ZXN0GiEubWNwLnJ1bm5lci52MS5EZWxldGVGaWxlUmVzcG9uc2USWgoNTGlzdERpcmVjdG9yeRIjLm1jcC5ydW5uZXIudjEuTGlzdERpcmVjdG9yeVJlcXVlc3QaJC5tY3AucnVubmVyLnYxLkxpc3REaXJlY3RvcnlSZXNwb25zZRJdCg5SZXNldFdvcmtzcGFjZRIkLm1jcC5ydW5uZXIudjEuUmVzZXRXb3Jrc3BhY2VSZXF1ZXN0GiUubWNwLnJ1bm5lci52MS5SZXNldFdvcmtzcGFjZVJlc3BvbnNlElIKCU1jcFNlcnZlchIfLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyUmVxdWVzdBogLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyUmVzcG9uc2UoATABMrQBCg9SZWdpc3RyeVNlcnZpY2USTgoJSGVhcnRiZWF0Eh8ubWNwLnJ1bm5lci52MS5IZWFydGJlYXRSZXF1ZXN0GiAubWNwLnJ1bm5lci52MS5IZWFydGJlYXRSZXNwb25zZRJRCgpEZXJlZ2lzdGVyEiAubWNwLnJ1bm5lci52MS5EZXJlZ2lzdGVyUmVxdWVzdBohLm1jcC5ydW5uZXIudjEuRGVyZWdpc3RlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_mcp_mcp]);
 
 /**
  * @generated from message mcp.runner.v1.HeartbeatRequest
@@ -252,6 +252,14 @@ export type TaskSpec = Message<"mcp.runner.v1.TaskSpec"> & {
    * @generated from field: mcp.ResourceLimits limits = 8;
    */
   limits?: ResourceLimits | undefined;
+
+  /**
+   * With NETWORK_MODE_RESTRICTED: the request's allow_hosts (the runner
+   * re-checks them against the policy's egress allowlist).
+   *
+   * @generated from field: repeated string allow_hosts = 9;
+   */
+  allowHosts: string[];
 };
 
 /**
@@ -429,6 +437,12 @@ export type TaskEvent = Message<"mcp.runner.v1.TaskEvent"> & {
      */
     value: Notice;
     case: "notice";
+  } | {
+    /**
+     * @generated from field: mcp.runner.v1.EgressConnection egress = 7;
+     */
+    value: EgressConnection;
+    case: "egress";
   } | { case: undefined; value?: undefined };
 };
 
@@ -438,6 +452,69 @@ export type TaskEvent = Message<"mcp.runner.v1.TaskEvent"> & {
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
   messageDesc(file_mcp_runner_v1_runner, 10);
+
+/**
+ * EgressConnection is one connection attempt through the egress proxy of a
+ * NETWORK_MODE_RESTRICTED task, recorded when it ends (or is refused).
+ *
+ * @generated from message mcp.runner.v1.EgressConnection
+ */
+export type EgressConnection = Message<"mcp.runner.v1.EgressConnection"> & {
+  /**
+   * Host as the task asked for it (name or IP literal).
+   *
+   * @generated from field: string host = 1;
+   */
+  host: string;
+
+  /**
+   * @generated from field: uint32 port = 2;
+   */
+  port: number;
+
+  /**
+   * @generated from field: bool allowed = 3;
+   */
+  allowed: boolean;
+
+  /**
+   * Why it was refused, or why an allowed connection ended early ("" otherwise).
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * Address the proxy connected to ("" when refused before connecting).
+   *
+   * @generated from field: string address = 5;
+   */
+  address: string;
+
+  /**
+   * @generated from field: uint64 bytes_sent = 6;
+   */
+  bytesSent: bigint;
+
+  /**
+   * @generated from field: uint64 bytes_received = 7;
+   */
+  bytesReceived: bigint;
+
+  /**
+   * "connect" (HTTPS, CONNECT) or "http" (plain HTTP by absolute URL).
+   *
+   * @generated from field: string kind = 8;
+   */
+  kind: string;
+};
+
+/**
+ * Describes the message mcp.runner.v1.EgressConnection.
+ * Use `create(EgressConnectionSchema)` to create a new message.
+ */
+export const EgressConnectionSchema: GenMessage<EgressConnection> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 11);
 
 /**
  * Started: the sandboxed process is running.
@@ -452,7 +529,7 @@ export type Started = Message<"mcp.runner.v1.Started"> & {
  * Use `create(StartedSchema)` to create a new message.
  */
 export const StartedSchema: GenMessage<Started> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 11);
+  messageDesc(file_mcp_runner_v1_runner, 12);
 
 /**
  * Output of the process; data is capped per stream by the runner.
@@ -476,7 +553,7 @@ export type Output = Message<"mcp.runner.v1.Output"> & {
  * Use `create(OutputSchema)` to create a new message.
  */
 export const OutputSchema: GenMessage<Output> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 12);
+  messageDesc(file_mcp_runner_v1_runner, 13);
 
 /**
  * Exited is always the last event of a task.
@@ -530,7 +607,7 @@ export type Exited = Message<"mcp.runner.v1.Exited"> & {
  * Use `create(ExitedSchema)` to create a new message.
  */
 export const ExitedSchema: GenMessage<Exited> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 13);
+  messageDesc(file_mcp_runner_v1_runner, 14);
 
 /**
  * Notice is a lifecycle message (e.g. "stdout truncated at 1048576 bytes").
@@ -549,7 +626,7 @@ export type Notice = Message<"mcp.runner.v1.Notice"> & {
  * Use `create(NoticeSchema)` to create a new message.
  */
 export const NoticeSchema: GenMessage<Notice> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 14);
+  messageDesc(file_mcp_runner_v1_runner, 15);
 
 /**
  * @generated from message mcp.runner.v1.ExecuteResponse
@@ -566,7 +643,7 @@ export type ExecuteResponse = Message<"mcp.runner.v1.ExecuteResponse"> & {
  * Use `create(ExecuteResponseSchema)` to create a new message.
  */
 export const ExecuteResponseSchema: GenMessage<ExecuteResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 15);
+  messageDesc(file_mcp_runner_v1_runner, 16);
 
 /**
  * @generated from message mcp.runner.v1.ReleaseRequest
@@ -590,7 +667,7 @@ export type ReleaseRequest = Message<"mcp.runner.v1.ReleaseRequest"> & {
  * Use `create(ReleaseRequestSchema)` to create a new message.
  */
 export const ReleaseRequestSchema: GenMessage<ReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 16);
+  messageDesc(file_mcp_runner_v1_runner, 17);
 
 /**
  * @generated from message mcp.runner.v1.ReleaseResponse
@@ -609,7 +686,7 @@ export type ReleaseResponse = Message<"mcp.runner.v1.ReleaseResponse"> & {
  * Use `create(ReleaseResponseSchema)` to create a new message.
  */
 export const ReleaseResponseSchema: GenMessage<ReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 17);
+  messageDesc(file_mcp_runner_v1_runner, 18);
 
 /**
  * @generated from message mcp.runner.v1.AttachRequest
@@ -631,7 +708,7 @@ export type AttachRequest = Message<"mcp.runner.v1.AttachRequest"> & {
  * Use `create(AttachRequestSchema)` to create a new message.
  */
 export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 18);
+  messageDesc(file_mcp_runner_v1_runner, 19);
 
 /**
  * @generated from message mcp.runner.v1.AttachResponse
@@ -648,7 +725,7 @@ export type AttachResponse = Message<"mcp.runner.v1.AttachResponse"> & {
  * Use `create(AttachResponseSchema)` to create a new message.
  */
 export const AttachResponseSchema: GenMessage<AttachResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 19);
+  messageDesc(file_mcp_runner_v1_runner, 20);
 
 /**
  * @generated from message mcp.runner.v1.CancelRequest
@@ -674,7 +751,7 @@ export type CancelRequest = Message<"mcp.runner.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 20);
+  messageDesc(file_mcp_runner_v1_runner, 21);
 
 /**
  * @generated from message mcp.runner.v1.CancelResponse
@@ -693,7 +770,7 @@ export type CancelResponse = Message<"mcp.runner.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 21);
+  messageDesc(file_mcp_runner_v1_runner, 22);
 
 /**
  * @generated from message mcp.runner.v1.ReadFileRequest
@@ -720,7 +797,7 @@ export type ReadFileRequest = Message<"mcp.runner.v1.ReadFileRequest"> & {
  * Use `create(ReadFileRequestSchema)` to create a new message.
  */
 export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 22);
+  messageDesc(file_mcp_runner_v1_runner, 23);
 
 /**
  * @generated from message mcp.runner.v1.ReadFileResponse
@@ -742,7 +819,7 @@ export type ReadFileResponse = Message<"mcp.runner.v1.ReadFileResponse"> & {
  * Use `create(ReadFileResponseSchema)` to create a new message.
  */
 export const ReadFileResponseSchema: GenMessage<ReadFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 23);
+  messageDesc(file_mcp_runner_v1_runner, 24);
 
 /**
  * @generated from message mcp.runner.v1.WriteFileRequest
@@ -784,7 +861,7 @@ export type WriteFileRequest = Message<"mcp.runner.v1.WriteFileRequest"> & {
  * Use `create(WriteFileRequestSchema)` to create a new message.
  */
 export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 24);
+  messageDesc(file_mcp_runner_v1_runner, 25);
 
 /**
  * @generated from message mcp.runner.v1.WriteFileResponse
@@ -801,7 +878,7 @@ export type WriteFileResponse = Message<"mcp.runner.v1.WriteFileResponse"> & {
  * Use `create(WriteFileResponseSchema)` to create a new message.
  */
 export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 25);
+  messageDesc(file_mcp_runner_v1_runner, 26);
 
 /**
  * @generated from message mcp.runner.v1.DeleteFileRequest
@@ -833,7 +910,7 @@ export type DeleteFileRequest = Message<"mcp.runner.v1.DeleteFileRequest"> & {
  * Use `create(DeleteFileRequestSchema)` to create a new message.
  */
 export const DeleteFileRequestSchema: GenMessage<DeleteFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 26);
+  messageDesc(file_mcp_runner_v1_runner, 27);
 
 /**
  * @generated from message mcp.runner.v1.DeleteFileResponse
@@ -846,7 +923,7 @@ export type DeleteFileResponse = Message<"mcp.runner.v1.DeleteFileResponse"> & {
  * Use `create(DeleteFileResponseSchema)` to create a new message.
  */
 export const DeleteFileResponseSchema: GenMessage<DeleteFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 27);
+  messageDesc(file_mcp_runner_v1_runner, 28);
 
 /**
  * @generated from message mcp.runner.v1.ResetWorkspaceRequest
@@ -875,7 +952,7 @@ export type ResetWorkspaceRequest = Message<"mcp.runner.v1.ResetWorkspaceRequest
  * Use `create(ResetWorkspaceRequestSchema)` to create a new message.
  */
 export const ResetWorkspaceRequestSchema: GenMessage<ResetWorkspaceRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 28);
+  messageDesc(file_mcp_runner_v1_runner, 29);
 
 /**
  * @generated from message mcp.runner.v1.ResetWorkspaceResponse
@@ -888,7 +965,7 @@ export type ResetWorkspaceResponse = Message<"mcp.runner.v1.ResetWorkspaceRespon
  * Use `create(ResetWorkspaceResponseSchema)` to create a new message.
  */
 export const ResetWorkspaceResponseSchema: GenMessage<ResetWorkspaceResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 29);
+  messageDesc(file_mcp_runner_v1_runner, 30);
 
 /**
  * @generated from message mcp.runner.v1.ListDirectoryRequest
@@ -915,7 +992,7 @@ export type ListDirectoryRequest = Message<"mcp.runner.v1.ListDirectoryRequest">
  * Use `create(ListDirectoryRequestSchema)` to create a new message.
  */
 export const ListDirectoryRequestSchema: GenMessage<ListDirectoryRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 30);
+  messageDesc(file_mcp_runner_v1_runner, 31);
 
 /**
  * @generated from message mcp.runner.v1.ListDirectoryResponse
@@ -939,7 +1016,7 @@ export type ListDirectoryResponse = Message<"mcp.runner.v1.ListDirectoryResponse
  * Use `create(ListDirectoryResponseSchema)` to create a new message.
  */
 export const ListDirectoryResponseSchema: GenMessage<ListDirectoryResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 31);
+  messageDesc(file_mcp_runner_v1_runner, 32);
 
 /**
  * @generated from message mcp.runner.v1.McpServerRequest
@@ -972,7 +1049,7 @@ export type McpServerRequest = Message<"mcp.runner.v1.McpServerRequest"> & {
  * Use `create(McpServerRequestSchema)` to create a new message.
  */
 export const McpServerRequestSchema: GenMessage<McpServerRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 32);
+  messageDesc(file_mcp_runner_v1_runner, 33);
 
 /**
  * McpServerLaunch starts one stdio MCP server (one per tenant and server).
@@ -1016,7 +1093,7 @@ export type McpServerLaunch = Message<"mcp.runner.v1.McpServerLaunch"> & {
  * Use `create(McpServerLaunchSchema)` to create a new message.
  */
 export const McpServerLaunchSchema: GenMessage<McpServerLaunch> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 33);
+  messageDesc(file_mcp_runner_v1_runner, 34);
 
 /**
  * @generated from message mcp.runner.v1.McpServerResponse
@@ -1065,7 +1142,7 @@ export type McpServerResponse = Message<"mcp.runner.v1.McpServerResponse"> & {
  * Use `create(McpServerResponseSchema)` to create a new message.
  */
 export const McpServerResponseSchema: GenMessage<McpServerResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 34);
+  messageDesc(file_mcp_runner_v1_runner, 35);
 
 /**
  * McpServerStarted describes a running stdio MCP server.
@@ -1112,7 +1189,7 @@ export type McpServerStarted = Message<"mcp.runner.v1.McpServerStarted"> & {
  * Use `create(McpServerStartedSchema)` to create a new message.
  */
 export const McpServerStartedSchema: GenMessage<McpServerStarted> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 35);
+  messageDesc(file_mcp_runner_v1_runner, 36);
 
 /**
  * RunnerService executes authorized tasks inside the kernel sandbox and
