@@ -265,27 +265,16 @@ export const edgeConfigSchema = z.object({
     })
     .prefault({}),
   /**
-   * Concurrent-task quotas (tasks queued or running), so one caller cannot fill
-   * every runner slot: past one, ExecuteCommand is ResourceExhausted naming the
-   * tenant or principal and the limit. Defaults keep a 32-slot runner usable by
-   * at least two tenants.
+   * Concurrent-task quotas moved to the policy data (`gateway.defaults.tasks`,
+   * `gateway.tenants.<tenant>.tasks`): the key is refused with that hint rather than
+   * silently ignored.
    */
   quotas: z
-    .object({
-      tasksPerPrincipal: z.number().int().positive().default(8),
-      tasksPerTenant: z.number().int().positive().default(16),
-      /** Overrides by tenant name. */
-      tenants: z
-        .record(
-          z.string(),
-          z.object({
-            tasksPerPrincipal: z.number().int().positive().optional(),
-            tasksPerTenant: z.number().int().positive().optional(),
-          }),
-        )
-        .default({}),
+    .never({
+      error:
+        "quotas moved to the policy data: set gateway.defaults.tasks / gateway.tenants.<tenant>.tasks {per_principal, per_tenant} (docs/policy/README.md)",
     })
-    .prefault({}),
+    .optional(),
   /** Default and maximum wall-clock deadline for tasks, in seconds. */
   defaultTimeoutSeconds: z.number().int().positive().default(60),
   maxTimeoutSeconds: z.number().int().positive().default(3600),

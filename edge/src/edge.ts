@@ -276,6 +276,7 @@ export async function startEdge(
     tracer,
     fencingToken: () => activeToken,
     status: () => (accepting ? "ok" : notServing()),
+    policyData: () => policy.data(),
   });
   const service = createMcpService(operations);
   /** What /health/ready and grpc.health.v1.Health answer: the problems, empty when ready. */

@@ -10,21 +10,30 @@ import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { ExecuteCommandRequestSchema } from "@mcp-gateway/proto/mcp";
-import { connectJson, type Gateway, startGateway, waitForTask } from "./harness.js";
+import { bundleWithData, connectJson, type Gateway, startGateway, waitForTask } from "./harness.js";
 
 let gw: Gateway;
 
 before(async () => {
   const config = join(tmpdir(), `mcp-hardening-${process.pid}.json`);
+  const runnerConfig = join(tmpdir(), `mcp-hardening-runner-${process.pid}.json`);
+  // Task quotas are policy data: the default bundle with smaller ones.
+  const policyBundle = bundleWithData((d) => {
+    d.gateway.defaults.tasks = { per_principal: 2, per_tenant: 3 };
+  });
   writeFileSync(
     config,
     JSON.stringify({
       rateLimit: { ratePerSecond: 1000, burst: 1000 },
       connections: { maxConnectionsPerAddress: 50 },
-      quotas: { tasksPerPrincipal: 2, tasksPerTenant: 3 },
+      policyBundle,
     }),
   );
-  gw = await startGateway({ edgeArgs: ["--config", config] });
+  writeFileSync(runnerConfig, JSON.stringify({ policyBundle }));
+  gw = await startGateway({
+    edgeArgs: ["--config", config],
+    runnerArgs: ["--config", runnerConfig],
+  });
 });
 after(async () => {
   await gw?.stop();

@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type Client, createClient } from "@connectrpc/connect";
@@ -9,6 +9,29 @@ import { RunnerService } from "@mcp-gateway/proto/runner/v1";
 
 /** Root of the repository. */
 export const ROOT = resolve(import.meta.dirname, "..", "..");
+
+/**
+ * A copy of the built policy bundle with its data document changed by `patch` (same
+ * policy, same revision, so edge and runner agree): for tests of settings that live in
+ * the policy data. Returns the new bundle's path (in a fresh temporary directory).
+ *
+ * @example
+ * const bundle = bundleWithData((d) => { d.gateway.defaults.tasks = { per_principal: 2, per_tenant: 3 }; });
+ */
+// biome-ignore lint/suspicious/noExplicitAny: the data document is free-form JSON.
+export function bundleWithData(patch: (data: any) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), "mcp-bundle-"));
+  const tree = join(dir, "tree");
+  execFileSync("mkdir", ["-p", tree]);
+  execFileSync("tar", ["-xzf", join(ROOT, "policies/build/bundle.tar.gz"), "-C", tree]);
+  const dataPath = join(tree, "data.json");
+  const data = JSON.parse(readFileSync(dataPath, "utf8"));
+  patch(data);
+  writeFileSync(dataPath, JSON.stringify(data));
+  const out = join(dir, "bundle.tar.gz");
+  execFileSync("tar", ["-czf", out, "-C", tree, "."]);
+  return out;
+}
 const CLI = join(ROOT, "cli", "bin", "mcp-gateway.js");
 
 /** A real gateway process started by a test. */

@@ -65,6 +65,11 @@ export interface PolicyEngine {
   decide(input: PolicyInput): Decision;
   /** Revision of the bundle in use ("" if none loaded). */
   revision(): string;
+  /**
+   * The data document of the bundle in use (`data.json`, read-only; undefined if none
+   * loaded): settings the gateway applies outside a decision, such as task quotas.
+   */
+  data(): unknown;
   /** Loads the bundle file again now; resolves true if a new or the same valid bundle is in use. */
   reload(): Promise<boolean>;
   /** Counters for metrics. */
@@ -78,6 +83,7 @@ interface Active {
   evaluate: WasmEvaluator;
   revision: string;
   sha256: string;
+  data: unknown;
   /** Decisions by the exact result JSON they were parsed from (see {@link decisionFor}). */
   results: Map<string, Decision>;
 }
@@ -130,6 +136,14 @@ function decisionFor(active: Active, text: string): Decision {
     active.results.set(text, decision);
   }
   return decision;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }
 
 /** Largest wasm memory a policy may use: 2048 pages of 64 KiB = 128 MiB. */
@@ -205,7 +219,13 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
       }
       const evaluate = await instantiate(bundle, entrypoint);
       const previous = active?.revision ?? "";
-      active = { evaluate, revision: bundle.revision, sha256: bundle.sha256, results: new Map() };
+      active = {
+        evaluate,
+        revision: bundle.revision,
+        sha256: bundle.sha256,
+        data: deepFreeze(bundle.data),
+        results: new Map(),
+      };
       counters.loads++;
       logger.info({ revision: bundle.revision, previous, bundlePath }, "policy bundle loaded");
       report({ ok: true, revision: bundle.revision });
@@ -275,6 +295,7 @@ export async function createPolicyEngine(options: PolicyEngineOptions): Promise<
   return {
     decide,
     revision: () => active?.revision ?? "",
+    data: () => active?.data,
     reload,
     stats: () => ({ revision: active?.revision ?? "", ...counters }),
     close() {

@@ -49,7 +49,11 @@ import type { TaskRecord, TaskState, TaskStore } from "../store/types.js";
 import type { TaskService } from "../tasks/task-service.js";
 import { authorizationOf } from "../tasks/task-service.js";
 import { createReadBounds, type ReadBounds, readOutputTail } from "./read-bounds.js";
-import { checkTaskQuota } from "./task-quotas.js";
+import { checkTaskQuota, taskQuotaOf } from "./task-quotas.js";
+import {
+  createUpstreamContentOperations,
+  type UpstreamContentOperations,
+} from "./upstream-content.js";
 import {
   createUpstreamOperations,
   type UpstreamOperations,
@@ -71,6 +75,8 @@ export interface OperationsDeps extends Omit<UpstreamOperationsDeps, "pipeline" 
   status: () => string;
   /** Byte budgets and follower bounds (default: from `config.reads`). */
   readBounds?: ReadBounds;
+  /** The policy bundle's data document (task quotas live there: `gateway.*.tasks`). */
+  policyData: () => unknown;
 }
 
 const STATUS_OF: Readonly<Record<TaskState, TaskStatus>> = {
@@ -181,7 +187,7 @@ export type OutputMessage = MessageInitShape<typeof StreamTaskOutputResponseSche
  * the store, the runner pool or the policy engine any other way.
  * Authentication already happened: `rc` carries the principal.
  */
-export interface Operations extends UpstreamOperations {
+export interface Operations extends UpstreamOperations, UpstreamContentOperations {
   /** Liveness, version and uptime; needs no principal. */
   health(): HealthResponse;
   /** Accepts a command; the task is durable before this resolves. */
@@ -358,7 +364,7 @@ export function createOperations(deps: OperationsDeps): Operations {
       );
     }
     // Fair share: a principal or tenant at its concurrent-task quota is refused up front.
-    await checkTaskQuota(store, principal, config.quotas);
+    await checkTaskQuota(store, principal, taskQuotaOf(deps.policyData(), principal.tenant));
     const l = req.sandbox?.limits;
     const requested = {
       timeout_seconds: req.timeout === 0 ? config.defaultTimeoutSeconds : req.timeout,
@@ -559,6 +565,7 @@ export function createOperations(deps: OperationsDeps): Operations {
     },
 
     ...createUpstreamOperations(deps),
+    ...createUpstreamContentOperations(deps),
     executeCommand,
     runCommand,
     readTaskOutput,

@@ -1,16 +1,47 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PrincipalRecord, TaskStore } from "../store/types.js";
 
-/** Concurrent-task quotas: tasks queued or running at once. */
-export interface TaskQuotas {
+/** Concurrent-task quotas of one tenant: tasks queued or running at once. */
+export interface TaskQuota {
   /** Per principal (tenant + subject). */
-  tasksPerPrincipal: number;
+  perPrincipal: number;
   /** Per tenant, all its principals together. */
-  tasksPerTenant: number;
-  /** Overrides by tenant name. */
-  tenants: Readonly<
-    Record<string, { tasksPerPrincipal?: number | undefined; tasksPerTenant?: number | undefined }>
-  >;
+  perTenant: number;
+}
+
+/** The quotas when the policy data names none (a bundle older than `tasks`). */
+export const DEFAULT_TASK_QUOTA: Readonly<TaskQuota> = Object.freeze({
+  perPrincipal: 8,
+  perTenant: 16,
+});
+
+const isQuota = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) > 0;
+const field = (o: unknown, k: string): unknown =>
+  typeof o === "object" && o !== null ? (o as Record<string, unknown>)[k] : undefined;
+
+/**
+ * A tenant's task quotas from the policy bundle's data: `gateway.defaults.tasks`
+ * (`per_principal`, `per_tenant`), overridden field by field by
+ * `gateway.tenants.<tenant>.tasks`. A missing or malformed value falls back to the
+ * level above it, then to {@link DEFAULT_TASK_QUOTA} (never to "unlimited").
+ *
+ * @example
+ * taskQuotaOf(engine.data(), "acme"); // { perPrincipal: 8, perTenant: 16 }
+ */
+export function taskQuotaOf(data: unknown, tenant: string): TaskQuota {
+  const gateway = field(data, "gateway");
+  const defaults = field(field(gateway, "defaults"), "tasks");
+  const own = field(field(field(gateway, "tenants"), tenant), "tasks");
+  const pick = (name: string, fallback: number): number => {
+    const t = field(own, name);
+    if (isQuota(t)) return t;
+    const d = field(defaults, name);
+    return isQuota(d) ? d : fallback;
+  };
+  return {
+    perPrincipal: pick("per_principal", DEFAULT_TASK_QUOTA.perPrincipal),
+    perTenant: pick("per_tenant", DEFAULT_TASK_QUOTA.perTenant),
+  };
 }
 
 /** Most active tasks looked at per check (the sum of all tenants' quotas in practice). */
@@ -26,16 +57,14 @@ const SCAN_LIMIT = 10_000;
  * last free slot: the bound is exact to within the concurrency of one caller).
  *
  * @example
- * await checkTaskQuota(store, principal, { tasksPerPrincipal: 8, tasksPerTenant: 16, tenants: {} });
+ * await checkTaskQuota(store, principal, taskQuotaOf(policy.data(), principal.tenant));
  */
 export async function checkTaskQuota(
   store: Pick<TaskStore, "listTasksInStates">,
   principal: PrincipalRecord,
-  quotas: TaskQuotas,
+  quota: TaskQuota,
 ): Promise<void> {
-  const own = quotas.tenants[principal.tenant] ?? {};
-  const perPrincipal = own.tasksPerPrincipal ?? quotas.tasksPerPrincipal;
-  const perTenant = own.tasksPerTenant ?? quotas.tasksPerTenant;
+  const { perPrincipal, perTenant } = quota;
   const active = await store.listTasksInStates(["created", "queued", "running"], SCAN_LIMIT);
   let tenant = 0;
   let mine = 0;
