@@ -17,6 +17,11 @@ export const POLICY_OPERATIONS = [
   "list_audit",
   "list_tools",
   "call_tool",
+  "list_resources",
+  "read_resource",
+  "list_prompts",
+  "get_prompt",
+  "complete",
   "manage_tools",
   "mcp_server",
   "reset_workspace",
@@ -104,6 +109,36 @@ export interface PolicyUpstreamCall {
   description?: string;
 }
 
+/** The upstream resource of a read_resource request. */
+export interface PolicyUpstreamResource {
+  /** Upstream server name (from the edge configuration). */
+  server: string;
+  /** The resource's URI as the upstream knows it. */
+  resource: string;
+}
+
+/** The upstream prompt of a get_prompt request. */
+export interface PolicyUpstreamPrompt {
+  /** Upstream server name (from the edge configuration). */
+  server: string;
+  /** Prompt name as the upstream knows it. */
+  prompt: string;
+  /** The request's full arguments. */
+  arguments: Record<string, string>;
+}
+
+/** What a complete request asks completions for: an argument of a prompt or of a resource template. */
+export interface PolicyUpstreamCompletion {
+  /** Upstream server name (from the edge configuration). */
+  server: string;
+  /** The prompt whose argument is completed (ref/prompt). */
+  prompt?: string;
+  /** The resource template (its URI template) whose variable is completed (ref/resource). */
+  resource?: string;
+  /** The argument being completed and what the user typed so far. */
+  argument: { name: string; value: string };
+}
+
 /** The stdio MCP server of an mcp_server request (started in the sandbox on a runner). */
 export interface PolicyMcpServer {
   /** Server name (from the edge configuration). */
@@ -116,10 +151,15 @@ export interface PolicyMcpServer {
   read_only_paths: string[];
 }
 
-/** An upstream tool offered in a list_tools request. */
+/**
+ * An upstream entry offered in a discovery request: a tool (list_tools), a resource or
+ * resource template (list_resources, its URI or URI template), or a prompt (list_prompts).
+ */
 export interface PolicyCatalogEntry {
   server: string;
-  tool: string;
+  tool?: string;
+  resource?: string;
+  prompt?: string;
 }
 
 /** The document passed to the policy as `input`. */
@@ -134,11 +174,18 @@ export interface PolicyInput {
   file?: PolicyFile;
   /** Present for task operations. */
   task?: PolicyTask;
-  /** Present for call_tool. */
-  upstream?: PolicyUpstreamCall;
+  /** Present for call_tool, read_resource, get_prompt and complete. */
+  upstream?:
+    | PolicyUpstreamCall
+    | PolicyUpstreamResource
+    | PolicyUpstreamPrompt
+    | PolicyUpstreamCompletion;
   /** Present for mcp_server. */
   mcp_server?: PolicyMcpServer;
-  /** For list_tools: the upstream tools to filter (the decision's `tools` names those allowed). */
+  /**
+   * For list_tools, list_resources and list_prompts: the upstream entries to filter (the
+   * decision's `tools` names those allowed, as "<server>/<tool, URI or prompt>").
+   */
   catalog?: PolicyCatalogEntry[];
   /** Workspace id the request acts in. */
   workspace: string;

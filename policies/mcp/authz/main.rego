@@ -74,9 +74,10 @@ operation_permitted if {
 }
 
 # list_tools asks which operations the caller may use at all (MCP tools/list
-# shows only those tools); the role data decides who may ask.
+# shows only those tools), list_resources and list_prompts which upstream
+# resources and prompts it may see; the role data decides who may ask.
 operation_permitted if {
-	input.operation == "list_tools"
+	operation_kind == "discovery"
 	role_allows_operation
 }
 

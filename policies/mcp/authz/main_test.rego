@@ -110,7 +110,10 @@ test_list_tools_names_the_operations_of_the_roles if {
 	not "list_audit" in dev.operations
 	viewer := object.union(base, {"operation": "list_tools", "principal": object.union(base.principal, {"roles": ["viewer"]})})
 	v := authz.decision with input as viewer
-	v.operations == ["call_tool", "get_task", "list_directory", "list_tools", "read_file", "stream_task"]
+	v.operations == [
+		"call_tool", "complete", "get_prompt", "get_task", "list_directory", "list_prompts",
+		"list_resources", "list_tools", "read_file", "read_resource", "stream_task",
+	]
 }
 
 test_list_tools_denied_without_a_known_role if {
