@@ -16,10 +16,18 @@ import {
   CallToolRequestSchema,
   type CallToolResult,
   CancelledNotificationSchema,
+  CompleteRequestSchema,
   ErrorCode,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourcesRequestSchema,
+  ListResourceTemplatesRequestSchema,
   ListToolsRequestSchema,
   McpError,
+  type PromptMessage,
+  ReadResourceRequestSchema,
   type RequestId,
+  type ServerCapabilities,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { Logger } from "pino";
 import type { EdgeMetrics } from "../metrics.js";
@@ -89,6 +97,15 @@ const SERVER_INFO = {
 };
 const INSTRUCTIONS =
   "Tools of the MCP Security Gateway. Commands run in a kernel sandbox (bubblewrap + seccomp, no network unless policy allows it) on a runner host, in a workspace whose files the file tools read and write. Every call is authorized by policy and recorded in an audit trail; a denial says why.";
+
+/**
+ * Prefix of the gateway's name for an upstream resource: `mcp-gateway://<server>/<uri>`, the
+ * upstream's own URI (or URI template) kept verbatim after the server name.
+ */
+export const RESOURCE_URI_PREFIX = "mcp-gateway://";
+
+/** JSON-RPC error code of a request the policy denied (server-defined range). */
+export const RPC_PERMISSION_DENIED = -32003;
 
 /** Host names that only this machine can reach. */
 const LOOPBACK = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i;
@@ -367,11 +384,191 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     }
   }
 
+  /** The upstream a namespaced prompt name belongs to, and the name the upstream knows. */
+  function routePrompt(name: string): { server: string; name: string } {
+    const sep = name.indexOf(options.toolSeparator);
+    const prefix = sep > 0 ? name.slice(0, sep) : "";
+    if (prefix && prefix !== options.unprefixedUpstream && ops.upstreamServers().includes(prefix)) {
+      return { server: prefix, name: name.slice(sep + options.toolSeparator.length) };
+    }
+    if (options.unprefixedUpstream) return { server: options.unprefixedUpstream, name };
+    throw new McpError(
+      ErrorCode.InvalidParams,
+      `unknown prompt "${name.slice(0, 80)}": call prompts/list for the prompts you may get`,
+    );
+  }
+  /** The gateway's name of an upstream prompt. */
+  function promptName(server: string, name: string): string {
+    return server === options.unprefixedUpstream
+      ? name
+      : `${server}${options.toolSeparator}${name}`;
+  }
+  /** The upstream a gateway resource URI (or URI template) belongs to, and its own URI. */
+  function routeUri(uri: string): { server: string; uri: string } {
+    if (uri.startsWith(RESOURCE_URI_PREFIX)) {
+      const rest = uri.slice(RESOURCE_URI_PREFIX.length);
+      const slash = rest.indexOf("/");
+      if (slash > 0) return { server: rest.slice(0, slash), uri: rest.slice(slash + 1) };
+    }
+    if (options.unprefixedUpstream) return { server: options.unprefixedUpstream, uri };
+    throw new McpError(
+      ErrorCode.InvalidParams,
+      `unknown resource "${uri.slice(0, 120)}": resources are named ${RESOURCE_URI_PREFIX}<server>/<uri> (call resources/list)`,
+    );
+  }
+  /** The gateway's URI of an upstream resource (or URI template). */
+  function resourceUri(server: string, uri: string): string {
+    return server === options.unprefixedUpstream ? uri : `${RESOURCE_URI_PREFIX}${server}/${uri}`;
+  }
+  /** Embedded resources and resource links of a prompt, renamed to the gateway's URIs. */
+  function renameMessage(server: string, m: PromptMessage): PromptMessage {
+    const c = m.content;
+    if (c.type === "resource") {
+      return {
+        ...m,
+        content: { ...c, resource: { ...c.resource, uri: resourceUri(server, c.resource.uri) } },
+      };
+    }
+    if (c.type === "resource_link")
+      return { ...m, content: { ...c, uri: resourceUri(server, c.uri) } };
+    return m;
+  }
+
+  /**
+   * One resources/prompts/completion request: a span and request context, the operation,
+   * the metrics, and its failure as a JSON-RPC error ({@link rpcError}).
+   */
+  async function content<T>(
+    method: string,
+    principal: PrincipalRecord,
+    peer: string,
+    traceparent: string | null,
+    run: (rc: RequestContext) => Promise<T>,
+  ): Promise<T> {
+    const { rc, span } = callContext(principal, peer, method, traceparent);
+    let code = "OK";
+    try {
+      return await run(rc);
+    } catch (err) {
+      if (err instanceof McpError) {
+        code = "InvalidArgument";
+        throw err;
+      }
+      const ce = toConnectError(err);
+      code = Code[ce.code];
+      throw rpcError(ce, rc);
+    } finally {
+      metrics.requests.inc({ method: `mcp.${method}`, protocol: "mcp", code });
+      endSpan(span);
+    }
+  }
+
+  /** Capabilities: resources, prompts and completions are offered when upstreams are configured. */
+  function capabilities(): ServerCapabilities {
+    if (ops.upstreamServers().length === 0) return { tools: { listChanged: false } };
+    return {
+      tools: { listChanged: false },
+      resources: { subscribe: false, listChanged: false },
+      prompts: { listChanged: false },
+      completions: {},
+    };
+  }
+
+  /** Registers the proxied resources, prompts and completion handlers (upstreams only). */
+  function registerContent(
+    server: Server,
+    principal: PrincipalRecord,
+    peer: string,
+    traceparent: string | null,
+  ): void {
+    server.setRequestHandler(ListResourcesRequestSchema, (_req, extra) =>
+      content("resources/list", principal, peer, traceparent, async (rc) => {
+        const found = await ops.discoverResources(rc, extra.signal);
+        return {
+          resources: found.resources.map((r) => ({
+            ...r.item,
+            uri: resourceUri(r.server, r.item.uri),
+          })),
+        };
+      }),
+    );
+    server.setRequestHandler(ListResourceTemplatesRequestSchema, (_req, extra) =>
+      content("resources/templates/list", principal, peer, traceparent, async (rc) => {
+        const found = await ops.discoverResources(rc, extra.signal);
+        return {
+          resourceTemplates: found.templates.map((t) => ({
+            ...t.item,
+            uriTemplate: resourceUri(t.server, t.item.uriTemplate),
+          })),
+        };
+      }),
+    );
+    server.setRequestHandler(ReadResourceRequestSchema, (req, extra) => {
+      const target = routeUri(req.params.uri);
+      return content("resources/read", principal, peer, traceparent, async (rc) => {
+        const res = await ops.readUpstreamResource(rc, target, extra.signal);
+        return {
+          ...res,
+          contents: res.contents.map((c) => ({ ...c, uri: resourceUri(target.server, c.uri) })),
+        };
+      });
+    });
+    server.setRequestHandler(ListPromptsRequestSchema, (_req, extra) =>
+      content("prompts/list", principal, peer, traceparent, async (rc) => {
+        const found = await ops.discoverPrompts(rc, extra.signal);
+        return {
+          prompts: found.prompts.map((p) => ({
+            ...p.item,
+            name: promptName(p.server, p.item.name),
+          })),
+        };
+      }),
+    );
+    server.setRequestHandler(GetPromptRequestSchema, (req, extra) => {
+      const target = routePrompt(req.params.name);
+      return content("prompts/get", principal, peer, traceparent, async (rc) => {
+        const res = await ops.getUpstreamPrompt(
+          rc,
+          { server: target.server, prompt: target.name, arguments: req.params.arguments ?? {} },
+          extra.signal,
+        );
+        return { ...res, messages: res.messages.map((m) => renameMessage(target.server, m)) };
+      });
+    });
+    server.setRequestHandler(CompleteRequestSchema, (req, extra) => {
+      const ref = req.params.ref;
+      const target =
+        ref.type === "ref/prompt"
+          ? (() => {
+              const p = routePrompt(ref.name);
+              return { server: p.server, ref: { type: "ref/prompt" as const, name: p.name } };
+            })()
+          : (() => {
+              const r = routeUri(ref.uri);
+              return { server: r.server, ref: { type: "ref/resource" as const, uri: r.uri } };
+            })();
+      return content("completion/complete", principal, peer, traceparent, (rc) =>
+        ops.completeUpstream(
+          rc,
+          {
+            ...target,
+            argument: req.params.argument,
+            ...(req.params.context?.arguments
+              ? { context: { arguments: req.params.context.arguments } }
+              : {}),
+          },
+          extra.signal,
+        ),
+      );
+    });
+  }
+
   function createServer(principal: PrincipalRecord, peer: string, traceparent: string | null) {
     const server = new Server(SERVER_INFO, {
-      capabilities: { tools: { listChanged: false } },
+      capabilities: capabilities(),
       instructions: INSTRUCTIONS,
     });
+    if (ops.upstreamServers().length > 0) registerContent(server, principal, peer, traceparent);
     server.setRequestHandler(ListToolsRequestSchema, async () => {
       const { rc, span } = callContext(principal, peer, "tools/list", traceparent);
       try {
@@ -607,6 +804,30 @@ function toolError(ce: ConnectError, rc: RequestContext): CallToolResult {
     isError: true,
     _meta: { "mcp-gateway/error": { code: codeName(ce.code), message: ce.rawMessage } },
   };
+}
+
+/**
+ * A failed resources/prompts/completion request as JSON-RPC sees it (those results have no
+ * `isError`): invalid arguments -32602, not found -32002 (the MCP resource-not-found code),
+ * a policy denial {@link RPC_PERMISSION_DENIED} with the reasons, anything else -32603 —
+ * each with `data.code` naming the gateway's error code (internals stay in the log).
+ */
+function rpcError(ce: ConnectError, rc: RequestContext): McpError {
+  const data = { code: codeName(ce.code) };
+  switch (ce.code) {
+    case Code.InvalidArgument:
+      return new McpError(ErrorCode.InvalidParams, ce.rawMessage, data);
+    case Code.NotFound:
+      return new McpError(-32002, ce.rawMessage, data);
+    case Code.PermissionDenied:
+      return new McpError(RPC_PERMISSION_DENIED, ce.rawMessage, data);
+    case Code.Internal:
+    case Code.Unknown:
+      rc.logger.error({ err: ce.cause ?? ce }, "mcp upstream request failed");
+      return new McpError(ErrorCode.InternalError, "internal error", data);
+    default:
+      return new McpError(ErrorCode.InternalError, errorText(ce.code, ce.rawMessage), data);
+  }
 }
 
 /** "<code>: <message>", without repeating a message that already starts with its code's words. */

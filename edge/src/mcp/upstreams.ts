@@ -4,8 +4,15 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
   type CallToolResult,
+  type CompleteRequest,
+  type CompleteResult,
   ErrorCode,
+  type GetPromptResult,
   McpError,
+  type Prompt,
+  type ReadResourceResult,
+  type Resource,
+  type ResourceTemplate,
   type Tool,
 } from "@modelcontextprotocol/sdk/types.js";
 import canonicalize from "canonicalize";
@@ -89,12 +96,57 @@ export class UpstreamError extends Error {
   readonly code = "unavailable" as const;
 }
 
+/**
+ * A JSON-RPC error the upstream answered with (e.g. -32002 resource not found, -32602):
+ * its answer, passed on to the client with the server's name; the link stays up.
+ */
+export class UpstreamAnswer extends Error {
+  override readonly name = "UpstreamAnswer";
+  /** Mapped to the wire by common/errors (the JSON-RPC code is kept in `rpcCode`). */
+  readonly code: "invalid_argument" | "not_found" | "failed_precondition";
+  /** The upstream's JSON-RPC error code. */
+  readonly rpcCode: number;
+  constructor(server: string, err: McpError) {
+    super(`upstream ${server}: ${err.message.replace(/^MCP error -?\d+: /, "").slice(0, 300)}`);
+    this.rpcCode = err.code;
+    this.code =
+      err.code === -32002
+        ? "not_found"
+        : err.code === ErrorCode.InvalidParams
+          ? "invalid_argument"
+          : "failed_precondition";
+  }
+}
+
+/** The upstream does not declare the capability a request needs. */
+export class NotServed extends Error {
+  override readonly name = "NotServed";
+  /** Mapped to the wire by common/errors. */
+  readonly code = "invalid_argument" as const;
+  constructor(server: string, what: "resources" | "prompts" | "completions") {
+    super(`upstream ${server} serves no ${what}`);
+  }
+}
+
 /** Options of one call to an upstream tool. */
 export interface UpstreamCallOptions {
   signal: AbortSignal;
   /** Progress notifications of the upstream, passed through. */
   onProgress?: (progress: number, total: number | undefined, message: string | undefined) => void;
   /** Whom the call is for (stdio servers run per tenant; required for them). */
+  caller?: UpstreamCaller;
+}
+
+/** An upstream's resources and resource templates (empty when it declares no resources). */
+export interface UpstreamResources {
+  resources: Resource[];
+  templates: ResourceTemplate[];
+}
+
+/** Options of one resource, prompt or completion request to an upstream. */
+export interface UpstreamRequestOptions {
+  signal: AbortSignal;
+  /** Whom the request is for (stdio servers run per tenant; required for them). */
   caller?: UpstreamCaller;
 }
 
@@ -111,8 +163,34 @@ export interface Upstreams {
     args: Record<string, unknown>,
     options: UpstreamCallOptions,
   ): Promise<CallToolResult>;
+  /** The upstream's resources and templates, all pages (none when it declares no resources). */
+  resources(server: string, options: UpstreamRequestOptions): Promise<UpstreamResources>;
+  /** The upstream's prompts, all pages (none when it declares no prompts). */
+  prompts(server: string, options: UpstreamRequestOptions): Promise<Prompt[]>;
+  /** Reads a resource of the upstream by its own URI. */
+  readResource(
+    server: string,
+    uri: string,
+    options: UpstreamRequestOptions,
+  ): Promise<ReadResourceResult>;
+  /** Gets a prompt of the upstream by its own name. */
+  getPrompt(
+    server: string,
+    name: string,
+    args: Record<string, string>,
+    options: UpstreamRequestOptions,
+  ): Promise<GetPromptResult>;
+  /** Asks the upstream for completions (`ref` in the upstream's own names). */
+  complete(
+    server: string,
+    params: CompleteRequest["params"],
+    options: UpstreamRequestOptions,
+  ): Promise<CompleteResult>;
   close(): Promise<void>;
 }
+
+/** Most entries read from one upstream list (resources, templates, prompts) across its pages. */
+const MAX_LISTED = 1000;
 
 /** Options for {@link createUpstreams}. */
 export interface UpstreamsOptions {
@@ -241,6 +319,37 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     c?.then((cl) => cl.close()).catch(() => undefined);
   }
 
+  /**
+   * Runs one request on the upstream's client (the tenant's server for stdio) with the
+   * upstream's deadline; failures become {@link UpstreamError}s naming the server, and a
+   * broken link (not a JSON-RPC error answer) reconnects next time.
+   */
+  async function request<T>(
+    server: string,
+    options: UpstreamRequestOptions,
+    fn: (c: Client, timeout: number) => Promise<T>,
+  ): Promise<T> {
+    const u = config(server);
+    let l: StdioLease | undefined;
+    try {
+      if (u.kind === "stdio") l = await lease(u, options.caller);
+      const c = l ? l.client : await client(server);
+      return await fn(c, u.timeoutMs);
+    } catch (err) {
+      if (err instanceof NotServed) throw err;
+      if (options.signal.aborted) throw describe(server, new Error("the request was cancelled"));
+      const answered =
+        err instanceof McpError &&
+        err.code !== ErrorCode.ConnectionClosed &&
+        err.code !== ErrorCode.RequestTimeout;
+      if (answered) throw new UpstreamAnswer(server, err);
+      if (u.kind === "http") reset(server);
+      throw describe(server, stdioFailure(l, err));
+    } finally {
+      l?.release();
+    }
+  }
+
   return {
     names: () => [...byName.keys()],
 
@@ -302,6 +411,66 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
       } finally {
         l?.release();
       }
+    },
+
+    resources(server, o) {
+      return request(server, o, async (c, timeout) => {
+        const out: UpstreamResources = { resources: [], templates: [] };
+        if (!c.getServerCapabilities()?.resources) return out;
+        let cursor: string | undefined;
+        do {
+          const page = await c.listResources(cursor ? { cursor } : {}, {
+            timeout,
+            signal: o.signal,
+          });
+          out.resources.push(...page.resources);
+          cursor = page.nextCursor;
+        } while (cursor && out.resources.length < MAX_LISTED);
+        do {
+          const page = await c.listResourceTemplates(cursor ? { cursor } : {}, {
+            timeout,
+            signal: o.signal,
+          });
+          out.templates.push(...page.resourceTemplates);
+          cursor = page.nextCursor;
+        } while (cursor && out.templates.length < MAX_LISTED);
+        return out;
+      });
+    },
+
+    prompts(server, o) {
+      return request(server, o, async (c, timeout) => {
+        const out: Prompt[] = [];
+        if (!c.getServerCapabilities()?.prompts) return out;
+        let cursor: string | undefined;
+        do {
+          const page = await c.listPrompts(cursor ? { cursor } : {}, { timeout, signal: o.signal });
+          out.push(...page.prompts);
+          cursor = page.nextCursor;
+        } while (cursor && out.length < MAX_LISTED);
+        return out;
+      });
+    },
+
+    readResource(server, uri, o) {
+      return request(server, o, (c, timeout) => {
+        if (!c.getServerCapabilities()?.resources) throw new NotServed(server, "resources");
+        return c.readResource({ uri }, { timeout, signal: o.signal });
+      });
+    },
+
+    getPrompt(server, name, args, o) {
+      return request(server, o, (c, timeout) => {
+        if (!c.getServerCapabilities()?.prompts) throw new NotServed(server, "prompts");
+        return c.getPrompt({ name, arguments: args }, { timeout, signal: o.signal });
+      });
+    },
+
+    complete(server, params, o) {
+      return request(server, o, (c, timeout) => {
+        if (!c.getServerCapabilities()?.completions) throw new NotServed(server, "completions");
+        return c.complete(params, { timeout, signal: o.signal });
+      });
     },
 
     async close() {

@@ -74,7 +74,61 @@ export interface UpstreamOperations {
   ): Promise<ToolPin>;
 }
 
-function digestOf(value: unknown): string {
+/**
+ * The caller as stdio upstreams see it: its tenant, and the decision to start the tenant's
+ * server. One process serves the whole tenant, so the start is decided (mcp_server) and
+ * audited as the tenant's server principal — its limits and network never depend on which
+ * user called first — with the user who triggered it in the audit params.
+ */
+export function upstreamCaller(
+  deps: Pick<UpstreamOperationsDeps, "pipeline" | "fencingToken">,
+  rc: RequestContext,
+): UpstreamCaller {
+  const { pipeline } = deps;
+  const user = principalOf(rc);
+  return {
+    tenant: user.tenant,
+    async authorizeLaunch(l) {
+      const principal = {
+        sub: `mcp-server:${l.server}`,
+        roles: ["mcp-server"],
+        tenant: user.tenant,
+        scopes: [],
+      };
+      const decision = await pipeline.authorize(
+        { ...rc, principal },
+        {
+          operation: "mcp_server",
+          workspace: l.workspace,
+          mcp_server: l.mcpServer,
+          network: l.network,
+          sandbox: { limits: l.limits },
+        },
+        {
+          params: {
+            server: l.server,
+            command: l.mcpServer.command,
+            args: l.mcpServer.args,
+            workspace: l.workspace,
+            network: l.network,
+            requested_by: user.sub,
+          },
+        },
+      );
+      return {
+        $typeName: "mcp.runner.v1.Authorization",
+        principal: { $typeName: "mcp.runner.v1.Principal", ...principal },
+        policyRevision: decision.revision,
+        metadata: {},
+        traceparent: rc.traceparent,
+        fencingToken: deps.fencingToken?.() ?? 0n,
+      };
+    },
+  };
+}
+
+/** "sha256:<hex>" of the RFC 8785 form of a value (arguments and results in the audit chain). */
+export function digestOf(value: unknown): string {
   const text = canonicalize(value) ?? "null";
   return `sha256:${createHash("sha256").update(text).digest("hex")}`;
 }
@@ -132,54 +186,7 @@ export function createUpstreamOperations(deps: UpstreamOperationsDeps): Upstream
     });
   }
 
-  /**
-   * The caller as stdio upstreams see it: its tenant, and the decision to start the tenant's
-   * server. One process serves the whole tenant, so the start is decided (mcp_server) and
-   * audited as the tenant's server principal — its limits and network never depend on which
-   * user called first — with the user who triggered it in the audit params.
-   */
-  function callerOf(rc: RequestContext): UpstreamCaller {
-    const user = principalOf(rc);
-    return {
-      tenant: user.tenant,
-      async authorizeLaunch(l) {
-        const principal = {
-          sub: `mcp-server:${l.server}`,
-          roles: ["mcp-server"],
-          tenant: user.tenant,
-          scopes: [],
-        };
-        const decision = await pipeline.authorize(
-          { ...rc, principal },
-          {
-            operation: "mcp_server",
-            workspace: l.workspace,
-            mcp_server: l.mcpServer,
-            network: l.network,
-            sandbox: { limits: l.limits },
-          },
-          {
-            params: {
-              server: l.server,
-              command: l.mcpServer.command,
-              args: l.mcpServer.args,
-              workspace: l.workspace,
-              network: l.network,
-              requested_by: user.sub,
-            },
-          },
-        );
-        return {
-          $typeName: "mcp.runner.v1.Authorization",
-          principal: { $typeName: "mcp.runner.v1.Principal", ...principal },
-          policyRevision: decision.revision,
-          metadata: {},
-          traceparent: rc.traceparent,
-          fencingToken: deps.fencingToken?.() ?? 0n,
-        };
-      },
-    };
-  }
+  const callerOf = (rc: RequestContext) => upstreamCaller(deps, rc);
 
   async function upstreamTool(
     rc: RequestContext,

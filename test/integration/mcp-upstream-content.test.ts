@@ -1,0 +1,210 @@
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { connectJson, type Gateway, ROOT, runCli, startGateway } from "./harness.js";
+import { freePort, startEverything } from "./helpers/everything.js";
+
+/**
+ * Upstream resources, prompts and completions through the gateway, with the
+ * reference server-everything over Streamable HTTP as the upstream: resources
+ * named `mcp-gateway://everything/<uri>`, prompts `everything__<name>`, each
+ * request decided by the shipped policy (policies/data/upstreams.json: a
+ * viewer reads only the static documents and gets only simple-prompt) and
+ * audited with its outcome.
+ */
+let gw: Gateway;
+let everything: ChildProcess;
+let config = "";
+let dev: string;
+let viewer: string;
+let admin: string;
+
+const DOC = "demo://resource/static/document/architecture.md";
+const GW_DOC = `mcp-gateway://everything/${DOC}`;
+
+before(async () => {
+  const port = await freePort();
+  everything = await startEverything(port);
+  const dir = join(ROOT, "node_modules", ".cache");
+  mkdirSync(dir, { recursive: true });
+  config = join(dir, `mcp-upstream-content-${process.pid}.json`);
+  writeFileSync(
+    config,
+    JSON.stringify({
+      mcp: {
+        upstreams: [{ name: "everything", kind: "http", url: `http://127.0.0.1:${port}/mcp` }],
+      },
+    }),
+  );
+  gw = await startGateway({ edgeArgs: ["--config", config] });
+  dev = await gw.token("content-dev", ["developer"]);
+  viewer = await gw.token("content-viewer", ["viewer"]);
+  admin = await gw.token("content-admin", ["admin"]);
+});
+
+after(async () => {
+  everything?.kill("SIGKILL");
+  await gw?.stop();
+  rmSync(config, { force: true });
+});
+
+async function connect(token: string): Promise<Client> {
+  const client = new Client({ name: "mcp-content-it", version: "1.0.0" });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+    }),
+  );
+  return client;
+}
+
+/** Runs `fn` with a connected client and closes it. */
+async function as<T>(token: string, fn: (c: Client) => Promise<T>): Promise<T> {
+  const c = await connect(token);
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
+  }
+}
+
+describe("upstream resources, prompts and completions through the gateway", () => {
+  it("advertises what it serves: resources (no subscriptions), prompts, completions", async () => {
+    await as(dev, async (c) => {
+      const caps = c.getServerCapabilities();
+      assert.ok(caps?.tools);
+      assert.deepEqual(caps?.resources, { subscribe: false, listChanged: false });
+      assert.deepEqual(caps?.prompts, { listChanged: false });
+      assert.deepEqual(caps?.completions, {});
+      assert.equal(caps?.logging, undefined, "logging/setLevel is not served");
+      await assert.rejects(c.subscribeResource({ uri: GW_DOC }), /Method not found/);
+    });
+  });
+
+  it("lists and reads upstream resources under mcp-gateway://<server>/<uri>", async () => {
+    await as(dev, async (c) => {
+      const listed = (await c.listResources()).resources.map((r) => r.uri);
+      assert.ok(listed.includes(GW_DOC), listed.join(" "));
+      assert.ok(listed.every((u) => u.startsWith("mcp-gateway://everything/")));
+      const templates = (await c.listResourceTemplates()).resourceTemplates.map(
+        (t) => t.uriTemplate,
+      );
+      assert.ok(
+        templates.includes("mcp-gateway://everything/demo://resource/dynamic/text/{resourceId}"),
+        templates.join(" "),
+      );
+      const doc = await c.readResource({ uri: GW_DOC });
+      assert.equal(doc.contents[0]?.uri, GW_DOC, "content URIs are the gateway's names");
+      assert.match(JSON.stringify(doc.contents[0]), /"text":"[^"]/);
+      // A resource of a template, expanded by the client.
+      const dyn = await c.readResource({
+        uri: "mcp-gateway://everything/demo://resource/dynamic/text/7",
+      });
+      assert.match(JSON.stringify(dyn.contents[0]), /"text":"[^"]*7/);
+      // An upstream's own URI is not a gateway name (no upstream is unprefixed here).
+      await assert.rejects(c.readResource({ uri: DOC }), (err: unknown) => {
+        assert.ok(err instanceof McpError);
+        assert.equal(err.code, -32602);
+        assert.match(err.message, /resources are named mcp-gateway:\/\/<server>\/<uri>/);
+        return true;
+      });
+    });
+  });
+
+  it("lists and gets upstream prompts as <server>__<prompt>, and completes their arguments", async () => {
+    await as(dev, async (c) => {
+      const names = (await c.listPrompts()).prompts.map((p) => p.name);
+      for (const n of ["everything__simple-prompt", "everything__args-prompt"]) {
+        assert.ok(names.includes(n), names.join(" "));
+      }
+      const simple = await c.getPrompt({ name: "everything__simple-prompt" });
+      assert.ok(simple.messages.length > 0);
+      const args = await c.getPrompt({
+        name: "everything__args-prompt",
+        arguments: { city: "Lyon" },
+      });
+      assert.match(JSON.stringify(args.messages), /Lyon/);
+      const done = await c.complete({
+        ref: { type: "ref/prompt", name: "everything__completable-prompt" },
+        argument: { name: "department", value: "En" },
+      });
+      assert.deepEqual(done.completion.values, ["Engineering"]);
+    });
+  });
+
+  it("filters lists and denies reads by role, with the policy's reason", async () => {
+    await as(viewer, async (c) => {
+      const listed = (await c.listResources()).resources.map((r) => r.uri);
+      assert.ok(listed.includes(GW_DOC));
+      const templates = (await c.listResourceTemplates()).resourceTemplates;
+      assert.deepEqual(templates, [], "the viewer may read no dynamic resource");
+      assert.deepEqual(
+        (await c.listPrompts()).prompts.map((p) => p.name),
+        ["everything__simple-prompt"],
+      );
+      assert.ok((await c.readResource({ uri: GW_DOC })).contents.length > 0);
+      await assert.rejects(
+        c.readResource({ uri: "mcp-gateway://everything/demo://resource/dynamic/text/1" }),
+        (err: unknown) => {
+          assert.ok(err instanceof McpError);
+          assert.equal(err.code, -32003);
+          assert.match(
+            err.message,
+            /permission denied: your roles \(viewer\) may not read resource demo:\/\/resource\/dynamic\/text\/1 of server everything/,
+          );
+          assert.deepEqual(err.data, { code: "permission_denied" });
+          return true;
+        },
+      );
+      await assert.rejects(
+        c.getPrompt({ name: "everything__args-prompt", arguments: { city: "Lyon" } }),
+        /may not get prompt args-prompt of server everything/,
+      );
+    });
+  });
+
+  it("records decisions and outcomes (arguments and result digests) in the audit chain", async () => {
+    const r = await connectJson(gw.url, "ListAuditEvents", { pageSize: 1000 }, admin);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const events = (r.body.events ?? []) as Array<{
+      operation: string;
+      decision: string;
+      outcome: string;
+      reasons?: string[];
+      paramsJson: string;
+      detailsJson: string;
+    }>;
+    const reads = events.filter((e) => e.operation === "read_resource");
+    const allowed = reads.find((e) => e.decision === "allow" && e.paramsJson.includes(DOC));
+    assert.ok(allowed, "an allowed read is audited with its URI");
+    assert.match(allowed.paramsJson, /"server":"everything"/);
+    const denied = reads.find((e) => e.decision === "deny");
+    assert.ok(denied, "a denied read is audited");
+    assert.match(
+      String(denied.reasons),
+      /may not read resource demo:\/\/resource\/dynamic\/text\/1/,
+    );
+    const outcome = reads.find((e) => e.decision === "none" && e.outcome === "completed");
+    assert.ok(outcome, "the outcome of a read is audited");
+    assert.match(outcome.detailsJson, /"result_digest":"sha256:[0-9a-f]{64}"/);
+    const prompts = events.filter((e) => e.operation === "get_prompt");
+    assert.ok(prompts.some((e) => e.decision === "deny"));
+    const got = prompts.find((e) => e.decision === "allow" && e.paramsJson.includes("args-prompt"));
+    assert.match(got?.paramsJson ?? "", /"arguments_digest":"sha256:[0-9a-f]{64}"/);
+    assert.ok(!(got?.paramsJson ?? "").includes("Lyon"), "arguments only as a digest by default");
+    assert.ok(events.some((e) => e.operation === "complete" && e.decision === "allow"));
+    for (const op of ["list_resources", "list_prompts"]) {
+      assert.ok(
+        events.some((e) => e.operation === op && e.decision === "allow"),
+        op,
+      );
+    }
+    const verify = await runCli(["audit", "verify"], { MCP_GATEWAY_DATA_DIR: gw.dataDir });
+    assert.equal(verify.code, 0, verify.stderr);
+  });
+});
