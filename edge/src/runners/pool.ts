@@ -47,9 +47,11 @@ export interface RunnerPool {
   /**
    * Picks the runner for a workspace among healthy runners with a free slot:
    * rendezvous hashing keeps a workspace on one runner while it is healthy.
-   * Undefined when none has room.
+   * Undefined when none has room. `includeFull`: also a healthy runner whose last
+   * reported load is full (the load is a probe's view; the runner refuses for real) —
+   * for the fair queue's one attempt at a time.
    */
-  tryPick(workspace: string): RunnerHandle | undefined;
+  tryPick(workspace: string, options?: { includeFull?: boolean }): RunnerHandle | undefined;
   /** Like tryPick, for calls that cannot wait. @throws ConnectError Unavailable. */
   pick(workspace: string): RunnerHandle;
   /** A runner by id (for tasks already assigned). */
@@ -192,11 +194,14 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
   const timer = setInterval(() => void probe(), options.probeIntervalMs);
   timer.unref();
 
-  function tryPick(workspace: string): RunnerHandle | undefined {
+  function tryPick(
+    workspace: string,
+    pickOptions: { includeFull?: boolean } = {},
+  ): RunnerHandle | undefined {
     let best: RunnerHandle | undefined;
     let bestScore = -1n;
     for (const r of runners.values()) {
-      if (!r.healthy || r.load >= 1) continue;
+      if (!r.healthy || (r.load >= 1 && pickOptions.includeFull !== true)) continue;
       const score = createHash("sha256").update(`${r.id}\0${workspace}`).digest().readBigUInt64BE();
       // Affinity first; among runners past 80 % load, prefer the least loaded.
       const adjusted = r.load >= 0.8 ? score / 4n : score;

@@ -29,6 +29,7 @@ import type {
 } from "../store/types.js";
 import { TERMINAL_STATES } from "../store/types.js";
 import type { TaskEvents } from "./events.js";
+import { createFairQueue, type Ticket } from "./fair-queue.js";
 
 /** Options for {@link createTaskService}. */
 export interface TaskServiceOptions {
@@ -92,6 +93,21 @@ function stateOf(status: TaskStatus): TaskState {
   }
 }
 
+/** The event line of an egress connection, e.g. "egress allowed.test:443 allowed: 517 bytes sent, 3301 received". */
+export function egressMessage(c: {
+  host: string;
+  port: number;
+  allowed: boolean;
+  reason: string;
+  bytesSent: bigint;
+  bytesReceived: bigint;
+}): string {
+  const target = `${c.host.includes(":") ? `[${c.host}]` : c.host}:${c.port}`;
+  if (!c.allowed) return `egress ${target} denied: ${c.reason}`;
+  const moved = `${c.bytesSent} bytes sent, ${c.bytesReceived} received`;
+  return `egress ${target} allowed: ${moved}${c.reason === "" ? "" : ` (${c.reason})`}`;
+}
+
 /** The runner-side spec of a stored task. */
 function specOf(task: TaskRecord) {
   return {
@@ -101,7 +117,13 @@ function specOf(task: TaskRecord) {
     cwd: task.cwd,
     timeoutMs: BigInt(task.timeoutMs),
     workspace: task.workspace,
-    network: task.network === "host" ? NetworkMode.HOST : NetworkMode.NONE,
+    network:
+      task.network === "host"
+        ? NetworkMode.HOST
+        : task.network === "restricted"
+          ? NetworkMode.RESTRICTED
+          : NetworkMode.NONE,
+    allowHosts: task.allowHosts ?? [],
     limits: {
       memoryBytes: BigInt(task.limits.memoryBytes),
       maxProcesses: task.limits.maxProcesses,
@@ -168,6 +190,10 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
   const following = new Set<string>();
   const loops = new Set<Promise<void>>();
   const encoder = new TextEncoder();
+  /** Tasks waiting for a runner with room, given turns round robin over tenants. */
+  const queue = createFairQueue({
+    onSize: (d) => (d > 0 ? metrics.tasksQueued.inc() : metrics.tasksQueued.dec()),
+  });
 
   function track(p: Promise<void>): void {
     loops.add(p);
@@ -188,6 +214,8 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       condition,
     );
     events.notify(task.id);
+    // A slot may have freed: the queue's next attempt need not wait out its back-off.
+    queue.wake();
     if (!updated || updated.finishedAt !== finishedAt) return; // already terminal: someone else finished it
     metrics.tasksInFlight.dec({ state: "active" });
     metrics.taskLatency.observe(
@@ -260,6 +288,43 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           REPLAYED,
         );
         break;
+      case "egress": {
+        // A connection attempt through the task's egress proxy (network "restricted"): in the
+        // task's events for logs/stream/MCP, and in the audit chain.
+        const c = e.value;
+        const message = egressMessage(c);
+        await store.appendOutput(
+          task.id,
+          "event",
+          encoder.encode(message),
+          Date.now(),
+          Number(ev.seq),
+          REPLAYED,
+        );
+        await options
+          .audit({
+            time: ev.time ? Number(timestampMs(ev.time)) : Date.now(),
+            traceId: task.traceId,
+            principal: task.principal,
+            operation: "egress_connection",
+            params: { host: c.host, port: c.port, kind: c.kind },
+            decision: c.allowed ? "allow" : "deny",
+            reasons: c.reason === "" ? [] : [c.reason],
+            policyRevision: task.policyRevision,
+            taskId: task.id,
+            runnerId: task.runnerId,
+            outcome: c.allowed ? "connected" : "refused",
+            details: {
+              address: c.address,
+              bytesSent: Number(c.bytesSent),
+              bytesReceived: Number(c.bytesReceived),
+            },
+          })
+          .catch((err: unknown) =>
+            logger.error({ err, taskId: task.id }, "audit of an egress connection failed"),
+          );
+        break;
+      }
       case "exited": {
         const x = e.value;
         await finish(task, stateOf(x.status), x.message, {
@@ -297,6 +362,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     start: boolean,
     traceparent = "",
     skipOutputs = 0,
+    onAccepted?: () => void,
   ): Promise<"done" | "requeue"> {
     let lastSeq = 0n;
     let skip = skipOutputs;
@@ -320,6 +386,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           : runner.client.attach({ taskId: task.id, afterSeq: lastSeq }, { signal });
         for await (const res of stream) {
           if (!res.event || res.event.seq <= lastSeq) continue;
+          onAccepted?.();
           const seq = res.event.seq;
           firstFailure = 0;
           const kind = res.event.event.case;
@@ -402,25 +469,16 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     return "done";
   }
 
-  /** Waits for a runner with room; undefined when the queue timeout passed or on shutdown. */
-  async function waitForRunner(
-    task: TaskRecord,
-    deadline: number,
-  ): Promise<RunnerHandle | undefined> {
-    const first = runners.tryPick(task.workspace);
-    if (first) return first;
-    metrics.tasksQueued.inc();
-    try {
-      for (;;) {
-        if (Date.now() > deadline || signal.aborted) return undefined;
-        const current = await store.getTask(task.id);
-        if (!current || TERMINAL_STATES.has(current.state)) return undefined; // cancelled while queued
-        await new Promise((r) => setTimeout(r, 200));
-        const runner = runners.tryPick(task.workspace);
-        if (runner) return runner;
-      }
-    } finally {
-      metrics.tasksQueued.dec();
+  /**
+   * Waits for the ticket's turn in the fair queue; false when the queue timeout passed, the
+   * task was cancelled while it waited, or on shutdown.
+   */
+  async function waitForTurn(task: TaskRecord, ticket: Ticket, deadline: number): Promise<boolean> {
+    for (;;) {
+      if (await ticket.turn(Math.max(1, Math.min(1000, deadline - Date.now())))) return true;
+      if (Date.now() > deadline || signal.aborted) return false;
+      const current = await store.getTask(task.id);
+      if (!current || TERMINAL_STATES.has(current.state)) return false;
     }
   }
 
@@ -437,7 +495,9 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       SpanKind.CLIENT,
     );
     const deadline = Date.now() + queueTimeoutMs;
-    let first = assigned;
+    // The runner submit() chose: tried at once unless other tasks wait for room (they go first).
+    let first = queue.size() === 0 ? assigned : undefined;
+    let ticket: Ticket | undefined;
     try {
       for (;;) {
         let runner: RunnerHandle | undefined;
@@ -448,12 +508,21 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           first = undefined;
           updated = await store.getTask(task.id);
         } else {
-          runner = await waitForRunner(task, deadline);
-          if (!runner) {
+          ticket ??= queue.enter(task.principal.tenant);
+          if (!(await waitForTurn(task, ticket, deadline))) {
             if (signal.aborted) return;
+            const current = await store.getTask(task.id);
+            if (!current || TERMINAL_STATES.has(current.state)) return; // cancelled while queued
             const reason = `no runner became available within ${queueTimeoutMs / 1000}s (${runners.describe()})`;
             await finish(task, "failed", reason);
             return;
+          }
+          // Its turn: one attempt. A runner the last probe saw full is asked too (it may have
+          // freed a slot since; it refuses for real if not).
+          runner = runners.tryPick(task.workspace, { includeFull: true });
+          if (!runner) {
+            ticket.refused();
+            continue;
           }
           updated = await store.updateTask(
             task.id,
@@ -464,12 +533,18 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
         if (!updated || TERMINAL_STATES.has(updated.state) || updated.runnerId !== runner.id)
           return;
         span.span.setAttribute("mcp.runner_id", runner.id);
-        if ((await follow(updated, runner, true, traceparentOf(span.span))) === "done") return;
+        const held = ticket;
+        const outcome = await follow(updated, runner, true, traceparentOf(span.span), 0, () =>
+          held?.taken(),
+        );
+        if (outcome === "done") return;
         // Not taken: record that no runner holds it, so an edge adopting it dispatches it.
         await store.updateTask(task.id, { runnerId: "", runnerBoot: "" }, { edgeId });
-        await new Promise((r) => setTimeout(r, 200));
+        if (ticket) ticket.refused();
+        else await new Promise((r) => setTimeout(r, 200));
       }
     } finally {
+      ticket?.leave();
       endSpan(span.span);
     }
   }
