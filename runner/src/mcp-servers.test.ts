@@ -149,6 +149,16 @@ describe("MCP server host (real sandbox)", () => {
     }, /read-only path \/opt is not under this runner's mcpServerReadOnlyPaths/);
   });
 
+  it("refuses a read-only path the sandbox's own /tmp would hide", async () => {
+    const reqs = requests();
+    reqs.push(launch("true", [], ["/tmp"]));
+    await assert.rejects(async () => {
+      for await (const _ of host.serve(reqs, ctx())) {
+        // nothing
+      }
+    }, /read-only path \/tmp is under \/tmp, which the sandbox replaces with its own/);
+  });
+
   it("reports a server that exits by itself", async () => {
     const reqs = requests();
     reqs.push(launch("sh", ["-c", "echo broken >&2; exit 3"]));

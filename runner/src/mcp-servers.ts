@@ -145,6 +145,9 @@ export function createMcpServerHost(options: McpServerHostOptions): McpServerHos
   const live = new Set<SandboxProcess>();
 
   /** Checks the requested read-only host paths against the runner's allowlist. */
+  /** Directories the sandbox mounts its own (empty or private) over: a host path below one is hidden. */
+  const SANDBOX_OWN_MOUNTS = ["/tmp", "/dev", "/proc", "/workspace"];
+
   function readOnlyPaths(requested: readonly string[]): string[] {
     return requested.map((p) => {
       if (!isAbsolute(p) || posix.normalize(p) !== p || p.includes("\0")) {
@@ -159,6 +162,13 @@ export function createMcpServerHost(options: McpServerHostOptions): McpServerHos
       } catch {
         throw new ConnectError(
           `read-only path ${p} does not exist on runner ${options.runnerId}`,
+          Code.FailedPrecondition,
+        );
+      }
+      const hidden = SANDBOX_OWN_MOUNTS.find((m) => under(p, m) || under(real, m));
+      if (hidden !== undefined) {
+        throw new ConnectError(
+          `read-only path ${p} is under ${hidden}, which the sandbox replaces with its own; install the server elsewhere (e.g. /opt)`,
           Code.FailedPrecondition,
         );
       }

@@ -375,10 +375,20 @@ interface Entry {
   idleTimeoutMs: number;
 }
 
-/** The last line of a server's stderr, for error messages. */
+/**
+ * What a server's stderr says about why it stopped, for error messages: the last line that
+ * names an error (a runtime's crash ends with a version banner, not the reason), else the
+ * last line.
+ */
 function stderrHint(t: RunnerStdioTransport): string {
-  const line = t.stderrTail.trim().split("\n").at(-1)?.trim() ?? "";
-  return line === "" ? "" : ` (stderr: ${line.slice(0, 300)})`;
+  const lines = t.stderrTail
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
+  const why = lines.findLast((l) => /\b\w*(Error|Exception)\b|^error\b|: error\b/i.test(l));
+  const last = lines.at(-1) ?? "";
+  const hint = why && why !== last ? `${why.slice(0, 300)} … ${last.slice(0, 100)}` : last;
+  return hint === "" ? "" : ` (stderr: ${hint.slice(0, 420)})`;
 }
 
 /**
