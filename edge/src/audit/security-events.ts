@@ -27,8 +27,7 @@ export type LifecycleKind =
   | "audit_key_rotated"
   | "config_reloaded"
   | "config_reload_failed"
-  | "tools_changed"
-  | "admin_approval";
+  | "tools_changed";
 
 /** A refusal to record. */
 export interface Refusal {
