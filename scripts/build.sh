@@ -71,6 +71,9 @@ for f in mcpg-sandbox-helper mcpg-sandbox-init; do
   cp "runner/native/build/$f" "$STAGE/runner/native/build/"
 done
 cp -r runner/native/etc/. "$STAGE/runner/native/etc/"
+# The in-sandbox forwarder of network "restricted" (docs/adr/0017-egress-proxy.md).
+mkdir -p "$STAGE/runner/native/egress"
+cp runner/native/egress/forwarder.cjs "$STAGE/runner/native/egress/"
 cp policies/build/bundle.tar.gz "$STAGE/policies/build/"
 # The web console (built by setup), where the edge looks for it: console/dist.
 [[ -f console/dist/index.html ]] || { log "console/dist is missing: run scripts/setup.sh"; exit 1; }

@@ -120,6 +120,36 @@ export const runnerConfigSchema = z.object({
     .default([]),
   /** Stdio MCP servers running at once; more are refused with ResourceExhausted. */
   maxMcpServers: z.number().int().min(0).default(16),
+  /**
+   * Network "restricted" (docs/adr/0017-egress-proxy.md): each such task gets its own egress
+   * proxy on a unix socket in a fresh directory under socketRoot (keep the path short: a
+   * socket path has at most 107 bytes).
+   */
+  egress: z
+    .object({
+      /** Parent directory of the per-task socket directories (default: the OS temp dir). */
+      socketRoot: z.string().optional(),
+      /** Milliseconds the proxy waits for a request head or an upstream connection. */
+      timeoutMs: z.number().int().positive().default(10_000),
+      /**
+       * TEST ONLY: the proxy's resolver answers from `hosts` (name → addresses) instead of
+       * DNS, and connects to `dial["<address>:<port>"]` ("127.0.0.1:<port>") instead of the
+       * address, so tests reach local servers under names like allowed.test. Refused unless
+       * the runner's environment has MCP_GATEWAY_TESTING=1: a production config cannot turn
+       * it on.
+       */
+      testResolver: z
+        .object({
+          hosts: z.record(z.string(), z.array(z.string())).default({}),
+          dial: z.record(z.string(), z.string().regex(/^127\.0\.0\.1:[0-9]{1,5}$/)).default({}),
+        })
+        .optional()
+        .refine((v) => v === undefined || process.env.MCP_GATEWAY_TESTING === "1", {
+          message:
+            "egress.testResolver is for tests only: it is refused unless MCP_GATEWAY_TESTING=1",
+        }),
+    })
+    .default({ timeoutMs: 10_000 }),
   /** Host uid/gid the sandbox runs as when the runner is root. */
   sandboxUid: z.number().int().min(1).default(65534),
   sandboxGid: z.number().int().min(1).default(65534),

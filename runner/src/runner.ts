@@ -32,6 +32,7 @@ import { Hono } from "hono";
 import type { Logger } from "pino";
 import { Gauge, Histogram } from "prom-client";
 import type { RunnerConfig } from "./config.js";
+import { createEgressStarter } from "./egress/index.js";
 import { startHeartbeats } from "./heartbeat.js";
 import { createMcpServerHost } from "./mcp-servers.js";
 import { createSandbox } from "./sandbox/index.js";
@@ -202,6 +203,12 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     onChange: (n) => runningGauge.set(n),
     onSpawned: (seconds) => spawnLatency.observe(seconds),
     tracer: tracing.tracer,
+    startEgress: createEgressStarter({
+      config: config.egress,
+      sandboxUid: config.sandboxUid,
+      sandboxGid: config.sandboxGid,
+      logger: logger.child({ component: "egress" }),
+    }),
   });
 
   let accepting = true;

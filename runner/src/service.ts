@@ -158,8 +158,14 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
       cpu_seconds: requested.cpuSeconds,
       max_output_bytes: requested.maxOutputBytes,
     };
-    const network = spec.network === NetworkMode.HOST ? "host" : "none";
+    const network =
+      spec.network === NetworkMode.HOST
+        ? "host"
+        : spec.network === NetworkMode.RESTRICTED
+          ? "restricted"
+          : "none";
     const decision = recheck(req.authorization, {
+      allow_hosts: spec.allowHosts,
       operation: "execute",
       workspace: spec.workspace,
       command: {
@@ -210,6 +216,8 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
           ...(exec === undefined ? {} : { exec }),
         },
         parent,
+        // The egress allowlist and caps of this runner's own decision, never the edge's word.
+        applied.egress,
       );
     });
   }

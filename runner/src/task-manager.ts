@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { GatewayError } from "@mcp-gateway/common/errors";
+import type { EgressObligation } from "@mcp-gateway/common/policy";
 import {
   type Context,
   endSpan,
@@ -10,6 +11,7 @@ import {
 } from "@mcp-gateway/common/tracing";
 import { OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import {
+  EgressConnectionSchema,
   ExitedSchema,
   NoticeSchema,
   OutputSchema,
@@ -48,7 +50,39 @@ export interface TaskManagerOptions {
   onSpawned?: (seconds: number) => void;
   /** Called when a task starts and finishes (metrics). */
   onChange?: (running: number) => void;
+  /**
+   * Starts the egress proxy of a network "restricted" task (see egress/index.ts). Absent: such
+   * tasks are refused with failed_precondition.
+   */
+  startEgress?: StartEgress;
 }
+
+/** One egress connection attempt, as the task's "egress" event reports it. */
+export interface EgressEventRecord {
+  host: string;
+  port: number;
+  allowed: boolean;
+  reason: string;
+  address: string;
+  bytesSent: number;
+  bytesReceived: number;
+  kind: "connect" | "http";
+}
+
+/** A running egress proxy of one task. */
+export interface EgressHandle {
+  /** Host directory with the proxy's socket (bound into the sandbox). */
+  socketDir: string;
+  /** Stops the proxy and removes its directory. */
+  close(): Promise<void>;
+}
+
+/** Starts a task's egress proxy; rejects when it cannot (the task then does not start). */
+export type StartEgress = (
+  taskId: string,
+  egress: EgressObligation,
+  onConnection: (record: EgressEventRecord) => void,
+) => Promise<EgressHandle>;
 
 interface Entry {
   id: string;
@@ -65,8 +99,12 @@ interface Entry {
 
 /** Tasks on this runner: start once, stream with replay, cancel. */
 export interface TaskManager {
-  /** Starts a task unless one with this id exists (then it is just attached); spans are children of `parent`. */
-  start(id: string, spec: SandboxSpec, parent?: Context): Promise<void>;
+  /**
+   * Starts a task unless one with this id exists (then it is just attached); spans are children
+   * of `parent`. A network "restricted" task needs `egress` (the decision's obligation): its
+   * proxy starts first, and if it cannot, the task is refused with failed_precondition.
+   */
+  start(id: string, spec: SandboxSpec, parent?: Context, egress?: EgressObligation): Promise<void>;
   /** Events with seq > afterSeq, then live ones until the task ends or the signal aborts. */
   events(id: string, afterSeq: bigint, signal: AbortSignal): AsyncGenerator<TaskEvent>;
   /** Kills a running task's whole process tree; false if it was not running. */
@@ -171,7 +209,12 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
     timer.unref();
   }
 
-  async function run(entry: Entry, spec: SandboxSpec, parent: Context): Promise<void> {
+  async function run(
+    entry: Entry,
+    spec: SandboxSpec,
+    parent: Context,
+    proxy: EgressHandle | null,
+  ): Promise<void> {
     running++;
     options.onChange?.(running);
     const spawnSpan = startSpan(options.tracer, "sandbox.spawn", parent, {
@@ -235,13 +278,18 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
         message,
       });
     } finally {
+      await proxy
+        ?.close()
+        .catch((err: unknown) =>
+          options.logger.warn({ taskId: entry.id, err }, "egress proxy did not close cleanly"),
+        );
       running--;
       options.onChange?.(running);
     }
   }
 
   return {
-    async start(id, spec, parent = ROOT_CONTEXT) {
+    async start(id, spec, parent = ROOT_CONTEXT, egress) {
       if (tasks.has(id)) return;
       if (accepted.has(id)) {
         throw new GatewayError(
@@ -304,12 +352,52 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
         cancelled: false,
         wake: new Set(),
       };
+      // Network "restricted": the task's egress proxy runs before the task, or the task does
+      // not start at all (never "host network instead").
+      let proxy: EgressHandle | null = null;
+      let runSpec = spec;
+      if (spec.network === "restricted") {
+        if (options.startEgress === undefined || egress === undefined) {
+          throw new GatewayError(
+            "failed_precondition",
+            'network "restricted" is not available on this runner (no egress proxy)',
+          );
+        }
+        try {
+          proxy = await options.startEgress(id, egress, (r) =>
+            push(entry, {
+              case: "egress",
+              value: create(EgressConnectionSchema, {
+                host: r.host,
+                port: r.port,
+                allowed: r.allowed,
+                reason: r.reason,
+                address: r.address,
+                bytesSent: BigInt(r.bytesSent),
+                bytesReceived: BigInt(r.bytesReceived),
+                kind: r.kind,
+              }),
+            }),
+          );
+        } catch (err) {
+          throw new GatewayError(
+            "failed_precondition",
+            `the task's egress proxy could not start: ${err instanceof Error ? err.message : String(err)}`,
+            { cause: err },
+          );
+        }
+        if (tasks.has(id)) {
+          await proxy.close();
+          return;
+        }
+        runSpec = { ...spec, egress: { socketDir: proxy.socketDir } };
+      }
       account(entry, () => {
         entry.reserved = reserve;
       });
       tasks.set(id, entry);
       accepted.add(id);
-      const p = run(entry, spec, parent);
+      const p = run(entry, runSpec, parent, proxy);
       pending.add(p);
       void p.finally(() => pending.delete(p));
     },

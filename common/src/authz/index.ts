@@ -14,7 +14,15 @@ export type OperationInput = Pick<PolicyInput, "operation" | "workspace"> &
   Partial<
     Pick<
       PolicyInput,
-      "command" | "file" | "task" | "upstream" | "catalog" | "mcp_server" | "network" | "sandbox"
+      | "command"
+      | "file"
+      | "task"
+      | "upstream"
+      | "catalog"
+      | "mcp_server"
+      | "network"
+      | "allow_hosts"
+      | "sandbox"
     >
   >;
 
@@ -65,5 +73,6 @@ export function buildPolicyInput(
   if (op.upstream) input.upstream = op.upstream;
   if (op.catalog) input.catalog = op.catalog;
   if (op.mcp_server) input.mcp_server = op.mcp_server;
+  if (op.allow_hosts && op.allow_hosts.length > 0) input.allow_hosts = [...op.allow_hosts];
   return input;
 }

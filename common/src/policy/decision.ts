@@ -4,10 +4,18 @@ import type { SandboxLimits } from "./input.js";
 export interface Obligations {
   /** Largest wall-clock timeout in seconds. */
   max_timeout_seconds: number;
-  /** Network mode the sandbox must use. */
-  network: "none" | "host";
+  /**
+   * Network mode the sandbox must use. "restricted": an empty network namespace whose only
+   * way out is the runner's egress proxy, admitting {@link Obligations.egress}'s hosts.
+   */
+  network: "none" | "host" | "restricted";
   /** Resource caps. */
   limits: SandboxLimits;
+  /**
+   * What the egress proxy of a "restricted" task admits (absent from bundles older than
+   * network "restricted"; empty list and zero caps for other modes).
+   */
+  egress?: EgressObligation;
   /**
    * What the kernel lets an execute request's processes run (the runner applies it with
    * Landlock inside the sandbox). Only execute decisions carry it.
@@ -18,6 +26,20 @@ export interface Obligations {
    * (kernel-enforced bytes and inodes). Absent from policies that do not set it.
    */
   workspace?: WorkspaceObligation;
+}
+
+/** The egress allowlist and caps of a network "restricted" task (docs/security/sandbox.md). */
+export interface EgressObligation {
+  /**
+   * Entries the proxy admits: "host", "host:port", "*.domain[:port]", IP literals
+   * ("203.0.113.7", "[2001:db8::1]:443") and CIDR ranges ("10.0.0.0/8"); a range is also
+   * what lets a name resolve into private, loopback or link-local addresses.
+   */
+  allow_hosts: readonly string[];
+  /** Bytes the task may move through the proxy, both directions together (0: none). */
+  max_bytes: number;
+  /** Proxy connections the task may hold open at once (0: none). */
+  max_connections: number;
 }
 
 /** Quota of a workspace (see docs/adr/0012-resource-isolation-cgroups-and-workspace-images.md). */
@@ -158,6 +180,24 @@ function parseExec(v: unknown): ExecObligation {
   };
 }
 
+function isNonNegativeInt(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+function parseEgress(v: unknown): EgressObligation {
+  if (
+    !isRecord(v) ||
+    !isStringArray(v.allow_hosts) ||
+    !isNonNegativeInt(v.max_bytes) ||
+    !isNonNegativeInt(v.max_connections)
+  ) {
+    throw new DecisionShapeError(
+      "obligations.egress needs allow_hosts (strings) and non-negative max_bytes, max_connections",
+    );
+  }
+  return { allow_hosts: v.allow_hosts, max_bytes: v.max_bytes, max_connections: v.max_connections };
+}
+
 function parseWorkspace(v: unknown): WorkspaceObligation {
   if (!isRecord(v) || !isPositiveInt(v.max_bytes) || !isPositiveInt(v.max_inodes)) {
     throw new DecisionShapeError(
@@ -196,12 +236,12 @@ export function parseDecision(raw: unknown, revision: string): Decision {
     throw new DecisionShapeError("deny_reasons is not a string array");
   if (!isStringArray(warnings)) throw new DecisionShapeError("warnings is not a string array");
   if (!isRecord(obligations)) throw new DecisionShapeError("obligations is not an object");
-  const { max_timeout_seconds, network, limits, exec, workspace } = obligations;
+  const { max_timeout_seconds, network, limits, exec, workspace, egress } = obligations;
   if (!isPositiveInt(max_timeout_seconds)) {
     throw new DecisionShapeError("obligations.max_timeout_seconds is not a positive integer");
   }
-  if (network !== "none" && network !== "host") {
-    throw new DecisionShapeError('obligations.network is not "none" or "host"');
+  if (network !== "none" && network !== "host" && network !== "restricted") {
+    throw new DecisionShapeError('obligations.network is not "none", "host" or "restricted"');
   }
   if (!isRecord(limits)) throw new DecisionShapeError("obligations.limits is not an object");
   const out: SandboxLimits = { ...DENY_OBLIGATIONS.limits };
@@ -234,6 +274,7 @@ export function parseDecision(raw: unknown, revision: string): Decision {
       limits: out,
       ...(exec === undefined ? {} : { exec: parseExec(exec) }),
       ...(workspace === undefined ? {} : { workspace: parseWorkspace(workspace) }),
+      ...(egress === undefined ? {} : { egress: parseEgress(egress) }),
     },
     revision,
     operations: allow && operations !== undefined ? operations : [],

@@ -9,6 +9,7 @@ export {
   type Decision,
   DecisionShapeError,
   denyDecision,
+  type EgressObligation,
   type ExecObligation,
   LIMIT_NAMES,
   type Obligations,

@@ -30,8 +30,11 @@ export const POLICY_OPERATIONS = [
 /** One of {@link POLICY_OPERATIONS}. */
 export type PolicyOperation = (typeof POLICY_OPERATIONS)[number];
 
-/** Network mode requested by the client. "unspecified" means the policy's default ("none"). */
-export type RequestedNetwork = "unspecified" | "none" | "host";
+/**
+ * Network mode requested by the client. "unspecified" means the policy's default ("none");
+ * "restricted" is the runner's filtering egress proxy only (see {@link PolicyInput.allow_hosts}).
+ */
+export type RequestedNetwork = "unspecified" | "none" | "host" | "restricted";
 
 /** Sandbox resource limits. In a request, 0 means "use the policy's cap". */
 export interface SandboxLimits {
@@ -191,6 +194,11 @@ export interface PolicyInput {
   workspace: string;
   /** Requested network mode. */
   network: RequestedNetwork;
+  /**
+   * With network "restricted": the hosts the request narrows the policy's egress allowlist
+   * to (absent or empty: the policy's whole list).
+   */
+  allow_hosts?: string[];
   /** Requested sandbox options. */
   sandbox: { limits: SandboxLimits };
   /** Free-form client metadata (string values). */

@@ -1,4 +1,4 @@
-import type { Obligations } from "./decision.js";
+import type { EgressObligation, Obligations } from "./decision.js";
 import { LIMIT_NAMES } from "./decision.js";
 import type { RequestedNetwork, SandboxLimits } from "./input.js";
 
@@ -16,8 +16,10 @@ export interface RequestedSandbox {
 export interface EffectiveSandbox {
   /** Timeout in seconds, ≤ the obligation. */
   timeout_seconds: number;
-  /** "host" only when both the request and the obligation say "host". */
-  network: "none" | "host";
+  /** "host" ("restricted") only when both the request and the obligation say so. */
+  network: "none" | "host" | "restricted";
+  /** With "restricted": the hosts the egress proxy admits and its caps (the obligation's). */
+  egress?: EgressObligation;
   /** Limits, each ≤ its obligation. */
   limits: SandboxLimits;
 }
@@ -30,7 +32,8 @@ function tighten(requested: number, cap: number): number {
 /**
  * Applies a decision's obligations to a request: every limit and the timeout
  * become min(requested, cap) (a requested 0 takes the cap), and the network is
- * "host" only if both the request and the obligation allow it. Obligations
+ * "host" or "restricted" only if both the request and the obligation say so (a
+ * "restricted" obligation without allowed hosts or caps gives "none"). Obligations
  * therefore only ever tighten a request.
  *
  * @example
@@ -47,9 +50,29 @@ export function applyObligations(
   for (const name of LIMIT_NAMES) {
     limits[name] = tighten(requested.limits[name], obligations.limits[name]);
   }
+  const network =
+    requested.network === obligations.network && requested.network !== "none"
+      ? obligations.network
+      : "none";
+  // "restricted" without a usable allowlist and caps is "none": fail closed.
+  const egress = obligations.egress;
+  if (
+    network === "restricted" &&
+    (egress === undefined ||
+      egress.allow_hosts.length === 0 ||
+      egress.max_bytes <= 0 ||
+      egress.max_connections <= 0)
+  ) {
+    return {
+      timeout_seconds: tighten(requested.timeout_seconds, obligations.max_timeout_seconds),
+      network: "none",
+      limits,
+    };
+  }
   return {
     timeout_seconds: tighten(requested.timeout_seconds, obligations.max_timeout_seconds),
-    network: requested.network === "host" && obligations.network === "host" ? "host" : "none",
+    network,
     limits,
+    ...(network === "restricted" && egress !== undefined ? { egress } : {}),
   };
 }

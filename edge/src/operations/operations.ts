@@ -2,6 +2,8 @@ import { randomUUID } from "node:crypto";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { parseEgressList } from "@mcp-gateway/common/egress";
+import { toConnectError } from "@mcp-gateway/common/errors";
 import { applyObligations, type Decision } from "@mcp-gateway/common/policy";
 import { endSpan, startSpan, type Tracer } from "@mcp-gateway/common/tracing";
 import { VERSION } from "@mcp-gateway/common/version";
@@ -124,10 +126,23 @@ class Collector {
   }
 }
 
-function networkOf(mode: NetworkMode): "unspecified" | "none" | "host" {
+function networkOf(mode: NetworkMode): "unspecified" | "none" | "host" | "restricted" {
   if (mode === NetworkMode.NONE) return "none";
   if (mode === NetworkMode.HOST) return "host";
+  if (mode === NetworkMode.RESTRICTED) return "restricted";
+  if (mode !== NetworkMode.UNSPECIFIED) {
+    throw new ConnectError(`unknown network mode ${mode}`, Code.InvalidArgument);
+  }
   return "unspecified";
+}
+
+/** A request's allow_hosts, syntax-checked (InvalidArgument naming a malformed entry). */
+function allowHostsOf(list: readonly string[]): string[] {
+  try {
+    return parseEgressList(list).map((e) => e.text);
+  } catch (err) {
+    throw toConnectError(err);
+  }
 }
 
 function ts(ms: number | null) {
@@ -366,6 +381,7 @@ export function createOperations(deps: OperationsDeps): Operations {
     // Fair share: a principal or tenant at its concurrent-task quota is refused up front.
     await checkTaskQuota(store, principal, taskQuotaOf(deps.policyData(), principal.tenant));
     const l = req.sandbox?.limits;
+    const allowHosts = allowHostsOf(req.sandbox?.allowHosts ?? []);
     const requested = {
       timeout_seconds: req.timeout === 0 ? config.defaultTimeoutSeconds : req.timeout,
       network: networkOf(req.sandbox?.network ?? NetworkMode.UNSPECIFIED),
@@ -392,6 +408,7 @@ export function createOperations(deps: OperationsDeps): Operations {
           timeout_seconds: requested.timeout_seconds,
         },
         network: requested.network,
+        allow_hosts: allowHosts,
         sandbox: { limits: requested.limits },
       },
       {
@@ -402,6 +419,9 @@ export function createOperations(deps: OperationsDeps): Operations {
           cwd,
           workspace,
           timeout: req.timeout,
+          ...(requested.network === "restricted"
+            ? { network: "restricted", allow_hosts: allowHosts }
+            : {}),
         },
         metadata,
         taskId: id,
@@ -419,6 +439,7 @@ export function createOperations(deps: OperationsDeps): Operations {
       workspace,
       timeoutMs: applied.timeout_seconds * 1000,
       network: applied.network,
+      ...(applied.network === "restricted" ? { allowHosts } : {}),
       limits: {
         memoryBytes: applied.limits.memory_bytes,
         maxProcesses: applied.limits.max_processes,

@@ -80,7 +80,9 @@ export interface TaskRecord {
   cwd: string;
   workspace: string;
   timeoutMs: number;
-  network: "none" | "host";
+  network: "none" | "host" | "restricted";
+  /** With network "restricted": the request's allow_hosts (the runner re-checks them). */
+  allowHosts?: string[];
   limits: TaskLimits;
   metadata: Record<string, string>;
   principal: PrincipalRecord;

@@ -312,10 +312,10 @@ execute_deny contains msg if {
 	network_tools := data.gateway.commands.network_tools
 	some prog in invoked
 	network_tools[prog]
-	obligation_network != "host"
+	obligation_network == "none"
 	msg := concat("", [
 		"command \"", prog,
-		"\" needs network access, which is off for this request (network access requires network \"host\" and a role allowed to use it)",
+		"\" needs network access, which is off for this request (network access requires network \"host\" or \"restricted\" and a role allowed to use it)",
 	])
 }
 

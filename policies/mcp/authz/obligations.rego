@@ -14,6 +14,7 @@ base_obligations := {
 	"network": obligation_network,
 	"limits": object.remove(effective_limit, ["max_timeout_seconds"]),
 	"workspace": workspace_quota,
+	"egress": egress_obligation,
 }
 
 # workspace_quota is the size of a workspace's own filesystem (bytes and inodes,
@@ -38,7 +39,7 @@ workspace_quota := data.gateway.defaults.workspace if {
 # sandbox) lets an execute request's processes (and a stdio MCP server's) run, whatever its command line
 # hides from the static analysis above: with the tenant's allowed_commands only
 # those programs (resolved, with their interpreters); never the denied programs
-# (and the network tools unless the network is "host"); programs written to the
+# (and the network tools when the network is "none"); programs written to the
 # workspace or /tmp only where workspace_exec allows it.
 exec_obligation := {
 	"allowed_programs": tenant.allowed_commands,
@@ -49,7 +50,7 @@ exec_obligation := {
 }
 
 exec_denied_programs := data.gateway.commands.denied if {
-	obligation_network == "host"
+	obligation_network != "none"
 } else := object.union(
 	{name: network_tool_reason | some name, _ in data.gateway.commands.network_tools},
 	data.gateway.commands.denied,

@@ -11,6 +11,34 @@ export const SANDBOX_INIT = "/.mcpg/init";
 export const SANDBOX_INNER_ID = 1000;
 /** Descriptors (in bwrap) carrying the two compiled seccomp programs, and the start pipe. */
 export const SECCOMP_FDS = [3, 4] as const;
+/** Where the egress proxy's socket directory appears inside the sandbox (network "restricted"). */
+export const SANDBOX_EGRESS_DIR = "/.mcpg/egress";
+/** The loopback port inside the sandbox where the egress forwarder listens. */
+export const SANDBOX_EGRESS_PORT = 3128;
+/** Where the runner's node binary and the egress forwarder appear inside the sandbox. */
+export const SANDBOX_NODE = "/.mcpg/node";
+export const SANDBOX_FORWARDER = "/.mcpg/egress-forwarder.cjs";
+/** /etc entries a "restricted" task gets (CA certificates; never the host's resolver). */
+const RESTRICTED_ETC_PREFIXES = ["/etc/ssl", "/etc/ca-certificates"];
+
+/**
+ * The proxy variables of a "restricted" task: every common spelling points at the forwarder.
+ *
+ * @example
+ * egressProxyEnv().HTTPS_PROXY; // "http://127.0.0.1:3128"
+ */
+export function egressProxyEnv(): Record<string, string> {
+  const url = `http://127.0.0.1:${SANDBOX_EGRESS_PORT}`;
+  const env: Record<string, string> = {};
+  for (const name of ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"]) {
+    env[name] = url;
+    env[name.toLowerCase()] = url;
+  }
+  env.NO_PROXY = "";
+  env.no_proxy = "";
+  return env;
+}
+
 /** Descriptor (in bwrap and sandbox-init) of the launcher's "setup succeeded" pipe. */
 export const STARTED_FD = 6;
 
@@ -59,6 +87,11 @@ export interface BwrapArgvInput {
   landlockAbi?: number;
   /** Descriptor (in bwrap) of the workspace's `.git` directory to bind read-only, if any. */
   gitReadOnlyFd?: number;
+  /**
+   * Network "restricted": the host paths of the node binary and of the egress forwarder
+   * (runner/native/egress/forwarder.cjs), started in place of the command.
+   */
+  egressForwarder?: { nodePath: string; scriptPath: string };
 }
 
 /**
@@ -138,6 +171,14 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
   for (const path of layout.etcEntries) argv.push("--ro-bind", path, path);
   if (spec.network === "host") {
     for (const path of layout.networkEtcEntries) argv.push("--ro-bind", path, path);
+  } else if (spec.network === "restricted") {
+    // CA certificates for HTTPS through the proxy; no resolver: names are the proxy's to resolve.
+    for (const path of layout.networkEtcEntries) {
+      if (RESTRICTED_ETC_PREFIXES.some((p) => path === p || path.startsWith(`${p}/`))) {
+        argv.push("--ro-bind", path, path);
+      }
+    }
+    argv.push("--ro-bind", posix.join(layout.etcStubDir, "hosts"), "/etc/hosts");
   } else {
     argv.push("--ro-bind", posix.join(layout.etcStubDir, "hosts"), "/etc/hosts");
   }
@@ -159,6 +200,14 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
   }
   // sandbox-init (rlimits, fd hygiene, exec) read-only.
   argv.push("--ro-bind", layout.initPath, SANDBOX_INIT);
+  // Network "restricted": the directory of the task's egress proxy socket (the only way out of
+  // the empty network namespace), the forwarder that exposes it on a loopback port, and node.
+  const forwarder = spec.network === "restricted" ? egressForwarderOf(input) : null;
+  if (forwarder !== null) {
+    argv.push("--ro-bind", forwarder.socketDir, SANDBOX_EGRESS_DIR);
+    argv.push("--ro-bind", forwarder.nodePath, SANDBOX_NODE);
+    argv.push("--ro-bind", forwarder.scriptPath, SANDBOX_FORWARDER);
+  }
   // The root tmpfs and /dev's tmpfs are unbounded: make them read-only so they cannot be
   // used to exhaust memory (non-recursive: /tmp, /dev/shm and /workspace stay writable).
   argv.push("--remount-ro", "/dev", "--remount-ro", "/");
@@ -192,8 +241,35 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
         })
       : []),
     "--",
+    ...(forwarder === null
+      ? []
+      : [
+          SANDBOX_NODE,
+          SANDBOX_FORWARDER,
+          posix.join(SANDBOX_EGRESS_DIR, "proxy.sock"),
+          String(SANDBOX_EGRESS_PORT),
+          "--",
+        ]),
     spec.command,
     ...spec.args,
   );
   return argv;
+}
+
+function egressForwarderOf(input: BwrapArgvInput): {
+  socketDir: string;
+  nodePath: string;
+  scriptPath: string;
+} {
+  const socketDir = input.spec.egress?.socketDir;
+  const f = input.egressForwarder;
+  if (socketDir === undefined || f === undefined) {
+    throw new SandboxSpecError('network "restricted" needs the egress proxy socket and forwarder');
+  }
+  for (const path of [socketDir, f.nodePath, f.scriptPath]) {
+    if (!posix.isAbsolute(path) || path.includes("\0")) {
+      throw new SandboxSpecError(`egress path ${JSON.stringify(path)} must be absolute`);
+    }
+  }
+  return { socketDir, ...f };
 }

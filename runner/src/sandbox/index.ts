@@ -7,7 +7,9 @@
 export {
   type BwrapArgvInput,
   buildBwrapArgv,
+  egressProxyEnv,
   type HostLayout,
+  SANDBOX_EGRESS_PORT,
   SANDBOX_INIT,
   SANDBOX_INNER_ID,
   SANDBOX_WORKSPACE,
@@ -36,6 +38,7 @@ export type {
   ExecRefusal,
   OutputStream,
   Sandbox,
+  SandboxEgress,
   SandboxExecPolicy,
   SandboxLimits,
   SandboxProcess,

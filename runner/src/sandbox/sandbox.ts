@@ -7,7 +7,7 @@ import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
-import { buildBwrapArgv, type HostLayout } from "./bwrap-argv.js";
+import { buildBwrapArgv, egressProxyEnv, type HostLayout } from "./bwrap-argv.js";
 import { type CgroupController, createCgroupController, type TaskCgroup } from "./cgroup.js";
 import { buildSandboxEnv } from "./env.js";
 import { SandboxSpecError, SandboxUnavailableError } from "./errors.js";
@@ -33,6 +33,8 @@ const NATIVE_DIR = fileURLToPath(new URL("../../native/", import.meta.url));
 export const DEFAULT_HELPER_PATH = join(NATIVE_DIR, "build", "mcpg-sandbox-helper");
 /** Default location of sandbox-init built by scripts/build-native.sh. */
 export const DEFAULT_INIT_PATH = join(NATIVE_DIR, "build", "mcpg-sandbox-init");
+/** The in-sandbox forwarder of network "restricted" (docs/adr/0017-egress-proxy.md). */
+export const EGRESS_FORWARDER_PATH = join(NATIVE_DIR, "egress", "forwarder.cjs");
 /** Default directory of the stub /etc/passwd, /etc/group and /etc/hosts. */
 export const DEFAULT_ETC_STUB_DIR = join(NATIVE_DIR, "etc");
 /** Protocol line the helper must print for `version` (bumped with the C side). */
@@ -205,8 +207,11 @@ function validateSpec(spec: SandboxSpec): void {
   if (!isAbsolute(spec.workspaceDir)) {
     throw new SandboxSpecError("workspaceDir must be an absolute host path");
   }
-  if (spec.network !== "none" && spec.network !== "host") {
-    throw new SandboxSpecError('network must be "none" or "host"');
+  if (spec.network !== "none" && spec.network !== "host" && spec.network !== "restricted") {
+    throw new SandboxSpecError('network must be "none", "host" or "restricted"');
+  }
+  if (spec.network === "restricted" && !isAbsolute(spec.egress?.socketDir ?? "")) {
+    throw new SandboxSpecError('network "restricted" needs the egress proxy socket directory');
   }
   if (!Number.isInteger(spec.timeoutMs) || spec.timeoutMs <= 0) {
     throw new SandboxSpecError("timeoutMs must be a positive integer");
@@ -442,7 +447,10 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     hooks: SpawnHooks,
   ): Promise<SandboxProcess> {
     validateSpec(spec);
-    const env = buildSandboxEnv(spec.env);
+    const env =
+      spec.network === "restricted"
+        ? { ...buildSandboxEnv(spec.env), ...egressProxyEnv() }
+        : buildSandboxEnv(spec.env);
     const gitFd = spec.exec?.gitReadOnly === true ? openGitDir(spec.workspaceDir) : undefined;
     // The task's cgroup(s): memory.max counts anonymous memory, shmem (memfd, tmpfs) and kernel
     // memory of the whole tree; pids.max adds bwrap's monitor process to maxProcesses.
@@ -481,6 +489,9 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       layout: p.layout,
       landlockAbi: p.landlockAbi,
       ...(gitFd === undefined ? {} : { gitReadOnlyFd: GIT_FD }),
+      ...(spec.network === "restricted"
+        ? { egressForwarder: { nodePath: process.execPath, scriptPath: EGRESS_FORWARDER_PATH } }
+        : {}),
     });
     const started = process.hrtime.bigint();
     const child = spawn(

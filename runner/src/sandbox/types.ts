@@ -49,8 +49,14 @@ export interface SandboxSpec {
   cwd: string;
   /** Absolute host path of the task's workspace (exists, owned by the sandbox uid). */
   workspaceDir: string;
-  /** "none": private network namespace with only a loopback; "host": the host's network. */
-  network: "none" | "host";
+  /**
+   * "none": private network namespace with only a loopback; "host": the host's network;
+   * "restricted": like "none", plus the task's egress proxy ({@link SandboxSpec.egress}) as
+   * the only way out (docs/adr/0017-egress-proxy.md).
+   */
+  network: "none" | "host" | "restricted";
+  /** Required with network "restricted": where the task's egress proxy listens. */
+  egress?: SandboxEgress;
   /** Wall-clock deadline in milliseconds: the whole process tree is killed when it passes. */
   timeoutMs: number;
   /** Resource limits. */
@@ -208,4 +214,13 @@ export interface Sandbox {
   spawn(spec: SandboxSpec, hooks: SpawnHooks): Promise<SandboxProcess>;
   /** Releases the runner's cgroups (call after every task ended); never throws. */
   close(): Promise<void>;
+}
+
+/** The egress path of a network "restricted" task (see docs/security/sandbox.md "Egress"). */
+export interface SandboxEgress {
+  /**
+   * Host directory holding the proxy's unix socket `proxy.sock` (owned by the runner, one per
+   * task); bound read-only at /.mcpg/egress in the sandbox.
+   */
+  socketDir: string;
 }
