@@ -138,6 +138,21 @@ describe("stdio MCP servers in the sandbox", () => {
     }
   });
 
+  it("reads resources and gets prompts of the tenant's sandboxed process", async () => {
+    const c = await connect(dev);
+    try {
+      const uri = "mcp-gateway://everything/demo://resource/static/document/architecture.md";
+      const listed = (await c.listResources()).resources.map((r) => r.uri);
+      assert.ok(listed.includes(uri), listed.join(" "));
+      const doc = await c.readResource({ uri });
+      assert.equal(doc.contents[0]?.uri, uri);
+      const p = await c.getPrompt({ name: "everything__args-prompt", arguments: { city: "Oslo" } });
+      assert.match(JSON.stringify(p.messages), /Oslo/);
+    } finally {
+      await c.close();
+    }
+  });
+
   it("runs the server under seccomp, without capabilities, in its own namespaces", async () => {
     const pid = (await eventually("everything started", () =>
       startedPids("everything").at(-1),
