@@ -8,7 +8,7 @@ Servers:
   runner [--config f.json] [--host h] [--port p] [--id id] [--check]
 
 Client (flags: --url, --token, --protocol connect|grpc|grpc-web, --json, -w workspace):
-  exec [--timeout s] [--cwd d] [-e K=V] [--network none|host] [--memory 512M] [--pids n] [-d] -- cmd args…
+  exec [--timeout s] [--cwd d] [-e K=V] [--network none|host|restricted] [--allow-host h]… [--memory 512M] [--pids n] [-d] -- cmd args…
   status <task-id>            logs [-f] <task-id>         cancel <task-id>
   cat <path>                  put <local|-> <path> [-p]   rm [-r] <path>      ls [path]
 

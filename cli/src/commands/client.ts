@@ -170,8 +170,12 @@ export function parseSize(flag: string, text: string): bigint {
 }
 
 /**
- * `mcp-gateway exec [--timeout s] [--cwd d] [--env K=V]… [--network none|host]
- * [--memory size] [--pids n] [--detach] -- cmd args…`
+ * `mcp-gateway exec [--timeout s] [--cwd d] [--env K=V]… [--network none|host|restricted]
+ * [--allow-host h]… [--memory size] [--pids n] [--detach] -- cmd args…`
+ *
+ * @example
+ * // Only allowed.test, through the runner's egress proxy (policy must allow it):
+ * await execCommand(["--network", "restricted", "--allow-host", "allowed.test", "--", "curl", "https://allowed.test"]);
  */
 export async function execCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {
@@ -180,6 +184,7 @@ export async function execCommand(argv: string[]): Promise<number> {
     cwd: { type: "string" },
     env: { type: "string", multiple: true, short: "e" },
     network: { type: "string" },
+    "allow-host": { type: "string", multiple: true },
     memory: { type: "string" },
     pids: { type: "string" },
     detach: { type: "boolean", short: "d" },
@@ -189,9 +194,17 @@ export async function execCommand(argv: string[]): Promise<number> {
   const timeout = values.timeout === undefined ? 0 : Number(values.timeout);
   if (!Number.isInteger(timeout) || timeout < 0)
     throw new UsageError(`--timeout ${values.timeout}: whole seconds`);
-  const networks: Record<string, NetworkMode> = { none: NetworkMode.NONE, host: NetworkMode.HOST };
+  const networks: Record<string, NetworkMode> = {
+    none: NetworkMode.NONE,
+    host: NetworkMode.HOST,
+    restricted: NetworkMode.RESTRICTED,
+  };
   const network = values.network === undefined ? NetworkMode.UNSPECIFIED : networks[values.network];
-  if (network === undefined) throw new UsageError(`--network ${values.network}: use none or host`);
+  if (network === undefined)
+    throw new UsageError(`--network ${values.network}: use none, host or restricted`);
+  const allowHosts = values["allow-host"] ?? [];
+  if (allowHosts.length > 0 && network !== NetworkMode.RESTRICTED)
+    throw new UsageError("--allow-host needs --network restricted");
   // Memory of the whole task (its cgroup) and its processes; policy may only lower them.
   const memoryBytes = values.memory === undefined ? 0n : parseSize("--memory", values.memory);
   const maxProcesses = values.pids === undefined ? 0 : Number(values.pids);
@@ -205,7 +218,7 @@ export async function execCommand(argv: string[]): Promise<number> {
     cwd: values.cwd ?? "",
     timeout,
     workspace: values.workspace ?? "",
-    sandbox: { network, limits: { memoryBytes, maxProcesses } },
+    sandbox: { network, allowHosts, limits: { memoryBytes, maxProcesses } },
   });
   if (values.detach) {
     process.stdout.write(

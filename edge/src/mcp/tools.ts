@@ -90,9 +90,18 @@ const commandInput = z.object({
     .describe("Wall-clock deadline in seconds (default: the gateway's)."),
   workspace,
   network: z
-    .enum(["none", "host"])
+    .enum(["none", "host", "restricted"])
     .optional()
-    .describe('Network of the sandbox: "none" (default) or "host" where policy allows it.'),
+    .describe(
+      'Network of the sandbox: "none" (default), "host" where policy allows it, or "restricted": only the hosts of the policy\'s egress allowlist, through the runner\'s filtering proxy (HTTP_PROXY/HTTPS_PROXY are set).',
+    ),
+  allow_hosts: z
+    .array(z.string().max(300))
+    .max(64)
+    .optional()
+    .describe(
+      'With network "restricted": narrows the policy\'s allowlist to these entries ("host", "host:port", "*.example.com", an IP literal or a CIDR range).',
+    ),
   memory_bytes: z
     .number()
     .int()
@@ -156,7 +165,9 @@ function toRequest(a: CommandInput) {
       ? NetworkMode.HOST
       : a.network === "none"
         ? NetworkMode.NONE
-        : NetworkMode.UNSPECIFIED;
+        : a.network === "restricted"
+          ? NetworkMode.RESTRICTED
+          : NetworkMode.UNSPECIFIED;
   return create(ExecuteCommandRequestSchema, {
     command: a.command,
     args: a.args ?? [],
@@ -166,6 +177,7 @@ function toRequest(a: CommandInput) {
     workspace: a.workspace ?? "",
     sandbox: {
       network,
+      allowHosts: a.allow_hosts ?? [],
       limits: {
         memoryBytes: BigInt(a.memory_bytes ?? 0),
         maxProcesses: a.max_processes ?? 0,
