@@ -116,6 +116,22 @@ describe("upstream resources, prompts and completions through the gateway", () =
     });
   });
 
+  it("renames resource links in upstream tool results, so they can be read through the gateway", async () => {
+    await as(dev, async (c) => {
+      const r = await c.callTool({
+        name: "everything__get-resource-links",
+        arguments: { count: 1 },
+      });
+      const link = (r.content as Array<{ type: string; uri?: string }>).find(
+        (b) => b.type === "resource_link",
+      );
+      assert.ok(link?.uri, JSON.stringify(r.content));
+      assert.match(link.uri, /^mcp-gateway:\/\/everything\/demo:\/\/resource\/dynamic\//);
+      const read = await c.readResource({ uri: link.uri });
+      assert.equal(read.contents[0]?.uri, link.uri);
+    });
+  });
+
   it("lists and gets upstream prompts as <server>__<prompt>, and completes their arguments", async () => {
     await as(dev, async (c) => {
       const names = (await c.listPrompts()).prompts.map((p) => p.name);

@@ -17,6 +17,7 @@ import {
   type CallToolResult,
   CancelledNotificationSchema,
   CompleteRequestSchema,
+  type ContentBlock,
   ErrorCode,
   GetPromptRequestSchema,
   ListPromptsRequestSchema,
@@ -359,7 +360,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     inFlight.set(key, { owner: principal.sub, abort });
     let code = "OK";
     try {
-      return await ops.callUpstreamTool(
+      const result = await ops.callUpstreamTool(
         rc,
         { server, tool: toolName, arguments: (args ?? {}) as Record<string, unknown> },
         {
@@ -372,6 +373,10 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
             : {}),
         },
       );
+      // Resources named in the result get the gateway's names, so the client can read them here.
+      return Array.isArray(result.content)
+        ? { ...result, content: result.content.map((c) => renameContent(server, c)) }
+        : result;
     } catch (err) {
       const ce = toConnectError(err);
       code = Code[ce.code];
@@ -422,16 +427,16 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   }
   /** Embedded resources and resource links of a prompt, renamed to the gateway's URIs. */
   function renameMessage(server: string, m: PromptMessage): PromptMessage {
-    const c = m.content;
+    return { ...m, content: renameContent(server, m.content) };
+  }
+  /** An embedded resource or resource link of an upstream, renamed to the gateway's URI. */
+  function renameContent<C extends ContentBlock>(server: string, c: C): C {
+    if (server === options.unprefixedUpstream) return c;
     if (c.type === "resource") {
-      return {
-        ...m,
-        content: { ...c, resource: { ...c.resource, uri: resourceUri(server, c.resource.uri) } },
-      };
+      return { ...c, resource: { ...c.resource, uri: resourceUri(server, c.resource.uri) } };
     }
-    if (c.type === "resource_link")
-      return { ...m, content: { ...c, uri: resourceUri(server, c.uri) } };
-    return m;
+    if (c.type === "resource_link") return { ...c, uri: resourceUri(server, c.uri) };
+    return c;
   }
 
   /**
