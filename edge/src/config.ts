@@ -1,6 +1,6 @@
 import { connectionLimitsSchema } from "@mcp-gateway/common/connection-guard";
 import { z } from "zod";
-import { upstreamSchema } from "./mcp/upstreams.js";
+import { upstreamSchema } from "./mcp/upstream-config.js";
 
 /** A runner the edge may dispatch to. */
 export const runnerTargetSchema = z.object({

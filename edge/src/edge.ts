@@ -37,8 +37,8 @@ import { isFetchServable, mountConnect, nodeIncoming } from "./http/connect-fetc
 import { handleCors } from "./http/cors.js";
 import { type DualServer, listenDual } from "./http/listen.js";
 import { createPreAuth } from "./http/pre-auth.js";
-import { createMcpEndpoint, MCP_PATH, RESOURCE_METADATA_PATH } from "./mcp/endpoint.js";
-import { createUpstreams } from "./mcp/upstreams.js";
+import type { McpEndpoint } from "./mcp/endpoint.js";
+import { MCP_PATH, RESOURCE_METADATA_PATH } from "./mcp/paths.js";
 import { createEdgeMetrics, registerStoreWriteMetrics } from "./metrics.js";
 import { createOperations } from "./operations/operations.js";
 import { createPipeline } from "./pipeline/authorize.js";
@@ -254,9 +254,11 @@ export async function startEdge(
     ...(leases ? { isEdgeAlive: (id: string) => leases.held(`edge:${id}`) } : {}),
   });
 
+  // The MCP SDK is loaded only where MCP is used (cold start, issue 17): for upstreams now,
+  // for the /mcp endpoint on its first request.
   const upstreams =
     config.mcp.enabled && config.mcp.upstreams.length > 0
-      ? createUpstreams({
+      ? (await import("./mcp/upstreams.js")).createUpstreams({
           upstreams: config.mcp.upstreams,
           logger: logger.child({ component: "mcp-upstreams" }),
           // stdio servers run on the runner of their workspace, like the tenant's tasks.
@@ -309,31 +311,37 @@ export async function startEdge(
   ]);
   const corsOrigins = new Set(config.corsOrigins);
   if (config.mcp.enabled) {
-    const mcp = createMcpEndpoint({
-      ops: operations,
-      authenticate,
-      rateLimit,
-      allowedOrigins: corsOrigins,
-      onOriginRefused: trail.originRefused,
-      requiredScopes: config.mcp.requiredScopes,
-      scopesSupported: config.mcp.scopesSupported ?? config.mcp.requiredScopes,
-      authorizationServers: config.mcp.authorizationServers,
-      publicUrl: config.mcp.publicUrl,
-      maxBodyBytes: config.mcp.maxBodyBytes,
-      maxResultBytes: config.mcp.maxResultBytes,
-      toolSeparator: config.mcp.toolSeparator,
-      unprefixedUpstream: config.mcp.upstreams.find((u) => !u.namespace)?.name,
-      accepting: () => accepting,
-      metrics,
-      logger,
-      tracer,
-    });
+    let endpoint: Promise<McpEndpoint> | undefined;
+    const mcp = () =>
+      (endpoint ??= import("./mcp/endpoint.js").then(({ createMcpEndpoint }) =>
+        createMcpEndpoint({
+          ops: operations,
+          authenticate,
+          rateLimit,
+          allowedOrigins: corsOrigins,
+          onOriginRefused: trail.originRefused,
+          requiredScopes: config.mcp.requiredScopes,
+          scopesSupported: config.mcp.scopesSupported ?? config.mcp.requiredScopes,
+          authorizationServers: config.mcp.authorizationServers,
+          publicUrl: config.mcp.publicUrl,
+          maxBodyBytes: config.mcp.maxBodyBytes,
+          maxResultBytes: config.mcp.maxResultBytes,
+          toolSeparator: config.mcp.toolSeparator,
+          unprefixedUpstream: config.mcp.upstreams.find((u) => !u.namespace)?.name,
+          accepting: () => accepting,
+          metrics,
+          logger,
+          tracer,
+        }),
+      ));
     const peerOf = (env: unknown) =>
       (env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket
         ?.remoteAddress ?? "";
-    app.all(MCP_PATH, (c) => mcp.handle(c.req.raw, peerOf(c.env)));
-    app.get(RESOURCE_METADATA_PATH, (c) => mcp.resourceMetadata(c.req.raw));
-    app.get(`${RESOURCE_METADATA_PATH}${MCP_PATH}`, (c) => mcp.resourceMetadata(c.req.raw));
+    app.all(MCP_PATH, async (c) => (await mcp()).handle(c.req.raw, peerOf(c.env)));
+    app.get(RESOURCE_METADATA_PATH, async (c) => (await mcp()).resourceMetadata(c.req.raw));
+    app.get(`${RESOURCE_METADATA_PATH}${MCP_PATH}`, async (c) =>
+      (await mcp()).resourceMetadata(c.req.raw),
+    );
   }
   // The web console at /console: static assets; it calls the RPCs above over gRPC-Web (ADR 0011).
   registerConsole(app, {

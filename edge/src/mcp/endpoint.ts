@@ -35,6 +35,7 @@ import type { EdgeMetrics } from "../metrics.js";
 import type { Operations } from "../operations/operations.js";
 import type { RequestContext } from "../pipeline/context.js";
 import type { PrincipalRecord } from "../store/types.js";
+import { MCP_PATH, RESOURCE_METADATA_PATH } from "./paths.js";
 import {
   describeIssues,
   GATEWAY_TOOLS,
@@ -86,10 +87,7 @@ export interface McpEndpoint {
   resourceMetadata(req: Request): Response;
 }
 
-/** Path of the MCP endpoint on the edge port. */
-export const MCP_PATH = "/mcp";
-/** RFC 9728 well-known path (with the resource path appended for path-specific metadata). */
-export const RESOURCE_METADATA_PATH = "/.well-known/oauth-protected-resource";
+export { MCP_PATH, RESOURCE_METADATA_PATH };
 
 const SERVER_INFO = {
   name: "mcp-security-gateway",

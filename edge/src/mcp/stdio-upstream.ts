@@ -1,4 +1,3 @@
-import { posix } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { ConnectError } from "@connectrpc/connect";
 import type { PolicyMcpServer, SandboxLimits } from "@mcp-gateway/common/policy";
@@ -13,71 +12,10 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
 import { type JSONRPCMessage, JSONRPCMessageSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { Logger } from "pino";
-import { z } from "zod";
 import type { RunnerHandle } from "../runners/pool.js";
+import type { StdioUpstreamConfig } from "./upstream-config.js";
 
-const absolutePath = z
-  .string()
-  .max(4096)
-  .refine((p) => p.startsWith("/") && p !== "/" && posix.normalize(p) === p, {
-    message: "must be an absolute, normalized directory other than /",
-  });
-
-/**
- * A stdio MCP server run by a runner inside the task sandbox: one process per tenant and
- * server, started on first use, stopped when idle, restarted after a crash with backoff.
- */
-export const stdioUpstreamSchema = z.object({
-  /** Name used in namespaced tool names (`<name>__<tool>`), policy and audit. */
-  name: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "upstream name: 1-32 lowercase letters, digits or '-'"),
-  kind: z.literal("stdio"),
-  /** Offer the tools as `<name><separator><tool>` (default); as for remote upstreams. */
-  namespace: z.boolean().default(true),
-  /** Program inside the sandbox (a name on the sandbox PATH or an absolute path). */
-  command: z.string().min(1).max(4096),
-  /** Its arguments (no shell). */
-  args: z.array(z.string().max(65_536)).max(256).default([]),
-  /** Environment added to the sandbox's minimal one (loader variables are refused by the runner). */
-  env: z
-    .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/), z.string().max(65_536))
-    .default({}),
-  /** The tenant's workspace the server sees at /workspace (its only writable directory). */
-  workspace: z
-    .string()
-    .regex(/^[A-Za-z0-9._-]{1,64}$/)
-    .refine((w) => w !== "." && w !== "..")
-    .default("mcp"),
-  /** "none" (default): no network at all; "host" only where policy grants it. */
-  network: z.enum(["none", "host"]).default("none"),
-  /** Requested limits; 0 or absent takes the policy's cap (never above it). */
-  limits: z
-    .object({
-      memoryBytes: z.number().int().min(0),
-      maxProcesses: z.number().int().min(0),
-      maxFileSizeBytes: z.number().int().min(0),
-      maxOpenFiles: z.number().int().min(0),
-      cpuSeconds: z.number().int().min(0),
-      maxOutputBytes: z.number().int().min(0),
-    })
-    .partial()
-    .default({}),
-  /**
-   * Host directories bound read-only at the same path (the server's code); the runner refuses
-   * any outside its own `mcpServerReadOnlyPaths`.
-   */
-  readOnlyPaths: z.array(absolutePath).max(16).default([]),
-  /** Deadline of each call (and of the start), ms. */
-  timeoutMs: z.number().int().min(100).max(3_600_000).default(60_000),
-  /** The process is stopped after this long without calls, ms. */
-  idleTimeoutMs: z.number().int().min(500).max(86_400_000).default(300_000),
-  /** Lifetime of one process, ms (0: the policy's max_timeout_seconds, which also caps it). */
-  lifetimeMs: z.number().int().min(0).max(86_400_000).default(0),
-});
-
-/** Configuration of one stdio upstream. */
-export type StdioUpstreamConfig = z.infer<typeof stdioUpstreamSchema>;
+export { type StdioUpstreamConfig, stdioUpstreamSchema } from "./upstream-config.js";
 
 /** What the operations layer decides before a stdio server starts (the mcp_server operation). */
 export interface StdioLaunch {

@@ -17,66 +17,21 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 import canonicalize from "canonicalize";
 import type { Logger } from "pino";
-import { z } from "zod";
 import type { RunnerHandle } from "../runners/pool.js";
 import {
   createStdioClients,
   type StdioClients,
   type StdioLease,
-  stdioUpstreamSchema,
   type UpstreamCaller,
 } from "./stdio-upstream.js";
+import type { HttpUpstreamConfig, StdioUpstreamConfig, UpstreamConfig } from "./upstream-config.js";
 
-/** A remote MCP server reached over Streamable HTTP with the gateway's own credentials. */
-export const httpUpstreamSchema = z.object({
-  /** Name used in namespaced tool names (`<name>__<tool>`), policy and audit. */
-  name: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9-]{0,31}$/, "upstream name: 1-32 lowercase letters, digits or '-'"),
-  kind: z.literal("http"),
-  /**
-   * Offer the tools as `<name><separator><tool>` (default). With false they keep their own
-   * names — for an agent that uses one upstream through the gateway; at most one upstream may
-   * do so, and a tool named like one of the gateway's own is not offered.
-   */
-  namespace: z.boolean().default(true),
-  /** The server's MCP endpoint. */
-  url: z.url({ protocol: /^https?$/, error: "upstream url must be http:// or https://" }),
-  /**
-   * The gateway's credential for this server, sent as a header (never the client's token):
-   * the value comes from an environment variable or a file (trimmed), never from the config.
-   */
-  credential: z
-    .object({
-      header: z
-        .string()
-        .regex(/^[A-Za-z0-9-]{1,64}$/)
-        .default("authorization"),
-      /** Prefix of the header value, e.g. "Bearer ". */
-      prefix: z.string().default("Bearer "),
-      fromEnv: z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
-        .optional(),
-      fromFile: z.string().optional(),
-    })
-    .refine((c) => (c.fromEnv === undefined) !== (c.fromFile === undefined), {
-      message: "credential needs exactly one of fromEnv or fromFile",
-    })
-    .optional(),
-  /** Deadline of each call to this server, ms. */
-  timeoutMs: z.number().int().min(100).max(3_600_000).default(60_000),
-});
-
-/** One upstream MCP server: remote (`kind: "http"`) or sandboxed on a runner (`kind: "stdio"`). */
-export const upstreamSchema = z.discriminatedUnion("kind", [
+export {
+  type HttpUpstreamConfig,
   httpUpstreamSchema,
-  stdioUpstreamSchema,
-]);
-
-/** Configuration of one upstream MCP server. */
-export type UpstreamConfig = z.infer<typeof upstreamSchema>;
-type HttpUpstreamConfig = z.infer<typeof httpUpstreamSchema>;
+  type UpstreamConfig,
+  upstreamSchema,
+} from "./upstream-config.js";
 
 /** A tool an upstream serves, with the digest of its definition. */
 export interface UpstreamTool {
@@ -244,7 +199,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
 
   /** The tenant's running stdio server (started if needed). */
   async function lease(
-    u: z.infer<typeof stdioUpstreamSchema>,
+    u: StdioUpstreamConfig,
     caller: UpstreamCaller | undefined,
   ): Promise<StdioLease> {
     if (!caller) throw new UpstreamError("a stdio server needs the caller's tenant");
