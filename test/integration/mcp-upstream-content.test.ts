@@ -106,6 +106,16 @@ describe("upstream resources, prompts and completions through the gateway", () =
         uri: "mcp-gateway://everything/demo://resource/dynamic/text/7",
       });
       assert.match(JSON.stringify(dyn.contents[0]), /"text":"[^"]*7/);
+      // The upstream's own error answer is passed on, naming the server.
+      await assert.rejects(
+        c.readResource({ uri: "mcp-gateway://everything/demo://resource/nowhere" }),
+        (err: unknown) => {
+          assert.ok(err instanceof McpError);
+          assert.ok([-32002, -32602].includes(err.code), String(err.code));
+          assert.match(err.message, /upstream everything: .*demo:\/\/resource\/nowhere/);
+          return true;
+        },
+      );
       // An upstream's own URI is not a gateway name (no upstream is unprefixed here).
       await assert.rejects(c.readResource({ uri: DOC }), (err: unknown) => {
         assert.ok(err instanceof McpError);
@@ -208,6 +218,10 @@ describe("upstream resources, prompts and completions through the gateway", () =
     const outcome = reads.find((e) => e.decision === "none" && e.outcome === "completed");
     assert.ok(outcome, "the outcome of a read is audited");
     assert.match(outcome.detailsJson, /"result_digest":"sha256:[0-9a-f]{64}"/);
+    assert.ok(
+      reads.some((e) => e.decision === "none" && e.outcome === "failed"),
+      "a read the upstream refused is audited as failed",
+    );
     const prompts = events.filter((e) => e.operation === "get_prompt");
     assert.ok(prompts.some((e) => e.decision === "deny"));
     const got = prompts.find((e) => e.decision === "allow" && e.paramsJson.includes("args-prompt"));
