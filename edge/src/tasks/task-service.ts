@@ -499,6 +499,10 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     let first = queue.size() === 0 ? assigned : undefined;
     let ticket: Ticket | undefined;
     try {
+      if (assigned && !first) {
+        // Queued behind others instead: no runner holds it (an adopting edge dispatches it).
+        await store.updateTask(task.id, { runnerId: "", runnerBoot: "" }, { edgeId });
+      }
       for (;;) {
         let runner: RunnerHandle | undefined;
         let updated: TaskRecord | undefined;
