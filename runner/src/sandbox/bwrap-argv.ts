@@ -245,6 +245,8 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
       ? []
       : [
           SANDBOX_NODE,
+          // No JIT: V8 then needs no code range, so node starts under the task's RLIMIT_AS.
+          "--jitless",
           SANDBOX_FORWARDER,
           posix.join(SANDBOX_EGRESS_DIR, "proxy.sock"),
           String(SANDBOX_EGRESS_PORT),
