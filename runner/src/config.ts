@@ -121,7 +121,7 @@ export const runnerConfigSchema = z.object({
   /** Stdio MCP servers running at once; more are refused with ResourceExhausted. */
   maxMcpServers: z.number().int().min(0).default(16),
   /**
-   * Network "restricted" (docs/adr/0017-egress-proxy.md): each such task gets its own egress
+   * Network "restricted" (docs/adr/0018-egress-proxy.md): each such task gets its own egress
    * proxy on a unix socket in a fresh directory under socketRoot (keep the path short: a
    * socket path has at most 107 bytes).
    */

@@ -1,4 +1,4 @@
-// The in-sandbox half of network "restricted" (docs/adr/0017-egress-proxy.md): started by
+// The in-sandbox half of network "restricted" (docs/adr/0018-egress-proxy.md): started by
 // sandbox-init in place of the task's command, it listens on 127.0.0.1:<port> inside the
 // sandbox's own network namespace (no route out), forwards every connection to the runner's
 // egress proxy through the unix socket bind-mounted at <socket>, then runs the command as its

@@ -1,6 +1,6 @@
 /**
  * Network "restricted" on the runner: one egress proxy per task (proxy.ts) on a unix socket in
- * a fresh directory that the sandbox gets bind-mounted (docs/adr/0017-egress-proxy.md).
+ * a fresh directory that the sandbox gets bind-mounted (docs/adr/0018-egress-proxy.md).
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * The egress proxy of a network "restricted" task (docs/adr/0017-egress-proxy.md): a small
+ * The egress proxy of a network "restricted" task (docs/adr/0018-egress-proxy.md): a small
  * HTTP + CONNECT proxy on node:net, listening on a unix socket that is bind-mounted into the
  * task's sandbox (the sandbox's own network namespace has no route out). It admits only the
  * hosts of the decision's egress obligation, resolves names itself, refuses addresses that

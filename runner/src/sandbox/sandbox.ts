@@ -33,7 +33,7 @@ const NATIVE_DIR = fileURLToPath(new URL("../../native/", import.meta.url));
 export const DEFAULT_HELPER_PATH = join(NATIVE_DIR, "build", "mcpg-sandbox-helper");
 /** Default location of sandbox-init built by scripts/build-native.sh. */
 export const DEFAULT_INIT_PATH = join(NATIVE_DIR, "build", "mcpg-sandbox-init");
-/** The in-sandbox forwarder of network "restricted" (docs/adr/0017-egress-proxy.md). */
+/** The in-sandbox forwarder of network "restricted" (docs/adr/0018-egress-proxy.md). */
 export const EGRESS_FORWARDER_PATH = join(NATIVE_DIR, "egress", "forwarder.cjs");
 /** Default directory of the stub /etc/passwd, /etc/group and /etc/hosts. */
 export const DEFAULT_ETC_STUB_DIR = join(NATIVE_DIR, "etc");

@@ -52,7 +52,7 @@ export interface SandboxSpec {
   /**
    * "none": private network namespace with only a loopback; "host": the host's network;
    * "restricted": like "none", plus the task's egress proxy ({@link SandboxSpec.egress}) as
-   * the only way out (docs/adr/0017-egress-proxy.md).
+   * the only way out (docs/adr/0018-egress-proxy.md).
    */
   network: "none" | "host" | "restricted";
   /** Required with network "restricted": where the task's egress proxy listens. */
