@@ -16,6 +16,9 @@ import { createServer as createTcpServer, type Server } from "node:net";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import { connectJson, type Gateway, runCli, startGateway } from "../integration/harness.js";
 
 const TENANT = "example-egress";
@@ -27,6 +30,7 @@ const LITERAL_IP = "203.0.113.12";
 let gw: Gateway;
 let env: Record<string, string>;
 let adminToken = "";
+let devToken = "";
 let httpPort = 0;
 let httpsPort = 0;
 let canaryPort = 0;
@@ -128,6 +132,7 @@ before(async () => {
   });
   const token = await gw.token("egress-dev", ["developer"], ["--tenant", TENANT]);
   adminToken = await gw.token("egress-admin", ["admin"], ["--tenant", TENANT]);
+  devToken = token;
   env = { MCP_GATEWAY_URL: gw.url, MCP_GATEWAY_TOKEN: token };
   // The test CA, for curl --cacert and Python's ssl context.
   const w = await connectJson(
@@ -402,5 +407,39 @@ describe("network restricted: caps", () => {
     const rows = await egressRecords(r.taskId);
     assert.equal(rows.length, 8);
     assert.equal(rows.filter((row) => row.decision === "deny").length, refused);
+  });
+});
+
+describe("network restricted over MCP", () => {
+  it('run_command accepts network "restricted" and allow_hosts', async () => {
+    const client = new Client({ name: "egress-it", version: "1.0.0" });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${devToken}` } },
+      }),
+    );
+    try {
+      const run = (await client.listTools()).tools.find((t) => t.name === "run_command");
+      const props = (run?.inputSchema.properties ?? {}) as Record<string, { enum?: string[] }>;
+      assert.ok(props.network?.enum?.includes("restricted"));
+      assert.ok(props.allow_hosts, "run_command has allow_hosts");
+      const r = (await client.callTool({
+        name: "run_command",
+        arguments: {
+          command: "curl",
+          args: [...CURL.slice(1), "https://allowed.test/mcp", "http://denied.test/"],
+          network: "restricted",
+          allow_hosts: ["allowed.test"],
+        },
+      })) as CallToolResult;
+      const s = r.structuredContent as { exit_code: number; stdout: string; task_id: string };
+      assert.equal(s.exit_code, 22, JSON.stringify(r));
+      assert.match(s.stdout, /hello from allowed\.test \/mcp\n/);
+      assert.match(s.stdout, /denied: host denied\.test port 80 is not in the egress allowlist/);
+      const rows = await egressRecords(s.task_id);
+      assert.deepEqual(rows.map((row) => row.decision).sort(), ["allow", "deny"]);
+    } finally {
+      await client.close();
+    }
   });
 });
