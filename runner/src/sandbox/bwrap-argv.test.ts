@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { buildBwrapArgv, type HostLayout, sandboxCwd } from "./bwrap-argv.js";
+import {
+  buildBwrapArgv,
+  egressProxyEnv,
+  type HostLayout,
+  SANDBOX_EGRESS_DIR,
+  sandboxCwd,
+} from "./bwrap-argv.js";
 import { BASE_SANDBOX_ENV, buildSandboxEnv } from "./env.js";
 import { SandboxSpecError } from "./errors.js";
 import { DEFAULT_EXEC_POLICY } from "./landlock.js";
@@ -13,7 +19,7 @@ const layout: HostLayout = {
     { path: "/bin", kind: "symlink", target: "usr/bin" },
   ],
   etcEntries: ["/etc/ld.so.cache"],
-  networkEtcEntries: ["/etc/resolv.conf"],
+  networkEtcEntries: ["/etc/resolv.conf", "/etc/ssl"],
   extraReadOnly: [],
   etcStubDir: "/opt/stubs",
   initPath: "/opt/init",
@@ -44,6 +50,55 @@ function indexOfSeq(argv: string[], ...seq: string[]): number {
   }
   return -1;
 }
+
+describe("buildBwrapArgv: network restricted", () => {
+  const forwarder = { nodePath: "/usr/bin/node", scriptPath: "/opt/egress/forwarder.cjs" };
+  const restricted = spec({ network: "restricted", egress: { socketDir: "/run/egress-1" } });
+
+  it("keeps the empty network namespace and binds only the proxy socket, node and forwarder", () => {
+    const argv = buildBwrapArgv({
+      spec: restricted,
+      env: { ...buildSandboxEnv({}), ...egressProxyEnv() },
+      layout,
+      egressForwarder: forwarder,
+    });
+    assert.ok(!argv.includes("--share-net"));
+    assert.ok(indexOfSeq(argv, "--ro-bind", "/run/egress-1", SANDBOX_EGRESS_DIR) >= 0);
+    assert.ok(indexOfSeq(argv, "--ro-bind", "/usr/bin/node", "/.mcpg/node") >= 0);
+    // CA certificates for HTTPS, never the host's resolver.
+    assert.ok(indexOfSeq(argv, "--ro-bind", "/etc/ssl", "/etc/ssl") >= 0);
+    assert.ok(!argv.includes("/etc/resolv.conf"));
+    // The forwarder runs in place of the command and then runs it.
+    const sep = argv.lastIndexOf("--");
+    assert.deepEqual(argv.slice(argv.indexOf("/.mcpg/node", sep - 10)), [
+      "/.mcpg/node",
+      "--jitless",
+      "/.mcpg/egress-forwarder.cjs",
+      "/.mcpg/egress/proxy.sock",
+      "3128",
+      "--",
+      "echo",
+      "hello",
+      "$(rm -rf /)",
+    ]);
+    assert.ok(indexOfSeq(argv, "--setenv", "HTTPS_PROXY", "http://127.0.0.1:3128") >= 0);
+    assert.ok(indexOfSeq(argv, "--setenv", "all_proxy", "http://127.0.0.1:3128") >= 0);
+  });
+
+  it("refuses restricted without the socket or the forwarder (fail closed)", () => {
+    assert.throws(() => argvFor(restricted), SandboxSpecError);
+    assert.throws(
+      () =>
+        buildBwrapArgv({
+          spec: spec({ network: "restricted" }),
+          env: {},
+          layout,
+          egressForwarder: forwarder,
+        }),
+      /egress proxy socket/,
+    );
+  });
+});
 
 describe("buildBwrapArgv", () => {
   it("unshares every namespace, disables nested user namespaces and drops capabilities", () => {
