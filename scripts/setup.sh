@@ -20,7 +20,8 @@ command -v go >/dev/null || { log "Go is required to install the pinned OPA CLI:
 
 # --- system packages ----------------------------------------------------------------------------
 # e2fsprogs (mkfs.ext4, e2fsck) and mount (losetup, mount): per-workspace quota images.
-APT_PACKAGES=(bubblewrap libseccomp-dev pkg-config gcc make e2fsprogs mount ${EXTRA_APT_PACKAGES:-})
+# curl, openssl and python3: the egress attack suite runs them in the sandbox (test/attacks/egress.test.ts).
+APT_PACKAGES=(bubblewrap libseccomp-dev pkg-config gcc make e2fsprogs mount curl openssl python3 ${EXTRA_APT_PACKAGES:-})
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
