@@ -74,6 +74,14 @@ describe("egress proxy", () => {
       assert.match(no, /denied: host other\.test port 443 is not in the egress allowlist/);
       const rebind = await ask(socketPath, "GET http://rebind.test/ HTTP/1.1\r\n\r\n");
       assert.match(rebind, /rebind\.test resolves to 127\.0\.0\.1 \(loopback\)/);
+      // Origin form is decided by the Host header; a client's Host never differs from the target.
+      const origin = await ask(socketPath, "GET /o HTTP/1.1\r\nHost: ok.test\r\n\r\n");
+      assert.match(origin, /hi ok\.test \/o/);
+      const fronted = await ask(
+        socketPath,
+        "GET http://ok.test/f HTTP/1.1\r\nHost: other.test\r\n\r\n",
+      );
+      assert.match(fronted, /hi ok\.test \/f/);
       const bad = await ask(socketPath, "GET /relative HTTP/1.1\r\n\r\n");
       assert.match(bad, /^HTTP\/1\.1 400/);
       const tls = await ask(socketPath, "GET https://ok.test/ HTTP/1.1\r\n\r\n");
@@ -84,6 +92,8 @@ describe("egress proxy", () => {
           ["ok.test", 80, true, "http"],
           ["other.test", 443, false, "connect"],
           ["rebind.test", 80, false, "http"],
+          ["ok.test", 80, true, "http"],
+          ["ok.test", 80, true, "http"],
         ],
       );
       assert.ok((records[0]?.bytesReceived ?? 0) > 0 && (records[0]?.bytesSent ?? 0) > 0);

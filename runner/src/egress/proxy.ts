@@ -102,9 +102,18 @@ function parseHead(head: string): Target | string {
     if (!m || port < 1 || port > 65535) return `invalid CONNECT target ${JSON.stringify(target)}`;
     return { kind: "connect", host: (m[1] ?? m[2] ?? "").toLowerCase(), port };
   }
+  // Absolute form (what proxy clients send), or origin form decided by the Host header.
+  const hostHeader = lines
+    .slice(1)
+    .find((l) => /^host:/i.test(l))
+    ?.slice(5)
+    .trim();
   let url: URL;
   try {
-    url = new URL(target);
+    url =
+      target.startsWith("/") && hostHeader !== undefined && hostHeader !== ""
+        ? new URL(`http://${hostHeader}${target}`)
+        : new URL(target);
   } catch {
     return "a proxy request needs an absolute http:// URL (or CONNECT for https)";
   }
@@ -113,13 +122,17 @@ function parseHead(head: string): Target | string {
   }
   const host = url.hostname.replace(/^\[(.*)\]$/, "$1").toLowerCase();
   const port = url.port === "" ? 80 : Number(url.port);
+  // The Host header names the checked host (no other virtual host of the same address), and
+  // each connection carries one request: the next one comes on a new, checked connection.
   const headers = lines
     .slice(1)
     .filter(
-      (l) => l !== "" && !/^(proxy-connection|proxy-authorization|connection|keep-alive):/i.test(l),
+      (l) =>
+        l !== "" && !/^(host|proxy-connection|proxy-authorization|connection|keep-alive):/i.test(l),
     );
   const out = [
     `${method} ${url.pathname}${url.search} ${version}`,
+    `host: ${url.host}`,
     ...headers,
     "connection: close",
   ];
