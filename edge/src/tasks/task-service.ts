@@ -390,7 +390,9 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           const seq = res.event.seq;
           firstFailure = 0;
           const kind = res.event.event.case;
-          if (skip > 0 && (kind === "output" || kind === "notice")) {
+          // Every event stored as an output chunk counts (egress connections too, whose audit
+          // record was appended with it): a replay neither duplicates nor drops any.
+          if (skip > 0 && (kind === "output" || kind === "notice" || kind === "egress")) {
             skip--;
             lastSeq = seq;
             continue;
