@@ -201,6 +201,8 @@ describe("network restricted: allowed hosts", () => {
     const r = await exec([...CURL, "https://allowed.test/"], ["allowed.test"]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `hello from allowed.test /\n`);
+    // The forwarder adds nothing to the task's output but the connection's event line.
+    assert.doesNotMatch(r.stderr, /warning|forwarder/i);
     // The connection is a task event (on the CLI's stderr) and an audit record.
     assert.match(
       r.stderr,

@@ -70,9 +70,11 @@ describe("buildBwrapArgv: network restricted", () => {
     assert.ok(!argv.includes("/etc/resolv.conf"));
     // The forwarder runs in place of the command and then runs it.
     const sep = argv.lastIndexOf("--");
-    assert.deepEqual(argv.slice(argv.indexOf("/.mcpg/node", sep - 10)), [
+    assert.deepEqual(argv.slice(argv.indexOf("/.mcpg/node", sep - 12)), [
       "/.mcpg/node",
       "--jitless",
+      "--no-expose-wasm",
+      "--v8-pool-size=1",
       "/.mcpg/egress-forwarder.cjs",
       "/.mcpg/egress/proxy.sock",
       "3128",

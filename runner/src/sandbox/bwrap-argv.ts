@@ -245,8 +245,12 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
       ? []
       : [
           SANDBOX_NODE,
-          // No JIT: V8 then needs no code range, so node starts under the task's RLIMIT_AS.
+          // No JIT: V8 then needs no code range, so node starts under the task's RLIMIT_AS;
+          // no wasm (else V8 warns on the task's stderr); one V8 worker thread (threads count
+          // against the task's process limit).
           "--jitless",
+          "--no-expose-wasm",
+          "--v8-pool-size=1",
           SANDBOX_FORWARDER,
           posix.join(SANDBOX_EGRESS_DIR, "proxy.sock"),
           String(SANDBOX_EGRESS_PORT),
