@@ -72,6 +72,17 @@ deny contains msg if {
 	])
 }
 
+# The runner's egress forwarder runs inside the sandbox as a program of its own, which the
+# kernel's list mode (a tenant with allowed_commands) would refuse to execute: say so up front.
+deny contains msg if {
+	input.network == "restricted"
+	count(tenant.allowed_commands) > 0
+	msg := concat("", [
+		"restricted network access is not available in tenant \"", input.principal.tenant,
+		"\": it lists allowed_commands, and the sandbox's egress forwarder is not one of them",
+	])
+}
+
 deny contains msg if {
 	input.network == "restricted"
 	network_restricted_allowed

@@ -145,3 +145,10 @@ test_network_none_has_empty_egress if {
 	d := authz.decision with input as exec("ls", [])
 	d.obligations.egress.allow_hosts == []
 }
+
+test_restricted_not_with_allowed_commands if {
+	d := authz.decision with input as restricted(egress_dev, [])
+		with data.gateway.tenants["example-egress"].allowed_commands as ["curl"]
+	not d.allow
+	has_reason(d, "restricted network access is not available in tenant \"example-egress\": it lists allowed_commands")
+}
