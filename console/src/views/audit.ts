@@ -12,6 +12,7 @@ import { problemView } from "../problem-view.js";
 const OPERATIONS = [
   "execute",
   "task_finished",
+  "egress_connection",
   "get_task",
   "stream_task",
   "cancel_task",
