@@ -227,6 +227,12 @@ describe("network restricted: allowed hosts", () => {
       },
       { network: "restricted", allow_hosts: ["allowed.test"] },
     );
+    // ... and the effective allowlist and caps the decision gave the task.
+    assert.deepEqual(JSON.parse(decisions[0]?.detailsJson ?? "{}").egress, {
+      allow_hosts: ["allowed.test"],
+      max_bytes: 1048576,
+      max_connections: 4,
+    });
   });
 
   it("plain HTTP goes through the proxy by absolute URL", async () => {

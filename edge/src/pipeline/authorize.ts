@@ -117,6 +117,12 @@ export function createPipeline(options: PipelineOptions): Pipeline {
           source: rc.source,
           ...(rc.tool ? { tool: rc.tool } : {}),
           ...(rc.clientTraceparent ? { clientTraceparent: rc.clientTraceparent } : {}),
+          // Network "restricted": the egress allowlist and caps this decision gave the task.
+          ...(decision.allow &&
+          decision.obligations.network === "restricted" &&
+          decision.obligations.egress
+            ? { egress: decision.obligations.egress }
+            : {}),
         },
       }).finally(() => endSpan(auditSpan.span));
       if (!decision.allow) {
