@@ -157,9 +157,44 @@ export function policyCorpus(base: PolicyInput, count: number, seed = 1): Policy
         scopes: ["mcp:execute"],
       },
       operation: chance(0.02) ? pick(["bogus", 7, null]) : operation,
-      network: chance(0.7) ? "unspecified" : pick(["none", "host", "host", "bogus"]),
+      network: chance(0.7)
+        ? "unspecified"
+        : pick(["none", "host", "host", "bogus", "restricted", "restricted"]),
       sandbox: { limits: chance(0.6) ? { ...base.sandbox.limits } : limits() },
     };
+    // Egress allowlists (network "restricted"): names, wildcards, ports, IP literals and ranges
+    // in both families, and malformed entries (the CIDR and regex builtins run in wasm too).
+    if (chance(0.15)) {
+      input.allow_hosts = Array.from({ length: 1 + int(3) }, () =>
+        pick([
+          "allowed.test",
+          "Allowed.Test:443",
+          "x.wild.test",
+          "*.b.wild.test:8443",
+          "203.0.113.12",
+          "203.0.113.13",
+          "10.1.2.3:80",
+          "10.1.0.0/16",
+          "198.51.100.7",
+          "198.51.100.0/25:80",
+          "198.51.0.0/16",
+          "[2001:db8::7]:443",
+          "[2001:db8::7]:80",
+          "[fd00::1]",
+          "[fd00::/8]:443",
+          "denied.test",
+          "http://x.test",
+          "x.test:70000",
+          "300.1.1.1",
+          "1.2.3.4/40",
+          "*",
+          "",
+        ]),
+      );
+      if (chance(0.5)) {
+        (input.principal as Record<string, unknown>).tenant = "example-egress";
+      }
+    }
     delete input.command;
     if (operation === "execute") {
       const [command, args] = commandLine();

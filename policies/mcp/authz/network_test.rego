@@ -64,7 +64,7 @@ test_restricted_without_request_list_gets_the_policy_list if {
 	d := authz.decision with input as restricted(egress_dev, [])
 	d.allow
 	d.obligations.network == "restricted"
-	d.obligations.egress.allow_hosts == sort(["*.wild.test", "203.0.113.12", "allowed.test", "loopback.test", "metadata.test"])
+	d.obligations.egress.allow_hosts == sort(["*.wild.test", "203.0.113.12", "198.51.100.0/24", "[2001:db8::/32]:443", "allowed.test", "loopback.test", "metadata.test"])
 	d.obligations.egress.max_bytes == 1048576
 	d.obligations.egress.max_connections == 4
 }
@@ -151,4 +151,10 @@ test_restricted_not_with_allowed_commands if {
 		with data.gateway.tenants["example-egress"].allowed_commands as ["curl"]
 	not d.allow
 	has_reason(d, "restricted network access is not available in tenant \"example-egress\": it lists allowed_commands")
+}
+
+test_restricted_data_ranges_cover_addresses if {
+	authz.decision.allow with input as restricted(egress_dev, ["198.51.100.7", "198.51.100.0/25:80", "[2001:db8::7]:443"])
+	not authz.decision.allow with input as restricted(egress_dev, ["[2001:db8::7]:80"])
+	not authz.decision.allow with input as restricted(egress_dev, ["198.51.0.0/16"])
 }
