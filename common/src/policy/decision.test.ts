@@ -93,7 +93,43 @@ describe("parseDecision", () => {
     assert.equal(d.obligations.network, "host");
   });
 
+  it('parses network "restricted" with its egress obligation', () => {
+    const egress = {
+      allow_hosts: ["pypi.org", "*.example.com:443"],
+      max_bytes: 10,
+      max_connections: 2,
+    };
+    const d = parseDecision(
+      raw({ obligations: { max_timeout_seconds: 1, network: "restricted", limits, egress } }),
+      "r",
+    );
+    assert.equal(d.obligations.network, "restricted");
+    assert.deepEqual(d.obligations.egress, egress);
+  });
+
   const bad: [string, unknown][] = [
+    [
+      "egress hosts not strings",
+      raw({
+        obligations: {
+          max_timeout_seconds: 1,
+          network: "restricted",
+          limits,
+          egress: { allow_hosts: [1], max_bytes: 1, max_connections: 1 },
+        },
+      }),
+    ],
+    [
+      "egress cap negative",
+      raw({
+        obligations: {
+          max_timeout_seconds: 1,
+          network: "restricted",
+          limits,
+          egress: { allow_hosts: [], max_bytes: -1, max_connections: 1 },
+        },
+      }),
+    ],
     ["not an object", "allow"],
     ["an array", [raw()]],
     ["allow not boolean", raw({ allow: "true" })],

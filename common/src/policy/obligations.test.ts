@@ -74,4 +74,31 @@ describe("applyObligations", () => {
     assert.equal(applyObligations({ ...req, network: "unspecified" }, host).network, "none");
     assert.equal(applyObligations({ ...req, network: "host" }, caps).network, "none");
   });
+
+  it('gives "restricted" with the obligation\'s egress only when both say so, else none', () => {
+    const egress = { allow_hosts: ["pypi.org"], max_bytes: 1000, max_connections: 2 };
+    const restricted: Obligations = { ...caps, network: "restricted", egress };
+    const req = (network: "restricted" | "host" | "unspecified") => ({
+      timeout_seconds: 0,
+      network,
+      limits: zero,
+    });
+    assert.deepEqual(applyObligations(req("restricted"), restricted).egress, egress);
+    assert.equal(applyObligations(req("restricted"), restricted).network, "restricted");
+    assert.equal(applyObligations(req("restricted"), caps).network, "none");
+    assert.equal(applyObligations(req("host"), restricted).network, "none");
+    assert.equal(applyObligations(req("unspecified"), restricted).network, "none");
+    // Fail closed: no hosts or zero caps are no network at all.
+    for (const bad of [
+      { ...egress, allow_hosts: [] },
+      { ...egress, max_bytes: 0 },
+      { ...egress, max_connections: 0 },
+    ]) {
+      const eff = applyObligations(req("restricted"), { ...restricted, egress: bad });
+      assert.equal(eff.network, "none");
+      assert.equal(eff.egress, undefined);
+    }
+    const { egress: _none, ...withoutEgress } = restricted;
+    assert.equal(applyObligations(req("restricted"), withoutEgress).network, "none");
+  });
 });
