@@ -333,6 +333,11 @@ export async function startEgressProxy(options: EgressProxyOptions): Promise<Egr
       connected = true;
       upstream.setTimeout(0);
       client.setTimeout(0);
+      // The task gave up while the proxy was connecting: free the slot now.
+      if (client.destroyed) {
+        finish("the task closed the connection before it was established");
+        return;
+      }
       const count = (n: number, dir: "bytesSent" | "bytesReceived"): boolean => {
         record[dir] += n;
         bytes += n;
