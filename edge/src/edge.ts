@@ -172,6 +172,7 @@ export async function startEdge(
   const tlsFiles = await edgeTlsFiles(config);
   const edgeTls = loadTlsMaterial(tlsFiles);
   const runners = createRunnerPool({
+    onRunnerRefusals: trail.runnerRefusals,
     targets: config.runners,
     registry: opened.registry,
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
@@ -438,6 +439,7 @@ export async function startEdge(
           limits: config.connections,
           logger,
           onRefused: trail.mtlsRefused,
+          onRunnerRefusals: trail.runnerRefusals,
         });
 
   // HA with PostgreSQL: a liveness lease per edge (its tasks are adopted by

@@ -4,6 +4,7 @@ import { createMtlsTransport } from "@mcp-gateway/common/mtls-transport";
 import { peerIdentities, type TlsMaterial, TRUST_DOMAIN } from "@mcp-gateway/common/tls";
 import { RegistryService } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
+import type { PeerRefusals } from "./peer-refusals.js";
 
 /** What the runner reports with each heartbeat. */
 export interface RunnerStatus {
@@ -25,6 +26,8 @@ export interface HeartbeatOptions {
   intervalMs: number;
   tls: TlsMaterial;
   status: () => RunnerStatus;
+  /** Refused connections, reported with the next heartbeat (put back when it fails). */
+  refusals?: PeerRefusals;
   logger: Logger;
 }
 
@@ -66,8 +69,12 @@ export function startHeartbeats(options: HeartbeatOptions): Heartbeats {
 
   const beat = async () => {
     const s = options.status();
+    // Refusals go to one edge (the first that answers; every edge writes the same chain).
+    let refusals = options.refusals?.drain() ?? [];
     await Promise.all(
       clients.map(async (c) => {
+        const mine = refusals;
+        refusals = [];
         try {
           const res = await c.client.heartbeat(
             {
@@ -79,6 +86,7 @@ export function startHeartbeats(options: HeartbeatOptions): Heartbeats {
               sandboxProblem: s.sandboxProblem,
               policyRevision: s.policyRevision,
               bootId: s.bootId,
+              refusals: mine,
             },
             { timeoutMs: Math.max(500, interval) },
           );
@@ -86,6 +94,7 @@ export function startHeartbeats(options: HeartbeatOptions): Heartbeats {
           if (!c.ok) logger.info({ edge: c.url }, "registered with edge again");
           c.ok = true;
         } catch (err) {
+          options.refusals?.restore(mine);
           if (c.ok)
             logger.warn(
               { edge: c.url, err: ConnectError.from(err).rawMessage },

@@ -23,6 +23,7 @@ import {
   loadTlsMaterial,
   monitorIdentity,
   mtlsServerOptions,
+  peerIdentities,
   type TlsFiles,
   watchTlsMaterial,
 } from "@mcp-gateway/common/tls";
@@ -35,6 +36,7 @@ import type { RunnerConfig } from "./config.js";
 import { createEgressStarter } from "./egress/index.js";
 import { startHeartbeats } from "./heartbeat.js";
 import { createMcpServerHost } from "./mcp-servers.js";
+import { createPeerRefusals } from "./peer-refusals.js";
 import { createSandbox } from "./sandbox/index.js";
 import { createRunnerService } from "./service.js";
 import { createTaskManager } from "./task-manager.js";
@@ -229,7 +231,10 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     ],
     maxServers: config.maxMcpServers,
   });
+  // Refused connections, counted until an edge collects them for its audit chain (issue 18).
+  const refusals = createPeerRefusals();
   const service = createRunnerService({
+    refusals,
     mcpServers,
     bootId,
     accepting: () => accepting,
@@ -309,10 +314,12 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     // delayed ACK (+40 ms per round trip; issue 13).
     socket.setNoDelay(true);
     if (!isAllowedPeer(socket, [...edgeIds, ...monitorIds])) {
+      const identities = peerIdentities(socket.getPeerCertificate());
       logger.warn(
-        { peer: socket.remoteAddress },
+        { peer: socket.remoteAddress, identities },
         "refused a client whose certificate is not an allowed edge or monitor",
       );
+      refusals.record(socket.remoteAddress ?? "", identities, "identity_not_allowed");
       socket.destroy();
     }
   });
@@ -322,6 +329,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   });
   server.on("tlsClientError", (err, socket) => {
     logger.warn({ peer: socket.remoteAddress, err: err.message }, "TLS handshake refused");
+    refusals.record(socket.remoteAddress ?? "", [], "tls_handshake_failed");
   });
   const stopWatch = watchTlsMaterial(
     tlsFiles,
@@ -359,6 +367,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
             policyRevision: policy.revision(),
             bootId,
           }),
+          refusals,
           logger,
         });
   logger.info(

@@ -22,6 +22,7 @@ import type {
 import type { Logger } from "pino";
 import { execPolicyOf } from "./exec-policy.js";
 import type { McpServerHost } from "./mcp-servers.js";
+import type { PeerRefusals } from "./peer-refusals.js";
 import type { SandboxLimits, SandboxReadiness } from "./sandbox/index.js";
 import { DEFAULT_SANDBOX_LIMITS } from "./sandbox/index.js";
 import type { TaskManager } from "./task-manager.js";
@@ -30,6 +31,8 @@ import type { WorkspaceFs } from "./workspace/index.js";
 /** Dependencies of the runner's service. */
 export interface RunnerServiceDeps {
   runnerId: string;
+  /** Refused connections, handed to the edge that probes (`Info`) for its audit chain. */
+  refusals?: PeerRefusals;
   /** Random id of this runner process, reported so edges can tell a restart. */
   bootId: string;
   tasks: TaskManager;
@@ -276,6 +279,7 @@ export function createRunnerService(deps: RunnerServiceDeps): ServiceImpl<typeof
         bootId: deps.bootId,
         cgroup: r.cgroup,
         workspaceQuota: deps.workspaceQuota,
+        refusals: deps.refusals?.drain() ?? [],
       };
     },
 

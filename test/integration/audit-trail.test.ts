@@ -147,6 +147,22 @@ describe("security events in the audit chain", () => {
       s.on("error", () => resolve());
       s.on("close", () => resolve());
     });
+    // mTLS identity at the runner's port: the runner's own certificate (not an edge). The runner
+    // counts it and the edge records it from its next probe (the runner keeps no chain).
+    const runnerAddr = new URL(gw.runnerUrl);
+    await new Promise<void>((resolve) => {
+      const s = connect({
+        host: runnerAddr.hostname.replace(/^\[|\]$/g, ""),
+        port: Number(runnerAddr.port),
+        ca: readFileSync(join(pki, "ca.crt")),
+        cert: readFileSync(join(pki, "runner-runner-local.crt")),
+        key: readFileSync(join(pki, "runner-runner-local.key")),
+        ALPNProtocols: ["h2"],
+        rejectUnauthorized: false,
+      });
+      s.on("error", () => resolve());
+      s.on("close", () => resolve());
+    });
     // Policy bundle failure: a broken bundle replaces the file; the last good one stays in use.
     await writeFile(`${bundleCopy}.tmp`, "not a bundle");
     const { rename } = await import("node:fs/promises");
@@ -177,8 +193,18 @@ describe("security events in the audit chain", () => {
     assert.ok(
       origins.length >= 2 && origins.every((r) => r.details.origin === "https://evil.example"),
     );
-    const mtls = records.find((r) => r.operation === "security.mtls_refused");
+    const mtls = records.find(
+      (r) => r.operation === "security.mtls_refused" && r.details.port === "registry",
+    );
     assert.deepEqual(mtls?.details.identities, ["spiffe://mcp-gateway/edge/edge-local"]);
+    const atRunner = records.find(
+      (r) => r.operation === "security.mtls_refused" && r.details.port === "runner",
+    );
+    assert.ok(atRunner, "the runner's refusal is in the chain");
+    assert.equal(atRunner.details.runner, "runner-local");
+    assert.deepEqual(atRunner.details.identities, ["spiffe://mcp-gateway/runner/runner-local"]);
+    assert.equal(atRunner.details.count, 1);
+    assert.deepEqual(atRunner.reasons, ["identity_not_allowed"]);
     const exportText = await readFile(exportPath, "utf8");
     assert.ok(
       !exportText.includes(FORGED.split(".")[2] as string),

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import type { ReloadResult } from "@mcp-gateway/common/policy";
+import type { PeerRefusal } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
 import type { EdgeConfig } from "../config.js";
 import { GATEWAY_TOOLS, toolDefinitions } from "../mcp/tools.js";
@@ -62,6 +63,12 @@ export interface AuditTrail {
   originRefused(origin: string, peer: string): void;
   /** A refused mTLS client (registry port). */
   mtlsRefused(peer: string, identities: readonly string[], reason: string): void;
+  /**
+   * Records the connections a runner refused at its own port (it keeps no chain), as
+   * reported with its heartbeat or an Info probe: one refusal per report entry, with the
+   * runner's count.
+   */
+  runnerRefusals(runnerId: string, refusals: readonly PeerRefusal[]): void;
   /** Pass from PolicyEngineOptions.onReload. */
   policyReloaded(result: ReloadResult): void;
   /** A configuration part reloaded (e.g. "runnerTls"), or failed to. */
@@ -246,6 +253,24 @@ export async function createAuditTrail(options: AuditTrailOptions): Promise<Audi
         reason,
         details: { port: "registry", peer: from, identities: identities.slice(0, 8).map(clip) },
       });
+    },
+    runnerRefusals(runnerId, refusals) {
+      for (const r of refusals.slice(0, 256)) {
+        security.refused({
+          kind: "mtls_refused",
+          source: r.identities[0] ?? r.peer,
+          reason: r.reason,
+          details: {
+            port: "runner",
+            runner: clip(runnerId),
+            peer: clip(r.peer),
+            identities: r.identities.slice(0, 8).map(clip),
+            count: r.count,
+            firstMs: Number(r.firstMs),
+            lastMs: Number(r.lastMs),
+          },
+        });
+      }
     },
     policyReloaded(r) {
       void security.lifecycle(

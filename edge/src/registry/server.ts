@@ -20,7 +20,7 @@ import {
   type TlsMaterial,
   TRUST_DOMAIN,
 } from "@mcp-gateway/common/tls";
-import { RegistryService } from "@mcp-gateway/proto/runner/v1";
+import { type PeerRefusal, RegistryService } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
 import type { RunnerRegistry } from "../store/open.js";
 
@@ -44,6 +44,8 @@ export interface RegistryServerOptions {
    * runner speaking for another runner (recorded as a security event in the audit chain).
    */
   onRefused?: (peer: string, identities: readonly string[], reason: string) => void;
+  /** Hears of the connections a runner refused at its own port, reported with its heartbeat. */
+  onRunnerRefusals?: (runnerId: string, refusals: readonly PeerRefusal[]) => void;
 }
 
 /** The edge's internal mTLS port. */
@@ -95,6 +97,7 @@ export async function startRegistryServer(options: RegistryServerOptions): Promi
             healthy: req.sandboxReady,
             bootId: req.bootId,
           });
+          if (req.refusals.length > 0) options.onRunnerRefusals?.(req.runnerId, req.refusals);
           return { intervalMs: options.heartbeatIntervalMs };
         },
         async deregister(req, ctx) {

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createMtlsTransport } from "@mcp-gateway/common/mtls-transport";
 import { checkRunnerIdentity, runnerIdentity, type TlsMaterial } from "@mcp-gateway/common/tls";
-import { RunnerService } from "@mcp-gateway/proto/runner/v1";
+import { type PeerRefusal, RunnerService } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
 import type { RunnerTarget } from "../config.js";
 import type { EdgeMetrics } from "../metrics.js";
@@ -28,6 +28,8 @@ export interface RunnerHandle {
 
 /** Options for {@link createRunnerPool}. */
 export interface RunnerPoolOptions {
+  /** Hears of the connections a probed runner refused since its last report (audit chain). */
+  onRunnerRefusals?: (runnerId: string, refusals: readonly PeerRefusal[]) => void;
   /** Runners from configuration (probed with Info). */
   targets: readonly RunnerTarget[];
   /** Registry of runners that register themselves with heartbeats. */
@@ -134,6 +136,7 @@ export function createRunnerPool(options: RunnerPoolOptions): RunnerPool {
       }
       r.bootId = info.bootId;
       setHealth(r, info.sandboxReady, info.sandboxReady ? "" : info.sandboxProblem);
+      if (info.refusals.length > 0) options.onRunnerRefusals?.(r.id, info.refusals);
     } catch (err) {
       // The problem is shown to clients ("no runner is available (…)") and on /health/ready:
       // the code only; the transport text (addresses, errno, TLS) goes to the log.

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcp/runner/v1/runner.proto.
  */
 export const file_mcp_runner_v1_runner: GenFile = /*@__PURE__*/
-  fileDesc("ChptY3AvcnVubmVyL3YxL3J1bm5lci5wcm90bxINbWNwLnJ1bm5lci52MSK2AQoQSGVhcnRiZWF0UmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSCwoDdXJsGAIgASgJEhUKDXJ1bm5pbmdfdGFza3MYAyABKA0SEQoJbWF4X3Rhc2tzGAQgASgNEhUKDXNhbmRib3hfcmVhZHkYBSABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAYgASgJEhcKD3BvbGljeV9yZXZpc2lvbhgHIAEoCRIPCgdib290X2lkGAggASgJIigKEUhlYXJ0YmVhdFJlc3BvbnNlEhMKC2ludGVydmFsX21zGAEgASgNIiYKEURlcmVnaXN0ZXJSZXF1ZXN0EhEKCXJ1bm5lcl9pZBgBIAEoCSIUChJEZXJlZ2lzdGVyUmVzcG9uc2UiRwoJUHJpbmNpcGFsEgsKA3N1YhgBIAEoCRINCgVyb2xlcxgCIAMoCRIOCgZ0ZW5hbnQYAyABKAkSDgoGc2NvcGVzGAQgAygJIvABCg1BdXRob3JpemF0aW9uEisKCXByaW5jaXBhbBgBIAEoCzIYLm1jcC5ydW5uZXIudjEuUHJpbmNpcGFsEhcKD3BvbGljeV9yZXZpc2lvbhgCIAEoCRI8CghtZXRhZGF0YRgDIAMoCzIqLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbi5NZXRhZGF0YUVudHJ5EhMKC3RyYWNlcGFyZW50GAQgASgJEhUKDWZlbmNpbmdfdG9rZW4YBSABKAQaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIpUCCghUYXNrU3BlYxIPCgdjb21tYW5kGAEgASgJEgwKBGFyZ3MYAiADKAkSLQoDZW52GAMgAygLMiAubWNwLnJ1bm5lci52MS5UYXNrU3BlYy5FbnZFbnRyeRILCgNjd2QYBCABKAkSEgoKdGltZW91dF9tcxgFIAEoBBIRCgl3b3Jrc3BhY2UYBiABKAkSIQoHbmV0d29yaxgHIAEoDjIQLm1jcC5OZXR3b3JrTW9kZRIjCgZsaW1pdHMYCCABKAsyEy5tY3AuUmVzb3VyY2VMaW1pdHMSEwoLYWxsb3dfaG9zdHMYCSADKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASINCgtJbmZvUmVxdWVzdCLiAQoMSW5mb1Jlc3BvbnNlEhEKCXJ1bm5lcl9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhUKDXNhbmRib3hfcmVhZHkYAyABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAQgASgJEhUKDXJ1bm5pbmdfdGFza3MYBSABKA0SFwoPcG9saWN5X3JldmlzaW9uGAYgASgJEhQKDGxpbWl0X2xheWVycxgHIAMoCRIPCgdib290X2lkGAggASgJEg4KBmNncm91cBgJIAEoCRIXCg93b3Jrc3BhY2VfcXVvdGEYCiABKAkilwEKDkV4ZWN1dGVSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSJQoEc3BlYxgCIAEoCzIXLm1jcC5ydW5uZXIudjEuVGFza1NwZWMSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbhIYChBleHBlY3RlZF9ib290X2lkGAQgASgJIqQCCglUYXNrRXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3N0YXJ0ZWQYAyABKAsyFi5tY3AucnVubmVyLnYxLlN0YXJ0ZWRIABInCgZvdXRwdXQYBCABKAsyFS5tY3AucnVubmVyLnYxLk91dHB1dEgAEicKBmV4aXRlZBgFIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSAASJwoGbm90aWNlGAYgASgLMhUubWNwLnJ1bm5lci52MS5Ob3RpY2VIABIxCgZlZ3Jlc3MYByABKAsyHy5tY3AucnVubmVyLnYxLkVncmVzc0Nvbm5lY3Rpb25IAEIHCgVldmVudCKaAQoQRWdyZXNzQ29ubmVjdGlvbhIMCgRob3N0GAEgASgJEgwKBHBvcnQYAiABKA0SDwoHYWxsb3dlZBgDIAEoCBIOCgZyZWFzb24YBCABKAkSDwoHYWRkcmVzcxgFIAEoCRISCgpieXRlc19zZW50GAYgASgEEhYKDmJ5dGVzX3JlY2VpdmVkGAcgASgEEgwKBGtpbmQYCCABKAkiCQoHU3RhcnRlZCI3CgZPdXRwdXQSHwoGc3RyZWFtGAEgASgOMg8ubWNwLk91dHB1dEtpbmQSDAoEZGF0YRgCIAEoDCLPAQoGRXhpdGVkEh8KBnN0YXR1cxgBIAEoDjIPLm1jcC5UYXNrU3RhdHVzEhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSIQoFdXNhZ2UYBCABKAsyEi5tY3AuUmVzb3VyY2VVc2FnZRIZChFleGVjdXRpb25fdGltZV9tcxgFIAEoBBIYChBzdGRvdXRfdHJ1bmNhdGVkGAYgASgIEhgKEHN0ZGVycl90cnVuY2F0ZWQYByABKAgSDwoHbWVzc2FnZRgIIAEoCSIZCgZOb3RpY2USDwoHbWVzc2FnZRgBIAEoCSI6Cg9FeGVjdXRlUmVzcG9uc2USJwoFZXZlbnQYASABKAsyGC5tY3AucnVubmVyLnYxLlRhc2tFdmVudCI4Cg5SZWxlYXNlUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhUKDWZlbmNpbmdfdG9rZW4YAiABKAQiIwoPUmVsZWFzZVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIIjMKDUF0dGFjaFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQiOQoOQXR0YWNoUmVzcG9uc2USJwoFZXZlbnQYASABKAsyGC5tY3AucnVubmVyLnYxLlRhc2tFdmVudCI3Cg1DYW5jZWxSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBCIjCg5DYW5jZWxSZXNwb25zZRIRCgljYW5jZWxsZWQYASABKAgiZwoPUmVhZEZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJEjMKDWF1dGhvcml6YXRpb24YAyABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iMQoQUmVhZEZpbGVSZXNwb25zZRIPCgdjb250ZW50GAEgASgMEgwKBHNpemUYAiABKAQinwEKEFdyaXRlRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSDwoHY29udGVudBgDIAEoDBIWCg5jcmVhdGVfcGFyZW50cxgEIAEoCBIMCgRtb2RlGAUgASgNEjMKDWF1dGhvcml6YXRpb24YBiABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iKgoRV3JpdGVGaWxlUmVzcG9uc2USFQoNYnl0ZXNfd3JpdHRlbhgBIAEoBCJ8ChFEZWxldGVGaWxlUmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIRCglyZWN1cnNpdmUYAyABKAgSMwoNYXV0aG9yaXphdGlvbhgEIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIUChJEZWxldGVGaWxlUmVzcG9uc2UibgoVUmVzZXRXb3Jrc3BhY2VSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRINCgVvd25lchgCIAEoCRIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIhgKFlJlc2V0V29ya3NwYWNlUmVzcG9uc2UibAoUTGlzdERpcmVjdG9yeVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiJcChVMaXN0RGlyZWN0b3J5UmVzcG9uc2USHwoHZW50cmllcxgBIAMoCzIOLm1jcC5GaWxlRW50cnkSIgoFdXNhZ2UYAiABKAsyEy5tY3AuV29ya3NwYWNlVXNhZ2UiYAoQTWNwU2VydmVyUmVxdWVzdBIwCgZsYXVuY2gYASABKAsyHi5tY3AucnVubmVyLnYxLk1jcFNlcnZlckxhdW5jaEgAEg8KBXN0ZGluGAIgASgMSABCCQoHbWVzc2FnZSKWAQoPTWNwU2VydmVyTGF1bmNoEg4KBnNlcnZlchgBIAEoCRIlCgRzcGVjGAIgASgLMhcubWNwLnJ1bm5lci52MS5UYXNrU3BlYxIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uEhcKD3JlYWRfb25seV9wYXRocxgEIAMoCSKfAQoRTWNwU2VydmVyUmVzcG9uc2USMgoHc3RhcnRlZBgBIAEoCzIfLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyU3RhcnRlZEgAEhAKBnN0ZG91dBgCIAEoDEgAEhAKBnN0ZGVychgDIAEoDEgAEicKBmV4aXRlZBgEIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSABCCQoHbWVzc2FnZSKPAQoQTWNwU2VydmVyU3RhcnRlZBIRCglydW5uZXJfaWQYASABKAkSCwoDcGlkGAIgASgFEiEKB25ldHdvcmsYAyABKA4yEC5tY3AuTmV0d29ya01vZGUSIwoGbGltaXRzGAQgASgLMhMubWNwLlJlc291cmNlTGltaXRzEhMKC2xpZmV0aW1lX21zGAUgASgEMvUGCg1SdW5uZXJTZXJ2aWNlEj8KBEluZm8SGi5tY3AucnVubmVyLnYxLkluZm9SZXF1ZXN0GhsubWNwLnJ1bm5lci52MS5JbmZvUmVzcG9uc2USSgoHRXhlY3V0ZRIdLm1jcC5ydW5uZXIudjEuRXhlY3V0ZVJlcXVlc3QaHi5tY3AucnVubmVyLnYxLkV4ZWN1dGVSZXNwb25zZTABEkcKBkF0dGFjaBIcLm1jcC5ydW5uZXIudjEuQXR0YWNoUmVxdWVzdBodLm1jcC5ydW5uZXIudjEuQXR0YWNoUmVzcG9uc2UwARJFCgZDYW5jZWwSHC5tY3AucnVubmVyLnYxLkNhbmNlbFJlcXVlc3QaHS5tY3AucnVubmVyLnYxLkNhbmNlbFJlc3BvbnNlEkgKB1JlbGVhc2USHS5tY3AucnVubmVyLnYxLlJlbGVhc2VSZXF1ZXN0Gh4ubWNwLnJ1bm5lci52MS5SZWxlYXNlUmVzcG9uc2USSwoIUmVhZEZpbGUSHi5tY3AucnVubmVyLnYxLlJlYWRGaWxlUmVxdWVzdBofLm1jcC5ydW5uZXIudjEuUmVhZEZpbGVSZXNwb25zZRJOCglXcml0ZUZpbGUSHy5tY3AucnVubmVyLnYxLldyaXRlRmlsZVJlcXVlc3QaIC5tY3AucnVubmVyLnYxLldyaXRlRmlsZVJlc3BvbnNlElEKCkRlbGV0ZUZpbGUSIC5tY3AucnVubmVyLnYxLkRlbGV0ZUZpbGVSZXF1ZXN0GiEubWNwLnJ1bm5lci52MS5EZWxldGVGaWxlUmVzcG9uc2USWgoNTGlzdERpcmVjdG9yeRIjLm1jcC5ydW5uZXIudjEuTGlzdERpcmVjdG9yeVJlcXVlc3QaJC5tY3AucnVubmVyLnYxLkxpc3REaXJlY3RvcnlSZXNwb25zZRJdCg5SZXNldFdvcmtzcGFjZRIkLm1jcC5ydW5uZXIudjEuUmVzZXRXb3Jrc3BhY2VSZXF1ZXN0GiUubWNwLnJ1bm5lci52MS5SZXNldFdvcmtzcGFjZVJlc3BvbnNlElIKCU1jcFNlcnZlchIfLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyUmVxdWVzdBogLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyUmVzcG9uc2UoATABMrQBCg9SZWdpc3RyeVNlcnZpY2USTgoJSGVhcnRiZWF0Eh8ubWNwLnJ1bm5lci52MS5IZWFydGJlYXRSZXF1ZXN0GiAubWNwLnJ1bm5lci52MS5IZWFydGJlYXRSZXNwb25zZRJRCgpEZXJlZ2lzdGVyEiAubWNwLnJ1bm5lci52MS5EZXJlZ2lzdGVyUmVxdWVzdBohLm1jcC5ydW5uZXIudjEuRGVyZWdpc3RlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_mcp_mcp]);
+  fileDesc("ChptY3AvcnVubmVyL3YxL3J1bm5lci5wcm90bxINbWNwLnJ1bm5lci52MSLkAQoQSGVhcnRiZWF0UmVxdWVzdBIRCglydW5uZXJfaWQYASABKAkSCwoDdXJsGAIgASgJEhUKDXJ1bm5pbmdfdGFza3MYAyABKA0SEQoJbWF4X3Rhc2tzGAQgASgNEhUKDXNhbmRib3hfcmVhZHkYBSABKAgSFwoPc2FuZGJveF9wcm9ibGVtGAYgASgJEhcKD3BvbGljeV9yZXZpc2lvbhgHIAEoCRIPCgdib290X2lkGAggASgJEiwKCHJlZnVzYWxzGAkgAygLMhoubWNwLnJ1bm5lci52MS5QZWVyUmVmdXNhbCJxCgtQZWVyUmVmdXNhbBIMCgRwZWVyGAEgASgJEhIKCmlkZW50aXRpZXMYAiADKAkSDgoGcmVhc29uGAMgASgJEg0KBWNvdW50GAQgASgNEhAKCGZpcnN0X21zGAUgASgDEg8KB2xhc3RfbXMYBiABKAMiKAoRSGVhcnRiZWF0UmVzcG9uc2USEwoLaW50ZXJ2YWxfbXMYASABKA0iJgoRRGVyZWdpc3RlclJlcXVlc3QSEQoJcnVubmVyX2lkGAEgASgJIhQKEkRlcmVnaXN0ZXJSZXNwb25zZSJHCglQcmluY2lwYWwSCwoDc3ViGAEgASgJEg0KBXJvbGVzGAIgAygJEg4KBnRlbmFudBgDIAEoCRIOCgZzY29wZXMYBCADKAki8AEKDUF1dGhvcml6YXRpb24SKwoJcHJpbmNpcGFsGAEgASgLMhgubWNwLnJ1bm5lci52MS5QcmluY2lwYWwSFwoPcG9saWN5X3JldmlzaW9uGAIgASgJEjwKCG1ldGFkYXRhGAMgAygLMioubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uLk1ldGFkYXRhRW50cnkSEwoLdHJhY2VwYXJlbnQYBCABKAkSFQoNZmVuY2luZ190b2tlbhgFIAEoBBovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilQIKCFRhc2tTcGVjEg8KB2NvbW1hbmQYASABKAkSDAoEYXJncxgCIAMoCRItCgNlbnYYAyADKAsyIC5tY3AucnVubmVyLnYxLlRhc2tTcGVjLkVudkVudHJ5EgsKA2N3ZBgEIAEoCRISCgp0aW1lb3V0X21zGAUgASgEEhEKCXdvcmtzcGFjZRgGIAEoCRIhCgduZXR3b3JrGAcgASgOMhAubWNwLk5ldHdvcmtNb2RlEiMKBmxpbWl0cxgIIAEoCzITLm1jcC5SZXNvdXJjZUxpbWl0cxITCgthbGxvd19ob3N0cxgJIAMoCRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIg0KC0luZm9SZXF1ZXN0IpACCgxJbmZvUmVzcG9uc2USEQoJcnVubmVyX2lkGAEgASgJEg8KB3ZlcnNpb24YAiABKAkSFQoNc2FuZGJveF9yZWFkeRgDIAEoCBIXCg9zYW5kYm94X3Byb2JsZW0YBCABKAkSFQoNcnVubmluZ190YXNrcxgFIAEoDRIXCg9wb2xpY3lfcmV2aXNpb24YBiABKAkSFAoMbGltaXRfbGF5ZXJzGAcgAygJEg8KB2Jvb3RfaWQYCCABKAkSDgoGY2dyb3VwGAkgASgJEhcKD3dvcmtzcGFjZV9xdW90YRgKIAEoCRIsCghyZWZ1c2FscxgLIAMoCzIaLm1jcC5ydW5uZXIudjEuUGVlclJlZnVzYWwilwEKDkV4ZWN1dGVSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSJQoEc3BlYxgCIAEoCzIXLm1jcC5ydW5uZXIudjEuVGFza1NwZWMSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbhIYChBleHBlY3RlZF9ib290X2lkGAQgASgJIqQCCglUYXNrRXZlbnQSCwoDc2VxGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB3N0YXJ0ZWQYAyABKAsyFi5tY3AucnVubmVyLnYxLlN0YXJ0ZWRIABInCgZvdXRwdXQYBCABKAsyFS5tY3AucnVubmVyLnYxLk91dHB1dEgAEicKBmV4aXRlZBgFIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSAASJwoGbm90aWNlGAYgASgLMhUubWNwLnJ1bm5lci52MS5Ob3RpY2VIABIxCgZlZ3Jlc3MYByABKAsyHy5tY3AucnVubmVyLnYxLkVncmVzc0Nvbm5lY3Rpb25IAEIHCgVldmVudCKaAQoQRWdyZXNzQ29ubmVjdGlvbhIMCgRob3N0GAEgASgJEgwKBHBvcnQYAiABKA0SDwoHYWxsb3dlZBgDIAEoCBIOCgZyZWFzb24YBCABKAkSDwoHYWRkcmVzcxgFIAEoCRISCgpieXRlc19zZW50GAYgASgEEhYKDmJ5dGVzX3JlY2VpdmVkGAcgASgEEgwKBGtpbmQYCCABKAkiCQoHU3RhcnRlZCI3CgZPdXRwdXQSHwoGc3RyZWFtGAEgASgOMg8ubWNwLk91dHB1dEtpbmQSDAoEZGF0YRgCIAEoDCLPAQoGRXhpdGVkEh8KBnN0YXR1cxgBIAEoDjIPLm1jcC5UYXNrU3RhdHVzEhEKCWV4aXRfY29kZRgCIAEoBRIOCgZzaWduYWwYAyABKAkSIQoFdXNhZ2UYBCABKAsyEi5tY3AuUmVzb3VyY2VVc2FnZRIZChFleGVjdXRpb25fdGltZV9tcxgFIAEoBBIYChBzdGRvdXRfdHJ1bmNhdGVkGAYgASgIEhgKEHN0ZGVycl90cnVuY2F0ZWQYByABKAgSDwoHbWVzc2FnZRgIIAEoCSIZCgZOb3RpY2USDwoHbWVzc2FnZRgBIAEoCSI6Cg9FeGVjdXRlUmVzcG9uc2USJwoFZXZlbnQYASABKAsyGC5tY3AucnVubmVyLnYxLlRhc2tFdmVudCI4Cg5SZWxlYXNlUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhUKDWZlbmNpbmdfdG9rZW4YAiABKAQiIwoPUmVsZWFzZVJlc3BvbnNlEhAKCHJlbGVhc2VkGAEgASgIIjMKDUF0dGFjaFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIRCglhZnRlcl9zZXEYAiABKAQiOQoOQXR0YWNoUmVzcG9uc2USJwoFZXZlbnQYASABKAsyGC5tY3AucnVubmVyLnYxLlRhc2tFdmVudCI3Cg1DYW5jZWxSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSFQoNZmVuY2luZ190b2tlbhgCIAEoBCIjCg5DYW5jZWxSZXNwb25zZRIRCgljYW5jZWxsZWQYASABKAgiZwoPUmVhZEZpbGVSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRIMCgRwYXRoGAIgASgJEjMKDWF1dGhvcml6YXRpb24YAyABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iMQoQUmVhZEZpbGVSZXNwb25zZRIPCgdjb250ZW50GAEgASgMEgwKBHNpemUYAiABKAQinwEKEFdyaXRlRmlsZVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSDwoHY29udGVudBgDIAEoDBIWCg5jcmVhdGVfcGFyZW50cxgEIAEoCBIMCgRtb2RlGAUgASgNEjMKDWF1dGhvcml6YXRpb24YBiABKAsyHC5tY3AucnVubmVyLnYxLkF1dGhvcml6YXRpb24iKgoRV3JpdGVGaWxlUmVzcG9uc2USFQoNYnl0ZXNfd3JpdHRlbhgBIAEoBCJ8ChFEZWxldGVGaWxlUmVxdWVzdBIRCgl3b3Jrc3BhY2UYASABKAkSDAoEcGF0aBgCIAEoCRIRCglyZWN1cnNpdmUYAyABKAgSMwoNYXV0aG9yaXphdGlvbhgEIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiIUChJEZWxldGVGaWxlUmVzcG9uc2UibgoVUmVzZXRXb3Jrc3BhY2VSZXF1ZXN0EhEKCXdvcmtzcGFjZRgBIAEoCRINCgVvd25lchgCIAEoCRIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uIhgKFlJlc2V0V29ya3NwYWNlUmVzcG9uc2UibAoUTGlzdERpcmVjdG9yeVJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEgwKBHBhdGgYAiABKAkSMwoNYXV0aG9yaXphdGlvbhgDIAEoCzIcLm1jcC5ydW5uZXIudjEuQXV0aG9yaXphdGlvbiJcChVMaXN0RGlyZWN0b3J5UmVzcG9uc2USHwoHZW50cmllcxgBIAMoCzIOLm1jcC5GaWxlRW50cnkSIgoFdXNhZ2UYAiABKAsyEy5tY3AuV29ya3NwYWNlVXNhZ2UiYAoQTWNwU2VydmVyUmVxdWVzdBIwCgZsYXVuY2gYASABKAsyHi5tY3AucnVubmVyLnYxLk1jcFNlcnZlckxhdW5jaEgAEg8KBXN0ZGluGAIgASgMSABCCQoHbWVzc2FnZSKWAQoPTWNwU2VydmVyTGF1bmNoEg4KBnNlcnZlchgBIAEoCRIlCgRzcGVjGAIgASgLMhcubWNwLnJ1bm5lci52MS5UYXNrU3BlYxIzCg1hdXRob3JpemF0aW9uGAMgASgLMhwubWNwLnJ1bm5lci52MS5BdXRob3JpemF0aW9uEhcKD3JlYWRfb25seV9wYXRocxgEIAMoCSKfAQoRTWNwU2VydmVyUmVzcG9uc2USMgoHc3RhcnRlZBgBIAEoCzIfLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyU3RhcnRlZEgAEhAKBnN0ZG91dBgCIAEoDEgAEhAKBnN0ZGVychgDIAEoDEgAEicKBmV4aXRlZBgEIAEoCzIVLm1jcC5ydW5uZXIudjEuRXhpdGVkSABCCQoHbWVzc2FnZSKPAQoQTWNwU2VydmVyU3RhcnRlZBIRCglydW5uZXJfaWQYASABKAkSCwoDcGlkGAIgASgFEiEKB25ldHdvcmsYAyABKA4yEC5tY3AuTmV0d29ya01vZGUSIwoGbGltaXRzGAQgASgLMhMubWNwLlJlc291cmNlTGltaXRzEhMKC2xpZmV0aW1lX21zGAUgASgEMvUGCg1SdW5uZXJTZXJ2aWNlEj8KBEluZm8SGi5tY3AucnVubmVyLnYxLkluZm9SZXF1ZXN0GhsubWNwLnJ1bm5lci52MS5JbmZvUmVzcG9uc2USSgoHRXhlY3V0ZRIdLm1jcC5ydW5uZXIudjEuRXhlY3V0ZVJlcXVlc3QaHi5tY3AucnVubmVyLnYxLkV4ZWN1dGVSZXNwb25zZTABEkcKBkF0dGFjaBIcLm1jcC5ydW5uZXIudjEuQXR0YWNoUmVxdWVzdBodLm1jcC5ydW5uZXIudjEuQXR0YWNoUmVzcG9uc2UwARJFCgZDYW5jZWwSHC5tY3AucnVubmVyLnYxLkNhbmNlbFJlcXVlc3QaHS5tY3AucnVubmVyLnYxLkNhbmNlbFJlc3BvbnNlEkgKB1JlbGVhc2USHS5tY3AucnVubmVyLnYxLlJlbGVhc2VSZXF1ZXN0Gh4ubWNwLnJ1bm5lci52MS5SZWxlYXNlUmVzcG9uc2USSwoIUmVhZEZpbGUSHi5tY3AucnVubmVyLnYxLlJlYWRGaWxlUmVxdWVzdBofLm1jcC5ydW5uZXIudjEuUmVhZEZpbGVSZXNwb25zZRJOCglXcml0ZUZpbGUSHy5tY3AucnVubmVyLnYxLldyaXRlRmlsZVJlcXVlc3QaIC5tY3AucnVubmVyLnYxLldyaXRlRmlsZVJlc3BvbnNlElEKCkRlbGV0ZUZpbGUSIC5tY3AucnVubmVyLnYxLkRlbGV0ZUZpbGVSZXF1ZXN0GiEubWNwLnJ1bm5lci52MS5EZWxldGVGaWxlUmVzcG9uc2USWgoNTGlzdERpcmVjdG9yeRIjLm1jcC5ydW5uZXIudjEuTGlzdERpcmVjdG9yeVJlcXVlc3QaJC5tY3AucnVubmVyLnYxLkxpc3REaXJlY3RvcnlSZXNwb25zZRJdCg5SZXNldFdvcmtzcGFjZRIkLm1jcC5ydW5uZXIudjEuUmVzZXRXb3Jrc3BhY2VSZXF1ZXN0GiUubWNwLnJ1bm5lci52MS5SZXNldFdvcmtzcGFjZVJlc3BvbnNlElIKCU1jcFNlcnZlchIfLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyUmVxdWVzdBogLm1jcC5ydW5uZXIudjEuTWNwU2VydmVyUmVzcG9uc2UoATABMrQBCg9SZWdpc3RyeVNlcnZpY2USTgoJSGVhcnRiZWF0Eh8ubWNwLnJ1bm5lci52MS5IZWFydGJlYXRSZXF1ZXN0GiAubWNwLnJ1bm5lci52MS5IZWFydGJlYXRSZXNwb25zZRJRCgpEZXJlZ2lzdGVyEiAubWNwLnJ1bm5lci52MS5EZXJlZ2lzdGVyUmVxdWVzdBohLm1jcC5ydW5uZXIudjEuRGVyZWdpc3RlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_mcp_mcp]);
 
 /**
  * @generated from message mcp.runner.v1.HeartbeatRequest
@@ -66,6 +66,13 @@ export type HeartbeatRequest = Message<"mcp.runner.v1.HeartbeatRequest"> & {
    * @generated from field: string boot_id = 8;
    */
   bootId: string;
+
+  /**
+   * Connections the runner refused at its port since its last report (drained).
+   *
+   * @generated from field: repeated mcp.runner.v1.PeerRefusal refusals = 9;
+   */
+  refusals: PeerRefusal[];
 };
 
 /**
@@ -74,6 +81,63 @@ export type HeartbeatRequest = Message<"mcp.runner.v1.HeartbeatRequest"> & {
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
   messageDesc(file_mcp_runner_v1_runner, 0);
+
+/**
+ * Connections a runner refused at its mTLS port (a certificate that is not an
+ * allowed edge or monitor, or a failed TLS handshake), counted per peer and
+ * reason since the runner last reported them; edges record them in the audit
+ * chain as security.mtls_refused (the runner keeps no chain of its own).
+ *
+ * @generated from message mcp.runner.v1.PeerRefusal
+ */
+export type PeerRefusal = Message<"mcp.runner.v1.PeerRefusal"> & {
+  /**
+   * Remote address of the refused connection.
+   *
+   * @generated from field: string peer = 1;
+   */
+  peer: string;
+
+  /**
+   * Identities (URI SANs) of the certificate it presented, if any.
+   *
+   * @generated from field: repeated string identities = 2;
+   */
+  identities: string[];
+
+  /**
+   * "identity_not_allowed" or "tls_handshake_failed".
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * How many connections were refused for this peer and reason.
+   *
+   * @generated from field: uint32 count = 4;
+   */
+  count: number;
+
+  /**
+   * First and last refusal, ms since the epoch.
+   *
+   * @generated from field: int64 first_ms = 5;
+   */
+  firstMs: bigint;
+
+  /**
+   * @generated from field: int64 last_ms = 6;
+   */
+  lastMs: bigint;
+};
+
+/**
+ * Describes the message mcp.runner.v1.PeerRefusal.
+ * Use `create(PeerRefusalSchema)` to create a new message.
+ */
+export const PeerRefusalSchema: GenMessage<PeerRefusal> = /*@__PURE__*/
+  messageDesc(file_mcp_runner_v1_runner, 1);
 
 /**
  * @generated from message mcp.runner.v1.HeartbeatResponse
@@ -92,7 +156,7 @@ export type HeartbeatResponse = Message<"mcp.runner.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 1);
+  messageDesc(file_mcp_runner_v1_runner, 2);
 
 /**
  * @generated from message mcp.runner.v1.DeregisterRequest
@@ -109,7 +173,7 @@ export type DeregisterRequest = Message<"mcp.runner.v1.DeregisterRequest"> & {
  * Use `create(DeregisterRequestSchema)` to create a new message.
  */
 export const DeregisterRequestSchema: GenMessage<DeregisterRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 2);
+  messageDesc(file_mcp_runner_v1_runner, 3);
 
 /**
  * @generated from message mcp.runner.v1.DeregisterResponse
@@ -122,7 +186,7 @@ export type DeregisterResponse = Message<"mcp.runner.v1.DeregisterResponse"> & {
  * Use `create(DeregisterResponseSchema)` to create a new message.
  */
 export const DeregisterResponseSchema: GenMessage<DeregisterResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 3);
+  messageDesc(file_mcp_runner_v1_runner, 4);
 
 /**
  * Principal that the edge authenticated; the runner re-checks policy with it.
@@ -156,7 +220,7 @@ export type Principal = Message<"mcp.runner.v1.Principal"> & {
  * Use `create(PrincipalSchema)` to create a new message.
  */
 export const PrincipalSchema: GenMessage<Principal> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 4);
+  messageDesc(file_mcp_runner_v1_runner, 5);
 
 /**
  * Authorization the edge obtained for an operation: the runner re-evaluates
@@ -205,7 +269,7 @@ export type Authorization = Message<"mcp.runner.v1.Authorization"> & {
  * Use `create(AuthorizationSchema)` to create a new message.
  */
 export const AuthorizationSchema: GenMessage<Authorization> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 5);
+  messageDesc(file_mcp_runner_v1_runner, 6);
 
 /**
  * TaskSpec is what the runner executes, with policy obligations already applied.
@@ -267,7 +331,7 @@ export type TaskSpec = Message<"mcp.runner.v1.TaskSpec"> & {
  * Use `create(TaskSpecSchema)` to create a new message.
  */
 export const TaskSpecSchema: GenMessage<TaskSpec> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 6);
+  messageDesc(file_mcp_runner_v1_runner, 7);
 
 /**
  * @generated from message mcp.runner.v1.InfoRequest
@@ -280,7 +344,7 @@ export type InfoRequest = Message<"mcp.runner.v1.InfoRequest"> & {
  * Use `create(InfoRequestSchema)` to create a new message.
  */
 export const InfoRequestSchema: GenMessage<InfoRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 7);
+  messageDesc(file_mcp_runner_v1_runner, 8);
 
 /**
  * @generated from message mcp.runner.v1.InfoResponse
@@ -349,6 +413,13 @@ export type InfoResponse = Message<"mcp.runner.v1.InfoResponse"> & {
    * @generated from field: string workspace_quota = 10;
    */
   workspaceQuota: string;
+
+  /**
+   * Connections the runner refused at its port since its last report (drained).
+   *
+   * @generated from field: repeated mcp.runner.v1.PeerRefusal refusals = 11;
+   */
+  refusals: PeerRefusal[];
 };
 
 /**
@@ -356,7 +427,7 @@ export type InfoResponse = Message<"mcp.runner.v1.InfoResponse"> & {
  * Use `create(InfoResponseSchema)` to create a new message.
  */
 export const InfoResponseSchema: GenMessage<InfoResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 8);
+  messageDesc(file_mcp_runner_v1_runner, 9);
 
 /**
  * @generated from message mcp.runner.v1.ExecuteRequest
@@ -392,7 +463,7 @@ export type ExecuteRequest = Message<"mcp.runner.v1.ExecuteRequest"> & {
  * Use `create(ExecuteRequestSchema)` to create a new message.
  */
 export const ExecuteRequestSchema: GenMessage<ExecuteRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 9);
+  messageDesc(file_mcp_runner_v1_runner, 10);
 
 /**
  * TaskEvent is one step of a task, numbered from 1.
@@ -451,7 +522,7 @@ export type TaskEvent = Message<"mcp.runner.v1.TaskEvent"> & {
  * Use `create(TaskEventSchema)` to create a new message.
  */
 export const TaskEventSchema: GenMessage<TaskEvent> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 10);
+  messageDesc(file_mcp_runner_v1_runner, 11);
 
 /**
  * EgressConnection is one connection attempt through the egress proxy of a
@@ -514,7 +585,7 @@ export type EgressConnection = Message<"mcp.runner.v1.EgressConnection"> & {
  * Use `create(EgressConnectionSchema)` to create a new message.
  */
 export const EgressConnectionSchema: GenMessage<EgressConnection> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 11);
+  messageDesc(file_mcp_runner_v1_runner, 12);
 
 /**
  * Started: the sandboxed process is running.
@@ -529,7 +600,7 @@ export type Started = Message<"mcp.runner.v1.Started"> & {
  * Use `create(StartedSchema)` to create a new message.
  */
 export const StartedSchema: GenMessage<Started> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 12);
+  messageDesc(file_mcp_runner_v1_runner, 13);
 
 /**
  * Output of the process; data is capped per stream by the runner.
@@ -553,7 +624,7 @@ export type Output = Message<"mcp.runner.v1.Output"> & {
  * Use `create(OutputSchema)` to create a new message.
  */
 export const OutputSchema: GenMessage<Output> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 13);
+  messageDesc(file_mcp_runner_v1_runner, 14);
 
 /**
  * Exited is always the last event of a task.
@@ -607,7 +678,7 @@ export type Exited = Message<"mcp.runner.v1.Exited"> & {
  * Use `create(ExitedSchema)` to create a new message.
  */
 export const ExitedSchema: GenMessage<Exited> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 14);
+  messageDesc(file_mcp_runner_v1_runner, 15);
 
 /**
  * Notice is a lifecycle message (e.g. "stdout truncated at 1048576 bytes").
@@ -626,7 +697,7 @@ export type Notice = Message<"mcp.runner.v1.Notice"> & {
  * Use `create(NoticeSchema)` to create a new message.
  */
 export const NoticeSchema: GenMessage<Notice> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 15);
+  messageDesc(file_mcp_runner_v1_runner, 16);
 
 /**
  * @generated from message mcp.runner.v1.ExecuteResponse
@@ -643,7 +714,7 @@ export type ExecuteResponse = Message<"mcp.runner.v1.ExecuteResponse"> & {
  * Use `create(ExecuteResponseSchema)` to create a new message.
  */
 export const ExecuteResponseSchema: GenMessage<ExecuteResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 16);
+  messageDesc(file_mcp_runner_v1_runner, 17);
 
 /**
  * @generated from message mcp.runner.v1.ReleaseRequest
@@ -667,7 +738,7 @@ export type ReleaseRequest = Message<"mcp.runner.v1.ReleaseRequest"> & {
  * Use `create(ReleaseRequestSchema)` to create a new message.
  */
 export const ReleaseRequestSchema: GenMessage<ReleaseRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 17);
+  messageDesc(file_mcp_runner_v1_runner, 18);
 
 /**
  * @generated from message mcp.runner.v1.ReleaseResponse
@@ -686,7 +757,7 @@ export type ReleaseResponse = Message<"mcp.runner.v1.ReleaseResponse"> & {
  * Use `create(ReleaseResponseSchema)` to create a new message.
  */
 export const ReleaseResponseSchema: GenMessage<ReleaseResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 18);
+  messageDesc(file_mcp_runner_v1_runner, 19);
 
 /**
  * @generated from message mcp.runner.v1.AttachRequest
@@ -708,7 +779,7 @@ export type AttachRequest = Message<"mcp.runner.v1.AttachRequest"> & {
  * Use `create(AttachRequestSchema)` to create a new message.
  */
 export const AttachRequestSchema: GenMessage<AttachRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 19);
+  messageDesc(file_mcp_runner_v1_runner, 20);
 
 /**
  * @generated from message mcp.runner.v1.AttachResponse
@@ -725,7 +796,7 @@ export type AttachResponse = Message<"mcp.runner.v1.AttachResponse"> & {
  * Use `create(AttachResponseSchema)` to create a new message.
  */
 export const AttachResponseSchema: GenMessage<AttachResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 20);
+  messageDesc(file_mcp_runner_v1_runner, 21);
 
 /**
  * @generated from message mcp.runner.v1.CancelRequest
@@ -751,7 +822,7 @@ export type CancelRequest = Message<"mcp.runner.v1.CancelRequest"> & {
  * Use `create(CancelRequestSchema)` to create a new message.
  */
 export const CancelRequestSchema: GenMessage<CancelRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 21);
+  messageDesc(file_mcp_runner_v1_runner, 22);
 
 /**
  * @generated from message mcp.runner.v1.CancelResponse
@@ -770,7 +841,7 @@ export type CancelResponse = Message<"mcp.runner.v1.CancelResponse"> & {
  * Use `create(CancelResponseSchema)` to create a new message.
  */
 export const CancelResponseSchema: GenMessage<CancelResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 22);
+  messageDesc(file_mcp_runner_v1_runner, 23);
 
 /**
  * @generated from message mcp.runner.v1.ReadFileRequest
@@ -797,7 +868,7 @@ export type ReadFileRequest = Message<"mcp.runner.v1.ReadFileRequest"> & {
  * Use `create(ReadFileRequestSchema)` to create a new message.
  */
 export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 23);
+  messageDesc(file_mcp_runner_v1_runner, 24);
 
 /**
  * @generated from message mcp.runner.v1.ReadFileResponse
@@ -819,7 +890,7 @@ export type ReadFileResponse = Message<"mcp.runner.v1.ReadFileResponse"> & {
  * Use `create(ReadFileResponseSchema)` to create a new message.
  */
 export const ReadFileResponseSchema: GenMessage<ReadFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 24);
+  messageDesc(file_mcp_runner_v1_runner, 25);
 
 /**
  * @generated from message mcp.runner.v1.WriteFileRequest
@@ -861,7 +932,7 @@ export type WriteFileRequest = Message<"mcp.runner.v1.WriteFileRequest"> & {
  * Use `create(WriteFileRequestSchema)` to create a new message.
  */
 export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 25);
+  messageDesc(file_mcp_runner_v1_runner, 26);
 
 /**
  * @generated from message mcp.runner.v1.WriteFileResponse
@@ -878,7 +949,7 @@ export type WriteFileResponse = Message<"mcp.runner.v1.WriteFileResponse"> & {
  * Use `create(WriteFileResponseSchema)` to create a new message.
  */
 export const WriteFileResponseSchema: GenMessage<WriteFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 26);
+  messageDesc(file_mcp_runner_v1_runner, 27);
 
 /**
  * @generated from message mcp.runner.v1.DeleteFileRequest
@@ -910,7 +981,7 @@ export type DeleteFileRequest = Message<"mcp.runner.v1.DeleteFileRequest"> & {
  * Use `create(DeleteFileRequestSchema)` to create a new message.
  */
 export const DeleteFileRequestSchema: GenMessage<DeleteFileRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 27);
+  messageDesc(file_mcp_runner_v1_runner, 28);
 
 /**
  * @generated from message mcp.runner.v1.DeleteFileResponse
@@ -923,7 +994,7 @@ export type DeleteFileResponse = Message<"mcp.runner.v1.DeleteFileResponse"> & {
  * Use `create(DeleteFileResponseSchema)` to create a new message.
  */
 export const DeleteFileResponseSchema: GenMessage<DeleteFileResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 28);
+  messageDesc(file_mcp_runner_v1_runner, 29);
 
 /**
  * @generated from message mcp.runner.v1.ResetWorkspaceRequest
@@ -952,7 +1023,7 @@ export type ResetWorkspaceRequest = Message<"mcp.runner.v1.ResetWorkspaceRequest
  * Use `create(ResetWorkspaceRequestSchema)` to create a new message.
  */
 export const ResetWorkspaceRequestSchema: GenMessage<ResetWorkspaceRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 29);
+  messageDesc(file_mcp_runner_v1_runner, 30);
 
 /**
  * @generated from message mcp.runner.v1.ResetWorkspaceResponse
@@ -965,7 +1036,7 @@ export type ResetWorkspaceResponse = Message<"mcp.runner.v1.ResetWorkspaceRespon
  * Use `create(ResetWorkspaceResponseSchema)` to create a new message.
  */
 export const ResetWorkspaceResponseSchema: GenMessage<ResetWorkspaceResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 30);
+  messageDesc(file_mcp_runner_v1_runner, 31);
 
 /**
  * @generated from message mcp.runner.v1.ListDirectoryRequest
@@ -992,7 +1063,7 @@ export type ListDirectoryRequest = Message<"mcp.runner.v1.ListDirectoryRequest">
  * Use `create(ListDirectoryRequestSchema)` to create a new message.
  */
 export const ListDirectoryRequestSchema: GenMessage<ListDirectoryRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 31);
+  messageDesc(file_mcp_runner_v1_runner, 32);
 
 /**
  * @generated from message mcp.runner.v1.ListDirectoryResponse
@@ -1016,7 +1087,7 @@ export type ListDirectoryResponse = Message<"mcp.runner.v1.ListDirectoryResponse
  * Use `create(ListDirectoryResponseSchema)` to create a new message.
  */
 export const ListDirectoryResponseSchema: GenMessage<ListDirectoryResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 32);
+  messageDesc(file_mcp_runner_v1_runner, 33);
 
 /**
  * @generated from message mcp.runner.v1.McpServerRequest
@@ -1049,7 +1120,7 @@ export type McpServerRequest = Message<"mcp.runner.v1.McpServerRequest"> & {
  * Use `create(McpServerRequestSchema)` to create a new message.
  */
 export const McpServerRequestSchema: GenMessage<McpServerRequest> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 33);
+  messageDesc(file_mcp_runner_v1_runner, 34);
 
 /**
  * McpServerLaunch starts one stdio MCP server (one per tenant and server).
@@ -1093,7 +1164,7 @@ export type McpServerLaunch = Message<"mcp.runner.v1.McpServerLaunch"> & {
  * Use `create(McpServerLaunchSchema)` to create a new message.
  */
 export const McpServerLaunchSchema: GenMessage<McpServerLaunch> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 34);
+  messageDesc(file_mcp_runner_v1_runner, 35);
 
 /**
  * @generated from message mcp.runner.v1.McpServerResponse
@@ -1142,7 +1213,7 @@ export type McpServerResponse = Message<"mcp.runner.v1.McpServerResponse"> & {
  * Use `create(McpServerResponseSchema)` to create a new message.
  */
 export const McpServerResponseSchema: GenMessage<McpServerResponse> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 35);
+  messageDesc(file_mcp_runner_v1_runner, 36);
 
 /**
  * McpServerStarted describes a running stdio MCP server.
@@ -1189,7 +1260,7 @@ export type McpServerStarted = Message<"mcp.runner.v1.McpServerStarted"> & {
  * Use `create(McpServerStartedSchema)` to create a new message.
  */
 export const McpServerStartedSchema: GenMessage<McpServerStarted> = /*@__PURE__*/
-  messageDesc(file_mcp_runner_v1_runner, 36);
+  messageDesc(file_mcp_runner_v1_runner, 37);
 
 /**
  * RunnerService executes authorized tasks inside the kernel sandbox and
