@@ -71,6 +71,11 @@ describe("createEgressMatcher", () => {
     assert.equal(m.admits("wild.test", 443), null);
     assert.equal(m.admits("denied.test", 80), null);
     assert.equal(m.admits("allowed.test.evil.test", 80), null);
+    // Never a name the resolver would read differently (cut at a NUL, spaces, slashes).
+    assert.equal(m.admits("1.2.3.4\u0000.x.wild.test", 443), null);
+    assert.equal(m.admits("evil.com\u0000.wild.test", 443), null);
+    assert.equal(m.admits("a b.wild.test", 443), null);
+    assert.equal(m.admits("a/b.wild.test", 443), null);
   });
 
   it("admits IP literals only through ip and cidr entries", () => {

@@ -135,6 +135,9 @@ export function createEgressMatcher(list: readonly string[]): EgressMatcher {
         .replace(/^\[(.*)\]$/, "$1")
         .replace(/\.$/, "");
       const literal = isIP(host) !== 0;
+      // Only a well-formed name is matched: a NUL, space or slash would pass a suffix test here
+      // and be cut or read differently by the resolver ("1.2.3.4\0.example.com").
+      if (!literal && !(host.length <= 253 && NAME.test(host))) return null;
       for (const e of entries) {
         if (!portOk(e, port)) continue;
         if (literal) {

@@ -86,6 +86,11 @@ describe("egress proxy", () => {
       assert.match(bad, /^HTTP\/1\.1 400/);
       const tls = await ask(socketPath, "GET https://ok.test/ HTTP/1.1\r\n\r\n");
       assert.match(tls, /scheme https: is not proxied/);
+      // A host the resolver would read differently from the allowlist (cut at the NUL) is a 400.
+      for (const host of ["1.2.3.4\0.ok.test", "ok.test\0", "a b.ok.test", "x/y.ok.test"]) {
+        const odd = await ask(socketPath, `CONNECT ${host}:443 HTTP/1.1\r\n\r\n`);
+        assert.match(odd, /^HTTP\/1\.1 400/, JSON.stringify(host));
+      }
       assert.deepEqual(
         records.map((r) => [r.host, r.port, r.allowed, r.kind]),
         [

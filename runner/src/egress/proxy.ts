@@ -97,7 +97,9 @@ function parseHead(head: string): Target | string {
   const [method = "", target = "", version = ""] = (lines[0] ?? "").split(" ");
   if (!/^HTTP\/1\.[01]$/.test(version)) return "not an HTTP/1.x proxy request";
   if (method === "CONNECT") {
-    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):([0-9]{1,5})$/.exec(target);
+    // A host name of letters, digits, '-' and '.', or an IP literal: never a NUL, space or '/'
+    // that the allowlist and the resolver could read differently.
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]{1,253})):([0-9]{1,5})$/.exec(target);
     const port = Number(m?.[3]);
     if (!m || port < 1 || port > 65535) return `invalid CONNECT target ${JSON.stringify(target)}`;
     return { kind: "connect", host: (m[1] ?? m[2] ?? "").toLowerCase(), port };
