@@ -20,6 +20,7 @@ import {
   TaskEventSchema,
 } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
+import type { EgressRecord } from "./egress/proxy.js";
 import {
   refusalMessage,
   type Sandbox,
@@ -57,17 +58,8 @@ export interface TaskManagerOptions {
   startEgress?: StartEgress;
 }
 
-/** One egress connection attempt, as the task's "egress" event reports it. */
-export interface EgressEventRecord {
-  host: string;
-  port: number;
-  allowed: boolean;
-  reason: string;
-  address: string;
-  bytesSent: number;
-  bytesReceived: number;
-  kind: "connect" | "http";
-}
+/** One egress connection attempt, as the task's "egress" event reports it: the proxy's record. */
+export type EgressEventRecord = EgressRecord;
 
 /** A running egress proxy of one task. */
 export interface EgressHandle {
