@@ -37,7 +37,7 @@ import { createEgressStarter } from "./egress/index.js";
 import { startHeartbeats } from "./heartbeat.js";
 import { createMcpServerHost } from "./mcp-servers.js";
 import { createPeerRefusals } from "./peer-refusals.js";
-import { createSandbox } from "./sandbox/index.js";
+import { createSandbox, LANDLOCK_NET_ABI } from "./sandbox/index.js";
 import { createRunnerService } from "./service.js";
 import { createTaskManager } from "./task-manager.js";
 import {
@@ -156,6 +156,15 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     logger.error(
       { problem: readiness.problem },
       "sandbox unavailable: tasks will be refused until it is fixed",
+    );
+  } else if (readiness.landlockAbi > 0 && readiness.landlockAbi < LANDLOCK_NET_ABI) {
+    // Not a refusal (see connectPortsOf in sandbox/bwrap-argv.ts): the empty network namespace
+    // stays the boundary of a "restricted" task; the missing second layer is said once here.
+    logger.warn(
+      { landlockAbi: readiness.landlockAbi },
+      `Landlock ABI ${readiness.landlockAbi} has no TCP port rules (needs ${LANDLOCK_NET_ABI}, ` +
+        'Linux 6.7): network "restricted" tasks may connect to any TCP port in their network ' +
+        "namespace, not only the egress proxy's",
     );
   }
   const workspaceRoot = resolve(config.workspaceRoot ?? join(config.dataDir, "workspaces"));

@@ -19,6 +19,7 @@ import { after, before, describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { DEFAULT_HELPER_PATH } from "../../runner/src/sandbox/index.js";
 import { connectJson, type Gateway, runCli, startGateway } from "../integration/harness.js";
 
 const TENANT = "example-egress";
@@ -372,6 +373,42 @@ describe("network restricted: no other way out", () => {
     assert.equal(canaryConnections, before, "the host's canary server saw a connection");
     // Nothing of that reached the proxy.
     assert.equal((await egressRecords(r.taskId)).length, 0);
+  });
+
+  it("TCP connect reaches only the proxy's port: a listener the task opens on another loopback port is EACCES (Landlock)", async () => {
+    const abi = Number(execFileSync(DEFAULT_HELPER_PATH, ["landlock-abi"], { encoding: "utf8" }));
+    assert.ok(abi >= 4, `this test needs Landlock ABI ≥ 4 (Linux 6.7); the kernel has ${abi}`);
+    // The task binds and listens (not a Landlock right here, so it works), then connects to
+    // itself: without the rule that succeeds, as any loopback service in the namespace would.
+    const py = [
+      "import socket",
+      "srv = socket.socket(); srv.bind(('127.0.0.1', 8080)); srv.listen(); print('listening')",
+      "for port in (8080, 3128):",
+      "    s = socket.socket()",
+      "    try:",
+      "        s.connect(('127.0.0.1', port)); print(port, 'connected')",
+      "    except OSError as e:",
+      "        print(port, e.errno)",
+    ].join("\n");
+    const r = await exec(["python3", "-c", py]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^listening$/m);
+    assert.match(r.stdout, /^8080 13$/m, r.stdout); // EACCES from the kernel
+    assert.match(r.stdout, /^3128 connected$/m, r.stdout); // the forwarder still listens
+    // bash's /dev/tcp is refused the same way (any program of the task).
+    const b = await sh(
+      [
+        "python3 -c \"import socket,time; s=socket.socket(); s.bind(('127.0.0.1', 8081)); s.listen(); time.sleep(10)\" &",
+        "p=$!; sleep 1",
+        "(exec 3<>/dev/tcp/127.0.0.1/8081) && echo TCP-INNER-OK",
+        "(exec 3<>/dev/tcp/127.0.0.1/3128) && echo TCP-PROXY-OK",
+        "kill $p; echo done",
+      ].join("\n"),
+    );
+    assert.equal(b.code, 0, b.stderr);
+    assert.doesNotMatch(b.stdout, /TCP-INNER-OK/);
+    assert.match(b.stdout, /TCP-PROXY-OK\ndone\n$/);
+    assert.match(b.stderr, /connect: Permission denied/);
   });
 
   it("the proxy port cannot be used to reach the host's loopback services", async () => {

@@ -5,6 +5,7 @@ import {
   egressProxyEnv,
   type HostLayout,
   SANDBOX_EGRESS_DIR,
+  SANDBOX_EGRESS_PORT,
   sandboxCwd,
 } from "./bwrap-argv.js";
 import { BASE_SANDBOX_ENV, buildSandboxEnv } from "./env.js";
@@ -85,6 +86,33 @@ describe("buildBwrapArgv: network restricted", () => {
     ]);
     assert.ok(indexOfSeq(argv, "--setenv", "HTTPS_PROXY", "http://127.0.0.1:3128") >= 0);
     assert.ok(indexOfSeq(argv, "--setenv", "all_proxy", "http://127.0.0.1:3128") >= 0);
+  });
+
+  it("lets the task connect(2) only to the forwarder's port at Landlock ABI ≥ 4, and passes no port rule below", () => {
+    const initOpts = (s: SandboxSpec, landlockAbi: number): string[] => {
+      const argv = buildBwrapArgv({
+        spec: s,
+        env: buildSandboxEnv({}),
+        layout,
+        landlockAbi,
+        egressForwarder: forwarder,
+      });
+      const init = argv.lastIndexOf("/.mcpg/init");
+      return argv.slice(init + 7, argv.indexOf("--", init));
+    };
+    const ports = (opts: string[]) => opts.flatMap((o, i) => (o === "-n" ? [opts[i + 1]] : []));
+    assert.deepEqual(ports(initOpts(restricted, 4)), [String(SANDBOX_EGRESS_PORT)]);
+    assert.deepEqual(ports(initOpts(restricted, 7)), ["3128"]);
+    // ABI 1–3: sandbox-init would refuse a port rule, so none is passed (the namespace holds).
+    assert.deepEqual(ports(initOpts(restricted, 3)), []);
+    assert.ok(initOpts(restricted, 3).includes("-L"));
+    // Other networks are not restricted by Landlock; a spec's own list wins.
+    assert.deepEqual(ports(initOpts(spec(), 7)), []);
+    assert.deepEqual(ports(initOpts(spec({ network: "host" }), 7)), []);
+    assert.deepEqual(ports(initOpts({ ...restricted, connectPorts: [3128, 8080] }, 7)), [
+      "3128",
+      "8080",
+    ]);
   });
 
   it("refuses restricted without the socket or the forwarder (fail closed)", () => {

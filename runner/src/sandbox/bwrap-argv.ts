@@ -1,6 +1,6 @@
 import { posix } from "node:path";
 import { SandboxSpecError } from "./errors.js";
-import { DEFAULT_EXEC_POLICY, landlockInitArgs } from "./landlock.js";
+import { DEFAULT_EXEC_POLICY, LANDLOCK_NET_ABI, landlockInitArgs } from "./landlock.js";
 import type { SandboxSpec } from "./types.js";
 
 /** Where the task's workspace appears inside the sandbox. */
@@ -236,7 +236,7 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
       ? landlockInitArgs({
           abi: landlockAbi,
           exec: spec.exec ?? DEFAULT_EXEC_POLICY,
-          connectPorts: spec.connectPorts ?? [],
+          connectPorts: connectPortsOf(spec, landlockAbi),
           workspace: SANDBOX_WORKSPACE,
         })
       : []),
@@ -260,6 +260,22 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
     ...spec.args,
   );
   return argv;
+}
+
+/**
+ * The TCP ports the task may connect(2) to (Landlock): the spec's own list if it has one,
+ * else, for network "restricted" at ABI ≥ 4, only the forwarder's loopback port. Only
+ * connect is handled, so the forwarder (exec'd under the same ruleset) still binds and
+ * listens on that port. Below ABI 4 there is no port rule to apply (sandbox-init would
+ * refuse one): a restricted task's TCP connect is then bounded by its empty network
+ * namespace alone — the runner says so at start (runner.ts) and refuses nothing, as for the
+ * other ABI-dependent rights; `requireLandlock` means "a Landlock layer", not "every right".
+ */
+function connectPortsOf(spec: SandboxSpec, landlockAbi: number): readonly number[] {
+  if (spec.connectPorts !== undefined) return spec.connectPorts;
+  return spec.network === "restricted" && landlockAbi >= LANDLOCK_NET_ABI
+    ? [SANDBOX_EGRESS_PORT]
+    : [];
 }
 
 function egressForwarderOf(input: BwrapArgvInput): {

@@ -21,6 +21,7 @@ export { SandboxSpecError, SandboxUnavailableError } from "./errors.js";
 export { detectHostLayout } from "./host-layout.js";
 export {
   DEFAULT_EXEC_POLICY,
+  LANDLOCK_NET_ABI,
   landlockInitArgs,
   parseRefusal,
   REPORT_FD,

@@ -11,6 +11,12 @@ import type { ExecRefusal, SandboxExecPolicy } from "./types.js";
 /** Descriptor (in bwrap and sandbox-init) of the exec supervisor's report pipe. */
 export const REPORT_FD = 7;
 
+/**
+ * First Landlock ABI with TCP port rules (LANDLOCK_ACCESS_NET_CONNECT_TCP, Linux 6.7).
+ * sandbox-init refuses `-n PORT` below it, so no connect ports may be passed then.
+ */
+export const LANDLOCK_NET_ABI = 4;
+
 /** Where /tmp and /dev/shm appear inside the sandbox (private tmpfs mounts). */
 const TMP_DIRS = ["/tmp", "/dev/shm"] as const;
 

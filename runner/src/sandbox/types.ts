@@ -68,8 +68,10 @@ export interface SandboxSpec {
    */
   exec?: SandboxExecPolicy;
   /**
-   * TCP ports connect(2) may reach (the egress proxy's); every other port is refused by
-   * Landlock (ABI ≥ 4). Absent or empty: TCP connect is not restricted by Landlock.
+   * TCP ports connect(2) may reach; every other port is refused by Landlock (ABI ≥ 4;
+   * sandbox-init refuses port rules below that ABI). Absent: for network "restricted" at
+   * ABI ≥ 4, only the egress forwarder's port (SANDBOX_EGRESS_PORT); otherwise not
+   * restricted. Empty: not restricted by Landlock.
    */
   connectPorts?: number[];
   /**
