@@ -4,6 +4,7 @@
  *   dist/mcp-gateway.mjs   the CLI (every command; servers load on first use)
  *   dist/edge.mjs          `mcp-gateway edge` without the dispatch
  *   dist/runner.mjs        `mcp-gateway runner` without the dispatch
+ *   dist/audit-verify-worker.mjs  `audit verify`'s worker threads
  *   dist/chunk-*.mjs       code shared by the three, loaded on demand
  *
  * Minified ESM for Node 20, one file per entry plus shared chunks, no tsx at run time. Every
@@ -31,6 +32,8 @@ export const ENTRIES: Readonly<Record<string, string>> = {
   "mcp-gateway": "cli/src/entry/cli.ts",
   edge: "cli/src/entry/edge.ts",
   runner: "cli/src/entry/runner.ts",
+  // `audit verify`'s worker threads (edge/src/audit/verify-pool.ts).
+  "audit-verify-worker": "edge/src/audit/verify-worker.ts",
 };
 
 /** Dependencies left out of the bundle: native addons and optional ones never installed. */
@@ -112,6 +115,15 @@ export async function bundle(options: BundleOptions = {}): Promise<string[]> {
     external: [...EXTERNAL],
     banner: { js: BANNER },
     plugins: [sourceLocation(outdir)],
+    // verify-pool.ts starts its workers from the bundle's entry, located relative to the
+    // source path its import.meta.url is rewritten to (see sourceLocation).
+    define: {
+      __MCPG_AUDIT_VERIFY_WORKER__: JSON.stringify(
+        relative(join(ROOT, "edge", "src", "audit"), join(outdir, "audit-verify-worker.mjs"))
+          .split("\\")
+          .join("/"),
+      ),
+    },
     metafile: true,
     logLevel: "warning",
   });

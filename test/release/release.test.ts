@@ -4,9 +4,9 @@
  * Node — no repository, no node_modules beyond what the tarball ships, no tsx.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { arch, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -87,6 +87,7 @@ describe(`release tarball ${NAME}`, () => {
       "dist/mcp-gateway.mjs",
       "dist/edge.mjs",
       "dist/runner.mjs",
+      "dist/audit-verify-worker.mjs",
       "runner/native/build/mcpg-sandbox-helper",
       "runner/native/build/mcpg-sandbox-init",
       "policies/build/bundle.tar.gz",
@@ -127,6 +128,63 @@ describe(`release tarball ${NAME}`, () => {
   it("the CLI answers --help from the extracted tree with nothing but node", () => {
     const help = run([join(home, "dist", "mcp-gateway.mjs"), "--help"]);
     assert.match(help, /^mcp-gateway — security gateway/);
+  });
+
+  it("audit verify checks a long chain on worker threads from the extracted tree", async () => {
+    // 10,000 records (past the 8,192 after which workers start), written as the edge does.
+    const { auditIndexColumns, sealAuditRecord } = await import("../../edge/src/audit/chain.js");
+    const { auditKeyFromSecret } = await import("../../edge/src/audit/keys.js");
+    const { sampleAuditEntry } = await import("../../edge/src/store/contract.js");
+    const { createSqliteStore } = await import("../../edge/src/store/sqlite.js");
+    const { default: Database } = await import("better-sqlite3");
+    const dataDir = join(dir, "audit-data");
+    const secret = randomBytes(32);
+    const key = auditKeyFromSecret(secret);
+    const dbPath = join(dataDir, "gateway.db");
+    createSqliteStore({ path: dbPath }).close();
+    const keyFile = join(dataDir, "audit-verify.key");
+    writeFileSync(keyFile, `${secret.toString("base64")}\n`, { mode: 0o600 });
+    const db = new Database(dbPath);
+    const insert = db.prepare(
+      `INSERT INTO audit (seq, time, principal, tenant, operation, decision, prev_hash, hash, body)
+       VALUES (@seq, @time, @principal, @tenant, @operation, @decision, @prevHash, @hash, @body)`,
+    );
+    let prev: { seq: number; hash: string } | undefined;
+    db.transaction(() => {
+      for (let i = 0; i < 10_000; i++) {
+        const { record, body } = sealAuditRecord(sampleAuditEntry({ time: 1e12 + i }), prev, key);
+        insert.run({
+          seq: record.seq,
+          ...auditIndexColumns(record),
+          prevHash: record.prevHash,
+          hash: record.hash,
+          body,
+        });
+        prev = { seq: record.seq, hash: record.hash };
+      }
+    })();
+    const verify = () =>
+      spawnSync(
+        process.execPath,
+        [
+          join(home, "dist", "mcp-gateway.mjs"),
+          "audit",
+          "verify",
+          "--data-dir",
+          dataDir,
+          "--audit-key-file",
+          keyFile,
+        ],
+        { cwd: "/", env: { PATH: "/usr/bin:/bin" }, encoding: "utf8" },
+      );
+    const intact = verify();
+    assert.equal(intact.status, 0, intact.stderr);
+    assert.match(intact.stdout, /audit chain intact: 10000 records/);
+    db.prepare("UPDATE audit SET body = replace(body, 'allow', 'deny') WHERE seq = 9500").run();
+    db.close();
+    const tampered = verify();
+    assert.equal(tampered.status, 1, tampered.stderr);
+    assert.match(tampered.stdout, /BROKEN at record 9500: hash does not match/);
   });
 
   it("edge and runner from the extracted tree run a command end to end (SQLite, dev PKI)", async () => {

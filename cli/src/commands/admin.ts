@@ -154,7 +154,8 @@ async function auditVerify(rest: string[]): Promise<number> {
   const store = await auditStore(values["data-dir"]);
   try {
     const check = checkpoints?.check;
-    let verdict = await edgeStore.verifyAuditRows(store.auditRows(), {
+    // Long SQLite chains are read and inspected by worker threads (see verifyStoreAudit).
+    let verdict = await edgeStore.verifyStoreAudit(store, {
       ...(values["expect-head"] ? { expectHead: values["expect-head"] } : {}),
       keys,
       requireKeyed: keys.length > 0 && !values["allow-unkeyed"],

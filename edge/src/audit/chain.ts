@@ -1,7 +1,16 @@
 import { createHash, createHmac } from "node:crypto";
+import { availableParallelism } from "node:os";
 import canonicalize from "canonicalize";
-import type { AuditEntry, AuditRecord, RawAuditRow } from "../store/types.js";
+import type {
+  AuditEntry,
+  AuditRangeSource,
+  AuditRecord,
+  RawAuditRow,
+  TaskStore,
+} from "../store/types.js";
+import { isCanonicalJsonText } from "./jcs-check.js";
 import type { AuditKey } from "./keys.js";
+import type { VerifyPool } from "./verify-pool.js";
 
 /** prevHash of the first record of a chain. */
 export const GENESIS_HASH = "0".repeat(64);
@@ -153,10 +162,11 @@ export interface VerifyOptions {
    */
   requireKeyed?: boolean;
   /**
-   * Called with each verified record's parsed body (e.g. to compare it with
-   * signed checkpoints); returning a string fails the record with that reason.
+   * Called with each verified record's sequence number and hash, in order (e.g. to
+   * compare them with signed checkpoints); returning a string fails the record with
+   * that reason.
    */
-  onRecord?: (seq: number, hash: string, body: AuditRecord) => string | undefined;
+  onRecord?: (seq: number, hash: string) => string | undefined;
 }
 
 /** True when every object's own keys are in strictly ascending UTF-16 order. */
@@ -173,19 +183,22 @@ function keysSorted(value: unknown): boolean {
 }
 
 /**
- * Whether `body` is the RFC 8785 form of `parsed` (its JSON.parse). Fast
- * path: JCS is ECMAScript JSON.stringify with sorted keys, so a body that
- * JSON.stringify reproduces (no whitespace, no duplicate members, standard
- * escapes and number forms) with sorted keys is canonical. Objects with
- * integer-like keys, which JavaScript reorders, take the full canonicalizer.
+ * Whether `body` is the RFC 8785 form of `parsed` (its JSON.parse): the one-pass text
+ * check (jcs-check.ts), the full canonicalizer for nesting it leaves alone. Format 1
+ * bodies (no `v`) were written by JSON.stringify with sorted keys, which escapes a lone
+ * surrogate where JCS has no form for it: such a body is accepted as written.
  */
-function isCanonical(parsed: unknown, body: string): boolean {
-  if (JSON.stringify(parsed) === body && keysSorted(parsed)) return true;
-  try {
-    return canonicalize(parsed) === body;
-  } catch {
-    return false;
+function isCanonical(parsed: ParsedBody, body: string): boolean {
+  const fast = isCanonicalJsonText(body);
+  if (fast === true) return true;
+  if (fast === undefined) {
+    try {
+      if (canonicalize(parsed) === body) return true;
+    } catch {
+      // not representable in JCS: see format 1 below
+    }
   }
+  return parsed.v === undefined && JSON.stringify(parsed) === body && keysSorted(parsed);
 }
 
 /** Parsed fields the verifier reads from a body. */
@@ -201,12 +214,92 @@ function columnsDiffer(body: AuditIndexColumns, stored: AuditIndexColumns): stri
 }
 
 /**
+ * What one stored row says on its own, before it is placed in the chain: the key that
+ * signed it (null: unkeyed) and the first thing wrong with it, if any. `early` failures
+ * (unreadable, misplaced, non-canonical, unknown or expired key) come before the
+ * keyed-after-keyed rule in the verdict; `late` ones (hash, indexed columns) after it.
+ * Independent of every other row, so rows can be inspected on worker threads.
+ */
+export interface RecordInspection {
+  keyId: string | null;
+  early?: string;
+  late?: string;
+}
+
+/** Inspects one row against the given keys (see {@link RecordInspection}). */
+export function inspectAuditRecord(
+  row: RawAuditRow,
+  keys: ReadonlyMap<string, AuditKey>,
+): RecordInspection {
+  let parsed: ParsedBody;
+  try {
+    parsed = JSON.parse(row.body) as ParsedBody;
+  } catch {
+    return { keyId: null, early: "stored body is not valid JSON" };
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    return { keyId: null, early: "stored body is not a JSON object" };
+  }
+  if (parsed.seq !== row.seq || parsed.prevHash !== row.prevHash) {
+    return { keyId: null, early: "stored body does not match the record's position" };
+  }
+  if (parsed.v !== undefined && parsed.v !== 1 && parsed.v !== AUDIT_FORMAT_VERSION) {
+    return { keyId: null, early: `unknown record format v=${String(parsed.v)}` };
+  }
+  if (!isCanonical(parsed, row.body)) {
+    return {
+      keyId: null,
+      early: "stored body is not RFC 8785 canonical JSON (duplicate or reordered members)",
+    };
+  }
+  let key: AuditKey | undefined;
+  if (parsed.keyId !== undefined) {
+    key = typeof parsed.keyId === "string" ? keys.get(parsed.keyId) : undefined;
+    if (!key) {
+      return {
+        keyId: null,
+        early: `record is keyed with audit key ${String(parsed.keyId)}, which was not given (pass the edge's audit key file to verify it)`,
+      };
+    }
+    if (key.validUntilSeq !== undefined && row.seq > key.validUntilSeq) {
+      return {
+        keyId: key.id,
+        early: `record is signed by audit key ${key.id} after its validity window (validUntilSeq ${key.validUntilSeq}): a retired key cannot sign new records`,
+      };
+    }
+    if (key.validUntil !== undefined && parsed.time > key.validUntil) {
+      return {
+        keyId: key.id,
+        early: `record is signed by audit key ${key.id} after its validity window (validUntil ${new Date(key.validUntil).toISOString()}): a retired key cannot sign new records`,
+      };
+    }
+  }
+  const keyId = key?.id ?? null;
+  if (chainHash(row.prevHash, row.body, key) !== row.hash) {
+    return { keyId, late: "hash does not match the record's content (record modified)" };
+  }
+  if (row.columns) {
+    const differ = columnsDiffer(auditIndexColumns(parsed), row.columns);
+    if (differ) {
+      return {
+        keyId,
+        late: `indexed columns (${differ}) disagree with the signed body (listings would show or hide the record wrongly)`,
+      };
+    }
+  }
+  return { keyId };
+}
+
+/**
  * A row-by-row chain verifier: contiguous sequence, each body is RFC 8785
  * canonical and re-hashes to its hash (HMAC under the named key, within that
  * key's validity window), each prevHash names the previous record, the indexed
  * columns agree with the body. Detects modified, deleted, inserted and
  * reordered records; with keys, also a chain recomputed by someone without the
  * key; a truncated tail is detected against an anchored head or checkpoints.
+ *
+ * `place` takes a row with its {@link inspectAuditRecord} result (computed here
+ * or on a worker thread) and applies what depends on order; `push` does both.
  */
 function createChainVerifier(options: VerifyOptions) {
   const keys = new Map((options.keys ?? []).map((k) => [k.id, k]));
@@ -229,98 +322,52 @@ function createChainVerifier(options: VerifyOptions) {
     };
     return false;
   };
+  const place = (
+    seq: number,
+    rowPrevHash: string,
+    hash: string,
+    inspection: RecordInspection,
+  ): boolean => {
+    if (bad) return false;
+    if (seq !== prevSeq + 1) {
+      return fail(seq, `sequence jumps from ${prevSeq} to ${seq} (record deleted or inserted)`);
+    }
+    if (rowPrevHash !== prevHash) {
+      return fail(seq, "prevHash does not name the previous record (chain broken or reordered)");
+    }
+    if (inspection.early !== undefined) return fail(seq, inspection.early);
+    if (inspection.keyId !== null) {
+      keyedSeen = true;
+    } else if (keyedSeen) {
+      return fail(
+        seq,
+        "record is not keyed but follows keyed records (rewritten without the audit key)",
+      );
+    } else if (requireKeyed) {
+      return fail(
+        seq,
+        "record is not keyed (rewritten without the audit key, or written before the edge had one)",
+      );
+    }
+    if (inspection.late !== undefined) return fail(seq, inspection.late);
+    const extra = options.onRecord?.(seq, hash);
+    if (extra !== undefined) return fail(seq, extra);
+    const keyId = inspection.keyId ?? "";
+    const range = keyRanges[keyId];
+    if (range) range.last = seq;
+    else keyRanges[keyId] = { first: seq, last: seq };
+    prevSeq = seq;
+    prevHash = hash;
+    checked++;
+    return true;
+  };
   return {
+    keys,
+    place,
     /** Checks the next row; false once the chain is broken. */
     push(row: RawAuditRow): boolean {
       if (bad) return false;
-      if (row.seq !== prevSeq + 1) {
-        return fail(
-          row.seq,
-          `sequence jumps from ${prevSeq} to ${row.seq} (record deleted or inserted)`,
-        );
-      }
-      if (row.prevHash !== prevHash) {
-        return fail(
-          row.seq,
-          "prevHash does not name the previous record (chain broken or reordered)",
-        );
-      }
-      let parsed: ParsedBody;
-      try {
-        parsed = JSON.parse(row.body) as ParsedBody;
-      } catch {
-        return fail(row.seq, "stored body is not valid JSON");
-      }
-      if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
-        return fail(row.seq, "stored body is not a JSON object");
-      }
-      if (parsed.seq !== row.seq || parsed.prevHash !== row.prevHash) {
-        return fail(row.seq, "stored body does not match the record's position");
-      }
-      if (parsed.v !== undefined && parsed.v !== 1 && parsed.v !== AUDIT_FORMAT_VERSION) {
-        return fail(row.seq, `unknown record format v=${String(parsed.v)}`);
-      }
-      if (!isCanonical(parsed, row.body)) {
-        return fail(
-          row.seq,
-          "stored body is not RFC 8785 canonical JSON (duplicate or reordered members)",
-        );
-      }
-      let key: AuditKey | undefined;
-      if (parsed.keyId !== undefined) {
-        key = typeof parsed.keyId === "string" ? keys.get(parsed.keyId) : undefined;
-        if (!key) {
-          return fail(
-            row.seq,
-            `record is keyed with audit key ${String(parsed.keyId)}, which was not given (pass the edge's audit key file to verify it)`,
-          );
-        }
-        if (key.validUntilSeq !== undefined && row.seq > key.validUntilSeq) {
-          return fail(
-            row.seq,
-            `record is signed by audit key ${key.id} after its validity window (validUntilSeq ${key.validUntilSeq}): a retired key cannot sign new records`,
-          );
-        }
-        if (key.validUntil !== undefined && parsed.time > key.validUntil) {
-          return fail(
-            row.seq,
-            `record is signed by audit key ${key.id} after its validity window (validUntil ${new Date(key.validUntil).toISOString()}): a retired key cannot sign new records`,
-          );
-        }
-        keyedSeen = true;
-      } else if (keyedSeen) {
-        return fail(
-          row.seq,
-          "record is not keyed but follows keyed records (rewritten without the audit key)",
-        );
-      } else if (requireKeyed) {
-        return fail(
-          row.seq,
-          "record is not keyed (rewritten without the audit key, or written before the edge had one)",
-        );
-      }
-      if (chainHash(row.prevHash, row.body, key) !== row.hash) {
-        return fail(row.seq, "hash does not match the record's content (record modified)");
-      }
-      if (row.columns) {
-        const differ = columnsDiffer(auditIndexColumns(parsed), row.columns);
-        if (differ) {
-          return fail(
-            row.seq,
-            `indexed columns (${differ}) disagree with the signed body (listings would show or hide the record wrongly)`,
-          );
-        }
-      }
-      const extra = options.onRecord?.(row.seq, row.hash, parsed);
-      if (extra !== undefined) return fail(row.seq, extra);
-      const keyId = key?.id ?? "";
-      const range = keyRanges[keyId];
-      if (range) range.last = row.seq;
-      else keyRanges[keyId] = { first: row.seq, last: row.seq };
-      prevSeq = row.seq;
-      prevHash = row.hash;
-      checked++;
-      return true;
+      return place(row.seq, row.prevHash, row.hash, inspectAuditRecord(row, keys));
     },
     verdict(): ChainVerdict {
       if (bad) return bad;
@@ -352,12 +399,108 @@ export function verifyAuditChain(
   return v.verdict();
 }
 
-/** Verifies a store's rows as they stream in, without holding them all in memory. */
+/** Options of {@link verifyAuditRows}: where the per-record work runs. */
+export interface ParallelVerifyOptions {
+  /**
+   * Worker threads that inspect records (parse, canonical form, HMAC, columns) while
+   * this thread places them in the chain. Default: the machine's parallelism (at most
+   * 8); 0 inspects everything on this thread. The verdict is the same either way.
+   */
+  threads?: number;
+  /** Records verified on this thread before workers start (default 8192: small chains never start one). */
+  parallelAfter?: number;
+}
+
+/** Rows per job handed to (or read by) a worker. */
+const JOB_ROWS = 4096;
+
+const defaultThreads = () => Math.min(8, availableParallelism());
+
+/**
+ * Verifies a store's rows as they stream in, without holding them all in memory.
+ * Past the first `parallelAfter` rows, records are inspected on worker threads in
+ * batches and placed in order here (see {@link ParallelVerifyOptions}).
+ */
 export async function verifyAuditRows(
-  rows: AsyncIterable<RawAuditRow>,
-  options: VerifyOptions = {},
+  rows: AsyncIterable<RawAuditRow> | Iterable<RawAuditRow>,
+  options: VerifyOptions & ParallelVerifyOptions = {},
 ): Promise<ChainVerdict> {
   const v = createChainVerifier(options);
-  for await (const row of rows) if (!v.push(row)) break;
+  const threads = options.threads ?? defaultThreads();
+  const parallelAfter = options.parallelAfter ?? 8192;
+  let pool: VerifyPool | undefined;
+  let batch: RawAuditRow[] = [];
+  let seen = 0;
+  try {
+    for await (const row of rows) {
+      if (pool === undefined && (threads === 0 || seen < parallelAfter)) {
+        seen++;
+        if (!v.push(row)) break;
+        continue;
+      }
+      batch.push(row);
+      if (batch.length === JOB_ROWS) {
+        pool ??= await startPool(v.keys, threads);
+        if (!(await pool.submitRows(batch, v.place))) break;
+        batch = [];
+      }
+    }
+    if (batch.length > 0) {
+      pool ??= await startPool(v.keys, threads);
+      await pool.submitRows(batch, v.place);
+    }
+    await pool?.drain(v.place);
+  } finally {
+    await pool?.close();
+  }
   return v.verdict();
+}
+
+/**
+ * Verifies a store's whole chain, as `audit verify` does: when the store lets worker
+ * threads read it by sequence range (a SQLite file) and the chain is long, each worker
+ * reads and inspects its own ranges and this thread only places the answers; otherwise
+ * {@link verifyAuditRows} over the store's rows. Records appended while it runs are not
+ * verified (the chain is verified up to the head it had when this started).
+ */
+export async function verifyStoreAudit(
+  store: Pick<TaskStore, "auditRows" | "auditHead" | "auditRangeSource">,
+  options: VerifyOptions & ParallelVerifyOptions = {},
+): Promise<ChainVerdict> {
+  const threads = options.threads ?? defaultThreads();
+  const parallelAfter = options.parallelAfter ?? 8192;
+  const source = threads > 0 ? store.auditRangeSource?.() : undefined;
+  const head = source ? await store.auditHead() : undefined;
+  const first = (options.startAfter?.seq ?? 0) + 1;
+  if (!source || !head || head.seq - first < parallelAfter) {
+    return verifyAuditRows(store.auditRows(), options);
+  }
+  const v = createChainVerifier(options);
+  const pool = await startPool(v.keys, threads, source);
+  try {
+    // The first range also takes any row stored below the chain's start (a record
+    // inserted with seq ≤ 0 is a break, as when streaming).
+    let from = options.startAfter ? first : Number.MIN_SAFE_INTEGER;
+    for (let to = first + JOB_ROWS - 1; ; to += JOB_ROWS) {
+      const last = Math.min(to, head.seq);
+      if (!(await pool.submitRange(from, last, v.place))) break;
+      if (last === head.seq) {
+        await pool.drain(v.place);
+        break;
+      }
+      from = last + 1;
+    }
+  } finally {
+    await pool.close();
+  }
+  return v.verdict();
+}
+
+async function startPool(
+  keys: ReadonlyMap<string, AuditKey>,
+  threads: number,
+  source?: AuditRangeSource,
+): Promise<VerifyPool> {
+  const { createVerifyPool } = await import("./verify-pool.js");
+  return createVerifyPool([...keys.values()], threads, source);
 }

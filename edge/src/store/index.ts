@@ -1,4 +1,9 @@
-export { type ChainVerdict, verifyAuditChain, verifyAuditRows } from "../audit/chain.js";
+export {
+  type ChainVerdict,
+  verifyAuditChain,
+  verifyAuditRows,
+  verifyStoreAudit,
+} from "../audit/chain.js";
 export {
   checkpointPublicKeyPath,
   createCheckpointCheck,

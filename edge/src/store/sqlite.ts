@@ -87,6 +87,63 @@ export interface SqliteStore extends TaskStore {
   writeStats(): SqliteWriteStats;
 }
 
+/** Audit rows as a SELECT returns them (raw: seq, time, principal, tenant, operation, decision, prev_hash, hash, body). */
+type RawAuditTuple = [number, number, string, string, string, string, string, string, string];
+
+/**
+ * Opens a store file read-only to read audit rows by sequence range — what `audit verify`'s
+ * worker threads do on long chains ({@link TaskStore.auditRangeSource}).
+ */
+export function openAuditRangeReader(path: string): {
+  /**
+   * Rows with from ≤ seq ≤ to, in order; when they end before `to` (a gap, or a tail
+   * removed), also the first row after `to`, so the caller sees where the chain resumes.
+   */
+  read(from: number, to: number): RawAuditRow[];
+  close(): void;
+} {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  const columns = "seq, time, principal, tenant, operation, decision, prev_hash, hash, body";
+  const range = db
+    .prepare<[number, number], RawAuditTuple>(
+      `SELECT ${columns} FROM audit WHERE seq BETWEEN ? AND ? ORDER BY seq`,
+    )
+    .raw(true);
+  const after = db
+    .prepare<[number], RawAuditTuple>(
+      `SELECT ${columns} FROM audit WHERE seq > ? ORDER BY seq LIMIT 1`,
+    )
+    .raw(true);
+  const toRow = ([
+    seq,
+    time,
+    principal,
+    tenant,
+    operation,
+    decision,
+    prevHash,
+    hash,
+    body,
+  ]: RawAuditTuple): RawAuditRow => ({
+    seq,
+    prevHash,
+    hash,
+    body,
+    columns: { time, principal, tenant, operation, decision },
+  });
+  return {
+    read(from, to) {
+      const rows = range.all(from, to).map(toRow);
+      if ((rows.at(-1)?.seq ?? Number.NEGATIVE_INFINITY) < to) {
+        const next = after.get(to);
+        if (next) rows.push(toRow(next));
+      }
+      return rows;
+    },
+    close: () => db.close(),
+  };
+}
+
 /**
  * The embedded default store: one SQLite file in WAL mode, where a resolved
  * write survives a crash of the process or the machine.
@@ -374,6 +431,9 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
           limit: query.limit,
         });
       return rows.map((r) => ({ ...(JSON.parse(r.body) as AuditRecord), hash: r.hash }));
+    },
+    auditRangeSource() {
+      return options.path === ":memory:" ? undefined : { sqlite: options.path };
     },
     async *auditRows() {
       yield* this.rawAudit();

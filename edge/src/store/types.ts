@@ -181,6 +181,12 @@ export interface AuditQuery {
 }
 
 /** A stored audit row exactly as on disk, for verification. */
+/** A store's audit table that another thread can open and read by sequence range. */
+export interface AuditRangeSource {
+  /** A SQLite database file (opened read-only). */
+  sqlite: string;
+}
+
 export interface RawAuditRow {
   seq: number;
   prevHash: string;
@@ -264,6 +270,11 @@ export interface TaskStore extends ToolPinStore {
   listAudit(query: AuditQuery): Promise<AuditRecord[]>;
   /** Every stored audit row in chain order, as on disk (for `audit verify`), with its indexed columns. */
   auditRows(): AsyncIterable<RawAuditRow>;
+  /**
+   * Where worker threads can read this store's audit rows by sequence range themselves
+   * (`audit verify` on long chains); undefined when they cannot (in-memory, remote).
+   */
+  auditRangeSource?(): AuditRangeSource | undefined;
   /** The last record's sequence number and hash ({seq: 0, hash: GENESIS_HASH} when empty). */
   auditHead(): Promise<{ seq: number; hash: string }>;
   /** Checks the store answers (readiness). */
