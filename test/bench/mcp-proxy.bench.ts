@@ -37,7 +37,12 @@ writeFileSync(
     mcp: { upstreams: [{ name: "everything", kind: "http", url: `http://127.0.0.1:${port}/mcp` }] },
   }),
 );
-const gw = await startGateway({ edgeArgs: ["--config", config] });
+const gw = await startGateway({
+  edgeArgs: ["--config", config],
+  ...(process.env.BENCH_CPU_PROF
+    ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] }
+    : {}),
+});
 try {
   const token = await gw.token("bench-proxy", ["developer"]);
   const direct = new Client({ name: "bench-direct", version: "1" });

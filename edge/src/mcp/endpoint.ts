@@ -30,6 +30,7 @@ import {
   type RequestId,
   type ServerCapabilities,
 } from "@modelcontextprotocol/sdk/types.js";
+import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import type { Logger } from "pino";
 import type { EdgeMetrics } from "../metrics.js";
 import type { Operations } from "../operations/operations.js";
@@ -566,10 +567,15 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     });
   }
 
+  // One JSON Schema validator for every per-request server: the SDK builds a new Ajv
+  // instance per Server otherwise (~0.6 ms a request), for elicitation the gateway never uses.
+  const jsonSchemaValidator = new AjvJsonSchemaValidator();
+
   function createServer(principal: PrincipalRecord, peer: string, traceparent: string | null) {
     const server = new Server(SERVER_INFO, {
       capabilities: capabilities(),
       instructions: INSTRUCTIONS,
+      jsonSchemaValidator,
     });
     if (ops.upstreamServers().length > 0) registerContent(server, principal, peer, traceparent);
     server.setRequestHandler(ListToolsRequestSchema, async () => {

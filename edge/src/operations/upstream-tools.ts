@@ -311,34 +311,39 @@ export function createUpstreamOperations(deps: UpstreamOperationsDeps): Upstream
         failure = err;
         throw err;
       } finally {
-        // The decision was recorded before the call; the outcome record is appended
-        // without holding the answer back (one fsync less on the caller's path).
-        void pipeline
-          .audit({
-            time: Date.now(),
-            traceId: rc.traceId,
-            principal: principalOf(rc),
-            operation: "call_tool",
-            params,
-            decision: "none",
-            reasons: failure ? [String((failure as Error).message ?? failure).slice(0, 300)] : [],
-            policyRevision: decision.revision,
-            taskId: "",
-            runnerId: "",
-            outcome: failure ? "failed" : result?.isError ? "tool_error" : "completed",
-            details: {
-              protocol: rc.protocol,
-              ...(rc.tool ? { tool: rc.tool } : {}),
-              duration_ms: Math.round(performance.now() - started),
-              ...(result ? { result_digest: digestOf(result) } : {}),
-            },
-          })
-          .catch((err: unknown) =>
-            rc.logger.error(
-              { err: String(err) },
-              "the outcome of an upstream call was not audited",
+        // The decision was recorded before the call; the outcome record is sealed and
+        // appended after the answer has left (setImmediate: not even its digest, HMAC and
+        // insert hold the answer back), as durable as before: not awaited either way.
+        const time = Date.now();
+        const durationMs = Math.round(performance.now() - started);
+        setImmediate(() =>
+          pipeline
+            .audit({
+              time,
+              traceId: rc.traceId,
+              principal: principalOf(rc),
+              operation: "call_tool",
+              params,
+              decision: "none",
+              reasons: failure ? [String((failure as Error).message ?? failure).slice(0, 300)] : [],
+              policyRevision: decision.revision,
+              taskId: "",
+              runnerId: "",
+              outcome: failure ? "failed" : result?.isError ? "tool_error" : "completed",
+              details: {
+                protocol: rc.protocol,
+                ...(rc.tool ? { tool: rc.tool } : {}),
+                duration_ms: durationMs,
+                ...(result ? { result_digest: digestOf(result) } : {}),
+              },
+            })
+            .catch((err: unknown) =>
+              rc.logger.error(
+                { err: String(err) },
+                "the outcome of an upstream call was not audited",
+              ),
             ),
-          );
+        );
       }
     },
 
