@@ -7,7 +7,11 @@ import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/
 import { getRequestListener } from "@hono/node-server";
 import { createMetricsRegistry } from "@mcp-gateway/common/metrics";
 import { nodeFallback } from "@mcp-gateway/common/node-fallback";
-import { createPolicyEngine, type PolicyEngine } from "@mcp-gateway/common/policy";
+import {
+  createPolicyEngine,
+  type PolicyEngine,
+  type ReloadResult,
+} from "@mcp-gateway/common/policy";
 import {
   ensureDevPki,
   loadTlsMaterial,
@@ -124,6 +128,24 @@ export async function startEdge(
       "auditKeyFile is required with PostgreSQL (databaseUrl): every edge of one database must sign the audit chain with the same key file (create one: (umask 077; head -c 32 /dev/urandom | base64 > audit.key))",
     );
   }
+  // Start-up phases, ms since the process started (logged with "edge listening").
+  const startup: Record<string, number> = {};
+  const mark = (phase: string) => {
+    startup[phase] = Math.round(performance.now());
+  };
+  mark("modules");
+  // The policy bundle's wasm compiles off the main thread while the store opens; its
+  // (re)load results wait for the audit trail (the first load is a security event too).
+  const earlyReloads: ReloadResult[] = [];
+  let onPolicyReload = (r: ReloadResult) => {
+    earlyReloads.push(r);
+  };
+  const policyReady = createPolicyEngine({
+    bundlePath: resolve(config.policyBundle),
+    logger: logger.child({ component: "policy" }),
+    onReload: (r) => onPolicyReload(r),
+  });
+  policyReady.catch(() => undefined); // awaited below; not an unhandled rejection meanwhile
   const auditKeys = config.auditKeyFile
     ? await loadAuditKeys(config.auditKeyFile)
     : await ensureAuditKeys(defaultAuditKeyPath(config.dataDir));
@@ -160,14 +182,14 @@ export async function startEdge(
   }
   const holder = `${config.id}/${randomUUID()}`;
 
-  const policy = await createPolicyEngine({
-    bundlePath: resolve(config.policyBundle),
-    logger: logger.child({ component: "policy" }),
-    onReload: (r) => {
-      metrics.policyReloads.inc({ result: r.ok ? "ok" : "error" });
-      trail.policyReloaded(r);
-    },
-  });
+  mark("store");
+  onPolicyReload = (r) => {
+    metrics.policyReloads.inc({ result: r.ok ? "ok" : "error" });
+    trail.policyReloaded(r);
+  };
+  for (const r of earlyReloads.splice(0)) onPolicyReload(r);
+  const policy = await policyReady;
+  mark("policy");
 
   const tlsFiles = await edgeTlsFiles(config);
   const edgeTls = loadTlsMaterial(tlsFiles);
@@ -181,6 +203,9 @@ export async function startEdge(
     logger,
     metrics,
   });
+  // The first probe of the configured runners (mTLS handshake, Info) runs while the rest
+  // is set up; ready waits for it.
+  const probed = runners.probe();
   /** The internal registration port, started once the public port is up (see below). */
   let internal: RegistryServer | undefined;
   const stopTlsWatch = watchTlsMaterial(
@@ -504,8 +529,11 @@ export async function startEdge(
   }
   for (const t of haTimers) t.unref();
 
-  await runners.probe();
+  mark("listening");
+  await probed;
+  mark("probed");
   const recovered = accepting ? await tasks.recover() : 0;
+  mark("ready");
   logger.info(
     {
       url: server.url,
@@ -515,6 +543,7 @@ export async function startEdge(
       store: opened.kind,
       standby: config.standby && !accepting,
       recovered,
+      startup,
     },
     "edge listening",
   );

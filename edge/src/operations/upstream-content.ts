@@ -12,8 +12,8 @@ import type {
 } from "@modelcontextprotocol/sdk/types.js";
 import type { UpstreamRequestOptions, Upstreams } from "../mcp/upstreams.js";
 import type { Pipeline } from "../pipeline/authorize.js";
-import { principalOf, type RequestContext } from "../pipeline/context.js";
-import { digestOf, upstreamCaller } from "./upstream-tools.js";
+import type { RequestContext } from "../pipeline/context.js";
+import { auditUpstreamOutcome, digestOf, upstreamCaller } from "./upstream-tools.js";
 
 /** Dependencies of the upstream resource, prompt and completion operations. */
 export interface UpstreamContentDeps {
@@ -182,7 +182,7 @@ export function createUpstreamContentOperations(
 
   /**
    * Decide → audit → act → audit the outcome, as for upstream tool calls: the outcome record
-   * (duration, result digest) is appended without holding the answer back.
+   * (duration, result digest) is appended after the answer has left.
    */
   async function decideAndRun<T>(
     rc: RequestContext,
@@ -201,32 +201,15 @@ export function createUpstreamContentOperations(
       failure = err;
       throw err;
     } finally {
-      void pipeline
-        .audit({
-          time: Date.now(),
-          traceId: rc.traceId,
-          principal: principalOf(rc),
-          operation: op.operation,
-          params,
-          decision: "none",
-          reasons: failure ? [String((failure as Error).message ?? failure).slice(0, 300)] : [],
-          policyRevision: decision.revision,
-          taskId: "",
-          runnerId: "",
-          outcome: failure ? "failed" : "completed",
-          details: {
-            protocol: rc.protocol,
-            ...(rc.tool ? { tool: rc.tool } : {}),
-            duration_ms: Math.round(performance.now() - started),
-            ...(result !== undefined ? { result_digest: digestOf(result) } : {}),
-          },
-        })
-        .catch((err: unknown) =>
-          rc.logger.error(
-            { err: String(err) },
-            "the outcome of an upstream request was not audited",
-          ),
-        );
+      auditUpstreamOutcome(pipeline, rc, {
+        operation: op.operation,
+        params,
+        revision: decision.revision,
+        started,
+        outcome: failure ? "failed" : "completed",
+        failure,
+        ...(result !== undefined ? { result } : {}),
+      });
     }
   }
 

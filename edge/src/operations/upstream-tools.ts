@@ -133,6 +133,60 @@ export function digestOf(value: unknown): string {
   return `sha256:${createHash("sha256").update(text).digest("hex")}`;
 }
 
+/** The outcome of an upstream request, for {@link auditUpstreamOutcome}. */
+export interface UpstreamOutcome {
+  operation: string;
+  params: Record<string, unknown>;
+  /** Policy revision of the decision that allowed the request. */
+  revision: string;
+  /** performance.now() when the request was forwarded. */
+  started: number;
+  outcome: "completed" | "tool_error" | "failed";
+  failure?: unknown;
+  /** The upstream's answer (its digest is recorded), when there is one. */
+  result?: unknown;
+}
+
+/**
+ * Appends the outcome record of an upstream request (duration, result digest) after the
+ * answer has left: the decision was recorded, durably, before the request was forwarded;
+ * this record is sealed on setImmediate, so not even its digest, HMAC and insert hold the
+ * answer back. Not awaited: a failure to append is logged.
+ */
+export function auditUpstreamOutcome(
+  pipeline: Pipeline,
+  rc: RequestContext,
+  o: UpstreamOutcome,
+): void {
+  const time = Date.now();
+  const durationMs = Math.round(performance.now() - o.started);
+  setImmediate(() =>
+    pipeline
+      .audit({
+        time,
+        traceId: rc.traceId,
+        principal: principalOf(rc),
+        operation: o.operation,
+        params: o.params,
+        decision: "none",
+        reasons: o.failure ? [String((o.failure as Error).message ?? o.failure).slice(0, 300)] : [],
+        policyRevision: o.revision,
+        taskId: "",
+        runnerId: "",
+        outcome: o.outcome,
+        details: {
+          protocol: rc.protocol,
+          ...(rc.tool ? { tool: rc.tool } : {}),
+          duration_ms: durationMs,
+          ...(o.result !== undefined ? { result_digest: digestOf(o.result) } : {}),
+        },
+      })
+      .catch((err: unknown) =>
+        rc.logger.error({ err: String(err) }, "the outcome of an upstream request was not audited"),
+      ),
+  );
+}
+
 /** Creates the upstream-tool operations. */
 export function createUpstreamOperations(deps: UpstreamOperationsDeps): UpstreamOperations {
   const { pipeline, store } = deps;
@@ -311,39 +365,15 @@ export function createUpstreamOperations(deps: UpstreamOperationsDeps): Upstream
         failure = err;
         throw err;
       } finally {
-        // The decision was recorded before the call; the outcome record is sealed and
-        // appended after the answer has left (setImmediate: not even its digest, HMAC and
-        // insert hold the answer back), as durable as before: not awaited either way.
-        const time = Date.now();
-        const durationMs = Math.round(performance.now() - started);
-        setImmediate(() =>
-          pipeline
-            .audit({
-              time,
-              traceId: rc.traceId,
-              principal: principalOf(rc),
-              operation: "call_tool",
-              params,
-              decision: "none",
-              reasons: failure ? [String((failure as Error).message ?? failure).slice(0, 300)] : [],
-              policyRevision: decision.revision,
-              taskId: "",
-              runnerId: "",
-              outcome: failure ? "failed" : result?.isError ? "tool_error" : "completed",
-              details: {
-                protocol: rc.protocol,
-                ...(rc.tool ? { tool: rc.tool } : {}),
-                duration_ms: durationMs,
-                ...(result ? { result_digest: digestOf(result) } : {}),
-              },
-            })
-            .catch((err: unknown) =>
-              rc.logger.error(
-                { err: String(err) },
-                "the outcome of an upstream call was not audited",
-              ),
-            ),
-        );
+        auditUpstreamOutcome(pipeline, rc, {
+          operation: "call_tool",
+          params,
+          revision: decision.revision,
+          started,
+          outcome: failure ? "failed" : result?.isError ? "tool_error" : "completed",
+          failure,
+          ...(result ? { result } : {}),
+        });
       }
     },
 
