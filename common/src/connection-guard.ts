@@ -25,6 +25,8 @@ export const connectionLimitsSchema = z.object({
    * Absolute time from accepting a connection (or finishing a response on it)
    * until a request's headers are complete — TLS handshake, protocol sniffing
    * and the first HTTP/2 stream included — ms. Bytes trickling in do not extend it.
+   * Each connection's deadline is drawn between 75 % and 100 % of it, so connections
+   * opened together do not all expire (and reconnect) at once.
    */
   headersTimeoutMs: z.number().int().positive().default(10_000),
   /** Absolute time from a request's headers to the end of its body, ms. */
@@ -55,6 +57,15 @@ export const connectionLimitsSchema = z.object({
 export type ConnectionLimits = z.infer<typeof connectionLimitsSchema>;
 /** {@link connectionLimitsSchema} as written in a config file. */
 export type ConnectionLimitsInput = z.input<typeof connectionLimitsSchema>;
+
+/**
+ * A connection deadline drawn between 75 % and 100 % of `ms`: connections a client opened
+ * together (a slowloris opens hundreds at once) then expire spread over a quarter of the
+ * deadline instead of in one burst of closes and reconnects that stalls everyone else.
+ */
+export function jittered(ms: number): number {
+  return Math.round(ms * (0.75 + Math.random() * 0.25));
+}
 
 /** The soft open-file limit of this process (Linux), or undefined when unknown. */
 export function openFileLimit(): number | undefined {
@@ -247,7 +258,7 @@ export function guardHttp1(
   const arm = (socket: Socket) => {
     if (!deadlines.has(socket)) socket.once("close", () => clearTimeout(deadlines.get(socket)));
     clearTimeout(deadlines.get(socket));
-    const t = setTimeout(() => socket.destroy(), limits.headersTimeoutMs);
+    const t = setTimeout(() => socket.destroy(), jittered(limits.headersTimeoutMs));
     t.unref();
     deadlines.set(socket, t);
   };

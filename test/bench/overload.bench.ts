@@ -274,7 +274,11 @@ async function main(): Promise<void> {
   // attack phase outlasts the 10 s headers deadline, so the edge closes and the slowloris reopens.
   const ATTACK_LEAD_MS = 5_000;
 
-  const gw = await startGateway();
+  const gw = await startGateway(
+    process.env.BENCH_CPU_PROF
+      ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] }
+      : {},
+  );
   let child: ChildProcess | undefined;
   try {
     const legit = await gw.token("legit", ["developer"], ["--tenant", "globex"]);

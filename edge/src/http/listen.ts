@@ -12,6 +12,7 @@ import {
   guardHttp1,
   guardHttp2Sessions,
   http2ServerOptions,
+  jittered,
 } from "@mcp-gateway/common/connection-guard";
 import { trackHttp2Sessions } from "@mcp-gateway/common/http2-sessions";
 
@@ -144,7 +145,7 @@ export async function listenDual(options: ListenOptions): Promise<DualServer> {
       socket.once("error", () => socket.destroy());
       // An absolute deadline to send enough to choose a protocol: a byte every few
       // seconds does not extend it (an idle timeout would be reset by each).
-      const sniffDeadline = setTimeout(() => socket.destroy(), limits.headersTimeoutMs);
+      const sniffDeadline = setTimeout(() => socket.destroy(), jittered(limits.headersTimeoutMs));
       sniffDeadline.unref();
       socket.once("close", () => clearTimeout(sniffDeadline));
       let seen = Buffer.alloc(0);

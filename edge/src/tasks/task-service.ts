@@ -31,6 +31,13 @@ import { TERMINAL_STATES } from "../store/types.js";
 import type { TaskEvents } from "./events.js";
 import { createFairQueue, type Ticket } from "./fair-queue.js";
 
+/**
+ * Output chunks read from the store per step of a follower (chunks are up to ~64 KiB). The
+ * read is synchronous on SQLite: 256 at a time pulled a whole 10 MiB output into one
+ * event-loop turn and held every other request up for it (issue 21's big-output reader).
+ */
+const WATCH_BATCH = 16;
+
 /** Options for {@link createTaskService}. */
 export interface TaskServiceOptions {
   store: TaskStore;
@@ -687,16 +694,16 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     async *watch(taskId, abort) {
       let after = 0;
       for (;;) {
-        const chunks = await store.readOutput(taskId, after, 256);
+        const chunks = await store.readOutput(taskId, after, WATCH_BATCH);
         for (const chunk of chunks) {
           after = chunk.seq;
           yield { type: "chunk", chunk };
         }
-        if (chunks.length === 256) continue;
+        if (chunks.length === WATCH_BATCH) continue;
         const task = await store.getTask(taskId);
         if (!task) return;
         if (TERMINAL_STATES.has(task.state)) {
-          const tail = await store.readOutput(taskId, after, 256);
+          const tail = await store.readOutput(taskId, after, WATCH_BATCH);
           if (tail.length > 0) continue;
           yield { type: "exit", task };
           return;
