@@ -22,6 +22,14 @@ export const connectionLimitsSchema = z.object({
   /** Most open connections per client address (IPv4, or an IPv6 /64); beyond, new ones are closed at once. */
   maxConnectionsPerAddress: z.number().int().positive().default(256),
   /**
+   * New connections a client address (IPv4, or an IPv6 /64) may open per second, on
+   * average; beyond, new ones are closed at once, before any protocol work. A flood of
+   * one-request connections then costs an accept and a close each, not a request.
+   */
+  newConnectionsPerAddressPerSecond: z.number().positive().default(100),
+  /** Burst of new connections an address may open above that rate. */
+  newConnectionsBurstPerAddress: z.number().int().positive().default(200),
+  /**
    * Absolute time from accepting a connection (or finishing a response on it)
    * until a request's headers are complete — TLS handshake, protocol sniffing
    * and the first HTTP/2 stream included — ms. Bytes trickling in do not extend it.
@@ -107,7 +115,7 @@ export interface ConnectionGate {
   open(): number;
   /** Open connections of one address now. */
   openFrom(address: string): number;
-  /** Connections refused so far (total cap or per-address cap). */
+  /** Connections refused so far (total cap, per-address cap or per-address rate). */
   refused(): number;
 }
 
@@ -120,20 +128,35 @@ export interface ConnectionGate {
  *
  * @example
  * guardConnections(server, { maxConnections: 4096, maxConnectionsPerAddress: 256 });
+ * // also: newConnectionsPerAddressPerSecond / newConnectionsBurstPerAddress (token bucket)
  */
 export function guardConnections(
   server: NetServer,
-  limits: Pick<ConnectionLimits, "maxConnections" | "maxConnectionsPerAddress">,
-  onRefused?: (socket: Socket, reason: "total" | "address") => void,
+  limits: Pick<ConnectionLimits, "maxConnections" | "maxConnectionsPerAddress"> &
+    Partial<
+      Pick<ConnectionLimits, "newConnectionsPerAddressPerSecond" | "newConnectionsBurstPerAddress">
+    >,
+  onRefused?: (socket: Socket, reason: "total" | "address" | "rate") => void,
 ): ConnectionGate {
   const cap = connectionCap(limits);
   const perAddress = new Map<string, number>();
+  const admitNew = newConnectionBuckets(
+    limits.newConnectionsPerAddressPerSecond ?? Number.POSITIVE_INFINITY,
+    limits.newConnectionsBurstPerAddress ?? Number.POSITIVE_INFINITY,
+  );
   let open = 0;
   let refused = 0;
   server.on("connection", (socket: Socket) => {
     const key = addressKey(socket.remoteAddress);
     const mine = perAddress.get(key) ?? 0;
-    const reason = open >= cap ? "total" : mine >= limits.maxConnectionsPerAddress ? "address" : "";
+    const reason =
+      open >= cap
+        ? "total"
+        : mine >= limits.maxConnectionsPerAddress
+          ? "address"
+          : !admitNew(key)
+            ? "rate"
+            : "";
     if (reason !== "") {
       refused++;
       onRefused?.(socket, reason);
@@ -153,6 +176,37 @@ export function guardConnections(
     open: () => open,
     openFrom: (address) => perAddress.get(addressKey(address)) ?? 0,
     refused: () => refused,
+  };
+}
+
+/** Per-address token buckets; entries that have refilled are dropped (memory stays bounded). */
+function newConnectionBuckets(perSecond: number, burst: number): (key: string) => boolean {
+  if (!Number.isFinite(perSecond) || !Number.isFinite(burst)) return () => true;
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  const refill = (b: { tokens: number; at: number }, now: number) => {
+    b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSecond);
+    b.at = now;
+  };
+  const prune = setInterval(() => {
+    const now = performance.now();
+    for (const [key, b] of buckets) {
+      refill(b, now);
+      if (b.tokens >= burst) buckets.delete(key);
+    }
+  }, 10_000);
+  prune.unref();
+  return (key) => {
+    const now = performance.now();
+    let b = buckets.get(key);
+    if (!b) {
+      b = { tokens: burst, at: now };
+      buckets.set(key, b);
+    } else {
+      refill(b, now);
+    }
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
   };
 }
 

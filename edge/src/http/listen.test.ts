@@ -215,6 +215,34 @@ describe("listenDual plaintext: connection discipline (issue 21, finding 1)", ()
   });
 });
 
+describe("listenDual: new connections per address per second (issue 21, flood)", () => {
+  it("closes an address's connections past its rate and burst at once; other addresses are served", async () => {
+    const server = await listenDual({
+      host: "127.0.0.1",
+      port: 0,
+      listener,
+      limits: connectionLimitsSchema.parse({
+        newConnectionsPerAddressPerSecond: 1,
+        newConnectionsBurstPerAddress: 4,
+      }),
+    });
+    try {
+      const raws = [];
+      for (let i = 0; i < 7; i++) raws.push(await connect(server.port, "127.0.0.5"));
+      const deadline = Date.now() + PATIENCE_MS;
+      while (raws.filter((r) => r.isClosed()).length < 3 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.equal(raws.filter((r) => !r.isClosed()).length, 4, "the burst is served");
+      assert.equal(server.connections.refused(), 3);
+      assert.equal(await get(server.port, "127.0.0.6"), 200, "another address is not affected");
+      for (const r of raws) r.socket.destroy();
+    } finally {
+      await server.close(100);
+    }
+  });
+});
+
 describe("listenDual with TLS: connection discipline", () => {
   let server: DualServer;
   let dir: string;
