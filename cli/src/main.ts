@@ -31,6 +31,9 @@ Environment: MCP_GATEWAY_URL, MCP_GATEWAY_TOKEN, MCP_GATEWAY_DATA_DIR,
 
 type Command = (argv: string[]) => Promise<number>;
 
+/** Commands that run a server. */
+const SERVERS: ReadonlySet<string> = new Set(["dev", "edge", "runner"]);
+
 /**
  * Commands load their module on first use, so `token` or `status` do not pay
  * for importing the servers (start-up time of a short CLI call).
@@ -105,6 +108,15 @@ export async function main(argv: string[]): Promise<number> {
  * had already opened (the dev runner's port, the store).
  */
 export async function runMain(argv: string[]): Promise<void> {
+  // A reader that stops early (`mcp-gateway audit export | head`) closes the pipe: for a
+  // client command that ends the output, it is not a crash with a stack trace. (Servers keep
+  // Node's behaviour: their supervisor must see that they stopped.)
+  if (!SERVERS.has(argv[0] ?? "")) {
+    process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "EPIPE") process.exit(0);
+      throw err;
+    });
+  }
   const code = await main(argv);
   if (code !== 0) process.exit(code);
 }

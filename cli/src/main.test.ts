@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { describe, it } from "node:test";
+import { auditKeyFromSecret } from "../../edge/src/audit/keys.js";
+import { sampleAuditEntry } from "../../edge/src/store/contract.js";
+import { createSqliteStore } from "../../edge/src/store/sqlite.js";
+
+const CLI = resolve(import.meta.dirname, "entry", "cli.ts");
+
+describe("mcp-gateway writing into a pipe", () => {
+  it("audit export exits 0, without a stack trace, when its reader closes the pipe early", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-epipe-"));
+    try {
+      const secret = randomBytes(32);
+      const keyFile = join(dir, "audit.key");
+      writeFileSync(keyFile, `${secret.toString("base64")}\n`, { mode: 0o600 });
+      const store = createSqliteStore({
+        path: join(dir, "gateway.db"),
+        auditKey: auditKeyFromSecret(secret),
+      });
+      // Far more than a pipe buffer (64 KiB) of JSON lines.
+      for (let i = 0; i < 2000; i++) await store.appendAudit(sampleAuditEntry({ time: i }));
+      await store.close();
+      const child = spawn(
+        process.execPath,
+        ["--import", "tsx", CLI, "audit", "export", "--data-dir", dir],
+        {
+          stdio: ["ignore", "pipe", "pipe"],
+          env: { ...process.env, MCP_GATEWAY_AUDIT_KEY_FILE: keyFile },
+        },
+      );
+      let stderr = "";
+      child.stderr.on("data", (d: Buffer) => {
+        stderr += d.toString();
+      });
+      // Like `| head -1`: read the first chunk, then close the pipe.
+      child.stdout.once("data", () => child.stdout.destroy());
+      const code = await new Promise<number | null>((r) => child.once("exit", r));
+      assert.equal(code, 0, stderr);
+      assert.doesNotMatch(stderr, /EPIPE|Error|at /);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
