@@ -12,7 +12,7 @@ import { createSqliteStore } from "../../edge/src/store/sqlite.js";
 const CLI = resolve(import.meta.dirname, "entry", "cli.ts");
 
 describe("mcp-gateway writing into a pipe", () => {
-  it("audit export exits 0, without a stack trace, when its reader closes the pipe early", async () => {
+  it("audit export exits 141 (SIGPIPE), without a stack trace, when its reader closes the pipe early", async () => {
     const dir = mkdtempSync(join(tmpdir(), "cli-epipe-"));
     try {
       const secret = randomBytes(32);
@@ -40,7 +40,7 @@ describe("mcp-gateway writing into a pipe", () => {
       // Like `| head -1`: read the first chunk, then close the pipe.
       child.stdout.once("data", () => child.stdout.destroy());
       const code = await new Promise<number | null>((r) => child.once("exit", r));
-      assert.equal(code, 0, stderr);
+      assert.equal(code, 141, stderr);
       assert.doesNotMatch(stderr, /EPIPE|Error|at /);
     } finally {
       rmSync(dir, { recursive: true, force: true });

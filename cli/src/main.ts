@@ -108,12 +108,13 @@ export async function main(argv: string[]): Promise<number> {
  * had already opened (the dev runner's port, the store).
  */
 export async function runMain(argv: string[]): Promise<void> {
-  // A reader that stops early (`mcp-gateway audit export | head`) closes the pipe: for a
-  // client command that ends the output, it is not a crash with a stack trace. (Servers keep
-  // Node's behaviour: their supervisor must see that they stopped.)
+  // A reader that stops early (`mcp-gateway audit export | head`) closes the pipe: a client
+  // command then ends as Unix tools do on SIGPIPE, exit status 141 (so a pipeline under
+  // `set -o pipefail` never reads it as success), without a stack trace. Servers keep
+  // Node's behaviour: their supervisor must see that they stopped.
   if (!SERVERS.has(argv[0] ?? "")) {
     process.stdout.on("error", (err: NodeJS.ErrnoException) => {
-      if (err.code === "EPIPE") process.exit(0);
+      if (err.code === "EPIPE") process.exit(141);
       throw err;
     });
   }

@@ -45,6 +45,7 @@ import type { McpEndpoint } from "./mcp/endpoint.js";
 import { MCP_PATH, RESOURCE_METADATA_PATH } from "./mcp/paths.js";
 import { createEdgeMetrics, registerStoreWriteMetrics } from "./metrics.js";
 import { createOperations } from "./operations/operations.js";
+import { settleUpstreamOutcomes } from "./operations/upstream-tools.js";
 import { createPipeline } from "./pipeline/authorize.js";
 import {
   createEdgeInterceptor,
@@ -566,6 +567,8 @@ export async function startEdge(
       }
       stopTlsWatch();
       await upstreams?.close();
+      // Outcome records of upstream calls are appended after their answers: before the store closes.
+      await settleUpstreamOutcomes();
       runners.close();
       policy.close();
       await tracing.shutdown();

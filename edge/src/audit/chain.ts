@@ -231,6 +231,22 @@ export function inspectAuditRecord(
   row: RawAuditRow,
   keys: ReadonlyMap<string, AuditKey>,
 ): RecordInspection {
+  // Rows come from a database an attacker may have written: whatever they hold, the answer
+  // is a verdict on this record, never an exception (which would hide an earlier break).
+  if (typeof row.body !== "string") {
+    return { keyId: null, early: "stored body is not text" };
+  }
+  try {
+    return inspectBody(row, keys);
+  } catch (err) {
+    return {
+      keyId: null,
+      early: `record cannot be checked: ${String((err as Error).message ?? err).slice(0, 200)}`,
+    };
+  }
+}
+
+function inspectBody(row: RawAuditRow, keys: ReadonlyMap<string, AuditKey>): RecordInspection {
   let parsed: ParsedBody;
   try {
     parsed = JSON.parse(row.body) as ParsedBody;
@@ -431,25 +447,28 @@ export async function verifyAuditRows(
   let pool: VerifyPool | undefined;
   let batch: RawAuditRow[] = [];
   let seen = 0;
+  let broken = false;
   try {
     for await (const row of rows) {
       if (pool === undefined && (threads === 0 || seen < parallelAfter)) {
         seen++;
-        if (!v.push(row)) break;
+        broken = !v.push(row);
+        if (broken) break;
         continue;
       }
       batch.push(row);
       if (batch.length === JOB_ROWS) {
         pool ??= await startPool(v.keys, threads);
-        if (!(await pool.submitRows(batch, v.place))) break;
+        broken = !(await pool.submitRows(batch, v.place));
         batch = [];
+        if (broken) break;
       }
     }
-    if (batch.length > 0) {
+    if (!broken && batch.length > 0) {
       pool ??= await startPool(v.keys, threads);
-      await pool.submitRows(batch, v.place);
+      broken = !(await pool.submitRows(batch, v.place));
     }
-    await pool?.drain(v.place);
+    if (!broken) await pool?.drain(v.place);
   } finally {
     await pool?.close();
   }
@@ -465,26 +484,27 @@ export async function verifyAuditRows(
  */
 export async function verifyStoreAudit(
   store: Pick<TaskStore, "auditRows" | "auditHead" | "auditRangeSource">,
-  options: VerifyOptions & ParallelVerifyOptions = {},
+  options: Omit<VerifyOptions, "startAfter"> & ParallelVerifyOptions = {},
 ): Promise<ChainVerdict> {
   const threads = options.threads ?? defaultThreads();
   const parallelAfter = options.parallelAfter ?? 8192;
   const source = threads > 0 ? store.auditRangeSource?.() : undefined;
   const head = source ? await store.auditHead() : undefined;
-  const first = (options.startAfter?.seq ?? 0) + 1;
-  if (!source || !head || head.seq - first < parallelAfter) {
+  // Ranges need an integer head; anything else (a table rewritten with other types) is
+  // left to the streaming verifier, which reports it.
+  if (!source || !head || !Number.isSafeInteger(head.seq) || head.seq <= parallelAfter) {
     return verifyAuditRows(store.auditRows(), options);
   }
   const v = createChainVerifier(options);
   const pool = await startPool(v.keys, threads, source);
   try {
-    // The first range also takes any row stored below the chain's start (a record
-    // inserted with seq ≤ 0 is a break, as when streaming).
-    let from = options.startAfter ? first : Number.MIN_SAFE_INTEGER;
-    for (let to = first + JOB_ROWS - 1; ; to += JOB_ROWS) {
+    // The first range has no lower bound: a record stored below seq 1, however far, is
+    // read and breaks the chain there, as when streaming.
+    let from: number | null = null;
+    for (let to = JOB_ROWS; ; to += JOB_ROWS) {
       const last = Math.min(to, head.seq);
       if (!(await pool.submitRange(from, last, v.place))) break;
-      if (last === head.seq) {
+      if (last >= head.seq) {
         await pool.drain(v.place);
         break;
       }

@@ -152,6 +152,28 @@ describe("audit verify on worker threads gives the one-thread verdict", () => {
     );
   });
 
+  it("a row stored far below the chain, and a body stored as a blob: verdicts, not exceptions", async () => {
+    const copyOf = (seq: bigint, from: number) =>
+      `INSERT INTO audit (seq, time, principal, tenant, operation, decision, prev_hash, hash, body)
+       SELECT ${seq}, time, principal, tenant, operation, decision, prev_hash, hash, body FROM audit WHERE seq = ${from}`;
+    const low = await verdicts(
+      variant((db) => db.prepare(copyOf(-(2n ** 62n), 1)).run()),
+      { keys: [key] },
+    );
+    assert.equal(low.ok, false, "a row at seq -2^62 is found");
+    assert.match(low.firstBad?.reason ?? "", /sequence jumps/);
+    broken(
+      await verdicts(
+        variant((db) =>
+          db.prepare("UPDATE audit SET body = CAST(body AS BLOB) WHERE seq = 7001").run(),
+        ),
+        { keys: [key] },
+      ),
+      7001,
+      /not text/,
+    );
+  });
+
   it("a tail rewritten without the key, indexed columns changed, a non-canonical body signed", async () => {
     const rewritten = variant((db) => {
       const rows = db

@@ -48,7 +48,7 @@ export type BatchRequest =
         decision: string[];
       } | null;
     }
-  | { id: number; kind: "range"; from: number; to: number };
+  | { id: number; kind: "range"; from: number | null; to: number };
 
 /** A worker's answer for one job. */
 export interface BatchResult {
@@ -78,11 +78,12 @@ export interface VerifyPool {
   /** Hands a batch of rows to a worker; see {@link VerifyPool.submitRange}. */
   submitRows(rows: RawAuditRow[], place: Placer): Promise<boolean>;
   /**
-   * Has a worker read and inspect the rows with from ≤ seq ≤ to; places every job
+   * Has a worker read and inspect the rows with from ≤ seq ≤ to (no lower bound when
+   * from is null); places every job
    * already answered, in order, and waits while too many are out. False once a placed
    * record broke the chain.
    */
-  submitRange(from: number, to: number, place: Placer): Promise<boolean>;
+  submitRange(from: number | null, to: number, place: Placer): Promise<boolean>;
   /** Waits for and places every job still out. */
   drain(place: Placer): Promise<boolean>;
   /** Stops the workers. */
@@ -191,6 +192,8 @@ export function createVerifyPool(
   };
   const waiting = new Map<number, (r: BatchResult) => void>();
   let closing = false;
+  /** Why the pool cannot answer any more (a worker died): later jobs fail at once. */
+  let broken: string | undefined;
   const workers = Array.from({ length: Math.max(1, threads) }, () => {
     const w = startWorker(setup);
     w.on("message", (r: BatchResult) => {
@@ -198,6 +201,7 @@ export function createVerifyPool(
       waiting.delete(r.id);
     });
     const failAll = (why: string) => {
+      broken ??= why;
       for (const [id, settle] of waiting) {
         settle({ id, n: 0, keyIdx: new Int32Array(0), error: why });
       }
@@ -254,6 +258,12 @@ export function createVerifyPool(
         resolve();
       });
     });
+    if (broken !== undefined) {
+      waiting.get(req.id)?.({ id: req.id, n: 0, keyIdx: new Int32Array(0), error: broken });
+      waiting.delete(req.id);
+      out.push(entry);
+      return placeHeadsUntilFailure(place);
+    }
     const worker = workers[req.id % workers.length] as Worker;
     if (req.kind === "rows") {
       const transfer: ArrayBuffer[] = [req.seq.buffer as ArrayBuffer];
@@ -269,6 +279,12 @@ export function createVerifyPool(
       if (first.result === undefined && out.length <= OUT_PER_WORKER * workers.length) break;
       if (!(await placeHead(place))) return false;
     }
+    return true;
+  };
+
+  /** Places every job out, in order (the pool is broken: the first failed job throws). */
+  const placeHeadsUntilFailure = async (place: Placer) => {
+    while (out.length > 0) if (!(await placeHead(place))) return false;
     return true;
   };
 

@@ -160,6 +160,12 @@ export function auditUpstreamOutcome(
 ): void {
   const time = Date.now();
   const durationMs = Math.round(performance.now() - o.started);
+  let done: () => void = () => undefined;
+  const pending = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  pendingOutcomes.add(pending);
+  void pending.then(() => pendingOutcomes.delete(pending));
   setImmediate(() =>
     pipeline
       .audit({
@@ -183,8 +189,17 @@ export function auditUpstreamOutcome(
       })
       .catch((err: unknown) =>
         rc.logger.error({ err: String(err) }, "the outcome of an upstream request was not audited"),
-      ),
+      )
+      .finally(done),
   );
+}
+
+/** Outcome records scheduled and not yet appended (see {@link settleUpstreamOutcomes}). */
+const pendingOutcomes = new Set<Promise<void>>();
+
+/** Waits for every scheduled outcome record: the edge calls it before closing the store. */
+export async function settleUpstreamOutcomes(): Promise<void> {
+  await Promise.all([...pendingOutcomes]);
 }
 
 /** Creates the upstream-tool operations. */

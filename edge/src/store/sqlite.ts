@@ -96,10 +96,10 @@ type RawAuditTuple = [number, number, string, string, string, string, string, st
  */
 export function openAuditRangeReader(path: string): {
   /**
-   * Rows with from ≤ seq ≤ to, in order; when they end before `to` (a gap, or a tail
+   * Rows with from ≤ seq ≤ to (from null: no lower bound), in order; when they end before `to` (a gap, or a tail
    * removed), also the first row after `to`, so the caller sees where the chain resumes.
    */
-  read(from: number, to: number): RawAuditRow[];
+  read(from: number | null, to: number): RawAuditRow[];
   close(): void;
 } {
   const db = new Database(path, { readonly: true, fileMustExist: true });
@@ -107,6 +107,11 @@ export function openAuditRangeReader(path: string): {
   const range = db
     .prepare<[number, number], RawAuditTuple>(
       `SELECT ${columns} FROM audit WHERE seq BETWEEN ? AND ? ORDER BY seq`,
+    )
+    .raw(true);
+  const upTo = db
+    .prepare<[number, number], RawAuditTuple>(
+      `SELECT ${columns} FROM audit WHERE seq <= ? ORDER BY seq LIMIT ?`,
     )
     .raw(true);
   const after = db
@@ -133,7 +138,10 @@ export function openAuditRangeReader(path: string): {
   });
   return {
     read(from, to) {
-      const rows = range.all(from, to).map(toRow);
+      // Without a lower bound, at most the rows 1..to plus one: any more is a break already.
+      const rows = (from === null ? upTo.all(to, Math.max(0, to) + 1) : range.all(from, to)).map(
+        toRow,
+      );
       if ((rows.at(-1)?.seq ?? Number.NEGATIVE_INFINITY) < to) {
         const next = after.get(to);
         if (next) rows.push(toRow(next));
