@@ -23,12 +23,14 @@ export const connectionLimitsSchema = z.object({
   maxConnectionsPerAddress: z.number().int().positive().default(256),
   /**
    * New connections a client address (IPv4, or an IPv6 /64) may open per second, on
-   * average; beyond, new ones are closed at once, before any protocol work. A flood of
-   * one-request connections then costs an accept and a close each, not a request.
+   * average; beyond, new ones are closed at once, before any protocol work, so a flood of
+   * one-request connections costs an accept and a close each, not a request. Off unless
+   * set: behind NAT or an L4 load balancer every client shares one address, and a limit
+   * would refuse their legitimate bursts (set it on edges that see client addresses).
    */
-  newConnectionsPerAddressPerSecond: z.number().positive().default(100),
-  /** Burst of new connections an address may open above that rate. */
-  newConnectionsBurstPerAddress: z.number().int().positive().default(200),
+  newConnectionsPerAddressPerSecond: z.number().positive().optional(),
+  /** Burst of new connections an address may open above that rate (default: 2 s of the rate). */
+  newConnectionsBurstPerAddress: z.number().int().positive().optional(),
   /**
    * Absolute time from accepting a connection (or finishing a response on it)
    * until a request's headers are complete — TLS handshake, protocol sniffing
@@ -128,7 +130,7 @@ export interface ConnectionGate {
  *
  * @example
  * guardConnections(server, { maxConnections: 4096, maxConnectionsPerAddress: 256 });
- * // also: newConnectionsPerAddressPerSecond / newConnectionsBurstPerAddress (token bucket)
+ * // optional: newConnectionsPerAddressPerSecond / newConnectionsBurstPerAddress (token bucket)
  */
 export function guardConnections(
   server: NetServer,
@@ -140,9 +142,10 @@ export function guardConnections(
 ): ConnectionGate {
   const cap = connectionCap(limits);
   const perAddress = new Map<string, number>();
+  const rate = limits.newConnectionsPerAddressPerSecond;
   const admitNew = newConnectionBuckets(
-    limits.newConnectionsPerAddressPerSecond ?? Number.POSITIVE_INFINITY,
-    limits.newConnectionsBurstPerAddress ?? Number.POSITIVE_INFINITY,
+    rate ?? Number.POSITIVE_INFINITY,
+    limits.newConnectionsBurstPerAddress ?? Math.max(1, Math.ceil((rate ?? 0) * 2)),
   );
   let open = 0;
   let refused = 0;

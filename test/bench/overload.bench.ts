@@ -24,13 +24,16 @@
  * OVERLOAD_ATTACKS=flood,slowloris,reader (the default) chooses the attacks, e.g. one at a
  * time to see which dominates. The edge's CPU share during each phase is printed.
  *
+ * OVERLOAD_CONNECTION_RATE=100 sets the edge's per-address new-connection rate (off by default).
+ *
  * Target (issue 21): p99 under attack ≤ 2× p99 alone, zero failures of the legitimate caller.
  */
 import { type ChildProcess, fork } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
-import { loadavg } from "node:os";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import { createClient } from "@connectrpc/connect";
@@ -274,11 +277,24 @@ async function main(): Promise<void> {
   // attack phase outlasts the 10 s headers deadline, so the edge closes and the slowloris reopens.
   const ATTACK_LEAD_MS = 5_000;
 
-  const gw = await startGateway(
-    process.env.BENCH_CPU_PROF
+  // OVERLOAD_CONNECTION_RATE=<n>: the edge limits new connections per address to n/s
+  // (connections.newConnectionsPerAddressPerSecond, off by default).
+  const rate = Number(process.env.OVERLOAD_CONNECTION_RATE ?? 0);
+  let edgeArgs: string[] = [];
+  if (rate > 0) {
+    const config = join(mkdtempSync(join(tmpdir(), "overload-")), "edge.json");
+    writeFileSync(
+      config,
+      JSON.stringify({ connections: { newConnectionsPerAddressPerSecond: rate } }),
+    );
+    edgeArgs = ["--config", config];
+  }
+  const gw = await startGateway({
+    edgeArgs,
+    ...(process.env.BENCH_CPU_PROF
       ? { nodeArgs: ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] }
-      : {},
-  );
+      : {}),
+  });
   let child: ChildProcess | undefined;
   try {
     const legit = await gw.token("legit", ["developer"], ["--tenant", "globex"]);
