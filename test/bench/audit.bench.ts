@@ -21,14 +21,9 @@ import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import Database from "better-sqlite3";
-import {
-  auditIndexColumns,
-  sealAuditRecord,
-  verifyStoreAudit,
-} from "../../edge/src/audit/chain.js";
+import { verifyStoreAudit } from "../../edge/src/audit/chain.js";
 import { auditKeyFromSecret } from "../../edge/src/audit/keys.js";
-import { sampleAuditEntry } from "../../edge/src/store/contract.js";
+import { fillSqliteAuditChain, sampleAuditEntry } from "../../edge/src/store/contract.js";
 import { createSqliteStore } from "../../edge/src/store/sqlite.js";
 
 const RECORDS = Number(process.env.BENCH_RECORDS ?? 1_000_000);
@@ -85,35 +80,12 @@ async function main(): Promise<void> {
     // Laid out as an edge's data directory, so the release CLI can verify it too.
     const dataDir = join(dir, "data");
     const path = join(dataDir, "gateway.db");
-    createSqliteStore({ path }).close();
-    const db = new Database(path);
-    db.pragma("journal_mode = WAL");
-    db.pragma("synchronous = OFF");
-    const insert = db.prepare(
-      `INSERT INTO audit (seq, time, principal, tenant, operation, decision, prev_hash, hash, body)
-       VALUES (@seq, @time, @principal, @tenant, @operation, @decision, @prevHash, @hash, @body)`,
-    );
-    let prev: { seq: number; hash: string } | undefined;
     const t0 = performance.now();
-    const fill = db.transaction((from: number, to: number) => {
-      for (let i = from; i < to; i++) {
-        const { record, body } = sealAuditRecord(
-          { ...entry, time: 1_700_000_000_000 + i, operation: i % 3 ? "execute" : "read_file" },
-          prev,
-          key,
-        );
-        insert.run({
-          seq: record.seq,
-          ...auditIndexColumns(record),
-          prevHash: record.prevHash,
-          hash: record.hash,
-          body,
-        });
-        prev = { seq: record.seq, hash: record.hash };
-      }
-    });
-    for (let i = 0; i < RECORDS; i += 50_000) fill(i, Math.min(RECORDS, i + 50_000));
-    db.close();
+    fillSqliteAuditChain(path, RECORDS, key, (i) => ({
+      ...entry,
+      time: 1_700_000_000_000 + i,
+      operation: i % 3 ? "execute" : "read_file",
+    }));
     console.log(
       `\nwrote ${RECORDS} records in ${((performance.now() - t0) / 1000).toFixed(1)} s (seal + insert)`,
     );

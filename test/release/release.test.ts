@@ -132,37 +132,19 @@ describe(`release tarball ${NAME}`, () => {
 
   it("audit verify checks a long chain on worker threads from the extracted tree", async () => {
     // 10,000 records (past the 8,192 after which workers start), written as the edge does.
-    const { auditIndexColumns, sealAuditRecord } = await import("../../edge/src/audit/chain.js");
     const { auditKeyFromSecret } = await import("../../edge/src/audit/keys.js");
-    const { sampleAuditEntry } = await import("../../edge/src/store/contract.js");
-    const { createSqliteStore } = await import("../../edge/src/store/sqlite.js");
+    const { fillSqliteAuditChain, sampleAuditEntry } = await import(
+      "../../edge/src/store/contract.js"
+    );
     const { default: Database } = await import("better-sqlite3");
     const dataDir = join(dir, "audit-data");
     const secret = randomBytes(32);
-    const key = auditKeyFromSecret(secret);
     const dbPath = join(dataDir, "gateway.db");
-    createSqliteStore({ path: dbPath }).close();
+    fillSqliteAuditChain(dbPath, 10_000, auditKeyFromSecret(secret), (i) =>
+      sampleAuditEntry({ time: 1e12 + i }),
+    );
     const keyFile = join(dataDir, "audit-verify.key");
     writeFileSync(keyFile, `${secret.toString("base64")}\n`, { mode: 0o600 });
-    const db = new Database(dbPath);
-    const insert = db.prepare(
-      `INSERT INTO audit (seq, time, principal, tenant, operation, decision, prev_hash, hash, body)
-       VALUES (@seq, @time, @principal, @tenant, @operation, @decision, @prevHash, @hash, @body)`,
-    );
-    let prev: { seq: number; hash: string } | undefined;
-    db.transaction(() => {
-      for (let i = 0; i < 10_000; i++) {
-        const { record, body } = sealAuditRecord(sampleAuditEntry({ time: 1e12 + i }), prev, key);
-        insert.run({
-          seq: record.seq,
-          ...auditIndexColumns(record),
-          prevHash: record.prevHash,
-          hash: record.hash,
-          body,
-        });
-        prev = { seq: record.seq, hash: record.hash };
-      }
-    })();
     const verify = () =>
       spawnSync(
         process.execPath,
@@ -180,6 +162,7 @@ describe(`release tarball ${NAME}`, () => {
     const intact = verify();
     assert.equal(intact.status, 0, intact.stderr);
     assert.match(intact.stdout, /audit chain intact: 10000 records/);
+    const db = new Database(dbPath);
     db.prepare("UPDATE audit SET body = replace(body, 'allow', 'deny') WHERE seq = 9500").run();
     db.close();
     const tampered = verify();

@@ -15,7 +15,7 @@ import { POLICY_OPERATIONS, type PolicyInput, type SandboxLimits } from "./input
  */
 
 /** Small seeded PRNG (mulberry32): the same seed gives the same corpus everywhere. */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import canonicalize from "canonicalize";
+// The seeded PRNG of the policy corpus, so a failure names a reproducible case.
+import { rng } from "../../../common/src/policy/corpus.js";
 import { isCanonicalJsonText } from "./jcs-check.js";
 
 /** What the check must answer: the library's verdict on the text. */
@@ -16,18 +18,6 @@ function reference(text: string): boolean {
   } catch {
     return false; // lone surrogates, non-finite numbers
   }
-}
-
-/** A small seeded PRNG (mulberry32), so a failure names a reproducible case. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const CODE_UNITS = [

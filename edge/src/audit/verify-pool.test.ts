@@ -5,13 +5,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
-import { sampleAuditEntry } from "../store/contract.js";
+import { fillSqliteAuditChain, sampleAuditEntry } from "../store/contract.js";
 import { createSqliteStore } from "../store/sqlite.js";
 import {
-  auditIndexColumns,
   type ChainVerdict,
   chainHash,
-  sealAuditRecord,
   type VerifyOptions,
   verifyAuditChain,
   verifyAuditRows,
@@ -32,29 +30,10 @@ describe("audit verify on worker threads gives the one-thread verdict", () => {
     dir = mkdtempSync(join(tmpdir(), "verify-pool-"));
     base = join(dir, "base.db");
     key = auditKeyFromSecret(randomBytes(32));
-    createSqliteStore({ path: base }).close();
-    const db = new Database(base);
-    const insert = db.prepare(
-      `INSERT INTO audit (seq, time, principal, tenant, operation, decision, prev_hash, hash, body)
-       VALUES (@seq, @time, @principal, @tenant, @operation, @decision, @prevHash, @hash, @body)`,
-    );
-    let prev: { seq: number; hash: string } | undefined;
-    db.transaction(() => {
-      for (let i = 0; i < N; i++) {
-        const entry = sampleAuditEntry({ time: 1_700_000_000_000 + i, operation: `op${i % 7}` });
-        const { record, body } = sealAuditRecord(entry, prev, key);
-        insert.run({
-          seq: record.seq,
-          ...auditIndexColumns(record),
-          prevHash: record.prevHash,
-          hash: record.hash,
-          body,
-        });
-        prev = { seq: record.seq, hash: record.hash };
-      }
-    })();
-    db.close();
-    head = prev?.hash ?? "";
+    head =
+      fillSqliteAuditChain(base, N, key, (i) =>
+        sampleAuditEntry({ time: 1_700_000_000_000 + i, operation: `op${i % 7}` }),
+      )?.hash ?? "";
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
