@@ -399,29 +399,78 @@ static int permitted_prog(const struct builder *b, dev_t dev, ino_t ino) {
 
 static int walk(struct builder *b, const char *path, int depth);
 
-/** A program directory: one rule per permitted file, none for denied ones. */
+/** O_PATH descriptors of rules already added, closed together (see flush_fds). */
+struct fd_batch {
+  int fds[64];
+  size_t n;
+};
+
+/** Closes the batch: one close_range(2) when its descriptors are exactly one contiguous
+ * range (they are distinct, so count == max - min + 1 means nothing else lies between),
+ * else one close(2) each. */
+static void flush_fds(struct fd_batch *fb) {
+  if (fb->n == 0) return;
+  int lo = fb->fds[0];
+  int hi = fb->fds[0];
+  for (size_t i = 1; i < fb->n; i++) {
+    if (fb->fds[i] < lo) lo = fb->fds[i];
+    if (fb->fds[i] > hi) hi = fb->fds[i];
+  }
+  int closed = 0;
+#ifdef SYS_close_range
+  if ((size_t)(hi - lo) + 1 == fb->n) {
+    closed = syscall(SYS_close_range, (unsigned)lo, (unsigned)hi, 0) == 0;
+  }
+#endif
+  if (!closed) {
+    for (size_t i = 0; i < fb->n; i++) close(fb->fds[i]);
+  }
+  fb->n = 0;
+}
+
+/** A program directory: one rule per permitted file, none for denied ones.
+ *
+ * Runs on every task start with ~1,000 entries in /usr/bin, so it spends as few system
+ * calls per entry as it can: the entry type from readdir(3) (a stat only where the file
+ * system does not give it), then open(O_PATH | O_NOFOLLOW), fstat of that descriptor (the
+ * decision is made on the very inode the rule is added for: no window between a check by
+ * name and the open), the rule, and descriptors closed in batches. */
 static int walk_prog_dir(struct builder *b, const char *path, int depth) {
   DIR *dir = opendir(path);
   if (dir == NULL) return 0;
+  int dfd = dirfd(dir);
+  struct fd_batch fb = {.n = 0};
   struct dirent *de;
   int rc = 0;
   while (rc == 0 && (de = readdir(dir)) != NULL) {
     if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
-    struct stat st;
-    if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-    if (S_ISLNK(st.st_mode)) continue; /* the target has its own rule (or none) */
-    char child[PATH_MAX];
-    if (snprintf(child, sizeof child, "%s/%s", path, de->d_name) >= (int)sizeof child) continue;
-    if (S_ISDIR(st.st_mode)) {
-      rc = walk(b, child, depth + 1);
-    } else if (permitted_prog(b, st.st_dev, st.st_ino)) {
-      int fd = openat(dirfd(dir), de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-      if (fd >= 0) {
-        add_rule_fd(b, fd, FS_READ_FILE | FS_EXECUTE, 0);
-        close(fd);
+    if (de->d_type == DT_LNK) continue; /* the target has its own rule (or none) */
+    if (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN) {
+      struct stat st;
+      if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (S_ISLNK(st.st_mode)) continue;
+      if (S_ISDIR(st.st_mode)) {
+        char child[PATH_MAX];
+        if (snprintf(child, sizeof child, "%s/%s", path, de->d_name) >= (int)sizeof child) continue;
+        flush_fds(&fb);
+        rc = walk(b, child, depth + 1);
+        continue;
       }
     }
+    int fd = openat(dfd, de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) continue;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode) &&
+        permitted_prog(b, st.st_dev, st.st_ino)) {
+      uint64_t access = (FS_READ_FILE | FS_EXECUTE) & b->handled;
+      struct ll_path_beneath_attr attr = {.allowed_access = access, .parent_fd = fd};
+      /* a rule that cannot be added only takes access away */
+      if (access != 0) (void)syscall(SYS_landlock_add_rule, b->ruleset, LL_RULE_PATH_BENEATH, &attr, 0);
+    }
+    fb.fds[fb.n++] = fd;
+    if (fb.n == sizeof fb.fds / sizeof fb.fds[0]) flush_fds(&fb);
   }
+  flush_fds(&fb);
   closedir(dir);
   return rc;
 }
