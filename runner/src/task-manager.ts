@@ -209,6 +209,16 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
   ): Promise<void> {
     running++;
     options.onChange?.(running);
+    let proxyClosed: Promise<void> | undefined;
+    const closeProxy = () => {
+      proxyClosed ??=
+        proxy
+          ?.close()
+          .catch((err: unknown) =>
+            options.logger.warn({ taskId: entry.id, err }, "egress proxy did not close cleanly"),
+          ) ?? Promise.resolve();
+      return proxyClosed;
+    };
     const spawnSpan = startSpan(options.tracer, "sandbox.spawn", parent, {
       "mcp.task_id": entry.id,
     });
@@ -245,6 +255,9 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
       if (entry.cancelled) proc.cancel();
       started();
       const result = await proc.result;
+      // The tree is gone; its egress connections' records come before the exit, which is the
+      // last event the edge stores (the proxy reports each connection as it closes them).
+      await closeProxy();
       runSpan?.span.setAttributes({
         "mcp.task.status": result.status,
         "process.exit.code": result.exitCode,
@@ -270,11 +283,7 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
         message,
       });
     } finally {
-      await proxy
-        ?.close()
-        .catch((err: unknown) =>
-          options.logger.warn({ taskId: entry.id, err }, "egress proxy did not close cleanly"),
-        );
+      await closeProxy();
       running--;
       options.onChange?.(running);
     }

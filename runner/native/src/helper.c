@@ -20,7 +20,7 @@
 #include "workspace-fs.h"
 
 /** Bumped when the command-line protocol with the runner changes. */
-#define MCPG_HELPER_PROTOCOL "mcpg-sandbox-helper 3"
+#define MCPG_HELPER_PROTOCOL "mcpg-sandbox-helper 4"
 
 static int export_filter(const char *which, int pfc) {
   enum mcpg_filter f;

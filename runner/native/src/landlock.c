@@ -401,7 +401,7 @@ static int walk(struct builder *b, const char *path, int depth);
 
 /** O_PATH descriptors of rules already added, closed together (see flush_fds). */
 struct fd_batch {
-  int fds[64];
+  int fds[16];
   size_t n;
 };
 
@@ -434,7 +434,8 @@ static void flush_fds(struct fd_batch *fb) {
  * calls per entry as it can: the entry type from readdir(3) (a stat only where the file
  * system does not give it), then open(O_PATH | O_NOFOLLOW), fstat of that descriptor (the
  * decision is made on the very inode the rule is added for: no window between a check by
- * name and the open), the rule, and descriptors closed in batches. */
+ * name and the open), the rule, and descriptors closed in small batches (RLIMIT_NOFILE is
+ * already the task's here: a batch that meets it is closed and the open tried again). */
 static int walk_prog_dir(struct builder *b, const char *path, int depth) {
   DIR *dir = opendir(path);
   if (dir == NULL) return 0;
@@ -458,6 +459,11 @@ static int walk_prog_dir(struct builder *b, const char *path, int depth) {
       }
     }
     int fd = openat(dfd, de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && fb.n > 0) {
+      /* RLIMIT_NOFILE is already the task's (as low as a few dozen): make room, try again. */
+      flush_fds(&fb);
+      fd = openat(dfd, de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    }
     if (fd < 0) continue;
     struct stat st;
     if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode) &&

@@ -2,6 +2,13 @@
  * launch.c — host-side supervisor of one sandboxed task.
  *
  *   mcpg-sandbox-helper launch STATUS_FD RUNNER_PID GO_FD -- BWRAP [BWRAP ARGS...]
+ *   mcpg-sandbox-helper launch STATUS_FD RUNNER_PID GO_FD -- @
+ *
+ * The second form is a prepared launcher (issue 13): started, and its child placed into a
+ * fresh cgroup, before any task is known. The child reads 'G' and then the whole command
+ * line — NUL-terminated strings, BWRAP first, up to EOF — from GO_FD, so the task's argv
+ * (its workspace bind, environment and command) arrives only when a task takes it. One
+ * prepared launcher runs exactly one task and is never reused.
  *
  * The runner spawns this (as the unprivileged sandbox uid) instead of bwrap
  * itself, because Node cannot give what it does:
@@ -20,7 +27,8 @@
  * bwrap and every process of the task are created inside them and charged
  * from their first page, while the launcher itself stays outside (an OOM kill
  * or cgroup.kill of the task never takes the supervisor). Any other byte, or
- * EOF, means "do not start": the child exits 125 without running anything.
+ * EOF, means "do not start": the child exits 125 without running anything. With "@", a
+ * command line that is empty, too long or not NUL-terminated is "do not start" too.
  *
  * A pipe is handed to bwrap as fd STARTED_FD (6); sandbox-init writes one byte
  * to it once bwrap's setup has succeeded. EOF without that byte means setup
@@ -53,6 +61,41 @@
 static volatile sig_atomic_t kill_requested = 0;
 static volatile pid_t bwrap_pid = 0;
 
+/** Largest command line a prepared launcher accepts on GO_FD (the runner's are far smaller). */
+#define MAX_GO_ARGV (4 << 20)
+
+/** Reads NUL-terminated strings from fd up to EOF into a NULL-terminated argv; NULL when the
+ * input is empty, too long, not NUL-terminated, or unreadable. */
+static char **read_argv(int fd) {
+  size_t cap = 64 * 1024;
+  size_t len = 0;
+  char *buf = malloc(cap);
+  if (buf == NULL) return NULL;
+  for (;;) {
+    if (len == cap) {
+      if (cap >= MAX_GO_ARGV) return NULL;
+      cap *= 2;
+      char *bigger = realloc(buf, cap);
+      if (bigger == NULL) return NULL;
+      buf = bigger;
+    }
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return NULL;
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  if (len == 0 || buf[len - 1] != '\0') return NULL;
+  size_t count = 0;
+  for (size_t i = 0; i < len; i++) count += buf[i] == '\0';
+  char **out = calloc(count + 1, sizeof *out);
+  if (out == NULL) return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < len; i += strlen(buf + i) + 1) out[k++] = buf + i;
+  out[k] = NULL;
+  return out;
+}
+
 static void on_kill_signal(int sig) {
   (void)sig;
   kill_requested = 1;
@@ -83,6 +126,9 @@ int mcpg_launch(int argc, char **argv) {
   pid_t runner_pid = (pid_t)atoi(argv[2]);
   int go_fd = atoi(argv[3]);
   char **child_argv = &argv[5];
+  /* "@": a prepared launcher; the command line arrives on GO_FD after 'G'. */
+  int argv_on_go = strcmp(child_argv[0], "@") == 0 && child_argv[1] == NULL;
+  if (argv_on_go && go_fd < 0) return 125;
   if (go_fd >= 0 && fcntl(go_fd, F_SETFD, FD_CLOEXEC) != 0) return 125;
 
   /* Die with the runner (checked after arming, to close the race). */
@@ -127,6 +173,10 @@ int mcpg_launch(int argc, char **argv) {
         g = read(go_fd, &go, 1);
       } while (g < 0 && errno == EINTR);
       if (g != 1 || go != 'G') _exit(125);
+      if (argv_on_go) {
+        child_argv = read_argv(go_fd);
+        if (child_argv == NULL || child_argv[0][0] != '/') _exit(125);
+      }
       close(go_fd);
     }
     if (dup2(started_pipe[1], STARTED_FD) < 0) _exit(125);
@@ -154,7 +204,8 @@ int mcpg_launch(int argc, char **argv) {
   } while (n < 0 && errno == EINTR);
   close(exec_err_pipe[0]);
   if (n == (ssize_t)sizeof exec_err) {
-    dprintf(status_fd, "error cannot execute %s: %s\n", child_argv[0], strerror(exec_err));
+    dprintf(status_fd, "error cannot execute %s: %s\n", argv_on_go ? "the sandbox" : child_argv[0],
+            strerror(exec_err));
     waitpid(pid, NULL, 0);
     return 0;
   }

@@ -96,6 +96,24 @@ describe("cgroup v1 (hybrid hosts)", () => {
     assert.deepEqual(await task.usage(), { memoryPeakBytes: 555, oomKills: 2, pidsLimitHits: 0 });
   });
 
+  it("a prepared sandbox's cgroup is created without limits and limited later", async () => {
+    const root = fakeRoot({
+      "memory/job/memory.limit_in_bytes": "9223372036854771712",
+      "pids/cgroup.procs": "",
+    });
+    const cg = await createCgroupController({
+      sysRoot: root,
+      selfCgroup: "8:pids:/\n4:memory:/job\n0::/\n",
+      pid: 80,
+    });
+    const task = await cg.create("t3");
+    assert.throws(() => read(root, "memory/job/mcpg-80/t3/memory.limit_in_bytes"), /ENOENT/);
+    assert.throws(() => read(root, "pids/mcpg-80/t3/pids.max"), /ENOENT/);
+    await task.limit({ memoryBytes: 48 << 20, maxProcesses: 9 });
+    assert.equal(read(root, "memory/job/mcpg-80/t3/memory.limit_in_bytes"), String(48 << 20));
+    assert.equal(read(root, "pids/mcpg-80/t3/pids.max"), "9");
+  });
+
   it("mode off never creates cgroups", async () => {
     const cg = await createCgroupController({ mode: "off" });
     assert.equal(cg.kind, "none");

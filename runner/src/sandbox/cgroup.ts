@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { readdirSync, rmdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { access, constants, mkdir, readdir, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -37,6 +37,11 @@ export interface CgroupUsage {
 export interface TaskCgroup {
   /** Moves a process (the future bwrap, before it executes) into the task's cgroup(s). */
   place(pid: number): Promise<void>;
+  /**
+   * Writes the task's limits (a cgroup created without them for a prepared sandbox gets them
+   * here, before its process executes anything of the task's); throws when one cannot be set.
+   */
+  limit(limits: CgroupLimits): Promise<void>;
   /** Reads the counters; never throws (zeros when unreadable). */
   usage(): Promise<CgroupUsage>;
   /** Kills whatever is left in the cgroup(s) and removes them; never throws. */
@@ -59,8 +64,12 @@ export interface CgroupController {
   readonly complete: boolean;
   /** Human description: where the cgroups live, or why none is usable. */
   readonly detail: string;
-  /** Creates the cgroup(s) of one task with its limits. Throws when the kernel refuses. */
-  create(name: string, limits: CgroupLimits): Promise<TaskCgroup>;
+  /**
+   * Creates the cgroup(s) of one task with its limits — or, without them, for a prepared
+   * sandbox whose task is not known yet ({@link TaskCgroup.limit} before it runs anything).
+   * Throws when the kernel refuses.
+   */
+  create(name: string, limits?: CgroupLimits): Promise<TaskCgroup>;
   /**
    * Removes the runner's parent cgroup(s) (they must be empty: call after every task ended).
    * Also done synchronously when the process exits, so a runner leaves nothing behind in the
@@ -84,6 +93,21 @@ export interface CgroupControllerOptions {
 }
 
 const NAME = /^[A-Za-z0-9._-]{1,128}$/;
+
+/*
+ * A task's own limit and counter files are written and read synchronously: they are kernel
+ * pseudo-files answered in microseconds, while each trip through libuv's thread pool (shared
+ * with the store's fsyncs) cost ~1 ms of a task's start — five of them were 4 ms (issue 13).
+ * Only the move into a cgroup (place) stays asynchronous: the kernel may wait for an RCU
+ * grace period there.
+ */
+function readNow(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
+}
 
 async function readText(path: string): Promise<string> {
   try {
@@ -290,21 +314,24 @@ async function tryV2(
       async create(name, limits) {
         if (!NAME.test(name)) throw new Error(`invalid cgroup name ${name}`);
         const dir = join(parent, name);
-        await mkdir(dir);
-        try {
-          await writeFile(join(dir, "memory.max"), String(limits.memoryBytes));
-          if (await exists(join(dir, "memory.swap.max"))) {
-            await writeFile(join(dir, "memory.swap.max"), "0");
+        const limit = async (l: CgroupLimits) => {
+          writeFileSync(join(dir, "memory.max"), String(l.memoryBytes));
+          if (existsSync(join(dir, "memory.swap.max"))) {
+            writeFileSync(join(dir, "memory.swap.max"), "0");
           }
           // One OOM kill takes the whole task: no half-dead task keeps its tmpfs pages.
-          if (await exists(join(dir, "memory.oom.group"))) {
-            await writeFile(join(dir, "memory.oom.group"), "1");
+          if (existsSync(join(dir, "memory.oom.group"))) {
+            writeFileSync(join(dir, "memory.oom.group"), "1");
           }
-          await writeFile(join(dir, "pids.max"), String(limits.maxProcesses));
-          const q = limits.cpuQuotaPercent ?? 0;
+          writeFileSync(join(dir, "pids.max"), String(l.maxProcesses));
+          const q = l.cpuQuotaPercent ?? 0;
           if (hasCpu && q > 0) {
-            await writeFile(join(dir, "cpu.max"), `${Math.max(1000, q * 1000)} 100000`);
+            writeFileSync(join(dir, "cpu.max"), `${Math.max(1000, q * 1000)} 100000`);
           }
+        };
+        await mkdir(dir);
+        try {
+          if (limits !== undefined) await limit(limits);
         } catch (err) {
           await rmdir(dir).catch(() => undefined);
           throw err;
@@ -313,10 +340,11 @@ async function tryV2(
           async place(pid) {
             await writeFile(join(dir, "cgroup.procs"), String(pid));
           },
+          limit,
           async usage() {
-            const peak = Number((await readText(join(dir, "memory.peak"))).trim()) || 0;
-            const events = await readText(join(dir, "memory.events"));
-            const pids = await readText(join(dir, "pids.events"));
+            const peak = Number(readNow(join(dir, "memory.peak")).trim()) || 0;
+            const events = readNow(join(dir, "memory.events"));
+            const pids = readNow(join(dir, "pids.events"));
             return {
               memoryPeakBytes: peak,
               oomKills: counter(events, "oom_kill"),
@@ -392,24 +420,30 @@ async function tryV1(
     async create(name, limits) {
       if (!NAME.test(name)) throw new Error(`invalid cgroup name ${name}`);
       const dirs: string[] = [];
-      try {
+      const limit = async (l: CgroupLimits) => {
         if (mem !== undefined) {
           const dir = join(mem, name);
-          await mkdir(dir);
-          dirs.push(dir);
-          await writeFile(join(dir, "memory.limit_in_bytes"), String(limits.memoryBytes));
+          writeFileSync(join(dir, "memory.limit_in_bytes"), String(l.memoryBytes));
           // memsw = limit: no swap on top of memory (only with swap accounting).
-          if (await exists(join(dir, "memory.memsw.limit_in_bytes"))) {
-            await writeFile(join(dir, "memory.memsw.limit_in_bytes"), String(limits.memoryBytes));
+          if (existsSync(join(dir, "memory.memsw.limit_in_bytes"))) {
+            writeFileSync(join(dir, "memory.memsw.limit_in_bytes"), String(l.memoryBytes));
           }
-          await writeFile(join(dir, "memory.swappiness"), "0").catch(() => undefined);
+          try {
+            writeFileSync(join(dir, "memory.swappiness"), "0");
+          } catch {
+            // not offered on every kernel
+          }
         }
-        if (pids !== undefined) {
-          const dir = join(pids, name);
+        if (pids !== undefined) writeFileSync(join(pids, name, "pids.max"), String(l.maxProcesses));
+      };
+      try {
+        for (const root of [mem, pids]) {
+          if (root === undefined) continue;
+          const dir = join(root, name);
           await mkdir(dir);
           dirs.push(dir);
-          await writeFile(join(dir, "pids.max"), String(limits.maxProcesses));
         }
+        if (limits !== undefined) await limit(limits);
       } catch (err) {
         await drainAndRemove(dirs);
         throw err;
@@ -420,15 +454,16 @@ async function tryV1(
         async place(pid) {
           for (const dir of dirs) await writeFile(join(dir, "cgroup.procs"), String(pid));
         },
+        limit,
         async usage() {
           if (memDir === undefined && pidsDir === undefined) {
             return { memoryPeakBytes: 0, oomKills: 0, pidsLimitHits: 0 };
           }
           const peak = memDir
-            ? Number((await readText(join(memDir, "memory.max_usage_in_bytes"))).trim()) || 0
+            ? Number(readNow(join(memDir, "memory.max_usage_in_bytes")).trim()) || 0
             : 0;
-          const oom = memDir ? await readText(join(memDir, "memory.oom_control")) : "";
-          const ev = pidsDir ? await readText(join(pidsDir, "pids.events")) : "";
+          const oom = memDir ? readNow(join(memDir, "memory.oom_control")) : "";
+          const ev = pidsDir ? readNow(join(pidsDir, "pids.events")) : "";
           return {
             memoryPeakBytes: peak,
             oomKills: counter(oom, "oom_kill"),

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -96,6 +97,49 @@ describe("createSandbox (real bwrap)", () => {
     const r = await p.result;
     assert.equal(r.status, "cancelled");
     assert.equal(r.signal, "SIGKILL");
+  });
+
+  it("a prepared launcher runs exactly one task, in its own cgroup, under that task's limits", async () => {
+    const sb = createSandbox({ preparedSandboxes: 2 });
+    try {
+      // The first task finds the pool empty and has it prepare launchers behind it.
+      await (await sb.spawn(spec("true", []), { onOutput: () => undefined })).result;
+      await new Promise((r) => setTimeout(r, 500));
+      const seen: Array<{ launcher: number; cgroup: string }> = [];
+      for (const memoryBytes of [96 << 20, 80 << 20]) {
+        let onStarted: () => void = () => undefined;
+        const running = new Promise<void>((r) => {
+          onStarted = r;
+        });
+        const p = await sb.spawn(
+          spec("sleep", ["5"], { limits: { ...DEFAULT_SANDBOX_LIMITS, memoryBytes } }),
+          { onOutput: () => undefined, onStarted },
+        );
+        // A prepared launcher reads its command line from its pipe: "-- @" on its own.
+        const cmdline = readFileSync(`/proc/${p.pid}/cmdline`, "utf8").split("\0");
+        assert.deepEqual(cmdline.slice(-3), ["--", "@", ""], "the task took a prepared launcher");
+        await running;
+        const [bwrap] = readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, "utf8")
+          .trim()
+          .split(" ");
+        const lines = readFileSync(`/proc/${bwrap}/cgroup`, "utf8").split("\n");
+        const v1 = lines.find((l) => /^\d+:memory:/.test(l));
+        const path = v1
+          ? v1.split(":")[2]
+          : (lines.find((l) => l.startsWith("0::")) ?? "").slice(3);
+        const limitFile = v1
+          ? `/sys/fs/cgroup/memory${path}/memory.limit_in_bytes`
+          : `/sys/fs/cgroup${path}/memory.max`;
+        assert.equal(readFileSync(limitFile, "utf8").trim(), String(memoryBytes));
+        seen.push({ launcher: p.pid, cgroup: path ?? "" });
+        p.cancel();
+        assert.equal((await p.result).status, "cancelled");
+      }
+      assert.notEqual(seen[0]?.launcher, seen[1]?.launcher, "one launcher per task");
+      assert.notEqual(seen[0]?.cgroup, seen[1]?.cgroup, "one cgroup per task");
+    } finally {
+      await sb.close();
+    }
   });
 
   it("reports a missing command as exit code 127", async () => {

@@ -1,4 +1,4 @@
-import { execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { accessSync, closeSync, constants as fsConstants, openSync } from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import { constants as osConstants, tmpdir } from "node:os";
@@ -8,11 +8,17 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
 import { buildBwrapArgv, egressProxyEnv, type HostLayout } from "./bwrap-argv.js";
-import { type CgroupController, createCgroupController, type TaskCgroup } from "./cgroup.js";
+import {
+  type CgroupController,
+  type CgroupLimits,
+  createCgroupController,
+  type TaskCgroup,
+} from "./cgroup.js";
 import { buildSandboxEnv } from "./env.js";
 import { SandboxSpecError, SandboxUnavailableError } from "./errors.js";
 import { detectHostLayout } from "./host-layout.js";
 import { DEFAULT_EXEC_POLICY, parseRefusal, REPORT_FD } from "./landlock.js";
+import { createLauncherPool, type PreparedLauncher as PoolMember } from "./launcher-pool.js";
 import { DEFAULT_SANDBOX_LIMITS, sandboxLimitsSchema } from "./limits.js";
 import type {
   OutputStream,
@@ -38,7 +44,7 @@ export const EGRESS_FORWARDER_PATH = join(NATIVE_DIR, "egress", "forwarder.cjs")
 /** Default directory of the stub /etc/passwd, /etc/group and /etc/hosts. */
 export const DEFAULT_ETC_STUB_DIR = join(NATIVE_DIR, "etc");
 /** Protocol line the helper must print for `version` (bumped with the C side). */
-const HELPER_PROTOCOL = "mcpg-sandbox-helper 3";
+const HELPER_PROTOCOL = "mcpg-sandbox-helper 4";
 /** Oldest bubblewrap with --disable-userns, --size and --perms for tmpfs. */
 const MIN_BWRAP: readonly [number, number, number] = [0, 8, 0];
 /** Descriptor (in the launcher) on which it writes its status lines. */
@@ -118,11 +124,20 @@ export interface SandboxOptions {
    * is applied to them. Recommended for production.
    */
   requireLandlock?: boolean;
+  /**
+   * Most prepared launchers held ready (forked, in a fresh cgroup, waiting for one task; see
+   * launcher-pool.ts); the pool adapts between one and this. Default 4; 0 turns it off.
+   */
+  preparedSandboxes?: number;
+  /** The pool shrinks by one after this long without a task finding it empty (default 60 s). */
+  preparedIdleMs?: number;
   /** Pre-made cgroup controller (tests); default: detected once with createCgroupController. */
   cgroupController?: CgroupController;
   /** Logger (pino); nothing is logged when absent. */
   logger?: Logger;
 }
+
+type PreparedLauncher = PoolMember<Prepared>;
 
 interface Prepared {
   bwrapPath: string;
@@ -263,6 +278,8 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   let prepared: Prepared | null = null;
   let cgroupController: Promise<CgroupController> | null = null;
   let taskCounter = 0;
+  /** Task cgroups being removed after their task's result was given. */
+  const removals = new Set<Promise<void>>();
 
   /** Detects the cgroup layer once per sandbox (it creates the runner's parent cgroup). */
   function cgroups(): Promise<CgroupController> {
@@ -417,6 +434,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
             if (stream === "stderr") stderr += Buffer.from(data).toString("utf8");
           },
         },
+        false,
       );
       const r = await proc.result;
       if (r.status !== "completed" || r.exitCode !== 0) {
@@ -441,10 +459,172 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     return prepared;
   }
 
+  /**
+   * Spawns the host launcher (as the sandbox uid when the runner is root). `line` is the bwrap
+   * command line, or ["@"] for a prepared launcher that reads it from GO_FD after 'G'.
+   */
+  function spawnLauncher(
+    p: Prepared,
+    line: readonly string[],
+    o: { stdin: boolean; go: boolean; gitFd?: number },
+  ): ChildProcess {
+    return spawn(
+      p.helperPath,
+      [
+        "launch",
+        String(STATUS_FD),
+        String(process.pid),
+        o.go ? String(GO_FD) : "-1",
+        "--",
+        ...line,
+      ],
+      {
+        stdio: [
+          o.stdin ? "pipe" : "ignore",
+          "pipe",
+          "pipe",
+          "pipe",
+          "pipe",
+          "pipe",
+          o.go ? ("pipe" as const) : ("ignore" as const),
+          p.landlockAbi > 0 ? ("pipe" as const) : ("ignore" as const),
+          ...(o.gitFd === undefined ? [] : [o.gitFd]),
+        ],
+        env: {},
+        ...(isRoot() ? { uid: sandboxUid, gid: sandboxGid } : {}),
+      },
+    );
+  }
+
+  /** The two seccomp programs, read by bwrap from fds 3 and 4 until EOF. */
+  function writeSeccompPrograms(child: ChildProcess, p: Prepared): void {
+    for (const [i, bpf] of [
+      [3, p.bpfMain],
+      [4, p.bpfArgs],
+    ] as const) {
+      const s = child.stdio[i] as Writable | null;
+      s?.on("error", () => {
+        // bwrap exited before reading: reported through the status line
+      });
+      s?.end(bpf);
+    }
+  }
+
+  /**
+   * Starts one prepared launcher: a cgroup without limits yet, the launcher in "@" mode, its
+   * seccomp programs written, its child placed into the cgroup as soon as it announces itself.
+   */
+  async function prepareLauncher(p: Prepared): Promise<PreparedLauncher | null> {
+    let cg: TaskCgroup | null = null;
+    if (p.cgroups.kind !== "none") cg = await p.cgroups.create(`t${process.pid}-${++taskCounter}`);
+    const child = spawnLauncher(p, ["@"], { stdin: false, go: true });
+    writeSeccompPrograms(child, p);
+    const go = (child.stdio as unknown as Array<Writable | null>)[GO_FD] ?? null;
+    go?.on("error", () => {
+      // the launcher died: its close discards the member
+    });
+    const status = (child.stdio as unknown as Array<Readable | null>)[STATUS_FD] ?? null;
+    let text = "";
+    let problem = "";
+    let settle: (inCgroup: boolean) => void = () => undefined;
+    const placed = new Promise<boolean>((resolve) => {
+      settle = resolve;
+    });
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString("utf8");
+      let nl = text.indexOf("\n");
+      while (nl >= 0) {
+        const line = text.slice(0, nl);
+        text = text.slice(nl + 1);
+        if (line.startsWith("pid ")) {
+          const pid = Number(line.slice(4));
+          if (cg === null) settle(true);
+          else
+            cg.place(pid).then(
+              () => settle(true),
+              (err: unknown) => {
+                problem = (err as Error).message;
+                settle(false);
+                child.kill("SIGKILL");
+              },
+            );
+        } else if (line.startsWith("error ")) {
+          problem = line.slice(6);
+          settle(false);
+        }
+        nl = text.indexOf("\n");
+      }
+    };
+    const onClose = () => {
+      problem ||= "the prepared launcher exited";
+      settle(false);
+      pool.discard(member);
+      void cg?.destroy();
+    };
+    const onError = (err: Error) => {
+      // A launcher that could not be spawned may never emit "close".
+      problem = `cannot start the sandbox launcher: ${err.message}`;
+      settle(false);
+      pool.discard(member);
+      void cg?.destroy();
+    };
+    status?.on("data", onData);
+    status?.on("error", () => undefined);
+    child.on("close", onClose);
+    child.on("error", onError);
+    // An idle member does not keep the process alive (a runner or test that never closes its
+    // sandbox still exits; the launcher dies with it, PR_SET_PDEATHSIG); the taker refs it.
+    const handles = child.stdio.filter((h) => h !== null) as unknown as Array<{
+      ref?: () => void;
+      unref?: () => void;
+    }>;
+    child.unref();
+    for (const h of handles) h.unref?.();
+    const member: PreparedLauncher = {
+      p,
+      child,
+      cg,
+      placed,
+      problem: () => problem || "the prepared launcher could not be placed into its cgroup",
+      leftover: () => text,
+      detach() {
+        status?.off("data", onData);
+        child.off("close", onClose);
+        child.off("error", onError);
+        child.ref();
+        for (const h of handles) h.ref?.();
+      },
+      dispose() {
+        // 'X' (or EOF): the waiting child exits without running anything; then the launcher.
+        go?.end("X");
+        child.kill("SIGTERM");
+      },
+    };
+    void placed.then((inCgroup) => {
+      member.ready = inCgroup;
+    });
+    return member;
+  }
+
+  const pool = createLauncherPool({
+    max: options.preparedSandboxes ?? 4,
+    idleMs: options.preparedIdleMs ?? 60_000,
+    start: prepareLauncher,
+    compatible: (a, b) =>
+      a === b ||
+      (a.helperPath === b.helperPath &&
+        a.landlockAbi === b.landlockAbi &&
+        a.cgroups === b.cgroups &&
+        a.bpfMain.equals(b.bpfMain) &&
+        a.bpfArgs.equals(b.bpfArgs)),
+    ...(log ? { log } : {}),
+  });
+
   async function launch(
     p: Prepared,
     spec: SandboxSpec,
     hooks: SpawnHooks,
+    usePool = true,
   ): Promise<SandboxProcess> {
     validateSpec(spec);
     const env =
@@ -452,24 +632,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         ? { ...buildSandboxEnv(spec.env), ...egressProxyEnv() }
         : buildSandboxEnv(spec.env);
     const gitFd = spec.exec?.gitReadOnly === true ? openGitDir(spec.workspaceDir) : undefined;
-    // The task's cgroup(s): memory.max counts anonymous memory, shmem (memfd, tmpfs) and kernel
-    // memory of the whole tree; pids.max adds bwrap's monitor process to maxProcesses.
-    let cg: TaskCgroup | null = null;
     const pidsCgroup = p.cgroups.layers.some((l) => l.endsWith("-pids"));
-    if (p.cgroups.kind !== "none") {
-      try {
-        cg = await p.cgroups.create(`t${process.pid}-${++taskCounter}`, {
-          memoryBytes: spec.limits.memoryBytes,
-          maxProcesses: spec.limits.maxProcesses + 1 + (p.landlockAbi > 0 ? 1 : 0),
-        });
-      } catch (err) {
-        if (gitFd !== undefined) closeSync(gitFd);
-        throw new SandboxUnavailableError(
-          `cannot create the task's cgroup (${p.cgroups.detail}): ${(err as Error).message}`,
-          { cause: err },
-        );
-      }
-    }
     // With a pids cgroup, pids.max is the bound the task meets; RLIMIT_NPROC stays one above it
     // as a second layer. The exec supervisor (with Landlock) is one more process of the task's.
     const supervisor = p.landlockAbi > 0 ? 1 : 0;
@@ -483,48 +646,59 @@ export function createSandbox(options: SandboxOptions): Sandbox {
             },
           }
         : spec;
-    const bwrapArgv = buildBwrapArgv({
-      spec: argvSpec,
-      env,
-      layout: p.layout,
-      landlockAbi: p.landlockAbi,
-      ...(gitFd === undefined ? {} : { gitReadOnlyFd: GIT_FD }),
-      ...(spec.network === "restricted"
-        ? { egressForwarder: { nodePath: process.execPath, scriptPath: EGRESS_FORWARDER_PATH } }
-        : {}),
-    });
+    let bwrapArgv: string[];
+    try {
+      bwrapArgv = buildBwrapArgv({
+        spec: argvSpec,
+        env,
+        layout: p.layout,
+        landlockAbi: p.landlockAbi,
+        ...(gitFd === undefined ? {} : { gitReadOnlyFd: GIT_FD }),
+        ...(spec.network === "restricted"
+          ? { egressForwarder: { nodePath: process.execPath, scriptPath: EGRESS_FORWARDER_PATH } }
+          : {}),
+      });
+    } catch (err) {
+      if (gitFd !== undefined) closeSync(gitFd);
+      throw err;
+    }
+    // The task's cgroup(s): memory.max counts anonymous memory, shmem (memfd, tmpfs) and kernel
+    // memory of the whole tree; pids.max adds bwrap's monitor process to maxProcesses.
+    const cgLimits: CgroupLimits = {
+      memoryBytes: spec.limits.memoryBytes,
+      maxProcesses: spec.limits.maxProcesses + 1 + supervisor,
+    };
+    // A prepared launcher (forked, placed into a fresh cgroup) when one is ready; it is this
+    // task's alone. Tasks with stdin (MCP servers) or an inherited .git descriptor start their
+    // own: both are decided when the launcher is spawned.
+    const member =
+      usePool && gitFd === undefined && spec.stdin !== "pipe" ? pool.take(p) : undefined;
+    let cg: TaskCgroup | null = member ? member.cg : null;
+    if (!member && p.cgroups.kind !== "none") {
+      try {
+        cg = await p.cgroups.create(`t${process.pid}-${++taskCounter}`, cgLimits);
+      } catch (err) {
+        if (gitFd !== undefined) closeSync(gitFd);
+        throw new SandboxUnavailableError(
+          `cannot create the task's cgroup (${p.cgroups.detail}): ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+    }
     const started = process.hrtime.bigint();
-    const child = spawn(
-      p.helperPath,
-      [
-        "launch",
-        String(STATUS_FD),
-        String(process.pid),
-        cg === null ? "-1" : String(GO_FD),
-        "--",
-        p.bwrapPath,
-        ...bwrapArgv,
-      ],
-      {
-        stdio: [
-          spec.stdin === "pipe" ? "pipe" : "ignore",
-          "pipe",
-          "pipe",
-          "pipe",
-          "pipe",
-          "pipe",
-          cg === null ? ("ignore" as const) : ("pipe" as const),
-          p.landlockAbi > 0 ? ("pipe" as const) : ("ignore" as const),
-          ...(gitFd === undefined ? [] : [gitFd]),
-        ],
-        env: {},
-        ...(isRoot() ? { uid: sandboxUid, gid: sandboxGid } : {}),
-      },
-    );
+    const child = member
+      ? member.child
+      : spawnLauncher(p, [p.bwrapPath, ...bwrapArgv], {
+          stdin: spec.stdin === "pipe",
+          go: cg !== null,
+          ...(gitFd === undefined ? {} : { gitFd }),
+        });
     // bwrap holds its own copy of the .git descriptor now.
     if (gitFd !== undefined) closeSync(gitFd);
     const go =
-      cg === null ? null : ((child.stdio as unknown as Array<Writable | null>)[GO_FD] ?? null);
+      member || cg !== null
+        ? ((child.stdio as unknown as Array<Writable | null>)[GO_FD] ?? null)
+        : null;
     go?.on("error", () => {
       // the launcher died first: reported through its status
     });
@@ -590,19 +764,11 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     });
     (child.stderr as Readable).on("data", capture("stderr"));
 
-    // The two seccomp programs, read by bwrap from fds 3 and 4 until EOF.
-    for (const [i, bpf] of [
-      [3, p.bpfMain],
-      [4, p.bpfArgs],
-    ] as const) {
-      const s = child.stdio[i] as Writable | null;
-      s?.on("error", () => {
-        // bwrap exited before reading: reported through the status line
-      });
-      s?.end(bpf);
-    }
+    // The two seccomp programs, read by bwrap from fds 3 and 4 until EOF (a prepared
+    // launcher's were written when it was started).
+    if (!member) writeSeccompPrograms(child, p);
 
-    let statusText = "";
+    let statusText = member ? member.leftover() : "";
     let exitInfo: ExitInfo | null = null;
     let launcherError = "";
     const status = (child.stdio as unknown as Array<Readable | null>)[STATUS_FD] ?? null;
@@ -683,7 +849,17 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         const executionTimeMs = Number(process.hrtime.bigint() - started) / 1e6;
         const info = exitInfo as ExitInfo | null;
         const cgUsage = cg === null ? null : await cg.usage();
-        await cg?.destroy();
+        // The tree is gone (the launcher reaped it): the result does not wait for the cgroup's
+        // removal, which close() still awaits.
+        if (cg !== null) {
+          const removal = cg.destroy().finally(() => {
+            removals.delete(removal);
+          });
+          removals.add(removal);
+        }
+        // A replacement for a prepared launcher, now that this task no longer needs the
+        // kernel's cgroup lock for its forks (see launcher-pool.ts).
+        if (member) pool.refill();
         if (cgUsage !== null && cgUsage.oomKills > 0) oomKilled = true;
         const base = {
           usage: {
@@ -762,6 +938,24 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       });
     });
 
+    if (member) {
+      // The task's limits, then 'G' and its command line: nothing of the task's runs before
+      // its cgroup limits it, and a launcher that cannot be limited runs nothing ("X").
+      const payload = Buffer.from(`G${[p.bwrapPath, ...bwrapArgv].join("\0")}\0`, "utf8");
+      void member.placed
+        .then(async (inCgroup) => {
+          if (!inCgroup) throw new Error(member.problem());
+          await cg?.limit(cgLimits);
+        })
+        .then(
+          () => go?.end(payload),
+          (err: unknown) => {
+            placementError = `cannot place the task into its cgroup: ${(err as Error).message}`;
+            go?.end("X");
+          },
+        );
+    }
+
     const stdin = spec.stdin === "pipe" ? (child.stdin as Writable | null) : null;
     stdin?.on("error", () => {
       // the process exited: reported through result
@@ -811,6 +1005,8 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     },
 
     async close() {
+      await pool.close();
+      await Promise.all([...removals]);
       if (options.cgroupController) return;
       const cg = cgroupController;
       cgroupController = null;

@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createLauncherPool, type PreparedLauncher } from "./launcher-pool.js";
+
+// The pool's own bookkeeping, with `sleep` processes standing in for launchers (the real
+// launcher, its cgroup placement and the attack suite run through it in sandbox.test.ts and
+// test/attacks: the pool is on by default).
+
+type Prep = { generation: number };
+
+function fakeStart(started: PreparedLauncher<Prep>[], ready = true) {
+  return async (p: Prep): Promise<PreparedLauncher<Prep>> => {
+    const child = spawn("sleep", ["30"], { stdio: "ignore" });
+    const m: PreparedLauncher<Prep> = {
+      p,
+      child,
+      cg: null,
+      placed: Promise.resolve(ready),
+      ...(ready ? { ready: true } : {}),
+      problem: () => "",
+      leftover: () => "",
+      detach() {},
+      dispose() {
+        child.kill("SIGKILL");
+      },
+    };
+    started.push(m);
+    return m;
+  };
+}
+
+async function until(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (check()) return;
+    await sleep(10);
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+const same = (a: Prep, b: Prep) => a.generation === b.generation;
+
+describe("launcher pool", () => {
+  it("starts empty, prepares one after the first miss, hands each member out once", async () => {
+    const started: PreparedLauncher<Prep>[] = [];
+    const pool = createLauncherPool<Prep>({
+      max: 1,
+      idleMs: 60_000,
+      start: fakeStart(started),
+      compatible: same,
+    });
+    const p = { generation: 1 };
+    assert.equal(pool.take(p), undefined, "nothing is prepared before the first task");
+    await until(() => pool.size() >= 1, "a prepared member");
+    const a = pool.take(p);
+    assert.ok(a);
+    assert.equal(pool.take(p), undefined, "a taken member is gone from the pool");
+    pool.refill();
+    await until(() => pool.size() >= 1, "a replacement");
+    const b = pool.take(p);
+    assert.ok(b);
+    assert.notEqual(a, b, "never the same launcher twice");
+    assert.notEqual(a.child.pid, b.child.pid);
+    a.dispose();
+    b.dispose();
+    await pool.close();
+  });
+
+  it("grows by one per miss up to its maximum and never beyond", async () => {
+    const started: PreparedLauncher<Prep>[] = [];
+    const pool = createLauncherPool<Prep>({
+      max: 2,
+      idleMs: 60_000,
+      start: fakeStart(started),
+      compatible: same,
+    });
+    const p = { generation: 1 };
+    for (let i = 0; i < 5; i++) pool.take(p);
+    assert.equal(pool.target(), 2);
+    await until(() => pool.size() === 2, "two members");
+    await sleep(50);
+    assert.equal(pool.size(), 2, "bounded by max");
+    await pool.close();
+    for (const m of started) {
+      assert.ok(m.child.exitCode !== null || m.child.signalCode !== null, "closed members exit");
+    }
+  });
+
+  it("shrinks back after a quiet period and disposes the surplus", async () => {
+    const started: PreparedLauncher<Prep>[] = [];
+    const pool = createLauncherPool<Prep>({
+      max: 3,
+      idleMs: 100,
+      start: fakeStart(started),
+      compatible: same,
+    });
+    const p = { generation: 1 };
+    for (let i = 0; i < 4; i++) pool.take(p);
+    await until(() => pool.size() === 3, "three members");
+    await until(() => pool.target() === 1 && pool.size() === 1, "shrunk to one");
+    await until(
+      () => started.filter((m) => m.child.signalCode !== null).length >= 2,
+      "the surplus stopped",
+    );
+    await pool.close();
+  });
+
+  it("drops members of an older preparation instead of handing them out", async () => {
+    const started: PreparedLauncher<Prep>[] = [];
+    const pool = createLauncherPool<Prep>({
+      max: 2,
+      idleMs: 60_000,
+      start: fakeStart(started),
+      compatible: same,
+    });
+    pool.take({ generation: 1 });
+    await until(() => pool.size() === 2, "members");
+    const old = [...started];
+    assert.equal(pool.take({ generation: 2 }), undefined);
+    await until(() => old.every((m) => m.child.signalCode !== null), "the old members stopped");
+    await until(() => pool.size() >= 1, "a member of the new preparation");
+    assert.equal(pool.take({ generation: 2 })?.p.generation, 2);
+    await pool.close();
+    for (const m of started) m.dispose();
+  });
+
+  it("max 0 turns it off: nothing is ever started", async () => {
+    const started: PreparedLauncher<Prep>[] = [];
+    const pool = createLauncherPool<Prep>({
+      max: 0,
+      idleMs: 60_000,
+      start: fakeStart(started),
+      compatible: same,
+    });
+    assert.equal(pool.take({ generation: 1 }), undefined);
+    await sleep(50);
+    assert.equal(started.length, 0);
+    await pool.close();
+  });
+
+  it("a member that failed to start is not retried at once (no spawn loop)", async () => {
+    let calls = 0;
+    const pool = createLauncherPool<Prep>({
+      max: 2,
+      idleMs: 60_000,
+      start: async () => {
+        calls++;
+        return null;
+      },
+      compatible: same,
+    });
+    pool.take({ generation: 1 });
+    await sleep(100);
+    assert.equal(calls, 1);
+    assert.equal(pool.size(), 0);
+    await pool.close();
+  });
+});

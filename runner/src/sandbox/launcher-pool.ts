@@ -1,0 +1,191 @@
+/**
+ * Prepared launchers (issue 13, "prepared sandboxes"): a small pool of sandbox launchers
+ * started before any task is known — the launcher process spawned, its child forked and
+ * already placed into a fresh, empty cgroup, the seccomp programs waiting in its pipes — each
+ * waiting for exactly one task's limits and command line. A task takes one; it is never
+ * returned or reused, and a replacement is prepared once that task has started (placing a
+ * process into a cgroup takes the kernel's cgroup attach lock, which the task's own bwrap
+ * needs to fork). This takes the runner's fork
+ * of itself (a few ms of blocked event loop), the cgroup's creation and the first cgroup
+ * attach of the process (a kernel RCU grace period: ~8 ms here) off the path of every task.
+ *
+ * The pool adapts and is bounded: it starts at one member, grows by one (up to `max`) each
+ * time a task found none ready, and shrinks by one (down to one) after `idleMs` without such a
+ * miss. `max` 0 turns it off.
+ *
+ * @example
+ * const pool = createLauncherPool({ max: 4, idleMs: 60_000, start, compatible });
+ * const member = pool.take(prepared); // undefined: start a launcher the ordinary way
+ */
+import type { ChildProcess } from "node:child_process";
+import type { Logger } from "pino";
+import type { TaskCgroup } from "./cgroup.js";
+
+/** One prepared launcher, owned by the pool until taken. */
+export interface PreparedLauncher<P = unknown> {
+  /** The sandbox preparation it was started with (helper, seccomp programs, cgroups). */
+  readonly p: P;
+  readonly child: ChildProcess;
+  /** Its cgroup (no limits until the task's are written), or null without cgroups. */
+  readonly cg: TaskCgroup | null;
+  /** Resolves true once its child is in the cgroup; false when it failed or exited. */
+  readonly placed: Promise<boolean>;
+  /** True once placed: only such a member is handed out. */
+  ready?: boolean;
+  /** Why it cannot be used (after `placed` resolved false). */
+  problem(): string;
+  /** Status text read past the last line the pool consumed. */
+  leftover(): string;
+  /** Removes the pool's listeners: the taker owns the process from here on. */
+  detach(): void;
+  /** Stops it without running anything (its close then removes its cgroup). */
+  dispose(): void;
+}
+
+export interface LauncherPoolOptions<P> {
+  /** Most members held at once; 0 turns the pool off. */
+  max: number;
+  /** A member count above one shrinks by one after this long without a miss. */
+  idleMs: number;
+  /** Starts one member (null: could not, try later). */
+  start(p: P): Promise<PreparedLauncher<P> | null>;
+  /** Whether a member started with `a` may serve a task prepared as `b`. */
+  compatible(a: P, b: P): boolean;
+  log?: Logger;
+}
+
+export interface LauncherPool<P> {
+  /**
+   * A member for this task (removed from the pool), or undefined: none ready. The taker calls
+   * {@link LauncherPool.refill} once its task has started: a replacement placed into its cgroup
+   * meanwhile would hold the kernel's cgroup attach lock while the task's bwrap forks.
+   */
+  take(p: P): PreparedLauncher<P> | undefined;
+  /** Prepares members up to the current target (soon, not now). */
+  refill(): void;
+  /** Forgets a member that ended by itself. */
+  discard(member: PreparedLauncher<P>): void;
+  /** Members held now. */
+  size(): number;
+  /** The size the pool currently refills to. */
+  target(): number;
+  /** Stops every member and refills no more; resolves once they have exited. */
+  close(): Promise<void>;
+}
+
+/** After a member could not be started, refilling waits this long. */
+const RETRY_MS = 5_000;
+
+export function createLauncherPool<P>(options: LauncherPoolOptions<P>): LauncherPool<P> {
+  const members: PreparedLauncher<P>[] = [];
+  let target = options.max > 0 ? 1 : 0;
+  let starting = 0;
+  let closed = false;
+  let latest: P | undefined;
+  let missedSinceTick = false;
+  let retryAt = 0;
+  let refillScheduled = false;
+
+  const shrink = setInterval(() => {
+    if (!missedSinceTick && target > 1) {
+      target--;
+      const surplus = members.length - target;
+      if (surplus > 0) for (const m of members.splice(0, surplus)) m.dispose();
+    }
+    missedSinceTick = false;
+  }, options.idleMs);
+  shrink.unref();
+
+  function scheduleRefill(): void {
+    if (refillScheduled || closed) return;
+    refillScheduled = true;
+    // After the taking task's own start-up work, not inside it.
+    setImmediate(() => {
+      refillScheduled = false;
+      void refill();
+    });
+  }
+
+  async function refill(): Promise<void> {
+    while (!closed && latest !== undefined && members.length + starting < target) {
+      if (Date.now() < retryAt) {
+        setTimeout(scheduleRefill, retryAt - Date.now()).unref();
+        return;
+      }
+      starting++;
+      let m: PreparedLauncher<P> | null = null;
+      try {
+        m = await options.start(latest);
+      } catch (err) {
+        options.log?.warn({ err }, "cannot prepare a sandbox launcher; tasks start their own");
+      } finally {
+        starting--;
+      }
+      if (m === null) {
+        retryAt = Date.now() + RETRY_MS;
+        continue;
+      }
+      if (closed) {
+        m.dispose();
+        return;
+      }
+      members.push(m);
+    }
+  }
+
+  return {
+    take(p) {
+      if (options.max <= 0 || closed) return undefined;
+      latest = p;
+      // Members of an older, different preparation are of no use any more.
+      for (let i = members.length - 1; i >= 0; i--) {
+        const m = members[i] as PreparedLauncher<P>;
+        if (!options.compatible(m.p, p)) {
+          members.splice(i, 1);
+          m.dispose();
+        }
+      }
+      // Only a member already in its cgroup: one still being placed is the pool's until then.
+      const i = members.findIndex(
+        (m) => m.ready === true && m.child.exitCode === null && m.child.signalCode === null,
+      );
+      if (i < 0) {
+        missedSinceTick = true;
+        if (target < options.max) target++;
+        scheduleRefill();
+        return undefined;
+      }
+      const [m] = members.splice(i, 1);
+      m?.detach();
+      return m;
+    },
+    refill: scheduleRefill,
+    discard(member) {
+      const i = members.indexOf(member);
+      if (i >= 0) members.splice(i, 1);
+      scheduleRefill();
+    },
+    size: () => members.length,
+    target: () => target,
+    async close() {
+      closed = true;
+      clearInterval(shrink);
+      const all = members.splice(0);
+      await Promise.all(
+        all.map(
+          (m) =>
+            new Promise<void>((resolve) => {
+              if (m.child.exitCode !== null || m.child.signalCode !== null) {
+                resolve();
+                return;
+              }
+              m.child.once("close", () => resolve());
+              m.dispose();
+            }),
+        ),
+      );
+      // Their cgroups are removed on close (asynchronously); give them back before returning.
+      await Promise.all(all.map((m) => m.cg?.destroy()));
+    },
+  };
+}
