@@ -140,6 +140,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     landlock: config.landlock,
     requireLandlock: config.requireLandlock,
     totalTaskMemoryBytes: config.tasksMemoryBytes,
+    preparedSandboxes: config.preparedSandboxes,
     logger: logger.child({ component: "sandbox" }),
   });
   // The self-check runs a real sandboxed process: do it at start and every 30 s, not per probe.
