@@ -166,6 +166,13 @@ export const edgeConfigSchema = z.object({
       requireTokenType: z.boolean().default(false),
       /** Audiences a token may name besides `audience` (default none: strict audience). */
       extraAudiences: z.array(z.string().min(1)).default([]),
+      /**
+       * Verified tokens remembered so a caller's next request skips the signature check (0: off).
+       * Never past a token's `exp`; forgotten when the verification keys change.
+       */
+      verifiedTokenCacheSize: z.number().int().min(0).max(1_000_000).default(1024),
+      /** How long a verified token is remembered, ms (a removed remote key stops working after it). */
+      verifiedTokenTtlMs: z.number().int().min(0).max(600_000).default(30_000),
       rolesClaim: z.string().default("roles"),
       tenantClaim: z.string().default("tenant"),
       scopesClaim: z.string().default("scope"),

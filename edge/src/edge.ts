@@ -239,6 +239,8 @@ export async function startEdge(
     tokenTypes: config.auth.tokenTypes,
     requireTokenType: config.auth.requireTokenType,
     extraAudiences: config.auth.extraAudiences,
+    verifiedTokenCacheSize: config.auth.verifiedTokenCacheSize,
+    verifiedTokenTtlMs: config.auth.verifiedTokenTtlMs,
     claims: {
       roles: config.auth.rolesClaim,
       tenant: config.auth.tenantClaim,

@@ -527,3 +527,73 @@ describe("token hygiene (issue 21, finding 7)", () => {
     );
   });
 });
+
+describe("verified tokens remembered (issue 13)", () => {
+  it("a token verified once is not verified again: the same frozen principal", async () => {
+    const path = join(dir, "cache.json");
+    writeJwks(path, [k1]);
+    const auth = createAuthenticator(options({ file: path }));
+    const token = `Bearer ${await sign(k1)}`;
+    const a = await auth.authenticate(token);
+    const b = await auth.authenticate(token);
+    assert.equal(a, b, "the remembered principal");
+    assert.ok(Object.isFrozen(a) && Object.isFrozen(a.roles) && Object.isFrozen(a.scopes));
+    assert.throws(() => {
+      (a.roles as string[]).push("admin");
+    }, TypeError);
+    const off = createAuthenticator(options({ file: path }, { verifiedTokenCacheSize: 0 }));
+    assert.notEqual(await off.authenticate(token), await off.authenticate(token));
+  });
+
+  it("a change of the key file forgets them: a remembered token of a removed key is refused", async () => {
+    const path = join(dir, "cache-rotation.json");
+    writeJwks(path, [k1, k2]);
+    const auth = createAuthenticator(options({ file: path }));
+    const token = `Bearer ${await sign(k1)}`;
+    await auth.authenticate(token);
+    writeJwks(path, [k2]);
+    await rejectsWith(auth.authenticate(token), "unknown_key");
+    rmSync(path);
+    await rejectsWith(auth.authenticate(`Bearer ${await sign(k2)}`), "jwks_unavailable");
+  });
+
+  it("never past exp, and a short lifetime in the cache", async () => {
+    const path = join(dir, "cache-exp.json");
+    writeJwks(path, [k1]);
+    const auth = createAuthenticator(
+      options({ file: path }, { clockToleranceSec: 0, verifiedTokenTtlMs: 60_000 }),
+    );
+    const token = `Bearer ${await sign(k1, { exp: nowSec() + 1 })}`;
+    await auth.authenticate(token);
+    await new Promise((r) => setTimeout(r, 2100));
+    await rejectsWith(auth.authenticate(token), "expired");
+    const ttl = createAuthenticator(options({ file: path }, { verifiedTokenTtlMs: 50 }));
+    const other = `Bearer ${await sign(k1)}`;
+    const first = await ttl.authenticate(other);
+    await new Promise((r) => setTimeout(r, 80));
+    assert.notEqual(await ttl.authenticate(other), first, "verified again after the TTL");
+  });
+
+  it("is bounded: the oldest entry goes first", async () => {
+    const path = join(dir, "cache-bound.json");
+    writeJwks(path, [k1]);
+    const auth = createAuthenticator(options({ file: path }, { verifiedTokenCacheSize: 2 }));
+    const [t1, t2, t3] = await Promise.all(
+      ["u1", "u2", "u3"].map(async (sub) => `Bearer ${await sign(k1, { sub })}`),
+    );
+    const p1 = await auth.authenticate(t1 as string);
+    const p2 = await auth.authenticate(t2 as string);
+    await auth.authenticate(t3 as string);
+    assert.equal(await auth.authenticate(t2 as string), p2, "still remembered");
+    assert.notEqual(await auth.authenticate(t1 as string), p1, "evicted, verified again");
+  });
+
+  it("a failed verification is never remembered", async () => {
+    const path = join(dir, "cache-fail.json");
+    writeJwks(path, [k1]);
+    const auth = createAuthenticator(options({ file: path }));
+    const forged = `Bearer ${await sign(stranger, {}, { kid: "k1" })}`;
+    await rejectsWith(auth.authenticate(forged), "invalid_token");
+    await rejectsWith(auth.authenticate(forged), "invalid_token");
+  });
+});

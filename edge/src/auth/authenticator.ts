@@ -99,6 +99,15 @@ export interface AuthenticatorOptions {
    * different or an additional resource, e.g. an ID token whose audience is a client id).
    */
   extraAudiences?: string[];
+  /**
+   * Verified tokens remembered (by their exact text) so a caller's next request skips the
+   * signature check: at most this many (default 1024; 0 turns it off), each for at most
+   * {@link AuthenticatorOptions.verifiedTokenTtlMs} and never past its `exp`. A change of the
+   * verification keys (the JWKS file, or the remote set as fetched) forgets them all.
+   */
+  verifiedTokenCacheSize?: number;
+  /** How long a verified token is remembered, ms (default 30,000). */
+  verifiedTokenTtlMs?: number;
 }
 
 /** Verifies bearer tokens. */
@@ -193,7 +202,23 @@ const MAX_HEADER_LENGTH = 16 * 1024;
 /** RFC 6750 `b64token`. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
-type KeyResolver = (header: JWSHeaderParameters, input: FlattenedJWSInput) => Promise<CryptoKey>;
+type KeyResolver = ((
+  header: JWSHeaderParameters,
+  input: FlattenedJWSInput,
+) => Promise<CryptoKey>) & {
+  /**
+   * Identifies the key set in use now; changes whenever the keys may have changed. Throws
+   * (`jwks_unavailable`) when a local key file is gone: remembered tokens fail closed too.
+   */
+  generation(): string;
+};
+
+/** A verified token as remembered: its principal, until when, under which keys. */
+interface VerifiedToken {
+  principal: Principal;
+  untilMs: number;
+  generation: string;
+}
 
 /**
  * Creates a bearer-token authenticator backed by jose.
@@ -228,10 +253,29 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
   const tokenTypes = new Set((options.tokenTypes ?? DEFAULT_TOKEN_TYPES).map(normalType));
   const audiences = new Set([options.audience, ...(options.extraAudiences ?? [])]);
   const tolerance = options.clockToleranceSec;
+  const cacheSize = options.verifiedTokenCacheSize ?? 1024;
+  const cacheTtlMs = options.verifiedTokenTtlMs ?? 30_000;
+  // Insertion order is age order: the first key is the oldest (evicted first).
+  const verified = new Map<string, VerifiedToken>();
 
   return {
     async authenticate(authorizationHeader) {
       const token = bearerToken(authorizationHeader);
+      // The key set the token is verified under, taken before verifying: a change during the
+      // check leaves the remembered entry stale (checked again next time), never wrongly fresh.
+      let generation: string | undefined;
+      if (cacheSize > 0) {
+        try {
+          generation = resolveKey.generation();
+        } catch {
+          generation = undefined; // verification reports the missing keys
+        }
+        const hit = verified.get(token);
+        if (hit !== undefined) {
+          if (Date.now() < hit.untilMs && hit.generation === generation) return hit.principal;
+          verified.delete(token);
+        }
+      }
       let header: JWSHeaderParameters;
       try {
         header = decodeProtectedHeader(token) as JWSHeaderParameters;
@@ -277,9 +321,33 @@ export function createAuthenticator(options: AuthenticatorOptions): Authenticato
           "token names an audience that is not accepted (it was issued for another resource)",
         );
       }
-      return principalFromClaims(payload, claims);
+      const principal = principalFromClaims(payload, claims);
+      if (generation !== undefined) remember(token, principal, payload, generation);
+      return principal;
     },
   };
+
+  function remember(
+    token: string,
+    principal: Principal,
+    payload: JWTPayload,
+    generation: string,
+  ): void {
+    // Never past exp (with the tolerance jwtVerify allowed); a token without exp is not kept.
+    if (typeof payload.exp !== "number") return;
+    const untilMs = Math.min(Date.now() + cacheTtlMs, (payload.exp + tolerance) * 1000);
+    if (untilMs <= Date.now()) return;
+    while (verified.size >= cacheSize) {
+      const oldest = verified.keys().next().value;
+      if (oldest === undefined) break;
+      verified.delete(oldest);
+    }
+    // Shared by every request that presents the same token: frozen, so no caller can change
+    // what another one is authorised as.
+    Object.freeze(principal.roles);
+    Object.freeze(principal.scopes);
+    verified.set(token, { principal: Object.freeze(principal), untilMs, generation });
+  }
 }
 
 /**
@@ -413,13 +481,26 @@ function remoteResolver(source: Extract<JwksSource, { url: string }>): KeyResolv
     cacheMaxAge: source.cacheMaxAgeMs ?? 600_000,
     timeoutDuration: source.timeoutMs ?? 5_000,
   });
-  return async (header, input) => {
+  let seen: unknown;
+  let generation = 0;
+  const resolve = async (header: JWSHeaderParameters, input: FlattenedJWSInput) => {
     try {
       return await jwks(header, input);
     } catch (err) {
       throw keyLookupError(err);
     }
   };
+  return Object.assign(resolve, {
+    generation() {
+      // A new fetch of the set (rotation, a refetch on an unknown kid) is a new object.
+      const current = jwks.jwks();
+      if (current !== seen) {
+        seen = current;
+        generation++;
+      }
+      return `remote:${generation}`;
+    },
+  });
 }
 
 /**
@@ -431,17 +512,21 @@ function fileResolver(path: string): KeyResolver {
   let cached: { signature: string; resolve: ReturnType<typeof createLocalJWKSet> } | undefined;
   let loading: Promise<ReturnType<typeof createLocalJWKSet>> | undefined;
 
-  async function current(): Promise<ReturnType<typeof createLocalJWKSet>> {
-    let signature: string;
+  /** The file's identity now: inode, size and mtime. */
+  function signatureNow(): string {
     try {
       // Synchronous on purpose (issue 13): a stat of a local file is microseconds on the
       // event loop, while an async one queues in libuv's four-thread pool behind the
       // store's WAL syncs and the signature checks, on every authenticated call.
       const s = statSync(path, { bigint: true });
-      signature = `${s.ino}:${s.size}:${s.mtimeNs}`;
+      return `${s.ino}:${s.size}:${s.mtimeNs}`;
     } catch (err) {
       throw new AuthError("jwks_unavailable", "verification keys are unavailable", err);
     }
+  }
+
+  async function current(): Promise<ReturnType<typeof createLocalJWKSet>> {
+    const signature = signatureNow();
     if (cached?.signature === signature) return cached.resolve;
     loading ??= (async () => {
       try {
@@ -459,14 +544,15 @@ function fileResolver(path: string): KeyResolver {
     return loading;
   }
 
-  return async (header, input) => {
-    const resolve = await current();
+  const resolve = async (header: JWSHeaderParameters, input: FlattenedJWSInput) => {
+    const keys = await current();
     try {
-      return await resolve(header, input);
+      return await keys(header, input);
     } catch (err) {
       throw keyLookupError(err);
     }
   };
+  return Object.assign(resolve, { generation: () => `file:${signatureNow()}` });
 }
 
 /** Classifies an error from key lookup (before signature verification). */
