@@ -83,6 +83,13 @@ export const edgeConfigSchema = z.object({
   /** Address of the one public port. */
   host: z.string().default("127.0.0.1"),
   port: z.number().int().min(0).max(65535).default(8081),
+  /**
+   * How the Node server serves Connect and gRPC-Web calls: "node" through Connect's Node adapter
+   * (as native gRPC; fewer conversions per call — the default since issue 13), "fetch" through
+   * `app.fetch` exactly as a fetch runtime would (ADR 0007). Both run the same routes,
+   * interceptors and limits.
+   */
+  rpcPath: z.enum(["node", "fetch"]).default("node"),
   /** Directory for the SQLite store, dev keys and dev PKI. */
   dataDir: z.string().default(".data"),
   /** SQLite file (default: <dataDir>/gateway.db). */

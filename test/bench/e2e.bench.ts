@@ -18,6 +18,7 @@
  *   node --import tsx test/bench/e2e.bench.ts            (npm run bench:e2e)
  *   BENCH_SEQ=100 BENCH_RATES=25,50,100,150 BENCH_STEP_S=5 BENCH_STATUS_S=10 …
  *   BENCH_CPU_PROF=/tmp/prof …   (edge and runner write .cpuprofile files there on exit)
+ *   BENCH_EDGE_CONFIG=edge.json … (an edge configuration file, e.g. {"rpcPath": "fetch"})
  *
  * Targets (issue 13): sequential p50 ≤ bare bwrap + 5 ms on every protocol; ≥ 150
  * tasks/s with p99 ≤ 100 ms; edge+runner CPU ≤ 2 ms per task; GetTaskStatus ≥ 5,000
@@ -225,8 +226,11 @@ async function rawLoad(
 }
 
 const cpuProf = process.env.BENCH_CPU_PROF;
+// BENCH_EDGE_CONFIG=file.json: an edge configuration file (e.g. {"rpcPath": "fetch"} to compare).
+const edgeConfig = process.env.BENCH_EDGE_CONFIG;
 const gw = await startGateway({
   nodeArgs: cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${cpuProf}`] : [],
+  ...(edgeConfig ? { edgeArgs: ["--config", edgeConfig] } : {}),
 });
 try {
   const edgePid = gw.edge.child.pid as number;

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import { createMcpClient } from "@mcp-gateway/client";
@@ -178,6 +181,50 @@ describe("gRPC-Web and Connect transports from the client library", () => {
       assert.equal(exit?.status, TaskStatus.CANCELLED);
       const { task } = await client.getTaskStatus({ taskId });
       assert.equal(task?.status, TaskStatus.CANCELLED);
+    });
+  }
+});
+
+describe('the fetch path on Node (rpcPath "fetch", ADR 0007)', () => {
+  // The default serves Connect and gRPC-Web through the Node adapter; this edge serves them
+  // through app.fetch as a fetch runtime would, end to end with a real runner.
+  let fetchGw: Gateway;
+  let fetchToken: string;
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mcp-fetch-path-"));
+    const file = join(dir, "edge.json");
+    writeFileSync(file, JSON.stringify({ rpcPath: "fetch" }));
+    fetchGw = await startGateway({ edgeArgs: ["--config", file] });
+    fetchToken = await fetchGw.token("alice", ["developer"]);
+  });
+  after(async () => {
+    await fetchGw?.stop();
+  });
+
+  it("Connect JSON unary through app.fetch", async () => {
+    const res = await connectJson(
+      fetchGw.url,
+      "ExecuteCommand",
+      { command: "echo", args: ["via fetch"], timeout: 30 },
+      fetchToken,
+    );
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const task = await waitForTask(fetchGw.url, fetchToken, String(res.body.taskId));
+    assert.equal((task.result as Record<string, unknown>).stdout, "via fetch\n");
+  });
+
+  for (const protocol of ["grpc-web", "connect"] as const) {
+    it(`${protocol} streaming through app.fetch`, async () => {
+      const client = createMcpClient({ baseUrl: fetchGw.url, protocol, token: fetchToken });
+      const { taskId } = await client.executeCommand({ command: "echo", args: ["streamed"] });
+      let out = "";
+      let exit: TaskStatus | undefined;
+      for await (const chunk of client.streamTaskOutput({ taskId })) {
+        if (chunk.kind === OutputKind.STDOUT) out += Buffer.from(chunk.data).toString();
+        if (chunk.kind === OutputKind.EXIT) exit = chunk.status;
+      }
+      assert.equal(out, "streamed\n");
+      assert.equal(exit, TaskStatus.COMPLETED);
     });
   }
 });
