@@ -222,6 +222,20 @@ export const edgeConfigSchema = z.object({
    * decompression. Methods not named get `defaultBytes`; none exceeds
    * `maxRequestBytes`.
    */
+  /**
+   * Authentication failures (bad, expired or missing tokens) answered at once per client address
+   * and second; beyond the budget a refusal is answered after `failureDelayMs` (the socket is
+   * held, no CPU): an unauthenticated flood in a closed loop then runs at the delay's pace
+   * instead of taking the CPU authenticated callers need (issue 21). `failureDelayMs` 0 turns it
+   * off. Behind a NAT every client shares an address: only failures are ever delayed.
+   */
+  authFailures: z
+    .object({
+      perAddressPerSecond: z.number().positive().default(20),
+      burstPerAddress: z.number().int().min(1).default(40),
+      failureDelayMs: z.number().int().min(0).max(10_000).default(250),
+    })
+    .prefault({}),
   requestLimits: z
     .object({
       /** Limit of every method not in `methods`, bytes (task ids, paths, filters). */

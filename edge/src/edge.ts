@@ -391,6 +391,11 @@ export async function startEdge(
     bodyLimit,
     metrics,
     logger,
+    authFailures: {
+      perSecond: config.authFailures.perAddressPerSecond,
+      burst: config.authFailures.burstPerAddress,
+      delayMs: config.authFailures.failureDelayMs,
+    },
   });
   const rpcOptions = {
     routes: (router) => {

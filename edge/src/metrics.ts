@@ -23,6 +23,8 @@ export interface EdgeMetrics {
   policyReloads: Counter<"result">;
   /** mcp_auth_failures_total{reason} */
   authFailures: Counter<"reason">;
+  /** mcp_auth_failures_delayed_total */
+  authFailuresDelayed: Counter;
   /** mcp_rate_limited_total */
   rateLimited: Counter;
 }
@@ -132,6 +134,11 @@ function createMetrics(registry: Registry): EdgeMetrics {
       name: "mcp_auth_failures_total",
       help: "Rejected credentials by reason.",
       labelNames: ["reason"],
+      registers: [registry],
+    }),
+    authFailuresDelayed: new Counter({
+      name: "mcp_auth_failures_delayed_total",
+      help: "Authentication failures answered after the delay: beyond their address's budget.",
       registers: [registry],
     }),
     rateLimited: new Counter({

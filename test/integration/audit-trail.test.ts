@@ -78,6 +78,8 @@ before(async () => {
       policyBundle: bundleCopy,
       corsOrigins: ["https://console.example"],
       rateLimit: { ratePerSecond: 50, burst: 50 },
+      // This suite's own flood of bad tokens tests the audit's aggregation, not the pacing.
+      authFailures: { failureDelayMs: 0 },
       internalPort: 0,
       audit: {
         checkpoints: { everyRecords: 25, everyMs: 300 },

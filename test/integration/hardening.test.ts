@@ -2,6 +2,7 @@
 // processes on loopback and asserted against the new bound.
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -157,6 +158,79 @@ describe("finding 2: nothing unauthenticated is read or inflated", () => {
     const r = await connectJson(gw.url, "GetTaskStatus", undefined, token, big);
     assert.equal(r.status, 429);
     assert.match(String(r.body.message), /exceeds the limit of 65536 bytes for GetTaskStatus/);
+  });
+});
+
+/** One unauthenticated-or-not Connect call from a chosen local address; resolves status and ms. */
+function callFrom(
+  localAddress: string,
+  authorization?: string,
+): Promise<{ status: number; ms: number }> {
+  const url = new URL(`${gw.url}/mcp.McpService/GetTaskStatus`);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: "POST",
+        localAddress,
+        agent: false,
+        headers: {
+          "content-type": "application/json",
+          ...(authorization ? { authorization } : {}),
+        },
+      },
+      (res) => {
+        res.resume();
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, ms: performance.now() - started }),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end(JSON.stringify({ taskId: "task-00000000-0000-0000-0000-000000000000" }));
+  });
+}
+
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${gw.url}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line ? Number(line.slice(line.lastIndexOf(" ") + 1)) : 0;
+}
+
+describe("an unauthenticated flood runs at the pace of the failure delay", () => {
+  it("failures beyond an address's budget wait (default 40 at once, then 20/s), others do not", async () => {
+    const delayedBefore = await metric("mcp_auth_failures_delayed_total");
+    // 25 loops in a closed loop from one address, 100 refusals in all.
+    let sent = 0;
+    const times: number[] = [];
+    await Promise.all(
+      Array.from({ length: 25 }, async () => {
+        while (sent < 100) {
+          sent++;
+          const r = await callFrom("127.0.0.3", "Bearer not-a-token");
+          assert.equal(r.status, 401);
+          times.push(r.ms);
+        }
+      }),
+    );
+    const delayed = (await metric("mcp_auth_failures_delayed_total")) - delayedBefore;
+    assert.ok(delayed >= 30, `${delayed} of 100 refusals were delayed`);
+    assert.ok(
+      times.filter((ms) => ms >= 240).length >= 30,
+      "a delayed refusal waits the configured 250 ms",
+    );
+    // Another address has its own budget; an authenticated caller of the same address is
+    // never delayed (only failures are).
+    const other = await callFrom("127.0.0.4", "Bearer not-a-token");
+    assert.equal(other.status, 401);
+    const token = await gw.token("paced", ["developer"]);
+    const before = await metric("mcp_auth_failures_delayed_total");
+    const ok = await callFrom("127.0.0.3", `Bearer ${token}`);
+    assert.notEqual(ok.status, 401);
+    assert.equal(await metric("mcp_auth_failures_delayed_total"), before);
   });
 });
 

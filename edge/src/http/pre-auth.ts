@@ -34,6 +34,55 @@ export interface PreAuthOptions {
    * "rate_limited" or "body_too_large".
    */
   onRefused?: (event: { code: string; peer: string; method: string; sub?: string }) => void;
+  /**
+   * Authentication failures answered at once per client address (token bucket); beyond it the
+   * refusal waits {@link AuthFailureBudget.delayMs} (issue 21). Absent: always at once.
+   */
+  authFailures?: AuthFailureBudget;
+}
+
+/** How fast an address's failed authentications are answered. */
+export interface AuthFailureBudget {
+  /** Failures per second per address answered at once. */
+  perSecond: number;
+  /** Failures answered at once in a burst. */
+  burst: number;
+  /** Wait before answering a failure beyond the budget, ms (the socket is held, no CPU). */
+  delayMs: number;
+}
+
+/** Addresses tracked at most (the oldest is forgotten first: a full bucket again). */
+const MAX_TRACKED_ADDRESSES = 10_000;
+
+/**
+ * Per-address token bucket of authentication failures. A client that keeps presenting bad
+ * credentials in a closed loop — an unauthenticated flood — is answered at the pace of the
+ * delay instead of as fast as the edge can refuse, so it cannot take the CPU that
+ * authenticated callers need; an open-loop one meets the connection caps instead.
+ */
+function createFailureBudget(budget: AuthFailureBudget): (address: string) => boolean {
+  const buckets = new Map<string, { tokens: number; at: number }>();
+  return (address) => {
+    const now = performance.now();
+    let b = buckets.get(address);
+    if (b === undefined) {
+      if (buckets.size >= MAX_TRACKED_ADDRESSES) {
+        const oldest = buckets.keys().next().value;
+        if (oldest !== undefined) buckets.delete(oldest);
+      }
+      b = { tokens: budget.burst, at: now };
+    } else {
+      buckets.delete(address); // re-inserted below: insertion order is recency
+      b.tokens = Math.min(budget.burst, b.tokens + ((now - b.at) / 1000) * budget.perSecond);
+      b.at = now;
+    }
+    buckets.set(address, b);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return true;
+    }
+    return false;
+  };
 }
 
 /** The pre-body gate of the public port. */
@@ -63,6 +112,9 @@ export interface PreAuth {
  */
 export function createPreAuth(options: PreAuthOptions): PreAuth {
   const principals = new WeakMap<NodeRequest, PreAuthenticated>();
+  const budget = options.authFailures;
+  const answerNow =
+    budget !== undefined && budget.delayMs > 0 ? createFailureBudget(budget) : () => true;
   const refuse = (req: NodeRequest, res: NodeResponse, err: unknown) => {
     const ce = toConnectError(err);
     writeRpcError(req, res, ce);
@@ -98,6 +150,11 @@ export function createPreAuth(options: PreAuthOptions): PreAuth {
           "refused before the body: not authenticated",
         );
         options.onRefused?.({ code, peer, method: m[2] ?? "" });
+        if (!answerNow(peer)) {
+          options.metrics.authFailuresDelayed.inc();
+          await new Promise((r) => setTimeout(r, budget?.delayMs ?? 0));
+          if (req.socket?.destroyed) return false;
+        }
         return refuse(req, res, err);
       }
       const waitMs = options.rateLimit(principal);
