@@ -40,7 +40,7 @@ import {
 import { isFetchServable, mountConnect, nodeIncoming } from "./http/connect-fetch.js";
 import { handleCors } from "./http/cors.js";
 import { type DualServer, listenDual } from "./http/listen.js";
-import { createPreAuth } from "./http/pre-auth.js";
+import { createAuthFailurePacer, createPreAuth } from "./http/pre-auth.js";
 import type { McpEndpoint } from "./mcp/endpoint.js";
 import { MCP_PATH, RESOURCE_METADATA_PATH } from "./mcp/paths.js";
 import { createEdgeMetrics, registerStoreWriteMetrics } from "./metrics.js";
@@ -259,6 +259,15 @@ export async function startEdge(
   const rateLimit = trail.recordRateLimits((p) =>
     limiter.take(principalKey(config.auth.issuer, p)),
   );
+  /** One budget of authentication failures per client address, for every door (issue 21). */
+  const failurePacer = createAuthFailurePacer(
+    {
+      perSecond: config.authFailures.perAddressPerSecond,
+      burst: config.authFailures.burstPerAddress,
+      delayMs: config.authFailures.failureDelayMs,
+    },
+    metrics,
+  );
 
   const tracing = createTracing({
     serviceName: "mcp-edge",
@@ -347,6 +356,7 @@ export async function startEdge(
           ops: operations,
           authenticate,
           rateLimit,
+          ...(failurePacer ? { failurePacer } : {}),
           allowedOrigins: corsOrigins,
           onOriginRefused: trail.originRefused,
           requiredScopes: config.mcp.requiredScopes,
@@ -391,11 +401,7 @@ export async function startEdge(
     bodyLimit,
     metrics,
     logger,
-    authFailures: {
-      perSecond: config.authFailures.perAddressPerSecond,
-      burst: config.authFailures.burstPerAddress,
-      delayMs: config.authFailures.failureDelayMs,
-    },
+    ...(failurePacer ? { failurePacer } : {}),
   });
   const rpcOptions = {
     routes: (router) => {

@@ -165,8 +165,9 @@ describe("finding 2: nothing unauthenticated is read or inflated", () => {
 function callFrom(
   localAddress: string,
   authorization?: string,
+  path = "/mcp.McpService/GetTaskStatus",
 ): Promise<{ status: number; ms: number }> {
-  const url = new URL(`${gw.url}/mcp.McpService/GetTaskStatus`);
+  const url = new URL(`${gw.url}${path}`);
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const req = httpRequest(
@@ -179,6 +180,7 @@ function callFrom(
         agent: false,
         headers: {
           "content-type": "application/json",
+          accept: "application/json, text/event-stream",
           ...(authorization ? { authorization } : {}),
         },
       },
@@ -226,6 +228,20 @@ describe("an unauthenticated flood runs at the pace of the failure delay", () =>
     // never delayed (only failures are).
     const other = await callFrom("127.0.0.4", "Bearer not-a-token");
     assert.equal(other.status, 401);
+    // The MCP endpoint is paced the same way: two waves of 40 refusals (under this edge's cap
+    // of 50 connections per address) from one address; the second finds the budget spent.
+    const mcpBefore = await metric("mcp_auth_failures_delayed_total");
+    const mcp: { status: number; ms: number }[] = [];
+    for (let wave = 0; wave < 2; wave++) {
+      mcp.push(
+        ...(await Promise.all(
+          Array.from({ length: 40 }, () => callFrom("127.0.0.5", "Bearer not-a-token", "/mcp")),
+        )),
+      );
+    }
+    assert.ok(mcp.every((r) => r.status === 401));
+    assert.ok(mcp.filter((r) => r.ms >= 240).length >= 10, "MCP refusals beyond the budget wait");
+    assert.ok((await metric("mcp_auth_failures_delayed_total")) - mcpBefore >= 10);
     const token = await gw.token("paced", ["developer"]);
     const before = await metric("mcp_auth_failures_delayed_total");
     const ok = await callFrom("127.0.0.3", `Bearer ${token}`);

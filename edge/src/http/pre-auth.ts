@@ -34,11 +34,14 @@ export interface PreAuthOptions {
    * "rate_limited" or "body_too_large".
    */
   onRefused?: (event: { code: string; peer: string; method: string; sub?: string }) => void;
-  /**
-   * Authentication failures answered at once per client address (token bucket); beyond it the
-   * refusal waits {@link AuthFailureBudget.delayMs} (issue 21). Absent: always at once.
-   */
-  authFailures?: AuthFailureBudget;
+  /** Paces authentication failures per client address (issue 21). Absent: always at once. */
+  failurePacer?: AuthFailurePacer;
+}
+
+/** Shared by every door that authenticates (RPC pre-auth, `/mcp`): one budget per address. */
+export interface AuthFailurePacer {
+  /** Resolves once a refusal for this address may be answered (at once within its budget). */
+  pace(address: string): Promise<void>;
 }
 
 /** How fast an address's failed authentications are answered. */
@@ -60,6 +63,21 @@ const MAX_TRACKED_ADDRESSES = 10_000;
  * delay instead of as fast as the edge can refuse, so it cannot take the CPU that
  * authenticated callers need; an open-loop one meets the connection caps instead.
  */
+export function createAuthFailurePacer(
+  budget: AuthFailureBudget,
+  metrics: Pick<EdgeMetrics, "authFailuresDelayed">,
+): AuthFailurePacer | undefined {
+  if (budget.delayMs <= 0) return undefined;
+  const answerNow = createFailureBudget(budget);
+  return {
+    async pace(address) {
+      if (answerNow(address)) return;
+      metrics.authFailuresDelayed.inc();
+      await new Promise((r) => setTimeout(r, budget.delayMs));
+    },
+  };
+}
+
 function createFailureBudget(budget: AuthFailureBudget): (address: string) => boolean {
   const buckets = new Map<string, { tokens: number; at: number }>();
   return (address) => {
@@ -112,9 +130,7 @@ export interface PreAuth {
  */
 export function createPreAuth(options: PreAuthOptions): PreAuth {
   const principals = new WeakMap<NodeRequest, PreAuthenticated>();
-  const budget = options.authFailures;
-  const answerNow =
-    budget !== undefined && budget.delayMs > 0 ? createFailureBudget(budget) : () => true;
+
   const refuse = (req: NodeRequest, res: NodeResponse, err: unknown) => {
     const ce = toConnectError(err);
     writeRpcError(req, res, ce);
@@ -150,9 +166,8 @@ export function createPreAuth(options: PreAuthOptions): PreAuth {
           "refused before the body: not authenticated",
         );
         options.onRefused?.({ code, peer, method: m[2] ?? "" });
-        if (!answerNow(peer)) {
-          options.metrics.authFailuresDelayed.inc();
-          await new Promise((r) => setTimeout(r, budget?.delayMs ?? 0));
+        if (options.failurePacer) {
+          await options.failurePacer.pace(peer);
           if (req.socket?.destroyed) return false;
         }
         return refuse(req, res, err);

@@ -32,6 +32,7 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import type { Logger } from "pino";
+import type { AuthFailurePacer } from "../http/pre-auth.js";
 import type { EdgeMetrics } from "../metrics.js";
 import type { Operations } from "../operations/operations.js";
 import type { RequestContext } from "../pipeline/context.js";
@@ -53,6 +54,8 @@ export interface McpEndpointOptions {
   authenticate: (authorization: string | null) => Promise<PrincipalRecord>;
   /** Token bucket per principal (issuer + tenant + subject), shared with the RPC API: 0 = allowed, else ms to wait. */
   rateLimit: (principal: PrincipalRecord) => number;
+  /** Paces authentication failures per client address, shared with the RPC API (issue 21). */
+  failurePacer?: AuthFailurePacer;
   /** Browser origins allowed to call (exact match); any other `Origin` gets 403. */
   allowedOrigins: ReadonlySet<string>;
   /** Scopes a token must carry to use the endpoint (empty: none required). */
@@ -733,6 +736,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       try {
         principal = await options.authenticate(req.headers.get("authorization"));
       } catch (err) {
+        await options.failurePacer?.pace(peer);
         return unauthorized(req, err);
       }
       const missing = options.requiredScopes.filter((s) => !principal.scopes.includes(s));
