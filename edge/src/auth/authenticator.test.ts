@@ -420,6 +420,23 @@ describe("createAuthenticator with a remote JWKS (real HTTP server on 127.0.0.1)
     await rejectsWith(auth.authenticate(old), "unknown_key");
   });
 
+  it("remembers a verified token until the set is fetched again", async () => {
+    served = [k1, k2];
+    fetches = 0;
+    const auth = createAuthenticator(options({ url, cooldownMs: 0 }));
+    const token = `Bearer ${await sign(k1)}`;
+    // The first call fetches the set: what it verified is not kept (the keys were not in
+    // memory before it); from then on it is.
+    await auth.authenticate(token);
+    const a = await auth.authenticate(token);
+    assert.equal(await auth.authenticate(token), a, "the remembered principal, no second check");
+    served = [k2];
+    const stranger2 = await makeKey("k3");
+    await rejectsWith(auth.authenticate(`Bearer ${await sign(stranger2)}`), "unknown_key");
+    assert.equal(fetches, 2, "an unknown kid refetched the set");
+    await rejectsWith(auth.authenticate(token), "unknown_key");
+  });
+
   it("rate-limits refetches for unknown kids within the cooldown", async () => {
     served = [k1];
     fetches = 0;
@@ -534,6 +551,7 @@ describe("verified tokens remembered (issue 13)", () => {
     writeJwks(path, [k1]);
     const auth = createAuthenticator(options({ file: path }));
     const token = `Bearer ${await sign(k1)}`;
+    await auth.authenticate(token); // loads the key file: not kept (the keys were not in memory)
     const a = await auth.authenticate(token);
     const b = await auth.authenticate(token);
     assert.equal(a, b, "the remembered principal");

@@ -4,6 +4,7 @@ import {
   type CryptoKey,
   createLocalJWKSet,
   createRemoteJWKSet,
+  customFetch,
   decodeProtectedHeader,
   errors,
   type FlattenedJWSInput,
@@ -476,13 +477,16 @@ function bearerToken(value: string | null | undefined): string {
 }
 
 function remoteResolver(source: Extract<JwksSource, { url: string }>): KeyResolver {
+  let fetches = 0;
   const jwks = createRemoteJWKSet(new URL(source.url), {
     cooldownDuration: source.cooldownMs ?? 30_000,
     cacheMaxAge: source.cacheMaxAgeMs ?? 600_000,
     timeoutDuration: source.timeoutMs ?? 5_000,
+    [customFetch]: (url: string, options: RequestInit) => {
+      fetches++;
+      return fetch(url, options);
+    },
   });
-  let seen: unknown;
-  let generation = 0;
   const resolve = async (header: JWSHeaderParameters, input: FlattenedJWSInput) => {
     try {
       return await jwks(header, input);
@@ -491,15 +495,9 @@ function remoteResolver(source: Extract<JwksSource, { url: string }>): KeyResolv
     }
   };
   return Object.assign(resolve, {
-    generation() {
-      // A new fetch of the set (rotation, a refetch on an unknown kid) is a new object.
-      const current = jwks.jwks();
-      if (current !== seen) {
-        seen = current;
-        generation++;
-      }
-      return `remote:${generation}`;
-    },
+    // Every fetch of the set (rotation, a refetch on an unknown kid, the cache's expiry) may
+    // bring other keys: a new generation, which forgets every remembered token.
+    generation: () => `remote:${fetches}`,
   });
 }
 
@@ -511,6 +509,7 @@ function remoteResolver(source: Extract<JwksSource, { url: string }>): KeyResolv
 function fileResolver(path: string): KeyResolver {
   let cached: { signature: string; resolve: ReturnType<typeof createLocalJWKSet> } | undefined;
   let loading: Promise<ReturnType<typeof createLocalJWKSet>> | undefined;
+  let unloaded = 0;
 
   /** The file's identity now: inode, size and mtime. */
   function signatureNow(): string {
@@ -552,7 +551,14 @@ function fileResolver(path: string): KeyResolver {
       throw keyLookupError(err);
     }
   };
-  return Object.assign(resolve, { generation: () => `file:${signatureNow()}` });
+  return Object.assign(resolve, {
+    // The file's identity now, and whether the keys in memory were read from that very file: a
+    // token verified while they were not (a reload still under way) is never found again.
+    generation: () => {
+      const now = signatureNow();
+      return cached?.signature === now ? `file:${now}` : `file:${now}:not-loaded:${++unloaded}`;
+    },
+  });
 }
 
 /** Classifies an error from key lookup (before signature verification). */

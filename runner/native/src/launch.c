@@ -154,6 +154,7 @@ int mcpg_launch(int argc, char **argv) {
     return 125;
   }
 
+  pid_t launcher = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     dprintf(status_fd, "error fork: %s\n", strerror(errno));
@@ -161,7 +162,10 @@ int mcpg_launch(int argc, char **argv) {
   }
   if (pid == 0) {
     /* bwrap: gets fds 0-2, the two seccomp programs at 3 and 4, and the
-     * start pipe at STARTED_FD (dup2 clears O_CLOEXEC). */
+     * start pipe at STARTED_FD (dup2 clears O_CLOEXEC). It dies with the launcher
+     * (fork clears PDEATHSIG): a prepared child waiting on GO_FD, or one about to
+     * execute bwrap, never outlives its supervisor. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != launcher) _exit(125);
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);

@@ -85,6 +85,9 @@ export function createLauncherPool<P>(options: LauncherPoolOptions<P>): Launcher
   let missedSinceTick = false;
   let retryAt = 0;
   let refillScheduled = false;
+  /** Members being started, and members started after close() (being stopped). */
+  const starts = new Set<Promise<PreparedLauncher<P> | null>>();
+  const stopping = new Set<Promise<void>>();
 
   const shrink = setInterval(() => {
     if (!missedSinceTick && target > 1) {
@@ -106,6 +109,18 @@ export function createLauncherPool<P>(options: LauncherPoolOptions<P>): Launcher
     });
   }
 
+  /** Stops a member and resolves once its launcher has exited. */
+  function stop(m: PreparedLauncher<P>): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (m.child.exitCode !== null || m.child.signalCode !== null) {
+        resolve();
+        return;
+      }
+      m.child.once("close", () => resolve());
+      m.dispose();
+    });
+  }
+
   async function refill(): Promise<void> {
     while (!closed && latest !== undefined && members.length + starting < target) {
       if (Date.now() < retryAt) {
@@ -114,19 +129,22 @@ export function createLauncherPool<P>(options: LauncherPoolOptions<P>): Launcher
       }
       starting++;
       let m: PreparedLauncher<P> | null = null;
+      const pending = options.start(latest);
+      starts.add(pending);
       try {
-        m = await options.start(latest);
+        m = await pending;
       } catch (err) {
         options.log?.warn({ err }, "cannot prepare a sandbox launcher; tasks start their own");
       } finally {
         starting--;
+        starts.delete(pending);
       }
       if (m === null) {
         retryAt = Date.now() + RETRY_MS;
         continue;
       }
       if (closed) {
-        m.dispose();
+        stopping.add(stop(m));
         return;
       }
       members.push(m);
@@ -170,22 +188,10 @@ export function createLauncherPool<P>(options: LauncherPoolOptions<P>): Launcher
     async close() {
       closed = true;
       clearInterval(shrink);
-      const all = members.splice(0);
-      await Promise.all(
-        all.map(
-          (m) =>
-            new Promise<void>((resolve) => {
-              if (m.child.exitCode !== null || m.child.signalCode !== null) {
-                resolve();
-                return;
-              }
-              m.child.once("close", () => resolve());
-              m.dispose();
-            }),
-        ),
-      );
-      // Their cgroups are removed on close (asynchronously); give them back before returning.
-      await Promise.all(all.map((m) => m.cg?.destroy()));
+      // Members still being started are stopped as soon as they are (refill sees `closed`).
+      await Promise.allSettled([...starts]);
+      await new Promise((r) => setImmediate(r));
+      await Promise.all([...members.splice(0).map(stop), ...stopping]);
     },
   };
 }

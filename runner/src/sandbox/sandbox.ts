@@ -278,8 +278,12 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   let prepared: Prepared | null = null;
   let cgroupController: Promise<CgroupController> | null = null;
   let taskCounter = 0;
-  /** Task cgroups being removed after their task's result was given. */
+  /** Task cgroups being removed after their task's result was given; close() awaits them. */
   const removals = new Set<Promise<void>>();
+  function removeLater(cg: TaskCgroup): void {
+    const removal = cg.destroy().finally(() => removals.delete(removal));
+    removals.add(removal);
+  }
 
   /** Detects the cgroup layer once per sandbox (it creates the runner's parent cgroup). */
   function cgroups(): Promise<CgroupController> {
@@ -517,8 +521,14 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   async function prepareLauncher(p: Prepared): Promise<PreparedLauncher | null> {
     let cg: TaskCgroup | null = null;
     if (p.cgroups.kind !== "none") cg = await p.cgroups.create(`t${process.pid}-${++taskCounter}`);
-    const child = spawnLauncher(p, ["@"], { stdin: false, go: true });
-    writeSeccompPrograms(child, p);
+    let child: ChildProcess;
+    try {
+      child = spawnLauncher(p, ["@"], { stdin: false, go: true });
+      writeSeccompPrograms(child, p);
+    } catch (err) {
+      if (cg !== null) removeLater(cg);
+      throw err;
+    }
     const go = (child.stdio as unknown as Array<Writable | null>)[GO_FD] ?? null;
     go?.on("error", () => {
       // the launcher died: its close discards the member
@@ -545,7 +555,10 @@ export function createSandbox(options: SandboxOptions): Sandbox {
               (err: unknown) => {
                 problem = (err as Error).message;
                 settle(false);
-                child.kill("SIGKILL");
+                // 'X' and SIGTERM: the launcher kills its waiting child and exits (a SIGKILL
+                // of the launcher alone would leave the child waiting on its go pipe).
+                go?.end("X");
+                child.kill("SIGTERM");
               },
             );
         } else if (line.startsWith("error ")) {
@@ -559,14 +572,14 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       problem ||= "the prepared launcher exited";
       settle(false);
       pool.discard(member);
-      void cg?.destroy();
+      if (cg !== null) removeLater(cg);
     };
     const onError = (err: Error) => {
       // A launcher that could not be spawned may never emit "close".
       problem = `cannot start the sandbox launcher: ${err.message}`;
       settle(false);
       pool.discard(member);
-      void cg?.destroy();
+      if (cg !== null) removeLater(cg);
     };
     status?.on("data", onData);
     status?.on("error", () => undefined);
@@ -596,6 +609,8 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       },
       dispose() {
         // 'X' (or EOF): the waiting child exits without running anything; then the launcher.
+        // Referenced again, so that a shutdown waits for it and its cgroup's removal.
+        child.ref();
         go?.end("X");
         child.kill("SIGTERM");
       },
@@ -664,6 +679,11 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     }
     // The task's cgroup(s): memory.max counts anonymous memory, shmem (memfd, tmpfs) and kernel
     // memory of the whole tree; pids.max adds bwrap's monitor process to maxProcesses.
+    // The command line a prepared launcher reads is NUL-separated (spawn refuses NUL itself).
+    if (bwrapArgv.some((a) => a.includes("\0"))) {
+      if (gitFd !== undefined) closeSync(gitFd);
+      throw new SandboxSpecError("the sandbox command line contains a NUL byte");
+    }
     const cgLimits: CgroupLimits = {
       memoryBytes: spec.limits.memoryBytes,
       maxProcesses: spec.limits.maxProcesses + 1 + supervisor,
@@ -849,13 +869,13 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         const executionTimeMs = Number(process.hrtime.bigint() - started) / 1e6;
         const info = exitInfo as ExitInfo | null;
         const cgUsage = cg === null ? null : await cg.usage();
-        // The tree is gone (the launcher reaped it): the result does not wait for the cgroup's
-        // removal, which close() still awaits.
+        // With the launcher's exit line, the whole tree is gone (it reaps everything it
+        // supervises before writing it): the result does not wait for the cgroup's removal,
+        // which close() still awaits. Without it (the launcher was killed), whatever is left
+        // is killed with the cgroup before the result is given.
         if (cg !== null) {
-          const removal = cg.destroy().finally(() => {
-            removals.delete(removal);
-          });
-          removals.add(removal);
+          if (info === null) await cg.destroy();
+          else removeLater(cg);
         }
         // A replacement for a prepared launcher, now that this task no longer needs the
         // kernel's cgroup lock for its forks (see launcher-pool.ts).
@@ -1006,7 +1026,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
 
     async close() {
       await pool.close();
-      await Promise.all([...removals]);
+      while (removals.size > 0) await Promise.all([...removals]);
       if (options.cgroupController) return;
       const cg = cgroupController;
       cgroupController = null;
