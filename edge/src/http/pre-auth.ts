@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { addressKey } from "@mcp-gateway/common/connection-guard";
 import { toConnectError } from "@mcp-gateway/common/errors";
 import type { Logger } from "pino";
 import type { EdgeMetrics } from "../metrics.js";
@@ -71,7 +72,9 @@ export function createAuthFailurePacer(
   const answerNow = createFailureBudget(budget);
   return {
     async pace(address) {
-      if (answerNow(address)) return;
+      // Counted as the connection caps count: IPv4 (also mapped), or the IPv6 /64 — one
+      // client cannot get a fresh budget per address of its prefix.
+      if (answerNow(addressKey(address))) return;
       metrics.authFailuresDelayed.inc();
       await new Promise((r) => setTimeout(r, budget.delayMs));
     },
@@ -168,7 +171,7 @@ export function createPreAuth(options: PreAuthOptions): PreAuth {
         options.onRefused?.({ code, peer, method: m[2] ?? "" });
         if (options.failurePacer) {
           await options.failurePacer.pace(peer);
-          if (req.socket?.destroyed) return false;
+          if (req.socket?.destroyed || res.destroyed) return false;
         }
         return refuse(req, res, err);
       }
