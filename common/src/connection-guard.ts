@@ -143,7 +143,7 @@ export function guardConnections(
   const cap = connectionCap(limits);
   const perAddress = new Map<string, number>();
   const rate = limits.newConnectionsPerAddressPerSecond;
-  const admitNew = newConnectionBuckets(
+  const admitNew = tokenBuckets(
     rate ?? Number.POSITIVE_INFINITY,
     limits.newConnectionsBurstPerAddress ?? Math.max(1, Math.ceil((rate ?? 0) * 2)),
   );
@@ -182,8 +182,20 @@ export function guardConnections(
   };
 }
 
-/** Per-address token buckets; entries that have refilled are dropped (memory stays bounded). */
-function newConnectionBuckets(perSecond: number, burst: number): (key: string) => boolean {
+/**
+ * Per-key token buckets (`perSecond`, `burst`); entries that have refilled are dropped every
+ * 10 s, and at most `maxKeys` are kept (the least recently used goes first). Returns a take:
+ * true when the key had a token.
+ *
+ * @example
+ * const take = tokenBuckets(20, 40, 10_000);
+ * if (!take(addressKey(peer))) delay();
+ */
+export function tokenBuckets(
+  perSecond: number,
+  burst: number,
+  maxKeys = Number.POSITIVE_INFINITY,
+): (key: string) => boolean {
   if (!Number.isFinite(perSecond) || !Number.isFinite(burst)) return () => true;
   const buckets = new Map<string, { tokens: number; at: number }>();
   const refill = (b: { tokens: number; at: number }, now: number) => {
@@ -198,14 +210,24 @@ function newConnectionBuckets(perSecond: number, burst: number): (key: string) =
     }
   }, 10_000);
   prune.unref();
+  const bounded = Number.isFinite(maxKeys);
   return (key) => {
     const now = performance.now();
     let b = buckets.get(key);
     if (!b) {
+      if (buckets.size >= maxKeys) {
+        const oldest = buckets.keys().next().value;
+        if (oldest !== undefined) buckets.delete(oldest);
+      }
       b = { tokens: burst, at: now };
       buckets.set(key, b);
     } else {
       refill(b, now);
+      if (bounded) {
+        // Insertion order is recency order: the first key is the least recently used.
+        buckets.delete(key);
+        buckets.set(key, b);
+      }
     }
     if (b.tokens < 1) return false;
     b.tokens -= 1;

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { addressKey } from "@mcp-gateway/common/connection-guard";
+import { addressKey, tokenBuckets } from "@mcp-gateway/common/connection-guard";
 import { toConnectError } from "@mcp-gateway/common/errors";
 import type { Logger } from "pino";
 import type { EdgeMetrics } from "../metrics.js";
@@ -55,21 +55,20 @@ export interface AuthFailureBudget {
   delayMs: number;
 }
 
-/** Addresses tracked at most (the oldest is forgotten first: a full bucket again). */
+/** Addresses tracked at most (the least recently used is forgotten first: a full bucket again). */
 const MAX_TRACKED_ADDRESSES = 10_000;
 
 /**
- * Per-address token bucket of authentication failures. A client that keeps presenting bad
+ * Per-address budget of authentication failures. A client that keeps presenting bad
  * credentials in a closed loop — an unauthenticated flood — is answered at the pace of the
- * delay instead of as fast as the edge can refuse, so it cannot take the CPU that
- * authenticated callers need; an open-loop one meets the connection caps instead.
+ * delay instead of as fast as the edge can refuse; an open-loop one meets the connection caps.
  */
 export function createAuthFailurePacer(
   budget: AuthFailureBudget,
   metrics: Pick<EdgeMetrics, "authFailuresDelayed">,
 ): AuthFailurePacer | undefined {
   if (budget.delayMs <= 0) return undefined;
-  const answerNow = createFailureBudget(budget);
+  const answerNow = tokenBuckets(budget.perSecond, budget.burst, MAX_TRACKED_ADDRESSES);
   return {
     async pace(address) {
       // Counted as the connection caps count: IPv4 (also mapped), or the IPv6 /64 — one
@@ -78,31 +77,6 @@ export function createAuthFailurePacer(
       metrics.authFailuresDelayed.inc();
       await new Promise((r) => setTimeout(r, budget.delayMs));
     },
-  };
-}
-
-function createFailureBudget(budget: AuthFailureBudget): (address: string) => boolean {
-  const buckets = new Map<string, { tokens: number; at: number }>();
-  return (address) => {
-    const now = performance.now();
-    let b = buckets.get(address);
-    if (b === undefined) {
-      if (buckets.size >= MAX_TRACKED_ADDRESSES) {
-        const oldest = buckets.keys().next().value;
-        if (oldest !== undefined) buckets.delete(oldest);
-      }
-      b = { tokens: budget.burst, at: now };
-    } else {
-      buckets.delete(address); // re-inserted below: insertion order is recency
-      b.tokens = Math.min(budget.burst, b.tokens + ((now - b.at) / 1000) * budget.perSecond);
-      b.at = now;
-    }
-    buckets.set(address, b);
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return true;
-    }
-    return false;
   };
 }
 

@@ -70,17 +70,23 @@ describe("cgroup v2 (delegated subtree)", () => {
   });
 });
 
+/** A hybrid host's v1 memory and pids hierarchies, the runner (pid) in memory:/job. */
+async function v1Host(pid: number) {
+  const root = fakeRoot({
+    "memory/job/memory.limit_in_bytes": "9223372036854771712",
+    "pids/cgroup.procs": "",
+  });
+  const cg = await createCgroupController({
+    sysRoot: root,
+    selfCgroup: "8:pids:/\n4:memory:/job\n0::/\n",
+    pid,
+  });
+  return { root, cg };
+}
+
 describe("cgroup v1 (hybrid hosts)", () => {
   it("uses the memory and pids controllers below the runner's own cgroups", async () => {
-    const root = fakeRoot({
-      "memory/job/memory.limit_in_bytes": "9223372036854771712",
-      "pids/cgroup.procs": "",
-    });
-    const cg = await createCgroupController({
-      sysRoot: root,
-      selfCgroup: "8:pids:/\n4:memory:/job\n0::/\n",
-      pid: 79,
-    });
+    const { root, cg } = await v1Host(79);
     assert.equal(cg.kind, "v1");
     assert.deepEqual(cg.layers, ["cgroup-v1-memory", "cgroup-v1-pids"]);
     assert.equal(cg.complete, true);
@@ -97,15 +103,7 @@ describe("cgroup v1 (hybrid hosts)", () => {
   });
 
   it("a prepared sandbox's cgroup is created without limits and limited later", async () => {
-    const root = fakeRoot({
-      "memory/job/memory.limit_in_bytes": "9223372036854771712",
-      "pids/cgroup.procs": "",
-    });
-    const cg = await createCgroupController({
-      sysRoot: root,
-      selfCgroup: "8:pids:/\n4:memory:/job\n0::/\n",
-      pid: 80,
-    });
+    const { root, cg } = await v1Host(80);
     const task = await cg.create("t3");
     assert.throws(() => read(root, "memory/job/mcpg-80/t3/memory.limit_in_bytes"), /ENOENT/);
     assert.throws(() => read(root, "pids/mcpg-80/t3/pids.max"), /ENOENT/);

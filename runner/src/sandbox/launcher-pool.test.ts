@@ -19,7 +19,6 @@ function fakeStart(started: PreparedLauncher<Prep>[], ready = true) {
       cg: null,
       placed: Promise.resolve(ready),
       ...(ready ? { ready: true } : {}),
-      problem: () => "",
       leftover: () => "",
       detach() {},
       dispose() {
@@ -41,15 +40,21 @@ async function until(check: () => boolean, what: string): Promise<void> {
 
 const same = (a: Prep, b: Prep) => a.generation === b.generation;
 
+/** A pool of `sleep` stand-ins; `started` collects every member it started. */
+function poolOf(max: number, idleMs = 60_000) {
+  const started: PreparedLauncher<Prep>[] = [];
+  const pool = createLauncherPool<Prep>({
+    max,
+    idleMs,
+    start: fakeStart(started),
+    compatible: same,
+  });
+  return { pool, started };
+}
+
 describe("launcher pool", () => {
   it("starts empty, prepares one after the first miss, hands each member out once", async () => {
-    const started: PreparedLauncher<Prep>[] = [];
-    const pool = createLauncherPool<Prep>({
-      max: 1,
-      idleMs: 60_000,
-      start: fakeStart(started),
-      compatible: same,
-    });
+    const { pool } = poolOf(1);
     const p = { generation: 1 };
     assert.equal(pool.take(p), undefined, "nothing is prepared before the first task");
     await until(() => pool.size() >= 1, "a prepared member");
@@ -68,13 +73,7 @@ describe("launcher pool", () => {
   });
 
   it("grows by one per miss up to its maximum and never beyond", async () => {
-    const started: PreparedLauncher<Prep>[] = [];
-    const pool = createLauncherPool<Prep>({
-      max: 2,
-      idleMs: 60_000,
-      start: fakeStart(started),
-      compatible: same,
-    });
+    const { pool, started } = poolOf(2);
     const p = { generation: 1 };
     for (let i = 0; i < 5; i++) pool.take(p);
     assert.equal(pool.target(), 2);
@@ -88,13 +87,7 @@ describe("launcher pool", () => {
   });
 
   it("shrinks back after a quiet period and disposes the surplus", async () => {
-    const started: PreparedLauncher<Prep>[] = [];
-    const pool = createLauncherPool<Prep>({
-      max: 3,
-      idleMs: 100,
-      start: fakeStart(started),
-      compatible: same,
-    });
+    const { pool, started } = poolOf(3, 100);
     const p = { generation: 1 };
     for (let i = 0; i < 4; i++) pool.take(p);
     await until(() => pool.size() === 3, "three members");
@@ -107,13 +100,7 @@ describe("launcher pool", () => {
   });
 
   it("drops members of an older preparation instead of handing them out", async () => {
-    const started: PreparedLauncher<Prep>[] = [];
-    const pool = createLauncherPool<Prep>({
-      max: 2,
-      idleMs: 60_000,
-      start: fakeStart(started),
-      compatible: same,
-    });
+    const { pool, started } = poolOf(2);
     pool.take({ generation: 1 });
     await until(() => pool.size() === 2, "members");
     const old = [...started];
@@ -126,13 +113,7 @@ describe("launcher pool", () => {
   });
 
   it("max 0 turns it off: nothing is ever started", async () => {
-    const started: PreparedLauncher<Prep>[] = [];
-    const pool = createLauncherPool<Prep>({
-      max: 0,
-      idleMs: 60_000,
-      start: fakeStart(started),
-      compatible: same,
-    });
+    const { pool, started } = poolOf(0);
     assert.equal(pool.take({ generation: 1 }), undefined);
     await sleep(50);
     assert.equal(started.length, 0);

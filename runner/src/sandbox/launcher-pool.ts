@@ -32,8 +32,6 @@ export interface PreparedLauncher<P = unknown> {
   readonly placed: Promise<boolean>;
   /** True once placed: only such a member is handed out. */
   ready?: boolean;
-  /** Why it cannot be used (after `placed` resolved false). */
-  problem(): string;
   /** Status text read past the last line the pool consumed. */
   leftover(): string;
   /** Removes the pool's listeners: the taker owns the process from here on. */

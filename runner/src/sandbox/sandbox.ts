@@ -535,7 +535,6 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     });
     const status = (child.stdio as unknown as Array<Readable | null>)[STATUS_FD] ?? null;
     let text = "";
-    let problem = "";
     let settle: (inCgroup: boolean) => void = () => undefined;
     const placed = new Promise<boolean>((resolve) => {
       settle = resolve;
@@ -553,7 +552,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
             cg.place(pid).then(
               () => settle(true),
               (err: unknown) => {
-                problem = (err as Error).message;
+                log?.warn({ err }, "a prepared launcher could not be placed into its cgroup");
                 settle(false);
                 // 'X' and SIGTERM: the launcher kills its waiting child and exits (a SIGKILL
                 // of the launcher alone would leave the child waiting on its go pipe).
@@ -562,21 +561,20 @@ export function createSandbox(options: SandboxOptions): Sandbox {
               },
             );
         } else if (line.startsWith("error ")) {
-          problem = line.slice(6);
+          log?.warn({ error: line.slice(6) }, "a prepared launcher failed");
           settle(false);
         }
         nl = text.indexOf("\n");
       }
     };
     const onClose = () => {
-      problem ||= "the prepared launcher exited";
       settle(false);
       pool.discard(member);
       if (cg !== null) removeLater(cg);
     };
     const onError = (err: Error) => {
       // A launcher that could not be spawned may never emit "close".
-      problem = `cannot start the sandbox launcher: ${err.message}`;
+      log?.warn({ err }, "cannot start a prepared sandbox launcher");
       settle(false);
       pool.discard(member);
       if (cg !== null) removeLater(cg);
@@ -598,7 +596,6 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       child,
       cg,
       placed,
-      problem: () => problem || "the prepared launcher could not be placed into its cgroup",
       leftover: () => text,
       detach() {
         status?.off("data", onData);
@@ -673,17 +670,16 @@ export function createSandbox(options: SandboxOptions): Sandbox {
           ? { egressForwarder: { nodePath: process.execPath, scriptPath: EGRESS_FORWARDER_PATH } }
           : {}),
       });
+      // The command line a prepared launcher reads is NUL-separated (spawn refuses NUL itself).
+      if (bwrapArgv.some((a) => a.includes("\0"))) {
+        throw new SandboxSpecError("the sandbox command line contains a NUL byte");
+      }
     } catch (err) {
       if (gitFd !== undefined) closeSync(gitFd);
       throw err;
     }
     // The task's cgroup(s): memory.max counts anonymous memory, shmem (memfd, tmpfs) and kernel
     // memory of the whole tree; pids.max adds bwrap's monitor process to maxProcesses.
-    // The command line a prepared launcher reads is NUL-separated (spawn refuses NUL itself).
-    if (bwrapArgv.some((a) => a.includes("\0"))) {
-      if (gitFd !== undefined) closeSync(gitFd);
-      throw new SandboxSpecError("the sandbox command line contains a NUL byte");
-    }
     const cgLimits: CgroupLimits = {
       memoryBytes: spec.limits.memoryBytes,
       maxProcesses: spec.limits.maxProcesses + 1 + supervisor,
@@ -962,18 +958,14 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       // The task's limits, then 'G' and its command line: nothing of the task's runs before
       // its cgroup limits it, and a launcher that cannot be limited runs nothing ("X").
       const payload = Buffer.from(`G${[p.bwrapPath, ...bwrapArgv].join("\0")}\0`, "utf8");
-      void member.placed
-        .then(async (inCgroup) => {
-          if (!inCgroup) throw new Error(member.problem());
-          await cg?.limit(cgLimits);
-        })
-        .then(
-          () => go?.end(payload),
-          (err: unknown) => {
-            placementError = `cannot place the task into its cgroup: ${(err as Error).message}`;
-            go?.end("X");
-          },
-        );
+      // (take() hands out only a member already in its cgroup.)
+      void Promise.resolve(cg?.limit(cgLimits)).then(
+        () => go?.end(payload),
+        (err: unknown) => {
+          placementError = `cannot place the task into its cgroup: ${(err as Error).message}`;
+          go?.end("X");
+        },
+      );
     }
 
     const stdin = spec.stdin === "pipe" ? (child.stdin as Writable | null) : null;
