@@ -2,8 +2,10 @@
 # `npm run build`: the production build and the release tarball.
 #
 #   1. setup (npm dependencies, the seccomp helper, the policy bundle) — scripts/setup.sh;
-#   2. bundles: dist/mcp-gateway.mjs, dist/edge.mjs, dist/runner.mjs (+ shared chunks),
-#      minified ESM for Node 20, no tsx at run time (scripts/build/bundle.ts);
+#   2. bundles: dist/mcp-gateway.mjs, dist/runner.mjs (+ shared chunks), minified ESM for
+#      Node 20, no tsx at run time; dist/edge.cjs, the edge's loader, and dist/edge-main.cjs, the
+#      edge in one CommonJS file (scripts/build/bundle.ts), with its V8 code cache
+#      dist/edge-main.cjs.v8cache (scripts/build/code-cache.ts; ADR 0021);
 #   3. the release tree dist/release/mcp-gateway-<version>-linux-<arch>/:
 #        bin/mcp-gateway             → ../dist/mcp-gateway.mjs
 #        dist/*.mjs                  the bundles
@@ -41,12 +43,15 @@ export SOURCE_DATE_EPOCH
 
 log "bundling (esbuild) into dist/"
 node --import tsx scripts/build/bundle.ts
+log "writing the edge's code cache"
+node --import tsx scripts/build/code-cache.ts
 
 log "staging $STAGE"
 rm -rf "$OUT"
 mkdir -p "$STAGE"/{bin,dist,node_modules,runner/native/build,runner/native/etc,policies/build}
-cp dist/*.mjs dist/*.LEGAL.txt "$STAGE/dist/" 2>/dev/null || cp dist/*.mjs "$STAGE/dist/"
-chmod 0755 "$STAGE"/dist/mcp-gateway.mjs "$STAGE"/dist/edge.mjs "$STAGE"/dist/runner.mjs
+cp dist/*.mjs dist/*.cjs dist/edge-main.cjs.v8cache "$STAGE/dist/"
+cp dist/*.LEGAL.txt "$STAGE/dist/" 2>/dev/null || true
+chmod 0755 "$STAGE"/dist/mcp-gateway.mjs "$STAGE"/dist/edge.cjs "$STAGE"/dist/runner.mjs
 ln -s ../dist/mcp-gateway.mjs "$STAGE/bin/mcp-gateway"
 
 # The native addon and its loader, as installed (built from source against this Node's ABI).
@@ -93,7 +98,7 @@ cat >"$STAGE/README.release.md" <<EOF
 Needs Node.js 20 (the ABI better-sqlite3 was built for) and, on runner hosts, bubblewrap and
 libseccomp2. Run from this directory (or put bin/ on PATH):
 
-    node dist/edge.mjs --config edge.json       # the edge
+    node dist/edge.cjs --config edge.json       # the edge
     node dist/runner.mjs --config runner.json   # a runner
     bin/mcp-gateway --help                      # the CLI
 

@@ -2,14 +2,15 @@
  * Bundles the gateway for production into dist/ (`npm run build` calls this after setup):
  *
  *   dist/mcp-gateway.mjs   the CLI (every command; servers load on first use)
- *   dist/edge.mjs          `mcp-gateway edge` without the dispatch
  *   dist/runner.mjs        `mcp-gateway runner` without the dispatch
  *   dist/audit-verify-worker.mjs  `audit verify`'s worker threads
  *   dist/chunk-*.mjs       code shared by the three, loaded on demand
+ *   dist/edge.cjs          `mcp-gateway edge` without the dispatch: a small loader that runs
+ *   dist/edge-main.cjs     the edge as one CommonJS file, through V8's code cache
+ *                          (dist/edge-main.cjs.v8cache, written by scripts/build.sh; ADR 0021)
  *
- * Minified ESM for Node 20, one file per entry plus shared chunks, no tsx at run time. Every
- * npm dependency is bundled except better-sqlite3 (a native addon, shipped as is in the release
- * tarball's node_modules).
+ * Minified, for Node 20, no tsx at run time. Every npm dependency is bundled except
+ * better-sqlite3 (a native addon, shipped as is in the release tarball's node_modules).
  *
  * Source files that locate things next to themselves (`import.meta.url`, `import.meta.dirname`:
  * the seccomp helper under runner/native, the policy bundle under policies/build) keep working:
@@ -23,17 +24,27 @@
 import { readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { build, type Plugin } from "esbuild";
+import { type BuildOptions, build, type Plugin } from "esbuild";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
 /** The bundle entries: output name → source. */
 export const ENTRIES: Readonly<Record<string, string>> = {
   "mcp-gateway": "cli/src/entry/cli.ts",
-  edge: "cli/src/entry/edge.ts",
   runner: "cli/src/entry/runner.ts",
   // `audit verify`'s worker threads (edge/src/audit/verify-pool.ts).
   "audit-verify-worker": "edge/src/audit/verify-worker.ts",
+};
+
+/**
+ * The edge, bundled apart as CommonJS: V8's code cache (`vm.Script` `cachedData`) takes one
+ * classic script, not ES modules, on Node 20. Output name → source.
+ */
+export const EDGE: Readonly<Record<string, string>> = {
+  // The whole edge in one file, compiled by the loader below (no shebang: it is wrapped).
+  "edge-main": "cli/src/entry/edge.ts",
+  // The loader (`node dist/edge.cjs`): Node's built-in modules only.
+  edge: "cli/src/entry/edge-start.ts",
 };
 
 /** Dependencies left out of the bundle: native addons and optional ones never installed. */
@@ -98,22 +109,15 @@ export interface BundleOptions {
 export async function bundle(options: BundleOptions = {}): Promise<string[]> {
   const outdir = resolve(options.outdir ?? join(ROOT, "dist"));
   await rm(outdir, { recursive: true, force: true });
-  const result = await build({
+  const common = {
     absWorkingDir: ROOT,
-    entryPoints: Object.entries(ENTRIES).map(([out, src]) => ({ out, in: src })),
-    outdir,
-    outExtension: { ".js": ".mjs" },
-    chunkNames: "chunk-[hash]",
     bundle: true,
-    splitting: true,
-    format: "esm",
     platform: "node",
     target: "node20",
     minify: options.minify ?? true,
     sourcemap: "linked",
     legalComments: "linked",
     external: [...EXTERNAL],
-    banner: { js: BANNER },
     plugins: [sourceLocation(outdir)],
     // verify-pool.ts starts its workers from the bundle's entry, located relative to the
     // source path its import.meta.url is rewritten to (see sourceLocation).
@@ -126,9 +130,52 @@ export async function bundle(options: BundleOptions = {}): Promise<string[]> {
     },
     metafile: true,
     logLevel: "warning",
+  } satisfies BuildOptions;
+  const result = await build({
+    ...common,
+    entryPoints: Object.entries(ENTRIES).map(([out, src]) => ({ out, in: src })),
+    outdir,
+    outExtension: { ".js": ".mjs" },
+    chunkNames: "chunk-[hash]",
+    splitting: true,
+    format: "esm",
+    banner: { js: BANNER },
   });
-  await writeFile(join(outdir, "meta.json"), JSON.stringify(result.metafile));
-  return Object.keys(result.metafile.outputs).map((f) => relative(outdir, resolve(ROOT, f)));
+  const edge = await build({
+    ...common,
+    entryPoints: Object.entries(EDGE).map(([out, src]) => ({ out, in: src })),
+    outdir,
+    outExtension: { ".js": ".cjs" },
+    format: "cjs",
+    // `import.meta` does not exist in CommonJS: the sources' (rewritten by sourceLocation) read
+    // the bundle file's URL instead.
+    banner: {
+      js: [
+        // ES modules are strict; the CommonJS bundle of them must be too.
+        '"use strict";',
+        'var __mcpgFileURLToPath = require("node:url").fileURLToPath;',
+        'var __mcpgImportMetaUrl = require("node:url").pathToFileURL(__filename).href;',
+      ].join("\n"),
+    },
+    define: { ...common.define, "import.meta.url": "__mcpgImportMetaUrl" },
+    // The one `import.meta.resolve` (verify-pool.ts) is on the development path, which the
+    // define above makes dead code in a bundle.
+    logOverride: { "empty-import-meta": "silent" },
+  });
+  // The loader reads the bundle as Latin-1 (cli/src/entry/code-cache.ts): it must be ASCII, as
+  // esbuild's default charset makes it.
+  const main = await readFile(join(outdir, "edge-main.cjs"));
+  const nonAscii = main.findIndex((byte) => byte > 0x7f);
+  if (nonAscii >= 0) throw new Error(`edge-main.cjs has a non-ASCII byte at offset ${nonAscii}`);
+  // The loader is the entry point: executable, with a shebang.
+  const loader = join(outdir, "edge.cjs");
+  await writeFile(loader, `#!/usr/bin/env node\n${await readFile(loader, "utf8")}`);
+  const outputs = { ...result.metafile.outputs, ...edge.metafile.outputs };
+  await writeFile(
+    join(outdir, "meta.json"),
+    JSON.stringify({ inputs: { ...result.metafile.inputs, ...edge.metafile.inputs }, outputs }),
+  );
+  return Object.keys(outputs).map((f) => relative(outdir, resolve(ROOT, f)));
 }
 
 if (import.meta.filename === process.argv[1]) {

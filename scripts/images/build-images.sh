@@ -28,7 +28,7 @@ bash scripts/images/install-tools.sh
 VERSION="$(node -p 'require("./package.json").version')"
 case "$(uname -m)" in x86_64) ARCH=x64 DEB_ARCH=amd64 LIBDIR=x86_64-linux-gnu ;; *) images_log "images are built for x86_64 only"; exit 1 ;; esac
 RELEASE="dist/release/mcp-gateway-${VERSION}-linux-${ARCH}"
-[[ -f "$RELEASE/dist/edge.mjs" ]] || { images_log "$RELEASE is missing: run npm run build first"; exit 1; }
+[[ -f "$RELEASE/dist/edge.cjs" ]] || { images_log "$RELEASE is missing: run npm run build first"; exit 1; }
 OUT="dist/images"
 mkdir -p "$OUT" "$IMAGES_CACHE/rootfs"
 MIRROR="$(debian_mirror)"
@@ -156,7 +156,7 @@ if [[ "$(podman image inspect --format '{{ index .Labels "mcp-gateway.key" }}' "
     --change 'USER 65532:65532' \
     --change 'WORKDIR /app' \
     --change 'ENV NODE_ENV=production MCP_GATEWAY_DATA_DIR=/var/lib/mcp-gateway' \
-    --change 'ENTRYPOINT ["/usr/bin/node", "/app/dist/edge.mjs"]' \
+    --change 'ENTRYPOINT ["/usr/bin/node", "/app/dist/edge.cjs"]' \
     --change 'EXPOSE 8081' \
     --change "LABEL mcp-gateway.key=$EDGE_KEY org.opencontainers.image.version=$VERSION" \
     "$work/edge.tar" "$EDGE_IMAGE" >/dev/null

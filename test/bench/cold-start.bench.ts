@@ -6,10 +6,11 @@
  *   - `node -e 0`: the floor, Node's own start-up;
  *   - CLI `--help` from the release (node dist/mcp-gateway.mjs --help), and from the sources
  *     through tsx (cli/bin/mcp-gateway.js, development) for comparison;
- *   - edge ready: from exec of `node dist/edge.mjs` until GET /health/ready answers 200, with the
+ *   - edge ready: from exec of `node dist/edge.cjs` until GET /health/ready answers 200, with the
  *     embedded SQLite store (its data directory already initialised, as on a restart or a
  *     scale-from-zero start) and a runner already listening (the edge probes it before ready).
- *     The same from the sources through tsx, for comparison.
+ *     The same without the V8 code cache (MCP_GATEWAY_CODE_CACHE=off; ADR 0021) and from the
+ *     sources through tsx, for comparison.
  *
  * Targets (issue 17): edge ready ≤ 300 ms, CLI --help ≤ 150 ms. Printed, not asserted.
  *
@@ -146,7 +147,7 @@ function quantile(sorted: number[], q: number): number {
 }
 
 async function main(): Promise<void> {
-  if (!existsSync(join(RELEASE, "dist", "edge.mjs"))) {
+  if (!existsSync(join(RELEASE, "dist", "edge.cjs"))) {
     throw new Error(`${RELEASE} is missing: run npm run build first`);
   }
   const dataDir = mkdtempSync(join(tmpdir(), "mcp-coldstart-"));
@@ -158,7 +159,7 @@ async function main(): Promise<void> {
     env,
   );
   const runnerUrl = runner.match[1] as string;
-  const releaseEdge = [join(RELEASE, "dist", "edge.mjs")];
+  const releaseEdge = [join(RELEASE, "dist", "edge.cjs")];
   const tsxEdge = [TSX_CLI, "edge"];
   const cases: Array<{ name: string; run: () => Promise<Sample>; target?: number }> = [
     { name: "node -e 0 (baseline)", run: () => timeExit(["-e", "0"]) },
@@ -172,6 +173,10 @@ async function main(): Promise<void> {
       name: "edge ready, SQLite (release)",
       run: () => timeEdgeReady(releaseEdge, env, runnerUrl),
       target: 300,
+    },
+    {
+      name: "edge ready, SQLite (release, code cache off)",
+      run: () => timeEdgeReady(releaseEdge, { ...env, MCP_GATEWAY_CODE_CACHE: "off" }, runnerUrl),
     },
     { name: "edge ready, SQLite (tsx, dev)", run: () => timeEdgeReady(tsxEdge, env, runnerUrl) },
   ];

@@ -162,10 +162,14 @@ export async function edgeCommand(argv: string[]): Promise<number> {
       }),
     (p) => `mcp-gateway edge --port ${p} (or "port" in the config file)`,
   );
+  // Handlers first, then the announcement: a supervisor that stops the edge as soon as it
+  // reads the line must get a graceful shutdown, not SIGTERM's default (found by the build's
+  // code-cache warm-up, which does exactly that).
+  const signal = untilSignal(logger);
   process.stderr.write(
     `edge listening on ${edge.url}${edge.internalUrl ? ` (internal ${edge.internalUrl})` : ""}\n`,
   );
-  await untilSignal(logger);
+  await signal;
   await edge.close();
   return 0;
 }
@@ -216,8 +220,9 @@ export async function runnerCommand(argv: string[]): Promise<number> {
     () => startRunner(config, logger),
     (p) => `mcp-gateway runner --port ${p} (or "port" in the config file)`,
   );
+  const signal = untilSignal(logger);
   process.stderr.write(`runner ${config.id} listening on ${runner.url} (mTLS)\n`);
-  await untilSignal(logger);
+  await signal;
   await runner.close();
   return 0;
 }
@@ -312,6 +317,7 @@ export async function devCommand(argv: string[]): Promise<number> {
     await runner.close();
     throw err;
   });
+  const signal = untilSignal(logger);
   process.stderr.write(
     [
       "",
@@ -333,7 +339,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       "",
     ].join("\n"),
   );
-  await untilSignal(logger);
+  await signal;
   await edge.close();
   await runner.close();
   return 0;
