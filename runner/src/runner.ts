@@ -1,9 +1,9 @@
 import { createHash, randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { mkdirSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, statSync } from "node:fs";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import { dirname, join, resolve } from "node:path";
+import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { TLSSocket } from "node:tls";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { getRequestListener } from "@hono/node-server";
@@ -75,6 +75,24 @@ export function assertTraversable(dir: string, uid: number, gid: number): void {
     }
     if (d === dirname(d)) return;
   }
+}
+
+/**
+ * Lets the sandbox user traverse the gateway's own data directory when the workspaces live
+ * inside it: a command that ran before the first runner (`mcp-gateway token` creates
+ * `<data>/auth`) made the directory 0700, and the runner would then refuse to start. Only the
+ * search bit for others is added (never read: the directory cannot be listed), only on a
+ * directory this process owns, and only when the workspace root is inside it. Returns whether
+ * the mode was changed.
+ */
+export function letSandboxTraverseDataDir(dataDir: string, workspaceRoot: string): boolean {
+  const data = resolve(dataDir);
+  const rel = relative(data, resolve(workspaceRoot));
+  if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) return false;
+  const st = statSync(data);
+  if (st.uid !== process.getuid?.() || (st.mode & 0o001) !== 0) return false;
+  chmodSync(data, (st.mode & 0o7777) | 0o001);
+  return true;
 }
 
 /** Where the runner's mTLS material lives (configured, or the dev PKI). */
@@ -170,8 +188,15 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   }
   const workspaceRoot = resolve(config.workspaceRoot ?? join(config.dataDir, "workspaces"));
   mkdirSync(workspaceRoot, { recursive: true, mode: 0o711 });
-  if (process.getuid?.() === 0)
+  if (process.getuid?.() === 0) {
+    if (letSandboxTraverseDataDir(config.dataDir, workspaceRoot)) {
+      logger.info(
+        { dataDir: config.dataDir },
+        "data directory made traversable (o+x) for the sandbox user",
+      );
+    }
     assertTraversable(workspaceRoot, config.sandboxUid, config.sandboxGid);
+  }
   // Workspaces are per tenant: <root>/t-<sha256(tenant)>/<workspace>, so a workspace name never
   // reaches another tenant's files.
   const byTenant = new Map<string, WorkspaceFs>();
