@@ -7,6 +7,11 @@
  *   node --import tsx test/bench/soak.bench.ts [SECONDS] [CONCURRENCY]   (npm run bench:soak)
  *   SOAK_SECONDS=1800 npm run bench:soak                                  (the 30-minute run)
  *
+ * Before and after the mix it probes the same things on the same processes — sequential
+ * `echo hi` latency (submit → exit streamed, p50/p99 of PROBE_TASKS after a warm-up) and the
+ * echo throughput of 8 concurrent clients for PROBE_SECONDS — and prints the ratios (issue 13's
+ * "no decay": within 10 % of the fresh process).
+ *
  * Not part of `npm test`: it takes minutes and its figures go to docs/PERFORMANCE.md.
  */
 import { readFileSync, statSync, writeFileSync } from "node:fs";
@@ -45,6 +50,46 @@ function pick(): [string, string, number] {
     if (r < 0) return [label, script, memory];
   }
   return ["small", "true", 0];
+}
+
+const PROBE_TASKS = Number(process.env.SOAK_PROBE_TASKS ?? 80);
+const PROBE_SECONDS = Number(process.env.SOAK_PROBE_SECONDS ?? 10);
+
+interface Probe {
+  p50: number;
+  p99: number;
+  perSecond: number;
+}
+
+/** Runs one `echo hi` to its end (submit → exit streamed); resolves to its milliseconds. */
+async function echoOnce(client: ReturnType<typeof createMcpClient>): Promise<number> {
+  const t0 = performance.now();
+  const res = await client.executeCommand({ command: "echo", args: ["hi"] });
+  for await (const m of client.streamTaskOutput({ taskId: res.taskId })) {
+    if (m.kind === OutputKind.EXIT && m.status !== TaskStatus.COMPLETED) {
+      throw new Error(`probe task ${res.taskId} ended ${TaskStatus[m.status]}`);
+    }
+  }
+  return performance.now() - t0;
+}
+
+/** Sequential latency, then the throughput of 8 concurrent clients. */
+async function probe(client: ReturnType<typeof createMcpClient>): Promise<Probe> {
+  for (let i = 0; i < 10; i++) await echoOnce(client);
+  const ms: number[] = [];
+  for (let i = 0; i < PROBE_TASKS; i++) ms.push(await echoOnce(client));
+  ms.sort((a, b) => a - b);
+  let done = 0;
+  const until = performance.now() + PROBE_SECONDS * 1000;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (performance.now() < until) {
+        await echoOnce(client);
+        done++;
+      }
+    }),
+  );
+  return { p50: percentile(ms, 50), p99: percentile(ms, 99), perSecond: done / PROBE_SECONDS };
 }
 
 function rssMiB(pid: number | undefined): number {
@@ -131,6 +176,7 @@ async function main(): Promise<void> {
       db: fileMiB(db) + fileMiB(`${db}-wal`),
       tasks: latencies.length,
     });
+  const fresh = await probe(client);
   sample();
   const timer = setInterval(sample, SAMPLE_MS);
   const load0 = loadavg()[0] ?? 0;
@@ -138,6 +184,7 @@ async function main(): Promise<void> {
   clearInterval(timer);
   sample();
   const load1 = loadavg()[0] ?? 0;
+  const soaked = await probe(client);
   await gw.stop();
 
   latencies.sort((a, b) => a - b);
@@ -158,6 +205,14 @@ async function main(): Promise<void> {
       `${String(s.t).padStart(7)}  ${fmt(s.edge)}       ${fmt(s.runner)}        ${fmt(s.db)}  ${String(s.tasks).padStart(6)}`,
     );
   }
+  const ratio = (a: number, b: number) => `×${(a / b).toFixed(2)}`;
+  console.log(
+    `\nno decay (same processes, fresh → after the soak; target within 10 %):\n` +
+      `  sequential echo p50 ${fresh.p50.toFixed(1)} → ${soaked.p50.toFixed(1)} ms (${ratio(soaked.p50, fresh.p50)}), ` +
+      `p99 ${fresh.p99.toFixed(1)} → ${soaked.p99.toFixed(1)} ms (${ratio(soaked.p99, fresh.p99)})\n` +
+      `  echo throughput, 8 clients: ${fresh.perSecond.toFixed(1)} → ${soaked.perSecond.toFixed(1)} tasks/s ` +
+      `(${ratio(soaked.perSecond, fresh.perSecond)})`,
+  );
   // Flatness: the last sample against the first one after warm-up (a quarter of the run).
   const warm = samples[Math.max(1, Math.floor(samples.length / 4))] ?? samples[0];
   const last = samples[samples.length - 1];
