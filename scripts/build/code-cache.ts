@@ -2,7 +2,8 @@
  * Writes the release edge's V8 code cache, dist/edge-main.cjs.v8cache (ADR 0021): starts
  * `node dist/edge.cjs` in a scratch data directory until it is listening, once to create the
  * directory's keys and store and once more with MCP_GATEWAY_WRITE_CODE_CACHE, so the cache holds
- * what a normal start compiles (not the first start's key generation), then stops it.
+ * what a normal start and its first readiness probe compile (not the first start's key
+ * generation), then stops it.
  *
  *   node --import tsx scripts/build/code-cache.ts [--dist dist]
  *
@@ -27,13 +28,19 @@ function startOnce(dist: string, env: NodeJS.ProcessEnv): Promise<void> {
     const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
     // The plain line on stderr, printed once the signal handlers are in place (the JSON log
     // line "edge listening" comes before them).
-    const listening = /^edge listening on /m;
+    const listening = /^edge listening on (http:\/\/[^\s(]+)/m;
     let stopping = false;
     const onData = (d: Buffer) => {
       out += d.toString();
-      if (!stopping && listening.test(out)) {
+      const url = listening.exec(out)?.[1];
+      if (!stopping && url) {
         stopping = true;
-        child.kill("SIGTERM");
+        // One readiness probe first, so the cache also holds the request path a first
+        // /health/ready runs (not ready here: no runner; the answer does not matter).
+        void fetch(`${url}/health/ready`)
+          .then((r) => r.arrayBuffer())
+          .catch(() => undefined)
+          .finally(() => child.kill("SIGTERM"));
       }
     };
     child.stdout.on("data", onData);

@@ -11,6 +11,7 @@ import { chmodSync, chownSync, mkdirSync, statSync, writeFileSync } from "node:f
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { pino } from "pino";
 import { buildPolicyInput } from "../../common/src/authz/index.js";
 import { createLogger } from "../../common/src/logger.js";
 import { createPolicyEngine, type PolicyEngine } from "../../common/src/policy/index.js";
@@ -529,12 +530,23 @@ describe("Landlock missing", () => {
       /Landlock is required/,
     );
     await off.close();
-    const plain = createSandbox({ landlock: "off" });
+    const said: string[] = [];
+    const logger = pino(
+      { level: "warn" },
+      { write: (line: string) => void said.push(JSON.parse(line).msg as string) },
+    );
+    const plain = createSandbox({ landlock: "off", logger });
     const p = await plain.readiness();
     assert.equal(p.ready, true);
     assert.equal(
       p.limitLayers.some((l) => l.startsWith("landlock")),
       false,
+    );
+    // The runner re-checks readiness every 30 s: the missing layer is said once, not each time.
+    assert.equal((await plain.readiness()).ready, true);
+    assert.deepEqual(
+      said.filter((m) => /Landlock is not available/.test(m)),
+      ["Landlock is not available: tasks run without the Landlock layer"],
     );
     await plain.close();
   });

@@ -392,6 +392,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   }
 
   /** The Landlock ABI to apply (0: none); throws when requireLandlock cannot be met. */
+  let saidNoLandlock = false;
   async function probeLandlock(): Promise<number> {
     let abi = 0;
     if (options.landlock !== "off") {
@@ -411,7 +412,11 @@ export function createSandbox(options: SandboxOptions): Sandbox {
               "(check /sys/kernel/security/lsm)",
       );
     }
-    if (abi < 1) log?.warn("Landlock is not available: tasks run without the Landlock layer");
+    // Said once, not at every readiness re-check (every 30 s); again if it comes and goes.
+    if (abi < 1 && !saidNoLandlock) {
+      log?.warn("Landlock is not available: tasks run without the Landlock layer");
+    }
+    saidNoLandlock = abi < 1;
     return abi;
   }
 
