@@ -8,7 +8,7 @@
 #      dist/edge-main.cjs.v8cache (scripts/build/code-cache.ts; ADR 0021);
 #   3. the release tree dist/release/mcp-gateway-<version>-linux-<arch>/:
 #        bin/mcp-gateway             → ../dist/mcp-gateway.mjs
-#        dist/*.mjs                  the bundles
+#        dist/*.mjs, dist/*.cjs      the bundles, and the edge's code cache (edge-main.cjs.v8cache)
 #        node_modules/better-sqlite3 (+ bindings, file-uri-to-path): the one native addon
 #        runner/native/build/…       the seccomp helper and sandbox-init
 #        runner/native/etc/…         the sandbox's stub passwd/group/hosts
@@ -16,7 +16,8 @@
 #        console/dist/…              the web console's assets (served at /console)
 #        package.json, sbom.cdx.json, README.release.md
 #   4. the tarball mcp-gateway-<version>-linux-<arch>.tar.gz (reproducible: sorted, owner 0,
-#      mtime of the last commit, gzip -n), its CycloneDX SBOM, and SHA256SUMS for both.
+#      mtime of the last commit, gzip -n — except the code cache, whose bytes V8 does not
+#      reproduce; ADR 0021), its CycloneDX SBOM, and SHA256SUMS for both.
 #
 #   5. the container images from that tree (scripts/images/build-images.sh, also
 #      `npm run build:images`), offline; skip with MCP_GATEWAY_SKIP_IMAGES=1.

@@ -107,6 +107,7 @@ TOKEN="$(MCP_GATEWAY_DATA_DIR="$STATE" "${CLI[@]}" token --sub ci --roles develo
 run_via() { # run_via <port> <word>
   MCP_GATEWAY_TOKEN="$TOKEN" "${CLI[@]}" exec --url "http://127.0.0.1:$1" -- echo "$2" 2>/dev/null
 }
+check "edge-1 started from the build's V8 code cache" bash -c "podman logs '${PROJECT}_edge-1_1' 2>&1 | grep -q 'code cache: used'"
 check "a command through edge-1" test "$(run_via "$MCPG_EDGE1_PORT" via-edge-1)" = via-edge-1
 check "a command through edge-2" test "$(run_via "$MCPG_EDGE2_PORT" via-edge-2)" = via-edge-2
 

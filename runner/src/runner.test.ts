@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -32,5 +32,21 @@ describe("letSandboxTraverseDataDir", () => {
     assert.equal(letSandboxTraverseDataDir(d, d), false);
     assert.equal(letSandboxTraverseDataDir(d, join(d, "..", "first")), false);
     assert.equal(mode(d), 0o700);
+  });
+
+  it("leaves alone a symlink, another mode, and a directory the gateway did not make", () => {
+    const real = dataDir("real", 0o700);
+    const link = join(base, "link");
+    symlinkSync(real, link);
+    assert.equal(letSandboxTraverseDataDir(link, join(link, "workspaces")), false);
+    assert.equal(mode(real), 0o700);
+    const group = dataDir("group", 0o750);
+    assert.equal(letSandboxTraverseDataDir(group, join(group, "workspaces")), false);
+    assert.equal(mode(group), 0o750);
+    // Pointed at a directory such as /root: nothing of the gateway's is in it.
+    const foreign = join(base, "foreign");
+    mkdirSync(foreign, { mode: 0o700 });
+    assert.equal(letSandboxTraverseDataDir(foreign, join(foreign, "workspaces")), false);
+    assert.equal(mode(foreign), 0o700);
   });
 });

@@ -1,6 +1,15 @@
 import { createHash, randomUUID } from "node:crypto";
 import { once } from "node:events";
-import { chmodSync, mkdirSync, statSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fchmodSync,
+  constants as fsConstants,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  statSync,
+} from "node:fs";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
@@ -80,19 +89,34 @@ export function assertTraversable(dir: string, uid: number, gid: number): void {
 /**
  * Lets the sandbox user traverse the gateway's own data directory when the workspaces live
  * inside it: a command that ran before the first runner (`mcp-gateway token` creates
- * `<data>/auth`) made the directory 0700, and the runner would then refuse to start. Only the
- * search bit for others is added (never read: the directory cannot be listed), only on a
- * directory this process owns, and only when the workspace root is inside it. Returns whether
- * the mode was changed.
+ * `<data>/auth`) made the directory 0700, and the runner would then refuse to start. Narrow on
+ * purpose: only a real directory (not a symlink; opened O_NOFOLLOW, changed through that
+ * descriptor), owned by this process, of mode exactly 0700, that holds something the gateway
+ * creates (auth/, pki/, audit/, gateway.db) — so a data directory pointed at /root or /var/lib
+ * is left alone. Only the search bit for others is added (never read: it cannot be listed).
+ * Returns whether the mode was changed.
  */
 export function letSandboxTraverseDataDir(dataDir: string, workspaceRoot: string): boolean {
   const data = resolve(dataDir);
   const rel = relative(data, resolve(workspaceRoot));
   if (rel === "" || rel.startsWith("..") || isAbsolute(rel)) return false;
-  const st = statSync(data);
-  if (st.uid !== process.getuid?.() || (st.mode & 0o001) !== 0) return false;
-  chmodSync(data, (st.mode & 0o7777) | 0o001);
-  return true;
+  if (!["auth", "pki", "audit", "gateway.db"].some((f) => existsSync(join(data, f)))) {
+    return false;
+  }
+  let fd: number;
+  try {
+    fd = openSync(data, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY | fsConstants.O_NOFOLLOW);
+  } catch {
+    return false;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.uid !== process.getuid?.() || (st.mode & 0o7777) !== 0o700) return false;
+    fchmodSync(fd, 0o701);
+    return true;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Where the runner's mTLS material lives (configured, or the dev PKI). */

@@ -137,8 +137,9 @@ async function main(): Promise<void> {
   const latencies: number[] = [];
   let errors = 0;
   let outputBytes = 0;
-  const started = Date.now();
-  const end = started + SECONDS * 1000;
+  // Set after the fresh probe: the mix runs for SECONDS.
+  let started = 0;
+  let end = 0;
 
   async function worker(): Promise<void> {
     while (Date.now() < end) {
@@ -176,16 +177,25 @@ async function main(): Promise<void> {
       db: fileMiB(db) + fileMiB(`${db}-wal`),
       tasks: latencies.length,
     });
-  const fresh = await probe(client);
-  sample();
-  const timer = setInterval(sample, SAMPLE_MS);
-  const load0 = loadavg()[0] ?? 0;
-  await Promise.all(Array.from({ length: CONCURRENCY }, () => worker()));
-  clearInterval(timer);
-  sample();
-  const load1 = loadavg()[0] ?? 0;
-  const soaked = await probe(client);
-  await gw.stop();
+  let fresh: Probe;
+  let soaked: Probe;
+  let load0: number;
+  let load1: number;
+  try {
+    fresh = await probe(client);
+    started = Date.now();
+    end = started + SECONDS * 1000;
+    sample();
+    const timer = setInterval(sample, SAMPLE_MS);
+    load0 = loadavg()[0] ?? 0;
+    await Promise.all(Array.from({ length: CONCURRENCY }, () => worker()));
+    clearInterval(timer);
+    sample();
+    load1 = loadavg()[0] ?? 0;
+    soaked = await probe(client);
+  } finally {
+    await gw.stop();
+  }
 
   latencies.sort((a, b) => a - b);
   const fmt = (n: number) => n.toFixed(1).padStart(7);

@@ -152,6 +152,10 @@ export async function edgeCommand(argv: string[]): Promise<number> {
   const { edgeConfigSchema, startEdge } = await edgeTier();
   const config = parseConfig(edgeConfigSchema, input, "edge");
   const logger = createLogger({ name: "edge", level: config.logLevel });
+  // Handlers before the port is bound and anything says "listening": a supervisor that stops
+  // the edge as soon as it is up (or while it starts) gets a graceful shutdown, not SIGTERM's
+  // default (found by the build's code-cache warm-up, which does exactly that).
+  const signal = untilSignal(logger);
   const edge = await starting(
     () =>
       startEdge(config, logger, {
@@ -162,10 +166,6 @@ export async function edgeCommand(argv: string[]): Promise<number> {
       }),
     (p) => `mcp-gateway edge --port ${p} (or "port" in the config file)`,
   );
-  // Handlers first, then the announcement: a supervisor that stops the edge as soon as it
-  // reads the line must get a graceful shutdown, not SIGTERM's default (found by the build's
-  // code-cache warm-up, which does exactly that).
-  const signal = untilSignal(logger);
   process.stderr.write(
     `edge listening on ${edge.url}${edge.internalUrl ? ` (internal ${edge.internalUrl})` : ""}\n`,
   );
@@ -216,11 +216,11 @@ export async function runnerCommand(argv: string[]): Promise<number> {
   const { runnerConfigSchema, startRunner } = await runnerTier();
   const config = parseConfig(runnerConfigSchema, input, "runner");
   const logger = createLogger({ name: "runner", level: config.logLevel });
+  const signal = untilSignal(logger);
   const runner = await starting(
     () => startRunner(config, logger),
     (p) => `mcp-gateway runner --port ${p} (or "port" in the config file)`,
   );
-  const signal = untilSignal(logger);
   process.stderr.write(`runner ${config.id} listening on ${runner.url} (mTLS)\n`);
   await signal;
   await runner.close();
@@ -282,6 +282,7 @@ export async function devCommand(argv: string[]): Promise<number> {
     "runner",
   );
   const runnerLogger = createLogger({ name: "runner", level: runnerConfig.logLevel });
+  const signal = untilSignal(runnerLogger);
   const runner = await startRunner(runnerConfig, runnerLogger);
   const edgeConfig = parseConfig(
     edgeConfigSchema,
@@ -317,7 +318,6 @@ export async function devCommand(argv: string[]): Promise<number> {
     await runner.close();
     throw err;
   });
-  const signal = untilSignal(logger);
   process.stderr.write(
     [
       "",
