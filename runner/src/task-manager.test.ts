@@ -3,6 +3,8 @@ import { chmod, chown, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { createLogger } from "@mcp-gateway/common/logger";
 import { createTracing } from "@mcp-gateway/common/tracing";
 import { TaskStatus } from "@mcp-gateway/proto/mcp";
@@ -59,6 +61,45 @@ describe("runner task manager", () => {
     assert.equal(last?.case, "exited");
     assert.equal(last?.case === "exited" ? last.value.status : undefined, TaskStatus.CANCELLED);
     assert.ok(!evs.some((e) => e.event.case === "output"));
+  });
+
+  it("a released task's process is not kept (no per-task growth until retentionMs)", async () => {
+    const real = createSandbox({});
+    const spawned: WeakRef<object>[] = [];
+    const tm = createTaskManager({
+      sandbox: {
+        ...real,
+        spawn: async (s, h) => {
+          const p = await real.spawn(s, h);
+          spawned.push(new WeakRef(p));
+          return p;
+        },
+      },
+      logger,
+      maxConcurrent: 4,
+      retentionMs: 15 * 60_000,
+      maxRetainedBytes: 64 * 1024 * 1024,
+      tracer,
+    });
+    for (let i = 0; i < 3; i++) {
+      const id = `task-00000000-0000-4000-8000-00000000010${i}`;
+      await tm.start(id, spec("true", []));
+      await events(tm, id);
+      assert.equal(tm.release(id), true);
+    }
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    for (let i = 0; i < 5 && spawned.some((r) => r.deref() !== undefined); i++) {
+      await new Promise((r) => setImmediate(r));
+      gc();
+    }
+    assert.equal(spawned.length, 3);
+    // Before the fix the 15-minute expiry timer held each entry and its process.
+    assert.deepEqual(
+      spawned.map((r) => r.deref() === undefined),
+      [true, true, true],
+    );
+    await real.close();
   });
 
   it("never starts a task again once its record expired", async () => {

@@ -59,10 +59,23 @@ interface Probe {
   p50: number;
   p99: number;
   perSecond: number;
+  /** Medians from the task's own record: created → started, started → finished. */
+  toStart: number;
+  running: number;
 }
 
 /** Runs one `echo hi` to its end (submit → exit streamed); resolves to its milliseconds. */
 async function echoOnce(client: ReturnType<typeof createMcpClient>): Promise<number> {
+  return (await echoTimed(client)).ms;
+}
+
+const millis = (t: { seconds: bigint; nanos: number } | undefined) =>
+  t ? Number(t.seconds) * 1000 + t.nanos / 1e6 : Number.NaN;
+
+/** One `echo hi`, with the task's own timeline (read after the probe's timing). */
+async function echoTimed(
+  client: ReturnType<typeof createMcpClient>,
+): Promise<{ ms: number; taskId: string }> {
   const t0 = performance.now();
   const res = await client.executeCommand({ command: "echo", args: ["hi"] });
   for await (const m of client.streamTaskOutput({ taskId: res.taskId })) {
@@ -70,15 +83,29 @@ async function echoOnce(client: ReturnType<typeof createMcpClient>): Promise<num
       throw new Error(`probe task ${res.taskId} ended ${TaskStatus[m.status]}`);
     }
   }
-  return performance.now() - t0;
+  return { ms: performance.now() - t0, taskId: res.taskId };
 }
 
 /** Sequential latency, then the throughput of 8 concurrent clients. */
 async function probe(client: ReturnType<typeof createMcpClient>): Promise<Probe> {
   for (let i = 0; i < 10; i++) await echoOnce(client);
   const ms: number[] = [];
-  for (let i = 0; i < PROBE_TASKS; i++) ms.push(await echoOnce(client));
+  const ids: string[] = [];
+  for (let i = 0; i < PROBE_TASKS; i++) {
+    const r = await echoTimed(client);
+    ms.push(r.ms);
+    ids.push(r.taskId);
+  }
   ms.sort((a, b) => a - b);
+  const toStart: number[] = [];
+  const running: number[] = [];
+  for (const taskId of ids) {
+    const t = (await client.getTaskStatus({ taskId })).task;
+    toStart.push(millis(t?.startedAt) - millis(t?.createdAt));
+    running.push(millis(t?.finishedAt) - millis(t?.startedAt));
+  }
+  toStart.sort((a, b) => a - b);
+  running.sort((a, b) => a - b);
   let done = 0;
   const until = performance.now() + PROBE_SECONDS * 1000;
   await Promise.all(
@@ -89,7 +116,13 @@ async function probe(client: ReturnType<typeof createMcpClient>): Promise<Probe>
       }
     }),
   );
-  return { p50: percentile(ms, 50), p99: percentile(ms, 99), perSecond: done / PROBE_SECONDS };
+  return {
+    p50: percentile(ms, 50),
+    p99: percentile(ms, 99),
+    perSecond: done / PROBE_SECONDS,
+    toStart: percentile(toStart, 50),
+    running: percentile(running, 50),
+  };
 }
 
 function rssMiB(pid: number | undefined): number {
@@ -221,7 +254,9 @@ async function main(): Promise<void> {
       `  sequential echo p50 ${fresh.p50.toFixed(1)} → ${soaked.p50.toFixed(1)} ms (${ratio(soaked.p50, fresh.p50)}), ` +
       `p99 ${fresh.p99.toFixed(1)} → ${soaked.p99.toFixed(1)} ms (${ratio(soaked.p99, fresh.p99)})\n` +
       `  echo throughput, 8 clients: ${fresh.perSecond.toFixed(1)} → ${soaked.perSecond.toFixed(1)} tasks/s ` +
-      `(${ratio(soaked.perSecond, fresh.perSecond)})`,
+      `(${ratio(soaked.perSecond, fresh.perSecond)})\n` +
+      `  task record, medians: created → started ${fresh.toStart.toFixed(1)} → ${soaked.toStart.toFixed(1)} ms, ` +
+      `started → finished ${fresh.running.toFixed(1)} → ${soaked.running.toFixed(1)} ms`,
   );
   // Flatness: the last sample against the first one after warm-up (a quarter of the run).
   const warm = samples[Math.max(1, Math.floor(samples.length / 4))] ?? samples[0];
