@@ -71,7 +71,7 @@ describe("postgres store", () => {
       await c.end();
       assert.deepEqual(
         rows.map((r) => r.version),
-        [1, 2, 3, 4, 5, 6],
+        [1, 2, 3, 4, 5, 6, 7],
       );
       await stores[0]?.createTask(sampleTask("m-1"));
       assert.equal((await again.getTask("m-1"))?.id, "m-1");

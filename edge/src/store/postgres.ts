@@ -281,6 +281,12 @@ const MIGRATIONS: readonly { name: string; sql: string }[] = [
         PRIMARY KEY (server, tool)
       );`,
   },
+  {
+    // Output retention's look-up of tasks whose output is still stored (see unprunedBefore):
+    // without it every pass read every finished task's record.
+    name: "unpruned tasks index",
+    sql: `CREATE INDEX tasks_unpruned ON tasks (created_at) WHERE doc NOT LIKE '{"outputPruned":true,%';`,
+  },
 ];
 
 /**

@@ -69,6 +69,10 @@ const MIGRATIONS: readonly string[] = [
      doc TEXT NOT NULL,
      PRIMARY KEY (server, tool)
    ) WITHOUT ROWID;`,
+  // Output retention looks for tasks whose output is still stored: without this it read every
+  // finished task's record at each pass (O(all tasks ever), on the event loop: 6 ms at 15,000
+  // tasks, 24 ms at 50,000, every minute, growing for the 7-day retention).
+  `CREATE INDEX tasks_unpruned ON tasks(created_at) WHERE json_extract(doc, '$.outputPruned') IS NULL;`,
 ];
 
 /** Counters of the store's writes (for tests and benchmarks: writes and syncs per task). */
@@ -254,8 +258,10 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   // Output retention: finished tasks (terminal states are constants, not input) oldest first.
   const terminal = [...TERMINAL_STATES].map((s) => `'${s}'`).join(", ");
   const unprunedBefore = db.prepare<[number, number], { id: string }>(
-    `SELECT id FROM tasks WHERE state IN (${terminal}) AND created_at < ?
-       AND json_extract(doc, '$.outputPruned') IS NULL ORDER BY created_at LIMIT ?`,
+    // INDEXED BY: a plan that cannot use the partial index is an error, not a silent scan.
+    `SELECT id FROM tasks INDEXED BY tasks_unpruned
+      WHERE json_extract(doc, '$.outputPruned') IS NULL AND state IN (${terminal})
+        AND created_at < ? ORDER BY created_at LIMIT ?`,
   );
   const outputBytes = db.prepare<[string], { b: number }>(
     "SELECT COALESCE(SUM(length(data)), 0) AS b FROM task_output WHERE task_id = ?",
