@@ -159,11 +159,6 @@ export function authorizationOf(
 }
 
 /**
- * Codes with which a runner refuses a task outright (re-check denied, bad
- * spec, sandbox unavailable): retrying cannot help. Any other error is
- * treated as a lost connection.
- */
-/**
  * A signal for one runner call that aborts with `parent` (the edge's shutdown) but holds no
  * listener on it once released. Connect adds an "abort" listener to the signal a call is given
  * and removes it only if that signal aborts: given the edge's lifetime signal, every finished
@@ -181,6 +176,11 @@ export function callSignal(parent: AbortSignal): { signal: AbortSignal; release(
   return { signal: call.signal, release: () => parent.removeEventListener("abort", follow) };
 }
 
+/**
+ * Codes with which a runner refuses a task outright (re-check denied, bad
+ * spec, sandbox unavailable): retrying cannot help. Any other error is
+ * treated as a lost connection.
+ */
 const REFUSALS: ReadonlySet<Code> = new Set([
   Code.InvalidArgument,
   Code.PermissionDenied,
