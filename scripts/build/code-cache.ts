@@ -26,14 +26,14 @@ function startOnce(dist: string, env: NodeJS.ProcessEnv): Promise<void> {
     );
     let out = "";
     const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
-    // The plain line on stderr, printed once the signal handlers are in place (the JSON log
-    // line "edge listening" comes before them).
+    // The plain line on stderr, which carries the URL (the edge installs its signal handlers
+    // before it starts, so SIGTERM after this line is a graceful shutdown).
     const listening = /^edge listening on (http:\/\/[^\s(]+)/m;
     let stopping = false;
     const onData = (d: Buffer) => {
       out += d.toString();
-      const url = listening.exec(out)?.[1];
-      if (!stopping && url) {
+      const url = stopping ? undefined : listening.exec(out)?.[1];
+      if (url) {
         stopping = true;
         // One readiness probe first, so the cache also holds the request path a first
         // /health/ready runs (not ready here: no runner; the answer does not matter).
