@@ -46,6 +46,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,22 @@ static char **read_argv(int fd) {
   for (size_t i = 0; i < len; i += strlen(buf + i) + 1) out[k++] = buf + i;
   out[k] = NULL;
   return out;
+}
+
+/** The launcher's signal mask inside its waits: the kill signals and SIGCHLD unblocked. */
+static sigset_t wait_mask;
+
+static void on_child_signal(int sig) { (void)sig; }
+
+/** Waits until fd is readable (data or EOF); 0 when a kill was requested first. */
+static int wait_readable(int fd) {
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  while (!kill_requested) {
+    int r = ppoll(&p, 1, NULL, &wait_mask);
+    if (r > 0) return 1;
+    if (r < 0 && errno != EINTR) return 1; /* let the read report it */
+  }
+  return 0;
 }
 
 static void on_kill_signal(int sig) {
@@ -146,6 +163,26 @@ int mcpg_launch(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
+  /* SIGCHLD must interrupt sigsuspend (its default action, ignore, would not). */
+  sa.sa_handler = on_child_signal;
+  sa.sa_flags = SA_NOCLDSTOP;
+  sigaction(SIGCHLD, &sa, NULL);
+  /* The kill signals and SIGCHLD are blocked except inside the waits (ppoll, sigsuspend),
+   * which unblock them atomically: a kill request can never arrive between the check of
+   * kill_requested and a wait that would then block until the task ends by itself. */
+  sigset_t orig_mask;
+  sigset_t blocked;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGTERM);
+  sigaddset(&blocked, SIGINT);
+  sigaddset(&blocked, SIGHUP);
+  sigaddset(&blocked, SIGCHLD);
+  if (sigprocmask(SIG_BLOCK, &blocked, &orig_mask) != 0) return 125;
+  wait_mask = orig_mask;
+  sigdelset(&wait_mask, SIGTERM);
+  sigdelset(&wait_mask, SIGINT);
+  sigdelset(&wait_mask, SIGHUP);
+  sigdelset(&wait_mask, SIGCHLD);
 
   int started_pipe[2];
   int exec_err_pipe[2];
@@ -169,6 +206,9 @@ int mcpg_launch(int argc, char **argv) {
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGHUP, SIG_DFL);
+    signal(SIGCHLD, SIG_DFL);
+    /* (the signal mask survives exec: bwrap gets the one the launcher was started with) */
+    if (sigprocmask(SIG_SETMASK, &orig_mask, NULL) != 0) _exit(125);
     if (go_fd >= 0) {
       /* Wait until the runner has placed this process into the task's cgroup(s). */
       char go = 0;
@@ -201,11 +241,15 @@ int mcpg_launch(int argc, char **argv) {
   close(3);
   close(4);
 
+  /* Until the child executes bwrap (a prepared one: until a task is sent) or a kill is
+   * requested, whichever comes first. */
   int exec_err = 0;
-  ssize_t n;
-  do {
-    n = read(exec_err_pipe[0], &exec_err, sizeof exec_err);
-  } while (n < 0 && errno == EINTR);
+  ssize_t n = -1;
+  if (wait_readable(exec_err_pipe[0])) {
+    do {
+      n = read(exec_err_pipe[0], &exec_err, sizeof exec_err);
+    } while (n < 0 && errno == EINTR);
+  }
   close(exec_err_pipe[0]);
   if (n == (ssize_t)sizeof exec_err) {
     dprintf(status_fd, "error cannot execute %s: %s\n", argv_on_go ? "the sandbox" : child_argv[0],
@@ -214,11 +258,17 @@ int mcpg_launch(int argc, char **argv) {
     return 0;
   }
 
+  /* A kill request stops this wait too: bwrap killed in the middle of creating its sandbox's
+   * first process can leave that process orphaned (re-parented here, before its
+   * --die-with-parent is armed) holding the pipe open; the reaping below kills it. */
   int started = 0;
   char byte;
-  do {
-    n = read(started_pipe[0], &byte, 1);
-  } while (n < 0 && errno == EINTR && !kill_requested);
+  n = -1;
+  if (wait_readable(started_pipe[0])) {
+    do {
+      n = read(started_pipe[0], &byte, 1);
+    } while (n < 0 && errno == EINTR);
+  }
   close(started_pipe[0]);
   if (n == 1 && byte == 'S') {
     started = 1;
@@ -232,18 +282,24 @@ int mcpg_launch(int argc, char **argv) {
   for (;;) {
     if (kill_requested && !killed_tree) {
       killed_tree = 1;
-      kill(pid, SIGKILL);
+      if (!have_status) kill(pid, SIGKILL);
       kill_children();
     }
     int st;
-    pid_t w = waitpid(-1, &st, 0);
+    pid_t w = waitpid(-1, &st, WNOHANG);
     if (w < 0) {
       if (errno == EINTR) continue;
       break; /* ECHILD: the tree is gone */
     }
+    if (w == 0) {
+      /* Children left, none changed: sleep until one does or a kill is requested. */
+      sigsuspend(&wait_mask);
+      continue;
+    }
     if (w == pid) {
       bwrap_status = st;
       have_status = 1;
+      bwrap_pid = 0; /* reaped: its pid may be reused */
     }
     if (kill_requested) kill_children();
   }

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -97,6 +98,40 @@ describe("createSandbox (real bwrap)", () => {
     const r = await p.result;
     assert.equal(r.status, "cancelled");
     assert.equal(r.signal, "SIGKILL");
+  });
+
+  it("a cancel at any moment of a prepared sandbox's start ends the task at once", async () => {
+    // A kill that reached the launcher while bwrap was creating its sandbox's first process
+    // could leave that process orphaned, holding the output pipes: the task ended only when
+    // its command did (here after 30 s; ~3 % of immediate cancels on a busy runner). The
+    // cancels below land before, during and after bwrap's set-up, with both cores busy (it
+    // does not show on an idle machine); the SIGKILL grace is longer than the wait, so only
+    // the launcher's own handling of the cancel can pass.
+    const sb = createSandbox({ preparedSandboxes: 2, killGraceMs: 60_000 });
+    const hogs = [0, 1].map(() => spawn(process.execPath, ["-e", "for(;;);"], { stdio: "ignore" }));
+    try {
+      const slow: string[] = [];
+      for (let i = 0; i < 150; i++) {
+        const p = await sb.spawn(spec("sleep", ["30"]), { onOutput: () => undefined });
+        const delayUs = (i % 50) * 250;
+        const until = performance.now() + delayUs / 1000;
+        while (performance.now() < until) {
+          // a busy wait: timers are too coarse for bwrap's set-up
+        }
+        p.cancel();
+        const r = await Promise.race([
+          p.result,
+          new Promise<null>((r) => setTimeout(() => r(null), 15_000).unref()),
+        ]);
+        if (r === null) slow.push(`#${i} (cancel ${delayUs} µs after spawn): no result in 15 s`);
+        else if (r.status !== "cancelled") slow.push(`#${i}: ${r.status} ${r.message}`);
+        if (slow.length > 0) break;
+      }
+      assert.deepEqual(slow, []);
+    } finally {
+      for (const h of hogs) h.kill("SIGKILL");
+      await sb.close();
+    }
   });
 
   it("a prepared launcher runs exactly one task, in its own cgroup, under that task's limits", async () => {

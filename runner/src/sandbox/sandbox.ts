@@ -267,6 +267,9 @@ function validateSpec(spec: SandboxSpec): void {
  * );
  * const result = await proc.result; // { status: "completed", exitCode: 0, ... }
  */
+/** Names task cgroups: one counter per process, as the names are (several sandboxes may share it). */
+let taskCounter = 0;
+
 export function createSandbox(options: SandboxOptions): Sandbox {
   const helperPath = options.helperPath ?? DEFAULT_HELPER_PATH;
   const initPath = options.initPath ?? DEFAULT_INIT_PATH;
@@ -277,7 +280,6 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   const log = options.logger;
   let prepared: Prepared | null = null;
   let cgroupController: Promise<CgroupController> | null = null;
-  let taskCounter = 0;
   /** Task cgroups being removed after their task's result was given; close() awaits them. */
   const removals = new Set<Promise<void>>();
   function removeLater(cg: TaskCgroup): void {
@@ -859,6 +861,13 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     oomWatch?.unref();
     child.on("error", (err) => {
       spawnError = err;
+    });
+    // The launcher reaps the whole tree before it exits; killed (its SIGKILL grace above, or
+    // anyone else's), it cannot. Nothing of a task outlives its supervisor: whatever is left
+    // in the task's cgroup is killed now — it holds the output pipes, so the task's result
+    // would otherwise wait for it to end by itself.
+    child.on("exit", (_code, sig) => {
+      if (sig !== null && cg !== null) void cg.destroy();
     });
 
     const result = new Promise<SandboxResult>((resolve) => {
