@@ -25,6 +25,7 @@ import { readFile, rm, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { type BuildOptions, build, type Plugin } from "esbuild";
+import { GATEWAY_TOOLS, toolDefinitions } from "../../edge/src/mcp/tools.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -122,6 +123,10 @@ export async function bundle(options: BundleOptions = {}): Promise<string[]> {
     // verify-pool.ts starts its workers from the bundle's entry, located relative to the
     // source path its import.meta.url is rewritten to (see sourceLocation).
     define: {
+      // The gateway's own MCP tool definitions: constants of the build (edge/src/mcp/tools.ts).
+      __MCPG_GATEWAY_TOOL_DEFINITIONS__: JSON.stringify(
+        JSON.stringify([...toolDefinitions(GATEWAY_TOOLS).values()]),
+      ),
       __MCPG_AUDIT_VERIFY_WORKER__: JSON.stringify(
         relative(join(ROOT, "edge", "src", "audit"), join(outdir, "audit-verify-worker.mjs"))
           .split("\\")

@@ -10,6 +10,9 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { arch, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { GATEWAY_TOOLS, toolDefinitions } from "../../edge/src/mcp/tools.js";
 
 const ROOT = resolve(import.meta.dirname, "..", "..");
 const VERSION = (
@@ -197,6 +200,32 @@ describe(`release tarball ${NAME}`, () => {
       { ...env, MCP_GATEWAY_TOKEN: token },
     );
     assert.equal(out, "from release\n");
+
+    // The gateway's own MCP tools, whose definitions the build computed and embedded: the same
+    // as the sources compute them.
+    const mcp = new Client({ name: "release-test", version: VERSION });
+    await mcp.connect(
+      new StreamableHTTPClientTransport(new URL(`${url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${token}` } },
+      }),
+    );
+    try {
+      const { tools } = await mcp.listTools();
+      const expected = toolDefinitions(GATEWAY_TOOLS);
+      assert.ok(
+        tools.some((t) => t.name === "run_command"),
+        "run_command is listed",
+      );
+      for (const t of tools) {
+        const { name, title, description, inputSchema, outputSchema, annotations } = t;
+        assert.deepEqual(
+          { name, title, description, inputSchema, outputSchema, annotations },
+          expected.get(t.name),
+        );
+      }
+    } finally {
+      await mcp.close();
+    }
   });
 
   it("an edge stopped as soon as it says it is listening shuts down gracefully", async () => {

@@ -79,7 +79,8 @@ const crypto = webcrypto;
 interface CaMaterial {
   cert: NodeX509;
   certPem: string;
-  signingKey: webcrypto.CryptoKey;
+  /** The CA's key for WebCrypto, imported only when a leaf is issued (not on every start). */
+  signingKey: () => Promise<webcrypto.CryptoKey>;
 }
 
 /**
@@ -169,8 +170,17 @@ async function readCa(certPath: string, keyPath: string): Promise<CaMaterial | u
     const cert = new NodeX509(certPem);
     const key = createPrivateKey(keyPem);
     if (!cert.ca || !cert.checkPrivateKey(key) || dueForRenewal(cert)) return undefined;
-    const der = key.export({ type: "pkcs8", format: "der" });
-    const signingKey = await crypto.subtle.importKey("pkcs8", der, EC_PARAMS, false, ["sign"]);
+    let imported: Promise<webcrypto.CryptoKey> | undefined;
+    const signingKey = () => {
+      imported ??= crypto.subtle.importKey(
+        "pkcs8",
+        key.export({ type: "pkcs8", format: "der" }),
+        EC_PARAMS,
+        false,
+        ["sign"],
+      );
+      return imported;
+    };
     return { cert, certPem, signingKey };
   } catch {
     return undefined;
@@ -213,7 +223,8 @@ async function createCa(
   const certPem = cert.toString("pem");
   await writeAtomic(keyPath, await pkcs8Pem(keys.privateKey), 0o600);
   await writeAtomic(certPath, `${certPem}\n`, 0o644);
-  return { cert: new NodeX509(certPem), certPem, signingKey: keys.privateKey };
+  const signingKey = keys.privateKey;
+  return { cert: new NodeX509(certPem), certPem, signingKey: async () => signingKey };
 }
 
 async function leafIsCurrent(
@@ -285,7 +296,7 @@ async function issueLeaf(
       notBefore: new Date(now - BACKDATE_MS),
       notAfter: new Date(Math.min(now + spec.validityDays * DAY_MS, caNotAfter)),
       publicKey: keys.publicKey,
-      signingKey: ca.signingKey,
+      signingKey: await ca.signingKey(),
       signingAlgorithm: SIGNING,
       extensions: [
         new BasicConstraintsExtension(false, undefined, true),

@@ -4,7 +4,7 @@ import type { ReloadResult } from "@mcp-gateway/common/policy";
 import type { PeerRefusal } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
 import type { EdgeConfig } from "../config.js";
-import { GATEWAY_TOOLS, toolDefinitions } from "../mcp/tools.js";
+import { gatewayToolDefinitions } from "../mcp/tools.js";
 import type { AuditEntry, AuditRecord, PrincipalRecord, TaskStore } from "../store/types.js";
 import { canonicalJson } from "./chain.js";
 import {
@@ -189,7 +189,7 @@ export async function createAuditTrail(options: AuditTrailOptions): Promise<Audi
     }
   }
   if (config.mcp.enabled) {
-    const tools = [...toolDefinitions(GATEWAY_TOOLS).values()];
+    const tools = [...gatewayToolDefinitions().values()];
     const digest = createHash("sha256").update(canonicalJson(tools)).digest("hex");
     const previous = await lastDetails(store, "security.tools_changed");
     if (previous?.digest !== digest) {

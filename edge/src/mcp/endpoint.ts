@@ -42,8 +42,8 @@ import {
   describeIssues,
   GATEWAY_TOOLS,
   type GatewayTool,
+  gatewayToolDefinitions,
   type ToolCallContext,
-  toolDefinitions,
 } from "./tools.js";
 
 /** Options for {@link createMcpEndpoint}. */
@@ -187,7 +187,7 @@ function wantsProgress(body: unknown): boolean {
  */
 export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   const { ops, metrics } = options;
-  const definitions = toolDefinitions(GATEWAY_TOOLS);
+  const definitions = gatewayToolDefinitions();
   const byName = new Map(GATEWAY_TOOLS.map((t) => [t.name, t]));
   /** run_command calls in flight on this edge, by principal and JSON-RPC request id. */
   const inFlight = new Map<string, InFlight>();

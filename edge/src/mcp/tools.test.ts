@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { POLICY_OPERATIONS } from "@mcp-gateway/common/policy";
-import { describeIssues, GATEWAY_TOOLS, toolDefinitions } from "./tools.js";
+import { describeIssues, GATEWAY_TOOLS, gatewayToolDefinitions, toolDefinitions } from "./tools.js";
 
 describe("gateway MCP tools", () => {
   const defs = toolDefinitions(GATEWAY_TOOLS);
@@ -19,6 +19,12 @@ describe("gateway MCP tools", () => {
       assert.equal(d.inputSchema.$schema, undefined, "no $schema key: 2020-12 is MCP's default");
       assert.equal(d.annotations.title, t.title);
     }
+  });
+
+  it("the definitions are plain JSON, as the release build embeds them", () => {
+    const list = [...defs.values()];
+    assert.deepEqual(JSON.parse(JSON.stringify(list)), list);
+    assert.deepEqual([...gatewayToolDefinitions().values()], list);
   });
 
   it("read-only tools say so and destructive ones are not read-only", () => {
