@@ -138,25 +138,39 @@ export async function ensureDevPki(options: DevPkiOptions): Promise<DevPki> {
       ...options.runnerIds.map((id) => ["runner", id] as [LeafKind, string]),
       ...(options.monitorIds ?? []).map((id) => ["monitor", id] as [LeafKind, string]),
     ];
-    for (const [kind, id] of leaves) {
-      const leaf: DevPkiLeaf = {
-        certPath: join(options.dir, `${kind}-${id}.crt`),
-        keyPath: join(options.dir, `${kind}-${id}.key`),
-      };
-      const identity =
-        kind === "edge"
-          ? edgeIdentity(id)
-          : kind === "runner"
-            ? runnerIdentity(id)
-            : monitorIdentity(id);
-      if (!(await leafIsCurrent(leaf, ca, identity, hosts))) {
-        await issueLeaf(leaf, ca, { kind, id, identity, hosts, validityDays });
+    // A CA whose key WebCrypto cannot import (it is imported only to issue) is replaced, and
+    // every leaf checked again against the new one.
+    for (let pass = 0; ; pass++) {
+      let replaced = false;
+      for (const [kind, id] of leaves) {
+        const leaf: DevPkiLeaf = {
+          certPath: join(options.dir, `${kind}-${id}.crt`),
+          keyPath: join(options.dir, `${kind}-${id}.key`),
+        };
+        const identity =
+          kind === "edge"
+            ? edgeIdentity(id)
+            : kind === "runner"
+              ? runnerIdentity(id)
+              : monitorIdentity(id);
+        if (!(await leafIsCurrent(leaf, ca, identity, hosts))) {
+          const usable = await ca.signingKey().then(
+            () => true,
+            () => false,
+          );
+          if (!usable && pass === 0) {
+            ca = await createCa(caCertPath, caKeyPath, caValidityDays);
+            replaced = true;
+            break;
+          }
+          await issueLeaf(leaf, ca, { kind, id, identity, hosts, validityDays });
+        }
+        if (kind === "edge") result.edges[id] = leaf;
+        else if (kind === "runner") result.runners[id] = leaf;
+        else result.monitors[id] = leaf;
       }
-      if (kind === "edge") result.edges[id] = leaf;
-      else if (kind === "runner") result.runners[id] = leaf;
-      else result.monitors[id] = leaf;
+      if (!replaced) return result;
     }
-    return result;
   } finally {
     await release();
   }

@@ -102,6 +102,44 @@ describe("ensureDevPki", () => {
     assert.equal(serialOf(first.caCertPath), caSerial, "CA kept across leaf renewals");
   });
 
+  it("replaces a CA whose key cannot sign (not P-256) when a leaf must be issued", async () => {
+    // The CA's key is imported for signing only when a leaf is issued; an unusable one (here an
+    // RSA CA, which Node reads but the dev PKI cannot sign with) still means a new CA.
+    const dir = join(root, "rsa-ca");
+    const first = await ensureDevPki({ dir, edgeIds: ["e"], runnerIds: [] });
+    await new Promise<void>((resolve, reject) =>
+      execFile(
+        "openssl",
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "rsa:2048",
+          "-nodes",
+          "-days",
+          "30",
+          "-subj",
+          "/CN=rsa ca",
+          "-addext",
+          "basicConstraints=critical,CA:TRUE",
+          "-keyout",
+          join(dir, "ca.key"),
+          "-out",
+          first.caCertPath,
+        ],
+        (err) => (err ? reject(err) : resolve()),
+      ),
+    );
+    chmodSync(join(dir, "ca.key"), 0o600);
+    const rsaSerial = serialOf(first.caCertPath);
+    const again = await ensureDevPki({ dir, edgeIds: ["e"], runnerIds: ["r"] });
+    assert.notEqual(serialOf(again.caCertPath), rsaSerial, "a new CA");
+    const ca = new X509Certificate(readFileSync(again.caCertPath));
+    for (const leaf of [leafFiles(again, "edges", "e"), leafFiles(again, "runners", "r")]) {
+      assert.ok(new X509Certificate(readFileSync(leaf.certPath)).checkIssued(ca));
+    }
+  });
+
   it("ends with one consistent CA when started concurrently", async () => {
     const dir = join(root, "race");
     const results = await Promise.all([

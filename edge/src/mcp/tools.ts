@@ -576,7 +576,7 @@ export function toolDefinitions(
 /**
  * The JSON of `toolDefinitions(GATEWAY_TOOLS)`, computed by the release build
  * (scripts/build/bundle.ts): the JSON Schemas of the gateway's own tools are a constant of the
- * build, and converting them from zod took ~8 ms of every edge start (issue 17).
+ * build, and converting them from zod took ~7 ms of every edge start (issue 17).
  */
 declare const __MCPG_GATEWAY_TOOL_DEFINITIONS__: string | undefined;
 

@@ -19,8 +19,9 @@
 #include "seccomp-policy.h"
 #include "workspace-fs.h"
 
-/** Bumped when the command-line protocol with the runner changes. */
-#define MCPG_HELPER_PROTOCOL "mcpg-sandbox-helper 4"
+/** Bumped when the command-line protocol with the runner changes, or when an older helper must
+ * not be used with this runner (5: the launcher's kill handling, ADR 0020 amendment). */
+#define MCPG_HELPER_PROTOCOL "mcpg-sandbox-helper 5"
 
 static int export_filter(const char *which, int pfc) {
   enum mcpg_filter f;

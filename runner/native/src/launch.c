@@ -108,7 +108,8 @@ static int wait_readable(int fd) {
   while (!kill_requested) {
     int r = ppoll(&p, 1, NULL, &wait_mask);
     if (r > 0) return 1;
-    if (r < 0 && errno != EINTR) return 1; /* let the read report it */
+    /* (ppoll cannot wait: give up waiting rather than block in a read no kill can end) */
+    if (r < 0 && errno != EINTR) return 0;
   }
   return 0;
 }
@@ -268,6 +269,12 @@ int mcpg_launch(int argc, char **argv) {
     do {
       n = read(started_pipe[0], &byte, 1);
     } while (n < 0 && errno == EINTR);
+  } else {
+    /* Killed: bwrap may have started the task already; say so if it did (without waiting). */
+    int fl = fcntl(started_pipe[0], F_GETFL);
+    if (fl >= 0 && fcntl(started_pipe[0], F_SETFL, fl | O_NONBLOCK) == 0) {
+      n = read(started_pipe[0], &byte, 1);
+    }
   }
   close(started_pipe[0]);
   if (n == 1 && byte == 'S') {

@@ -11,6 +11,7 @@ import { buildBwrapArgv, egressProxyEnv, type HostLayout } from "./bwrap-argv.js
 import {
   type CgroupController,
   type CgroupLimits,
+  type CgroupUsage,
   createCgroupController,
   type TaskCgroup,
 } from "./cgroup.js";
@@ -44,7 +45,7 @@ export const EGRESS_FORWARDER_PATH = join(NATIVE_DIR, "egress", "forwarder.cjs")
 /** Default directory of the stub /etc/passwd, /etc/group and /etc/hosts. */
 export const DEFAULT_ETC_STUB_DIR = join(NATIVE_DIR, "etc");
 /** Protocol line the helper must print for `version` (bumped with the C side). */
-const HELPER_PROTOCOL = "mcpg-sandbox-helper 4";
+const HELPER_PROTOCOL = "mcpg-sandbox-helper 5";
 /** Oldest bubblewrap with --disable-userns, --size and --perms for tmpfs. */
 const MIN_BWRAP: readonly [number, number, number] = [0, 8, 0];
 /** Descriptor (in the launcher) on which it writes its status lines. */
@@ -251,6 +252,9 @@ function validateSpec(spec: SandboxSpec): void {
   }
 }
 
+/** Names task cgroups: one counter per process, as the names are (several sandboxes may share it). */
+let taskCounter = 0;
+
 /**
  * Creates the runner's kernel sandbox: bubblewrap (namespaces, read-only system, private
  * /tmp, workspace only), two libseccomp filters, rlimits set inside the task's user
@@ -267,9 +271,6 @@ function validateSpec(spec: SandboxSpec): void {
  * );
  * const result = await proc.result; // { status: "completed", exitCode: 0, ... }
  */
-/** Names task cgroups: one counter per process, as the names are (several sandboxes may share it). */
-let taskCounter = 0;
-
 export function createSandbox(options: SandboxOptions): Sandbox {
   const helperPath = options.helperPath ?? DEFAULT_HELPER_PATH;
   const initPath = options.initPath ?? DEFAULT_INIT_PATH;
@@ -866,8 +867,13 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     // anyone else's), it cannot. Nothing of a task outlives its supervisor: whatever is left
     // in the task's cgroup is killed now — it holds the output pipes, so the task's result
     // would otherwise wait for it to end by itself.
+    let usageAtExit: Promise<CgroupUsage> | undefined;
     child.on("exit", (_code, sig) => {
-      if (sig !== null && cg !== null) void cg.destroy();
+      if (sig === null || cg === null) return;
+      const taskCg = cg;
+      // (its counters first: the result reports them, and the cgroup is gone after this)
+      usageAtExit = taskCg.usage();
+      void usageAtExit.then(() => taskCg.destroy());
     });
 
     const result = new Promise<SandboxResult>((resolve) => {
@@ -878,7 +884,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         if (graceTimer !== undefined) clearTimeout(graceTimer);
         const executionTimeMs = Number(process.hrtime.bigint() - started) / 1e6;
         const info = exitInfo as ExitInfo | null;
-        const cgUsage = cg === null ? null : await cg.usage();
+        const cgUsage = cg === null ? null : await (usageAtExit ?? cg.usage());
         // With the launcher's exit line, the whole tree is gone (it reaps everything it
         // supervises before writing it): the result does not wait for the cgroup's removal,
         // which close() still awaits. Without it (the launcher was killed), whatever is left
