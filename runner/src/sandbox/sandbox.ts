@@ -868,12 +868,13 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     // in the task's cgroup is killed now — it holds the output pipes, so the task's result
     // would otherwise wait for it to end by itself.
     let usageAtExit: Promise<CgroupUsage> | undefined;
+    let removedAtExit: Promise<void> | undefined;
     child.on("exit", (_code, sig) => {
       if (sig === null || cg === null) return;
       const taskCg = cg;
       // (its counters first: the result reports them, and the cgroup is gone after this)
       usageAtExit = taskCg.usage();
-      void usageAtExit.then(() => taskCg.destroy());
+      removedAtExit = usageAtExit.then(() => taskCg.destroy());
     });
 
     const result = new Promise<SandboxResult>((resolve) => {
@@ -890,7 +891,8 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         // which close() still awaits. Without it (the launcher was killed), whatever is left
         // is killed with the cgroup before the result is given.
         if (cg !== null) {
-          if (info === null) await cg.destroy();
+          if (removedAtExit !== undefined) await removedAtExit;
+          else if (info === null) await cg.destroy();
           else removeLater(cg);
         }
         // A replacement for a prepared launcher, now that this task no longer needs the
