@@ -348,9 +348,11 @@ export async function startEdge(
     ...standardGrpc.publicProcedures,
   ]);
   const corsOrigins = new Set(config.corsOrigins);
+  /** The MCP endpoint, loaded on first use (cold start); undefined when MCP is off. */
+  let mcp: (() => Promise<McpEndpoint>) | undefined;
   if (config.mcp.enabled) {
     let endpoint: Promise<McpEndpoint> | undefined;
-    const mcp = () =>
+    mcp = () =>
       (endpoint ??= import("./mcp/endpoint.js").then(({ createMcpEndpoint }) =>
         createMcpEndpoint({
           ops: operations,
@@ -376,10 +378,13 @@ export async function startEdge(
     const peerOf = (env: unknown) =>
       (env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket
         ?.remoteAddress ?? "";
-    app.all(MCP_PATH, async (c) => (await mcp()).handle(c.req.raw, peerOf(c.env)));
-    app.get(RESOURCE_METADATA_PATH, async (c) => (await mcp()).resourceMetadata(c.req.raw));
+    const load = mcp;
+    app.all(MCP_PATH, async (c) =>
+      (await load()).handle(c.req.raw, peerOf(c.env), nodeIncoming(c.env)),
+    );
+    app.get(RESOURCE_METADATA_PATH, async (c) => (await load()).resourceMetadata(c.req.raw));
     app.get(`${RESOURCE_METADATA_PATH}${MCP_PATH}`, async (c) =>
-      (await mcp()).resourceMetadata(c.req.raw),
+      (await load()).resourceMetadata(c.req.raw),
     );
   }
   // The web console at /console: static assets; it calls the RPCs above over gRPC-Web (ADR 0011).
@@ -464,10 +469,33 @@ export async function startEdge(
         res.end(JSON.stringify({ code: "unavailable", message: `edge is ${notServing()}` }));
         return;
       }
-      preAuth.admit(req, res).then(
-        (admitted) => admitted && (viaFetch(req) ? appListener(req, res) : rpc(req, res)),
-        () => res.destroy(),
-      );
+      const route = () =>
+        preAuth.admit(req, res).then(
+          (admitted) => admitted && (viaFetch(req) ? appListener(req, res) : rpc(req, res)),
+          () => res.destroy(),
+        );
+      // POST /mcp on Node's request (issue 14): a tools/call is answered without the fetch
+      // adaption; anything else continues on the usual route with its body already read.
+      if (mcp && req.method === "POST" && req.url?.split("?", 1)[0] === MCP_PATH) {
+        mcp()
+          .then((endpoint) => endpoint.handleNode(req, res, peer, () => void route()))
+          .catch((err: unknown) => {
+            logger.error({ err }, "mcp request failed");
+            if (res.headersSent) res.destroy();
+            else {
+              res.writeHead(500, { "content-type": "application/json" });
+              res.end(
+                JSON.stringify({
+                  jsonrpc: "2.0",
+                  id: null,
+                  error: { code: -32603, message: "internal error" },
+                }),
+              );
+            }
+          });
+        return;
+      }
+      void route();
     },
   });
 

@@ -463,6 +463,38 @@ describe("MCP bad input", () => {
     assert.equal(ok.json?.id, 7);
   });
 
+  it("a tools/call answered on the edge's Node fast path equals the SDK's answer to it", async () => {
+    // A single message takes the fast path; the same call in a one-element batch takes the SDK
+    // transport and server. Success, tool error, unknown tool and invalid arguments must match.
+    await post(
+      JSON.stringify({
+        jsonrpc: "2.0",
+        id: 1,
+        method: "tools/call",
+        params: { name: "write_file", arguments: { path: "same.txt", content: "same" } },
+      }),
+    );
+    for (const params of [
+      { name: "read_file", arguments: { path: "same.txt" } },
+      { name: "read_file", arguments: { path: "missing.txt" } },
+      { name: "format_disk", arguments: {} },
+      { name: "run_command", arguments: { command: "ls", args: [1, 2] } },
+      { name: "list_directory" },
+    ]) {
+      for (const id of [5, "req-5"]) {
+        const call = { jsonrpc: "2.0", id, method: "tools/call", params };
+        const single = await post(JSON.stringify(call));
+        const batch = await post(JSON.stringify([call]));
+        assert.equal(single.status, 200, params.name);
+        assert.equal(single.headers.get("content-type"), "application/json");
+        // The SDK answers a one-element batch with the bare response.
+        const viaSdk = Array.isArray(batch.json) ? (batch.json as unknown[])[0] : batch.json;
+        assert.ok(viaSdk, `${params.name}: the SDK path answered ${JSON.stringify(batch.json)}`);
+        assert.deepEqual(single.json, viaSdk, params.name);
+      }
+    }
+  });
+
   it("a JSON value that is not JSON-RPC is refused with a JSON-RPC error", async () => {
     const r = await post(JSON.stringify({ hello: "world" }));
     assert.equal(r.status, 400);

@@ -1,3 +1,5 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { Code, type ConnectError } from "@connectrpc/connect";
 import { toConnectError } from "@mcp-gateway/common/errors";
 import {
@@ -29,6 +31,7 @@ import {
   ReadResourceRequestSchema,
   type RequestId,
   type ServerCapabilities,
+  SUPPORTED_PROTOCOL_VERSIONS,
 } from "@modelcontextprotocol/sdk/types.js";
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import type { Logger } from "pino";
@@ -83,10 +86,24 @@ export interface McpEndpointOptions {
   tracer: Tracer;
 }
 
-/** The MCP door of the edge, as web-standard fetch handlers. */
+/** A request and response of Node's HTTP/1.1 or HTTP/2 (compatibility) servers. */
+type NodeRequest = IncomingMessage | Http2ServerRequest;
+type NodeResponse = ServerResponse | Http2ServerResponse;
+
+/** The MCP door of the edge, as web-standard fetch handlers (and a Node fast path). */
 export interface McpEndpoint {
-  /** Serves `/mcp` (Streamable HTTP, stateless). `peer` is the client address for policy and audit. */
-  handle(req: Request, peer: string): Promise<Response>;
+  /**
+   * Serves `/mcp` (Streamable HTTP, stateless). `peer` is the client address for policy and
+   * audit; `incoming` the Node request it came from, if {@link McpEndpoint.handleNode} passed
+   * it on (then it is already admitted and its body read).
+   */
+  handle(req: Request, peer: string, incoming?: object): Promise<Response>;
+  /**
+   * Serves a `POST /mcp` on Node's request and response: a single `tools/call` without
+   * progress is answered here, without the fetch adaption or an SDK server; anything else is
+   * admitted and read here, then passed to `next` (which reaches {@link McpEndpoint.handle}).
+   */
+  handleNode(req: NodeRequest, res: NodeResponse, peer: string, next: () => void): Promise<void>;
   /** Serves the RFC 9728 protected-resource metadata document. */
   resourceMetadata(req: Request): Response;
 }
@@ -171,6 +188,64 @@ function wantsProgress(body: unknown): boolean {
   });
 }
 
+/** A refusal before the JSON-RPC message is read: HTTP status, JSON-RPC code, message. */
+interface Refusal {
+  status: number;
+  code: number;
+  message: string;
+  headers?: Record<string, string>;
+}
+
+/** What admission needs of a request, from a fetch `Request` or a Node request. */
+interface RequestFacts {
+  header(name: string): string | null;
+  /** The request's URL (built only when needed: origin checks, challenges). */
+  url(): URL;
+}
+
+/** A request admitted on the Node path and passed on to {@link McpEndpoint.handle}. */
+interface Admitted {
+  principal: PrincipalRecord;
+  /** The parsed body; undefined when it was not JSON (the SDK transport answers that). */
+  parsedBody: unknown;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/**
+ * A single JSON-RPC `tools/call` request without progress or task augmentation, in the
+ * shape the SDK's schemas accept: what the Node fast path answers itself.
+ */
+function fastToolCall(
+  body: unknown,
+): { id: RequestId; name: string; args: unknown; meta: unknown } | undefined {
+  if (!isPlainObject(body) || body.jsonrpc !== "2.0" || body.method !== "tools/call") return;
+  const id = body.id;
+  if (typeof id !== "string" && !(typeof id === "number" && Number.isInteger(id))) return;
+  const params = body.params;
+  if (!isPlainObject(params) || typeof params.name !== "string" || params.task !== undefined) {
+    return;
+  }
+  if (params.arguments !== undefined && !isPlainObject(params.arguments)) return;
+  const meta = params._meta;
+  if (meta !== undefined && (!isPlainObject(meta) || meta.progressToken !== undefined)) return;
+  return { id, name: params.name, args: params.arguments, meta };
+}
+
+/** The JSON response the SDK's stateless transport gives in JSON mode, written to Node. */
+function writeJson(res: NodeResponse, status: number, body: unknown, headers = {}): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
+
 /**
  * The MCP endpoint: Streamable HTTP on the official SDK, stateless (no MCP
  * session; any edge answers any request). Before the body is read it checks
@@ -193,9 +268,9 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   const inFlight = new Map<string, InFlight>();
   const keyOf = (sub: string, id: RequestId) => `${sub}\u0000${typeof id}:${String(id)}`;
 
-  function baseUrl(req: Request): string {
+  function baseUrl(facts: RequestFacts): string {
     if (options.publicUrl) return options.publicUrl.replace(/\/+$/, "");
-    return new URL(req.url).origin;
+    return facts.url().origin;
   }
   /**
    * DNS rebinding: a browser `Origin` must be on the allowlist, or be the
@@ -203,14 +278,14 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
    * request's origin when it names a loopback host. A rebound name
    * (evil.example → 127.0.0.1) is neither.
    */
-  function originAllowed(req: Request, origin: string): boolean {
+  function originAllowed(facts: RequestFacts, origin: string): boolean {
     if (options.allowedOrigins.has(origin)) return true;
     if (options.publicUrl) return origin === new URL(options.publicUrl).origin;
-    const own = new URL(req.url);
+    const own = facts.url();
     return origin === own.origin && LOOPBACK.test(own.hostname);
   }
-  function metadataUrl(req: Request): string {
-    return `${baseUrl(req)}${RESOURCE_METADATA_PATH}${MCP_PATH}`;
+  function metadataUrl(facts: RequestFacts): string {
+    return `${baseUrl(facts)}${RESOURCE_METADATA_PATH}${MCP_PATH}`;
   }
 
   /** Per-call context, as the RPC interceptor builds it: span, trace id, logger. */
@@ -389,6 +464,65 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       metrics.requests.inc({ method, protocol: "mcp", code });
       endSpan(span);
     }
+  }
+
+  /**
+   * One tools/call, routed: the gateway's own tool, an upstream's namespaced tool, or (with an
+   * unprefixed upstream) that upstream's; an unknown name is -32602 (the spec's protocol error).
+   */
+  function dispatchToolCall(
+    name: string,
+    args: unknown,
+    principal: PrincipalRecord,
+    peer: string,
+    traceparent: string | null,
+    extra: {
+      signal: AbortSignal;
+      requestId: RequestId;
+      progressToken: string | number | undefined;
+      notify: (progress: number, message: string, total?: number) => void;
+    },
+  ): Promise<CallToolResult> {
+    const tool = byName.get(name);
+    const upstream = {
+      signal: extra.signal,
+      requestId: extra.requestId,
+      notify: extra.notify,
+      progress: extra.progressToken !== undefined,
+    };
+    const sep = name.indexOf(options.toolSeparator);
+    const prefixed = sep > 0 && name.slice(0, sep) !== options.unprefixedUpstream;
+    if (!tool && !prefixed && options.unprefixedUpstream) {
+      return callUpstream(
+        options.unprefixedUpstream,
+        name,
+        name,
+        args,
+        principal,
+        peer,
+        traceparent,
+        upstream,
+      );
+    }
+    if (!tool && sep > 0) {
+      return callUpstream(
+        name.slice(0, sep),
+        name.slice(sep + options.toolSeparator.length),
+        name,
+        args,
+        principal,
+        peer,
+        traceparent,
+        upstream,
+      );
+    }
+    if (!tool) {
+      throw new McpError(
+        ErrorCode.InvalidParams,
+        `unknown tool "${name.slice(0, 80)}": call tools/list for the tools you may use`,
+      );
+    }
+    return callTool(tool, args, principal, peer, traceparent, extra);
   }
 
   /** The upstream a namespaced prompt name belongs to, and the name the upstream knows. */
@@ -612,65 +746,26 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
         endSpan(span);
       }
     });
-    server.setRequestHandler(CallToolRequestSchema, async (req, extra) => {
-      const tool = byName.get(req.params.name);
+    server.setRequestHandler(CallToolRequestSchema, (req, extra) => {
       const progressToken = req.params._meta?.progressToken;
-      const notify = (progress: number, message: string, total?: number) => {
-        if (progressToken === undefined) return;
-        extra
-          .sendNotification({
-            method: "notifications/progress",
-            params: { progressToken, progress, message, ...(total === undefined ? {} : { total }) },
-          })
-          .catch(() => undefined);
-      };
-      const sep = req.params.name.indexOf(options.toolSeparator);
-      const prefixed = sep > 0 && req.params.name.slice(0, sep) !== options.unprefixedUpstream;
-      if (!tool && !prefixed && options.unprefixedUpstream) {
-        return callUpstream(
-          options.unprefixedUpstream,
-          req.params.name,
-          req.params.name,
-          req.params.arguments,
-          principal,
-          peer,
-          traceparent,
-          {
-            signal: extra.signal,
-            requestId: extra.requestId,
-            notify,
-            progress: progressToken !== undefined,
-          },
-        );
-      }
-      if (!tool && sep > 0) {
-        return callUpstream(
-          req.params.name.slice(0, sep),
-          req.params.name.slice(sep + options.toolSeparator.length),
-          req.params.name,
-          req.params.arguments,
-          principal,
-          peer,
-          traceparent,
-          {
-            signal: extra.signal,
-            requestId: extra.requestId,
-            notify,
-            progress: progressToken !== undefined,
-          },
-        );
-      }
-      if (!tool) {
-        throw new McpError(
-          ErrorCode.InvalidParams,
-          `unknown tool "${req.params.name.slice(0, 80)}": call tools/list for the tools you may use`,
-        );
-      }
-      return callTool(tool, req.params.arguments, principal, peer, traceparent, {
+      return dispatchToolCall(req.params.name, req.params.arguments, principal, peer, traceparent, {
         signal: extra.signal,
         requestId: extra.requestId,
         progressToken,
-        notify,
+        notify: (progress: number, message: string, total?: number) => {
+          if (progressToken === undefined) return;
+          extra
+            .sendNotification({
+              method: "notifications/progress",
+              params: {
+                progressToken,
+                progress,
+                message,
+                ...(total === undefined ? {} : { total }),
+              },
+            })
+            .catch(() => undefined);
+        },
       });
     });
     // Stateless: a cancellation arrives in its own HTTP request, so it is
@@ -690,21 +785,171 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     return server;
   }
 
-  function unauthorized(req: Request, err: unknown): Response {
+  function unauthorized(facts: RequestFacts, err: unknown): Refusal {
     const ce = toConnectError(err);
     metrics.authFailures.inc({ reason: String((err as { code?: unknown }).code ?? "unknown") });
     const base = ce.metadata.get("www-authenticate") ?? 'Bearer realm="mcp-gateway"';
-    const challenge = `${base}, resource_metadata="${metadataUrl(req)}"`;
+    const headers = { "www-authenticate": `${base}, resource_metadata="${metadataUrl(facts)}"` };
     if (ce.code !== Code.Unauthenticated) {
-      return jsonRpcError(503, -32000, ce.rawMessage, { "www-authenticate": challenge });
+      return { status: 503, code: -32000, message: ce.rawMessage, headers };
     }
-    return jsonRpcError(401, -32001, ce.rawMessage, { "www-authenticate": challenge });
+    return { status: 401, code: -32001, message: ce.rawMessage, headers };
+  }
+
+  /**
+   * Everything before the body is read, for both doors: serving at all, the browser `Origin`
+   * (DNS rebinding), the bearer token, the required scopes, the rate limit.
+   */
+  async function admit(
+    facts: RequestFacts,
+    peer: string,
+    method: string,
+  ): Promise<PrincipalRecord | Refusal> {
+    if (!options.accepting()) {
+      return {
+        status: 503,
+        code: -32000,
+        message: "the edge is not serving (draining or standby)",
+        headers: { "retry-after": "1" },
+      };
+    }
+    const origin = facts.header("origin");
+    if (origin !== null && !originAllowed(facts, origin)) {
+      options.onOriginRefused?.(origin, peer);
+      return {
+        status: 403,
+        code: -32000,
+        message: `origin ${origin.slice(0, 200)} is not allowed`,
+      };
+    }
+    if (method !== "POST") {
+      // Stateless: no standalone SSE stream (GET) and no session to end (DELETE).
+      return {
+        status: 405,
+        code: -32000,
+        message: `method ${method} is not allowed: use POST`,
+        headers: { allow: "POST" },
+      };
+    }
+    let principal: PrincipalRecord;
+    try {
+      principal = await options.authenticate(facts.header("authorization"));
+    } catch (err) {
+      await options.failurePacer?.pace(peer);
+      return unauthorized(facts, err);
+    }
+    const missing = options.requiredScopes.filter((s) => !principal.scopes.includes(s));
+    if (missing.length > 0) {
+      const scope = options.requiredScopes.join(" ");
+      return {
+        status: 403,
+        code: -32000,
+        message: `the token lacks the scope(s): ${missing.join(" ")}`,
+        headers: {
+          "www-authenticate": `Bearer realm="mcp-gateway", error="insufficient_scope", scope="${scope}", resource_metadata="${metadataUrl(facts)}"`,
+        },
+      };
+    }
+    const waitMs = options.rateLimit(principal);
+    if (waitMs > 0) {
+      metrics.rateLimited.inc();
+      const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+      return {
+        status: 429,
+        code: -32000,
+        message: `rate limit exceeded for ${principal.sub}; retry in ${seconds}s`,
+        headers: { "retry-after": String(seconds) },
+      };
+    }
+    return principal;
+  }
+
+  /** Requests admitted on the Node path, passed on to {@link McpEndpoint.handle}. */
+  const admitted = new WeakMap<object, Admitted>();
+
+  /** The request's facts on Node (its URL as @hono/node-server builds it). */
+  function nodeFacts(req: NodeRequest): RequestFacts {
+    let url: URL | undefined;
+    return {
+      header(name) {
+        const v = req.headers[name];
+        return typeof v === "string" ? v : Array.isArray(v) ? v.join(", ") : null;
+      },
+      url() {
+        if (!url) {
+          const secure = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
+          const authority = req.headers[":authority"] ?? req.headers.host ?? "localhost";
+          url = new URL(req.url ?? "/", `${secure ? "https" : "http"}://${String(authority)}`);
+        }
+        return url;
+      },
+    };
+  }
+
+  /** Reads a Node request body up to `max` bytes; undefined when it is larger. */
+  function readNodeBody(req: NodeRequest, max: number): Promise<Buffer | undefined> {
+    return new Promise((resolve, reject) => {
+      const parts: Buffer[] = [];
+      let size = 0;
+      const onData = (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > max) {
+          req.off("data", onData);
+          req.pause();
+          resolve(undefined);
+          return;
+        }
+        parts.push(chunk);
+      };
+      req.on("data", onData);
+      req.once("end", () => resolve(Buffer.concat(parts, size)));
+      req.once("error", reject);
+      req.once("close", () => resolve(req.complete ? Buffer.concat(parts, size) : undefined));
+    });
+  }
+
+  /** A tools/call answered on Node: dispatched as the SDK server would, as a JSON response. */
+  async function answerToolCall(
+    call: NonNullable<ReturnType<typeof fastToolCall>>,
+    principal: PrincipalRecord,
+    peer: string,
+    traceparent: string | null,
+    res: NodeResponse,
+  ): Promise<void> {
+    const gone = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) gone.abort(new Error("the client went away"));
+    };
+    res.once("close", onClose);
+    try {
+      const result = await dispatchToolCall(call.name, call.args, principal, peer, traceparent, {
+        signal: gone.signal,
+        requestId: call.id,
+        progressToken: undefined,
+        notify: () => undefined,
+      });
+      writeJson(res, 200, { result, jsonrpc: "2.0", id: call.id });
+    } catch (err) {
+      const e = (err ?? {}) as { code?: unknown; message?: unknown; data?: unknown };
+      // As the SDK's protocol layer answers a handler's error (its message as the Error has it).
+      writeJson(res, 200, {
+        jsonrpc: "2.0",
+        id: call.id,
+        error: {
+          code: Number.isSafeInteger(e.code) ? e.code : ErrorCode.InternalError,
+          message: typeof e.message === "string" ? e.message : "Internal error",
+          ...(e.data === undefined ? {} : { data: e.data }),
+        },
+      });
+    } finally {
+      res.off("close", onClose);
+    }
   }
 
   return {
     resourceMetadata(req) {
       const body = {
-        resource: `${baseUrl(req)}${MCP_PATH}`,
+        resource: `${baseUrl({ header: (n) => req.headers.get(n), url: () => new URL(req.url) })}${MCP_PATH}`,
         authorization_servers: [...options.authorizationServers],
         scopes_supported: [...options.scopesSupported],
         bearer_methods_supported: ["header"],
@@ -715,63 +960,107 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       });
     },
 
-    async handle(req, peer) {
-      if (!options.accepting()) {
-        return jsonRpcError(503, -32000, "the edge is not serving (draining or standby)", {
-          "retry-after": "1",
-        });
+    async handleNode(req, res, peer, next) {
+      const facts = nodeFacts(req);
+      const accept = facts.header("accept") ?? "";
+      const version = facts.header("mcp-protocol-version");
+      // What the SDK transport refuses (406, 415, 400) takes the usual path, which says so.
+      if (
+        !accept.includes("application/json") ||
+        !accept.includes("text/event-stream") ||
+        !isJsonContentType(facts.header("content-type")) ||
+        (version !== null && !SUPPORTED_PROTOCOL_VERSIONS.includes(version))
+      ) {
+        next();
+        return;
       }
-      const origin = req.headers.get("origin");
-      if (origin !== null && !originAllowed(req, origin)) {
-        options.onOriginRefused?.(origin, peer);
-        return jsonRpcError(403, -32000, `origin ${origin.slice(0, 200)} is not allowed`);
-      }
-      if (req.method !== "POST") {
-        // Stateless: no standalone SSE stream (GET) and no session to end (DELETE).
-        return jsonRpcError(405, -32000, `method ${req.method} is not allowed: use POST`, {
-          allow: "POST",
-        });
-      }
-      let principal: PrincipalRecord;
-      try {
-        principal = await options.authenticate(req.headers.get("authorization"));
-      } catch (err) {
-        await options.failurePacer?.pace(peer);
-        return unauthorized(req, err);
-      }
-      const missing = options.requiredScopes.filter((s) => !principal.scopes.includes(s));
-      if (missing.length > 0) {
-        const scope = options.requiredScopes.join(" ");
-        return jsonRpcError(403, -32000, `the token lacks the scope(s): ${missing.join(" ")}`, {
-          "www-authenticate": `Bearer realm="mcp-gateway", error="insufficient_scope", scope="${scope}", resource_metadata="${metadataUrl(req)}"`,
-        });
-      }
-      const waitMs = options.rateLimit(principal);
-      if (waitMs > 0) {
-        metrics.rateLimited.inc();
-        const seconds = Math.max(1, Math.ceil(waitMs / 1000));
-        return jsonRpcError(
-          429,
-          -32000,
-          `rate limit exceeded for ${principal.sub}; retry in ${seconds}s`,
-          {
-            "retry-after": String(seconds),
-          },
+      const outcome = await admit(facts, peer, "POST");
+      if (!("sub" in outcome)) {
+        writeJson(
+          res,
+          outcome.status,
+          { jsonrpc: "2.0", id: null, error: { code: outcome.code, message: outcome.message } },
+          outcome.headers,
         );
+        return;
+      }
+      const principal = outcome;
+      const declared = Number(facts.header("content-length") ?? "0");
+      const body =
+        declared > options.maxBodyBytes ? undefined : await readNodeBody(req, options.maxBodyBytes);
+      if (body === undefined) {
+        const close: Record<string, string> =
+          req.httpVersionMajor === 1 ? { connection: "close" } : {};
+        writeJson(
+          res,
+          413,
+          {
+            jsonrpc: "2.0",
+            id: null,
+            error: { code: -32000, message: `request body exceeds ${options.maxBodyBytes} bytes` },
+          },
+          close,
+        );
+        return;
       }
       let parsedBody: unknown;
+      try {
+        parsedBody = JSON.parse(body.toString("utf8"));
+      } catch {
+        writeJson(res, 400, {
+          jsonrpc: "2.0",
+          id: null,
+          error: { code: ErrorCode.ParseError, message: "parse error: the body is not valid JSON" },
+        });
+        return;
+      }
+      const call = fastToolCall(parsedBody);
+      if (call) {
+        await answerToolCall(call, principal, peer, facts.header("traceparent"), res);
+        return;
+      }
+      // Anything else through the SDK transport, with the body already read.
+      admitted.set(req, { principal, parsedBody });
+      (req as { rawBody?: Buffer }).rawBody = body;
+      next();
+    },
+
+    async handle(req, peer, incoming) {
+      const facts: RequestFacts = {
+        header: (n) => req.headers.get(n),
+        url: () => new URL(req.url),
+      };
+      const passed = incoming ? admitted.get(incoming) : undefined;
+      if (incoming) admitted.delete(incoming);
+      let principal: PrincipalRecord;
+      let parsedBody: unknown;
       let stream = true;
-      if (isJsonContentType(req.headers.get("content-type"))) {
-        const text = await readBounded(req, options.maxBodyBytes);
-        if (text === undefined) {
-          return jsonRpcError(413, -32000, `request body exceeds ${options.maxBodyBytes} bytes`);
-        }
-        try {
-          parsedBody = JSON.parse(text);
-        } catch {
-          return jsonRpcError(400, ErrorCode.ParseError, "parse error: the body is not valid JSON");
-        }
+      if (passed) {
+        principal = passed.principal;
+        parsedBody = passed.parsedBody;
         stream = wantsProgress(parsedBody);
+      } else {
+        const outcome = await admit(facts, peer, req.method);
+        if (!("sub" in outcome)) {
+          return jsonRpcError(outcome.status, outcome.code, outcome.message, outcome.headers);
+        }
+        principal = outcome;
+        if (isJsonContentType(req.headers.get("content-type"))) {
+          const text = await readBounded(req, options.maxBodyBytes);
+          if (text === undefined) {
+            return jsonRpcError(413, -32000, `request body exceeds ${options.maxBodyBytes} bytes`);
+          }
+          try {
+            parsedBody = JSON.parse(text);
+          } catch {
+            return jsonRpcError(
+              400,
+              ErrorCode.ParseError,
+              "parse error: the body is not valid JSON",
+            );
+          }
+          stream = wantsProgress(parsedBody);
+        }
       }
       // One SDK server per request (stateless): it holds this request's principal.
       const server = createServer(principal, peer, req.headers.get("traceparent"));

@@ -4,6 +4,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import {
   type CallToolResult,
+  CallToolResultSchema,
   type CompleteRequest,
   type CompleteResult,
   ErrorCode,
@@ -15,9 +16,12 @@ import {
   type ResourceTemplate,
   type Tool,
 } from "@modelcontextprotocol/sdk/types.js";
+import type { JsonSchemaType, JsonSchemaValidator } from "@modelcontextprotocol/sdk/validation";
+import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import canonicalize from "canonicalize";
 import type { Logger } from "pino";
 import type { RunnerHandle } from "../runners/pool.js";
+import { callToolOverHttp, type HttpSession, SessionExpired } from "./http-call.js";
 import {
   createStdioClients,
   type StdioClients,
@@ -90,6 +94,8 @@ export interface UpstreamCallOptions {
   onProgress?: (progress: number, total: number | undefined, message: string | undefined) => void;
   /** Whom the call is for (stdio servers run per tenant; required for them). */
   caller?: UpstreamCaller;
+  /** The tool's definition (as listed): its output schema is checked against the result. */
+  definition?: Tool;
 }
 
 /** An upstream's resources and resource templates (empty when it declares no resources). */
@@ -146,6 +152,8 @@ export interface Upstreams {
 
 /** Most entries read from one upstream list (resources, templates, prompts) across its pages. */
 const MAX_LISTED = 1000;
+/** Largest answer of a remote upstream's tools/call (a JSON body, or one SSE event), bytes. */
+const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
 
 /** Options for {@link createUpstreams}. */
 export interface UpstreamsOptions {
@@ -196,6 +204,14 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
       ? createStdioClients({ pickRunner, logger: options.logger })
       : undefined;
   if (stdio) stdio.onStopped = (tenant, server) => lists.delete(`${tenant}\0${server}`);
+  /** The session behind each remote upstream's client, for {@link callToolOverHttp}. */
+  const links = new WeakMap<
+    Client,
+    { transport: StreamableHTTPClientTransport; url: URL; headers: Record<string, string> }
+  >();
+  /** Output-schema validators of remote tools, by definition (as listed, cached for the TTL). */
+  const outputValidators = new WeakMap<Tool, JsonSchemaValidator<unknown>>();
+  const validatorFactory = new AjvJsonSchemaValidator();
 
   /** The tenant's running stdio server (started if needed). */
   async function lease(
@@ -251,6 +267,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
       options.logger.debug({ err: String(err), upstream: u.name }, "upstream transport");
     client.onclose = () => clients.delete(u.name);
     await client.connect(transport, { timeout: u.timeoutMs });
+    links.set(client, { transport, url: new URL(u.url), headers });
     return client;
   }
 
@@ -305,6 +322,89 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     }
   }
 
+  /**
+   * A remote tools/call on the upstream's session, straight over a kept-alive socket
+   * ({@link callToolOverHttp}); a session the upstream forgot (nothing ran) is opened again
+   * and the call made once more.
+   */
+  async function callRemote(
+    u: HttpUpstreamConfig,
+    tool: string,
+    args: Record<string, unknown>,
+    o: UpstreamCallOptions,
+  ): Promise<unknown> {
+    for (let attempt = 0; ; attempt++) {
+      const c = await client(u.name);
+      const link = links.get(c);
+      if (!link) throw new UpstreamError("no session");
+      const session: HttpSession = {
+        url: link.url,
+        headers: link.headers,
+        sessionId: link.transport.sessionId,
+        protocolVersion: link.transport.protocolVersion,
+      };
+      try {
+        return await callToolOverHttp(session, tool, args, {
+          signal: o.signal,
+          timeoutMs: u.timeoutMs,
+          maxBytes: MAX_ANSWER_BYTES,
+          ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+          cancel: (requestId, reason) =>
+            void c
+              .notification({ method: "notifications/cancelled", params: { requestId, reason } })
+              .catch(() => undefined),
+          refuse: (id, method) =>
+            void link.transport
+              .send({
+                jsonrpc: "2.0",
+                id,
+                error: {
+                  code: ErrorCode.MethodNotFound,
+                  message: `the gateway does not serve ${method.slice(0, 80)}`,
+                },
+              })
+              .catch(() => undefined),
+        });
+      } catch (err) {
+        if (!(err instanceof SessionExpired) || attempt > 0) throw err;
+        reset(u.name);
+      }
+    }
+  }
+
+  /**
+   * The shape of a tools/call result (the SDK's schema), and its structured content against
+   * the tool's output schema, as the SDK client checks them.
+   */
+  function checkResult(definition: Tool | undefined, raw: unknown): CallToolResult {
+    const parsed = CallToolResultSchema.safeParse(raw);
+    if (!parsed.success) {
+      throw new UpstreamError(
+        `the tool's result is not a tools/call result (${parsed.error.message.slice(0, 200)})`,
+      );
+    }
+    const result = parsed.data;
+    const schema = definition?.outputSchema;
+    if (!schema || !definition || result.isError) return result;
+    if (result.structuredContent === undefined) {
+      throw new UpstreamError(
+        `tool ${definition.name} has an output schema but returned no structured content`,
+      );
+    }
+    let validate = outputValidators.get(definition);
+    if (!validate) {
+      validate = validatorFactory.getValidator(schema as JsonSchemaType);
+      outputValidators.set(definition, validate);
+    }
+    const v = validate(result.structuredContent);
+    if (!v.valid) {
+      throw new UpstreamError(
+        `the structured content of tool ${definition.name} does not match its output schema: ${String(v.errorMessage).slice(0, 200)}`,
+      );
+    }
+    return result;
+  }
+
   return {
     names: () => [...byName.keys()],
 
@@ -340,6 +440,9 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
       const u = config(server);
       let l: StdioLease | undefined;
       try {
+        if (u.kind === "http" && callOptions.definition?.execution?.taskSupport !== "required") {
+          return checkResult(callOptions.definition, await callRemote(u, tool, args, callOptions));
+        }
         if (u.kind === "stdio") l = await lease(u, callOptions.caller);
         const c = l ? l.client : await client(server);
         const result = await c.callTool({ name: tool, arguments: args }, undefined, {

@@ -374,6 +374,7 @@ export function createUpstreamOperations(deps: UpstreamOperationsDeps): Upstream
         result = await deps.upstreams?.call(call.server, call.tool, call.arguments, {
           ...options,
           caller: callerOf(rc),
+          definition: t.definition,
         });
         return result ?? { content: [], isError: true };
       } catch (err) {

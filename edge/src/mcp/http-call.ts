@@ -1,0 +1,310 @@
+import http from "node:http";
+import https from "node:https";
+import { ErrorCode, LATEST_PROTOCOL_VERSION, McpError } from "@modelcontextprotocol/sdk/types.js";
+
+/*
+ * One `tools/call` to a remote upstream over Streamable HTTP, without the SDK client's
+ * machinery (issue 14, the proxy's hot path): the request is written once to a kept-alive
+ * Node socket and the answer — a JSON body or an SSE stream — is parsed as it comes. It runs
+ * on the MCP session the SDK client opened (initialize, tool lists, resources and prompts stay
+ * on the SDK client); a session the upstream no longer knows is reported so the caller opens a
+ * new one. The result is returned as the upstream sent it; its shape is checked by the caller.
+ */
+
+/** The upstream MCP session a call runs on. */
+export interface HttpSession {
+  url: URL;
+  /** Headers of every request: the gateway's credential for this upstream. */
+  headers: Readonly<Record<string, string>>;
+  /** `Mcp-Session-Id` the upstream gave at initialize, if any. */
+  sessionId: string | undefined;
+  /** The protocol version negotiated at initialize. */
+  protocolVersion: string | undefined;
+}
+
+/** Options of one call. */
+export interface HttpCallOptions {
+  signal: AbortSignal;
+  timeoutMs: number;
+  /** Largest answer accepted, bytes (JSON body, or one SSE event). */
+  maxBytes: number;
+  onProgress?: (progress: number, total: number | undefined, message: string | undefined) => void;
+  /** Tells the upstream a call was abandoned (`notifications/cancelled`), on its session. */
+  cancel: (requestId: string, reason: string) => void;
+  /**
+   * Answers a request the upstream sent on the call's stream (sampling, elicitation, roots):
+   * the gateway offers none of them, so the answer is a JSON-RPC error, as the SDK client's.
+   */
+  refuse: (requestId: string | number, method: string) => void;
+}
+
+/** The upstream answered 404 to a request on a session: the session is gone, nothing ran. */
+export class SessionExpired extends Error {
+  override readonly name = "SessionExpired";
+}
+
+/** A link failure (no answer, a broken stream, a refused request) with the HTTP status if any. */
+export class HttpCallError extends Error {
+  override readonly name = "HttpCallError";
+}
+
+const agents = {
+  http: new http.Agent({ keepAlive: true }),
+  https: new https.Agent({ keepAlive: true }),
+};
+
+let nextId = 0;
+
+interface JsonRpcAnswer {
+  id?: unknown;
+  method?: unknown;
+  params?: { progressToken?: unknown; progress?: unknown; total?: unknown; message?: unknown };
+  result?: unknown;
+  error?: { code?: unknown; message?: unknown; data?: unknown };
+}
+
+/**
+ * Calls `tools/call` on the session and resolves with the raw `result` object; a JSON-RPC
+ * error answer rejects with an {@link McpError} carrying the upstream's code, a timeout with
+ * `RequestTimeout`, a cancelled call with the signal's reason, a lost link with
+ * {@link HttpCallError}, an unknown session with {@link SessionExpired}.
+ */
+export function callToolOverHttp(
+  session: HttpSession,
+  name: string,
+  args: Record<string, unknown>,
+  options: HttpCallOptions,
+): Promise<unknown> {
+  nextId = (nextId + 1) % Number.MAX_SAFE_INTEGER;
+  const id = `mcpg-${nextId}`;
+  const body = JSON.stringify({
+    jsonrpc: "2.0",
+    id,
+    method: "tools/call",
+    params: {
+      name,
+      arguments: args,
+      ...(options.onProgress ? { _meta: { progressToken: id } } : {}),
+    },
+  });
+  const headers: Record<string, string> = {
+    ...session.headers,
+    "content-type": "application/json",
+    accept: "application/json, text/event-stream",
+    "content-length": String(Buffer.byteLength(body)),
+    "mcp-protocol-version": session.protocolVersion ?? LATEST_PROTOCOL_VERSION,
+  };
+  if (session.sessionId) headers["mcp-session-id"] = session.sessionId;
+  const secure = session.url.protocol === "https:";
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const finish = (err: unknown, value?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      options.signal.removeEventListener("abort", onAbort);
+      if (err) {
+        req.destroy();
+        reject(err);
+      } else {
+        resolve(value);
+      }
+    };
+    const abandon = (err: Error, reason: string) => {
+      if (settled) return;
+      options.cancel(id, reason);
+      finish(err);
+    };
+    const onAbort = () => {
+      const reason = options.signal.reason;
+      abandon(reason instanceof Error ? reason : new Error("the call was cancelled"), "cancelled");
+    };
+    const timer = setTimeout(
+      () =>
+        abandon(
+          new McpError(ErrorCode.RequestTimeout, `Request timed out after ${options.timeoutMs} ms`),
+          "timed out",
+        ),
+      options.timeoutMs,
+    );
+    const req = (secure ? https : http).request(session.url, {
+      method: "POST",
+      headers,
+      agent: secure ? agents.https : agents.http,
+    });
+    req.setNoDelay(true);
+    const answer = (m: JsonRpcAnswer) => {
+      if (m.id !== id) return;
+      if (m.error !== undefined) {
+        const e = m.error;
+        finish(
+          new McpError(
+            typeof e.code === "number" ? e.code : ErrorCode.InternalError,
+            typeof e.message === "string" ? e.message : "error without a message",
+            e.data,
+          ),
+        );
+      } else if (m.result !== undefined && m.result !== null && typeof m.result === "object") {
+        finish(undefined, m.result);
+      } else {
+        finish(new HttpCallError("the upstream answered without a result object"));
+      }
+    };
+    req.on("response", (res) => {
+      const status = res.statusCode ?? 0;
+      const type = (res.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
+      if (status === 404 && session.sessionId) {
+        res.resume();
+        finish(new SessionExpired("the upstream no longer knows the session"));
+        return;
+      }
+      if (status < 200 || status > 299) {
+        collect(res, 2048, (text) =>
+          finish(
+            new HttpCallError(
+              `HTTP ${status}${text ? `: ${text.replace(/\s+/g, " ").trim().slice(0, 200)}` : ""}`,
+            ),
+          ),
+        );
+        return;
+      }
+      if (type === "application/json") {
+        collect(res, options.maxBytes, (text, tooLarge) => {
+          if (tooLarge) {
+            finish(new HttpCallError(`the answer exceeds ${options.maxBytes} bytes`));
+            return;
+          }
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(text);
+          } catch {
+            finish(new HttpCallError("the upstream answered invalid JSON"));
+            return;
+          }
+          for (const m of Array.isArray(parsed) ? parsed : [parsed]) {
+            if (m && typeof m === "object") answer(m as JsonRpcAnswer);
+          }
+          finish(new HttpCallError("the upstream's answer does not answer the call"));
+        });
+        return;
+      }
+      if (type === "text/event-stream") {
+        readEvents(
+          res,
+          options.maxBytes,
+          (data) => {
+            let m: JsonRpcAnswer;
+            try {
+              m = JSON.parse(data) as JsonRpcAnswer;
+            } catch {
+              return; // not a JSON-RPC message (e.g. a priming event): nothing to do
+            }
+            if (m.method === "notifications/progress" && m.params?.progressToken === id) {
+              const p = m.params;
+              if (typeof p.progress === "number") {
+                options.onProgress?.(
+                  p.progress,
+                  typeof p.total === "number" ? p.total : undefined,
+                  typeof p.message === "string" ? p.message : undefined,
+                );
+              }
+              return;
+            }
+            if (typeof m.method === "string") {
+              if (typeof m.id === "string" || typeof m.id === "number")
+                options.refuse(m.id, m.method);
+              return;
+            }
+            answer(m);
+          },
+          (err) =>
+            finish(err ?? new HttpCallError("the upstream's event stream ended without an answer")),
+        );
+        return;
+      }
+      res.resume();
+      finish(new HttpCallError(`HTTP ${status} with content type ${type || "none"}`));
+    });
+    req.on("error", (err) => finish(new HttpCallError(err.message, { cause: err })));
+    if (options.signal.aborted) {
+      onAbort();
+      return;
+    }
+    options.signal.addEventListener("abort", onAbort, { once: true });
+    req.end(body);
+  });
+}
+
+/** Reads a body up to `max` bytes (then stops reading). */
+function collect(
+  res: http.IncomingMessage,
+  max: number,
+  done: (text: string, tooLarge: boolean) => void,
+): void {
+  const parts: Buffer[] = [];
+  let size = 0;
+  let over = false;
+  res.on("data", (chunk: Buffer) => {
+    if (over) return;
+    size += chunk.length;
+    if (size > max) {
+      over = true;
+      res.destroy();
+      done("", true);
+      return;
+    }
+    parts.push(chunk);
+  });
+  res.on("end", () => !over && done(Buffer.concat(parts).toString("utf8"), false));
+  res.on("error", () => !over && done(Buffer.concat(parts).toString("utf8"), false));
+}
+
+/**
+ * Parses an SSE stream (WHATWG `text/event-stream`): `data` lines of an event joined by "\n",
+ * the event dispatched at a blank line; comments, `event`, `id` and `retry` fields ignored.
+ * `end` is called once: with an error for an oversized event or a broken stream, else without.
+ */
+function readEvents(
+  res: http.IncomingMessage,
+  maxEvent: number,
+  onData: (data: string) => void,
+  end: (err?: Error) => void,
+): void {
+  res.setEncoding("utf8");
+  let buffer = "";
+  let data: string[] = [];
+  let ended = false;
+  const stop = (err?: Error) => {
+    if (ended) return;
+    ended = true;
+    end(err);
+  };
+  res.on("data", (chunk: string) => {
+    if (ended) return;
+    buffer += chunk;
+    for (;;) {
+      const nl = buffer.search(/\r\n|\r|\n/);
+      if (nl < 0) break;
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(buffer[nl] === "\r" && buffer[nl + 1] === "\n" ? nl + 2 : nl + 1);
+      if (line === "") {
+        if (data.length > 0) {
+          const event = data.join("\n");
+          data = [];
+          onData(event);
+          if (ended) return;
+        }
+        continue;
+      }
+      if (line.startsWith("data:")) data.push(line.slice(line[5] === " " ? 6 : 5));
+      else if (line === "data") data.push("");
+    }
+    if (buffer.length + data.reduce((n, d) => n + d.length, 0) > maxEvent) {
+      res.destroy();
+      stop(new HttpCallError(`an event of the answer exceeds ${maxEvent} bytes`));
+    }
+  });
+  res.on("end", () => stop());
+  res.on("error", (err) => stop(new HttpCallError(err.message, { cause: err })));
+  res.on("close", () => stop(new HttpCallError("the upstream closed the event stream")));
+}
