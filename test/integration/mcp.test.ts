@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
+import http from "node:http";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -521,6 +522,75 @@ describe("MCP bad input", () => {
       },
     });
     assert.equal((await post(big)).status, 413);
+    // Without a declared length (chunked), the edge stops reading at the limit and says so.
+    const chunked = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${gw.url}/mcp`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: ACCEPT,
+          authorization: `Bearer ${dev}`,
+          "transfer-encoding": "chunked",
+        },
+      });
+      req.on("response", (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (body += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on("error", reject);
+      const chunk = "x".repeat(64 * 1024);
+      let sent = 0;
+      const pump = () => {
+        while (sent < 6 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once("drain", pump);
+        }
+        req.end();
+      };
+      pump();
+    });
+    assert.equal(chunked.status, 413);
+    assert.match(chunked.body, /request body exceeds/);
+    // A client that declares 1 GiB and keeps sending gets the 413, then its connection is cut
+    // once the edge has dropped as much again as the limit (it does not read the gigabyte).
+    const endless = await new Promise<{ status: number; sent: number }>((resolve) => {
+      const req = http.request(`${gw.url}/mcp`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: ACCEPT,
+          authorization: `Bearer ${dev}`,
+          "content-length": String(1024 * 1024 * 1024),
+        },
+      });
+      let status = 0;
+      let sent = 0;
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        resolve({ status, sent });
+      };
+      req.on("response", (res) => {
+        status = res.statusCode ?? 0;
+        res.resume();
+      });
+      req.on("error", finish);
+      req.on("close", finish);
+      const chunk = Buffer.alloc(64 * 1024, 120);
+      const pump = () => {
+        while (!done && sent < 1024 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once("drain", pump);
+        }
+      };
+      pump();
+    });
+    // (The cut may reach the client before it has read the 413: a reset drops unread data.)
+    assert.ok([0, 413].includes(endless.status), `status ${endless.status}`);
+    assert.ok(endless.sent < 64 * 1024 * 1024, `the edge read ${endless.sent} bytes`);
     for (const method of ["GET", "DELETE"]) {
       const res = await fetch(`${gw.url}/mcp`, {
         method,

@@ -886,7 +886,21 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     };
   }
 
-  /** Reads a Node request body up to `max` bytes; undefined when it is larger. */
+  /** Reads and drops what is left of a refused body, up to `max` bytes, then cuts the link. */
+  function dropRest(req: NodeRequest, max: number): void {
+    let dropped = 0;
+    req.on("data", (more: Buffer) => {
+      dropped += more.length;
+      if (dropped > max) req.destroy();
+    });
+    req.resume();
+  }
+
+  /**
+   * Reads a Node request body up to `max` bytes; undefined when it is larger. The rest of an
+   * oversized body is read and dropped (up to `max` bytes more, then the connection is cut),
+   * so that a client still sending sees the 413 instead of a reset connection.
+   */
   function readNodeBody(req: NodeRequest, max: number): Promise<Buffer | undefined> {
     return new Promise((resolve, reject) => {
       const parts: Buffer[] = [];
@@ -894,8 +908,9 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       const onData = (chunk: Buffer) => {
         size += chunk.length;
         if (size > max) {
+          parts.length = 0;
           req.off("data", onData);
-          req.pause();
+          dropRest(req, max);
           resolve(undefined);
           return;
         }
@@ -986,21 +1001,15 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       }
       const principal = outcome;
       const declared = Number(facts.header("content-length") ?? "0");
-      const body =
-        declared > options.maxBodyBytes ? undefined : await readNodeBody(req, options.maxBodyBytes);
+      let body: Buffer | undefined;
+      if (declared > options.maxBodyBytes) dropRest(req, options.maxBodyBytes);
+      else body = await readNodeBody(req, options.maxBodyBytes);
       if (body === undefined) {
-        const close: Record<string, string> =
-          req.httpVersionMajor === 1 ? { connection: "close" } : {};
-        writeJson(
-          res,
-          413,
-          {
-            jsonrpc: "2.0",
-            id: null,
-            error: { code: -32000, message: `request body exceeds ${options.maxBodyBytes} bytes` },
-          },
-          close,
-        );
+        writeJson(res, 413, {
+          jsonrpc: "2.0",
+          id: null,
+          error: { code: -32000, message: `request body exceeds ${options.maxBodyBytes} bytes` },
+        });
         return;
       }
       let parsedBody: unknown;
