@@ -475,6 +475,17 @@ describe("MCP bad input", () => {
         params: { name: "write_file", arguments: { path: "same.txt", content: "same" } },
       }),
     );
+    /** "call" log lines of the gateway's own tools, by the door that answered. */
+    const doors = () => {
+      const n = { node: 0, sdk: 0 };
+      for (const line of gw.edge.stdout().split("\n")) {
+        if (!line.includes('"msg":"call"')) continue;
+        const door = (JSON.parse(line) as { door?: string }).door;
+        if (door === "node" || door === "sdk") n[door]++;
+      }
+      return n;
+    };
+    const before = doors();
     for (const params of [
       { name: "read_file", arguments: { path: "same.txt" } },
       { name: "read_file", arguments: { path: "missing.txt" } },
@@ -494,6 +505,84 @@ describe("MCP bad input", () => {
         assert.deepEqual(single.json, viaSdk, params.name);
       }
     }
+    // Each of the 6 calls that reached a tool was answered once by each door.
+    const after = doors();
+    assert.deepEqual(
+      { node: after.node - before.node, sdk: after.sdk - before.sdk },
+      { node: 6, sdk: 6 },
+    );
+  });
+
+  it("what the SDK refuses stays refused on the fast path: extra members, unsafe ids, a bad Host", async () => {
+    const call = { jsonrpc: "2.0", method: "tools/call", params: { name: "list_directory" } };
+    for (const bad of [
+      { ...call, id: 1, extra: true },
+      { ...call, id: 2 ** 60 },
+      { ...call, id: 1.5 },
+    ]) {
+      const r = await post(JSON.stringify(bad));
+      assert.equal(r.status, 400, JSON.stringify(bad));
+      assert.equal(errorOf(r.json).code, -32700);
+    }
+    const host = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${gw.url}/mcp`, {
+        method: "POST",
+        setHost: false,
+        headers: {
+          host: "user@evil.example",
+          "content-type": "application/json",
+          accept: ACCEPT,
+          authorization: `Bearer ${dev}`,
+        },
+      });
+      req.on("response", (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (body += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on("error", reject);
+      req.end(JSON.stringify({ ...call, id: 1 }));
+    });
+    assert.equal(host.status, 400);
+    assert.match(host.body, /Host header/);
+  });
+
+  it("a request refused before its body (no token) is not read to its end", async () => {
+    const refused = await new Promise<{ status: number; sent: number }>((resolve) => {
+      const req = http.request(`${gw.url}/mcp`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: ACCEPT,
+          "content-length": String(1024 * 1024 * 1024),
+        },
+      });
+      let status = 0;
+      let sent = 0;
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        resolve({ status, sent });
+      };
+      req.on("response", (res) => {
+        status = res.statusCode ?? 0;
+        res.resume();
+      });
+      req.on("error", finish);
+      req.on("close", finish);
+      const chunk = Buffer.alloc(64 * 1024, 120);
+      const pump = () => {
+        while (!done && sent < 1024 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once("drain", pump);
+        }
+      };
+      pump();
+    });
+    assert.ok([0, 401].includes(refused.status), `status ${refused.status}`);
+    assert.ok(refused.sent < 64 * 1024 * 1024, `the edge read ${refused.sent} bytes`);
   });
 
   it("a JSON value that is not JSON-RPC is refused with a JSON-RPC error", async () => {

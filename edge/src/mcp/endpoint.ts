@@ -188,6 +188,18 @@ function wantsProgress(body: unknown): boolean {
   });
 }
 
+/** How long the rest of a refused body is read and dropped before the link is cut, ms. */
+const DROP_MS = 5000;
+/** How much of the body of a request refused before its body (401, 403, 429, 503) is drained. */
+const REFUSED_DROP_BYTES = 256 * 1024;
+/** A Host header: a name or an address, and a port (what `new URL` may safely be given). */
+const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]+)(?::\d{1,5})?$/;
+
+/** The Host header of a request is not a host (answered 400 before anything else). */
+class BadHost extends Error {
+  override readonly name = "BadHost";
+}
+
 /** A refusal before the JSON-RPC message is read: HTTP status, JSON-RPC code, message. */
 interface Refusal {
   status: number;
@@ -222,8 +234,12 @@ function fastToolCall(
   body: unknown,
 ): { id: RequestId; name: string; args: unknown; meta: unknown } | undefined {
   if (!isPlainObject(body) || body.jsonrpc !== "2.0" || body.method !== "tools/call") return;
+  // The SDK's JSON-RPC request schema is strict: any other member goes to the SDK path.
+  for (const key in body) {
+    if (key !== "jsonrpc" && key !== "id" && key !== "method" && key !== "params") return;
+  }
   const id = body.id;
-  if (typeof id !== "string" && !(typeof id === "number" && Number.isInteger(id))) return;
+  if (typeof id !== "string" && !(typeof id === "number" && Number.isSafeInteger(id))) return;
   const params = body.params;
   if (!isPlainObject(params) || typeof params.name !== "string" || params.task !== undefined) {
     return;
@@ -348,6 +364,8 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       requestId: RequestId;
       progressToken: string | number | undefined;
       notify: (progress: number, message: string) => void;
+      /** Which door answered: the Node fast path or the SDK server (logged). */
+      door: "node" | "sdk";
     },
   ): Promise<CallToolResult> {
     const parsed = tool.input.safeParse(args ?? {});
@@ -404,7 +422,10 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       if (entry) inFlight.delete(key);
       metrics.requests.inc({ method: `mcp.${tool.name}`, protocol: "mcp", code });
       endSpan(span);
-      rc.logger.info({ code, ms: Math.round(performance.now() - started) }, "call");
+      rc.logger.info(
+        { code, ms: Math.round(performance.now() - started), door: extra.door },
+        "call",
+      );
     }
   }
 
@@ -481,6 +502,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       requestId: RequestId;
       progressToken: string | number | undefined;
       notify: (progress: number, message: string, total?: number) => void;
+      door: "node" | "sdk";
     },
   ): Promise<CallToolResult> {
     const tool = byName.get(name);
@@ -749,6 +771,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     server.setRequestHandler(CallToolRequestSchema, (req, extra) => {
       const progressToken = req.params._meta?.progressToken;
       return dispatchToolCall(req.params.name, req.params.arguments, principal, peer, traceparent, {
+        door: "sdk",
         signal: extra.signal,
         requestId: extra.requestId,
         progressToken,
@@ -877,18 +900,29 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       },
       url() {
         if (!url) {
-          const secure = (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
-          const authority = req.headers[":authority"] ?? req.headers.host ?? "localhost";
-          url = new URL(req.url ?? "/", `${secure ? "https" : "http"}://${String(authority)}`);
+          const scheme =
+            req.headers[":scheme"] ??
+            ((req.socket as { encrypted?: boolean } | undefined)?.encrypted ? "https" : "http");
+          const authority = String(req.headers[":authority"] ?? req.headers.host ?? "localhost");
+          // A Host that is not one (user info, a path, spaces) is refused, as Hono refuses it.
+          if (!HOST.test(authority)) throw new BadHost(authority);
+          url = new URL(req.url ?? "/", `${String(scheme)}://${authority}`);
         }
         return url;
       },
     };
   }
 
-  /** Reads and drops what is left of a refused body, up to `max` bytes, then cuts the link. */
-  function dropRest(req: NodeRequest, max: number): void {
+  /**
+   * Reads and drops what is left of a refused body, so that a client still sending sees the
+   * answer rather than a reset: at most `max` bytes for at most `ms`, then the link is cut.
+   */
+  function dropRest(req: NodeRequest, max: number, ms: number): void {
+    if (req.readableEnded) return;
     let dropped = 0;
+    const cut = setTimeout(() => req.destroy(), ms);
+    cut.unref();
+    req.once("close", () => clearTimeout(cut));
     req.on("data", (more: Buffer) => {
       dropped += more.length;
       if (dropped > max) req.destroy();
@@ -897,12 +931,13 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   }
 
   /**
-   * Reads a Node request body up to `max` bytes; undefined when it is larger. The rest of an
+   * Reads a Node request body up to `max` bytes; undefined when it is larger, null when the
+   * client went away before its end. The rest of an
    * oversized body is read and dropped (up to `max` bytes more, then the connection is cut),
    * so that a client still sending sees the 413 instead of a reset connection.
    */
-  function readNodeBody(req: NodeRequest, max: number): Promise<Buffer | undefined> {
-    return new Promise((resolve, reject) => {
+  function readNodeBody(req: NodeRequest, max: number): Promise<Buffer | undefined | null> {
+    return new Promise((resolve) => {
       const parts: Buffer[] = [];
       let size = 0;
       const onData = (chunk: Buffer) => {
@@ -910,7 +945,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
         if (size > max) {
           parts.length = 0;
           req.off("data", onData);
-          dropRest(req, max);
+          dropRest(req, max, DROP_MS);
           resolve(undefined);
           return;
         }
@@ -918,8 +953,9 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       };
       req.on("data", onData);
       req.once("end", () => resolve(Buffer.concat(parts, size)));
-      req.once("error", reject);
-      req.once("close", () => resolve(req.complete ? Buffer.concat(parts, size) : undefined));
+      // A client that broke off mid-body (HTTP/1 "aborted", an HTTP/2 RST) is not answered.
+      req.once("error", () => resolve(null));
+      req.once("close", () => resolve(req.readableEnded ? Buffer.concat(parts, size) : null));
     });
   }
 
@@ -942,6 +978,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
         requestId: call.id,
         progressToken: undefined,
         notify: () => undefined,
+        door: "node",
       });
       writeJson(res, 200, { result, jsonrpc: "2.0", id: call.id });
     } catch (err) {
@@ -977,6 +1014,18 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
 
     async handleNode(req, res, peer, next) {
       const facts = nodeFacts(req);
+      try {
+        facts.url();
+      } catch (err) {
+        if (!(err instanceof BadHost)) throw err;
+        dropRest(req, REFUSED_DROP_BYTES, DROP_MS);
+        writeJson(res, 400, {
+          jsonrpc: "2.0",
+          id: null,
+          error: { code: -32000, message: "the Host header is not a host name" },
+        });
+        return;
+      }
       const accept = facts.header("accept") ?? "";
       const version = facts.header("mcp-protocol-version");
       // What the SDK transport refuses (406, 415, 400) takes the usual path, which says so.
@@ -991,6 +1040,8 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       }
       const outcome = await admit(facts, peer, "POST");
       if (!("sub" in outcome)) {
+        // Refused before the body: a little of it is drained, not the whole of it.
+        dropRest(req, REFUSED_DROP_BYTES, DROP_MS);
         writeJson(
           res,
           outcome.status,
@@ -1001,9 +1052,10 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       }
       const principal = outcome;
       const declared = Number(facts.header("content-length") ?? "0");
-      let body: Buffer | undefined;
-      if (declared > options.maxBodyBytes) dropRest(req, options.maxBodyBytes);
+      let body: Buffer | undefined | null;
+      if (declared > options.maxBodyBytes) dropRest(req, options.maxBodyBytes, DROP_MS);
       else body = await readNodeBody(req, options.maxBodyBytes);
+      if (body === null) return; // the client went away
       if (body === undefined) {
         writeJson(res, 413, {
           jsonrpc: "2.0",

@@ -50,16 +50,16 @@ describe("callToolOverHttp (a remote upstream's tools/call)", () => {
   });
   function options(over: Partial<HttpCallOptions> = {}) {
     const cancelled: [string, string][] = [];
-    const refused: [string | number, string][] = [];
+    const replies: Record<string, unknown>[] = [];
     const o: HttpCallOptions = {
       signal: new AbortController().signal,
       timeoutMs: 5000,
       maxBytes: 1 << 20,
       cancel: (id, reason) => cancelled.push([id, reason]),
-      refuse: (id, method) => refused.push([id, method]),
+      reply: (response) => replies.push(response),
       ...over,
     };
-    return { o, cancelled, refused };
+    return { o, cancelled, replies };
   }
   const json = (res: http.ServerResponse, status: number, value: unknown) => {
     res.writeHead(status, { "content-type": "application/json" });
@@ -87,7 +87,7 @@ describe("callToolOverHttp (a remote upstream's tools/call)", () => {
     assert.deepEqual(last.body.params, { name: "echo", arguments: { message: "hi" } });
   });
 
-  it("reads an SSE answer: progress passed on, a server request refused, the response resolves", async () => {
+  it("reads an SSE answer: progress passed on, ping answered, other server requests refused", async () => {
     behaviour = (_req, body, res) => {
       res.writeHead(200, { "content-type": "text/event-stream" });
       const token = (body.params._meta as { progressToken: string }).progressToken;
@@ -99,17 +99,62 @@ describe("callToolOverHttp (a remote upstream's tools/call)", () => {
       res.write(
         `data: ${JSON.stringify({ jsonrpc: "2.0", id: 7, method: "sampling/createMessage", params: {} })}\r\n\r\n`,
       );
+      res.write(`data: ${JSON.stringify({ jsonrpc: "2.0", id: "p1", method: "ping" })}\r\r`);
       // The answer split across writes and lines.
       const answer = JSON.stringify({ jsonrpc: "2.0", id: body.id, result: { content: [] } });
       res.write(`data: ${answer.slice(0, 10)}`);
       setTimeout(() => res.end(`${answer.slice(10)}\n\n`), 20);
     };
     const progress: unknown[] = [];
-    const { o, refused } = options({ onProgress: (p, t, m) => progress.push([p, t, m]) });
+    const { o, replies } = options({ onProgress: (p, t, m) => progress.push([p, t, m]) });
     const result = await callToolOverHttp(session(), "slow", {}, o);
     assert.deepEqual(result, { content: [] });
     assert.deepEqual(progress, [[1, 2, "half"]]);
-    assert.deepEqual(refused, [[7, "sampling/createMessage"]]);
+    assert.deepEqual(replies, [
+      {
+        jsonrpc: "2.0",
+        id: 7,
+        error: { code: -32601, message: "the gateway does not serve sampling/createMessage" },
+      },
+      { jsonrpc: "2.0", id: "p1", result: {} },
+    ]);
+  });
+
+  it("parses SSE however it is chunked: CRLF split across writes, multi-line data, a long line", async () => {
+    const big = "y".repeat(4 * 1024 * 1024);
+    behaviour = (_req, body, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      // One event whose JSON spans two data lines ("\n" between them is JSON whitespace),
+      // with each CRLF split between two writes.
+      const answer = JSON.stringify({ jsonrpc: "2.0", id: body.id, result: { content: [], big } });
+      const cut = answer.indexOf(",");
+      const parts = [
+        `data: ${answer.slice(0, cut)}\r`,
+        `\ndata: ${answer.slice(cut)}`,
+        "\r",
+        "\n\r\n",
+      ];
+      // The long line goes out in 16 KiB pieces.
+      const pieces: string[] = [];
+      for (const p of parts)
+        for (let i = 0; i < p.length; i += 16384) pieces.push(p.slice(i, i + 16384));
+      const next = () => {
+        const piece = pieces.shift();
+        if (piece === undefined) return void res.end();
+        if (res.write(piece)) setImmediate(next);
+        else res.once("drain", next);
+      };
+      next();
+    };
+    const result = (await callToolOverHttp(
+      session(),
+      "big",
+      {},
+      options({ maxBytes: 8 << 20 }).o,
+    )) as {
+      big: string;
+    };
+    assert.equal(result.big.length, big.length);
   });
 
   it("passes a JSON-RPC error answer on as an McpError with the upstream's code", async () => {

@@ -32,10 +32,11 @@ export interface HttpCallOptions {
   /** Tells the upstream a call was abandoned (`notifications/cancelled`), on its session. */
   cancel: (requestId: string, reason: string) => void;
   /**
-   * Answers a request the upstream sent on the call's stream (sampling, elicitation, roots):
-   * the gateway offers none of them, so the answer is a JSON-RPC error, as the SDK client's.
+   * Sends a JSON-RPC response to a request the upstream sent on the call's stream, on its
+   * session: `ping` gets an empty result; sampling, elicitation, roots and anything else a
+   * -32601 error, as the gateway offers none of them (as the SDK client answered).
    */
-  refuse: (requestId: string | number, method: string) => void;
+  reply: (response: Record<string, unknown>) => void;
 }
 
 /** The upstream answered 404 to a request on a session: the session is gone, nothing ran. */
@@ -48,10 +49,16 @@ export class HttpCallError extends Error {
   override readonly name = "HttpCallError";
 }
 
-const agents = {
-  http: new http.Agent({ keepAlive: true }),
-  https: new https.Agent({ keepAlive: true }),
-};
+/*
+ * Kept-alive sockets. An idle socket is closed after 4 s, or 1 s before the upstream's own
+ * `Keep-Alive: timeout` hint (Node's agent reads it), so that a call is not written onto a
+ * socket the upstream is closing at that moment: a tools/call is not retried (it may have run).
+ */
+const agentOptions = { keepAlive: true, timeout: 4000 };
+const agents = { http: new http.Agent(agentOptions), https: new https.Agent(agentOptions) };
+
+/** How long an SSE answer's stream may stay open after the answer arrived, ms. */
+const LINGER_MS = 5000;
 
 let nextId = 0;
 
@@ -97,7 +104,17 @@ export function callToolOverHttp(
   if (session.sessionId) headers["mcp-session-id"] = session.sessionId;
   const secure = session.url.protocol === "https:";
   return new Promise((resolve, reject) => {
+    if (options.signal.aborted) {
+      const reason = options.signal.reason;
+      reject(reason instanceof Error ? reason : new Error("the call was cancelled"));
+      return;
+    }
     let settled = false;
+    const req = (secure ? https : http).request(session.url, {
+      method: "POST",
+      headers,
+      agent: secure ? agents.https : agents.http,
+    });
     const finish = (err: unknown, value?: unknown) => {
       if (settled) return;
       settled = true;
@@ -127,11 +144,6 @@ export function callToolOverHttp(
         ),
       options.timeoutMs,
     );
-    const req = (secure ? https : http).request(session.url, {
-      method: "POST",
-      headers,
-      agent: secure ? agents.https : agents.http,
-    });
     req.setNoDelay(true);
     const answer = (m: JsonRpcAnswer) => {
       if (m.id !== id) return;
@@ -150,6 +162,20 @@ export function callToolOverHttp(
         finish(new HttpCallError("the upstream answered without a result object"));
       }
     };
+    /** A request of the upstream on the call's stream: ping answered, anything else refused. */
+    const serverRequest = (requestId: string | number, method: string) =>
+      options.reply(
+        method === "ping"
+          ? { jsonrpc: "2.0", id: requestId, result: {} }
+          : {
+              jsonrpc: "2.0",
+              id: requestId,
+              error: {
+                code: ErrorCode.MethodNotFound,
+                message: `the gateway does not serve ${method.slice(0, 80)}`,
+              },
+            },
+      );
     req.on("response", (res) => {
       const status = res.statusCode ?? 0;
       const type = (res.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase();
@@ -211,11 +237,19 @@ export function callToolOverHttp(
               return;
             }
             if (typeof m.method === "string") {
-              if (typeof m.id === "string" || typeof m.id === "number")
-                options.refuse(m.id, m.method);
+              if (typeof m.id === "string" || typeof m.id === "number") {
+                serverRequest(m.id, m.method);
+              }
               return;
             }
             answer(m);
+            if (settled) {
+              // Answered: the upstream should end the stream now; a stream it keeps open does
+              // not hold the socket for ever.
+              const linger = setTimeout(() => res.destroy(), LINGER_MS);
+              linger.unref();
+              res.once("close", () => clearTimeout(linger));
+            }
           },
           (err) =>
             finish(err ?? new HttpCallError("the upstream's event stream ended without an answer")),
@@ -226,10 +260,6 @@ export function callToolOverHttp(
       finish(new HttpCallError(`HTTP ${status} with content type ${type || "none"}`));
     });
     req.on("error", (err) => finish(new HttpCallError(err.message, { cause: err })));
-    if (options.signal.aborted) {
-      onAbort();
-      return;
-    }
     options.signal.addEventListener("abort", onAbort, { once: true });
     req.end(body);
   });
@@ -262,7 +292,9 @@ function collect(
 /**
  * Parses an SSE stream (WHATWG `text/event-stream`): `data` lines of an event joined by "\n",
  * the event dispatched at a blank line; comments, `event`, `id` and `retry` fields ignored.
- * `end` is called once: with an error for an oversized event or a broken stream, else without.
+ * Lines end at CRLF, LF or CR (a CRLF split across chunks counts once); each character is
+ * looked at once, however the stream is chunked. `end` is called once: with an error for an
+ * event larger than `maxEvent` or a broken stream, else without.
  */
 function readEvents(
   res: http.IncomingMessage,
@@ -271,35 +303,58 @@ function readEvents(
   end: (err?: Error) => void,
 ): void {
   res.setEncoding("utf8");
-  let buffer = "";
+  /** The unfinished line (its characters were searched already). */
+  let line = "";
   let data: string[] = [];
+  let dataSize = 0;
+  let skipLf = false;
   let ended = false;
   const stop = (err?: Error) => {
     if (ended) return;
     ended = true;
     end(err);
   };
+  const onLine = (text: string) => {
+    if (text === "") {
+      if (data.length === 0) return;
+      const event = data.join("\n");
+      data = [];
+      dataSize = 0;
+      onData(event);
+      return;
+    }
+    let value: string | undefined;
+    if (text.startsWith("data:")) value = text.slice(text.charCodeAt(5) === 32 ? 6 : 5);
+    else if (text === "data") value = "";
+    if (value !== undefined) {
+      data.push(value);
+      dataSize += value.length + 1;
+    }
+  };
   res.on("data", (chunk: string) => {
     if (ended) return;
-    buffer += chunk;
-    for (;;) {
-      const nl = buffer.search(/\r\n|\r|\n/);
-      if (nl < 0) break;
-      const line = buffer.slice(0, nl);
-      buffer = buffer.slice(buffer[nl] === "\r" && buffer[nl + 1] === "\n" ? nl + 2 : nl + 1);
-      if (line === "") {
-        if (data.length > 0) {
-          const event = data.join("\n");
-          data = [];
-          onData(event);
-          if (ended) return;
+    let start = 0;
+    if (skipLf && chunk.charCodeAt(0) === 10) start = 1;
+    skipLf = false;
+    for (let i = start; i < chunk.length; i++) {
+      const c = chunk.charCodeAt(i);
+      if (c !== 10 && c !== 13) continue;
+      const text = line + chunk.slice(start, i);
+      line = "";
+      if (c === 13) {
+        if (i + 1 < chunk.length) {
+          if (chunk.charCodeAt(i + 1) === 10) i++;
+        } else {
+          skipLf = true;
         }
-        continue;
       }
-      if (line.startsWith("data:")) data.push(line.slice(line[5] === " " ? 6 : 5));
-      else if (line === "data") data.push("");
+      start = i + 1;
+      onLine(text);
+      if (ended) return;
+      if (dataSize > maxEvent) break;
     }
-    if (buffer.length + data.reduce((n, d) => n + d.length, 0) > maxEvent) {
+    if (start < chunk.length) line += chunk.slice(start);
+    if (line.length + dataSize > maxEvent) {
       res.destroy();
       stop(new HttpCallError(`an event of the answer exceeds ${maxEvent} bytes`));
     }

@@ -9,6 +9,7 @@ import {
   type CompleteResult,
   ErrorCode,
   type GetPromptResult,
+  type JSONRPCMessage,
   McpError,
   type Prompt,
   type ReadResourceResult,
@@ -247,7 +248,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     return new UpstreamError(`upstream ${server}: ${msg.slice(0, 300)}`, { cause: err });
   }
 
-  async function connect(u: HttpUpstreamConfig): Promise<Client> {
+  async function connect(u: HttpUpstreamConfig, onClose: () => void): Promise<Client> {
     const headers: Record<string, string> = {};
     if (u.credential) {
       const [k, v] = credentialHeader(u.credential);
@@ -265,22 +266,33 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     });
     transport.onerror = (err) =>
       options.logger.debug({ err: String(err), upstream: u.name }, "upstream transport");
-    client.onclose = () => clients.delete(u.name);
+    client.onclose = onClose;
     await client.connect(transport, { timeout: u.timeoutMs });
     links.set(client, { transport, url: new URL(u.url), headers });
     return client;
   }
 
-  async function client(server: string): Promise<Client> {
+  /**
+   * The upstream's client (its MCP session), connected on first use; the promise itself is
+   * what the cache holds, so a closed or failed client only ever removes itself.
+   */
+  function client(server: string): Promise<Client> {
     const u = config(server);
-    if (u.kind !== "http") throw new UpstreamError("not a remote server");
-    let c = clients.get(server);
-    if (!c) {
-      c = connect(u);
-      clients.set(server, c);
-      c.catch(() => clients.delete(server));
-    }
+    if (u.kind !== "http") return Promise.reject(new UpstreamError("not a remote server"));
+    const cached = clients.get(server);
+    if (cached) return cached;
+    const forget = () => {
+      if (clients.get(server) === c) clients.delete(server);
+    };
+    const c = connect(u, forget);
+    clients.set(server, c);
+    c.catch(forget);
     return c;
+  }
+
+  /** {@link reset}, unless another call already replaced the client that failed. */
+  function resetIf(server: string, failed: Promise<Client>): void {
+    if (clients.get(server) === failed) reset(server);
   }
 
   /** Drops a client after a failure so that the next call reconnects. */
@@ -334,7 +346,8 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     o: UpstreamCallOptions,
   ): Promise<unknown> {
     for (let attempt = 0; ; attempt++) {
-      const c = await client(u.name);
+      const p = client(u.name);
+      const c = await p;
       const link = links.get(c);
       if (!link) throw new UpstreamError("no session");
       const session: HttpSession = {
@@ -353,21 +366,20 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
             void c
               .notification({ method: "notifications/cancelled", params: { requestId, reason } })
               .catch(() => undefined),
-          refuse: (id, method) =>
-            void link.transport
-              .send({
-                jsonrpc: "2.0",
-                id,
-                error: {
-                  code: ErrorCode.MethodNotFound,
-                  message: `the gateway does not serve ${method.slice(0, 80)}`,
-                },
-              })
-              .catch(() => undefined),
+          reply: (response) =>
+            void link.transport.send(response as JSONRPCMessage).catch(() => undefined),
         });
       } catch (err) {
-        if (!(err instanceof SessionExpired) || attempt > 0) throw err;
-        reset(u.name);
+        // A JSON-RPC error of the upstream (e.g. -32602) is its answer, not a broken link, and a
+        // call the client cancelled says nothing about the link; anything else (a closed
+        // connection, a timeout, an HTTP failure, a forgotten session) reconnects next time.
+        const answered =
+          err instanceof McpError &&
+          err.code !== ErrorCode.ConnectionClosed &&
+          err.code !== ErrorCode.RequestTimeout;
+        if (!answered && !o.signal.aborted) resetIf(u.name, p);
+        if (err instanceof SessionExpired && attempt === 0) continue;
+        throw err;
       }
     }
   }
@@ -379,7 +391,8 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
   function checkResult(definition: Tool | undefined, raw: unknown): CallToolResult {
     const parsed = CallToolResultSchema.safeParse(raw);
     if (!parsed.success) {
-      throw new UpstreamError(
+      throw new McpError(
+        ErrorCode.InvalidParams,
         `the tool's result is not a tools/call result (${parsed.error.message.slice(0, 200)})`,
       );
     }
@@ -387,7 +400,8 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     const schema = definition?.outputSchema;
     if (!schema || !definition || result.isError) return result;
     if (result.structuredContent === undefined) {
-      throw new UpstreamError(
+      throw new McpError(
+        ErrorCode.InvalidRequest,
         `tool ${definition.name} has an output schema but returned no structured content`,
       );
     }
@@ -398,7 +412,8 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     }
     const v = validate(result.structuredContent);
     if (!v.valid) {
-      throw new UpstreamError(
+      throw new McpError(
+        ErrorCode.InvalidParams,
         `the structured content of tool ${definition.name} does not match its output schema: ${String(v.errorMessage).slice(0, 200)}`,
       );
     }
@@ -439,8 +454,11 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     async call(server, tool, args, callOptions) {
       const u = config(server);
       let l: StdioLease | undefined;
+      /** The call went the direct way (callRemote resets the session itself). */
+      let lean = false;
       try {
         if (u.kind === "http" && callOptions.definition?.execution?.taskSupport !== "required") {
+          lean = true;
           return checkResult(callOptions.definition, await callRemote(u, tool, args, callOptions));
         }
         if (u.kind === "stdio") l = await lease(u, callOptions.caller);
@@ -464,7 +482,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
           err instanceof McpError &&
           err.code !== ErrorCode.ConnectionClosed &&
           err.code !== ErrorCode.RequestTimeout;
-        if (!answered && u.kind === "http") reset(server);
+        if (!answered && u.kind === "http" && !lean) reset(server);
         throw describe(server, stdioFailure(l, err));
       } finally {
         l?.release();
