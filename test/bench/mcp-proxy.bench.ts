@@ -2,7 +2,9 @@
  * MCP proxy overhead benchmark: `tools/call echo` on @modelcontextprotocol/server-everything
  * (Streamable HTTP, a remote upstream on loopback)
  *   1. directly, with the SDK client;
- *   2. through the gateway's /mcp as `everything__echo` (authenticated, pinned definition
+ *   2. through a bare Node HTTP forwarder (kept-alive, piped; no auth, policy, audit): the
+ *      cost of one more HTTP hop on this machine, the floor of any proxy;
+ *   3. through the gateway's /mcp as `everything__echo` (authenticated, pinned definition
  *      checked, decided by policy on the arguments, audited before and after, then forwarded);
  * round-robin in one run after a warm-up. Prints p50/p99 and the difference.
  *
@@ -11,6 +13,8 @@
  * Target (issue 14): the gateway adds ≤ 2 ms p50 for a remote upstream.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -32,8 +36,30 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
+/**
+ * The floor of any proxy on this machine: a bare Node HTTP forwarder (kept-alive sockets, the
+ * request and answer piped through; no authentication, policy, audit or MCP parsing).
+ */
+async function startForwarder(target: URL): Promise<http.Server> {
+  const agent = new http.Agent({ keepAlive: true });
+  const server = http.createServer((req, res) => {
+    const headers = { ...req.headers, host: target.host };
+    const up = http.request(target, { method: req.method, headers, agent }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    up.setNoDelay(true);
+    up.on("error", () => res.destroy());
+    req.pipe(up);
+  });
+  server.on("connection", (socket) => socket.setNoDelay(true));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return server;
+}
+
 const port = await freePort();
 const everything = await startEverything(port);
+const forwarder = await startForwarder(new URL(`http://127.0.0.1:${port}/mcp`));
 const dir = mkdtempSync(join(tmpdir(), "mcp-proxy-bench-"));
 const config = join(dir, "edge.json");
 writeFileSync(
@@ -54,6 +80,12 @@ try {
   const token = await gw.token("bench-proxy", ["developer"]);
   const direct = new Client({ name: "bench-direct", version: "1" });
   await direct.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)));
+  const forwarded = new Client({ name: "bench-forwarded", version: "1" });
+  await forwarded.connect(
+    new StreamableHTTPClientTransport(
+      new URL(`http://127.0.0.1:${(forwarder.address() as AddressInfo).port}/mcp`),
+    ),
+  );
   const proxied = new Client({ name: "bench-proxied", version: "1" });
   await proxied.connect(
     new StreamableHTTPClientTransport(new URL(`${gw.url}/mcp`), {
@@ -65,6 +97,11 @@ try {
     {
       name: "direct: server-everything echo",
       run: () => direct.callTool({ name: "echo", arguments: { message: "hi" } }),
+      samples: [] as number[],
+    },
+    {
+      name: "through a bare Node HTTP forwarder (the floor of any proxy here)",
+      run: () => forwarded.callTool({ name: "echo", arguments: { message: "hi" } }),
       samples: [] as number[],
     },
     {
@@ -88,6 +125,7 @@ try {
   // time on a shared machine; it includes the edge's idle work (~15 ms/s: runner probes, GC).
   const edgeCpu = (cpuMs(gw.edge.child.pid) - edgeCpu0) / ITERATIONS;
   await direct.close();
+  await forwarded.close();
   await proxied.close();
   const rows = variants.map((v) => {
     const s = [...v.samples].sort((a, b) => a - b);
@@ -97,16 +135,21 @@ try {
   console.log("| path | p50 ms | p99 ms |");
   console.log("| --- | --- | --- |");
   for (const r of rows) console.log(`| ${r.name} | ${r.p50.toFixed(2)} | ${r.p99.toFixed(2)} |`);
-  const [base, gwRow] = rows;
-  if (base && gwRow) {
+  const [base, floor, gwRow] = rows;
+  if (base && floor && gwRow) {
     const d = gwRow.p50 - base.p50;
     console.log(
       `\nadded by the gateway p50: +${d.toFixed(2)} ms (ratio ${(gwRow.p50 / base.p50).toFixed(2)}×); target ≤ +2 ms: ${d <= 2 ? "met" : "NOT met"}`,
+    );
+    console.log(
+      `added by a bare forwarder p50: +${(floor.p50 - base.p50).toFixed(2)} ms; the gateway's own work (gateway − forwarder): +${(gwRow.p50 - floor.p50).toFixed(2)} ms`,
     );
     console.log(`edge CPU per proxied call: ${edgeCpu.toFixed(2)} ms (user + system)`);
   }
 } finally {
   everything.kill("SIGKILL");
+  forwarder.closeAllConnections();
+  forwarder.close();
   await gw.stop();
   rmSync(dir, { recursive: true, force: true });
 }
