@@ -72,6 +72,17 @@ export interface Edge {
   internalUrl: string | undefined;
   store: TaskStore;
   policy: PolicyEngine;
+  /**
+   * Applies a new list of upstream MCP servers (`mcp.upstreams` of a configuration `read`
+   * reads and validates) without a restart; says what changed. Refused, with the previous list
+   * kept, when `read` throws, MCP is off or the edge started without upstreams; the outcome is
+   * logged and recorded in the audit trail either way.
+   */
+  reloadUpstreams(read: () => EdgeConfig["mcp"]["upstreams"]): {
+    added: string[];
+    removed: string[];
+    changed: string[];
+  };
   /** Readiness goes 503, new calls are refused, in-flight work drains within the bound, then everything closes. */
   close(): Promise<void>;
 }
@@ -348,6 +359,8 @@ export async function startEdge(
     ...standardGrpc.publicProcedures,
   ]);
   const corsOrigins = new Set(config.corsOrigins);
+  /** The upstream list in force (replaced by a reload). */
+  let mcpUpstreams = config.mcp.upstreams;
   /** The MCP endpoint, loaded on first use (cold start); undefined when MCP is off. */
   let mcp: (() => Promise<McpEndpoint>) | undefined;
   if (config.mcp.enabled) {
@@ -368,7 +381,7 @@ export async function startEdge(
           maxBodyBytes: config.mcp.maxBodyBytes,
           maxResultBytes: config.mcp.maxResultBytes,
           toolSeparator: config.mcp.toolSeparator,
-          unprefixedUpstream: config.mcp.upstreams.find((u) => !u.namespace)?.name,
+          unprefixedUpstream: () => mcpUpstreams.find((u) => !u.namespace)?.name,
           accepting: () => accepting,
           metrics,
           logger,
@@ -600,6 +613,26 @@ export async function startEdge(
     internalUrl: internal?.url,
     store,
     policy,
+    reloadUpstreams(read) {
+      try {
+        const next = read();
+        if (!config.mcp.enabled) throw new Error("MCP is off (mcp.enabled: false)");
+        if (!upstreams) {
+          throw new Error(
+            "the edge started without upstreams: restart it to add the first (the MCP client code is loaded at start only when upstreams are configured)",
+          );
+        }
+        const changes = upstreams.replace(next);
+        mcpUpstreams = next;
+        logger.info({ ...changes, upstreams: next.map((u) => u.name) }, "mcp upstreams reloaded");
+        trail.configReloaded("mcp.upstreams");
+        return changes;
+      } catch (err) {
+        logger.error({ err: String(err) }, "mcp upstreams not reloaded");
+        trail.configReloaded("mcp.upstreams", err);
+        throw err;
+      }
+    },
     async close() {
       draining = true;
       accepting = false;

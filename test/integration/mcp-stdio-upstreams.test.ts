@@ -22,6 +22,9 @@ import { type Gateway, ROOT, startGateway } from "./harness.js";
  */
 let gw: Gateway;
 let dev: string;
+/** The edge's configuration file and the upstream list in it (rewritten by the reload test). */
+let edgeConfig = "";
+let upstreamList: Record<string, unknown>[] = [];
 const NODE_MODULES = join(ROOT, "node_modules");
 const EVERYTHING = join(NODE_MODULES, "@modelcontextprotocol/server-everything/dist/index.js");
 const FILESYSTEM = join(NODE_MODULES, "@modelcontextprotocol/server-filesystem/dist/index.js");
@@ -29,42 +32,36 @@ const FILESYSTEM = join(NODE_MODULES, "@modelcontextprotocol/server-filesystem/d
 before(async () => {
   const dir = join(NODE_MODULES, ".cache");
   mkdirSync(dir, { recursive: true });
-  const edgeConfig = join(dir, `mcp-stdio-edge-${process.pid}.json`);
+  edgeConfig = join(dir, `mcp-stdio-edge-${process.pid}.json`);
   const runnerConfig = join(dir, `mcp-stdio-runner-${process.pid}.json`);
-  writeFileSync(
-    edgeConfig,
-    JSON.stringify({
-      mcp: {
-        upstreams: [
-          {
-            name: "everything",
-            kind: "stdio",
-            command: "node",
-            args: [EVERYTHING, "stdio"],
-            readOnlyPaths: [NODE_MODULES],
-            timeoutMs: 30_000,
-          },
-          {
-            name: "filesystem",
-            kind: "stdio",
-            command: "node",
-            args: [FILESYSTEM, "/workspace"],
-            readOnlyPaths: [NODE_MODULES],
-            workspace: "mcp",
-            idleTimeoutMs: 2000,
-            timeoutMs: 30_000,
-          },
-          {
-            name: "broken",
-            kind: "stdio",
-            command: "node",
-            args: ["-e", "console.error('boom: cannot start'); process.exit(3)"],
-            timeoutMs: 10_000,
-          },
-        ],
-      },
-    }),
-  );
+  upstreamList = [
+    {
+      name: "everything",
+      kind: "stdio",
+      command: "node",
+      args: [EVERYTHING, "stdio"],
+      readOnlyPaths: [NODE_MODULES],
+      timeoutMs: 30_000,
+    },
+    {
+      name: "filesystem",
+      kind: "stdio",
+      command: "node",
+      args: [FILESYSTEM, "/workspace"],
+      readOnlyPaths: [NODE_MODULES],
+      workspace: "mcp",
+      idleTimeoutMs: 2000,
+      timeoutMs: 30_000,
+    },
+    {
+      name: "broken",
+      kind: "stdio",
+      command: "node",
+      args: ["-e", "console.error('boom: cannot start'); process.exit(3)"],
+      timeoutMs: 10_000,
+    },
+  ];
+  writeFileSync(edgeConfig, JSON.stringify({ mcp: { upstreams: upstreamList } }));
   // The runner decides which host directories servers may see (here: the repository's modules).
   writeFileSync(runnerConfig, JSON.stringify({ mcpServerReadOnlyPaths: [NODE_MODULES] }));
   gw = await startGateway({
@@ -261,6 +258,35 @@ describe("stdio MCP servers in the sandbox", () => {
       assert.equal(again.isError, undefined, text(again));
       assert.match(text(again), /Echo: after the crash/);
       assert.notEqual(startedPids("everything").at(-1), pid);
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("a reloaded configuration (SIGHUP) retires the tenant's process; the next call starts the new one", async () => {
+    const c = await connect(dev);
+    try {
+      const before = await c.callTool({ name: "everything__echo", arguments: { message: "a" } });
+      assert.equal(before.isError, undefined, text(before));
+      const old = startedPids("everything").at(-1) as number;
+      assert.ok(existsSync(`/proc/${old}`));
+      // The same server with one more environment variable: a changed configuration.
+      upstreamList = upstreamList.map((u) =>
+        u.name === "everything" ? { ...u, env: { RELOADED: "1" } } : u,
+      );
+      writeFileSync(edgeConfig, JSON.stringify({ mcp: { upstreams: upstreamList } }));
+      gw.edge.child.kill("SIGHUP");
+      await eventually("the reload is logged", () =>
+        gw.edge.stdout().includes('"changed":["everything"]'),
+      );
+      await eventually("the old process is gone", () => !existsSync(`/proc/${old}`));
+      const after = (await c.callTool({
+        name: "everything__echo",
+        arguments: { message: "after the reload" },
+      })) as CallToolResult;
+      assert.equal(after.isError, undefined, text(after));
+      assert.match(text(after), /Echo: after the reload/);
+      assert.notEqual(startedPids("everything").at(-1), old);
     } finally {
       await c.close();
     }

@@ -130,27 +130,27 @@ export async function edgeCommand(argv: string[]): Promise<number> {
     },
     false,
   );
-  const file = readConfigFile(values.config);
   const runners = values.runner?.map((r) => {
     const i = r.indexOf("=");
     if (i <= 0) throw new UsageError(`--runner ${r}: expected id=https://host:port`);
     return { id: r.slice(0, i), url: r.slice(i + 1) };
   });
-  const input: EdgeConfigInput = {
+  /** The configuration from the file, the environment and the flags (read again on SIGHUP). */
+  const input = (): EdgeConfigInput => ({
     dataDir: defaultDataDir(),
     policyBundle: DEFAULT_POLICY_BUNDLE,
     ...fromEnvironment(),
     ...storeFromEnvironment(),
-    ...file,
+    ...readConfigFile(values.config),
     ...withoutUndefined({
       host: values.host,
       port: port(values.port),
       dataDir: values["data-dir"],
       runners,
     }),
-  };
+  });
   const { edgeConfigSchema, startEdge } = await edgeTier();
-  const config = parseConfig(edgeConfigSchema, input, "edge");
+  const config = parseConfig(edgeConfigSchema, input(), "edge");
   const logger = createLogger({ name: "edge", level: config.logLevel });
   // Handlers before the port is bound and anything says "listening": a supervisor that stops
   // the edge as soon as it is up (or while it starts) gets a graceful shutdown, not SIGTERM's
@@ -169,7 +169,19 @@ export async function edgeCommand(argv: string[]): Promise<number> {
   process.stderr.write(
     `edge listening on ${edge.url}${edge.internalUrl ? ` (internal ${edge.internalUrl})` : ""}\n`,
   );
+  // SIGHUP: the configuration is read and validated again and the list of upstream MCP
+  // servers applied without a restart; anything else in it waits for a restart. An invalid
+  // file changes nothing (the error is logged and recorded in the audit trail by the edge).
+  const onHangup = () => {
+    try {
+      edge.reloadUpstreams(() => parseConfig(edgeConfigSchema, input(), "edge").mcp.upstreams);
+    } catch {
+      // logged and recorded in the audit trail by the edge; the previous list stays
+    }
+  };
+  process.on("SIGHUP", onHangup);
   await signal;
+  process.off("SIGHUP", onHangup);
   await edge.close();
   return 0;
 }

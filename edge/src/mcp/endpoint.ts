@@ -75,8 +75,8 @@ export interface McpEndpointOptions {
   maxResultBytes: number;
   /** Between server and tool name in an upstream tool's namespaced name (`<server>__<tool>`). */
   toolSeparator: string;
-  /** The upstream whose tools keep their own names (namespace: false), if any. */
-  unprefixedUpstream?: string | undefined;
+  /** The upstream whose tools keep their own names (namespace: false), if any (read per call: the list may be reloaded). */
+  unprefixedUpstream: () => string | undefined;
   /** False while draining or waiting as a standby: calls get 503. */
   accepting: () => boolean;
   /** Called when a browser Origin is refused (recorded as a security event in the audit chain). */
@@ -513,18 +513,10 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       progress: extra.progressToken !== undefined,
     };
     const sep = name.indexOf(options.toolSeparator);
-    const prefixed = sep > 0 && name.slice(0, sep) !== options.unprefixedUpstream;
-    if (!tool && !prefixed && options.unprefixedUpstream) {
-      return callUpstream(
-        options.unprefixedUpstream,
-        name,
-        name,
-        args,
-        principal,
-        peer,
-        traceparent,
-        upstream,
-      );
+    const unprefixed = options.unprefixedUpstream();
+    const prefixed = sep > 0 && name.slice(0, sep) !== unprefixed;
+    if (!tool && !prefixed && unprefixed) {
+      return callUpstream(unprefixed, name, name, args, principal, peer, traceparent, upstream);
     }
     if (!tool && sep > 0) {
       return callUpstream(
@@ -551,10 +543,11 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   function routePrompt(name: string): { server: string; name: string } {
     const sep = name.indexOf(options.toolSeparator);
     const prefix = sep > 0 ? name.slice(0, sep) : "";
-    if (prefix && prefix !== options.unprefixedUpstream && ops.upstreamServers().includes(prefix)) {
+    const unprefixed = options.unprefixedUpstream();
+    if (prefix && prefix !== unprefixed && ops.upstreamServers().includes(prefix)) {
       return { server: prefix, name: name.slice(sep + options.toolSeparator.length) };
     }
-    if (options.unprefixedUpstream) return { server: options.unprefixedUpstream, name };
+    if (unprefixed) return { server: unprefixed, name };
     throw new McpError(
       ErrorCode.InvalidParams,
       `unknown prompt "${name.slice(0, 80)}": call prompts/list for the prompts you may get`,
@@ -562,7 +555,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   }
   /** The gateway's name of an upstream prompt. */
   function promptName(server: string, name: string): string {
-    return server === options.unprefixedUpstream
+    return server === options.unprefixedUpstream()
       ? name
       : `${server}${options.toolSeparator}${name}`;
   }
@@ -573,7 +566,8 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       const slash = rest.indexOf("/");
       if (slash > 0) return { server: rest.slice(0, slash), uri: rest.slice(slash + 1) };
     }
-    if (options.unprefixedUpstream) return { server: options.unprefixedUpstream, uri };
+    const unprefixed = options.unprefixedUpstream();
+    if (unprefixed) return { server: unprefixed, uri };
     throw new McpError(
       ErrorCode.InvalidParams,
       `unknown resource "${uri.slice(0, 120)}": resources are named ${RESOURCE_URI_PREFIX}<server>/<uri> (call resources/list)`,
@@ -581,7 +575,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   }
   /** The gateway's URI of an upstream resource (or URI template). */
   function resourceUri(server: string, uri: string): string {
-    return server === options.unprefixedUpstream ? uri : `${RESOURCE_URI_PREFIX}${server}/${uri}`;
+    return server === options.unprefixedUpstream() ? uri : `${RESOURCE_URI_PREFIX}${server}/${uri}`;
   }
   /** Embedded resources and resource links of a prompt, renamed to the gateway's URIs. */
   function renameMessage(server: string, m: PromptMessage): PromptMessage {
@@ -589,7 +583,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   }
   /** An embedded resource or resource link of an upstream, renamed to the gateway's URI. */
   function renameContent<C extends ContentBlock>(server: string, c: C): C {
-    if (server === options.unprefixedUpstream) return c;
+    if (server === options.unprefixedUpstream()) return c;
     if (c.type === "resource") {
       return { ...c, resource: { ...c.resource, uri: resourceUri(server, c.resource.uri) } };
     }
@@ -748,7 +742,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
           return d ? [d] : [];
         });
         const upstream = found.upstream.flatMap((t) => {
-          if (t.server !== options.unprefixedUpstream) {
+          if (t.server !== options.unprefixedUpstream()) {
             return [
               { ...t.definition, name: `${t.server}${options.toolSeparator}${t.definition.name}` },
             ];

@@ -288,6 +288,11 @@ export interface StdioClients {
   onStopped: ((tenant: string, server: string) => void) | undefined;
   /** Servers running now ("<tenant>/<server>" → host pid), for tests and logs. */
   running(): Map<string, number>;
+  /**
+   * Retires every tenant's process of `server` (its configuration changed or it was removed):
+   * the next call starts a new one; a process with calls in flight stops when they end.
+   */
+  stop(server: string): void;
   /** Stops every server. */
   close(): Promise<void>;
 }
@@ -311,6 +316,8 @@ interface Entry {
   lastUsed: number;
   startedAt: number;
   idleTimeoutMs: number;
+  /** Retired by {@link StdioClients.stop}: closed once its last call ends. */
+  retired?: boolean;
 }
 
 /**
@@ -450,6 +457,9 @@ export function createStdioClients(options: StdioClientsOptions): StdioClients {
           released = true;
           held.inflight--;
           held.lastUsed = Date.now();
+          if (held.retired && held.inflight === 0) {
+            void held.client.then((c) => c.close()).catch(() => undefined);
+          }
         },
       };
     },
@@ -458,6 +468,16 @@ export function createStdioClients(options: StdioClientsOptions): StdioClients {
       for (const [key, e] of entries)
         if (e.transport?.pid) out.set(key.replace("\0", "/"), e.transport.pid);
       return out;
+    },
+    stop(server) {
+      for (const [key, e] of entries) {
+        if (key.split("\0")[1] !== server) continue;
+        entries.delete(key);
+        crashes.delete(key);
+        e.retired = true;
+        if (e.inflight === 0) void e.client.then((c) => c.close()).catch(() => undefined);
+      }
+      for (const key of crashes.keys()) if (key.split("\0")[1] === server) crashes.delete(key);
     },
     async close() {
       clearInterval(sweep);

@@ -148,6 +148,16 @@ export interface Upstreams {
     params: CompleteRequest["params"],
     options: UpstreamRequestOptions,
   ): Promise<CompleteResult>;
+  /**
+   * Replaces the list (a configuration reload): a removed or changed upstream's session is
+   * closed and its stdio processes retired (calls in flight finish on them); new ones are
+   * reached on first use. Says what changed.
+   */
+  replace(upstreams: readonly UpstreamConfig[]): {
+    added: string[];
+    removed: string[];
+    changed: string[];
+  };
   close(): Promise<void>;
 }
 
@@ -195,16 +205,21 @@ function credentialHeader(c: NonNullable<HttpUpstreamConfig["credential"]>): [st
  * gateway's configured credential is sent, never the caller's token.
  */
 export function createUpstreams(options: UpstreamsOptions): Upstreams {
-  const byName = new Map(options.upstreams.map((u) => [u.name, u]));
+  let byName = new Map(options.upstreams.map((u) => [u.name, u]));
   const clients = new Map<string, Promise<Client>>();
   const lists = new Map<string, { at: number; tools: UpstreamTool[] }>();
   const ttl = options.toolsTtlMs ?? 5000;
   const pickRunner = options.pickRunner;
-  const stdio: StdioClients | undefined =
-    pickRunner && options.upstreams.some((u) => u.kind === "stdio")
-      ? createStdioClients({ pickRunner, logger: options.logger })
-      : undefined;
-  if (stdio) stdio.onStopped = (tenant, server) => lists.delete(`${tenant}\0${server}`);
+  let stdio: StdioClients | undefined;
+  /** The stdio processes' manager, made when the first stdio upstream is configured. */
+  function stdioClients(): StdioClients | undefined {
+    if (!stdio && pickRunner && [...byName.values()].some((u) => u.kind === "stdio")) {
+      stdio = createStdioClients({ pickRunner, logger: options.logger });
+      stdio.onStopped = (tenant, server) => lists.delete(`${tenant}\0${server}`);
+    }
+    return stdio;
+  }
+  stdioClients();
   /** The session behind each remote upstream's client, for {@link callToolOverHttp}. */
   const links = new WeakMap<
     Client,
@@ -220,8 +235,9 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     caller: UpstreamCaller | undefined,
   ): Promise<StdioLease> {
     if (!caller) throw new UpstreamError("a stdio server needs the caller's tenant");
-    if (!stdio) throw new UpstreamError("stdio servers need a runner pool");
-    return stdio.acquire(u, caller);
+    const clients = stdioClients();
+    if (!clients) throw new UpstreamError("stdio servers need a runner pool");
+    return clients.acquire(u, caller);
   }
 
   /** What broke when a stdio server's call failed: the server's end if it ended. */
@@ -547,6 +563,30 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
         if (!c.getServerCapabilities()?.completions) throw new NotServed(server, "completions");
         return c.complete(params, { timeout, signal: o.signal });
       });
+    },
+
+    replace(next) {
+      const before = byName;
+      byName = new Map(next.map((u) => [u.name, u]));
+      const out = { added: [] as string[], removed: [] as string[], changed: [] as string[] };
+      for (const [name, u] of before) {
+        const now = byName.get(name);
+        if (now && JSON.stringify(now) === JSON.stringify(u)) continue;
+        (now ? out.changed : out.removed).push(name);
+        if (u.kind === "http") {
+          const c = clients.get(name);
+          clients.delete(name);
+          c?.then((cl) => cl.close()).catch(() => undefined);
+        } else {
+          stdio?.stop(name);
+        }
+        for (const key of lists.keys()) {
+          if (key === name || key.endsWith(`\0${name}`)) lists.delete(key);
+        }
+      }
+      for (const name of byName.keys()) if (!before.has(name)) out.added.push(name);
+      stdioClients();
+      return out;
     },
 
     async close() {
