@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { accessSync, constants as fsConstants } from "node:fs";
 import type { IncomingMessage } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import { join, resolve } from "node:path";
@@ -622,10 +623,47 @@ export async function startEdge(
             "the edge started without upstreams: restart it to add the first (the MCP client code is loaded at start only when upstreams are configured)",
           );
         }
+        // The environment is the one the edge started with: a credential a new or changed
+        // upstream names must be there now, or the reload is refused (not its first call).
+        for (const u of next) {
+          if (u.kind !== "http" || !u.credential) continue;
+          const c = u.credential;
+          if (c.fromEnv && !process.env[c.fromEnv]) {
+            throw new Error(
+              `upstream ${u.name}: the environment variable ${c.fromEnv} is not set in the edge's environment (read at start; restart the edge to change it)`,
+            );
+          }
+          if (c.fromFile) {
+            try {
+              accessSync(c.fromFile, fsConstants.R_OK);
+            } catch (err) {
+              throw new Error(
+                `upstream ${u.name}: the credential file ${c.fromFile} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`,
+              );
+            }
+          }
+        }
         const changes = upstreams.replace(next);
         mcpUpstreams = next;
-        logger.info({ ...changes, upstreams: next.map((u) => u.name) }, "mcp upstreams reloaded");
-        trail.configReloaded("mcp.upstreams");
+        // Where each new or changed server is reached: a new upstream is a new trust boundary.
+        const targets = Object.fromEntries(
+          next
+            .filter((u) => changes.added.includes(u.name) || changes.changed.includes(u.name))
+            .map((u) => [
+              u.name,
+              u.kind === "http"
+                ? (() => {
+                    const url = new URL(u.url);
+                    return `${url.origin}${url.pathname}`; // no user info, no query
+                  })()
+                : `stdio: ${u.command}`,
+            ]),
+        );
+        logger.info(
+          { ...changes, targets, upstreams: next.map((u) => u.name) },
+          "mcp upstreams reloaded",
+        );
+        trail.configReloaded("mcp.upstreams", undefined, { ...changes, targets });
         return changes;
       } catch (err) {
         logger.error({ err: String(err) }, "mcp upstreams not reloaded");

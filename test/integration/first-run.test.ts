@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { type Gateway, runCli, startGateway } from "./harness.js";
 
@@ -34,6 +37,21 @@ describe("first run, as a new user meets it", () => {
     const r = await runCli(["edge", "--port", port, "--runner", `r=${gw.runnerUrl}`], env);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /already in use.*mcp-gateway edge --port \d+/);
+  });
+
+  it("a config file that is not JSON says so without quoting its text", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mcp-bad-config-"));
+    try {
+      const file = join(dir, "edge.json");
+      // A secret next to the syntax error: V8's own message would quote it.
+      writeFileSync(file, '{"databaseUrl": postgres://gw:hunter2@db/gateway}');
+      const r = await runCli(["edge", "--config", file], env);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /is not a JSON object \(Unexpected token 'p'\)/);
+      assert.doesNotMatch(r.stderr, /hunter2/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("exec puts its [mcp] lines on their own line after output lacking a final newline", async () => {

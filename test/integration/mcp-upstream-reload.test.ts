@@ -15,6 +15,8 @@ import { freePort, startEverything } from "./helpers/everything.js";
  */
 let gw: Gateway;
 let everything: ChildProcess;
+/** A second server, for a changed address. */
+let second: ChildProcess | undefined;
 let url = "";
 let config = "";
 let dev = "";
@@ -37,6 +39,7 @@ before(async () => {
 
 after(async () => {
   everything?.kill("SIGKILL");
+  second?.kill("SIGKILL");
   await gw?.stop();
 });
 
@@ -103,9 +106,26 @@ describe("reloading the upstream list (SIGHUP)", () => {
     assert.equal(gw.edge.child.exitCode, null, "the edge kept running");
   });
 
+  it("a changed server is reached at its new address; the old one can go away", async () => {
+    const port2 = await freePort();
+    second = await startEverything(port2);
+    writeConfig([{ name: "beta", kind: "http", url: `http://127.0.0.1:${port2}/mcp` }]);
+    await hangup(2);
+    assert.match(
+      gw.edge
+        .stdout()
+        .split("\n")
+        .filter((l) => l.includes("mcp upstreams reloaded"))
+        .at(-1) ?? "",
+      /"changed":\["beta"\]/,
+    );
+    everything.kill("SIGKILL"); // the first server is gone: only the new address can answer
+    assert.match(JSON.stringify((await call("beta__echo")).content), /Echo: hi/);
+  });
+
   it("an invalid file changes nothing and says why", async () => {
     writeConfig([{ name: "gamma", kind: "http", url: "ftp://127.0.0.1/mcp" }]);
-    await hangup(2);
+    await hangup(3);
     const names = await toolNames();
     assert.ok(names.includes("beta__echo"), names.join(" "));
     assert.ok(!names.some((n) => n.startsWith("gamma__")));
@@ -114,6 +134,14 @@ describe("reloading the upstream list (SIGHUP)", () => {
       .split("\n")
       .find((l) => l.includes("mcp upstreams not reloaded"));
     assert.match(line ?? "", /upstream url must be http/);
+    // Valid, but its credential is not in the edge's environment: refused now, not at its
+    // first call.
+    writeConfig([
+      { name: "gamma", kind: "http", url, credential: { fromEnv: "MCPG_RELOAD_TEST_UNSET" } },
+    ]);
+    await hangup(4);
+    assert.ok(!(await toolNames()).some((n) => n.startsWith("gamma__")));
+    assert.match(gw.edge.stdout(), /MCPG_RELOAD_TEST_UNSET is not set in the edge's environment/);
     assert.equal(gw.edge.child.exitCode, null);
   });
 
@@ -123,11 +151,33 @@ describe("reloading the upstream list (SIGHUP)", () => {
     const reloads = r.stdout
       .split("\n")
       .filter((l) => l.includes('"what":"mcp.upstreams"'))
-      .map((l) => JSON.parse(l) as { operation: string; details: { error?: string } });
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            operation: string;
+            details: {
+              error?: string;
+              added?: string[];
+              removed?: string[];
+              changed?: string[];
+              targets?: Record<string, string>;
+            };
+          },
+      );
     assert.deepEqual(
       reloads.map((e) => e.operation),
-      ["security.config_reloaded", "security.config_reload_failed"],
+      [
+        "security.config_reloaded",
+        "security.config_reloaded",
+        "security.config_reload_failed",
+        "security.config_reload_failed",
+      ],
     );
-    assert.match(reloads[1]?.details.error ?? "", /upstream url must be http/);
+    // What changed and where the new servers are reached, for whoever reads the trail later.
+    assert.deepEqual(reloads[0]?.details.added, ["beta"]);
+    assert.deepEqual(reloads[0]?.details.removed, ["alpha"]);
+    assert.deepEqual(reloads[0]?.details.targets, { beta: url });
+    assert.deepEqual(reloads[1]?.details.changed, ["beta"]);
+    assert.match(reloads[2]?.details.error ?? "", /upstream url must be http/);
   });
 });

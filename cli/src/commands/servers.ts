@@ -33,7 +33,11 @@ function readConfigFile(path: string | undefined): Record<string, unknown> {
       throw new Error("not an object");
     return value as Record<string, unknown>;
   } catch (err) {
-    throw new UsageError(`config file ${path} is not a JSON object: ${(err as Error).message}`);
+    // Not V8's message: it quotes the text around the error, which may be a secret (a
+    // database URL with its password), and this message is logged and audited on a reload.
+    // V8 writes `Unexpected token 'p', [...]"<the text>"... is not valid JSON`: the first part.
+    const kind = (err as Error).message.split(/, (?:\.\.\.)?"/)[0]?.slice(0, 80) ?? "";
+    throw new UsageError(`config file ${path} is not a JSON object${kind ? ` (${kind})` : ""}`);
   }
 }
 
@@ -156,7 +160,42 @@ export async function edgeCommand(argv: string[]): Promise<number> {
   // the edge as soon as it is up (or while it starts) gets a graceful shutdown, not SIGTERM's
   // default (found by the build's code-cache warm-up, which does exactly that).
   const signal = untilSignal(logger);
-  const edge = await starting(
+  // SIGHUP reloads the upstream list (below) once the edge serves; before that and while it
+  // drains it is ignored, never the default (which would end the edge without a drain). In a
+  // terminal it keeps its meaning — the session ended — and stops the edge gracefully.
+  let edge: Awaited<ReturnType<typeof startEdge>> | undefined;
+  let stopping = false;
+  const interactive = process.stdin.isTTY === true;
+  const onHangup = () => {
+    if (interactive) {
+      process.kill(process.pid, "SIGTERM");
+      return;
+    }
+    if (!edge || stopping) {
+      logger.warn(
+        { ready: edge !== undefined, stopping },
+        "SIGHUP ignored: the edge is not serving",
+      );
+      return;
+    }
+    try {
+      edge.reloadUpstreams(() => {
+        const next = parseConfig(edgeConfigSchema, input(), "edge");
+        const { upstreams: _next, ...restNext } = next.mcp;
+        const { upstreams: _now, ...restNow } = config.mcp;
+        if (
+          JSON.stringify({ ...next, mcp: restNext }) !== JSON.stringify({ ...config, mcp: restNow })
+        ) {
+          logger.warn("settings other than mcp.upstreams changed: they apply at the next restart");
+        }
+        return next.mcp.upstreams;
+      });
+    } catch {
+      // logged and recorded in the audit trail by the edge; the previous list stays
+    }
+  };
+  process.on("SIGHUP", onHangup);
+  edge = await starting(
     () =>
       startEdge(config, logger, {
         onFatal: (err) => {
@@ -169,20 +208,10 @@ export async function edgeCommand(argv: string[]): Promise<number> {
   process.stderr.write(
     `edge listening on ${edge.url}${edge.internalUrl ? ` (internal ${edge.internalUrl})` : ""}\n`,
   );
-  // SIGHUP: the configuration is read and validated again and the list of upstream MCP
-  // servers applied without a restart; anything else in it waits for a restart. An invalid
-  // file changes nothing (the error is logged and recorded in the audit trail by the edge).
-  const onHangup = () => {
-    try {
-      edge.reloadUpstreams(() => parseConfig(edgeConfigSchema, input(), "edge").mcp.upstreams);
-    } catch {
-      // logged and recorded in the audit trail by the edge; the previous list stays
-    }
-  };
-  process.on("SIGHUP", onHangup);
   await signal;
-  process.off("SIGHUP", onHangup);
+  stopping = true;
   await edge.close();
+  process.off("SIGHUP", onHangup);
   return 0;
 }
 

@@ -72,7 +72,7 @@ export interface AuditTrail {
   /** Pass from PolicyEngineOptions.onReload. */
   policyReloaded(result: ReloadResult): void;
   /** A configuration part reloaded (e.g. "runnerTls"), or failed to. */
-  configReloaded(what: string, error?: unknown): void;
+  configReloaded(what: string, error?: unknown, details?: Record<string, unknown>): void;
   /** Checkpoint now (tests, shutdown). */
   checkpoint(): Promise<void>;
   /** Exporters, for tests. */
@@ -279,11 +279,11 @@ export async function createAuditTrail(options: AuditTrailOptions): Promise<Audi
         { revision: r.revision, ...(r.error ? { error: clip(r.error) } : {}) },
       );
     },
-    configReloaded(what, error) {
+    configReloaded(what, error, details = {}) {
       void security.lifecycle(
         error === undefined ? "config_reloaded" : "config_reload_failed",
         error === undefined ? "reloaded" : "failed",
-        { what, ...(error === undefined ? {} : { error: clip(String(error)) }) },
+        { what, ...details, ...(error === undefined ? {} : { error: clip(String(error)) }) },
       );
     },
     async checkpoint() {

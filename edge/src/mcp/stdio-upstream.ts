@@ -390,6 +390,9 @@ export function createStdioClients(options: StdioClientsOptions): StdioClients {
     const client = new Client({ name: "mcp-security-gateway", version: "1" });
     client.onclose = () => {
       if (entries.get(key) === e) entries.delete(key);
+      // A retired process (its configuration was reloaded): what it does now says nothing
+      // about its successor, whose list and backoff are not touched.
+      if (e.retired) return;
       clients.onStopped?.(caller.tenant, u.name);
       if (transport.closedByGateway) return;
       const prev = crashes.get(key);

@@ -47,6 +47,8 @@ export interface UpstreamTool {
   digest: string;
   /** That canonical JSON text. */
   canonical: string;
+  /** The server's configuration the tool was listed from (a reload may replace it). */
+  config: UpstreamConfig;
 }
 
 /** A failure to reach or use an upstream, with a message fit for clients. */
@@ -97,6 +99,11 @@ export interface UpstreamCallOptions {
   caller?: UpstreamCaller;
   /** The tool's definition (as listed): its output schema is checked against the result. */
   definition?: Tool;
+  /**
+   * The configuration the tool was listed from: when a reload replaced it since (the call was
+   * checked against the old server's pinned definition), the call is refused, not sent.
+   */
+  listedFrom?: UpstreamConfig;
 }
 
 /** An upstream's resources and resource templates (empty when it declares no resources). */
@@ -331,9 +338,11 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
   ): Promise<T> {
     const u = config(server);
     let l: StdioLease | undefined;
+    let p: Promise<Client> | undefined;
     try {
       if (u.kind === "stdio") l = await lease(u, options.caller);
-      const c = l ? l.client : await client(server);
+      p = l ? undefined : client(server);
+      const c = l ? l.client : await (p as Promise<Client>);
       return await fn(c, u.timeoutMs);
     } catch (err) {
       if (err instanceof NotServed) throw err;
@@ -343,7 +352,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
         err.code !== ErrorCode.ConnectionClosed &&
         err.code !== ErrorCode.RequestTimeout;
       if (answered) throw new UpstreamAnswer(server, err);
-      if (u.kind === "http") reset(server);
+      if (p) resetIf(server, p);
       throw describe(server, stdioFailure(l, err));
     } finally {
       l?.release();
@@ -445,9 +454,11 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
       const cached = lists.get(key);
       if (cached && Date.now() - cached.at < ttl) return cached.tools;
       let l: StdioLease | undefined;
+      let p: Promise<Client> | undefined;
       try {
         if (u.kind === "stdio") l = await lease(u, caller);
-        const c = l ? l.client : await client(server);
+        p = l ? undefined : client(server);
+        const c = l ? l.client : await (p as Promise<Client>);
         const defs: Tool[] = [];
         let cursor: string | undefined;
         do {
@@ -455,11 +466,12 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
           defs.push(...page.tools);
           cursor = page.nextCursor;
         } while (cursor && defs.length < 1000);
-        const tools = defs.map((d) => ({ server, definition: d, ...toolDigest(d) }));
-        lists.set(key, { at: Date.now(), tools });
+        const tools = defs.map((d) => ({ server, definition: d, ...toolDigest(d), config: u }));
+        // A reload while the list was read: the list belongs to the replaced configuration.
+        if (byName.get(server) === u) lists.set(key, { at: Date.now(), tools });
         return tools;
       } catch (err) {
-        if (u.kind === "http") reset(server);
+        if (p) resetIf(server, p);
         else lists.delete(key);
         throw describe(server, stdioFailure(l, err));
       } finally {
@@ -469,7 +481,13 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
 
     async call(server, tool, args, callOptions) {
       const u = config(server);
+      if (callOptions.listedFrom && callOptions.listedFrom !== u) {
+        throw new UpstreamError(
+          `upstream ${server}: its configuration was reloaded while the call was decided; call again`,
+        );
+      }
       let l: StdioLease | undefined;
+      let p: Promise<Client> | undefined;
       /** The call went the direct way (callRemote resets the session itself). */
       let lean = false;
       try {
@@ -478,7 +496,8 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
           return checkResult(callOptions.definition, await callRemote(u, tool, args, callOptions));
         }
         if (u.kind === "stdio") l = await lease(u, callOptions.caller);
-        const c = l ? l.client : await client(server);
+        p = l ? undefined : client(server);
+        const c = l ? l.client : await (p as Promise<Client>);
         const result = await c.callTool({ name: tool, arguments: args }, undefined, {
           signal: callOptions.signal,
           timeout: u.timeoutMs,
@@ -498,7 +517,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
           err instanceof McpError &&
           err.code !== ErrorCode.ConnectionClosed &&
           err.code !== ErrorCode.RequestTimeout;
-        if (!answered && u.kind === "http" && !lean) reset(server);
+        if (!answered && p && !lean) resetIf(server, p);
         throw describe(server, stdioFailure(l, err));
       } finally {
         l?.release();
@@ -567,11 +586,17 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
 
     replace(next) {
       const before = byName;
-      byName = new Map(next.map((u) => [u.name, u]));
+      // An unchanged server keeps its configuration object: calls decided against it go on.
+      byName = new Map(
+        next.map((u) => {
+          const old = before.get(u.name);
+          return [u.name, old && JSON.stringify(old) === JSON.stringify(u) ? old : u];
+        }),
+      );
       const out = { added: [] as string[], removed: [] as string[], changed: [] as string[] };
       for (const [name, u] of before) {
         const now = byName.get(name);
-        if (now && JSON.stringify(now) === JSON.stringify(u)) continue;
+        if (now === u) continue;
         (now ? out.changed : out.removed).push(name);
         if (u.kind === "http") {
           const c = clients.get(name);

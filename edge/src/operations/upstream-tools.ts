@@ -375,6 +375,7 @@ export function createUpstreamOperations(deps: UpstreamOperationsDeps): Upstream
           ...options,
           caller: callerOf(rc),
           definition: t.definition,
+          listedFrom: t.config,
         });
         return result ?? { content: [], isError: true };
       } catch (err) {
