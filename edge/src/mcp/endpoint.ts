@@ -142,17 +142,30 @@ interface InFlight {
   abort?: AbortController;
 }
 
-function jsonRpcError(
-  status: number,
-  code: number,
-  message: string,
-  headers: Record<string, string> = {},
-) {
-  return new Response(JSON.stringify({ jsonrpc: "2.0", id: null, error: { code, message } }), {
-    status,
-    headers: { "content-type": "application/json", ...headers },
+/** The JSON-RPC error body of a refusal (no request id: the message was not read). */
+function refusalBody(r: Refusal) {
+  return { jsonrpc: "2.0", id: null, error: { code: r.code, message: r.message } };
+}
+
+/** A refusal as the fetch door answers it. */
+function jsonRpcError(r: Refusal): Response {
+  return new Response(JSON.stringify(refusalBody(r)), {
+    status: r.status,
+    headers: { "content-type": "application/json", ...r.headers },
   });
 }
+
+/** A body larger than `max` bytes. */
+function bodyTooLarge(max: number): Refusal {
+  return { status: 413, code: -32000, message: `request body exceeds ${max} bytes` };
+}
+
+/** A body that is not JSON. */
+const NOT_JSON: Refusal = {
+  status: 400,
+  code: ErrorCode.ParseError,
+  message: "parse error: the body is not valid JSON",
+};
 
 /** Reads a body up to `max` bytes; undefined when it is larger. */
 async function readBounded(req: Request, max: number): Promise<string | undefined> {
@@ -226,6 +239,18 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/** What a tools/call carries besides its name and arguments, whichever door took it. */
+interface ToolCallExtra {
+  /** Aborted when the call is cancelled or its client went away. */
+  signal: AbortSignal;
+  requestId: RequestId;
+  progressToken: string | number | undefined;
+  /** Sends a progress notification (a no-op without a progress token). */
+  notify: (progress: number, message: string, total?: number) => void;
+  /** Which door answered: the Node fast path or the SDK server (logged). */
+  door: "node" | "sdk";
+}
+
 /**
  * A single JSON-RPC `tools/call` request without progress or task augmentation, in the
  * shape the SDK's schemas accept: what the Node fast path answers itself.
@@ -260,6 +285,11 @@ function writeJson(res: NodeResponse, status: number, body: unknown, headers = {
     ...headers,
   });
   res.end(text);
+}
+
+/** A refusal as the Node door answers it. */
+function writeRefusal(res: NodeResponse, r: Refusal): void {
+  writeJson(res, r.status, refusalBody(r), r.headers);
 }
 
 /**
@@ -359,14 +389,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     principal: PrincipalRecord,
     peer: string,
     traceparent: string | null,
-    extra: {
-      signal: AbortSignal;
-      requestId: RequestId;
-      progressToken: string | number | undefined;
-      notify: (progress: number, message: string) => void;
-      /** Which door answered: the Node fast path or the SDK server (logged). */
-      door: "node" | "sdk";
-    },
+    extra: ToolCallExtra,
   ): Promise<CallToolResult> {
     const parsed = tool.input.safeParse(args ?? {});
     if (!parsed.success) {
@@ -497,13 +520,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     principal: PrincipalRecord,
     peer: string,
     traceparent: string | null,
-    extra: {
-      signal: AbortSignal;
-      requestId: RequestId;
-      progressToken: string | number | undefined;
-      notify: (progress: number, message: string, total?: number) => void;
-      door: "node" | "sdk";
-    },
+    extra: ToolCallExtra,
   ): Promise<CallToolResult> {
     const tool = byName.get(name);
     const upstream = {
@@ -1013,10 +1030,10 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       } catch (err) {
         if (!(err instanceof BadHost)) throw err;
         dropRest(req, REFUSED_DROP_BYTES, DROP_MS);
-        writeJson(res, 400, {
-          jsonrpc: "2.0",
-          id: null,
-          error: { code: -32000, message: "the Host header is not a host name" },
+        writeRefusal(res, {
+          status: 400,
+          code: -32000,
+          message: "the Host header is not a host name",
         });
         return;
       }
@@ -1036,12 +1053,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       if (!("sub" in outcome)) {
         // Refused before the body: a little of it is drained, not the whole of it.
         dropRest(req, REFUSED_DROP_BYTES, DROP_MS);
-        writeJson(
-          res,
-          outcome.status,
-          { jsonrpc: "2.0", id: null, error: { code: outcome.code, message: outcome.message } },
-          outcome.headers,
-        );
+        writeRefusal(res, outcome);
         return;
       }
       const principal = outcome;
@@ -1051,22 +1063,14 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       else body = await readNodeBody(req, options.maxBodyBytes);
       if (body === null) return; // the client went away
       if (body === undefined) {
-        writeJson(res, 413, {
-          jsonrpc: "2.0",
-          id: null,
-          error: { code: -32000, message: `request body exceeds ${options.maxBodyBytes} bytes` },
-        });
+        writeRefusal(res, bodyTooLarge(options.maxBodyBytes));
         return;
       }
       let parsedBody: unknown;
       try {
         parsedBody = JSON.parse(body.toString("utf8"));
       } catch {
-        writeJson(res, 400, {
-          jsonrpc: "2.0",
-          id: null,
-          error: { code: ErrorCode.ParseError, message: "parse error: the body is not valid JSON" },
-        });
+        writeRefusal(res, NOT_JSON);
         return;
       }
       const call = fastToolCall(parsedBody);
@@ -1097,22 +1101,18 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       } else {
         const outcome = await admit(facts, peer, req.method);
         if (!("sub" in outcome)) {
-          return jsonRpcError(outcome.status, outcome.code, outcome.message, outcome.headers);
+          return jsonRpcError(outcome);
         }
         principal = outcome;
         if (isJsonContentType(req.headers.get("content-type"))) {
           const text = await readBounded(req, options.maxBodyBytes);
           if (text === undefined) {
-            return jsonRpcError(413, -32000, `request body exceeds ${options.maxBodyBytes} bytes`);
+            return jsonRpcError(bodyTooLarge(options.maxBodyBytes));
           }
           try {
             parsedBody = JSON.parse(text);
           } catch {
-            return jsonRpcError(
-              400,
-              ErrorCode.ParseError,
-              "parse error: the body is not valid JSON",
-            );
+            return jsonRpcError(NOT_JSON);
           }
           stream = wantsProgress(parsedBody);
         }
