@@ -11,7 +11,8 @@
  *   2. Open-loop rate ladder: echo tasks offered at fixed rates (latency from the
  *      scheduled start, so a slow gateway is not hidden by a slow generator), rotating
  *      principals in many tenants, so the per-principal rate limit and the task quotas
- *      are not what is measured. Edge and runner CPU per task from /proc.
+ *      are not what is measured. Edge and runner CPU per task from /proc (the runner's
+ *      includes its spawner's, ADR 0023; the sandboxes' own processes are excluded).
  *   3. GetTaskStatus load: a raw-socket HTTP/1.1 generator (pre-built requests, N
  *      keep-alive connections, closed loop), rotating 256 principals.
  *
@@ -25,7 +26,7 @@
  * RPS with p99 ≤ 10 ms.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import net from "node:net";
 import { loadavg } from "node:os";
 import { join } from "node:path";
@@ -70,6 +71,31 @@ function cpuMs(pid: number, which: "all" | "sys" = "all"): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return ((which === "all" ? Number(fields[11]) : 0) + Number(fields[12])) * TICK_MS;
+}
+
+/**
+ * The runner's CPU, ms: its own and its spawner's (the helper that forks the launchers for it,
+ * ADR 0023), so that work is not hidden in a child; the sandboxes themselves are excluded.
+ */
+function runnerCpuMs(pid: number): number {
+  let total = cpuMs(pid);
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    let children: string[] = [];
+    try {
+      children = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim().split(" ");
+    } catch {
+      continue;
+    }
+    for (const c of children.filter((x) => x !== "")) {
+      try {
+        const argv = readFileSync(`/proc/${c}/cmdline`, "utf8").split("\0");
+        if (argv[1] === "spawner") total += cpuMs(Number(c));
+      } catch {
+        // ended meanwhile
+      }
+    }
+  }
+  return total;
 }
 
 const BWRAP = [
@@ -383,7 +409,7 @@ try {
     let errors = 0;
     let firstError = "";
     const e0 = cpuMs(edgePid);
-    const r0 = cpuMs(runnerPid);
+    const r0 = runnerCpuMs(runnerPid);
     const start = performance.now();
     const pending: Promise<void>[] = [];
     for (let i = 0; i < n; i++) {
@@ -412,7 +438,7 @@ try {
     const elapsed = (performance.now() - start) / 1000;
     const done = lat.length;
     const edgeCpu = (cpuMs(edgePid) - e0) / Math.max(1, done);
-    const runnerCpu = (cpuMs(runnerPid) - r0) / Math.max(1, done);
+    const runnerCpu = (runnerCpuMs(runnerPid) - r0) / Math.max(1, done);
     lat.sort((a, b) => a - b);
     console.log(
       `| ${rate} | ${(done / elapsed).toFixed(1)} | ${f(pct(lat, 50))} | ${f(pct(lat, 99))} | ${errors}${firstError ? ` (${firstError.slice(0, 60)})` : ""} | ${edgeCpu.toFixed(2)} | ${runnerCpu.toFixed(2)} | ${load()} |`,

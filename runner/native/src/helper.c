@@ -6,6 +6,7 @@
  *   mcpg-sandbox-helper pfc main|args        the same, human-readable
  *   mcpg-sandbox-helper landlock-abi         the kernel's Landlock ABI (0: none)
  *   mcpg-sandbox-helper launch ...           host supervisor (launch.c)
+ *   mcpg-sandbox-helper spawner RUNNER_PID   forks the launchers for the runner (spawner.c)
  *   mcpg-sandbox-helper fs ...               workspace file ops (workspace-fs.c)
  */
 #define _GNU_SOURCE
@@ -17,11 +18,13 @@
 #include "landlock.h"
 #include "launch.h"
 #include "seccomp-policy.h"
+#include "spawner.h"
 #include "workspace-fs.h"
 
 /** Bumped when the command-line protocol with the runner changes, or when an older helper must
- * not be used with this runner (5: the launcher's kill handling, ADR 0020 amendment). */
-#define MCPG_HELPER_PROTOCOL "mcpg-sandbox-helper 5"
+ * not be used with this runner (5: the launcher's kill handling, ADR 0020 amendment; 6: the
+ * spawner, ADR 0023). */
+#define MCPG_HELPER_PROTOCOL "mcpg-sandbox-helper 6"
 
 static int export_filter(const char *which, int pfc) {
   enum mcpg_filter f;
@@ -57,8 +60,9 @@ int main(int argc, char **argv) {
   if (argc == 3 && strcmp(argv[1], "bpf") == 0) return export_filter(argv[2], 0);
   if (argc == 3 && strcmp(argv[1], "pfc") == 0) return export_filter(argv[2], 1);
   if (argc >= 2 && strcmp(argv[1], "launch") == 0) return mcpg_launch(argc - 1, argv + 1);
+  if (argc >= 2 && strcmp(argv[1], "spawner") == 0) return mcpg_spawner(argc - 1, argv + 1);
   if (argc >= 2 && strcmp(argv[1], "fs") == 0) return mcpg_workspace_fs(argc - 1, argv + 1);
-  fprintf(stderr, "usage: %s version | bpf main|args | pfc main|args | landlock-abi | launch ... | fs ...\n",
+  fprintf(stderr, "usage: %s version | bpf main|args | pfc main|args | landlock-abi | launch ... | spawner PID | fs ...\n",
           argv[0]);
   return 2;
 }

@@ -17,15 +17,22 @@
  * const pool = createLauncherPool({ max: 4, idleMs: 60_000, start, compatible });
  * const member = pool.take(prepared); // undefined: start a launcher the ordinary way
  */
-import type { ChildProcess } from "node:child_process";
 import type { Logger } from "pino";
 import type { TaskCgroup } from "./cgroup.js";
 
+/** What the pool needs of a launcher's process (a spawner's child, or a ChildProcess). */
+export interface PoolChild {
+  readonly pid?: number | undefined;
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+  once(event: "close", listener: () => void): unknown;
+}
+
 /** One prepared launcher, owned by the pool until taken. */
-export interface PreparedLauncher<P = unknown> {
+export interface PreparedLauncher<P = unknown, C extends PoolChild = PoolChild> {
   /** The sandbox preparation it was started with (helper, seccomp programs, cgroups). */
   readonly p: P;
-  readonly child: ChildProcess;
+  readonly child: C;
   /** Its cgroup (no limits until the task's are written), or null without cgroups. */
   readonly cg: TaskCgroup | null;
   /** Resolves true once its child is in the cgroup; false when it failed or exited. */
@@ -40,29 +47,29 @@ export interface PreparedLauncher<P = unknown> {
   dispose(): void;
 }
 
-export interface LauncherPoolOptions<P> {
+export interface LauncherPoolOptions<P, C extends PoolChild = PoolChild> {
   /** Most members held at once; 0 turns the pool off. */
   max: number;
   /** A member count above one shrinks by one after this long without a miss. */
   idleMs: number;
   /** Starts one member (null: could not, try later). */
-  start(p: P): Promise<PreparedLauncher<P> | null>;
+  start(p: P): Promise<PreparedLauncher<P, C> | null>;
   /** Whether a member started with `a` may serve a task prepared as `b`. */
   compatible(a: P, b: P): boolean;
   log?: Logger;
 }
 
-export interface LauncherPool<P> {
+export interface LauncherPool<P, C extends PoolChild = PoolChild> {
   /**
    * A member for this task (removed from the pool), or undefined: none ready. The taker calls
    * {@link LauncherPool.refill} once its task has started: a replacement placed into its cgroup
    * meanwhile would hold the kernel's cgroup attach lock while the task's bwrap forks.
    */
-  take(p: P): PreparedLauncher<P> | undefined;
+  take(p: P): PreparedLauncher<P, C> | undefined;
   /** Prepares members up to the current target (soon, not now). */
   refill(): void;
   /** Forgets a member that ended by itself. */
-  discard(member: PreparedLauncher<P>): void;
+  discard(member: PreparedLauncher<P, C>): void;
   /** Members held now. */
   size(): number;
   /** The size the pool currently refills to. */
@@ -74,8 +81,10 @@ export interface LauncherPool<P> {
 /** After a member could not be started, refilling waits this long. */
 const RETRY_MS = 5_000;
 
-export function createLauncherPool<P>(options: LauncherPoolOptions<P>): LauncherPool<P> {
-  const members: PreparedLauncher<P>[] = [];
+export function createLauncherPool<P, C extends PoolChild = PoolChild>(
+  options: LauncherPoolOptions<P, C>,
+): LauncherPool<P, C> {
+  const members: PreparedLauncher<P, C>[] = [];
   let target = options.max > 0 ? 1 : 0;
   let starting = 0;
   let closed = false;
@@ -84,7 +93,7 @@ export function createLauncherPool<P>(options: LauncherPoolOptions<P>): Launcher
   let retryAt = 0;
   let refillScheduled = false;
   /** Members being started, and members started after close() (being stopped). */
-  const starts = new Set<Promise<PreparedLauncher<P> | null>>();
+  const starts = new Set<Promise<PreparedLauncher<P, C> | null>>();
   const stopping = new Set<Promise<void>>();
 
   const shrink = setInterval(() => {
@@ -108,7 +117,7 @@ export function createLauncherPool<P>(options: LauncherPoolOptions<P>): Launcher
   }
 
   /** Stops a member and resolves once its launcher has exited. */
-  function stop(m: PreparedLauncher<P>): Promise<void> {
+  function stop(m: PreparedLauncher<P, C>): Promise<void> {
     return new Promise<void>((resolve) => {
       if (m.child.exitCode !== null || m.child.signalCode !== null) {
         resolve();
@@ -126,7 +135,7 @@ export function createLauncherPool<P>(options: LauncherPoolOptions<P>): Launcher
         return;
       }
       starting++;
-      let m: PreparedLauncher<P> | null = null;
+      let m: PreparedLauncher<P, C> | null = null;
       const pending = options.start(latest);
       starts.add(pending);
       try {
@@ -155,7 +164,7 @@ export function createLauncherPool<P>(options: LauncherPoolOptions<P>): Launcher
       latest = p;
       // Members of an older, different preparation are of no use any more.
       for (let i = members.length - 1; i >= 0; i--) {
-        const m = members[i] as PreparedLauncher<P>;
+        const m = members[i] as PreparedLauncher<P, C>;
         if (!options.compatible(m.p, p)) {
           members.splice(i, 1);
           m.dispose();

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { accessSync, closeSync, constants as fsConstants, openSync } from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import { constants as osConstants, tmpdir } from "node:os";
@@ -21,6 +21,7 @@ import { detectHostLayout } from "./host-layout.js";
 import { DEFAULT_EXEC_POLICY, parseRefusal, REPORT_FD } from "./landlock.js";
 import { createLauncherPool, type PreparedLauncher as PoolMember } from "./launcher-pool.js";
 import { DEFAULT_SANDBOX_LIMITS, sandboxLimitsSchema } from "./limits.js";
+import { createSpawner, type SpawnedProcess } from "./spawner.js";
 import type {
   OutputStream,
   Sandbox,
@@ -45,7 +46,7 @@ export const EGRESS_FORWARDER_PATH = join(NATIVE_DIR, "egress", "forwarder.cjs")
 /** Default directory of the stub /etc/passwd, /etc/group and /etc/hosts. */
 export const DEFAULT_ETC_STUB_DIR = join(NATIVE_DIR, "etc");
 /** Protocol line the helper must print for `version` (bumped with the C side). */
-const HELPER_PROTOCOL = "mcpg-sandbox-helper 5";
+const HELPER_PROTOCOL = "mcpg-sandbox-helper 6";
 /** Oldest bubblewrap with --disable-userns, --size and --perms for tmpfs. */
 const MIN_BWRAP: readonly [number, number, number] = [0, 8, 0];
 /** Descriptor (in the launcher) on which it writes its status lines. */
@@ -138,7 +139,7 @@ export interface SandboxOptions {
   logger?: Logger;
 }
 
-type PreparedLauncher = PoolMember<Prepared>;
+type PreparedLauncher = PoolMember<Prepared, SpawnedProcess>;
 
 interface Prepared {
   bwrapPath: string;
@@ -287,6 +288,9 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     const removal = cg.destroy().finally(() => removals.delete(removal));
     removals.add(removal);
   }
+
+  /** Forks the launchers (the runner never forks itself, ADR 0023); started on first use. */
+  const spawner = createSpawner({ helperPath, ...(log ? { log } : {}) });
 
   /** Detects the cgroup layer once per sandbox (it creates the runner's parent cgroup). */
   function cgroups(): Promise<CgroupController> {
@@ -475,41 +479,43 @@ export function createSandbox(options: SandboxOptions): Sandbox {
    * Spawns the host launcher (as the sandbox uid when the runner is root). `line` is the bwrap
    * command line, or ["@"] for a prepared launcher that reads it from GO_FD after 'G'.
    */
+  /**
+   * Starts a launcher through the spawner (ADR 0023): the runner never forks itself. Its
+   * parent is the spawner, so that is the pid it checks and dies with.
+   */
   function spawnLauncher(
     p: Prepared,
     line: readonly string[],
     o: { stdin: boolean; go: boolean; gitFd?: number },
-  ): ChildProcess {
-    return spawn(
-      p.helperPath,
-      [
+  ): Promise<SpawnedProcess> {
+    return spawner.spawn({
+      path: p.helperPath,
+      argv: (parent) => [
+        p.helperPath,
         "launch",
         String(STATUS_FD),
-        String(process.pid),
+        String(parent),
         o.go ? String(GO_FD) : "-1",
         "--",
         ...line,
       ],
-      {
-        stdio: [
-          o.stdin ? "pipe" : "ignore",
-          "pipe",
-          "pipe",
-          "pipe",
-          "pipe",
-          "pipe",
-          o.go ? ("pipe" as const) : ("ignore" as const),
-          p.landlockAbi > 0 ? ("pipe" as const) : ("ignore" as const),
-          ...(o.gitFd === undefined ? [] : [o.gitFd]),
-        ],
-        env: {},
-        ...(isRoot() ? { uid: sandboxUid, gid: sandboxGid } : {}),
-      },
-    );
+      stdio: [
+        o.stdin ? "read" : "ignore",
+        "write",
+        "write",
+        "read",
+        "read",
+        "write",
+        o.go ? "read" : "ignore",
+        p.landlockAbi > 0 ? "write" : "ignore",
+        ...(o.gitFd === undefined ? [] : [{ fd: o.gitFd }]),
+      ],
+      ...(isRoot() ? { uid: sandboxUid, gid: sandboxGid } : {}),
+    });
   }
 
   /** The two seccomp programs, read by bwrap from fds 3 and 4 until EOF. */
-  function writeSeccompPrograms(child: ChildProcess, p: Prepared): void {
+  function writeSeccompPrograms(child: SpawnedProcess, p: Prepared): void {
     for (const [i, bpf] of [
       [3, p.bpfMain],
       [4, p.bpfArgs],
@@ -529,9 +535,9 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   async function prepareLauncher(p: Prepared): Promise<PreparedLauncher | null> {
     let cg: TaskCgroup | null = null;
     if (p.cgroups.kind !== "none") cg = await p.cgroups.create(`t${process.pid}-${++taskCounter}`);
-    let child: ChildProcess;
+    let child: SpawnedProcess;
     try {
-      child = spawnLauncher(p, ["@"], { stdin: false, go: true });
+      child = await spawnLauncher(p, ["@"], { stdin: false, go: true });
       writeSeccompPrograms(child, p);
     } catch (err) {
       if (cg !== null) removeLater(cg);
@@ -580,17 +586,9 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       pool.discard(member);
       if (cg !== null) removeLater(cg);
     };
-    const onError = (err: Error) => {
-      // A launcher that could not be spawned may never emit "close".
-      log?.warn({ err }, "cannot start a prepared sandbox launcher");
-      settle(false);
-      pool.discard(member);
-      if (cg !== null) removeLater(cg);
-    };
     status?.on("data", onData);
     status?.on("error", () => undefined);
     child.on("close", onClose);
-    child.on("error", onError);
     // An idle member does not keep the process alive (a runner or test that never closes its
     // sandbox still exits; the launcher dies with it, PR_SET_PDEATHSIG); the taker refs it.
     const handles = child.stdio.filter((h) => h !== null) as unknown as Array<{
@@ -608,7 +606,6 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       detach() {
         status?.off("data", onData);
         child.off("close", onClose);
-        child.off("error", onError);
         child.ref();
         for (const h of handles) h.ref?.();
       },
@@ -710,15 +707,25 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       }
     }
     const started = process.hrtime.bigint();
-    const child = member
-      ? member.child
-      : spawnLauncher(p, [p.bwrapPath, ...bwrapArgv], {
-          stdin: spec.stdin === "pipe",
-          go: cg !== null,
-          ...(gitFd === undefined ? {} : { gitFd }),
-        });
-    // bwrap holds its own copy of the .git descriptor now.
-    if (gitFd !== undefined) closeSync(gitFd);
+    let child: SpawnedProcess;
+    try {
+      child = member
+        ? member.child
+        : await spawnLauncher(p, [p.bwrapPath, ...bwrapArgv], {
+            stdin: spec.stdin === "pipe",
+            go: cg !== null,
+            ...(gitFd === undefined ? {} : { gitFd }),
+          });
+    } catch (err) {
+      if (cg !== null) removeLater(cg);
+      throw new SandboxUnavailableError(
+        `cannot start the sandbox launcher: ${(err as Error).message}`,
+        { cause: err },
+      );
+    } finally {
+      // The launcher holds its own copy of the .git descriptor now (or never will).
+      if (gitFd !== undefined) closeSync(gitFd);
+    }
     const go =
       member || cg !== null
         ? ((child.stdio as unknown as Array<Writable | null>)[GO_FD] ?? null)
@@ -834,7 +841,6 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     let killReason: "timed_out" | "cancelled" | null = null;
     let finished = false;
     let graceTimer: NodeJS.Timeout | undefined;
-    let spawnError: Error | null = null;
     const kill = (reason: "timed_out" | "cancelled") => {
       if (finished || killReason !== null) return;
       killReason = reason;
@@ -860,9 +866,6 @@ export function createSandbox(options: SandboxOptions): Sandbox {
             });
           }, 200);
     oomWatch?.unref();
-    child.on("error", (err) => {
-      spawnError = err;
-    });
     // The launcher reaps the whole tree before it exits; killed (its SIGKILL grace above, or
     // anyone else's), it cannot. Nothing of a task outlives its supervisor: whatever is left
     // in the task's cgroup is killed now — it holds the output pipes, so the task's result
@@ -921,9 +924,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         });
         const reason = killReason as "timed_out" | "cancelled" | null;
         let r: SandboxResult;
-        if (spawnError !== null) {
-          r = failed(`cannot start the sandbox launcher: ${(spawnError as Error).message}`);
-        } else if (oomKilled) {
+        if (oomKilled) {
           r = {
             ...base,
             status: "failed",
@@ -1040,6 +1041,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
 
     async close() {
       await pool.close();
+      await spawner.close();
       while (removals.size > 0) await Promise.all([...removals]);
       if (options.cgroupController) return;
       const cg = cgroupController;

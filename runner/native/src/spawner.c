@@ -1,0 +1,415 @@
+/*
+ * spawner.c — forks the runner's sandbox launchers, so the runner never forks itself.
+ *
+ *   mcpg-sandbox-helper spawner RUNNER_PID
+ *
+ * Node's child_process.spawn forks the whole runner (≈ 150 MB resident: its page tables are
+ * copied, then torn down again by the child's exec) and blocks the runner's event loop until
+ * the child has executed its program: ≈ 4 ms per sandbox on a quiet 2-core machine, more
+ * under load (issue 13, ADR 0023). This small process does the fork and exec instead, on the
+ * runner's request; the runner goes on meanwhile.
+ *
+ * Requests on stdin, each one frame: a 4-byte little-endian length, then that many bytes of
+ * NUL-terminated fields:
+ *   spawn ID UID GID STDIO PATH ARG0 ARGS...
+ *       UID/GID: numbers, or "-" to keep the spawner's. STDIO: one comma-separated token per
+ *       descriptor of the child, from 0: "n" /dev/null, "r" a pipe the child reads (the
+ *       runner writes), "w" a pipe the child writes (the runner reads), "iN" the runner's
+ *       own descriptor N (opened through /proc/RUNNER_PID/fd/N). The environment is empty.
+ *   taken ID     the runner has opened its ends of ID's pipes: the spawner closes its copies
+ *                (until then a child reading would never see EOF).
+ *   kill ID SIG  signal ID's process, unless it has already been reaped (no pid reuse race).
+ * Answers on stdout, one line each:
+ *   spawned ID PID FD,FD,...   the spawner's descriptor of the runner's end of each pipe, "-"
+ *                              for the other slots; the runner opens /proc/SPAWNER/fd/FD
+ *   failed ID MESSAGE          nothing was started (fork, pipe or exec failed)
+ *   exit ID CODE SIGNAL        reaped: exit code (-1 when killed) and signal number (0: none)
+ *
+ * It dies with the runner (PR_SET_PDEATHSIG), and its children, the launchers, die with it
+ * (theirs): no sandbox outlives the runner. On EOF on stdin (the runner's sandbox closed) it
+ * takes no more requests and exits once the launchers it started have ended.
+ */
+#define _GNU_SOURCE
+#include "spawner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/** Most descriptors a child gets (the launcher uses 9). */
+#define MAX_SLOTS 16
+/** Largest request frame (a bwrap command line is far smaller). */
+#define MAX_FRAME (4 << 20)
+/** Most children alive at once (each holds a runner-side task). */
+#define MAX_CHILDREN 4096
+
+struct child {
+  char id[32];
+  /** 0 once reaped (the record stays until "taken": its pipe ends are the runner's). */
+  pid_t pid;
+  /** The runner's ends, held until "taken" (-1: none). */
+  int ends[MAX_SLOTS];
+  int n_ends;
+};
+
+static struct child *children[MAX_CHILDREN];
+static size_t n_children;
+static pid_t runner_pid;
+
+static void answer(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void answer(const char *fmt, ...) {
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n >= sizeof line) n = sizeof line - 1;
+  for (int off = 0; off < n;) {
+    ssize_t w = write(STDOUT_FILENO, line + off, (size_t)(n - off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) _exit(1); /* the runner is gone */
+    off += (int)w;
+  }
+}
+
+static struct child *find(const char *id, size_t *index) {
+  for (size_t i = 0; i < n_children; i++) {
+    if (strcmp(children[i]->id, id) == 0) {
+      if (index != NULL) *index = i;
+      return children[i];
+    }
+  }
+  return NULL;
+}
+
+/** Children not reaped yet. */
+static size_t n_alive(void) {
+  size_t n = 0;
+  for (size_t i = 0; i < n_children; i++) n += children[i]->pid > 0;
+  return n;
+}
+
+static void close_ends(struct child *c) {
+  for (int i = 0; i < c->n_ends; i++) {
+    if (c->ends[i] >= 0) close(c->ends[i]);
+    c->ends[i] = -1;
+  }
+}
+
+static void forget(size_t i) {
+  close_ends(children[i]);
+  free(children[i]);
+  children[i] = children[--n_children];
+}
+
+/** Reads exactly n bytes; 0 on EOF before any byte, -1 on error or a short frame. */
+static int read_full(int fd, void *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) return got == 0 ? 0 : -1;
+    got += (size_t)r;
+  }
+  return 1;
+}
+
+static int parse_id(const char *s, long max, long *out) {
+  if (strcmp(s, "-") == 0) {
+    *out = -1;
+    return 0;
+  }
+  char *end = NULL;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < 0 || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+/** In the child: descriptors into place, signals reset, ids dropped, program executed.
+ * Writes errno to err_fd and exits 127 when anything fails. */
+static void exec_child(int n, int *src, long uid, long gid, const char *path, char **argv,
+                       int err_fd) {
+  int err = 0;
+  /* Every source out of the 0..n-1 range first, so no dup2 below overwrites one still needed. */
+  for (int i = 0; i < n && err == 0; i++) {
+    if (src[i] < n) {
+      int moved = fcntl(src[i], F_DUPFD_CLOEXEC, n + 1);
+      if (moved < 0) err = errno;
+      src[i] = moved;
+    }
+  }
+  if (err_fd < n + 1 && err == 0) {
+    int moved = fcntl(err_fd, F_DUPFD_CLOEXEC, n + 1 + MAX_SLOTS);
+    if (moved < 0) err = errno;
+    err_fd = moved;
+  }
+  for (int i = 0; i < n && err == 0; i++) {
+    if (dup2(src[i], i) < 0) err = errno; /* dup2 clears FD_CLOEXEC on the copy */
+  }
+  if (err == 0) {
+    /* Nothing else of the spawner's (other children's pipe ends above all) reaches the child:
+     * everything from n up is closed by the exec (err_fd too, which tells the spawner). */
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+    if (syscall(SYS_close_range, (unsigned)n, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+      for (int fd = n; fd < 4096; fd++) (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+  }
+  if (err == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) err = errno;
+  }
+  if (err == 0 && (uid >= 0 || gid >= 0)) {
+    (void)setgroups(0, NULL);
+    if (gid >= 0 && setgid((gid_t)gid) != 0) err = errno;
+    if (err == 0 && uid >= 0 && setuid((uid_t)uid) != 0) err = errno;
+  }
+  if (err == 0) {
+    char *envp[] = {NULL};
+    execve(path, argv, envp);
+    err = errno;
+  }
+  while (write(err_fd, &err, sizeof err) < 0 && errno == EINTR) {
+  }
+  _exit(127);
+}
+
+static void do_spawn(char **f, int nf) {
+  /* spawn ID UID GID STDIO PATH ARG0 ... */
+  const char *id = f[1];
+  long uid = -1;
+  long gid = -1;
+  if (nf < 7 || strlen(id) == 0 || strlen(id) >= sizeof children[0]->id || find(id, NULL) != NULL) {
+    answer("failed %s invalid spawn request\n", nf > 1 ? f[1] : "-");
+    return;
+  }
+  if (parse_id(f[2], 0x7fffffffL, &uid) != 0 || parse_id(f[3], 0x7fffffffL, &gid) != 0) {
+    answer("failed %s invalid uid or gid\n", id);
+    return;
+  }
+  if (n_children >= MAX_CHILDREN) {
+    answer("failed %s too many launchers at once\n", id);
+    return;
+  }
+  int src[MAX_SLOTS];
+  int ends[MAX_SLOTS];
+  int n = 0;
+  int ok = 1;
+  char spec[256];
+  snprintf(spec, sizeof spec, "%s", f[4]);
+  char *save = NULL;
+  for (char *t = strtok_r(spec, ",", &save); t != NULL && ok; t = strtok_r(NULL, ",", &save)) {
+    if (n >= MAX_SLOTS) {
+      ok = 0;
+      break;
+    }
+    src[n] = -1;
+    ends[n] = -1;
+    if (strcmp(t, "n") == 0) {
+      src[n] = open("/dev/null", O_RDWR | O_CLOEXEC);
+    } else if (strcmp(t, "r") == 0 || strcmp(t, "w") == 0) {
+      int p[2];
+      if (pipe2(p, O_CLOEXEC) == 0) {
+        int child_reads = t[0] == 'r';
+        src[n] = child_reads ? p[0] : p[1];
+        ends[n] = child_reads ? p[1] : p[0];
+      }
+    } else if (t[0] == 'i') {
+      long fd = -1;
+      if (parse_id(t + 1, 1 << 20, &fd) == 0 && fd >= 0) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/%d/fd/%ld", (int)runner_pid, fd);
+        /* The very file the runner holds (a magic link, not a path walk), as the runner
+         * opened it where it can (a directory: read-only), else as a path. */
+        src[n] = open(proc, O_RDONLY | O_CLOEXEC);
+        if (src[n] < 0) src[n] = open(proc, O_PATH | O_CLOEXEC);
+      }
+    } else {
+      ok = 0;
+    }
+    if (ok && src[n] < 0) ok = 0;
+    n++;
+  }
+  int err_pipe[2] = {-1, -1};
+  if (ok && n > 0 && pipe2(err_pipe, O_CLOEXEC) != 0) ok = 0;
+  pid_t pid = -1;
+  int saved = errno;
+  if (ok && n > 0) {
+    pid = fork();
+    if (pid == 0) {
+      close(err_pipe[0]);
+      for (int i = 0; i < n; i++) {
+        if (ends[i] >= 0) close(ends[i]);
+      }
+      exec_child(n, src, uid, gid, f[5], &f[6], err_pipe[1]);
+    }
+    saved = errno;
+  }
+  for (int i = 0; i < n; i++) {
+    if (src[i] >= 0) close(src[i]);
+  }
+  if (err_pipe[1] >= 0) close(err_pipe[1]);
+  if (pid < 0) {
+    for (int i = 0; i < n; i++) {
+      if (ends[i] >= 0) close(ends[i]);
+    }
+    if (err_pipe[0] >= 0) close(err_pipe[0]);
+    answer("failed %s %s\n", id, ok && n > 0 ? strerror(saved) : "invalid descriptors");
+    return;
+  }
+  /* Until the child has executed (EOF) or says why it could not. */
+  int child_err = 0;
+  ssize_t r;
+  do {
+    r = read(err_pipe[0], &child_err, sizeof child_err);
+  } while (r < 0 && errno == EINTR);
+  close(err_pipe[0]);
+  struct child *c = calloc(1, sizeof *c);
+  if (r == (ssize_t)sizeof child_err || c == NULL) {
+    for (int i = 0; i < n; i++) {
+      if (ends[i] >= 0) close(ends[i]);
+    }
+    /* Reaped by the SIGCHLD loop; its exit is not reported (nothing runs it). */
+    if (c == NULL) kill(pid, SIGKILL);
+    answer("failed %s cannot execute %s: %s\n", id, f[5],
+           c == NULL ? "out of memory" : strerror(child_err));
+    free(c);
+    return;
+  }
+  snprintf(c->id, sizeof c->id, "%s", id);
+  c->pid = pid;
+  c->n_ends = n;
+  char fds[MAX_SLOTS * 12];
+  size_t off = 0;
+  for (int i = 0; i < n; i++) {
+    c->ends[i] = ends[i];
+    int w = ends[i] >= 0 ? snprintf(fds + off, sizeof fds - off, "%s%d", i ? "," : "", ends[i])
+                         : snprintf(fds + off, sizeof fds - off, "%s-", i ? "," : "");
+    off += (size_t)w;
+  }
+  children[n_children++] = c;
+  answer("spawned %s %d %s\n", id, (int)pid, fds);
+}
+
+static void reap(void) {
+  for (;;) {
+    int st;
+    pid_t w = waitpid(-1, &st, WNOHANG);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    for (size_t i = 0; i < n_children; i++) {
+      if (children[i]->pid != w) continue;
+      int code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+      int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+      answer("exit %s %d %d\n", children[i]->id, code, sig);
+      children[i]->pid = 0;
+      /* Its pipe ends are kept until the runner has taken them (it may not have yet). */
+      if (children[i]->n_ends == 0) forget(i);
+      break;
+    }
+  }
+}
+
+static void handle(char *buf, uint32_t len) {
+  if (len == 0 || buf[len - 1] != '\0') {
+    answer("failed - malformed request\n");
+    return;
+  }
+  char *f[4096];
+  int nf = 0;
+  for (uint32_t i = 0; i < len && nf < (int)(sizeof f / sizeof f[0]) - 1; i += (uint32_t)strlen(buf + i) + 1) {
+    f[nf++] = buf + i;
+  }
+  f[nf] = NULL;
+  if (strcmp(f[0], "spawn") == 0) {
+    do_spawn(f, nf);
+  } else if (strcmp(f[0], "taken") == 0 && nf == 2) {
+    size_t i = 0;
+    struct child *c = find(f[1], &i);
+    if (c != NULL) {
+      close_ends(c);
+      c->n_ends = 0;
+      if (c->pid == 0) forget(i);
+    }
+  } else if (strcmp(f[0], "kill") == 0 && nf == 3) {
+    struct child *c = find(f[1], NULL);
+    long sig = 0;
+    if (c != NULL && c->pid > 0 && parse_id(f[2], 64, &sig) == 0 && sig > 0) kill(c->pid, (int)sig);
+  } else {
+    answer("failed - unknown request %.32s\n", f[0]);
+  }
+}
+
+int mcpg_spawner(int argc, char **argv) {
+  long pid = -1;
+  if (argc != 2 || parse_id(argv[1], 0x7fffffffL, &pid) != 0 || pid <= 0) {
+    fprintf(stderr, "usage: spawner RUNNER_PID\n");
+    return 2;
+  }
+  runner_pid = (pid_t)pid;
+  /* Die with the runner (checked after arming, to close the race). */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != runner_pid) return 125;
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  if (sigprocmask(SIG_BLOCK, &chld, NULL) != 0) return 125;
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0) {
+    fprintf(stderr, "spawner: signalfd: %s\n", strerror(errno));
+    return 125;
+  }
+  char *buf = malloc(MAX_FRAME);
+  if (buf == NULL) return 125;
+  int eof = 0;
+  for (;;) {
+    if (eof && n_alive() == 0) return 0;
+    struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = STDIN_FILENO, .events = POLLIN}};
+    if (poll(p, eof ? 1 : 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return 125;
+    }
+    if (p[0].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+      }
+      reap();
+    }
+    if (!eof && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      uint8_t hdr[4];
+      int r = read_full(STDIN_FILENO, hdr, sizeof hdr);
+      if (r == 0) {
+        eof = 1;
+        continue;
+      }
+      uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |
+                     (uint32_t)hdr[3] << 24;
+      if (r < 0 || len > MAX_FRAME || read_full(STDIN_FILENO, buf, len) != 1) {
+        fprintf(stderr, "spawner: malformed request stream\n");
+        return 125;
+      }
+      handle(buf, len);
+      /* A child that failed to execute, reaped without being reported. */
+      reap();
+    }
+  }
+}

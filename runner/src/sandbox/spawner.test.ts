@@ -1,0 +1,159 @@
+import assert from "node:assert/strict";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { after, describe, it } from "node:test";
+import { DEFAULT_HELPER_PATH } from "./sandbox.js";
+import { createSpawner, SpawnError, type SpawnedProcess } from "./spawner.js";
+
+const SH = "/bin/sh";
+
+function collect(s: Readable | null): Promise<string> {
+  return new Promise((resolve) => {
+    let text = "";
+    s?.on("data", (c: Buffer) => {
+      text += c.toString("utf8");
+    });
+    s?.on("close", () => resolve(text));
+  });
+}
+
+function closed(p: SpawnedProcess): Promise<[number | null, NodeJS.Signals | null]> {
+  return new Promise((resolve) => p.once("close", (code, sig) => resolve([code, sig])));
+}
+
+describe("spawner (the launchers' parent, ADR 0023)", () => {
+  const spawner = createSpawner({ helperPath: DEFAULT_HELPER_PATH });
+  after(() => spawner.close());
+
+  it("runs a program with its pipes, an empty environment and nothing else of ours", async () => {
+    const p = await spawner.spawn({
+      path: SH,
+      argv: [
+        SH,
+        "-c",
+        'read line; echo "got $line"; env | grep -v ^PWD=; ls /proc/self/fd >&2; exit 3',
+      ],
+      stdio: ["read", "write", "write", "ignore"],
+    });
+    assert.ok(p.pid > 0);
+    const out = collect(p.stdout);
+    const err = collect(p.stderr);
+    const done = closed(p);
+    p.stdin?.end("hello\n");
+    assert.deepEqual(await done, [3, null]);
+    assert.equal(await out, "got hello\n");
+    // (sh sets PWD itself.) 0-3 are the slots; ls adds the one it lists /proc/self/fd with.
+    const fds = (await err)
+      .trim()
+      .split("\n")
+      .map(Number)
+      .sort((a, b) => a - b);
+    assert.deepEqual(fds.slice(0, 4), [0, 1, 2, 3]);
+    assert.ok(fds.length <= 5, `only the slots reach the child: ${fds.join(" ")}`);
+    assert.equal(p.exitCode, 3);
+  });
+
+  it("closes once the child has exited, whatever was left unwritten to the pipes it reads", async () => {
+    const p = await spawner.spawn({
+      path: "/bin/true",
+      argv: ["true"],
+      stdio: ["read", "write", "write", "read"],
+    });
+    assert.deepEqual(await closed(p), [0, null]);
+    assert.equal(p.stdin?.destroyed, true);
+  });
+
+  it("hands over one of the runner's own descriptors", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mcpg-spawner-"));
+    try {
+      writeFileSync(join(dir, "f"), "from the runner");
+      const fd = openSync(join(dir, "f"), "r");
+      try {
+        const p = await spawner.spawn({
+          path: SH,
+          argv: [SH, "-c", "cat <&3"],
+          stdio: ["ignore", "write", "ignore", { fd }],
+        });
+        const out = collect(p.stdout);
+        assert.deepEqual(await closed(p), [0, null]);
+        assert.equal(await out, "from the runner");
+      } finally {
+        closeSync(fd);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("signals a live process, and never one it has already reaped", async () => {
+    const p = await spawner.spawn({
+      path: "/bin/sleep",
+      argv: ["sleep", "30"],
+      stdio: ["ignore", "write", "write"],
+    });
+    const done = closed(p);
+    assert.equal(p.kill("SIGTERM"), true);
+    assert.deepEqual(await done, [null, "SIGTERM"]);
+    assert.equal(p.signalCode, "SIGTERM");
+    assert.equal(p.kill("SIGKILL"), false, "reaped: its pid may belong to someone else now");
+  });
+
+  it("gives the spawner's pid to the argv, the child's parent", async () => {
+    const p = await spawner.spawn({
+      path: SH,
+      argv: (parent) => [SH, "-c", `test "$PPID" = ${parent} && echo parent-ok`],
+      stdio: ["ignore", "write", "write"],
+    });
+    const out = collect(p.stdout);
+    assert.deepEqual(await closed(p), [0, null]);
+    assert.equal(await out, "parent-ok\n");
+  });
+
+  it("drops to the given uid and gid", { skip: process.getuid?.() !== 0 }, async () => {
+    const p = await spawner.spawn({
+      path: SH,
+      argv: [SH, "-c", 'echo "$(id -u) $(id -g) $(id -G)"'],
+      stdio: ["ignore", "write", "write"],
+      uid: 65534,
+      gid: 65534,
+    });
+    const out = collect(p.stdout);
+    await closed(p);
+    assert.equal(await out, "65534 65534 65534\n");
+  });
+
+  it("refuses what cannot be started, with the reason", async () => {
+    await assert.rejects(
+      spawner.spawn({ path: "/nonexistent/prog", argv: ["prog"], stdio: ["ignore"] }),
+      (e: Error) =>
+        e instanceof SpawnError &&
+        /cannot execute \/nonexistent\/prog: No such file/.test(e.message),
+    );
+    await assert.rejects(
+      spawner.spawn({ path: SH, argv: [SH, "-c", "a\0b"], stdio: ["ignore"] }),
+      (e: Error) => e instanceof SpawnError && /NUL byte/.test(e.message),
+    );
+    // Still serving after both.
+    const p = await spawner.spawn({ path: "/bin/true", argv: ["true"], stdio: ["ignore"] });
+    assert.deepEqual(await closed(p), [0, null]);
+  });
+
+  it("a spawner that dies: its children are reported killed, the next spawn starts another", async () => {
+    const first = await spawner.pid();
+    const p = await spawner.spawn({
+      path: "/bin/sleep",
+      argv: ["sleep", "30"],
+      stdio: ["ignore", "write", "write"],
+    });
+    const done = new Promise((resolve) => p.once("exit", (code, sig) => resolve([code, sig])));
+    process.kill(first, "SIGKILL");
+    assert.deepEqual(await done, [null, "SIGKILL"]);
+    // (sleep itself arms no PDEATHSIG, unlike a launcher: stop it here)
+    process.kill(p.pid, "SIGKILL");
+    const q = await spawner.spawn({ path: "/bin/true", argv: ["true"], stdio: ["ignore"] });
+    assert.deepEqual(await closed(q), [0, null]);
+    assert.notEqual(await spawner.pid(), first);
+  });
+});
