@@ -76,7 +76,11 @@ static void answer(const char *fmt, ...) {
   int n = vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   if (n < 0) return;
-  if ((size_t)n >= sizeof line) n = sizeof line - 1;
+  if ((size_t)n >= sizeof line) {
+    /* (arguments are bounded below; a cut line still ends its line) */
+    n = sizeof line - 1;
+    line[n - 1] = '\n';
+  }
   for (int off = 0; off < n;) {
     ssize_t w = write(STDOUT_FILENO, line + off, (size_t)(n - off));
     if (w < 0 && errno == EINTR) continue;
@@ -179,8 +183,9 @@ static void exec_child(int n, int *src, long uid, long gid, const char *path, ch
     if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) err = errno;
   }
   if (err == 0 && (uid >= 0 || gid >= 0)) {
-    (void)setgroups(0, NULL);
-    if (gid >= 0 && setgid((gid_t)gid) != 0) err = errno;
+    /* As root, supplementary groups must go too (elsewhere there are none to drop). */
+    if (setgroups(0, NULL) != 0 && geteuid() == 0) err = errno;
+    if (err == 0 && gid >= 0 && setgid((gid_t)gid) != 0) err = errno;
     if (err == 0 && uid >= 0 && setuid((uid_t)uid) != 0) err = errno;
   }
   if (err == 0) {
@@ -199,7 +204,7 @@ static void do_spawn(char **f, int nf) {
   long uid = -1;
   long gid = -1;
   if (nf < 7 || strlen(id) == 0 || strlen(id) >= sizeof children[0]->id || find(id, NULL) != NULL) {
-    answer("failed %s invalid spawn request\n", nf > 1 ? f[1] : "-");
+    answer("failed %.40s invalid spawn request\n", nf > 1 ? f[1] : "-");
     return;
   }
   if (parse_id(f[2], 0x7fffffffL, &uid) != 0 || parse_id(f[3], 0x7fffffffL, &gid) != 0) {
@@ -215,10 +220,11 @@ static void do_spawn(char **f, int nf) {
   int n = 0;
   int ok = 1;
   char spec[256];
+  if (strlen(f[4]) >= sizeof spec) ok = 0;
   snprintf(spec, sizeof spec, "%s", f[4]);
-  char *save = NULL;
-  for (char *t = strtok_r(spec, ",", &save); t != NULL && ok; t = strtok_r(NULL, ",", &save)) {
-    if (n >= MAX_SLOTS) {
+  char *rest = spec;
+  for (char *t = strsep(&rest, ","); t != NULL && ok; t = strsep(&rest, ",")) {
+    if (n >= MAX_SLOTS || t[0] == '\0') {
       ok = 0;
       break;
     }
@@ -290,7 +296,7 @@ static void do_spawn(char **f, int nf) {
     }
     /* Reaped by the SIGCHLD loop; its exit is not reported (nothing runs it). */
     if (c == NULL) kill(pid, SIGKILL);
-    answer("failed %s cannot execute %s: %s\n", id, f[5],
+    answer("failed %s cannot execute %.512s: %s\n", id, f[5],
            c == NULL ? "out of memory" : strerror(child_err));
     free(c);
     return;
@@ -336,10 +342,16 @@ static void handle(char *buf, uint32_t len) {
   }
   char *f[4096];
   int nf = 0;
-  for (uint32_t i = 0; i < len && nf < (int)(sizeof f / sizeof f[0]) - 1; i += (uint32_t)strlen(buf + i) + 1) {
+  uint32_t i = 0;
+  for (; i < len && nf < (int)(sizeof f / sizeof f[0]) - 1; i += (uint32_t)strlen(buf + i) + 1) {
     f[nf++] = buf + i;
   }
   f[nf] = NULL;
+  if (i < len) {
+    /* Never a shortened command line. */
+    answer("failed %.40s too many fields in one request\n", nf > 1 ? f[1] : "-");
+    return;
+  }
   if (strcmp(f[0], "spawn") == 0) {
     do_spawn(f, nf);
   } else if (strcmp(f[0], "taken") == 0 && nf == 2) {
@@ -368,7 +380,16 @@ int mcpg_spawner(int argc, char **argv) {
   runner_pid = (pid_t)pid;
   /* Die with the runner (checked after arming, to close the race). */
   if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != runner_pid) return 125;
+  /* The runner reopens the pipe ends through /proc/<this>/fd, which needs a dumpable process
+   * (an execute-only or file-capability helper would not be). */
+  if (prctl(PR_SET_DUMPABLE, 1) != 0) return 125;
+  /* A terminal's ^C or a stop signal to the whole process group is for the runner, which then
+   * stops its tasks in order; this process ends with it (PDEATHSIG) or on EOF. The children
+   * get default dispositions back. */
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
@@ -398,7 +419,9 @@ int mcpg_spawner(int argc, char **argv) {
       uint8_t hdr[4];
       int r = read_full(STDIN_FILENO, hdr, sizeof hdr);
       if (r == 0) {
+        /* Nobody can take a pipe end or send a kill any more: readers must see EOF. */
         eof = 1;
+        for (size_t k = 0; k < n_children; k++) close_ends(children[k]);
         continue;
       }
       uint32_t len = (uint32_t)hdr[0] | (uint32_t)hdr[1] << 8 | (uint32_t)hdr[2] << 16 |

@@ -1,7 +1,7 @@
 /**
  * Prepared launchers (issue 13, "prepared sandboxes"): a small pool of sandbox launchers
  * started before any task is known — the launcher process spawned, its child forked and
- * already placed into a fresh, empty cgroup, the seccomp programs waiting in its pipes — each
+ * already placed into a fresh, empty cgroup, its seccomp programs open on fds 3 and 4 — each
  * waiting for exactly one task's limits and command line. A task takes one; it is never
  * returned or reused, and a replacement is prepared once that task has started (placing a
  * process into a cgroup takes the kernel's cgroup attach lock, which the task's own bwrap

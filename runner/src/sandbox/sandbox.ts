@@ -1,5 +1,13 @@
 import { execFile } from "node:child_process";
-import { accessSync, closeSync, constants as fsConstants, openSync } from "node:fs";
+import {
+  accessSync,
+  closeSync,
+  constants as fsConstants,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import { constants as osConstants, tmpdir } from "node:os";
 import { isAbsolute, join, posix } from "node:path";
@@ -292,6 +300,35 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   /** Forks the launchers (the runner never forks itself, ADR 0023); started on first use. */
   const spawner = createSpawner({ helperPath, ...(log ? { log } : {}) });
 
+  /**
+   * The seccomp programs as read-only, unlinked files, one per content, kept open for the
+   * sandbox's lifetime: the spawner reopens one for each launcher (a fresh offset each time),
+   * so bwrap reads it to EOF from its fd 3 or 4 without the runner writing a pipe per task.
+   * Never closed while a spawn could still name its descriptor (a reused number would hand
+   * another file to bwrap).
+   */
+  const seccompFiles = new Map<string, number>();
+  let seccompFileOf = new WeakMap<Buffer, number>();
+  function seccompFile(bpf: Buffer): number {
+    const known = seccompFileOf.get(bpf);
+    if (known !== undefined) return known;
+    const key = bpf.toString("base64");
+    let fd = seccompFiles.get(key);
+    if (fd === undefined) {
+      const dir = mkdtempSync(join(tmpdir(), "mcpg-seccomp-"));
+      try {
+        const path = join(dir, "filter.bpf");
+        writeFileSync(path, bpf, { mode: 0o400 });
+        fd = openSync(path, "r");
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      seccompFiles.set(key, fd);
+    }
+    seccompFileOf.set(bpf, fd);
+    return fd;
+  }
+
   /** Detects the cgroup layer once per sandbox (it creates the runner's parent cgroup). */
   function cgroups(): Promise<CgroupController> {
     if (options.cgroupController) return Promise.resolve(options.cgroupController);
@@ -503,8 +540,8 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         o.stdin ? "read" : "ignore",
         "write",
         "write",
-        "read",
-        "read",
+        { fd: seccompFile(p.bpfMain) },
+        { fd: seccompFile(p.bpfArgs) },
         "write",
         o.go ? "read" : "ignore",
         p.landlockAbi > 0 ? "write" : "ignore",
@@ -512,20 +549,6 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       ],
       ...(isRoot() ? { uid: sandboxUid, gid: sandboxGid } : {}),
     });
-  }
-
-  /** The two seccomp programs, read by bwrap from fds 3 and 4 until EOF. */
-  function writeSeccompPrograms(child: SpawnedProcess, p: Prepared): void {
-    for (const [i, bpf] of [
-      [3, p.bpfMain],
-      [4, p.bpfArgs],
-    ] as const) {
-      const s = child.stdio[i] as Writable | null;
-      s?.on("error", () => {
-        // bwrap exited before reading: reported through the status line
-      });
-      s?.end(bpf);
-    }
   }
 
   /**
@@ -538,7 +561,6 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     let child: SpawnedProcess;
     try {
       child = await spawnLauncher(p, ["@"], { stdin: false, go: true });
-      writeSeccompPrograms(child, p);
     } catch (err) {
       if (cg !== null) removeLater(cg);
       throw err;
@@ -795,10 +817,6 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     });
     (child.stderr as Readable).on("data", capture("stderr"));
 
-    // The two seccomp programs, read by bwrap from fds 3 and 4 until EOF (a prepared
-    // launcher's were written when it was started).
-    if (!member) writeSeccompPrograms(child, p);
-
     let statusText = member ? member.leftover() : "";
     let exitInfo: ExitInfo | null = null;
     let launcherError = "";
@@ -1042,6 +1060,9 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     async close() {
       await pool.close();
       await spawner.close();
+      for (const fd of seccompFiles.values()) closeSync(fd);
+      seccompFiles.clear();
+      seccompFileOf = new WeakMap();
       while (removals.size > 0) await Promise.all([...removals]);
       if (options.cgroupController) return;
       const cg = cgroupController;

@@ -19,6 +19,15 @@ function collect(s: Readable | null): Promise<string> {
   });
 }
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function closed(p: SpawnedProcess): Promise<[number | null, NodeJS.Signals | null]> {
   return new Promise((resolve) => p.once("close", (code, sig) => resolve([code, sig])));
 }
@@ -138,6 +147,47 @@ describe("spawner (the launchers' parent, ADR 0023)", () => {
     // Still serving after both.
     const p = await spawner.spawn({ path: "/bin/true", argv: ["true"], stdio: ["ignore"] });
     assert.deepEqual(await closed(p), [0, null]);
+  });
+
+  it("a closed spawner still serves what it started: kills reach it, then it exits", async () => {
+    const own = createSpawner({ helperPath: DEFAULT_HELPER_PATH });
+    const p = await own.spawn({
+      path: "/bin/sleep",
+      argv: ["sleep", "30"],
+      stdio: ["ignore", "write", "write"],
+    });
+    const pid = await own.pid();
+    await own.close(); // does not wait for the sleep
+    await assert.rejects(
+      own.spawn({ path: "/bin/true", argv: ["true"], stdio: ["ignore"] }),
+      /closing/,
+    );
+    const done = closed(p);
+    assert.equal(p.kill("SIGTERM"), true);
+    assert.deepEqual(await done, [null, "SIGTERM"]);
+    // With nothing left, it ends.
+    for (let i = 0; i < 100 && processAlive(pid); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(processAlive(pid), false, "the spawner exits once its last child has");
+  });
+
+  it("ignores a terminal's ^C (for the runner to stop its tasks in order)", async () => {
+    const pid = await spawner.pid();
+    process.kill(pid, "SIGINT");
+    process.kill(pid, "SIGTERM");
+    const p = await spawner.spawn({ path: "/bin/true", argv: ["true"], stdio: ["ignore"] });
+    assert.deepEqual(await closed(p), [0, null]);
+    assert.equal(await spawner.pid(), pid);
+  });
+
+  it("refuses a command line it could not pass whole", async () => {
+    await assert.rejects(
+      spawner.spawn({ path: SH, argv: [SH, "-c", "x".repeat(5 << 20)], stdio: ["ignore"] }),
+      (e: Error) => e instanceof SpawnError && /too long/.test(e.message),
+    );
+    await assert.rejects(
+      spawner.spawn({ path: "/bin/true", argv: Array(5000).fill("x"), stdio: ["ignore"] }),
+      /too long/,
+    );
   });
 
   it("a spawner that dies: its children are reported killed, the next spawn starts another", async () => {

@@ -172,12 +172,20 @@ function signalName(n: number): NodeJS.Signals | null {
   return null;
 }
 
+/** Largest request the spawner reads (spawner.c MAX_FRAME), and its most fields. */
+const MAX_FRAME = 4 << 20;
+const MAX_FIELDS = 4095;
+
 /** One request frame: 4-byte little-endian length, then NUL-terminated fields. */
 function frame(fields: readonly string[]): Buffer {
   for (const f of fields) {
     if (f.includes("\0")) throw new SpawnError("a spawn request field contains a NUL byte");
   }
   const body = Buffer.from(`${fields.join("\0")}\0`, "utf8");
+  // (the spawner would refuse the request, or end on a frame it cannot read)
+  if (body.length > MAX_FRAME || fields.length > MAX_FIELDS) {
+    throw new SpawnError("the command line is too long to start");
+  }
   const out = Buffer.allocUnsafe(4 + body.length);
   out.writeUInt32LE(body.length, 0);
   body.copy(out, 4);
@@ -268,7 +276,8 @@ export function createSpawner(options: { helperPath: string; log?: Logger }): Sp
         died(r, err.message);
         reject(new SpawnError(`cannot start the sandbox spawner: ${err.message}`));
       });
-      proc.on("exit", (code, sig) => {
+      // "close", not "exit": its last answers (exits of its children) are read first.
+      proc.on("close", (code, sig) => {
         died(r, `exit code ${code}, signal ${sig ?? "none"}${stderr ? `: ${stderr.trim()}` : ""}`);
       });
       // Idle, it keeps nothing alive; a child's pending exit refs its answer pipe.
@@ -299,14 +308,21 @@ export function createSpawner(options: { helperPath: string; log?: Logger }): Sp
         return;
       }
       r.live.delete(id);
-      onExit(s, line);
+      onExit(r, s, line);
     }
   }
 
-  function onExit(s: Spawned, line: string[]): void {
+  function onExit(r: Running, s: Spawned, line: string[]): void {
     const code = Number(line[2]);
     const sig = Number(line[3]);
     s.exit(code >= 0 ? code : null, sig > 0 ? signalName(sig) : null);
+    endWhenIdle(r);
+  }
+
+  /** After close(): the spawner's EOF once nothing of its work is left. */
+  function endWhenIdle(r: Running): void {
+    if (!closing || r.dead || r.live.size > 0 || r.pending.size > 0 || r.early.size > 0) return;
+    r.proc.stdin?.end();
   }
 
   async function running(): Promise<Running> {
@@ -367,11 +383,12 @@ export function createSpawner(options: { helperPath: string; log?: Logger }): Sp
       const answer = await new Promise<string[]>((resolve) => {
         r.pending.set(id, { resolve, stdio: request.stdio });
         adjustRef(r, true);
-        if (r.dead) died(r, "already ended");
+        if (r.dead) resolve(["failed", id, "the spawner has ended"]);
         else r.proc.stdin?.write(body);
       });
       adjustRef(r, false);
       if (answer[0] !== "spawned") {
+        endWhenIdle(r);
         throw new SpawnError(answer.slice(2).join(" ") || "the spawner refused the request");
       }
       const pid = Number(answer[2]);
@@ -390,11 +407,12 @@ export function createSpawner(options: { helperPath: string; log?: Logger }): Sp
         for (const s of stdio) s?.destroy();
         r.early.delete(id);
         send(r, ["kill", id, String(osConstants.signals.SIGKILL)]);
-        throw new SpawnError(`cannot open the launcher's pipes: ${(err as Error).message}`);
-      } finally {
-        // Our copies are open (or the child is being killed): the spawner closes its own.
         send(r, ["taken", id]);
+        endWhenIdle(r);
+        throw new SpawnError(`cannot open the launcher's pipes: ${(err as Error).message}`);
       }
+      // Our copies are open: the spawner closes its own.
+      send(r, ["taken", id]);
       const child = new Spawned(pid, stdio, {
         kill: (sig) => send(r, ["kill", id, String(sig)]),
         ref: (on) => adjustRef(r, on),
@@ -403,8 +421,8 @@ export function createSpawner(options: { helperPath: string; log?: Logger }): Sp
       const early = r.early.get(id);
       r.early.delete(id);
       // An exit that came first is told once the caller has had its chance to listen.
-      if (r.dead) setImmediate(() => child.exit(null, "SIGKILL"));
-      else if (early) setImmediate(() => onExit(child, early));
+      if (early) setImmediate(() => onExit(r, child, early));
+      else if (r.dead) setImmediate(() => child.exit(null, "SIGKILL"));
       else r.live.set(id, child);
       return child;
     },
@@ -415,12 +433,15 @@ export function createSpawner(options: { helperPath: string; log?: Logger }): Sp
       closing = true;
       const r = current ?? (starting ? await starting.catch(() => null) : null);
       if (r === null || r.dead) return;
-      const exited = new Promise<void>((resolve) => r.proc.once("exit", () => resolve()));
-      r.proc.stdin?.end();
-      if (r.live.size === 0 && r.pending.size === 0) {
-        r.proc.ref(); // (an idle spawner is unreferenced: keep the loop until it has gone)
-        await exited;
+      if (r.live.size > 0 || r.pending.size > 0 || r.early.size > 0) {
+        // Still at work: the pipes must still be taken and kills still sent. The spawner gets
+        // its EOF once the last of them has ended (endWhenIdle); this does not wait for that.
+        return;
       }
+      const exited = new Promise<void>((resolve) => r.proc.once("close", () => resolve()));
+      r.proc.ref(); // (an idle spawner is unreferenced: keep the loop until it has gone)
+      r.proc.stdin?.end();
+      await exited;
     },
   };
 }
