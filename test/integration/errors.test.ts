@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import http2 from "node:http2";
+import net from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import tls from "node:tls";
@@ -61,6 +62,31 @@ describe("bad input gets a clear code and message, never a crash", () => {
     assert.equal(r.body.code, "resource_exhausted");
     const h = await fetch(`${gw.url}/health`);
     assert.equal(h.status, 200);
+  });
+
+  it("an oversized body past the drain bound is refused and its connection closed, unread", async () => {
+    // Up to 16 MiB the refused body is read and discarded after the answer (so a client still
+    // sending gets the answer, not a reset); past that the connection ends at once.
+    const url = new URL(gw.url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(Number(url.port), url.hostname, () => {
+        socket.write(
+          "POST /mcp.McpService/WriteFile HTTP/1.1\r\n" +
+            `host: ${url.host}\r\nauthorization: Bearer ${token}\r\n` +
+            `content-type: application/json\r\ncontent-length: ${64 * 1024 * 1024}\r\n\r\n{"path":`,
+        );
+      });
+      let text = "";
+      socket.on("data", (c: Buffer) => {
+        text += c.toString("utf8");
+      });
+      socket.on("error", reject);
+      socket.on("close", () => resolve(text));
+      setTimeout(() => reject(new Error(`not closed; got ${text}`)), 5000).unref();
+    });
+    assert.match(answer, /^HTTP\/1\.1 429/);
+    assert.match(answer, /connection: close/i);
+    assert.match(answer, /exceeds the limit/);
   });
 
   it("path traversal in file calls → invalid_argument", async () => {

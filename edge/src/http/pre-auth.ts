@@ -105,12 +105,21 @@ export interface PreAuth {
  * const gate = createPreAuth({ services, publicProcedures, authenticate, rateLimit, bodyLimit, metrics, logger });
  * listener: (req, res) => void gate.admit(req, res).then((ok) => ok && rpc(req, res)),
  */
+/** Largest oversized body of an authenticated caller that is drained after its refusal
+ * (writeRpcError); a larger one ends the connection. */
+const DRAIN_OVERSIZED_BYTES = 16 * 1024 * 1024;
+
 export function createPreAuth(options: PreAuthOptions): PreAuth {
   const principals = new WeakMap<NodeRequest, PreAuthenticated>();
 
-  const refuse = (req: NodeRequest, res: NodeResponse, err: unknown) => {
+  const refuse = (
+    req: NodeRequest,
+    res: NodeResponse,
+    err: unknown,
+    drain: { drainUpTo?: number } = {},
+  ) => {
     const ce = toConnectError(err);
-    writeRpcError(req, res, ce);
+    writeRpcError(req, res, ce, drain);
     return false;
   };
   return {
@@ -178,6 +187,9 @@ export function createPreAuth(options: PreAuthOptions): PreAuth {
             `request body of ${declared} bytes exceeds the limit of ${limit} bytes for ${m[2]}`,
             Code.ResourceExhausted,
           ),
+          // Authenticated and within bounds: the body still on its way is discarded after the
+          // answer, so a client still sending reads the answer instead of a reset.
+          { drainUpTo: DRAIN_OVERSIZED_BYTES },
         );
       }
       principals.set(req, {

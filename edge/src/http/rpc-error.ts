@@ -69,22 +69,50 @@ export function rpcErrorResponse(
   };
 }
 
+/** A drained body that has not arrived by then ends its connection (writeRpcError). */
+const DRAIN_MS = 10_000;
+
 /**
  * Writes {@link rpcErrorResponse} to a node response without touching the
  * request body. An HTTP/1.1 connection is closed after the answer, so the
  * unread body is never parsed (Node would otherwise read and discard it to
  * reuse the connection).
+ *
+ * `drainUpTo` (bytes; for refusals of callers already authenticated): a body still arriving
+ * whose declared length is at most this is read and discarded after the answer instead (the
+ * connection is kept), for at most DRAIN_MS. A client that is still sending when the server
+ * closes gets a connection reset, and with it loses the answer it was sent; an authenticated
+ * client with a body over a method's limit gets its clear "resource_exhausted" this way.
  */
 export function writeRpcError(
   req: IncomingMessage | Http2ServerRequest,
   res: ServerResponse | Http2ServerResponse,
   error: ConnectError,
+  options: { drainUpTo?: number } = {},
 ): void {
   const answer = rpcErrorResponse(String(req.headers["content-type"] ?? ""), error);
-  if (req.httpVersionMajor === 1) answer.header?.set("connection", "close");
+  const declared = Number(req.headers["content-length"] ?? Number.NaN);
+  const drain =
+    req.httpVersionMajor === 1 &&
+    !req.complete &&
+    options.drainUpTo !== undefined &&
+    Number.isFinite(declared) &&
+    declared <= options.drainUpTo;
+  if (req.httpVersionMajor === 1 && !drain) answer.header?.set("connection", "close");
   universalResponseToNodeResponse(answer, res)
     .then(() => {
-      if (req.httpVersionMajor === 1) req.socket.destroySoon?.();
+      if (req.httpVersionMajor !== 1) return;
+      if (!drain) {
+        req.socket.destroySoon?.();
+        return;
+      }
+      // Node reads and discards the rest once the answer is sent (the request was never
+      // consumed); a body that does not arrive in time ends the connection.
+      if (req.complete) return;
+      const timer = setTimeout(() => req.socket.destroy(), DRAIN_MS);
+      timer.unref();
+      req.once("end", () => clearTimeout(timer));
+      req.socket.once("close", () => clearTimeout(timer));
     })
     .catch(() => res.destroy());
 }
