@@ -9,7 +9,7 @@
  *   node --import tsx test/bench/sandbox.bench.ts [ITERATIONS]   (npm run bench:sandbox)
  */
 import { spawn } from "node:child_process";
-import { chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSandbox, DEFAULT_SANDBOX_LIMITS } from "../../runner/src/sandbox/index.js";
@@ -20,12 +20,41 @@ const isRoot = process.getuid?.() === 0;
 const asSandboxUid = isRoot ? { uid: 65534, gid: 65534 } : {};
 const TICK_MS = 10; // USER_HZ = 100 on Linux
 
-/** CPU (ms) of this process's waited-for children, from /proc/self/stat cutime+cstime. */
-function childrenCpuMs(): number {
-  const stat = readFileSync("/proc/self/stat", "utf8");
+/** utime+stime and cutime+cstime (ms) of a process, from /proc/PID/stat. */
+function statCpuMs(pid: number | "self"): { own: number; children: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // fields[0] is field 3 (state); cutime and cstime are fields 16 and 17
-  return (Number(fields[13]) + Number(fields[14])) * TICK_MS;
+  // fields[0] is field 3 (state); utime, stime, cutime, cstime are fields 14-17
+  return {
+    own: (Number(fields[11]) + Number(fields[12])) * TICK_MS,
+    children: (Number(fields[13]) + Number(fields[14])) * TICK_MS,
+  };
+}
+
+/**
+ * CPU (ms) of this process's waited-for children, plus the sandbox spawner's own and its
+ * waited-for children's (the launchers are the spawner's children, ADR 0023).
+ */
+function childrenCpuMs(): number {
+  let total = statCpuMs("self").children;
+  for (const task of readdirSync("/proc/self/task")) {
+    let children: string[] = [];
+    try {
+      children = readFileSync(`/proc/self/task/${task}/children`, "utf8").trim().split(" ");
+    } catch {
+      continue;
+    }
+    for (const c of children.filter((x) => x !== "")) {
+      try {
+        if (readFileSync(`/proc/${c}/cmdline`, "utf8").split("\0")[1] !== "spawner") continue;
+        const cpu = statCpuMs(Number(c));
+        total += cpu.own + cpu.children;
+      } catch {
+        // ended meanwhile
+      }
+    }
+  }
+  return total;
 }
 
 function runOnce(command: string, args: string[]): Promise<void> {

@@ -328,6 +328,8 @@ struct builder {
   uint64_t handled;
   /** Access beneath ordinary directories (READ_FILE, plus EXECUTE outside list mode). */
   uint64_t base;
+  /** The program directories' rules are in the ruleset already (mcpg_landlock_prebuild). */
+  int prog_dirs_done;
 };
 
 /** Adds a rule for `path` (an open O_PATH fd is taken on it); missing paths are skipped. */
@@ -484,7 +486,7 @@ static int walk_prog_dir(struct builder *b, const char *path, int depth) {
 /** Grants b->base beneath `path`, except the program and writable directories in it. */
 static int walk(struct builder *b, const char *path, int depth) {
   if (depth > 16) return 0;
-  if (is_prog_dir(b->p, path)) return walk_prog_dir(b, path, depth);
+  if (is_prog_dir(b->p, path)) return b->prog_dirs_done ? 0 : walk_prog_dir(b, path, depth);
   int w = write_dir_index(b->p, path);
   if (w >= 0) {
     uint64_t exec = (!b->p->list_mode && b->p->exec_dirs[w]) ? FS_EXECUTE : 0;
@@ -514,32 +516,76 @@ static int walk(struct builder *b, const char *path, int depth) {
   return rc;
 }
 
-int mcpg_landlock_apply(const struct mcpg_landlock_policy *p, int abi) {
+/** The ABI to use (never above the kernel's) and a ruleset handling what it offers; -1 with
+ * a message on stderr. */
+static int create_ruleset(int *abi, int net, uint64_t *handled_fs) {
   int kernel = mcpg_landlock_abi();
   if (kernel < 1) {
     fprintf(stderr, "sandbox: Landlock is not available in this kernel\n");
     return -1;
   }
-  if (abi > kernel) abi = kernel;
-  if (p->n_ports > 0 && abi < 4) {
-    fprintf(stderr, "sandbox: TCP port rules need Landlock ABI 4 (kernel has %d)\n", abi);
+  if (*abi > kernel) *abi = kernel;
+  if (net && *abi < 4) {
+    fprintf(stderr, "sandbox: TCP port rules need Landlock ABI 4 (kernel has %d)\n", *abi);
     return -1;
   }
   struct ll_ruleset_attr attr = {0};
-  attr.handled_access_fs = handled_fs_for(abi);
-  if (p->n_ports > 0) attr.handled_access_net = NET_CONNECT_TCP;
-  if (abi >= 6) attr.scoped = SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET;
-  size_t size = abi >= 6 ? 24 : abi >= 4 ? 16 : 8;
+  attr.handled_access_fs = handled_fs_for(*abi);
+  if (net) attr.handled_access_net = NET_CONNECT_TCP;
+  if (*abi >= 6) attr.scoped = SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET;
+  size_t size = *abi >= 6 ? 24 : *abi >= 4 ? 16 : 8;
   int fd = (int)syscall(SYS_landlock_create_ruleset, &attr, size, 0);
   if (fd < 0) {
     fprintf(stderr, "sandbox: landlock_create_ruleset: %s\n", strerror(errno));
     return -1;
   }
+  *handled_fs = attr.handled_access_fs;
+  return fd;
+}
+
+int mcpg_landlock_prebuild(const struct mcpg_landlock_policy *p, int abi, int net) {
+  uint64_t handled = 0;
+  int fd = create_ruleset(&abi, net, &handled);
+  if (fd < 0) return -1;
   struct builder b = {
       .p = p,
       .ruleset = fd,
-      .handled = attr.handled_access_fs,
+      .handled = handled,
       .base = FS_READ_FILE | (p->list_mode ? 0 : FS_EXECUTE),
+      .prog_dirs_done = 0,
+  };
+  int rc = 0;
+  for (size_t i = 0; i < p->n_prog_dirs && rc == 0; i++) rc = walk_prog_dir(&b, p->prog_dirs[i], 0);
+  if (rc != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+int mcpg_landlock_apply(const struct mcpg_landlock_policy *p, int abi, int prebuilt) {
+  uint64_t handled = 0;
+  int fd;
+  if (prebuilt >= 0) {
+    /* Made by mcpg_landlock_prebuild with this ABI and net handling (the runner checks). */
+    int kernel = mcpg_landlock_abi();
+    if (kernel < 1) {
+      fprintf(stderr, "sandbox: Landlock is not available in this kernel\n");
+      return -1;
+    }
+    if (abi > kernel) abi = kernel;
+    fd = prebuilt;
+    handled = handled_fs_for(abi);
+  } else {
+    fd = create_ruleset(&abi, p->n_ports > 0, &handled);
+    if (fd < 0) return -1;
+  }
+  struct builder b = {
+      .p = p,
+      .ruleset = fd,
+      .handled = handled,
+      .base = FS_READ_FILE | (p->list_mode ? 0 : FS_EXECUTE),
+      .prog_dirs_done = prebuilt >= 0,
   };
   int rc = add_rule(&b, "/", FS_READ_DIR, 1);
   if (rc == 0) rc = walk(&b, "/", 0);

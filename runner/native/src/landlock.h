@@ -65,10 +65,19 @@ int mcpg_landlock_prepare(struct mcpg_landlock_policy *p);
 
 /**
  * Builds the ruleset and restricts the calling thread (needs no_new_privs, which bwrap
- * sets). `abi` is the ABI to use (never above the kernel's). Returns 0 or -1 (message on
- * stderr).
+ * sets). `abi` is the ABI to use (never above the kernel's). `prebuilt` (or -1) is a ruleset
+ * from mcpg_landlock_prebuild for the same policy, ABI and ports: the program directories are
+ * skipped, the rest is added to it. Returns 0 or -1 (message on stderr).
  */
-int mcpg_landlock_apply(const struct mcpg_landlock_policy *p, int abi);
+int mcpg_landlock_apply(const struct mcpg_landlock_policy *p, int abi, int prebuilt);
+
+/**
+ * A ruleset (its descriptor, or -1) with only the program directories' rules: what
+ * mcpg_landlock_apply would add for them, for a policy already prepared. Rules belong to
+ * inodes, so it can be built outside the sandbox (a prepared launcher does, ADR 0023) as long
+ * as the sandbox binds those directories from the same files. `net`: TCP ports will be limited.
+ */
+int mcpg_landlock_prebuild(const struct mcpg_landlock_policy *p, int abi, int net);
 
 /** Why executing `real` (a resolved path) is refused, or NULL if the policy allows it. */
 const char *mcpg_landlock_classify(const struct mcpg_landlock_policy *p, const char *real,

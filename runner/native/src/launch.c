@@ -2,13 +2,22 @@
  * launch.c — host-side supervisor of one sandboxed task.
  *
  *   mcpg-sandbox-helper launch STATUS_FD RUNNER_PID GO_FD -- BWRAP [BWRAP ARGS...]
- *   mcpg-sandbox-helper launch STATUS_FD RUNNER_PID GO_FD -- @
+ *   mcpg-sandbox-helper launch STATUS_FD RUNNER_PID GO_FD -- @ [-L ABI -P PATH [-N] [-l]
+ *                              [-a NAME]... [-d NAME]... [-p PREFIX]...]
  *
  * The second form is a prepared launcher (issue 13): started, and its child placed into a
  * fresh cgroup, before any task is known. The child reads 'G' and then the whole command
  * line — NUL-terminated strings, BWRAP first, up to EOF — from GO_FD, so the task's argv
  * (its workspace bind, environment and command) arrives only when a task takes it. One
  * prepared launcher runs exactly one task and is never reused.
+ *
+ * With the options after "@" (the Landlock policy the runner expects the next task to have,
+ * as sandbox-init's options; -P the sandbox PATH, -N TCP ports will be limited), the waiting
+ * child also builds that policy's program-directory rules into a Landlock ruleset before it
+ * waits, and keeps it open as fd RULESET_FD for sandbox-init's -R (ADR 0023). Those rules
+ * name inodes, which bwrap binds unchanged; the runner passes -R only when the task's policy
+ * is exactly that one. Nothing is built when the policy cannot be (sandbox-init then builds
+ * it all, as without the options).
  *
  * The runner spawns this (as the unprivileged sandbox uid) instead of bwrap
  * itself, because Node cannot give what it does:
@@ -43,6 +52,8 @@
 #define _GNU_SOURCE
 #include "launch.h"
 
+#include "landlock.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +69,51 @@
 
 /** fd number at which bwrap (and so sandbox-init) receives the start pipe. */
 #define STARTED_FD 6
+/** fd number of a prepared launcher's prebuilt Landlock ruleset (sandbox-init -R). High, so
+ * that it never meets a descriptor the launcher or its child already uses. */
+#define RULESET_FD 20
+
+/** Parses the prebuild options after "@" into p; returns 0, or -1 when malformed. */
+static int parse_prebuild(char **opt, struct mcpg_landlock_policy *p, int *abi, int *net) {
+  for (int i = 0; opt[i] != NULL; i++) {
+    const char *o = opt[i];
+    if (strcmp(o, "-l") == 0) {
+      p->list_mode = 1;
+      continue;
+    }
+    if (strcmp(o, "-N") == 0) {
+      *net = 1;
+      continue;
+    }
+    const char *v = opt[i + 1];
+    if (v == NULL || o[0] != '-' || o[1] == '\0' || o[2] != '\0') return -1;
+    i++;
+    switch (o[1]) {
+      case 'L':
+        *abi = atoi(v);
+        if (*abi < 1 || *abi > 64) return -1;
+        break;
+      case 'P':
+        p->path_env = v;
+        break;
+      case 'a':
+        if (p->n_allowed >= MCPG_MAX_LIST) return -1;
+        p->allowed[p->n_allowed++] = v;
+        break;
+      case 'd':
+        if (p->n_denied >= MCPG_MAX_LIST * 2) return -1;
+        p->denied[p->n_denied++] = v;
+        break;
+      case 'p':
+        if (p->n_denied_prefixes >= MCPG_MAX_LIST) return -1;
+        p->denied_prefixes[p->n_denied_prefixes++] = v;
+        break;
+      default:
+        return -1;
+    }
+  }
+  return *abi > 0 && p->path_env != NULL ? 0 : -1;
+}
 
 static volatile sig_atomic_t kill_requested = 0;
 static volatile pid_t bwrap_pid = 0;
@@ -145,8 +201,18 @@ int mcpg_launch(int argc, char **argv) {
   int go_fd = atoi(argv[3]);
   char **child_argv = &argv[5];
   /* "@": a prepared launcher; the command line arrives on GO_FD after 'G'. */
-  int argv_on_go = strcmp(child_argv[0], "@") == 0 && child_argv[1] == NULL;
+  int argv_on_go = strcmp(child_argv[0], "@") == 0;
   if (argv_on_go && go_fd < 0) return 125;
+  /* A prepared launcher's expected Landlock policy (checked here, built by the child). */
+  struct mcpg_landlock_policy *expected = NULL;
+  int expected_abi = 0;
+  int expected_net = 0;
+  if (argv_on_go && child_argv[1] != NULL) {
+    expected = calloc(1, sizeof *expected);
+    if (expected == NULL || parse_prebuild(&child_argv[1], expected, &expected_abi, &expected_net) != 0) {
+      return 125;
+    }
+  }
   if (go_fd >= 0 && fcntl(go_fd, F_SETFD, FD_CLOEXEC) != 0) return 125;
 
   /* Die with the runner (checked after arming, to close the race). */
@@ -210,6 +276,14 @@ int mcpg_launch(int argc, char **argv) {
     signal(SIGCHLD, SIG_DFL);
     /* (the signal mask survives exec: bwrap gets the one the launcher was started with) */
     if (sigprocmask(SIG_SETMASK, &orig_mask, NULL) != 0) _exit(125);
+    if (expected != NULL && mcpg_landlock_prepare(expected) == 0) {
+      /* While it waits: the expected policy's program-directory rules (ADR 0023). */
+      int rs = mcpg_landlock_prebuild(expected, expected_abi, expected_net);
+      if (rs >= 0 && rs != RULESET_FD) {
+        if (dup2(rs, RULESET_FD) < 0) _exit(125);
+        close(rs);
+      }
+    }
     if (go_fd >= 0) {
       /* Wait until the runner has placed this process into the task's cgroup(s). */
       char go = 0;

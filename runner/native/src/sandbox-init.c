@@ -13,6 +13,9 @@
  *   -d NAME    a denied program name; -p PREFIX a denied name prefix
  *   -w DIR     a writable directory, no execution; -W DIR writable with execution
  *   -n PORT    connect(2) only to these TCP ports (repeatable)
+ *   -R FD      a ruleset with the program directories' rules already in it, built by the
+ *              prepared launcher for the same -L, -l/-a/-d/-p, PATH and ports (ADR 0023); the
+ *              rest is added here. Anything on FD but a Landlock ruleset is ignored (built here).
  *
  * Runs after bwrap's setup, already under the seccomp filters and with no
  * capabilities. It:
@@ -399,9 +402,20 @@ static int supervise(pid_t child, int listener, int sigfd) {
   return 125;
 }
 
+/** Whether fd is a Landlock ruleset (an anonymous inode of that name). */
+static int is_ruleset(int fd) {
+  char link[64];
+  char target[64];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, target, sizeof target - 1);
+  if (n < 0) return 0;
+  target[n] = '\0';
+  return strcmp(target, "anon_inode:[landlock-ruleset]") == 0;
+}
+
 static void usage(const char *argv0) {
   fprintf(stderr,
-          "usage: %s STARTED_FD AS NPROC FSIZE NOFILE CPU [-L ABI] [-r FD] [-l] [-a NAME]... "
+          "usage: %s STARTED_FD AS NPROC FSIZE NOFILE CPU [-L ABI] [-r FD] [-R FD] [-l] [-a NAME]... "
           "[-d NAME]... [-p PREFIX]... [-w DIR]... [-W DIR]... [-n PORT]... -- COMMAND "
           "[ARGS...]\n",
           argv0);
@@ -420,6 +434,7 @@ int main(int argc, char **argv) {
     return 125;
   }
   int abi = 0;
+  int prebuilt = -1;
   int i = 7;
   for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
     const char *opt = argv[i];
@@ -441,6 +456,10 @@ int main(int argc, char **argv) {
       case 'r':
         if (parse_u64(val, &n) || n > 1023) return usage(argv[0]), 125;
         report_fd = (int)n;
+        break;
+      case 'R':
+        if (parse_u64(val, &n) || n < 3 || n > 1023) return usage(argv[0]), 125;
+        prebuilt = is_ruleset((int)n) ? (int)n : -1;
         break;
       case 'a':
         if (policy.n_allowed >= MCPG_MAX_LIST) return fprintf(stderr, "sandbox-init: too many -a\n"), 125;
@@ -526,7 +545,7 @@ int main(int argc, char **argv) {
     if (install_exec_notifier(sv[1]) != 0) return 125;
     close(sv[1]);
   }
-  if (abi > 0 && mcpg_landlock_apply(&policy, abi) != 0) return 125;
+  if (abi > 0 && mcpg_landlock_apply(&policy, abi, prebuilt) != 0) return 125;
 
   char started = 'S';
   if (write((int)started_fd, &started, 1) != 1) {

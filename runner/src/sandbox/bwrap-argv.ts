@@ -1,6 +1,11 @@
 import { posix } from "node:path";
 import { SandboxSpecError } from "./errors.js";
-import { DEFAULT_EXEC_POLICY, LANDLOCK_NET_ABI, landlockInitArgs } from "./landlock.js";
+import {
+  DEFAULT_EXEC_POLICY,
+  LANDLOCK_NET_ABI,
+  landlockInitArgs,
+  landlockPrebuildArgs,
+} from "./landlock.js";
 import type { SandboxSpec } from "./types.js";
 
 /** Where the task's workspace appears inside the sandbox. */
@@ -87,6 +92,8 @@ export interface BwrapArgvInput {
   landlockAbi?: number;
   /** Descriptor (in bwrap) of the workspace's `.git` directory to bind read-only, if any. */
   gitReadOnlyFd?: number;
+  /** Descriptor (in bwrap) of a prepared launcher's ruleset for this task's policy (-R). */
+  landlockRulesetFd?: number;
   /**
    * Network "restricted": the host paths of the node binary and of the egress forwarder
    * (runner/native/egress/forwarder.cjs), started in place of the command.
@@ -238,6 +245,9 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
           exec: spec.exec ?? DEFAULT_EXEC_POLICY,
           connectPorts: connectPortsOf(spec, landlockAbi),
           workspace: SANDBOX_WORKSPACE,
+          ...(input.landlockRulesetFd === undefined
+            ? {}
+            : { prebuiltRulesetFd: input.landlockRulesetFd }),
         })
       : []),
     "--",
@@ -271,6 +281,21 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
  * namespace alone — the runner says so at start (runner.ts) and refuses nothing, as for the
  * other ABI-dependent rights; `requireLandlock` means "a Landlock layer", not "every right".
  */
+/**
+ * The task's Landlock policy as a prepared launcher would prebuild it (landlockPrebuildArgs),
+ * or null without a Landlock layer.
+ */
+export function landlockPrebuildOf(input: BwrapArgvInput): string[] | null {
+  const abi = input.landlockAbi ?? 0;
+  if (abi <= 0) return null;
+  return landlockPrebuildArgs({
+    abi,
+    exec: input.spec.exec ?? DEFAULT_EXEC_POLICY,
+    connectPorts: connectPortsOf(input.spec, abi),
+    path: input.env.PATH ?? "",
+  });
+}
+
 function connectPortsOf(spec: SandboxSpec, landlockAbi: number): readonly number[] {
   if (spec.connectPorts !== undefined) return spec.connectPorts;
   return spec.network === "restricted" && landlockAbi >= LANDLOCK_NET_ABI

@@ -1,7 +1,8 @@
 /**
  * The Landlock layer's TypeScript side: sandbox-init's options from a task's execution
  * policy, and the exec supervisor's refusal reports turned into messages with the policy's
- * reason. The rules themselves are built inside the sandbox (runner/native/src/landlock.c).
+ * reason. The rules themselves are built inside the sandbox (runner/native/src/landlock.c),
+ * those of the PATH directories possibly ahead of the task by a prepared launcher (ADR 0024).
  *
  * @module
  */
@@ -59,6 +60,11 @@ export interface LandlockArgsInput {
   connectPorts: readonly number[];
   /** The workspace inside the sandbox. */
   workspace: string;
+  /**
+   * Descriptor of a ruleset a prepared launcher built for exactly this policy (see
+   * {@link landlockPrebuildArgs}): sandbox-init adds only the rest of the rules to it.
+   */
+  prebuiltRulesetFd?: number;
 }
 
 /**
@@ -75,6 +81,7 @@ export function landlockInitArgs(input: LandlockArgsInput): string[] {
   checkNames("denied", denied, MAX_DENIED);
   checkNames("denied-prefix", prefixes, MAX_PREFIXES);
   const args = ["-L", String(abi), "-r", String(REPORT_FD)];
+  if (input.prebuiltRulesetFd !== undefined) args.push("-R", String(input.prebuiltRulesetFd));
   if (exec.allowedPrograms !== null) {
     checkNames("allowed", exec.allowedPrograms, MAX_ALLOWED);
     args.push("-l");
@@ -93,6 +100,37 @@ export function landlockInitArgs(input: LandlockArgsInput): string[] {
     }
     args.push("-n", String(port));
   }
+  return args;
+}
+
+/**
+ * What a prepared launcher needs to build a policy's program-directory rules ahead of its
+ * task (launch.c, after "@"): the options that decide those rules and nothing else (not the
+ * workspace, not the ports themselves: only whether there are any, which the ruleset must
+ * handle). Equal lists mean an equal ruleset; the runner compares them before it passes -R.
+ *
+ * @throws SandboxSpecError as {@link landlockInitArgs}
+ */
+export function landlockPrebuildArgs(input: {
+  abi: number;
+  exec: SandboxExecPolicy;
+  connectPorts: readonly number[];
+  path: string;
+}): string[] {
+  const { abi, exec } = input;
+  const denied = Object.keys(exec.deniedPrograms).sort();
+  const prefixes = Object.keys(exec.deniedPrefixes).sort();
+  checkNames("denied", denied, MAX_DENIED);
+  checkNames("denied-prefix", prefixes, MAX_PREFIXES);
+  const args = ["-L", String(abi), "-P", input.path];
+  if (input.connectPorts.length > 0) args.push("-N");
+  if (exec.allowedPrograms !== null) {
+    checkNames("allowed", exec.allowedPrograms, MAX_ALLOWED);
+    args.push("-l");
+    for (const name of exec.allowedPrograms) args.push("-a", name);
+  }
+  for (const name of denied) args.push("-d", name);
+  for (const prefix of prefixes) args.push("-p", prefix);
   return args;
 }
 

@@ -35,6 +35,8 @@ export interface PreparedLauncher<P = unknown, C extends PoolChild = PoolChild> 
   readonly child: C;
   /** Its cgroup (no limits until the task's are written), or null without cgroups. */
   readonly cg: TaskCgroup | null;
+  /** The Landlock policy (landlockPrebuildArgs, NUL-joined) its child prebuilt rules for. */
+  readonly prebuilt?: string;
   /** Resolves true once its child is in the cgroup; false when it failed or exited. */
   readonly placed: Promise<boolean>;
   /** True once placed: only such a member is handed out. */

@@ -5,10 +5,11 @@ import { chown, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { pino } from "pino";
 import { SandboxSpecError, SandboxUnavailableError } from "./errors.js";
 import { DEFAULT_SANDBOX_LIMITS } from "./limits.js";
 import { createSandbox } from "./sandbox.js";
-import type { SandboxSpec } from "./types.js";
+import type { SandboxExecPolicy, SandboxSpec } from "./types.js";
 
 const isRoot = process.getuid?.() === 0;
 let ws = "";
@@ -150,9 +151,12 @@ describe("createSandbox (real bwrap)", () => {
           spec("sleep", ["5"], { limits: { ...DEFAULT_SANDBOX_LIMITS, memoryBytes } }),
           { onOutput: () => undefined, onStarted },
         );
-        // A prepared launcher reads its command line from its pipe: "-- @" on its own.
+        // A prepared launcher reads its command line from its pipe: "-- @" (and the Landlock
+        // policy it prebuilt rules for), never bwrap's command line.
         const cmdline = readFileSync(`/proc/${p.pid}/cmdline`, "utf8").split("\0");
-        assert.deepEqual(cmdline.slice(-3), ["--", "@", ""], "the task took a prepared launcher");
+        const at = cmdline.indexOf("--");
+        assert.equal(cmdline[at + 1], "@", "the task took a prepared launcher");
+        assert.ok(!cmdline.some((a) => a.endsWith("bwrap")), cmdline.join(" "));
         await running;
         const [bwrap] = readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, "utf8")
           .trim()
@@ -175,6 +179,60 @@ describe("createSandbox (real bwrap)", () => {
     } finally {
       await sb.close();
     }
+  });
+
+  it("a prepared launcher's prebuilt Landlock rules hold exactly as rules built in the sandbox", async () => {
+    // The first task of a policy builds its rules inside the sandbox; launchers prepared after it
+    // build that policy's program-directory rules ahead (ADR 0023). Both must refuse and allow
+    // the same: a denied program, and in list mode anything not listed.
+    const lines: string[] = [];
+    const logger = pino({ level: "debug" }, { write: (l: string) => lines.push(l) });
+    const sb = createSandbox({ preparedSandboxes: 2, logger });
+    const denyDd: SandboxExecPolicy = {
+      allowedPrograms: null,
+      notAllowedReason: "not listed",
+      deniedPrograms: { dd: "no raw copies" },
+      deniedPrefixes: {},
+      workspaceExec: true,
+      tmpExec: true,
+      noexecReason: "no",
+    };
+    const listed: SandboxExecPolicy = { ...denyDd, allowedPrograms: ["sh", "echo"] };
+    try {
+      for (const [exec, script, want] of [
+        [denyDd, "echo ok; dd if=/dev/null of=/dev/null; echo rc=$?", /rc=126\n/],
+        [listed, "echo ok; cat /dev/null; echo rc=$?", /rc=126\n/],
+      ] as const) {
+        for (let i = 0; i < 4; i++) {
+          let out = "";
+          const refused: string[] = [];
+          const p = await sb.spawn(spec("sh", ["-c", script], { exec }), {
+            onOutput: (_s, c) => {
+              out += c.toString();
+            },
+            onRefusal: (r) => refused.push(r.kind),
+          });
+          const r = await p.result;
+          assert.equal(r.status, "completed", r.message);
+          assert.match(out, /^ok$/m, `task ${i}: the allowed programs run`);
+          assert.match(out, want, `task ${i}: the refused one does not`);
+          assert.ok(refused.length > 0, `task ${i}: the refusal is reported`);
+          // A replacement member is prepared (for this policy) after each result.
+          await new Promise((res) => setTimeout(res, 300));
+        }
+      }
+    } finally {
+      await sb.close();
+    }
+    const ways = lines
+      .map((l) => JSON.parse(l) as { msg: string; landlock?: string })
+      .filter((l) => l.msg === "sandbox spawn")
+      .map((l) => l.landlock);
+    assert.ok(
+      ways.filter((w) => w === "prebuilt").length >= 4,
+      `prebuilt rules were used: ${ways}`,
+    );
+    assert.ok(ways.includes("in-sandbox"), `and rules built in the sandbox: ${ways}`);
   });
 
   it("reports a missing command as exit code 127", async () => {

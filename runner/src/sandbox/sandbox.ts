@@ -15,7 +15,13 @@ import type { Readable, Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { Logger } from "pino";
-import { buildBwrapArgv, egressProxyEnv, type HostLayout } from "./bwrap-argv.js";
+import {
+  type BwrapArgvInput,
+  buildBwrapArgv,
+  egressProxyEnv,
+  type HostLayout,
+  landlockPrebuildOf,
+} from "./bwrap-argv.js";
 import {
   type CgroupController,
   type CgroupLimits,
@@ -54,11 +60,13 @@ export const EGRESS_FORWARDER_PATH = join(NATIVE_DIR, "egress", "forwarder.cjs")
 /** Default directory of the stub /etc/passwd, /etc/group and /etc/hosts. */
 export const DEFAULT_ETC_STUB_DIR = join(NATIVE_DIR, "etc");
 /** Protocol line the helper must print for `version` (bumped with the C side). */
-const HELPER_PROTOCOL = "mcpg-sandbox-helper 6";
+const HELPER_PROTOCOL = "mcpg-sandbox-helper 7";
 /** Oldest bubblewrap with --disable-userns, --size and --perms for tmpfs. */
 const MIN_BWRAP: readonly [number, number, number] = [0, 8, 0];
 /** Descriptor (in the launcher) on which it writes its status lines. */
 const STATUS_FD = 5;
+/** Descriptor of a prepared launcher's prebuilt Landlock ruleset (launch.c RULESET_FD). */
+const RULESET_FD = 20;
 /** Descriptor (in the launcher) from which its child reads "go" once placed in its cgroup. */
 const GO_FD = 6;
 /** Descriptor (in the launcher and bwrap) of the workspace's .git with git_read_only. */
@@ -296,6 +304,12 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     const removal = cg.destroy().finally(() => removals.delete(removal));
     removals.add(removal);
   }
+
+  /**
+   * The Landlock policy (landlockPrebuildArgs) of the latest task: prepared launchers build
+   * its program-directory rules ahead of their task (ADR 0023).
+   */
+  let expectedPolicy: string[] | null = null;
 
   /** Forks the launchers (the runner never forks itself, ADR 0023); started on first use. */
   const spawner = createSpawner({ helperPath, ...(log ? { log } : {}) });
@@ -556,11 +570,13 @@ export function createSandbox(options: SandboxOptions): Sandbox {
    * seccomp programs written, its child placed into the cgroup as soon as it announces itself.
    */
   async function prepareLauncher(p: Prepared): Promise<PreparedLauncher | null> {
+    // The Landlock policy its child builds the program-directory rules of while it waits.
+    const prebuild = p.landlockAbi > 0 ? expectedPolicy : null;
     let cg: TaskCgroup | null = null;
     if (p.cgroups.kind !== "none") cg = await p.cgroups.create(`t${process.pid}-${++taskCounter}`);
     let child: SpawnedProcess;
     try {
-      child = await spawnLauncher(p, ["@"], { stdin: false, go: true });
+      child = await spawnLauncher(p, ["@", ...(prebuild ?? [])], { stdin: false, go: true });
     } catch (err) {
       if (cg !== null) removeLater(cg);
       throw err;
@@ -622,6 +638,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     const member: PreparedLauncher = {
       p,
       child,
+      ...(prebuild === null ? {} : { prebuilt: prebuild.join("\0") }),
       cg,
       placed,
       leftover: () => text,
@@ -686,8 +703,10 @@ export function createSandbox(options: SandboxOptions): Sandbox {
           }
         : spec;
     let bwrapArgv: string[];
+    let argvInput: BwrapArgvInput;
+    let landlockPolicy: string[] | null;
     try {
-      bwrapArgv = buildBwrapArgv({
+      argvInput = {
         spec: argvSpec,
         env,
         layout: p.layout,
@@ -696,7 +715,9 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         ...(spec.network === "restricted"
           ? { egressForwarder: { nodePath: process.execPath, scriptPath: EGRESS_FORWARDER_PATH } }
           : {}),
-      });
+      };
+      bwrapArgv = buildBwrapArgv(argvInput);
+      landlockPolicy = landlockPrebuildOf(argvInput);
       // The command line a prepared launcher reads is NUL-separated (spawn refuses NUL itself).
       if (bwrapArgv.some((a) => a.includes("\0"))) {
         throw new SandboxSpecError("the sandbox command line contains a NUL byte");
@@ -716,6 +737,17 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     // own: both are decided when the launcher is spawned.
     const member =
       usePool && gitFd === undefined && spec.stdin !== "pipe" ? pool.take(p) : undefined;
+    // Its Landlock program-directory rules are built already when it expected this very policy
+    // (sandbox-init then adds only the rest); the next members expect this task's.
+    let landlock: "none" | "prebuilt" | "in-sandbox" = "none";
+    if (landlockPolicy !== null) {
+      landlock = "in-sandbox";
+      if (member?.prebuilt === landlockPolicy.join("\0")) {
+        bwrapArgv = buildBwrapArgv({ ...argvInput, landlockRulesetFd: RULESET_FD });
+        landlock = "prebuilt";
+      }
+      if (spec.stdin !== "pipe") expectedPolicy = landlockPolicy;
+    }
     let cg: TaskCgroup | null = member ? member.cg : null;
     if (!member && p.cgroups.kind !== "none") {
       try {
@@ -757,7 +789,10 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     });
     let placementError = "";
     let oomKilled = false;
-    log?.debug({ pid: child.pid, command: spec.command, network: spec.network }, "sandbox spawn");
+    log?.debug(
+      { pid: child.pid, command: spec.command, network: spec.network, landlock },
+      "sandbox spawn",
+    );
 
     const cap = spec.limits.maxOutputBytes;
     const counts: Record<OutputStream, number> = { stdout: 0, stderr: 0 };
