@@ -543,7 +543,17 @@ static int create_ruleset(int *abi, int net, uint64_t *handled_fs) {
   return fd;
 }
 
+/** Depth of a path in walk()'s counting ("/" 0, "/usr" 1, "/usr/bin" 2). */
+static int depth_of(const char *path) {
+  int d = 0;
+  for (const char *c = path; *c != '\0'; c++) d += *c == '/' && c[1] != '\0';
+  return d;
+}
+
 int mcpg_landlock_prebuild(const struct mcpg_landlock_policy *p, int abi, int net) {
+  /* List mode resolves names, scripts and interpreters anywhere on the host, which the sandbox
+   * may not see the same way: those rules are only ever built inside. */
+  if (p->list_mode) return -1;
   uint64_t handled = 0;
   int fd = create_ruleset(&abi, net, &handled);
   if (fd < 0) return -1;
@@ -555,12 +565,69 @@ int mcpg_landlock_prebuild(const struct mcpg_landlock_policy *p, int abi, int ne
       .prog_dirs_done = 0,
   };
   int rc = 0;
-  for (size_t i = 0; i < p->n_prog_dirs && rc == 0; i++) rc = walk_prog_dir(&b, p->prog_dirs[i], 0);
+  for (size_t i = 0; i < p->n_prog_dirs && rc == 0; i++) {
+    rc = walk_prog_dir(&b, p->prog_dirs[i], depth_of(p->prog_dirs[i]));
+  }
   if (rc != 0) {
     close(fd);
     return -1;
   }
   return fd;
+}
+
+static int cmp_prog(const void *a, const void *b) {
+  const struct mcpg_prog *x = a;
+  const struct mcpg_prog *y = b;
+  if (x->dev != y->dev) return x->dev < y->dev ? -1 : 1;
+  if (x->ino != y->ino) return x->ino < y->ino ? -1 : 1;
+  return 0;
+}
+
+int mcpg_landlock_fingerprint(const struct mcpg_landlock_policy *p, char *out, size_t size) {
+  size_t off = 0;
+#define FP_PUT(...)                                                        \
+  do {                                                                     \
+    int n_ = snprintf(out + off, size - off, __VA_ARGS__);                 \
+    if (n_ < 0 || (size_t)n_ >= size - off) return -1;                     \
+    off += (size_t)n_;                                                     \
+  } while (0)
+  FP_PUT("v1 %zu\n", p->n_prog_dirs);
+  for (size_t i = 0; i < p->n_prog_dirs; i++) {
+    struct stat st;
+    if (stat(p->prog_dirs[i], &st) != 0) return -1;
+    FP_PUT("%s %llu %llu %lld.%09ld %lld.%09ld\n", p->prog_dirs[i], (unsigned long long)st.st_dev,
+           (unsigned long long)st.st_ino, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+           (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+  }
+  struct mcpg_prog sorted[MCPG_MAX_PROGS];
+  memcpy(sorted, p->denied_files, p->n_denied_files * sizeof sorted[0]);
+  qsort(sorted, p->n_denied_files, sizeof sorted[0], cmp_prog);
+  FP_PUT("denied %zu\n", p->n_denied_files);
+  for (size_t i = 0; i < p->n_denied_files; i++) {
+    FP_PUT("%llu:%llu\n", (unsigned long long)sorted[i].dev, (unsigned long long)sorted[i].ino);
+  }
+#undef FP_PUT
+  return (int)off;
+}
+
+int mcpg_landlock_prebuilt_usable(const struct mcpg_landlock_policy *p, const char *fingerprint,
+                                  size_t len) {
+  if (p->list_mode) return 0;
+  /* A writable directory in or under a program directory would need its own rule there. */
+  for (size_t i = 0; i < p->n_prog_dirs; i++) {
+    for (size_t w = 0; w < p->n_write; w++) {
+      if (strcmp(p->prog_dirs[i], p->write_dirs[w]) == 0 ||
+          beneath(p->prog_dirs[i], p->write_dirs[w])) {
+        return 0;
+      }
+    }
+  }
+  /* The program directories and the denied files as the sandbox sees them now, against what
+   * they were when the rules were built: any change (a package installed or upgraded, an
+   * alternative switched, a link added) and the rules are built here instead. */
+  static char now[64 * 1024];
+  int n = mcpg_landlock_fingerprint(p, now, sizeof now);
+  return n > 0 && (size_t)n == len && memcmp(now, fingerprint, len) == 0;
 }
 
 int mcpg_landlock_apply(const struct mcpg_landlock_policy *p, int abi, int prebuilt) {

@@ -74,10 +74,25 @@ int mcpg_landlock_apply(const struct mcpg_landlock_policy *p, int abi, int prebu
 /**
  * A ruleset (its descriptor, or -1) with only the program directories' rules: what
  * mcpg_landlock_apply would add for them, for a policy already prepared. Rules belong to
- * inodes, so it can be built outside the sandbox (a prepared launcher does, ADR 0023) as long
+ * inodes, so it can be built outside the sandbox (a prepared launcher does, ADR 0024) as long
  * as the sandbox binds those directories from the same files. `net`: TCP ports will be limited.
  */
 int mcpg_landlock_prebuild(const struct mcpg_landlock_policy *p, int abi, int net);
+
+/**
+ * What a prebuilt ruleset depends on, for a prepared policy: each program directory's device,
+ * inode, mtime and ctime (any entry added, removed or renamed changes them) and the denied
+ * files' inodes (an alternative switched elsewhere changes those). Writes text into out;
+ * returns its length, or -1.
+ */
+int mcpg_landlock_fingerprint(const struct mcpg_landlock_policy *p, char *out, size_t size);
+
+/**
+ * Whether a ruleset prebuilt with `fingerprint` may be used for this prepared policy: not in
+ * list mode, no writable directory in a program directory, and the fingerprint unchanged.
+ */
+int mcpg_landlock_prebuilt_usable(const struct mcpg_landlock_policy *p, const char *fingerprint,
+                                  size_t len);
 
 /** Why executing `real` (a resolved path) is refused, or NULL if the policy allows it. */
 const char *mcpg_landlock_classify(const struct mcpg_landlock_policy *p, const char *real,

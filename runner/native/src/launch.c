@@ -14,7 +14,8 @@
  * With the options after "@" (the Landlock policy the runner expects the next task to have,
  * as sandbox-init's options; -P the sandbox PATH, -N TCP ports will be limited), the waiting
  * child also builds that policy's program-directory rules into a Landlock ruleset before it
- * waits, and keeps it open as fd RULESET_FD for sandbox-init's -R (ADR 0023). Those rules
+ * waits, and keeps it open as fd RULESET_FD for sandbox-init's -R (ADR 0024), with what the
+ * rules depend on beside it (RULESET_FD + 1, sandbox-init compares). Those rules
  * name inodes, which bwrap binds unchanged; the runner passes -R only when the task's policy
  * is exactly that one. Nothing is built when the policy cannot be (sandbox-init then builds
  * it all, as without the options).
@@ -62,6 +63,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -72,6 +74,40 @@
 /** fd number of a prepared launcher's prebuilt Landlock ruleset (sandbox-init -R). High, so
  * that it never meets a descriptor the launcher or its child already uses. */
 #define RULESET_FD 20
+
+/**
+ * In a prepared launcher's child, while it waits (ADR 0024): the expected policy's
+ * program-directory rules on RULESET_FD, and on RULESET_FD + 1 a sealed memfd with what they
+ * depend on (mcpg_landlock_fingerprint), which sandbox-init compares with its own view before
+ * it uses them. Its messages go nowhere: fd 2 is the future task's stderr. Nothing on either
+ * descriptor when anything fails (the task's rules are then built in the sandbox).
+ */
+static void prebuild(struct mcpg_landlock_policy *p, int abi, int net) {
+  int saved = dup(STDERR_FILENO);
+  int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (saved < 0 || null < 0 || dup2(null, STDERR_FILENO) < 0) _exit(125);
+  close(null);
+  static char fp[64 * 1024];
+  int rs = -1;
+  int mfd = -1;
+  int len = -1;
+  if (mcpg_landlock_prepare(p) == 0 && (len = mcpg_landlock_fingerprint(p, fp, sizeof fp)) > 0) {
+    rs = mcpg_landlock_prebuild(p, abi, net);
+  }
+  if (rs >= 0) mfd = memfd_create("mcpg-landlock-fingerprint", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  int ok = rs >= 0 && mfd >= 0 && write(mfd, fp, (size_t)len) == len &&
+           fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0 &&
+           dup2(rs, RULESET_FD) == RULESET_FD && dup2(mfd, RULESET_FD + 1) == RULESET_FD + 1 &&
+           fcntl(RULESET_FD, F_SETFD, 0) == 0 && fcntl(RULESET_FD + 1, F_SETFD, 0) == 0;
+  if (rs >= 0 && rs != RULESET_FD) close(rs);
+  if (mfd >= 0 && mfd != RULESET_FD + 1) close(mfd);
+  if (!ok) {
+    close(RULESET_FD);
+    close(RULESET_FD + 1);
+  }
+  if (dup2(saved, STDERR_FILENO) < 0) _exit(125);
+  close(saved);
+}
 
 /** Parses the prebuild options after "@" into p; returns 0, or -1 when malformed. */
 static int parse_prebuild(char **opt, struct mcpg_landlock_policy *p, int *abi, int *net) {
@@ -89,10 +125,13 @@ static int parse_prebuild(char **opt, struct mcpg_landlock_policy *p, int *abi, 
     if (v == NULL || o[0] != '-' || o[1] == '\0' || o[2] != '\0') return -1;
     i++;
     switch (o[1]) {
-      case 'L':
-        *abi = atoi(v);
-        if (*abi < 1 || *abi > 64) return -1;
+      case 'L': {
+        char *end = NULL;
+        long n = strtol(v, &end, 10);
+        if (end == v || *end != '\0' || n < 1 || n > 64) return -1;
+        *abi = (int)n;
         break;
+      }
       case 'P':
         p->path_env = v;
         break;
@@ -276,14 +315,7 @@ int mcpg_launch(int argc, char **argv) {
     signal(SIGCHLD, SIG_DFL);
     /* (the signal mask survives exec: bwrap gets the one the launcher was started with) */
     if (sigprocmask(SIG_SETMASK, &orig_mask, NULL) != 0) _exit(125);
-    if (expected != NULL && mcpg_landlock_prepare(expected) == 0) {
-      /* While it waits: the expected policy's program-directory rules (ADR 0023). */
-      int rs = mcpg_landlock_prebuild(expected, expected_abi, expected_net);
-      if (rs >= 0 && rs != RULESET_FD) {
-        if (dup2(rs, RULESET_FD) < 0) _exit(125);
-        close(rs);
-      }
-    }
+    if (expected != NULL) prebuild(expected, expected_abi, expected_net);
     if (go_fd >= 0) {
       /* Wait until the runner has placed this process into the task's cgroup(s). */
       char go = 0;

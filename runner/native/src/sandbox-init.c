@@ -14,8 +14,10 @@
  *   -w DIR     a writable directory, no execution; -W DIR writable with execution
  *   -n PORT    connect(2) only to these TCP ports (repeatable)
  *   -R FD      a ruleset with the program directories' rules already in it, built by the
- *              prepared launcher for the same -L, -l/-a/-d/-p, PATH and ports (ADR 0023); the
- *              rest is added here. Anything on FD but a Landlock ruleset is ignored (built here).
+ *              prepared launcher for the same -L, -d/-p, PATH and ports (ADR 0024), and on
+ *              FD + 1 what they were built from; the rest is added here. Ignored (all built
+ *              here) unless FD is a Landlock ruleset, the policy is not list mode, and the
+ *              program directories and denied files are unchanged since.
  *
  * Runs after bwrap's setup, already under the seccomp filters and with no
  * capabilities. It:
@@ -503,6 +505,12 @@ int main(int argc, char **argv) {
     return 125;
   }
   if (abi > 0 && mcpg_landlock_prepare(&policy) != 0) return 125;
+  if (prebuilt >= 0) {
+    /* Used only if what the rules were built from is what this sandbox sees now (FD + 1). */
+    static char fp[64 * 1024];
+    ssize_t len = pread(prebuilt + 1, fp, sizeof fp, 0);
+    if (len <= 0 || !mcpg_landlock_prebuilt_usable(&policy, fp, (size_t)len)) prebuilt = -1;
+  }
 
   if (abi > 0 && report_fd >= 0) {
     int sv[2];

@@ -283,11 +283,12 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
  */
 /**
  * The task's Landlock policy as a prepared launcher would prebuild it (landlockPrebuildArgs),
- * or null without a Landlock layer.
+ * or null without a Landlock layer or in list mode.
  */
 export function landlockPrebuildOf(input: BwrapArgvInput): string[] | null {
   const abi = input.landlockAbi ?? 0;
-  if (abi <= 0) return null;
+  // List mode resolves names and interpreters the host may see differently: built inside only.
+  if (abi <= 0 || (input.spec.exec?.allowedPrograms ?? null) !== null) return null;
   return landlockPrebuildArgs({
     abi,
     exec: input.spec.exec ?? DEFAULT_EXEC_POLICY,

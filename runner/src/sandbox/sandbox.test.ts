@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
 import { SandboxSpecError, SandboxUnavailableError } from "./errors.js";
@@ -183,11 +183,31 @@ describe("createSandbox (real bwrap)", () => {
 
   it("a prepared launcher's prebuilt Landlock rules hold exactly as rules built in the sandbox", async () => {
     // The first task of a policy builds its rules inside the sandbox; launchers prepared after it
-    // build that policy's program-directory rules ahead (ADR 0023). Both must refuse and allow
-    // the same: a denied program, and in list mode anything not listed.
+    // build that policy's program-directory rules ahead (ADR 0024). Both must refuse and allow
+    // the same. List mode is never prebuilt (names resolve differently on the host).
     const lines: string[] = [];
     const logger = pino({ level: "debug" }, { write: (l: string) => lines.push(l) });
     const sb = createSandbox({ preparedSandboxes: 2, logger });
+    const ways = () =>
+      lines
+        .map((l) => JSON.parse(l) as { msg: string; command?: string; landlock?: string })
+        .filter((l) => l.msg === "sandbox spawn" && l.command === "sh") // (not the self-test)
+        .map((l) => l.landlock);
+    const run = async (exec: SandboxExecPolicy, script: string) => {
+      let out = "";
+      const refused: string[] = [];
+      const p = await sb.spawn(spec("sh", ["-c", script], { exec }), {
+        onOutput: (_s, c) => {
+          out += c.toString();
+        },
+        onRefusal: (r) => refused.push(r.kind),
+      });
+      const r = await p.result;
+      assert.equal(r.status, "completed", r.message);
+      // A replacement member is prepared (for this policy) after each result.
+      await new Promise((res) => setTimeout(res, 300));
+      return { out, refused };
+    };
     const denyDd: SandboxExecPolicy = {
       allowedPrograms: null,
       notAllowedReason: "not listed",
@@ -199,40 +219,74 @@ describe("createSandbox (real bwrap)", () => {
     };
     const listed: SandboxExecPolicy = { ...denyDd, allowedPrograms: ["sh", "echo"] };
     try {
-      for (const [exec, script, want] of [
-        [denyDd, "echo ok; dd if=/dev/null of=/dev/null; echo rc=$?", /rc=126\n/],
-        [listed, "echo ok; cat /dev/null; echo rc=$?", /rc=126\n/],
+      for (const [exec, script] of [
+        [denyDd, "echo ok; dd if=/dev/null of=/dev/null; echo rc=$?"],
+        [listed, "echo ok; cat /dev/null; echo rc=$?"],
       ] as const) {
         for (let i = 0; i < 4; i++) {
-          let out = "";
-          const refused: string[] = [];
-          const p = await sb.spawn(spec("sh", ["-c", script], { exec }), {
-            onOutput: (_s, c) => {
-              out += c.toString();
-            },
-            onRefusal: (r) => refused.push(r.kind),
-          });
-          const r = await p.result;
-          assert.equal(r.status, "completed", r.message);
+          const { out, refused } = await run(exec, script);
           assert.match(out, /^ok$/m, `task ${i}: the allowed programs run`);
-          assert.match(out, want, `task ${i}: the refused one does not`);
+          assert.match(out, /rc=126\n/, `task ${i}: the refused one does not`);
           assert.ok(refused.length > 0, `task ${i}: the refusal is reported`);
-          // A replacement member is prepared (for this policy) after each result.
-          await new Promise((res) => setTimeout(res, 300));
         }
       }
     } finally {
       await sb.close();
     }
+    const [deny, list] = [ways().slice(0, 4), ways().slice(4)];
+    assert.equal(deny[0], "in-sandbox", `the first task of a policy: ${deny}`);
+    assert.ok(deny.filter((w) => w === "prebuilt").length >= 2, `then prebuilt rules: ${deny}`);
+    assert.deepEqual(list, ["in-sandbox", "in-sandbox", "in-sandbox", "in-sandbox"]);
+  });
+
+  it("prebuilt rules that went stale (a program directory changed since) are not used", {
+    skip: process.getuid?.() !== 0 ? "writes into /usr/local/bin (root)" : false,
+  }, async () => {
+    // A program allowed when the member built its rules, denied by the time the task runs
+    // (here: a denied name that now links to it, as an alternative switched under it).
+    const dir = "/usr/local/bin";
+    const probe = join(dir, `mcpg-probe-${process.pid}`);
+    const alias = join(dir, `mcpg-denied-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    copyFileSync("/bin/true", probe);
+    chmodSync(probe, 0o755);
+    const lines: string[] = [];
+    const logger = pino({ level: "debug" }, { write: (l: string) => lines.push(l) });
+    const sb = createSandbox({ preparedSandboxes: 2, logger });
+    const exec: SandboxExecPolicy = {
+      allowedPrograms: null,
+      notAllowedReason: "not listed",
+      deniedPrograms: { [basename(alias)]: "denied in this test" },
+      deniedPrefixes: {},
+      workspaceExec: true,
+      tmpExec: true,
+      noexecReason: "no",
+    };
+    const run = async () => {
+      let out = "";
+      const p = await sb.spawn(spec("sh", ["-c", `${basename(probe)}; echo rc=$?`], { exec }), {
+        onOutput: (_s, c) => {
+          out += c.toString();
+        },
+      });
+      assert.equal((await p.result).status, "completed");
+      return out;
+    };
+    try {
+      assert.match(await run(), /rc=0/, "allowed while no denied name points at it");
+      await new Promise((res) => setTimeout(res, 500)); // a member prebuilds this policy
+      symlinkSync(basename(probe), alias);
+      assert.match(await run(), /rc=126/, "denied now, although the member's rules allowed it");
+    } finally {
+      await sb.close();
+      rmSync(alias, { force: true });
+      rmSync(probe, { force: true });
+    }
     const ways = lines
-      .map((l) => JSON.parse(l) as { msg: string; landlock?: string })
-      .filter((l) => l.msg === "sandbox spawn")
+      .map((l) => JSON.parse(l) as { msg: string; command?: string; landlock?: string })
+      .filter((l) => l.msg === "sandbox spawn" && l.command === "sh") // (not the self-test)
       .map((l) => l.landlock);
-    assert.ok(
-      ways.filter((w) => w === "prebuilt").length >= 4,
-      `prebuilt rules were used: ${ways}`,
-    );
-    assert.ok(ways.includes("in-sandbox"), `and rules built in the sandbox: ${ways}`);
+    assert.deepEqual(ways, ["in-sandbox", "prebuilt"], "the runner offered the stale rules");
   });
 
   it("reports a missing command as exit code 127", async () => {

@@ -307,7 +307,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
 
   /**
    * The Landlock policy (landlockPrebuildArgs) of the latest task: prepared launchers build
-   * its program-directory rules ahead of their task (ADR 0023).
+   * its program-directory rules ahead of their task (ADR 0024).
    */
   let expectedPolicy: string[] | null = null;
 
@@ -739,9 +739,8 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       usePool && gitFd === undefined && spec.stdin !== "pipe" ? pool.take(p) : undefined;
     // Its Landlock program-directory rules are built already when it expected this very policy
     // (sandbox-init then adds only the rest); the next members expect this task's.
-    let landlock: "none" | "prebuilt" | "in-sandbox" = "none";
+    let landlock: "none" | "prebuilt" | "in-sandbox" = p.landlockAbi > 0 ? "in-sandbox" : "none";
     if (landlockPolicy !== null) {
-      landlock = "in-sandbox";
       if (member?.prebuilt === landlockPolicy.join("\0")) {
         bwrapArgv = buildBwrapArgv({ ...argvInput, landlockRulesetFd: RULESET_FD });
         landlock = "prebuilt";
