@@ -527,12 +527,10 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   }
 
   /**
-   * Spawns the host launcher (as the sandbox uid when the runner is root). `line` is the bwrap
-   * command line, or ["@"] for a prepared launcher that reads it from GO_FD after 'G'.
-   */
-  /**
-   * Starts a launcher through the spawner (ADR 0023): the runner never forks itself. Its
-   * parent is the spawner, so that is the pid it checks and dies with.
+   * Starts the host launcher through the spawner (ADR 0023; as the sandbox uid when the runner
+   * is root): the runner never forks itself. Its parent is the spawner, so that is the pid it
+   * checks and dies with. `line` is the bwrap command line, or ["@", …] for a prepared launcher
+   * that reads it from GO_FD after 'G' (with the Landlock policy to prebuild, ADR 0024).
    */
   function spawnLauncher(
     p: Prepared,
@@ -567,7 +565,8 @@ export function createSandbox(options: SandboxOptions): Sandbox {
 
   /**
    * Starts one prepared launcher: a cgroup without limits yet, the launcher in "@" mode, its
-   * seccomp programs written, its child placed into the cgroup as soon as it announces itself.
+   * seccomp programs on fds 3 and 4, its child placed into the cgroup as soon as it announces
+   * itself (and building the expected policy's Landlock rules meanwhile, ADR 0024).
    */
   async function prepareLauncher(p: Prepared): Promise<PreparedLauncher | null> {
     // The Landlock policy its child builds the program-directory rules of while it waits.
@@ -1094,6 +1093,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     async close() {
       await pool.close();
       await spawner.close();
+      // (After every spawn has been answered: the runner stops its tasks and servers first.)
       for (const fd of seccompFiles.values()) closeSync(fd);
       seccompFiles.clear();
       seccompFileOf = new WeakMap();
