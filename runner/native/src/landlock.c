@@ -583,15 +583,18 @@ static int cmp_prog(const void *a, const void *b) {
   return 0;
 }
 
-int mcpg_landlock_fingerprint(const struct mcpg_landlock_policy *p, char *out, size_t size) {
+int mcpg_landlock_fingerprint(const struct mcpg_landlock_policy *p, int abi, int net, char *out,
+                              size_t size) {
   size_t off = 0;
+  int kernel = mcpg_landlock_abi();
 #define FP_PUT(...)                                                        \
   do {                                                                     \
     int n_ = snprintf(out + off, size - off, __VA_ARGS__);                 \
     if (n_ < 0 || (size_t)n_ >= size - off) return -1;                     \
     off += (size_t)n_;                                                     \
   } while (0)
-  FP_PUT("v1 %zu\n", p->n_prog_dirs);
+  /* The ruleset's own attributes (handled rights, scoping, ports) follow from these. */
+  FP_PUT("v1 abi %d net %d dirs %zu\n", abi > kernel ? kernel : abi, net ? 1 : 0, p->n_prog_dirs);
   for (size_t i = 0; i < p->n_prog_dirs; i++) {
     struct stat st;
     if (stat(p->prog_dirs[i], &st) != 0) return -1;
@@ -610,14 +613,16 @@ int mcpg_landlock_fingerprint(const struct mcpg_landlock_policy *p, char *out, s
   return (int)off;
 }
 
-int mcpg_landlock_prebuilt_usable(const struct mcpg_landlock_policy *p, const char *fingerprint,
-                                  size_t len) {
+int mcpg_landlock_prebuilt_usable(const struct mcpg_landlock_policy *p, int abi,
+                                  const char *fingerprint, size_t len) {
   if (p->list_mode) return 0;
-  /* A writable directory in or under a program directory would need its own rule there. */
+  /* A writable directory in, under or above a program directory would need its own rules
+   * there (the walk from "/" treats those directories differently). */
   for (size_t i = 0; i < p->n_prog_dirs; i++) {
     for (size_t w = 0; w < p->n_write; w++) {
       if (strcmp(p->prog_dirs[i], p->write_dirs[w]) == 0 ||
-          beneath(p->prog_dirs[i], p->write_dirs[w])) {
+          beneath(p->prog_dirs[i], p->write_dirs[w]) ||
+          beneath(p->write_dirs[w], p->prog_dirs[i])) {
         return 0;
       }
     }
@@ -626,7 +631,7 @@ int mcpg_landlock_prebuilt_usable(const struct mcpg_landlock_policy *p, const ch
    * they were when the rules were built: any change (a package installed or upgraded, an
    * alternative switched, a link added) and the rules are built here instead. */
   static char now[64 * 1024];
-  int n = mcpg_landlock_fingerprint(p, now, sizeof now);
+  int n = mcpg_landlock_fingerprint(p, abi, p->n_ports > 0, now, sizeof now);
   return n > 0 && (size_t)n == len && memcmp(now, fingerprint, len) == 0;
 }
 

@@ -80,19 +80,22 @@ int mcpg_landlock_apply(const struct mcpg_landlock_policy *p, int abi, int prebu
 int mcpg_landlock_prebuild(const struct mcpg_landlock_policy *p, int abi, int net);
 
 /**
- * What a prebuilt ruleset depends on, for a prepared policy: each program directory's device,
+ * What a prebuilt ruleset depends on, for a prepared policy: the ABI (clamped to the kernel's)
+ * and whether ports are limited, each program directory's device,
  * inode, mtime and ctime (any entry added, removed or renamed changes them) and the denied
  * files' inodes (an alternative switched elsewhere changes those). Writes text into out;
  * returns its length, or -1.
  */
-int mcpg_landlock_fingerprint(const struct mcpg_landlock_policy *p, char *out, size_t size);
+int mcpg_landlock_fingerprint(const struct mcpg_landlock_policy *p, int abi, int net, char *out,
+                              size_t size);
 
 /**
  * Whether a ruleset prebuilt with `fingerprint` may be used for this prepared policy: not in
- * list mode, no writable directory in a program directory, and the fingerprint unchanged.
+ * list mode, no writable directory in or above a program directory, and the fingerprint (with
+ * this ABI and the policy's ports) unchanged.
  */
-int mcpg_landlock_prebuilt_usable(const struct mcpg_landlock_policy *p, const char *fingerprint,
-                                  size_t len);
+int mcpg_landlock_prebuilt_usable(const struct mcpg_landlock_policy *p, int abi,
+                                  const char *fingerprint, size_t len);
 
 /** Why executing `real` (a resolved path) is refused, or NULL if the policy allows it. */
 const char *mcpg_landlock_classify(const struct mcpg_landlock_policy *p, const char *real,

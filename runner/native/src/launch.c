@@ -91,16 +91,29 @@ static void prebuild(struct mcpg_landlock_policy *p, int abi, int net) {
   int rs = -1;
   int mfd = -1;
   int len = -1;
-  if (mcpg_landlock_prepare(p) == 0 && (len = mcpg_landlock_fingerprint(p, fp, sizeof fp)) > 0) {
+  if (mcpg_landlock_prepare(p) == 0 &&
+      (len = mcpg_landlock_fingerprint(p, abi, net, fp, sizeof fp)) > 0) {
     rs = mcpg_landlock_prebuild(p, abi, net);
   }
-  if (rs >= 0) mfd = memfd_create("mcpg-landlock-fingerprint", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  int ok = rs >= 0 && mfd >= 0 && write(mfd, fp, (size_t)len) == len &&
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
+  /* Not executable (hosts with vm.memfd_noexec = 2 refuse anything else; older kernels refuse
+   * the flag). */
+  if (rs >= 0) {
+    mfd = memfd_create("mcpg-landlock-fingerprint", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
+    if (mfd < 0 && errno == EINVAL) {
+      mfd = memfd_create("mcpg-landlock-fingerprint", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    }
+  }
+  /* (each below RULESET_FD, so no dup2 below closes the other) */
+  int ok = rs >= 0 && mfd >= 0 && rs < RULESET_FD && mfd < RULESET_FD &&
+           write(mfd, fp, (size_t)len) == len &&
            fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0 &&
            dup2(rs, RULESET_FD) == RULESET_FD && dup2(mfd, RULESET_FD + 1) == RULESET_FD + 1 &&
            fcntl(RULESET_FD, F_SETFD, 0) == 0 && fcntl(RULESET_FD + 1, F_SETFD, 0) == 0;
-  if (rs >= 0 && rs != RULESET_FD) close(rs);
-  if (mfd >= 0 && mfd != RULESET_FD + 1) close(mfd);
+  if (rs >= 0) close(rs);
+  if (mfd >= 0) close(mfd);
   if (!ok) {
     close(RULESET_FD);
     close(RULESET_FD + 1);

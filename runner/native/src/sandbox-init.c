@@ -509,7 +509,7 @@ int main(int argc, char **argv) {
     /* Used only if what the rules were built from is what this sandbox sees now (FD + 1). */
     static char fp[64 * 1024];
     ssize_t len = pread(prebuilt + 1, fp, sizeof fp, 0);
-    if (len <= 0 || !mcpg_landlock_prebuilt_usable(&policy, fp, (size_t)len)) prebuilt = -1;
+    if (len <= 0 || !mcpg_landlock_prebuilt_usable(&policy, abi, fp, (size_t)len)) prebuilt = -1;
   }
 
   if (abi > 0 && report_fd >= 0) {
