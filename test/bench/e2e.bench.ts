@@ -26,7 +26,7 @@
  * RPS with p99 ≤ 10 ms.
  */
 import { spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import net from "node:net";
 import { loadavg } from "node:os";
 import { join } from "node:path";
@@ -46,6 +46,7 @@ import {
 import { DEV_AUDIENCE, DEV_ISSUER, mintDevToken } from "../../edge/src/auth/dev-keys.js";
 import { createGrpcJsClient, serverStream, unary } from "../integration/grpc-js-client.js";
 import { startGateway } from "../integration/harness.js";
+import { spawnerPids } from "./spawners.js";
 
 const SEQ = Number(process.env.BENCH_SEQ ?? 100);
 const WARMUP = 10;
@@ -79,20 +80,11 @@ function cpuMs(pid: number, which: "all" | "sys" = "all"): number {
  */
 function runnerCpuMs(pid: number): number {
   let total = cpuMs(pid);
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    let children: string[] = [];
+  for (const spawner of spawnerPids(pid)) {
     try {
-      children = readFileSync(`/proc/${pid}/task/${task}/children`, "utf8").trim().split(" ");
+      total += cpuMs(spawner);
     } catch {
-      continue;
-    }
-    for (const c of children.filter((x) => x !== "")) {
-      try {
-        const argv = readFileSync(`/proc/${c}/cmdline`, "utf8").split("\0");
-        if (argv[1] === "spawner") total += cpuMs(Number(c));
-      } catch {
-        // ended meanwhile
-      }
+      // ended meanwhile
     }
   }
   return total;

@@ -9,10 +9,11 @@
  *   node --import tsx test/bench/sandbox.bench.ts [ITERATIONS]   (npm run bench:sandbox)
  */
 import { spawn } from "node:child_process";
-import { chownSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chownSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createSandbox, DEFAULT_SANDBOX_LIMITS } from "../../runner/src/sandbox/index.js";
+import { spawnerPids } from "./spawners.js";
 
 const ITERATIONS = Number(process.argv[2] ?? 200);
 const WARMUP = 20;
@@ -37,21 +38,12 @@ function statCpuMs(pid: number | "self"): { own: number; children: number } {
  */
 function childrenCpuMs(): number {
   let total = statCpuMs("self").children;
-  for (const task of readdirSync("/proc/self/task")) {
-    let children: string[] = [];
+  for (const spawner of spawnerPids("self")) {
     try {
-      children = readFileSync(`/proc/self/task/${task}/children`, "utf8").trim().split(" ");
+      const cpu = statCpuMs(spawner);
+      total += cpu.own + cpu.children;
     } catch {
-      continue;
-    }
-    for (const c of children.filter((x) => x !== "")) {
-      try {
-        if (readFileSync(`/proc/${c}/cmdline`, "utf8").split("\0")[1] !== "spawner") continue;
-        const cpu = statCpuMs(Number(c));
-        total += cpu.own + cpu.children;
-      } catch {
-        // ended meanwhile
-      }
+      // ended meanwhile
     }
   }
   return total;

@@ -516,15 +516,33 @@ static int walk(struct builder *b, const char *path, int depth) {
   return rc;
 }
 
+/** `abi`, never above the kernel's; below 1 when the kernel has no Landlock. */
+static int clamp_abi(int abi) {
+  int kernel = mcpg_landlock_abi();
+  return abi > kernel ? kernel : abi;
+}
+
+/** The builder for a policy's rules in `ruleset` (base: READ_FILE, EXECUTE outside list mode). */
+static struct builder builder_for(const struct mcpg_landlock_policy *p, int ruleset,
+                                  uint64_t handled, int prog_dirs_done) {
+  struct builder b = {
+      .p = p,
+      .ruleset = ruleset,
+      .handled = handled,
+      .base = FS_READ_FILE | (p->list_mode ? 0 : FS_EXECUTE),
+      .prog_dirs_done = prog_dirs_done,
+  };
+  return b;
+}
+
 /** The ABI to use (never above the kernel's) and a ruleset handling what it offers; -1 with
  * a message on stderr. */
 static int create_ruleset(int *abi, int net, uint64_t *handled_fs) {
-  int kernel = mcpg_landlock_abi();
-  if (kernel < 1) {
+  *abi = clamp_abi(*abi);
+  if (*abi < 1) {
     fprintf(stderr, "sandbox: Landlock is not available in this kernel\n");
     return -1;
   }
-  if (*abi > kernel) *abi = kernel;
   if (net && *abi < 4) {
     fprintf(stderr, "sandbox: TCP port rules need Landlock ABI 4 (kernel has %d)\n", *abi);
     return -1;
@@ -557,13 +575,7 @@ int mcpg_landlock_prebuild(const struct mcpg_landlock_policy *p, int abi, int ne
   uint64_t handled = 0;
   int fd = create_ruleset(&abi, net, &handled);
   if (fd < 0) return -1;
-  struct builder b = {
-      .p = p,
-      .ruleset = fd,
-      .handled = handled,
-      .base = FS_READ_FILE | (p->list_mode ? 0 : FS_EXECUTE),
-      .prog_dirs_done = 0,
-  };
+  struct builder b = builder_for(p, fd, handled, 0);
   int rc = 0;
   for (size_t i = 0; i < p->n_prog_dirs && rc == 0; i++) {
     rc = walk_prog_dir(&b, p->prog_dirs[i], depth_of(p->prog_dirs[i]));
@@ -586,7 +598,6 @@ static int cmp_prog(const void *a, const void *b) {
 int mcpg_landlock_fingerprint(const struct mcpg_landlock_policy *p, int abi, int net, char *out,
                               size_t size) {
   size_t off = 0;
-  int kernel = mcpg_landlock_abi();
 #define FP_PUT(...)                                                        \
   do {                                                                     \
     int n_ = snprintf(out + off, size - off, __VA_ARGS__);                 \
@@ -594,7 +605,7 @@ int mcpg_landlock_fingerprint(const struct mcpg_landlock_policy *p, int abi, int
     off += (size_t)n_;                                                     \
   } while (0)
   /* The ruleset's own attributes (handled rights, scoping, ports) follow from these. */
-  FP_PUT("v1 abi %d net %d dirs %zu\n", abi > kernel ? kernel : abi, net ? 1 : 0, p->n_prog_dirs);
+  FP_PUT("v1 abi %d net %d dirs %zu\n", clamp_abi(abi), net ? 1 : 0, p->n_prog_dirs);
   for (size_t i = 0; i < p->n_prog_dirs; i++) {
     struct stat st;
     if (stat(p->prog_dirs[i], &st) != 0) return -1;
@@ -639,26 +650,19 @@ int mcpg_landlock_apply(const struct mcpg_landlock_policy *p, int abi, int prebu
   uint64_t handled = 0;
   int fd;
   if (prebuilt >= 0) {
-    /* Made by mcpg_landlock_prebuild with this ABI and net handling (the runner checks). */
-    int kernel = mcpg_landlock_abi();
-    if (kernel < 1) {
+    /* Made by mcpg_landlock_prebuild with this ABI and net handling (the fingerprint says so). */
+    abi = clamp_abi(abi);
+    if (abi < 1) {
       fprintf(stderr, "sandbox: Landlock is not available in this kernel\n");
       return -1;
     }
-    if (abi > kernel) abi = kernel;
     fd = prebuilt;
     handled = handled_fs_for(abi);
   } else {
     fd = create_ruleset(&abi, p->n_ports > 0, &handled);
     if (fd < 0) return -1;
   }
-  struct builder b = {
-      .p = p,
-      .ruleset = fd,
-      .handled = handled,
-      .base = FS_READ_FILE | (p->list_mode ? 0 : FS_EXECUTE),
-      .prog_dirs_done = prebuilt >= 0,
-  };
+  struct builder b = builder_for(p, fd, handled, prebuilt >= 0);
   int rc = add_rule(&b, "/", FS_READ_DIR, 1);
   if (rc == 0) rc = walk(&b, "/", 0);
   /* Devices: writing /dev/null, terminals; ioctls on them (ABI 5). Never creating nodes. */

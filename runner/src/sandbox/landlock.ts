@@ -50,6 +50,28 @@ function checkNames(kind: string, names: string[], max: number): void {
   }
 }
 
+/**
+ * The policy's program options, shared by sandbox-init and a prepared launcher: list mode with
+ * the allowed programs, then the denied names and prefixes (sorted).
+ *
+ * @throws SandboxSpecError for invalid program names or too many entries
+ */
+function programArgs(exec: SandboxExecPolicy): string[] {
+  const denied = Object.keys(exec.deniedPrograms).sort();
+  const prefixes = Object.keys(exec.deniedPrefixes).sort();
+  checkNames("denied", denied, MAX_DENIED);
+  checkNames("denied-prefix", prefixes, MAX_PREFIXES);
+  const args: string[] = [];
+  if (exec.allowedPrograms !== null) {
+    checkNames("allowed", exec.allowedPrograms, MAX_ALLOWED);
+    args.push("-l");
+    for (const name of exec.allowedPrograms) args.push("-a", name);
+  }
+  for (const name of denied) args.push("-d", name);
+  for (const prefix of prefixes) args.push("-p", prefix);
+  return args;
+}
+
 /** Options of {@link landlockInitArgs}. */
 export interface LandlockArgsInput {
   /** Landlock ABI to apply (the runner's probe, ≥ 1). */
@@ -76,19 +98,9 @@ export interface LandlockArgsInput {
  */
 export function landlockInitArgs(input: LandlockArgsInput): string[] {
   const { abi, exec, connectPorts, workspace } = input;
-  const denied = Object.keys(exec.deniedPrograms).sort();
-  const prefixes = Object.keys(exec.deniedPrefixes).sort();
-  checkNames("denied", denied, MAX_DENIED);
-  checkNames("denied-prefix", prefixes, MAX_PREFIXES);
   const args = ["-L", String(abi), "-r", String(REPORT_FD)];
   if (input.prebuiltRulesetFd !== undefined) args.push("-R", String(input.prebuiltRulesetFd));
-  if (exec.allowedPrograms !== null) {
-    checkNames("allowed", exec.allowedPrograms, MAX_ALLOWED);
-    args.push("-l");
-    for (const name of exec.allowedPrograms) args.push("-a", name);
-  }
-  for (const name of denied) args.push("-d", name);
-  for (const prefix of prefixes) args.push("-p", prefix);
+  args.push(...programArgs(exec));
   // In list mode nothing in a writable directory is executable, whatever these say.
   const list = exec.allowedPrograms !== null;
   args.push(!list && exec.workspaceExec ? "-W" : "-w", workspace);
@@ -117,20 +129,9 @@ export function landlockPrebuildArgs(input: {
   connectPorts: readonly number[];
   path: string;
 }): string[] {
-  const { abi, exec } = input;
-  const denied = Object.keys(exec.deniedPrograms).sort();
-  const prefixes = Object.keys(exec.deniedPrefixes).sort();
-  checkNames("denied", denied, MAX_DENIED);
-  checkNames("denied-prefix", prefixes, MAX_PREFIXES);
-  const args = ["-L", String(abi), "-P", input.path];
+  const args = ["-L", String(input.abi), "-P", input.path];
   if (input.connectPorts.length > 0) args.push("-N");
-  if (exec.allowedPrograms !== null) {
-    checkNames("allowed", exec.allowedPrograms, MAX_ALLOWED);
-    args.push("-l");
-    for (const name of exec.allowedPrograms) args.push("-a", name);
-  }
-  for (const name of denied) args.push("-d", name);
-  for (const prefix of prefixes) args.push("-p", prefix);
+  args.push(...programArgs(input.exec));
   return args;
 }
 

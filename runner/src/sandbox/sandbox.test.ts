@@ -36,6 +36,15 @@ function spec(command: string, args: string[], over: Partial<SandboxSpec> = {}):
   };
 }
 
+/** How each `sh` task's Landlock rules were built, from the sandbox's debug log lines (the
+ * self-test's sandbox runs another command). */
+function landlockWays(lines: string[]): Array<string | undefined> {
+  return lines
+    .map((l) => JSON.parse(l) as { msg: string; command?: string; landlock?: string })
+    .filter((l) => l.msg === "sandbox spawn" && l.command === "sh")
+    .map((l) => l.landlock);
+}
+
 describe("createSandbox (real bwrap)", () => {
   const sandbox = createSandbox({});
 
@@ -188,11 +197,7 @@ describe("createSandbox (real bwrap)", () => {
     const lines: string[] = [];
     const logger = pino({ level: "debug" }, { write: (l: string) => lines.push(l) });
     const sb = createSandbox({ preparedSandboxes: 2, logger });
-    const ways = () =>
-      lines
-        .map((l) => JSON.parse(l) as { msg: string; command?: string; landlock?: string })
-        .filter((l) => l.msg === "sandbox spawn" && l.command === "sh") // (not the self-test)
-        .map((l) => l.landlock);
+    const ways = () => landlockWays(lines);
     const run = async (exec: SandboxExecPolicy, script: string) => {
       let out = "";
       const refused: string[] = [];
@@ -282,10 +287,7 @@ describe("createSandbox (real bwrap)", () => {
       rmSync(alias, { force: true });
       rmSync(probe, { force: true });
     }
-    const ways = lines
-      .map((l) => JSON.parse(l) as { msg: string; command?: string; landlock?: string })
-      .filter((l) => l.msg === "sandbox spawn" && l.command === "sh") // (not the self-test)
-      .map((l) => l.landlock);
+    const ways = landlockWays(lines);
     assert.deepEqual(ways, ["in-sandbox", "prebuilt"], "the runner offered the stale rules");
   });
 
