@@ -1,7 +1,8 @@
 import { isIP } from "node:net";
 import { type PeerCertificate, connect as tlsConnect } from "node:tls";
 import type { Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createLeanGrpcTransport } from "./lean-grpc.js";
 import type { TlsMaterial } from "./tls/material.js";
 
 /** Options for {@link createMtlsTransport}. */
@@ -18,7 +19,8 @@ export interface MtlsTransportOptions {
 
 /**
  * A gRPC transport for the internal edge ↔ runner links: HTTP/2 over TLS 1.3
- * with a client certificate and a peer identity check. Rebuild it when the
+ * with a client certificate and a peer identity check, one connection per
+ * transport (keep-alive pings, closed after 60 s idle). Rebuild it when the
  * certificates rotate.
  */
 export function createMtlsTransport(options: MtlsTransportOptions): Transport {
@@ -30,9 +32,10 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport {
     minVersion: "TLSv1.3" as const,
     checkServerIdentity: options.checkServerIdentity,
   };
-  return createGrpcTransport({
-    baseUrl: options.baseUrl,
-    nodeOptions: {
+  const sessionManager = new Http2SessionManager(
+    options.baseUrl,
+    { pingIntervalMs: ping, pingTimeoutMs: ping, idleConnectionTimeoutMs: 60_000 },
+    {
       ...tls,
       // What http2.connect does for https, plus TCP_NODELAY: requests and events are
       // small frames, and Nagle held each behind the peer's delayed ACK (+40 ms per
@@ -50,8 +53,12 @@ export function createMtlsTransport(options: MtlsTransportOptions): Transport {
         return socket;
       },
     },
-    idleConnectionTimeoutMs: 60_000,
-    pingIntervalMs: ping,
-    pingTimeoutMs: ping,
+  );
+  // Unary and server-streaming calls go straight onto HTTP/2 streams (ADR 0025); client and
+  // bidirectional streams (McpServer) through Connect's transport, on the same connection.
+  return createLeanGrpcTransport({
+    baseUrl: options.baseUrl,
+    sessionManager,
+    fallback: createGrpcTransport({ baseUrl: options.baseUrl, sessionManager }),
   });
 }

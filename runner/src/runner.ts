@@ -22,6 +22,7 @@ import {
   http2ServerOptions,
 } from "@mcp-gateway/common/connection-guard";
 import { trackHttp2Sessions } from "@mcp-gateway/common/http2-sessions";
+import { createLeanGrpcHandler } from "@mcp-gateway/common/lean-grpc";
 import { createMetricsRegistry } from "@mcp-gateway/common/metrics";
 import { nodeFallback } from "@mcp-gateway/common/node-fallback";
 import { createPolicyEngine, type PolicyEngine } from "@mcp-gateway/common/policy";
@@ -332,11 +333,15 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
   app.get("/metrics", async (c) =>
     c.body(await registry.metrics(), 200, { "content-type": registry.contentType }),
   );
+  const readMaxBytes = config.maxFileBytes + 64 * 1024;
   const handler = connectNodeAdapter({
     routes: (router) => router.service(RunnerService, service),
-    readMaxBytes: config.maxFileBytes + 64 * 1024,
+    readMaxBytes,
     fallback: nodeFallback(getRequestListener(app.fetch)),
   });
+  // The edge's unary and server-streaming calls (Execute, Release, file operations …) without
+  // Connect's universal handler; everything else falls through to it (ADR 0025).
+  const lean = createLeanGrpcHandler(RunnerService, service, { readMaxBytes });
 
   const tlsFiles = await runnerTlsFiles(config);
   const edgeIds = config.allowedEdges.map(edgeIdentity);
@@ -362,7 +367,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
           return;
         }
       }
-      handler(req, res);
+      if (!lean(req, res)) handler(req, res);
     },
   );
   // Connection discipline (issue 21): caps at accept, handshake/first-stream/idle deadlines.
