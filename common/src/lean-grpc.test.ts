@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
@@ -52,6 +52,11 @@ const impl: Partial<ServiceImpl<typeof RunnerService>> = {
   },
   writeFile() {
     return {};
+  },
+  readFile() {
+    const content = new Uint8Array(8 * 1024 * 1024);
+    for (let i = 0; i < content.length; i += 4096) content[i] = (i / 4096) % 251;
+    return { content };
   },
   async *execute(req, ctx) {
     try {
@@ -105,7 +110,7 @@ describe("lean gRPC handler and transport (ADR 0025)", () => {
         baseUrl: url,
         sessionManager: sm,
         fallback: createGrpcTransport({ baseUrl: url, sessionManager: sm }),
-        readMaxBytes: 64 * 1024,
+        readMaxBytes: 9 * 1024 * 1024,
       }),
     );
     connectGrpc = createClient(
@@ -198,6 +203,14 @@ describe("lean gRPC handler and transport (ADR 0025)", () => {
     }
     assert.equal(count, 1003);
     assert.equal(bytes, 3 + 1000 * 4096);
+  });
+
+  it("receives an 8 MiB message whole (many HTTP/2 chunks, joined once)", async () => {
+    const res = await lean.readFile({ path: "big" });
+    assert.equal(res.content.length, 8 * 1024 * 1024);
+    for (let i = 0; i < res.content.length; i += 4096) {
+      assert.equal(res.content[i], (i / 4096) % 251, `byte ${i}`);
+    }
   });
 
   it("aborts the handler's signal and ends its generator when the client cancels", async () => {
@@ -298,6 +311,42 @@ describe("lean gRPC handler and transport (ADR 0025)", () => {
     assert.equal(parseTimeout("123456789m"), undefined, "at most 8 digits");
     assert.equal(parseTimeout("-1m"), undefined);
     assert.equal(parseTimeout("10"), undefined);
+  });
+
+  it("keeps the deadline and the signal while the connection is still being made", {
+    timeout: 10_000,
+  }, async () => {
+    // A peer that accepts TCP and never answers the TLS handshake.
+    const open: Socket[] = [];
+    const silent = createNetServer((socket) => open.push(socket));
+    silent.listen(0, "127.0.0.1");
+    await once(silent, "listening");
+    const stuckUrl = `https://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const sm = new Http2SessionManager(stuckUrl);
+    const client = createClient(
+      RunnerService,
+      createLeanGrpcTransport({
+        baseUrl: stuckUrl,
+        sessionManager: sm,
+        fallback: createGrpcTransport({ baseUrl: stuckUrl, sessionManager: sm }),
+      }),
+    );
+    try {
+      await assert.rejects(
+        client.info({}, { timeoutMs: 200 }),
+        (err: ConnectError) => err.code === Code.DeadlineExceeded,
+      );
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 100);
+      await assert.rejects(
+        client.info({}, { signal: controller.signal }),
+        (err: ConnectError) => err.code === Code.Canceled,
+      );
+    } finally {
+      sm.abort();
+      silent.close();
+      for (const socket of open) socket.destroy();
+    }
   });
 
   it("reports a refused connection as Unavailable with its cause", async () => {

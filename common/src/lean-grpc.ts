@@ -456,18 +456,53 @@ export function createLeanGrpcTransport(options: LeanGrpcTransportOptions): Tran
       if (timeoutMs <= 0) throw new ConnectError("the operation timed out", Code.DeadlineExceeded);
       headers["grpc-timeout"] = `${Math.min(Math.ceil(timeoutMs), 99_999_999)}m`;
     }
+    // The deadline and the signal cover getting a connection too (connect, TLS handshake, the
+    // session manager's ping of an idle connection), as Connect's do.
+    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    let stop: (err: ConnectError) => void = () => undefined;
+    const stopped = new Promise<never>((_, reject) => {
+      stop = reject;
+    });
+    stopped.catch(() => undefined);
+    const onAbort = (): void => stop(ConnectError.from(signal?.reason, Code.Canceled));
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(
+            () => stop(new ConnectError("the operation timed out", Code.DeadlineExceeded)),
+            timeoutMs,
+          );
+    const requested = sm.request(
+      "POST",
+      `${prefix}/${method.parent.typeName}/${method.name}`,
+      headers,
+      {},
+    );
     let stream: ClientHttp2Stream;
     try {
-      stream = await sm.request(
-        "POST",
-        `${prefix}/${method.parent.typeName}/${method.name}`,
-        headers,
-        {},
-      );
+      stream = await Promise.race([requested, stopped]);
     } catch (err) {
-      throw ConnectError.from(err, Code.Unavailable);
+      // A stream opened after the call gave up is reset, never sent.
+      requested.then(
+        (late) => {
+          if (!late.closed) late.close(h2.NGHTTP2_CANCEL);
+        },
+        () => undefined,
+      );
+      throw nodeError(err, Code.Unavailable);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+      if (timer !== undefined) clearTimeout(timer);
     }
-    const call = new LeanCall(stream, sm, output, readMaxBytes, signal, timeoutMs);
+    const remainingMs = deadline === undefined ? undefined : deadline - Date.now();
+    if (signal?.aborted || (remainingMs !== undefined && remainingMs <= 0)) {
+      stream.close(h2.NGHTTP2_CANCEL);
+      throw signal?.aborted
+        ? ConnectError.from(signal.reason, Code.Canceled)
+        : new ConnectError("the operation timed out", Code.DeadlineExceeded);
+    }
+    const call = new LeanCall(stream, sm, output, readMaxBytes, signal, remainingMs);
     stream.end(frame);
     await call.headers;
     return call;
@@ -553,7 +588,8 @@ class LeanCall<O extends DescMessage> implements AsyncIterable<MessageShape<O>> 
   readonly #output: O;
   readonly #readMaxBytes: number;
   readonly #queue: MessageShape<O>[] = [];
-  #buffer: Buffer | undefined;
+  #chunks: Buffer[] = [];
+  #size = 0;
   #error: ConnectError | undefined;
   #ended = false;
   #wake: (() => void) | undefined;
@@ -595,7 +631,7 @@ class LeanCall<O extends DescMessage> implements AsyncIterable<MessageShape<O>> 
     stream.on("trailers", (trailers) => {
       this.responseTrailers = trailers;
     });
-    stream.on("error", (err) => this.#fail(ConnectError.from(err, Code.Internal)));
+    stream.on("error", (err) => this.#fail(nodeError(err, Code.Internal)));
     stream.on("close", () => this.#onClose());
   }
 
@@ -630,9 +666,17 @@ class LeanCall<O extends DescMessage> implements AsyncIterable<MessageShape<O>> 
   #onData(chunk: Buffer): void {
     if (this.#error !== undefined) return;
     this.#sm.notifyResponseByteRead(this.#stream);
-    let buf = this.#buffer === undefined ? chunk : Buffer.concat([this.#buffer, chunk]);
-    while (buf.length >= FRAME_HEADER) {
-      const length = buf.readUInt32BE(1);
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+    // Chunks are kept as they come (HTTP/2 delivers ≤ 16 KiB at a time) and joined once per
+    // complete message, never once per chunk.
+    while (this.#size >= FRAME_HEADER) {
+      let first = this.#chunks[0] as Buffer;
+      if (first.length < FRAME_HEADER) {
+        first = Buffer.concat(this.#chunks);
+        this.#chunks = [first];
+      }
+      const length = first.readUInt32BE(1);
       if (length > this.#readMaxBytes) {
         this.#fail(
           new ConnectError(
@@ -642,16 +686,17 @@ class LeanCall<O extends DescMessage> implements AsyncIterable<MessageShape<O>> 
         );
         return;
       }
-      if (buf.length < FRAME_HEADER + length) break;
-      if (((buf[0] as number) & FLAG_COMPRESSED) !== 0) {
+      if (this.#size < FRAME_HEADER + length) break;
+      if (((first[0] as number) & FLAG_COMPRESSED) !== 0) {
         this.#fail(
           new ConnectError("protocol error: received a compressed message", Code.Internal),
         );
         return;
       }
+      const all = this.#chunks.length === 1 ? first : Buffer.concat(this.#chunks, this.#size);
       try {
         this.#queue.push(
-          fromBinary(this.#output, buf.subarray(FRAME_HEADER, FRAME_HEADER + length)),
+          fromBinary(this.#output, all.subarray(FRAME_HEADER, FRAME_HEADER + length)),
         );
       } catch (err) {
         this.#fail(
@@ -662,9 +707,10 @@ class LeanCall<O extends DescMessage> implements AsyncIterable<MessageShape<O>> 
         );
         return;
       }
-      buf = buf.subarray(FRAME_HEADER + length);
+      const rest = all.subarray(FRAME_HEADER + length);
+      this.#chunks = rest.length === 0 ? [] : [rest];
+      this.#size = rest.length;
     }
-    this.#buffer = buf.length === 0 ? undefined : buf;
     if (this.#queue.length >= HIGH_WATER) this.#stream.pause();
     this.#notify();
   }
@@ -702,7 +748,7 @@ class LeanCall<O extends DescMessage> implements AsyncIterable<MessageShape<O>> 
       );
       return;
     }
-    if (this.#buffer !== undefined) {
+    if (this.#size !== 0) {
       this.#fail(new ConnectError("protocol error: incomplete message", Code.Internal));
       return;
     }
@@ -759,6 +805,30 @@ class LeanCall<O extends DescMessage> implements AsyncIterable<MessageShape<O>> 
       },
     };
   }
+}
+
+/**
+ * A Node error as a ConnectError with the code Connect's Node transport gives it (a reset or
+ * destroyed stream is Aborted, an unreachable peer Unavailable), keeping it as the cause.
+ */
+function nodeError(reason: unknown, fallback: Code): ConnectError {
+  if (reason instanceof ConnectError) return reason;
+  const codes = new Set<string>();
+  for (let c: unknown = reason, i = 0; c instanceof Error && i < 16; c = c.cause, i++) {
+    const code = (c as NodeJS.ErrnoException).code;
+    if (typeof code === "string") codes.add(code);
+  }
+  let code = fallback;
+  if (codes.has("ERR_STREAM_WRITE_AFTER_END")) code = Code.Aborted;
+  else if (
+    ["ERR_STREAM_DESTROYED", "ERR_HTTP2_INVALID_STREAM", "ECONNRESET"].some((c) => codes.has(c))
+  )
+    code = Code.Aborted;
+  else if (["ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED"].some((c) => codes.has(c)))
+    code = Code.Unavailable;
+  const err = ConnectError.from(reason, code);
+  if (err !== reason) err.cause = reason;
+  return err;
 }
 
 /** The gRPC code for an HTTP status without grpc-status (gRPC's HTTP to gRPC status mapping). */
