@@ -78,6 +78,18 @@ const impl: Partial<ServiceImpl<typeof RunnerService>> = {
   },
 };
 
+/** A client on the lean transport, with Connect's gRPC transport on the same connection as fallback. */
+function leanClient(url: string, readMaxBytes?: number) {
+  const sm = new Http2SessionManager(url);
+  const transport = createLeanGrpcTransport({
+    baseUrl: url,
+    sessionManager: sm,
+    fallback: createGrpcTransport({ baseUrl: url, sessionManager: sm }),
+    ...(readMaxBytes === undefined ? {} : { readMaxBytes }),
+  });
+  return { sm, client: createClient(RunnerService, transport) };
+}
+
 describe("lean gRPC handler and transport (ADR 0025)", () => {
   let server: http2.Http2Server;
   let url: string;
@@ -100,19 +112,11 @@ describe("lean gRPC handler and transport (ADR 0025)", () => {
     server.listen(0, "127.0.0.1");
     await once(server, "listening");
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const sm = new Http2SessionManager(url);
+    const main = leanClient(url, 9 * 1024 * 1024);
     const sm2 = new Http2SessionManager(url);
     const sm3 = new Http2SessionManager(url);
-    sessions = [sm, sm2, sm3];
-    lean = createClient(
-      RunnerService,
-      createLeanGrpcTransport({
-        baseUrl: url,
-        sessionManager: sm,
-        fallback: createGrpcTransport({ baseUrl: url, sessionManager: sm }),
-        readMaxBytes: 9 * 1024 * 1024,
-      }),
-    );
+    sessions = [main.sm, sm2, sm3];
+    lean = main.client;
     connectGrpc = createClient(
       RunnerService,
       createGrpcTransport({ baseUrl: url, sessionManager: sm2 }),
@@ -322,15 +326,7 @@ describe("lean gRPC handler and transport (ADR 0025)", () => {
     silent.listen(0, "127.0.0.1");
     await once(silent, "listening");
     const stuckUrl = `https://127.0.0.1:${(silent.address() as AddressInfo).port}`;
-    const sm = new Http2SessionManager(stuckUrl);
-    const client = createClient(
-      RunnerService,
-      createLeanGrpcTransport({
-        baseUrl: stuckUrl,
-        sessionManager: sm,
-        fallback: createGrpcTransport({ baseUrl: stuckUrl, sessionManager: sm }),
-      }),
-    );
+    const { sm, client } = leanClient(stuckUrl);
     try {
       await assert.rejects(
         client.info({}, { timeoutMs: 200 }),
@@ -356,15 +352,7 @@ describe("lean gRPC handler and transport (ADR 0025)", () => {
     const deadUrl = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
     closed.close();
     await once(closed, "close");
-    const sm = new Http2SessionManager(deadUrl);
-    const client = createClient(
-      RunnerService,
-      createLeanGrpcTransport({
-        baseUrl: deadUrl,
-        sessionManager: sm,
-        fallback: createGrpcTransport({ baseUrl: deadUrl, sessionManager: sm }),
-      }),
-    );
+    const { sm, client } = leanClient(deadUrl);
     await assert.rejects(client.info({}), (err: ConnectError) => {
       assert.equal(err.code, Code.Unavailable);
       const codes: unknown[] = [];

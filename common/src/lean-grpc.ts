@@ -456,23 +456,12 @@ export function createLeanGrpcTransport(options: LeanGrpcTransportOptions): Tran
       if (timeoutMs <= 0) throw new ConnectError("the operation timed out", Code.DeadlineExceeded);
       headers["grpc-timeout"] = `${Math.min(Math.ceil(timeoutMs), 99_999_999)}m`;
     }
-    // The deadline and the signal cover getting a connection too (connect, TLS handshake, the
-    // session manager's ping of an idle connection), as Connect's do.
-    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-    let stop: (err: ConnectError) => void = () => undefined;
-    const stopped = new Promise<never>((_, reject) => {
-      stop = reject;
-    });
+    // One guard from here to the call's end: the deadline and the signal cover getting a
+    // connection too (connect, TLS handshake, the session manager's ping of an idle
+    // connection), as Connect's do.
+    const guard = new CallGuard(signal, timeoutMs);
+    const stopped = new Promise<never>((_, reject) => guard.notify(reject));
     stopped.catch(() => undefined);
-    const onAbort = (): void => stop(ConnectError.from(signal?.reason, Code.Canceled));
-    signal?.addEventListener("abort", onAbort, { once: true });
-    const timer =
-      timeoutMs === undefined
-        ? undefined
-        : setTimeout(
-            () => stop(new ConnectError("the operation timed out", Code.DeadlineExceeded)),
-            timeoutMs,
-          );
     const requested = sm.request(
       "POST",
       `${prefix}/${method.parent.typeName}/${method.name}`,
@@ -483,6 +472,7 @@ export function createLeanGrpcTransport(options: LeanGrpcTransportOptions): Tran
     try {
       stream = await Promise.race([requested, stopped]);
     } catch (err) {
+      guard.dispose();
       // A stream opened after the call gave up is reset, never sent.
       requested.then(
         (late) => {
@@ -491,19 +481,10 @@ export function createLeanGrpcTransport(options: LeanGrpcTransportOptions): Tran
         () => undefined,
       );
       throw nodeError(err, Code.Unavailable);
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-      if (timer !== undefined) clearTimeout(timer);
     }
-    const remainingMs = deadline === undefined ? undefined : deadline - Date.now();
-    if (signal?.aborted || (remainingMs !== undefined && remainingMs <= 0)) {
-      stream.close(h2.NGHTTP2_CANCEL);
-      throw signal?.aborted
-        ? ConnectError.from(signal.reason, Code.Canceled)
-        : new ConnectError("the operation timed out", Code.DeadlineExceeded);
-    }
-    const call = new LeanCall(stream, sm, output, readMaxBytes, signal, remainingMs);
-    stream.end(frame);
+    const call = new LeanCall(stream, sm, output, readMaxBytes, guard);
+    // Not sent when the guard fired between the stream's arrival and here (reset instead).
+    if (guard.reason === undefined) stream.end(frame);
     await call.headers;
     return call;
   }
@@ -569,6 +550,50 @@ function response<T extends object>(
   }) as T & Pick<UnaryResponse, "header" | "trailer">;
 }
 
+/**
+ * A call's deadline and cancellation, armed once before the connection is asked for and kept
+ * until the call ends. Whoever holds the call (first `open`, then its LeanCall) hears of it.
+ */
+class CallGuard {
+  /** Why the call must stop, once it must. */
+  reason: ConnectError | undefined;
+  #onStop: (err: ConnectError) => void = () => undefined;
+  readonly #signal: AbortSignal | undefined;
+  readonly #timer: NodeJS.Timeout | undefined;
+  readonly #onAbort = (): void => {
+    this.#stop(ConnectError.from(this.#signal?.reason, Code.Canceled));
+  };
+
+  constructor(signal: AbortSignal | undefined, timeoutMs: number | undefined) {
+    this.#signal = signal;
+    signal?.addEventListener("abort", this.#onAbort, { once: true });
+    if (timeoutMs !== undefined) {
+      this.#timer = setTimeout(
+        () => this.#stop(new ConnectError("the operation timed out", Code.DeadlineExceeded)),
+        timeoutMs,
+      );
+    }
+  }
+
+  #stop(err: ConnectError): void {
+    if (this.reason !== undefined) return;
+    this.reason = err;
+    this.dispose();
+    this.#onStop(err);
+  }
+
+  /** From now on `onStop` hears of it; at once when the call must already stop. */
+  notify(onStop: (err: ConnectError) => void): void {
+    this.#onStop = onStop;
+    if (this.reason !== undefined) onStop(this.reason);
+  }
+
+  dispose(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+  }
+}
+
 interface Settle {
   resolve: () => void;
   reject: (err: ConnectError) => void;
@@ -594,38 +619,26 @@ class LeanCall<O extends DescMessage> implements AsyncIterable<MessageShape<O>> 
   #ended = false;
   #wake: (() => void) | undefined;
   #headersSettled: Settle;
-  #timer: NodeJS.Timeout | undefined;
-  readonly #signal: AbortSignal | undefined;
-  readonly #onAbort = (): void => {
-    this.#fail(ConnectError.from(this.#signal?.reason, Code.Canceled));
-  };
+  readonly #guard: CallGuard;
 
   constructor(
     stream: ClientHttp2Stream,
     sm: Http2SessionManager,
     output: O,
     readMaxBytes: number,
-    signal: AbortSignal | undefined,
-    timeoutMs: number | undefined,
+    guard: CallGuard,
   ) {
     this.#stream = stream;
     this.#sm = sm;
     this.#output = output;
     this.#readMaxBytes = readMaxBytes;
-    this.#signal = signal;
+    this.#guard = guard;
     let settled!: Settle;
     this.headers = new Promise<void>((resolve, reject) => {
       settled = { resolve, reject };
     });
     this.#headersSettled = settled;
     this.headers.catch(() => undefined);
-    signal?.addEventListener("abort", this.#onAbort, { once: true });
-    if (timeoutMs !== undefined) {
-      this.#timer = setTimeout(
-        () => this.#fail(new ConnectError("the operation timed out", Code.DeadlineExceeded)),
-        timeoutMs,
-      );
-    }
     stream.on("response", (headers) => this.#onResponse(headers));
     stream.on("data", (chunk: Buffer) => this.#onData(chunk));
     stream.on("trailers", (trailers) => {
@@ -633,6 +646,7 @@ class LeanCall<O extends DescMessage> implements AsyncIterable<MessageShape<O>> 
     });
     stream.on("error", (err) => this.#fail(nodeError(err, Code.Internal)));
     stream.on("close", () => this.#onClose());
+    guard.notify((err) => this.#fail(err));
   }
 
   #onResponse(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): void {
@@ -767,8 +781,7 @@ class LeanCall<O extends DescMessage> implements AsyncIterable<MessageShape<O>> 
   }
 
   #cleanup(): void {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#signal?.removeEventListener("abort", this.#onAbort);
+    this.#guard.dispose();
   }
 
   #notify(): void {
