@@ -74,14 +74,15 @@ async function as<T>(token: string, fn: (c: Client) => Promise<T>): Promise<T> {
 }
 
 describe("upstream resources, prompts and completions through the gateway", () => {
-  it("advertises what it serves: resources (no subscriptions), prompts, completions", async () => {
+  it("advertises what it serves: resources (no subscriptions), prompts, completions, logging", async () => {
     await as(dev, async (c) => {
       const caps = c.getServerCapabilities();
       assert.ok(caps?.tools);
       assert.deepEqual(caps?.resources, { subscribe: false, listChanged: false });
       assert.deepEqual(caps?.prompts, { listChanged: false });
       assert.deepEqual(caps?.completions, {});
-      assert.equal(caps?.logging, undefined, "logging/setLevel is not served");
+      assert.deepEqual(caps?.logging, {}, "upstream log messages are relayed (ADR 0026)");
+      assert.deepEqual(await c.setLoggingLevel("error"), {});
       await assert.rejects(c.subscribeResource({ uri: GW_DOC }), /Method not found/);
     });
   });

@@ -9,7 +9,12 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import {
+  type CallToolResult,
+  EmptyResultSchema,
+  LoggingMessageNotificationSchema,
+  McpError,
+} from "@modelcontextprotocol/sdk/types.js";
 import { z } from "zod";
 import { connectJson, type Gateway, ROOT, runCli, startGateway } from "./harness.js";
 import { freePort, startEverything } from "./helpers/everything.js";
@@ -33,11 +38,21 @@ const upstream = { description: "Fetches a URL", authorization: [] as string[], 
 function startTestUpstream(): Promise<http.Server> {
   const server = http.createServer(async (req, res) => {
     upstream.authorization.push(String(req.headers.authorization ?? ""));
-    const mcp = new McpServer({ name: "test-upstream", version: "1.0.0" });
+    const mcp = new McpServer(
+      { name: "test-upstream", version: "1.0.0" },
+      { capabilities: { logging: {} } },
+    );
     mcp.registerTool(
       "fetch",
       { description: upstream.description, inputSchema: { url: z.string() } },
-      async ({ url }) => {
+      async ({ url }, extra) => {
+        // Two log messages on the call's own stream, one below and one above "warning".
+        for (const params of [
+          { level: "debug" as const, logger: "fetcher", data: `resolving ${url}` },
+          { level: "warning" as const, logger: "fetcher", data: { url, note: "slow host" } },
+        ]) {
+          await extra.sendNotification({ method: "notifications/message", params });
+        }
         if (upstream.hang) await new Promise((r) => setTimeout(r, 60_000));
         return { content: [{ type: "text", text: `fetched ${url}` }] };
       },
@@ -193,6 +208,52 @@ describe("upstream MCP servers through the gateway", () => {
       } finally {
         await viewerDenied.close();
       }
+    } finally {
+      await c.close();
+    }
+  });
+
+  it("relays an upstream's log messages on the call's stream, at the level the caller set", async () => {
+    const c = await connect(await gw.token("up-logs", ["developer"]));
+    try {
+      assert.deepEqual(c.getServerCapabilities()?.logging, {});
+      const got: unknown[] = [];
+      c.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
+        got.push(n.params);
+      });
+      const fetchPypi = async () => {
+        const r = (await c.callTool({
+          name: "fetch__fetch",
+          arguments: { url: "https://pypi.org/simple/" },
+        })) as CallToolResult;
+        assert.match(text(r), /fetched https:\/\/pypi\.org/);
+      };
+      // No level set, no progress asked: the answer is a JSON body, which carries no messages.
+      await fetchPypi();
+      assert.deepEqual(got, []);
+      await assert.rejects(
+        c.request({ method: "logging/setLevel", params: { level: "loud" } }, EmptyResultSchema),
+        (err: unknown) =>
+          err instanceof McpError &&
+          err.code === -32602 &&
+          /level must be one of debug/.test(err.message),
+      );
+      await c.setLoggingLevel("warning");
+      await fetchPypi();
+      assert.deepEqual(got, [
+        {
+          level: "warning",
+          logger: "fetch/fetcher",
+          data: { url: "https://pypi.org/simple/", note: "slow host" },
+        },
+      ]);
+      got.length = 0;
+      await c.setLoggingLevel("debug");
+      await fetchPypi();
+      assert.deepEqual(
+        got.map((m) => (m as { level: string }).level),
+        ["debug", "warning"],
+      );
     } finally {
       await c.close();
     }

@@ -26,6 +26,7 @@ import {
   ListResourcesRequestSchema,
   ListResourceTemplatesRequestSchema,
   ListToolsRequestSchema,
+  type LoggingLevel,
   McpError,
   type PromptMessage,
   ReadResourceRequestSchema,
@@ -35,11 +36,13 @@ import {
 } from "@modelcontextprotocol/sdk/types.js";
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import type { Logger } from "pino";
+import { z } from "zod";
 import type { AuthFailurePacer } from "../http/pre-auth.js";
 import type { EdgeMetrics } from "../metrics.js";
 import type { Operations } from "../operations/operations.js";
 import type { RequestContext } from "../pipeline/context.js";
 import type { PrincipalRecord } from "../store/types.js";
+import { LOGGING_LEVELS, type UpstreamLogMessage } from "./http-call.js";
 import { MCP_PATH, RESOURCE_METADATA_PATH } from "./paths.js";
 import {
   describeIssues,
@@ -201,6 +204,16 @@ function wantsProgress(body: unknown): boolean {
   });
 }
 
+/** `logging/setLevel` (its params are checked by the handler, which names a bad level). */
+const SetLevelRequest = z.object({
+  method: z.literal("logging/setLevel"),
+  params: z.unknown().optional(),
+});
+/** Principals whose log level this edge remembers (the oldest is forgotten beyond). */
+const MAX_LOG_LEVELS = 10_000;
+/** Upstream log messages relayed per call; the rest are dropped (and the drop logged once). */
+const MAX_LOGS_PER_CALL = 1000;
+
 /** How long the rest of a refused body is read and dropped before the link is cut, ms. */
 const DROP_MS = 5000;
 /** How much of the body of a request refused before its body (401, 403, 429, 503) is drained. */
@@ -247,6 +260,8 @@ interface ToolCallExtra {
   progressToken: string | number | undefined;
   /** Sends a progress notification (a no-op without a progress token). */
   notify: (progress: number, message: string, total?: number) => void;
+  /** Sends a log message on the call's stream; absent when the answer is a JSON body. */
+  log?: (message: UpstreamLogMessage) => void;
   /** Which door answered: the Node fast path or the SDK server (logged). */
   door: "node" | "sdk";
 }
@@ -313,6 +328,33 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   /** run_command calls in flight on this edge, by principal and JSON-RPC request id. */
   const inFlight = new Map<string, InFlight>();
   const keyOf = (sub: string, id: RequestId) => `${sub}\u0000${typeof id}:${String(id)}`;
+  /**
+   * The least severe level of upstream log messages each principal asked for
+   * (`logging/setLevel`), on this edge: the endpoint has no sessions (ADR 0006), so the level
+   * is the principal's. A principal that set one gets its upstream calls answered as a stream,
+   * so that their log messages can travel with them.
+   */
+  const logLevels = new Map<string, LoggingLevel>();
+  function setLogLevel(sub: string, level: LoggingLevel): void {
+    logLevels.delete(sub);
+    logLevels.set(sub, level);
+    if (logLevels.size > MAX_LOG_LEVELS) {
+      const oldest = logLevels.keys().next().value;
+      if (oldest !== undefined) logLevels.delete(oldest);
+    }
+  }
+  /** True when the body calls an upstream tool for a principal that set a log level. */
+  function wantsLogs(body: unknown, principal: PrincipalRecord): boolean {
+    if (!logLevels.has(principal.sub)) return false;
+    return (Array.isArray(body) ? body : [body]).some((m) => {
+      const msg = m as { method?: unknown; params?: { name?: unknown } } | null;
+      return (
+        msg?.method === "tools/call" &&
+        typeof msg.params?.name === "string" &&
+        !byName.has(msg.params.name)
+      );
+    });
+  }
 
   function baseUrl(facts: RequestFacts): string {
     if (options.publicUrl) return options.publicUrl.replace(/\/+$/, "");
@@ -466,6 +508,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       requestId: RequestId;
       progress: boolean;
       notify: (progress: number, message: string, total?: number) => void;
+      log: ((message: UpstreamLogMessage) => void) | undefined;
     },
   ): Promise<CallToolResult> {
     const method = `mcp.upstream.${server}`;
@@ -480,6 +523,9 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     const key = keyOf(principal.sub, extra.requestId);
     inFlight.set(key, { owner: principal.sub, abort });
     let code = "OK";
+    const log = extra.log;
+    const least = LOGGING_LEVELS.indexOf(logLevels.get(principal.sub) ?? "debug");
+    let logged = 0;
     try {
       const result = await ops.callUpstreamTool(
         rc,
@@ -490,6 +536,24 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
             ? {
                 onProgress: (p: number, total: number | undefined, message: string | undefined) =>
                   extra.notify(p, message ?? "", total),
+              }
+            : {}),
+          ...(log
+            ? {
+                // Relayed under the upstream's name, at the caller's level, up to a bound.
+                onLog: (m: UpstreamLogMessage) => {
+                  if (LOGGING_LEVELS.indexOf(m.level) < least) return;
+                  if (++logged > MAX_LOGS_PER_CALL) {
+                    if (logged === MAX_LOGS_PER_CALL + 1) {
+                      rc.logger.warn(
+                        { upstream: server, max: MAX_LOGS_PER_CALL },
+                        "upstream log messages beyond the bound of a call dropped",
+                      );
+                    }
+                    return;
+                  }
+                  log({ ...m, logger: m.logger ? `${server}/${m.logger}` : server });
+                },
               }
             : {}),
         },
@@ -528,6 +592,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       requestId: extra.requestId,
       notify: extra.notify,
       progress: extra.progressToken !== undefined,
+      log: extra.log,
     };
     const sep = name.indexOf(options.toolSeparator);
     const unprefixed = options.unprefixedUpstream();
@@ -642,6 +707,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     if (ops.upstreamServers().length === 0) return { tools: { listChanged: false } };
     return {
       tools: { listChanged: false },
+      logging: {},
       resources: { subscribe: false, listChanged: false },
       prompts: { listChanged: false },
       completions: {},
@@ -741,13 +807,38 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   // instance per Server otherwise (~0.6 ms a request), for elicitation the gateway never uses.
   const jsonSchemaValidator = new AjvJsonSchemaValidator();
 
-  function createServer(principal: PrincipalRecord, peer: string, traceparent: string | null) {
+  /** One request's SDK server; `stream`: the answer is an SSE stream (notifications can travel). */
+  function createServer(
+    principal: PrincipalRecord,
+    peer: string,
+    traceparent: string | null,
+    stream: boolean,
+  ) {
     const server = new Server(SERVER_INFO, {
       capabilities: capabilities(),
       instructions: INSTRUCTIONS,
       jsonSchemaValidator,
     });
-    if (ops.upstreamServers().length > 0) registerContent(server, principal, peer, traceparent);
+    if (ops.upstreamServers().length > 0) {
+      registerContent(server, principal, peer, traceparent);
+      server.setRequestHandler(SetLevelRequest, (req) => {
+        const level = (req.params as { level?: unknown } | undefined)?.level;
+        if (!LOGGING_LEVELS.includes(level as LoggingLevel)) {
+          metrics.requests.inc({
+            method: "mcp.logging/setLevel",
+            protocol: "mcp",
+            code: "InvalidArgument",
+          });
+          throw new McpError(
+            ErrorCode.InvalidParams,
+            `level must be one of ${LOGGING_LEVELS.join(", ")}`,
+          );
+        }
+        setLogLevel(principal.sub, level as LoggingLevel);
+        metrics.requests.inc({ method: "mcp.logging/setLevel", protocol: "mcp", code: "OK" });
+        return {};
+      });
+    }
     server.setRequestHandler(ListToolsRequestSchema, async () => {
       const { rc, span } = callContext(principal, peer, "tools/list", traceparent);
       try {
@@ -800,6 +891,14 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
             })
             .catch(() => undefined);
         },
+        ...(stream
+          ? {
+              log: (params: UpstreamLogMessage) =>
+                void extra
+                  .sendNotification({ method: "notifications/message", params })
+                  .catch(() => undefined),
+            }
+          : {}),
       });
     });
     // Stateless: a cancellation arrives in its own HTTP request, so it is
@@ -1074,7 +1173,8 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
         return;
       }
       const call = fastToolCall(parsedBody);
-      if (call) {
+      // A caller that asked for log messages gets its upstream calls as a stream (SDK path).
+      if (call && !wantsLogs(parsedBody, principal)) {
         await answerToolCall(call, principal, peer, facts.header("traceparent"), res);
         return;
       }
@@ -1097,7 +1197,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       if (passed) {
         principal = passed.principal;
         parsedBody = passed.parsedBody;
-        stream = wantsProgress(parsedBody);
+        stream = wantsProgress(parsedBody) || wantsLogs(parsedBody, principal);
       } else {
         const outcome = await admit(facts, peer, req.method);
         if (!("sub" in outcome)) {
@@ -1114,11 +1214,11 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
           } catch {
             return jsonRpcError(NOT_JSON);
           }
-          stream = wantsProgress(parsedBody);
+          stream = wantsProgress(parsedBody) || wantsLogs(parsedBody, principal);
         }
       }
       // One SDK server per request (stateless): it holds this request's principal.
-      const server = createServer(principal, peer, req.headers.get("traceparent"));
+      const server = createServer(principal, peer, req.headers.get("traceparent"), stream);
       // No sessionIdGenerator: stateless, no Mcp-Session-Id.
       const transport = new WebStandardStreamableHTTPServerTransport({
         enableJsonResponse: !stream,

@@ -120,6 +120,31 @@ describe("callToolOverHttp (a remote upstream's tools/call)", () => {
     ]);
   });
 
+  it("passes the upstream's log messages on; malformed ones are dropped", async () => {
+    behaviour = (_req, body, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      const note = (params: unknown) =>
+        res.write(
+          `data: ${JSON.stringify({ jsonrpc: "2.0", method: "notifications/message", params })}\n\n`,
+        );
+      note({ level: "info", logger: "db", data: { rows: 3 } });
+      note({ level: "loud", data: "not a level" });
+      note({ level: "error" }); // no data
+      note("not an object");
+      note({ level: "warning", logger: 7, data: "a logger that is not a string is left out" });
+      res.end(
+        `data: ${JSON.stringify({ jsonrpc: "2.0", id: body.id, result: { content: [] } })}\n\n`,
+      );
+    };
+    const logs: unknown[] = [];
+    const { o } = options({ onLog: (m) => logs.push(m) });
+    assert.deepEqual(await callToolOverHttp(session(), "query", {}, o), { content: [] });
+    assert.deepEqual(logs, [
+      { level: "info", logger: "db", data: { rows: 3 } },
+      { level: "warning", data: "a logger that is not a string is left out" },
+    ]);
+  });
+
   it("parses SSE however it is chunked: CRLF split across writes, multi-line data, a long line", async () => {
     const big = "y".repeat(4 * 1024 * 1024);
     behaviour = (_req, body, res) => {

@@ -1,6 +1,11 @@
 import http from "node:http";
 import https from "node:https";
-import { ErrorCode, LATEST_PROTOCOL_VERSION, McpError } from "@modelcontextprotocol/sdk/types.js";
+import {
+  ErrorCode,
+  LATEST_PROTOCOL_VERSION,
+  type LoggingLevel,
+  McpError,
+} from "@modelcontextprotocol/sdk/types.js";
 
 /*
  * One `tools/call` to a remote upstream over Streamable HTTP, without the SDK client's
@@ -22,6 +27,38 @@ export interface HttpSession {
   protocolVersion: string | undefined;
 }
 
+/** A log message an upstream sent on a call's stream (`notifications/message`). */
+export interface UpstreamLogMessage {
+  level: LoggingLevel;
+  /** The upstream's own logger name, if it gave one. */
+  logger?: string;
+  data: unknown;
+}
+
+/** The levels of `notifications/message`, least severe first (RFC 5424's order). */
+export const LOGGING_LEVELS: readonly LoggingLevel[] = [
+  "debug",
+  "info",
+  "notice",
+  "warning",
+  "error",
+  "critical",
+  "alert",
+  "emergency",
+];
+
+/** The log message of a `notifications/message`'s params, or undefined when it is not one. */
+export function logMessageOf(params: unknown): UpstreamLogMessage | undefined {
+  if (typeof params !== "object" || params === null) return;
+  const p = params as { level?: unknown; logger?: unknown; data?: unknown };
+  if (!LOGGING_LEVELS.includes(p.level as LoggingLevel) || !("data" in p)) return;
+  return {
+    level: p.level as LoggingLevel,
+    ...(typeof p.logger === "string" ? { logger: p.logger } : {}),
+    data: p.data,
+  };
+}
+
 /** Options of one call. */
 export interface HttpCallOptions {
   signal: AbortSignal;
@@ -29,6 +66,8 @@ export interface HttpCallOptions {
   /** Largest answer accepted, bytes (JSON body, or one SSE event). */
   maxBytes: number;
   onProgress?: (progress: number, total: number | undefined, message: string | undefined) => void;
+  /** Log messages the upstream sends on the call's stream (malformed ones are dropped). */
+  onLog?: (message: UpstreamLogMessage) => void;
   /** Tells the upstream a call was abandoned (`notifications/cancelled`), on its session. */
   cancel: (requestId: string, reason: string) => void;
   /**
@@ -65,7 +104,13 @@ let nextId = 0;
 interface JsonRpcAnswer {
   id?: unknown;
   method?: unknown;
-  params?: { progressToken?: unknown; progress?: unknown; total?: unknown; message?: unknown };
+  params?: {
+    progressToken?: unknown;
+    progress?: unknown;
+    total?: unknown;
+    message?: unknown;
+    level?: unknown;
+  };
   result?: unknown;
   error?: { code?: unknown; message?: unknown; data?: unknown };
 }
@@ -234,6 +279,11 @@ export function callToolOverHttp(
                   typeof p.message === "string" ? p.message : undefined,
                 );
               }
+              return;
+            }
+            if (m.method === "notifications/message") {
+              const log = options.onLog && logMessageOf(m.params);
+              if (log) options.onLog?.(log);
               return;
             }
             if (typeof m.method === "string") {

@@ -22,7 +22,12 @@ import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv
 import canonicalize from "canonicalize";
 import type { Logger } from "pino";
 import type { RunnerHandle } from "../runners/pool.js";
-import { callToolOverHttp, type HttpSession, SessionExpired } from "./http-call.js";
+import {
+  callToolOverHttp,
+  type HttpSession,
+  SessionExpired,
+  type UpstreamLogMessage,
+} from "./http-call.js";
 import {
   createStdioClients,
   type StdioClients,
@@ -95,6 +100,11 @@ export interface UpstreamCallOptions {
   signal: AbortSignal;
   /** Progress notifications of the upstream, passed through. */
   onProgress?: (progress: number, total: number | undefined, message: string | undefined) => void;
+  /**
+   * Log messages a remote upstream sends on the call's own stream. A stdio server's log
+   * messages are not tied to a call (stdio has no stream per request), so none arrive here.
+   */
+  onLog?: (message: UpstreamLogMessage) => void;
   /** Whom the call is for (stdio servers run per tenant; required for them). */
   caller?: UpstreamCaller;
   /** The tool's definition (as listed): its output schema is checked against the result. */
@@ -387,6 +397,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
           timeoutMs: u.timeoutMs,
           maxBytes: MAX_ANSWER_BYTES,
           ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+          ...(o.onLog ? { onLog: o.onLog } : {}),
           cancel: (requestId, reason) =>
             void c
               .notification({ method: "notifications/cancelled", params: { requestId, reason } })

@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { GatewayError } from "@mcp-gateway/common/errors";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import canonicalize from "canonicalize";
+import type { UpstreamLogMessage } from "../mcp/http-call.js";
 import type { UpstreamCaller } from "../mcp/stdio-upstream.js";
 import type { Upstreams, UpstreamTool } from "../mcp/upstreams.js";
 import type { Pipeline } from "../pipeline/authorize.js";
@@ -60,6 +61,8 @@ export interface UpstreamOperations {
         total: number | undefined,
         message: string | undefined,
       ) => void;
+      /** Log messages the upstream sends on the call's stream (remote upstreams). */
+      onLog?: (message: UpstreamLogMessage) => void;
     },
   ): Promise<CallToolResult>;
   /** Pinned definitions (admin): all, or of one server, or only those awaiting approval. */
