@@ -364,8 +364,9 @@ export async function startEdge(
   let mcpUpstreams = config.mcp.upstreams;
   /** The MCP endpoint, loaded on first use (cold start); undefined when MCP is off. */
   let mcp: (() => Promise<McpEndpoint>) | undefined;
+  /** The MCP endpoint once loaded (its standing streams end when the edge stops). */
+  let endpoint: Promise<McpEndpoint> | undefined;
   if (config.mcp.enabled) {
-    let endpoint: Promise<McpEndpoint> | undefined;
     mcp = () =>
       (endpoint ??= import("./mcp/endpoint.js").then(({ createMcpEndpoint }) =>
         createMcpEndpoint({
@@ -676,6 +677,9 @@ export async function startEdge(
       accepting = false;
       await tasks.drain(config.drainTimeoutMs);
       shutdown.abort();
+      // Standing MCP streams never end by themselves: ended here, so that the clients reconnect
+      // elsewhere and the server closes without waiting for them.
+      (await endpoint?.catch(() => undefined))?.close();
       await server.close(Math.min(config.drainTimeoutMs, 2000));
       await internal?.close();
       for (const t of haTimers) clearInterval(t);

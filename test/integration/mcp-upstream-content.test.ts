@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { McpError } from "@modelcontextprotocol/sdk/types.js";
+import { McpError, ResourceUpdatedNotificationSchema } from "@modelcontextprotocol/sdk/types.js";
 import { connectJson, type Gateway, ROOT, runCli, startGateway } from "./harness.js";
 import { freePort, startEverything } from "./helpers/everything.js";
 
@@ -74,16 +74,15 @@ async function as<T>(token: string, fn: (c: Client) => Promise<T>): Promise<T> {
 }
 
 describe("upstream resources, prompts and completions through the gateway", () => {
-  it("advertises what it serves: resources (no subscriptions), prompts, completions, logging", async () => {
+  it("advertises what it serves: resources with subscriptions, prompts, completions, logging", async () => {
     await as(dev, async (c) => {
       const caps = c.getServerCapabilities();
       assert.ok(caps?.tools);
-      assert.deepEqual(caps?.resources, { subscribe: false, listChanged: false });
+      assert.deepEqual(caps?.resources, { subscribe: true, listChanged: false });
       assert.deepEqual(caps?.prompts, { listChanged: false });
       assert.deepEqual(caps?.completions, {});
       assert.deepEqual(caps?.logging, {}, "upstream log messages are relayed (ADR 0026)");
       assert.deepEqual(await c.setLoggingLevel("error"), {});
-      await assert.rejects(c.subscribeResource({ uri: GW_DOC }), /Method not found/);
     });
   });
 
@@ -237,5 +236,79 @@ describe("upstream resources, prompts and completions through the gateway", () =
     }
     const verify = await runCli(["audit", "verify"], { MCP_GATEWAY_DATA_DIR: gw.dataDir });
     assert.equal(verify.code, 0, verify.stderr);
+  });
+  it("relays updates of subscribed resources on the standing stream, until unsubscribed", async () => {
+    await as(dev, async (c) => {
+      const updates: string[] = [];
+      c.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+        updates.push(n.params.uri);
+      });
+      assert.deepEqual(await c.subscribeResource({ uri: GW_DOC }), {});
+      // server-everything sends updates of subscribed resources every 5 s once this is on (on
+      // the gateway's session with it, as the call goes through the gateway).
+      const toggle = () =>
+        c.callTool({ name: "everything__toggle-subscriber-updates", arguments: {} });
+      await toggle();
+      try {
+        const until = Date.now() + 15_000;
+        while (!updates.includes(GW_DOC) && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(updates.includes(GW_DOC), `an update under the gateway's URI: ${updates}`);
+        assert.deepEqual(await c.unsubscribeResource({ uri: GW_DOC }), {});
+        await new Promise((r) => setTimeout(r, 200));
+        updates.length = 0;
+        await new Promise((r) => setTimeout(r, 6000)); // more than one update interval
+        assert.deepEqual(updates, [], "no update after unsubscribing");
+      } finally {
+        await toggle();
+      }
+    });
+    await as(viewer, async (c) => {
+      await assert.rejects(
+        c.subscribeResource({ uri: "mcp-gateway://everything/demo://resource/dynamic/text/1" }),
+        (err: unknown) =>
+          err instanceof McpError &&
+          err.code === -32003 &&
+          /may not read resource demo:\/\/resource\/dynamic\/text\/1/.test(err.message),
+      );
+    });
+    const r = await connectJson(gw.url, "ListAuditEvents", { pageSize: 1000 }, admin);
+    const subscribed = ((r.body.events ?? []) as Array<{ decision: string; paramsJson: string }>)
+      .filter((e) => e.paramsJson.includes('"subscribe":true'))
+      .map((e) => e.decision)
+      .sort();
+    assert.deepEqual(
+      [...new Set(subscribed)],
+      ["allow", "deny", "none"],
+      "subscriptions are decided and audited like reads",
+    );
+  });
+
+  it("a standing stream (GET /mcp) needs a token and text/event-stream", async () => {
+    const noToken = await fetch(`${gw.url}/mcp`, { headers: { accept: "text/event-stream" } });
+    assert.equal(noToken.status, 401);
+    await noToken.body?.cancel();
+    const notSse = await fetch(`${gw.url}/mcp`, {
+      headers: { accept: "application/json", authorization: `Bearer ${dev}` },
+    });
+    assert.equal(notSse.status, 406);
+    await notSse.body?.cancel();
+    const del = await fetch(`${gw.url}/mcp`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${dev}` },
+    });
+    assert.equal(del.status, 405);
+    assert.equal(del.headers.get("allow"), "GET, POST");
+    await del.body?.cancel();
+    const ok = await fetch(`${gw.url}/mcp`, {
+      headers: { accept: "text/event-stream", authorization: `Bearer ${dev}` },
+    });
+    assert.equal(ok.status, 200);
+    assert.match(ok.headers.get("content-type") ?? "", /^text\/event-stream/);
+    const reader = ok.body?.getReader();
+    const first = await reader?.read();
+    assert.match(new TextDecoder().decode(first?.value), /^: mcp-security-gateway standing stream/);
+    await reader?.cancel();
   });
 });

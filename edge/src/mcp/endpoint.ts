@@ -33,6 +33,8 @@ import {
   type RequestId,
   type ServerCapabilities,
   SUPPORTED_PROTOCOL_VERSIONS,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
 } from "@modelcontextprotocol/sdk/types.js";
 import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import type { Logger } from "pino";
@@ -109,6 +111,8 @@ export interface McpEndpoint {
   handleNode(req: NodeRequest, res: NodeResponse, peer: string, next: () => void): Promise<void>;
   /** Serves the RFC 9728 protected-resource metadata document. */
   resourceMetadata(req: Request): Response;
+  /** Ends the standing streams and the resource subscriptions (the edge is stopping). */
+  close(): void;
 }
 
 export { MCP_PATH, RESOURCE_METADATA_PATH };
@@ -213,6 +217,17 @@ const SetLevelRequest = z.object({
 const MAX_LOG_LEVELS = 10_000;
 /** Upstream log messages relayed per call; the rest are dropped (and the drop logged once). */
 const MAX_LOGS_PER_CALL = 1000;
+
+/** Resource subscriptions one principal may hold on one edge. */
+const MAX_SUBSCRIPTIONS = 100;
+/** Standing streams (GET) one principal may hold open on one edge; a new one ends the oldest. */
+const MAX_STANDING_STREAMS = 4;
+/** A principal's subscriptions end after this long without a standing stream on this edge, ms. */
+const SUBSCRIPTION_IDLE_MS = 10 * 60_000;
+/** A comment on every standing stream this often, so that idle links are not cut, ms. */
+const KEEPALIVE_MS = 25_000;
+/** Bytes queued on a standing stream beyond which updates are dropped (a client not reading). */
+const STANDING_QUEUE_BYTES = 64 * 1024;
 
 /** How long the rest of a refused body is read and dropped before the link is cut, ms. */
 const DROP_MS = 5000;
@@ -342,6 +357,100 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       const oldest = logLevels.keys().next().value;
       if (oldest !== undefined) logLevels.delete(oldest);
     }
+  }
+  /**
+   * Resource subscriptions on this edge, by principal: the gateway URI the client subscribed
+   * to, and the end of its subscription. Updates go to the principal's standing streams (GET)
+   * on this edge; subscriptions end with `resources/unsubscribe`, or after
+   * {@link SUBSCRIPTION_IDLE_MS} without a standing stream.
+   */
+  const subscriptions = new Map<string, { uris: Map<string, () => void>; idleSince: number }>();
+  /** Standing streams (GET /mcp) open on this edge, by principal, oldest first. */
+  const standing = new Map<string, Set<ReadableStreamDefaultController<Uint8Array>>>();
+  const encoder = new TextEncoder();
+  /** Writes one SSE event or comment to a standing stream, unless its client stopped reading. */
+  function pushTo(c: ReadableStreamDefaultController<Uint8Array>, text: string): void {
+    if ((c.desiredSize ?? 0) <= 0) return;
+    try {
+      c.enqueue(encoder.encode(text));
+    } catch {
+      // closed meanwhile
+    }
+  }
+  /** A resource the principal subscribed to changed: told on its standing streams. */
+  function resourceUpdated(sub: string, uri: string): void {
+    const event = `event: message\ndata: ${JSON.stringify({
+      jsonrpc: "2.0",
+      method: "notifications/resources/updated",
+      params: { uri },
+    })}\n\n`;
+    for (const c of standing.get(sub) ?? []) pushTo(c, event);
+  }
+  function endSubscriptions(sub: string): void {
+    const held = subscriptions.get(sub);
+    subscriptions.delete(sub);
+    for (const end of held?.uris.values() ?? []) end();
+  }
+  /** Keep-alive comments, and the end of subscriptions nobody listens to any more. */
+  const housekeeping = setInterval(() => {
+    for (const set of standing.values()) for (const c of set) pushTo(c, ": keep-alive\n\n");
+    const now = Date.now();
+    for (const [sub, held] of subscriptions) {
+      if (!standing.has(sub) && now - held.idleSince > SUBSCRIPTION_IDLE_MS) {
+        options.logger.info(
+          { principal: sub, subscriptions: held.uris.size },
+          "resource subscriptions ended: no standing stream",
+        );
+        endSubscriptions(sub);
+      }
+    }
+  }, KEEPALIVE_MS);
+  housekeeping.unref();
+  /** A standing stream for the principal: notifications not tied to a request (GET /mcp). */
+  function openStanding(sub: string): Response {
+    let own: ReadableStreamDefaultController<Uint8Array> | undefined;
+    const drop = () => {
+      const set = standing.get(sub);
+      if (!own || !set?.delete(own)) return;
+      if (set.size === 0) {
+        standing.delete(sub);
+        const held = subscriptions.get(sub);
+        if (held) held.idleSince = Date.now();
+      }
+    };
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start(c) {
+          own = c;
+          const set = standing.get(sub) ?? new Set();
+          standing.set(sub, set);
+          set.add(c);
+          if (set.size > MAX_STANDING_STREAMS) {
+            const oldest = set.values().next().value;
+            if (oldest) {
+              set.delete(oldest);
+              try {
+                oldest.close();
+              } catch {
+                // already closed
+              }
+            }
+          }
+          // A first comment sends the headers now and tells the client the stream is up.
+          c.enqueue(encoder.encode(": mcp-security-gateway standing stream\n\n"));
+        },
+        cancel: drop,
+      },
+      new ByteLengthQueuingStrategy({ highWaterMark: STANDING_QUEUE_BYTES }),
+    );
+    return new Response(body, {
+      status: 200,
+      headers: {
+        "content-type": "text/event-stream",
+        "cache-control": "no-cache, no-transform",
+        "x-accel-buffering": "no",
+      },
+    });
   }
   /** True when the body calls an upstream tool for a principal that set a log level. */
   function wantsLogs(body: unknown, principal: PrincipalRecord): boolean {
@@ -708,7 +817,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     return {
       tools: { listChanged: false },
       logging: {},
-      resources: { subscribe: false, listChanged: false },
+      resources: { subscribe: true, listChanged: false },
       prompts: { listChanged: false },
       completions: {},
     };
@@ -752,6 +861,43 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
           contents: res.contents.map((c) => ({ ...c, uri: resourceUri(target.server, c.uri) })),
         };
       });
+    });
+    server.setRequestHandler(SubscribeRequestSchema, (req, extra) => {
+      const uri = req.params.uri;
+      const target = routeUri(uri);
+      return content("resources/subscribe", principal, peer, traceparent, async (rc) => {
+        const held = subscriptions.get(principal.sub);
+        if (!held?.uris.has(uri) && (held?.uris.size ?? 0) >= MAX_SUBSCRIPTIONS) {
+          throw new McpError(
+            ErrorCode.InvalidParams,
+            `at most ${MAX_SUBSCRIPTIONS} resource subscriptions per caller: unsubscribe first`,
+          );
+        }
+        const end = await ops.subscribeUpstreamResource(
+          rc,
+          target,
+          () => resourceUpdated(principal.sub, uri),
+          extra.signal,
+        );
+        // Decided and made: held (a repeated subscription replaces the earlier one).
+        const now = subscriptions.get(principal.sub) ?? {
+          uris: new Map<string, () => void>(),
+          idleSince: Date.now(),
+        };
+        subscriptions.set(principal.sub, now);
+        now.uris.get(uri)?.();
+        now.uris.set(uri, end);
+        return {};
+      });
+    });
+    server.setRequestHandler(UnsubscribeRequestSchema, (req) => {
+      const uri = req.params.uri;
+      const held = subscriptions.get(principal.sub);
+      held?.uris.get(uri)?.();
+      held?.uris.delete(uri);
+      if (held?.uris.size === 0) subscriptions.delete(principal.sub);
+      metrics.requests.inc({ method: "mcp.resources/unsubscribe", protocol: "mcp", code: "OK" });
+      return {};
     });
     server.setRequestHandler(ListPromptsRequestSchema, (_req, extra) =>
       content("prompts/list", principal, peer, traceparent, async (rc) => {
@@ -955,13 +1101,15 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
         message: `origin ${origin.slice(0, 200)} is not allowed`,
       };
     }
-    if (method !== "POST") {
-      // Stateless: no standalone SSE stream (GET) and no session to end (DELETE).
+    // No session to end (DELETE). A standing stream (GET) carries resource updates, so it is
+    // served where subscriptions are: with upstreams.
+    const standingServed = ops.upstreamServers().length > 0;
+    if (method !== "POST" && !(method === "GET" && standingServed)) {
       return {
         status: 405,
         code: -32000,
-        message: `method ${method} is not allowed: use POST`,
-        headers: { allow: "POST" },
+        message: `method ${method} is not allowed: use ${standingServed ? "GET or POST" : "POST"}`,
+        headers: { allow: standingServed ? "GET, POST" : "POST" },
       };
     }
     let principal: PrincipalRecord;
@@ -1109,6 +1257,21 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   }
 
   return {
+    close() {
+      clearInterval(housekeeping);
+      for (const set of standing.values()) {
+        for (const c of set) {
+          try {
+            c.close();
+          } catch {
+            // already closed
+          }
+        }
+      }
+      standing.clear();
+      for (const sub of [...subscriptions.keys()]) endSubscriptions(sub);
+    },
+
     resourceMetadata(req) {
       const body = {
         resource: `${baseUrl({ header: (n) => req.headers.get(n), url: () => new URL(req.url) })}${MCP_PATH}`,
@@ -1204,6 +1367,16 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
           return jsonRpcError(outcome);
         }
         principal = outcome;
+        if (req.method === "GET") {
+          if (!(req.headers.get("accept") ?? "").includes("text/event-stream")) {
+            return jsonRpcError({
+              status: 406,
+              code: -32000,
+              message: "a standing stream needs Accept: text/event-stream",
+            });
+          }
+          return openStanding(principal.sub);
+        }
         if (isJsonContentType(req.headers.get("content-type"))) {
           const text = await readBounded(req, options.maxBodyBytes);
           if (text === undefined) {

@@ -15,6 +15,7 @@ import {
   type ReadResourceResult,
   type Resource,
   type ResourceTemplate,
+  ResourceUpdatedNotificationSchema,
   type Tool,
 } from "@modelcontextprotocol/sdk/types.js";
 import type { JsonSchemaType, JsonSchemaValidator } from "@modelcontextprotocol/sdk/validation";
@@ -90,7 +91,10 @@ export class NotServed extends Error {
   override readonly name = "NotServed";
   /** Mapped to the wire by common/errors. */
   readonly code = "invalid_argument" as const;
-  constructor(server: string, what: "resources" | "prompts" | "completions") {
+  constructor(
+    server: string,
+    what: "resources" | "prompts" | "completions" | "resource subscriptions",
+  ) {
     super(`upstream ${server} serves no ${what}`);
   }
 }
@@ -159,6 +163,18 @@ export interface Upstreams {
     args: Record<string, string>,
     options: UpstreamRequestOptions,
   ): Promise<GetPromptResult>;
+  /**
+   * Subscribes to updates of a remote upstream's resource (its own URI): `onUpdated` is called
+   * for each `notifications/resources/updated` of that URI. One upstream subscription serves
+   * every listener of a URI; it is made again when the upstream's session is opened again.
+   * Resolves with the function that ends this listener's subscription.
+   */
+  subscribe(
+    server: string,
+    uri: string,
+    onUpdated: () => void,
+    options: UpstreamRequestOptions,
+  ): Promise<() => void>;
   /** Asks the upstream for completions (`ref` in the upstream's own names). */
   complete(
     server: string,
@@ -180,6 +196,8 @@ export interface Upstreams {
 
 /** Most entries read from one upstream list (resources, templates, prompts) across its pages. */
 const MAX_LISTED = 1000;
+/** Delays before an upstream with subscriptions is reached again after its session closed, ms. */
+const RESUBSCRIBE_DELAYS_MS = [500, 1000, 2000, 5000, 10_000, 30_000];
 /** Largest answer of a remote upstream's tools/call (a JSON body, or one SSE event), bytes. */
 const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
 
@@ -242,6 +260,14 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     Client,
     { transport: StreamableHTTPClientTransport; url: URL; headers: Record<string, string> }
   >();
+  /**
+   * Resource subscriptions on remote upstreams, by server and upstream URI: the listeners, and
+   * the upstream's answer to the subscription (listeners arriving meanwhile wait for it).
+   */
+  const watched = new Map<string, Map<string, Watch>>();
+  /** Reconnection of upstreams whose session closed while they had subscriptions. */
+  const rewatch = new Map<string, { timer: NodeJS.Timeout | undefined; attempt: number }>();
+  let closed = false;
   /** Output-schema validators of remote tools, by definition (as listed, cached for the TTL). */
   const outputValidators = new WeakMap<Tool, JsonSchemaValidator<unknown>>();
   const validatorFactory = new AjvJsonSchemaValidator();
@@ -300,6 +326,9 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     transport.onerror = (err) =>
       options.logger.debug({ err: String(err), upstream: u.name }, "upstream transport");
     client.onclose = onClose;
+    client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+      for (const l of watched.get(u.name)?.get(n.params.uri)?.listeners ?? []) l();
+    });
     await client.connect(transport, { timeout: u.timeoutMs });
     links.set(client, { transport, url: new URL(u.url), headers });
     return client;
@@ -316,11 +345,81 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     if (cached) return cached;
     const forget = () => {
       if (clients.get(server) === c) clients.delete(server);
+      scheduleRewatch(server);
     };
     const c = connect(u, forget);
     clients.set(server, c);
-    c.catch(forget);
+    c.then(
+      (cl) => {
+        // A new session: the subscriptions of the old one are made again on it.
+        const uris = [...(watched.get(server)?.keys() ?? [])];
+        for (const uri of uris) {
+          cl.subscribeResource({ uri }, { timeout: u.timeoutMs }).catch((err: unknown) =>
+            options.logger.warn(
+              { err: String(err), upstream: server, uri },
+              "upstream resource subscription not renewed",
+            ),
+          );
+        }
+        const r = rewatch.get(server);
+        if (r) r.attempt = 0;
+      },
+      () => forget(),
+    );
     return c;
+  }
+
+  /**
+   * An upstream whose session closed (or could not be opened) while callers are subscribed to
+   * its resources is reached again after a growing delay, so that updates keep coming.
+   */
+  function scheduleRewatch(server: string): void {
+    if (closed || !watched.get(server)?.size || byName.get(server)?.kind !== "http") return;
+    const r = rewatch.get(server) ?? { timer: undefined, attempt: 0 };
+    rewatch.set(server, r);
+    if (r.timer) return;
+    const delay = RESUBSCRIBE_DELAYS_MS[Math.min(r.attempt, RESUBSCRIBE_DELAYS_MS.length - 1)];
+    r.attempt++;
+    r.timer = setTimeout(() => {
+      r.timer = undefined;
+      if (!clients.has(server)) client(server).catch(() => undefined);
+    }, delay);
+    r.timer.unref();
+  }
+
+  type Watch = { listeners: Set<() => void>; ready: Promise<void> };
+  /**
+   * The end of one listener's subscription: the last listener of a URI ends the upstream's
+   * subscription too (best effort: an upstream that is gone has none to end).
+   */
+  function ender(
+    server: string,
+    uri: string,
+    byUri: Map<string, Watch>,
+    entry: Watch,
+    listener: () => void,
+  ): () => void {
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      entry.listeners.delete(listener);
+      if (entry.listeners.size > 0 || byUri.get(uri) !== entry) return;
+      byUri.delete(uri);
+      const u = byName.get(server);
+      clients
+        .get(server)
+        ?.then((c) => c.unsubscribeResource({ uri }, { timeout: u?.timeoutMs ?? 5000 }))
+        .catch(() => undefined);
+    };
+  }
+
+  /** Forgets the subscriptions on an upstream (it was removed, or the gateway closes). */
+  function unwatch(server: string): void {
+    watched.delete(server);
+    const r = rewatch.get(server);
+    if (r?.timer) clearTimeout(r.timer);
+    rewatch.delete(server);
   }
 
   /** {@link reset}, unless another call already replaced the client that failed. */
@@ -588,6 +687,41 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
       });
     },
 
+    async subscribe(server, uri, onUpdated, o) {
+      if (config(server).kind !== "http") {
+        throw new NotServed(server, "resource subscriptions");
+      }
+      // A listener of its own, so the same function may listen twice and be ended once each.
+      const listener = () => onUpdated();
+      for (;;) {
+        const byUri = watched.get(server) ?? new Map<string, Watch>();
+        watched.set(server, byUri);
+        let entry = byUri.get(uri);
+        if (!entry) {
+          const made: Watch = {
+            listeners: new Set(),
+            ready: request(server, o, async (c, timeout) => {
+              if (!c.getServerCapabilities()?.resources?.subscribe) {
+                throw new NotServed(server, "resource subscriptions");
+              }
+              await c.subscribeResource({ uri }, { timeout, signal: o.signal });
+            }),
+          };
+          entry = made;
+          byUri.set(uri, made);
+          // A refused subscription is forgotten, for every listener that waited for it.
+          made.ready.catch(() => {
+            if (byUri.get(uri) === made) byUri.delete(uri);
+          });
+        }
+        await entry.ready;
+        // Ended by its last listener (or its server removed) while this one waited: again.
+        if (watched.get(server) !== byUri || byUri.get(uri) !== entry) continue;
+        entry.listeners.add(listener);
+        return ender(server, uri, byUri, entry, listener);
+      }
+    },
+
     complete(server, params, o) {
       return request(server, o, (c, timeout) => {
         if (!c.getServerCapabilities()?.completions) throw new NotServed(server, "completions");
@@ -612,6 +746,8 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
         if (u.kind === "http") {
           const c = clients.get(name);
           clients.delete(name);
+          // A changed upstream is reached again with the same subscriptions; a removed one drops them.
+          if (!now) unwatch(name);
           c?.then((cl) => cl.close()).catch(() => undefined);
         } else {
           stdio?.stop(name);
@@ -626,6 +762,8 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     },
 
     async close() {
+      closed = true;
+      for (const name of [...watched.keys()]) unwatch(name);
       const all = [...clients.values()];
       clients.clear();
       await Promise.all(all.map((c) => c.then((cl) => cl.close()).catch(() => undefined)));

@@ -73,6 +73,17 @@ export interface UpstreamContentOperations {
     signal: AbortSignal,
   ): Promise<ReadResourceResult>;
   /**
+   * Subscribes to updates of a remote upstream's resource: allowed exactly where reading it
+   * would be (decided as `read_resource`, audited with `subscribe: true`). `onUpdated` is
+   * called for each update; resolves with the function that ends the subscription.
+   */
+  subscribeUpstreamResource(
+    rc: RequestContext,
+    req: { server: string; uri: string },
+    onUpdated: () => void,
+    signal: AbortSignal,
+  ): Promise<() => void>;
+  /**
    * Gets a prompt of an upstream: decided as `get_prompt` on server, name and full
    * arguments (audited with their digest), audited with the outcome.
    */
@@ -275,6 +286,28 @@ export function createUpstreamContentOperations(
         { server: req.server, uri: req.uri },
         () => upstreams.readResource(req.server, req.uri, { signal, caller: callerOf(rc) }),
       );
+    },
+
+    async subscribeUpstreamResource(rc, req, onUpdated, signal) {
+      const upstreams = upstreamsOf(req.server);
+      checkUri(req.uri);
+      const end = { fn: (): void => undefined };
+      await decideAndRun(
+        rc,
+        {
+          operation: "read_resource",
+          workspace: "",
+          upstream: { server: req.server, resource: req.uri },
+        },
+        { server: req.server, uri: req.uri, subscribe: true },
+        async () => {
+          end.fn = await upstreams.subscribe(req.server, req.uri, onUpdated, {
+            signal,
+            caller: callerOf(rc),
+          });
+        },
+      );
+      return end.fn;
     },
 
     async getUpstreamPrompt(rc, req, signal) {
