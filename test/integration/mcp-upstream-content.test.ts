@@ -238,6 +238,14 @@ describe("upstream resources, prompts and completions through the gateway", () =
     assert.equal(verify.code, 0, verify.stderr);
   });
   it("relays updates of subscribed resources on the standing stream, until unsubscribed", async () => {
+    // The same subject in another tenant is someone else: it gets none of these updates.
+    const twin = await connect(
+      await gw.token("content-dev", ["developer"], ["--tenant", "other-tenant"]),
+    );
+    const twinUpdates: string[] = [];
+    twin.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+      twinUpdates.push(n.params.uri);
+    });
     await as(dev, async (c) => {
       const updates: string[] = [];
       c.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
@@ -255,6 +263,7 @@ describe("upstream resources, prompts and completions through the gateway", () =
           await new Promise((r) => setTimeout(r, 100));
         }
         assert.ok(updates.includes(GW_DOC), `an update under the gateway's URI: ${updates}`);
+        assert.deepEqual(twinUpdates, [], "another tenant's principal of the same name gets none");
         assert.deepEqual(await c.unsubscribeResource({ uri: GW_DOC }), {});
         await new Promise((r) => setTimeout(r, 200));
         updates.length = 0;
@@ -262,6 +271,7 @@ describe("upstream resources, prompts and completions through the gateway", () =
         assert.deepEqual(updates, [], "no update after unsubscribing");
       } finally {
         await toggle();
+        await twin.close();
       }
     });
     await as(viewer, async (c) => {
@@ -301,14 +311,48 @@ describe("upstream resources, prompts and completions through the gateway", () =
     assert.equal(del.status, 405);
     assert.equal(del.headers.get("allow"), "GET, POST");
     await del.body?.cancel();
-    const ok = await fetch(`${gw.url}/mcp`, {
-      headers: { accept: "text/event-stream", authorization: `Bearer ${dev}` },
+    const badVersion = await fetch(`${gw.url}/mcp`, {
+      headers: {
+        accept: "text/event-stream",
+        authorization: `Bearer ${dev}`,
+        "mcp-protocol-version": "1999-01-01",
+      },
     });
-    assert.equal(ok.status, 200);
-    assert.match(ok.headers.get("content-type") ?? "", /^text\/event-stream/);
-    const reader = ok.body?.getReader();
-    const first = await reader?.read();
-    assert.match(new TextDecoder().decode(first?.value), /^: mcp-security-gateway standing stream/);
-    await reader?.cancel();
+    assert.equal(badVersion.status, 400);
+    await badVersion.body?.cancel();
+    // Four standing streams per principal and edge; a fifth is refused, not traded for one.
+    const owner = await gw.token("content-streams", ["developer"]);
+    const open = () =>
+      fetch(`${gw.url}/mcp`, {
+        headers: { accept: "text/event-stream", authorization: `Bearer ${owner}` },
+      });
+    const streams = [];
+    for (let i = 0; i < 4; i++) {
+      const ok = await open();
+      assert.equal(ok.status, 200);
+      assert.match(ok.headers.get("content-type") ?? "", /^text\/event-stream/);
+      const reader = ok.body?.getReader();
+      const first = await reader?.read();
+      assert.match(
+        new TextDecoder().decode(first?.value),
+        /^: mcp-security-gateway standing stream/,
+      );
+      streams.push(reader);
+    }
+    const fifth = await open();
+    assert.equal(fifth.status, 429);
+    assert.equal(fifth.headers.get("retry-after"), "30");
+    assert.match(JSON.stringify(await fifth.json()), /at most 4 standing streams/);
+    await streams[0]?.cancel();
+    // Its slot is free once the edge has seen it close.
+    let again = await open();
+    for (let i = 0; again.status === 429 && i < 50; i++) {
+      await again.body?.cancel();
+      await new Promise((r) => setTimeout(r, 100));
+      again = await open();
+    }
+    assert.equal(again.status, 200);
+    await again.body?.cancel();
+    for (const r of streams.slice(1)) await r?.cancel();
   });
 });

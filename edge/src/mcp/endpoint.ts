@@ -217,11 +217,19 @@ const SetLevelRequest = z.object({
 const MAX_LOG_LEVELS = 10_000;
 /** Upstream log messages relayed per call; the rest are dropped (and the drop logged once). */
 const MAX_LOGS_PER_CALL = 1000;
+/** Bytes of upstream log messages relayed per call (their `data` as JSON), and per message. */
+const MAX_LOG_BYTES_PER_CALL = 1024 * 1024;
+const MAX_LOG_MESSAGE_BYTES = 64 * 1024;
 
 /** Resource subscriptions one principal may hold on one edge. */
 const MAX_SUBSCRIPTIONS = 100;
-/** Standing streams (GET) one principal may hold open on one edge; a new one ends the oldest. */
+/** Standing streams (GET) one principal may hold open on one edge (more: 429). */
 const MAX_STANDING_STREAMS = 4;
+/**
+ * A standing stream is ended after this long, ms: the client opens a new one, with its token
+ * checked again (a revoked or expired token stops getting updates).
+ */
+const STANDING_MAX_AGE_MS = 10 * 60_000;
 /** A principal's subscriptions end after this long without a standing stream on this edge, ms. */
 const SUBSCRIPTION_IDLE_MS = 10 * 60_000;
 /** A comment on every standing stream this often, so that idle links are not cut, ms. */
@@ -342,7 +350,12 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   const byName = new Map(GATEWAY_TOOLS.map((t) => [t.name, t]));
   /** run_command calls in flight on this edge, by principal and JSON-RPC request id. */
   const inFlight = new Map<string, InFlight>();
-  const keyOf = (sub: string, id: RequestId) => `${sub}\u0000${typeof id}:${String(id)}`;
+  /**
+   * Whose per-edge state this is (calls in flight, log level, subscriptions, standing
+   * streams): the tenant and the subject, as the rate limit keys a principal (one issuer).
+   */
+  const ownerOf = (p: PrincipalRecord) => JSON.stringify([p.tenant, p.sub]);
+  const keyOf = (owner: string, id: RequestId) => `${owner}\u0000${typeof id}:${String(id)}`;
   /**
    * The least severe level of upstream log messages each principal asked for
    * (`logging/setLevel`), on this edge: the endpoint has no sessions (ADR 0006), so the level
@@ -364,9 +377,13 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
    * on this edge; subscriptions end with `resources/unsubscribe`, or after
    * {@link SUBSCRIPTION_IDLE_MS} without a standing stream.
    */
-  const subscriptions = new Map<string, { uris: Map<string, () => void>; idleSince: number }>();
-  /** Standing streams (GET /mcp) open on this edge, by principal, oldest first. */
-  const standing = new Map<string, Set<ReadableStreamDefaultController<Uint8Array>>>();
+  const subscriptions = new Map<
+    string,
+    { uris: Map<string, () => void>; pending: number; idleSince: number }
+  >();
+  /** Standing streams (GET /mcp) open on this edge, by principal, with their opening time. */
+  const standing = new Map<string, Map<ReadableStreamDefaultController<Uint8Array>, number>>();
+  let stopped = false;
   const encoder = new TextEncoder();
   /** Writes one SSE event or comment to a standing stream, unless its client stopped reading. */
   function pushTo(c: ReadableStreamDefaultController<Uint8Array>, text: string): void {
@@ -384,17 +401,48 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       method: "notifications/resources/updated",
       params: { uri },
     })}\n\n`;
-    for (const c of standing.get(sub) ?? []) pushTo(c, event);
+    for (const c of standing.get(sub)?.keys() ?? []) pushTo(c, event);
+  }
+  /** Ends a stream: after what is queued, or at once (`abort`: a stream nobody reads ends too). */
+  function closeStream(c: ReadableStreamDefaultController<Uint8Array>, abort = false): void {
+    try {
+      if (abort) c.error(new Error("the edge is stopping"));
+      else c.close();
+    } catch {
+      // already closed
+    }
+  }
+  /** Ends a principal's standing streams (their cancel callbacks do not run: removed here). */
+  function closeStanding(sub: string, abort = false): void {
+    const streams = standing.get(sub);
+    standing.delete(sub);
+    for (const c of streams?.keys() ?? []) closeStream(c, abort);
+    const held = subscriptions.get(sub);
+    if (held) held.idleSince = Date.now();
   }
   function endSubscriptions(sub: string): void {
     const held = subscriptions.get(sub);
     subscriptions.delete(sub);
     for (const end of held?.uris.values() ?? []) end();
   }
-  /** Keep-alive comments, and the end of subscriptions nobody listens to any more. */
+  /**
+   * Keep-alive comments; streams past their age, or on an edge that stopped serving them
+   * (draining, standby, no upstreams any more), ended; subscriptions nobody listens to ended.
+   */
   const housekeeping = setInterval(() => {
-    for (const set of standing.values()) for (const c of set) pushTo(c, ": keep-alive\n\n");
     const now = Date.now();
+    const serving = options.accepting() && ops.upstreamServers().length > 0;
+    for (const [sub, streams] of standing) {
+      for (const [c, opened] of streams) {
+        if (!serving || now - opened > STANDING_MAX_AGE_MS) {
+          streams.delete(c);
+          closeStream(c);
+        } else {
+          pushTo(c, ": keep-alive\n\n");
+        }
+      }
+      if (streams.size === 0) closeStanding(sub);
+    }
     for (const [sub, held] of subscriptions) {
       if (!standing.has(sub) && now - held.idleSince > SUBSCRIPTION_IDLE_MS) {
         options.logger.info(
@@ -408,34 +456,27 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   housekeeping.unref();
   /** A standing stream for the principal: notifications not tied to a request (GET /mcp). */
   function openStanding(sub: string): Response {
+    if ((standing.get(sub)?.size ?? 0) >= MAX_STANDING_STREAMS) {
+      return jsonRpcError({
+        status: 429,
+        code: -32000,
+        message: `at most ${MAX_STANDING_STREAMS} standing streams per caller on an edge: close one first`,
+        headers: { "retry-after": "30" },
+      });
+    }
     let own: ReadableStreamDefaultController<Uint8Array> | undefined;
     const drop = () => {
-      const set = standing.get(sub);
-      if (!own || !set?.delete(own)) return;
-      if (set.size === 0) {
-        standing.delete(sub);
-        const held = subscriptions.get(sub);
-        if (held) held.idleSince = Date.now();
-      }
+      const streams = standing.get(sub);
+      if (!own || !streams?.delete(own)) return;
+      if (streams.size === 0) closeStanding(sub);
     };
     const body = new ReadableStream<Uint8Array>(
       {
         start(c) {
           own = c;
-          const set = standing.get(sub) ?? new Set();
-          standing.set(sub, set);
-          set.add(c);
-          if (set.size > MAX_STANDING_STREAMS) {
-            const oldest = set.values().next().value;
-            if (oldest) {
-              set.delete(oldest);
-              try {
-                oldest.close();
-              } catch {
-                // already closed
-              }
-            }
-          }
+          const streams = standing.get(sub) ?? new Map();
+          standing.set(sub, streams);
+          streams.set(c, Date.now());
           // A first comment sends the headers now and tells the client the stream is up.
           c.enqueue(encoder.encode(": mcp-security-gateway standing stream\n\n"));
         },
@@ -454,7 +495,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
   }
   /** True when the body calls an upstream tool for a principal that set a log level. */
   function wantsLogs(body: unknown, principal: PrincipalRecord): boolean {
-    if (!logLevels.has(principal.sub)) return false;
+    if (!logLevels.has(ownerOf(principal))) return false;
     return (Array.isArray(body) ? body : [body]).some((m) => {
       const msg = m as { method?: unknown; params?: { name?: unknown } } | null;
       return (
@@ -558,9 +599,9 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     const started = performance.now();
     const ctx: ToolCallContext = { signal: extra.signal, maxResultBytes: options.maxResultBytes };
     let entry: InFlight | undefined;
-    const key = keyOf(principal.sub, extra.requestId);
+    const key = keyOf(ownerOf(principal), extra.requestId);
     if (tool.name === "run_command") {
-      entry = { owner: principal.sub };
+      entry = { owner: ownerOf(principal) };
       inFlight.set(key, entry);
       const e = entry;
       ctx.onTask = (taskId) => {
@@ -629,12 +670,14 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     const abort = new AbortController();
     const onClientGone = () => abort.abort(new Error("the client went away"));
     extra.signal.addEventListener("abort", onClientGone, { once: true });
-    const key = keyOf(principal.sub, extra.requestId);
-    inFlight.set(key, { owner: principal.sub, abort });
+    const key = keyOf(ownerOf(principal), extra.requestId);
+    inFlight.set(key, { owner: ownerOf(principal), abort });
     let code = "OK";
     const log = extra.log;
-    const least = LOGGING_LEVELS.indexOf(logLevels.get(principal.sub) ?? "debug");
+    const least = LOGGING_LEVELS.indexOf(logLevels.get(ownerOf(principal)) ?? "debug");
     let logged = 0;
+    let logBytes = 0;
+    let logDropped = false;
     try {
       const result = await ops.callUpstreamTool(
         rc,
@@ -652,11 +695,23 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
                 // Relayed under the upstream's name, at the caller's level, up to a bound.
                 onLog: (m: UpstreamLogMessage) => {
                   if (LOGGING_LEVELS.indexOf(m.level) < least) return;
-                  if (++logged > MAX_LOGS_PER_CALL) {
-                    if (logged === MAX_LOGS_PER_CALL + 1) {
+                  const bytes = (JSON.stringify(m.data) ?? "").length + (m.logger?.length ?? 0);
+                  logBytes += bytes;
+                  if (
+                    ++logged > MAX_LOGS_PER_CALL ||
+                    logBytes > MAX_LOG_BYTES_PER_CALL ||
+                    bytes > MAX_LOG_MESSAGE_BYTES
+                  ) {
+                    if (!logDropped) {
+                      logDropped = true;
                       rc.logger.warn(
-                        { upstream: server, max: MAX_LOGS_PER_CALL },
-                        "upstream log messages beyond the bound of a call dropped",
+                        {
+                          upstream: server,
+                          maxMessages: MAX_LOGS_PER_CALL,
+                          maxBytes: MAX_LOG_BYTES_PER_CALL,
+                          maxMessageBytes: MAX_LOG_MESSAGE_BYTES,
+                        },
+                        "upstream log messages beyond the bounds of a call dropped",
                       );
                     }
                     return;
@@ -865,26 +920,43 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     server.setRequestHandler(SubscribeRequestSchema, (req, extra) => {
       const uri = req.params.uri;
       const target = routeUri(uri);
+      const owner = ownerOf(principal);
       return content("resources/subscribe", principal, peer, traceparent, async (rc) => {
-        const held = subscriptions.get(principal.sub);
-        if (!held?.uris.has(uri) && (held?.uris.size ?? 0) >= MAX_SUBSCRIPTIONS) {
+        const held = subscriptions.get(owner) ?? {
+          uris: new Map<string, () => void>(),
+          pending: 0,
+          idleSince: Date.now(),
+        };
+        subscriptions.set(owner, held);
+        // Subscriptions on their way count too, so that concurrent requests cannot pass the bound.
+        if (!held.uris.has(uri) && held.uris.size + held.pending >= MAX_SUBSCRIPTIONS) {
           throw new McpError(
             ErrorCode.InvalidParams,
             `at most ${MAX_SUBSCRIPTIONS} resource subscriptions per caller: unsubscribe first`,
           );
         }
-        const end = await ops.subscribeUpstreamResource(
-          rc,
-          target,
-          () => resourceUpdated(principal.sub, uri),
-          extra.signal,
-        );
+        held.pending++;
+        let end: () => void;
+        try {
+          end = await ops.subscribeUpstreamResource(
+            rc,
+            target,
+            () => resourceUpdated(owner, uri),
+            extra.signal,
+          );
+        } finally {
+          held.pending--;
+          if (held.uris.size === 0 && held.pending === 0 && subscriptions.get(owner) === held) {
+            subscriptions.delete(owner);
+          }
+        }
+        if (stopped) {
+          end();
+          throw new McpError(ErrorCode.InternalError, "the edge is stopping: subscribe again");
+        }
         // Decided and made: held (a repeated subscription replaces the earlier one).
-        const now = subscriptions.get(principal.sub) ?? {
-          uris: new Map<string, () => void>(),
-          idleSince: Date.now(),
-        };
-        subscriptions.set(principal.sub, now);
+        const now = subscriptions.get(owner) ?? held;
+        subscriptions.set(owner, now);
         now.uris.get(uri)?.();
         now.uris.set(uri, end);
         return {};
@@ -892,10 +964,11 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     });
     server.setRequestHandler(UnsubscribeRequestSchema, (req) => {
       const uri = req.params.uri;
-      const held = subscriptions.get(principal.sub);
+      const owner = ownerOf(principal);
+      const held = subscriptions.get(owner);
       held?.uris.get(uri)?.();
       held?.uris.delete(uri);
-      if (held?.uris.size === 0) subscriptions.delete(principal.sub);
+      if (held?.uris.size === 0 && held.pending === 0) subscriptions.delete(owner);
       metrics.requests.inc({ method: "mcp.resources/unsubscribe", protocol: "mcp", code: "OK" });
       return {};
     });
@@ -980,7 +1053,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
             `level must be one of ${LOGGING_LEVELS.join(", ")}`,
           );
         }
-        setLogLevel(principal.sub, level as LoggingLevel);
+        setLogLevel(ownerOf(principal), level as LoggingLevel);
         metrics.requests.inc({ method: "mcp.logging/setLevel", protocol: "mcp", code: "OK" });
         return {};
       });
@@ -1052,8 +1125,8 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     server.setNotificationHandler(CancelledNotificationSchema, async (n) => {
       const id = n.params.requestId;
       if (id === undefined) return;
-      const entry = inFlight.get(keyOf(principal.sub, id));
-      if (!entry || entry.owner !== principal.sub) return;
+      const entry = inFlight.get(keyOf(ownerOf(principal), id));
+      if (!entry || entry.owner !== ownerOf(principal)) return;
       const { rc, span } = callContext(principal, peer, "notifications/cancelled", traceparent);
       try {
         await cancelInFlight(entry, rc);
@@ -1258,17 +1331,9 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
 
   return {
     close() {
+      stopped = true;
       clearInterval(housekeeping);
-      for (const set of standing.values()) {
-        for (const c of set) {
-          try {
-            c.close();
-          } catch {
-            // already closed
-          }
-        }
-      }
-      standing.clear();
+      for (const sub of [...standing.keys()]) closeStanding(sub, true);
       for (const sub of [...subscriptions.keys()]) endSubscriptions(sub);
     },
 
@@ -1368,6 +1433,14 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
         }
         principal = outcome;
         if (req.method === "GET") {
+          const version = req.headers.get("mcp-protocol-version");
+          if (version !== null && !SUPPORTED_PROTOCOL_VERSIONS.includes(version)) {
+            return jsonRpcError({
+              status: 400,
+              code: -32000,
+              message: `unsupported MCP-Protocol-Version ${version.slice(0, 40)} (supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(", ")})`,
+            });
+          }
           if (!(req.headers.get("accept") ?? "").includes("text/event-stream")) {
             return jsonRpcError({
               status: 406,
@@ -1375,7 +1448,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
               message: "a standing stream needs Accept: text/event-stream",
             });
           }
-          return openStanding(principal.sub);
+          return openStanding(ownerOf(principal));
         }
         if (isJsonContentType(req.headers.get("content-type"))) {
           const text = await readBounded(req, options.maxBodyBytes);

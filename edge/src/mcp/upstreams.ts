@@ -198,6 +198,8 @@ export interface Upstreams {
 const MAX_LISTED = 1000;
 /** Delays before an upstream with subscriptions is reached again after its session closed, ms. */
 const RESUBSCRIBE_DELAYS_MS = [500, 1000, 2000, 5000, 10_000, 30_000];
+/** How often the session of an upstream with subscriptions is checked (a ping), ms. */
+const WATCHDOG_MS = 15_000;
 /** Largest answer of a remote upstream's tools/call (a JSON body, or one SSE event), bytes. */
 const MAX_ANSWER_BYTES = 32 * 1024 * 1024;
 
@@ -267,6 +269,36 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
   const watched = new Map<string, Map<string, Watch>>();
   /** Reconnection of upstreams whose session closed while they had subscriptions. */
   const rewatch = new Map<string, { timer: NodeJS.Timeout | undefined; attempt: number }>();
+  /** Unsubscriptions on their way to the upstream, by server and URI (a new subscription waits). */
+  const leaving = new Map<string, Promise<unknown>>();
+  /**
+   * Checks the sessions of upstreams with subscriptions: an upstream that restarted forgets
+   * the session and its subscriptions without the gateway's client noticing (its standing
+   * stream gives up after its retries); a failed ping opens a new session, which subscribes again.
+   */
+  let watchdog: NodeJS.Timeout | undefined;
+  function startWatchdog(): void {
+    if (watchdog || closed) return;
+    watchdog = setInterval(() => {
+      for (const [server, byUri] of watched) {
+        if (byUri.size === 0) continue;
+        const p = clients.get(server);
+        if (!p) {
+          scheduleRewatch(server);
+          continue;
+        }
+        const timeout = byName.get(server)?.timeoutMs ?? 5000;
+        p.then((c) => c.ping({ timeout })).catch((err: unknown) => {
+          options.logger.info(
+            { err: String(err), upstream: server },
+            "upstream with subscriptions did not answer a ping: reconnecting",
+          );
+          resetIf(server, p);
+        });
+      }
+    }, WATCHDOG_MS);
+    watchdog.unref();
+  }
   let closed = false;
   /** Output-schema validators of remote tools, by definition (as listed, cached for the TTL). */
   const outputValidators = new WeakMap<Tool, JsonSchemaValidator<unknown>>();
@@ -323,8 +355,17 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
         maxRetries: 2,
       },
     });
-    transport.onerror = (err) =>
+    transport.onerror = (err) => {
       options.logger.debug({ err: String(err), upstream: u.name }, "upstream transport");
+      // Its standing stream gave up: with subscriptions, a new session (which renews them).
+      if (
+        /Maximum reconnection attempts|Failed to reconnect/.test(String(err)) &&
+        watched.get(u.name)?.size
+      ) {
+        const p = clients.get(u.name);
+        p?.then((current) => current === client && resetIf(u.name, p)).catch(() => undefined);
+      }
+    };
     client.onclose = onClose;
     client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
       for (const l of watched.get(u.name)?.get(n.params.uri)?.listeners ?? []) l();
@@ -352,8 +393,8 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     c.then(
       (cl) => {
         // A new session: the subscriptions of the old one are made again on it.
-        const uris = [...(watched.get(server)?.keys() ?? [])];
-        for (const uri of uris) {
+        const live = [...(watched.get(server) ?? [])].filter(([, w]) => w.live);
+        for (const [uri] of live) {
           cl.subscribeResource({ uri }, { timeout: u.timeoutMs }).catch((err: unknown) =>
             options.logger.warn(
               { err: String(err), upstream: server, uri },
@@ -387,7 +428,8 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     r.timer.unref();
   }
 
-  type Watch = { listeners: Set<() => void>; ready: Promise<void> };
+  /** One watched URI: its listeners, the upstream's answer, and whether that answer was yes. */
+  type Watch = { listeners: Set<() => void>; ready: Promise<void>; live: boolean };
   /**
    * The end of one listener's subscription: the last listener of a URI ends the upstream's
    * subscription too (best effort: an upstream that is gone has none to end).
@@ -406,11 +448,17 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
       entry.listeners.delete(listener);
       if (entry.listeners.size > 0 || byUri.get(uri) !== entry) return;
       byUri.delete(uri);
+      // An upstream removed (and maybe added again) since: its new session is not ours to change.
+      if (watched.get(server) !== byUri) return;
       const u = byName.get(server);
-      clients
-        .get(server)
-        ?.then((c) => c.unsubscribeResource({ uri }, { timeout: u?.timeoutMs ?? 5000 }))
+      const key = `${server}\0${uri}`;
+      const gone = (clients.get(server) ?? Promise.reject(new Error("no session")))
+        .then((c) => c.unsubscribeResource({ uri }, { timeout: u?.timeoutMs ?? 5000 }))
         .catch(() => undefined);
+      leaving.set(key, gone);
+      void gone.then(() => {
+        if (leaving.get(key) === gone) leaving.delete(key);
+      });
     };
   }
 
@@ -698,17 +746,27 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
         watched.set(server, byUri);
         let entry = byUri.get(uri);
         if (!entry) {
-          const made: Watch = {
-            listeners: new Set(),
-            ready: request(server, o, async (c, timeout) => {
-              if (!c.getServerCapabilities()?.resources?.subscribe) {
-                throw new NotServed(server, "resource subscriptions");
-              }
-              await c.subscribeResource({ uri }, { timeout, signal: o.signal });
-            }),
-          };
+          const key = `${server}\0${uri}`;
+          const made: Watch = { listeners: new Set(), live: false, ready: Promise.resolve() };
+          // Shared by every subscriber of the URI: not cancelled with the first one's request,
+          // and sent after an unsubscription of the same URI that is still on its way.
+          made.ready = (async () => {
+            await leaving.get(key);
+            await request(
+              server,
+              { signal: new AbortController().signal, ...(o.caller ? { caller: o.caller } : {}) },
+              async (c, timeout) => {
+                if (!c.getServerCapabilities()?.resources?.subscribe) {
+                  throw new NotServed(server, "resource subscriptions");
+                }
+                await c.subscribeResource({ uri }, { timeout });
+              },
+            );
+            made.live = true;
+          })();
           entry = made;
           byUri.set(uri, made);
+          startWatchdog();
           // A refused subscription is forgotten, for every listener that waited for it.
           made.ready.catch(() => {
             if (byUri.get(uri) === made) byUri.delete(uri);
@@ -763,6 +821,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
 
     async close() {
       closed = true;
+      if (watchdog) clearInterval(watchdog);
       for (const name of [...watched.keys()]) unwatch(name);
       const all = [...clients.values()];
       clients.clear();
