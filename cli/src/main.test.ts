@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,6 +10,37 @@ import { sampleAuditEntry } from "../../edge/src/store/contract.js";
 import { createSqliteStore } from "../../edge/src/store/sqlite.js";
 
 const CLI = resolve(import.meta.dirname, "entry", "cli.ts");
+
+describe("mcp-gateway <command> --help", () => {
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, ["--import", "tsx", CLI, ...args], { encoding: "utf8" });
+
+  it("prints the command's own lines of the help, under their heading, and exits 0", () => {
+    const dev = run("dev", "--help");
+    assert.equal(dev.status, 0, dev.stderr);
+    assert.equal(
+      dev.stdout,
+      "Servers:\n  dev                         edge + one local runner on embedded defaults\n",
+    );
+    const logs = run("logs", "-h");
+    assert.equal(logs.status, 0);
+    assert.match(logs.stdout, /^Client \(flags: --url/);
+    assert.match(logs.stdout, /logs \[-f\] <task-id>/);
+  });
+
+  it("shows the same lines after a usage error (exit 2); flags after -- are the command's", () => {
+    const bad = run("token", "--bogus");
+    assert.equal(bad.status, 2);
+    assert.match(
+      bad.stderr,
+      /mcp-gateway token: Unknown option '--bogus'\n\nAdmin:\n {2}token --sub s/,
+    );
+    // `exec -- cmd --help`: --help belongs to cmd, so the CLI tries to run it (no gateway here).
+    const passed = run("exec", "--url", "http://127.0.0.1:9", "--", "ls", "--help");
+    assert.notEqual(passed.status, 0);
+    assert.doesNotMatch(passed.stdout, /Client \(flags/);
+  });
+});
 
 describe("mcp-gateway writing into a pipe", () => {
   it("audit export exits 141 (SIGPIPE), without a stack trace, when its reader closes the pipe early", async () => {

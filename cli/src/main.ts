@@ -65,6 +65,31 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
 };
 
 /**
+ * The help of one command: its lines of {@link HELP} under their section's heading (the
+ * whole help when the command has no line of its own).
+ */
+export function commandHelp(name: string): string {
+  const lines = HELP.split("\n");
+  const mentions = new RegExp(`(^ {2}| {2,})${name.replace(/[^\w-]/g, "")}(\\s|$)`);
+  const out: string[] = [];
+  let heading = "";
+  let shown = "";
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] ?? "";
+    if (line && !line.startsWith(" ")) heading = line;
+    if (!line.startsWith("  ") || line.startsWith("   ") || !mentions.test(line)) continue;
+    if (heading !== shown) {
+      out.push(heading);
+      shown = heading;
+    }
+    out.push(line);
+    // Its continuation lines (indented further).
+    while ((lines[i + 1] ?? "").startsWith("    ")) out.push(lines[++i] ?? "");
+  }
+  return out.length > 0 ? `${out.join("\n")}\n` : HELP;
+}
+
+/**
  * Runs the CLI; resolves to the process exit code: 0 success, 1 error,
  * 2 usage; `exec` and `logs` exit with the task's exit code (124 timed out,
  * 125 failed, 130 cancelled).
@@ -80,12 +105,18 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`unknown command "${name}"\n\n${HELP}`);
     return 2;
   }
+  // `<command> --help` (before any `--`, after which flags belong to the command run).
+  const flags = rest.includes("--") ? rest.slice(0, rest.indexOf("--")) : rest;
+  if (name !== "mcp" && (flags.includes("--help") || flags.includes("-h"))) {
+    process.stdout.write(commandHelp(name));
+    return 0;
+  }
   try {
     const command = await load();
     return await command(rest);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`mcp-gateway ${name}: ${err.message}\n`);
+      process.stderr.write(`mcp-gateway ${name}: ${err.message}\n\n${commandHelp(name)}`);
       return 2;
     }
     // Loaded here, not at the top: `--help` and usage errors stay free of the RPC libraries.
