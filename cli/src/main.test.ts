@@ -20,12 +20,28 @@ describe("mcp-gateway <command> --help", () => {
     assert.equal(dev.status, 0, dev.stderr);
     assert.equal(
       dev.stdout,
-      "Servers:\n  dev                         edge + one local runner on embedded defaults\n",
+      "Servers:\n  dev    [--config f.json] [--port p]   edge + one local runner on embedded defaults (the\n                              file's edge settings, e.g. mcp.upstreams, on top of them)\n",
     );
     const logs = run("logs", "-h");
     assert.equal(logs.status, 0);
     assert.match(logs.stdout, /^Client \(flags: --url/);
     assert.match(logs.stdout, /logs \[-f\] <task-id>/);
+  });
+
+  it("dev --config refuses what dev sets itself, and a file it cannot read, before starting", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cli-dev-config-"));
+    try {
+      const file = join(dir, "edge.json");
+      writeFileSync(file, JSON.stringify({ runners: [{ id: "r", url: "https://r:1" }] }));
+      const set = run("dev", "--config", file);
+      assert.equal(set.status, 2);
+      assert.match(set.stderr, /"runners" is set by dev itself/);
+      const missing = run("dev", "--config", join(dir, "missing.json"));
+      assert.equal(missing.status, 2);
+      assert.match(missing.stderr, /cannot read config file .*missing\.json: ENOENT/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("shows the same lines after a usage error (exit 2); flags after -- are the command's", () => {

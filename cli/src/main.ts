@@ -3,7 +3,8 @@ import { UsageError } from "./args.js";
 const HELP = `mcp-gateway — security gateway between AI agents and real machines
 
 Servers:
-  dev                         edge + one local runner on embedded defaults
+  dev    [--config f.json] [--port p]   edge + one local runner on embedded defaults (the
+                              file's edge settings, e.g. mcp.upstreams, on top of them)
   edge   [--config f.json] [--host h] [--port p] [--runner id=https://…]
   runner [--config f.json] [--host h] [--port p] [--id id] [--check]
 

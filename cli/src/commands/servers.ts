@@ -303,17 +303,30 @@ async function runnerCheck(
   return failed === 0 ? 0 : 1;
 }
 
-/** `mcp-gateway dev`: one runner and the edge in one process, on embedded defaults. */
+/**
+ * `mcp-gateway dev`: one runner and the edge in one process, on embedded defaults; `--config`
+ * adds an edge configuration file's settings (e.g. `mcp.upstreams`) on top of them.
+ */
 export async function devCommand(argv: string[]): Promise<number> {
   const { values } = parse(
     argv,
     {
+      config: { type: "string" },
       port: { type: "string" },
       host: { type: "string" },
       "data-dir": { type: "string" },
     },
     false,
   );
+  const file = readConfigFile(values.config);
+  // The local runner and its data directory (its CA) are dev's own.
+  for (const key of ["dataDir", "runners"]) {
+    if (key in file) {
+      throw new UsageError(
+        `config file ${values.config}: "${key}" is set by dev itself (use --data-dir, or run mcp-gateway edge)`,
+      );
+    }
+  }
   const [{ consoleSignInUrl, edgeConfigSchema, startEdge }, { runnerConfigSchema, startRunner }] =
     await Promise.all([edgeTier(), runnerTier()]);
   const dataDir = values["data-dir"] ?? defaultDataDir();
@@ -332,6 +345,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       policyBundle: DEFAULT_POLICY_BUNDLE,
       ...fromEnvironment(),
       ...storeFromEnvironment(),
+      ...file,
       runners: [{ id: runnerConfig.id, url: runner.url }],
       ...withoutUndefined({ host: values.host, port: port(values.port) }),
     },
