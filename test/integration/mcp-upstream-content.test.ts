@@ -295,6 +295,27 @@ describe("upstream resources, prompts and completions through the gateway", () =
     );
   });
 
+  it("malformed params of resource, prompt and subscription requests are -32602 naming the field", async () => {
+    for (const [method, params, field] of [
+      ["resources/read", { uri: 7 }, "params.uri"],
+      ["resources/subscribe", {}, "params.uri"],
+      ["prompts/get", {}, "params.name"],
+    ] as const) {
+      const r = await fetch(`${gw.url}/mcp`, {
+        method: "POST",
+        headers: {
+          authorization: `Bearer ${dev}`,
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+        },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+      });
+      const body = (await r.json()) as { error?: { code: number; message: string } };
+      assert.equal(body.error?.code, -32602, `${method}: ${JSON.stringify(body)}`);
+      assert.ok(body.error?.message.includes(`invalid params of ${method}: ${field}`), method);
+    }
+  });
+
   it("a standing stream (GET /mcp) needs a token and text/event-stream", async () => {
     const noToken = await fetch(`${gw.url}/mcp`, { headers: { accept: "text/event-stream" } });
     assert.equal(noToken.status, 401);

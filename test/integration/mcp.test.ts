@@ -506,6 +506,29 @@ describe("MCP bad input", () => {
     assert.equal(ok.json?.id, 7);
   });
 
+  it("malformed params are -32602 naming the field, never -32603 with a schema dump", async () => {
+    const init = await post(
+      JSON.stringify({
+        jsonrpc: "2.0",
+        id: 9,
+        method: "initialize",
+        params: { protocolVersion: 5, capabilities: {}, clientInfo: { name: "t", version: "1" } },
+      }),
+    );
+    const e = errorOf(init.json);
+    assert.equal(e.code, -32602, JSON.stringify(init.json));
+    assert.match(
+      String(e.message),
+      /invalid params of initialize: params\.protocolVersion: .*expected string/,
+    );
+    assert.doesNotMatch(String(e.message), /"code": "invalid_type"/);
+    const list = await post(
+      JSON.stringify({ jsonrpc: "2.0", id: 10, method: "tools/list", params: { cursor: 5 } }),
+    );
+    assert.equal(errorOf(list.json).code, -32602, JSON.stringify(list.json));
+    assert.match(String(errorOf(list.json).message), /params\.cursor/);
+  });
+
   it("a tools/call answered on the edge's Node fast path equals the SDK's answer to it", async () => {
     // A single message takes the fast path; the same call in a one-element batch takes the SDK
     // transport and server. Success, tool error, unknown tool and invalid arguments must match.

@@ -237,6 +237,36 @@ const KEEPALIVE_MS = 25_000;
 /** Bytes queued on a standing stream beyond which updates are dropped (a client not reading). */
 const STANDING_QUEUE_BYTES = 64 * 1024;
 
+/**
+ * The SDK's server, whose handlers answer malformed params with -32602 naming the field. The
+ * SDK parses a request with its schema before the handler runs and answers a failed parse
+ * with -32603 and zod's JSON dump: here each handler is registered under a schema that only
+ * matches the method, and the request is checked against the real one inside. The SDK's own
+ * handlers (`initialize`, `ping`) are registered through this method too.
+ */
+class GatewayServer extends Server {
+  override setRequestHandler<T extends Parameters<Server["setRequestHandler"]>[0]>(
+    schema: T,
+    handler: Parameters<Server["setRequestHandler"]>[1],
+  ): void {
+    const method = (schema as unknown as { shape: { method: { value: string } } }).shape.method
+      .value;
+    const checked = schema as unknown as z.ZodType;
+    super.setRequestHandler(
+      z.looseObject({ method: z.literal(method) }) as unknown as T,
+      (request, extra) => {
+        const parsed = checked.safeParse(request);
+        if (!parsed.success)
+          throw new McpError(
+            ErrorCode.InvalidParams,
+            `invalid params of ${method}: ${describeIssues(parsed.error)}`,
+          );
+        return handler(parsed.data as never, extra);
+      },
+    );
+  }
+}
+
 /** How long the rest of a refused body is read and dropped before the link is cut, ms. */
 const DROP_MS = 5000;
 /** How much of the body of a request refused before its body (401, 403, 429, 503) is drained. */
@@ -1033,7 +1063,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
     traceparent: string | null,
     stream: boolean,
   ) {
-    const server = new Server(SERVER_INFO, {
+    const server = new GatewayServer(SERVER_INFO, {
       capabilities: capabilities(),
       instructions: INSTRUCTIONS,
       jsonSchemaValidator,
