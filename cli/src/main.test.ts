@@ -22,6 +22,15 @@ describe("mcp-gateway <command> --help", () => {
       dev.stdout,
       "Servers:\n  dev    [--config f.json] [--port p]   edge + one local runner on embedded defaults (the\n                              file's edge settings, e.g. mcp.upstreams, on top of them)\n",
     );
+    // A command's name inside another's description ("edge + one local runner") is not its line.
+    const edge = run("edge", "--help");
+    assert.equal(edge.status, 0);
+    assert.match(edge.stdout, /^Servers:\n {2}edge {3}\[--config f\.json\]/);
+    assert.doesNotMatch(edge.stdout, /dev /);
+    // Names of the object prototype are no commands.
+    const proto = run("constructor", "--help");
+    assert.equal(proto.status, 2);
+    assert.match(proto.stderr, /unknown command "constructor"/);
     const logs = run("logs", "-h");
     assert.equal(logs.status, 0);
     assert.match(logs.stdout, /^Client \(flags: --url/);
@@ -36,6 +45,14 @@ describe("mcp-gateway <command> --help", () => {
       const set = run("dev", "--config", file);
       assert.equal(set.status, 2);
       assert.match(set.stderr, /"runners" is set by dev itself/);
+      writeFileSync(file, JSON.stringify({ auth: { issuer: "https://idp.example" } }));
+      assert.match(run("dev", "--config", file).stderr, /"auth" is set by dev itself/);
+      // A file that is no valid edge configuration is refused before anything starts.
+      writeFileSync(file, JSON.stringify({ mcp: { upstreams: [{ name: "x", kind: "http" }] } }));
+      const invalid = run("dev", "--config", file, "--data-dir", join(dir, "data"));
+      assert.equal(invalid.status, 2);
+      assert.match(invalid.stderr, /mcp\.upstreams\.0\.url/);
+      assert.doesNotMatch(`${invalid.stdout}${invalid.stderr}`, /"name":"runner"|listening/);
       const missing = run("dev", "--config", join(dir, "missing.json"));
       assert.equal(missing.status, 2);
       assert.match(missing.stderr, /cannot read config file .*missing\.json: ENOENT/);

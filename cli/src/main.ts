@@ -71,7 +71,9 @@ const COMMANDS: Readonly<Record<string, () => Promise<Command>>> = {
  */
 export function commandHelp(name: string): string {
   const lines = HELP.split("\n");
-  const mentions = new RegExp(`(^ {2}| {2,})${name.replace(/[^\w-]/g, "")}(\\s|$)`);
+  // The name in a command column: at the start, or after a gap and followed by its arguments
+  // ("edge   [--config …]"), not a word of a description ("edge + one local runner").
+  const mentions = new RegExp(`(^ {2}| {2,})${name.replace(/[^\w-]/g, "")}(?= [[<a-z-]| {2,}|$)`);
   const out: string[] = [];
   let heading = "";
   let shown = "";
@@ -101,7 +103,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return name ? 0 : 2;
   }
-  const load = COMMANDS[name];
+  const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!load) {
     process.stderr.write(`unknown command "${name}"\n\n${HELP}`);
     return 2;

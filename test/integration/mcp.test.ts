@@ -522,6 +522,14 @@ describe("MCP bad input", () => {
       /invalid params of initialize: params\.protocolVersion: .*expected string/,
     );
     assert.doesNotMatch(String(e.message), /"code": "invalid_type"/);
+    const call = await post(
+      JSON.stringify({ jsonrpc: "2.0", id: 11, method: "tools/call", params: { name: 5 } }),
+    );
+    assert.equal(errorOf(call.json).code, -32602, JSON.stringify(call.json));
+    assert.match(
+      String(errorOf(call.json).message),
+      /^invalid params of tools\/call: params\.name/,
+    );
     const list = await post(
       JSON.stringify({ jsonrpc: "2.0", id: 10, method: "tools/list", params: { cursor: 5 } }),
     );

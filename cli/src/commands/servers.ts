@@ -319,8 +319,10 @@ export async function devCommand(argv: string[]): Promise<number> {
     false,
   );
   const file = readConfigFile(values.config);
-  // The local runner and its data directory (its CA) are dev's own.
-  for (const key of ["dataDir", "runners"]) {
+  // What ties the edge to the local runner and to the dev keys is dev's own: its data directory
+  // (CA, signing key), the runner and the mTLS to it, the token issuer, the policy bundle both
+  // tiers load, and serving at once.
+  for (const key of ["dataDir", "runners", "runnerTls", "auth", "policyBundle", "standby"]) {
     if (key in file) {
       throw new UsageError(
         `config file ${values.config}: "${key}" is set by dev itself (use --data-dir, or run mcp-gateway edge)`,
@@ -335,22 +337,21 @@ export async function devCommand(argv: string[]): Promise<number> {
     { dataDir, policyBundle: DEFAULT_POLICY_BUNDLE, port: 0, ...fromEnvironment() },
     "runner",
   );
+  const edgeInput = (runnerUrl: string) => ({
+    dataDir,
+    policyBundle: DEFAULT_POLICY_BUNDLE,
+    ...fromEnvironment(),
+    ...storeFromEnvironment(),
+    ...file,
+    runners: [{ id: runnerConfig.id, url: runnerUrl }],
+    ...withoutUndefined({ host: values.host, port: port(values.port) }),
+  });
+  // A bad file is said before anything starts (the runner's URL is known only once it listens).
+  parseConfig(edgeConfigSchema, edgeInput("https://127.0.0.1:1"), "edge");
   const runnerLogger = createLogger({ name: "runner", level: runnerConfig.logLevel });
   const signal = untilSignal(runnerLogger);
   const runner = await startRunner(runnerConfig, runnerLogger);
-  const edgeConfig = parseConfig(
-    edgeConfigSchema,
-    {
-      dataDir,
-      policyBundle: DEFAULT_POLICY_BUNDLE,
-      ...fromEnvironment(),
-      ...storeFromEnvironment(),
-      ...file,
-      runners: [{ id: runnerConfig.id, url: runner.url }],
-      ...withoutUndefined({ host: values.host, port: port(values.port) }),
-    },
-    "edge",
-  );
+  const edgeConfig = parseConfig(edgeConfigSchema, edgeInput(runner.url), "edge");
   const logger = createLogger({ name: "edge", level: edgeConfig.logLevel });
   // The console's one-time sign-in link: a random code the edge exchanges once, within an hour,
   // for a dev token (developer + auditor, 8 h) handed to the browser in the URL fragment.

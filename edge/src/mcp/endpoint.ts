@@ -244,6 +244,26 @@ const STANDING_QUEUE_BYTES = 64 * 1024;
  * matches the method, and the request is checked against the real one inside. The SDK's own
  * handlers (`initialize`, `ping`) are registered through this method too.
  */
+/** The JSON-RPC error answer to a single `tools/call` whose params are malformed, if it is one. */
+function malformedToolCall(body: unknown): Record<string, unknown> | undefined {
+  if (!isPlainObject(body) || body.method !== "tools/call") return;
+  const id = body.id;
+  if (typeof id !== "string" && !(typeof id === "number" && Number.isSafeInteger(id))) return;
+  const parsed = CallToolRequestSchema.safeParse(body);
+  if (parsed.success) return;
+  return {
+    jsonrpc: "2.0",
+    id,
+    error: {
+      code: ErrorCode.InvalidParams,
+      message: `invalid params of tools/call: ${describeIssues(parsed.error as unknown as z.ZodError)}`,
+    },
+  };
+}
+
+/** Schemas that match only a request's method, one per method (built once). */
+const methodOnly = new Map<string, z.ZodType>();
+
 class GatewayServer extends Server {
   override setRequestHandler<T extends Parameters<Server["setRequestHandler"]>[0]>(
     schema: T,
@@ -252,18 +272,20 @@ class GatewayServer extends Server {
     const method = (schema as unknown as { shape: { method: { value: string } } }).shape.method
       .value;
     const checked = schema as unknown as z.ZodType;
-    super.setRequestHandler(
-      z.looseObject({ method: z.literal(method) }) as unknown as T,
-      (request, extra) => {
-        const parsed = checked.safeParse(request);
-        if (!parsed.success)
-          throw new McpError(
-            ErrorCode.InvalidParams,
-            `invalid params of ${method}: ${describeIssues(parsed.error)}`,
-          );
-        return handler(parsed.data as never, extra);
-      },
-    );
+    let loose = methodOnly.get(method);
+    if (!loose) {
+      loose = z.looseObject({ method: z.literal(method) });
+      methodOnly.set(method, loose);
+    }
+    super.setRequestHandler(loose as unknown as T, (request, extra) => {
+      const parsed = checked.safeParse(request);
+      if (!parsed.success)
+        throw new McpError(
+          ErrorCode.InvalidParams,
+          `invalid params of ${method}: ${describeIssues(parsed.error)}`,
+        );
+      return handler(parsed.data as never, extra);
+    });
   }
 }
 
@@ -474,7 +496,7 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
       if (streams.size === 0) closeStanding(sub);
     }
     for (const [sub, held] of subscriptions) {
-      if (!standing.has(sub) && now - held.idleSince > SUBSCRIPTION_IDLE_MS) {
+      if (held.pending === 0 && !standing.has(sub) && now - held.idleSince > SUBSCRIPTION_IDLE_MS) {
         options.logger.info(
           { principal: sub, subscriptions: held.uris.size },
           "resource subscriptions ended: no standing stream",
@@ -726,12 +748,12 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
                 onLog: (m: UpstreamLogMessage) => {
                   if (LOGGING_LEVELS.indexOf(m.level) < least) return;
                   const bytes = (JSON.stringify(m.data) ?? "").length + (m.logger?.length ?? 0);
-                  logBytes += bytes;
-                  if (
-                    ++logged > MAX_LOGS_PER_CALL ||
-                    logBytes > MAX_LOG_BYTES_PER_CALL ||
-                    bytes > MAX_LOG_MESSAGE_BYTES
-                  ) {
+                  // Only relayed messages count: dropped ones never reach the client.
+                  const relay =
+                    bytes <= MAX_LOG_MESSAGE_BYTES &&
+                    logged < MAX_LOGS_PER_CALL &&
+                    logBytes + bytes <= MAX_LOG_BYTES_PER_CALL;
+                  if (!relay) {
                     if (!logDropped) {
                       logDropped = true;
                       rc.logger.warn(
@@ -746,6 +768,8 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
                     }
                     return;
                   }
+                  logged++;
+                  logBytes += bytes;
                   log({ ...m, logger: m.logger ? `${server}/${m.logger}` : server });
                 },
               }
@@ -983,6 +1007,11 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
         if (stopped) {
           end();
           throw new McpError(ErrorCode.InternalError, "the edge is stopping: subscribe again");
+        }
+        if (extra.signal.aborted) {
+          // The client gave up on the request: it does not know it is subscribed.
+          end();
+          throw new McpError(ErrorCode.RequestTimeout, "the subscription request was cancelled");
         }
         // Decided and made: held (a repeated subscription replaces the earlier one).
         const now = subscriptions.get(owner) ?? held;
@@ -1492,6 +1521,15 @@ export function createMcpEndpoint(options: McpEndpointOptions): McpEndpoint {
           }
           stream = wantsProgress(parsedBody) || wantsLogs(parsedBody, principal);
         }
+      }
+      // A single tools/call with malformed params: answered here, -32602 naming the field (the
+      // SDK's own check of tools/call runs first in its server and answers with zod's dump).
+      const badCall = malformedToolCall(parsedBody);
+      if (badCall) {
+        return new Response(JSON.stringify(badCall), {
+          status: 200,
+          headers: { "content-type": "application/json" },
+        });
       }
       // One SDK server per request (stateless): it holds this request's principal.
       const server = createServer(principal, peer, req.headers.get("traceparent"), stream);

@@ -289,6 +289,14 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
         }
         const timeout = byName.get(server)?.timeoutMs ?? 5000;
         p.then((c) => c.ping({ timeout })).catch((err: unknown) => {
+          // An answer, even an error one (a server without ping: -32601), says the session lives.
+          if (
+            err instanceof McpError &&
+            err.code !== ErrorCode.ConnectionClosed &&
+            err.code !== ErrorCode.RequestTimeout
+          ) {
+            return;
+          }
           options.logger.info(
             { err: String(err), upstream: server },
             "upstream with subscriptions did not answer a ping: reconnecting",
