@@ -237,13 +237,6 @@ const KEEPALIVE_MS = 25_000;
 /** Bytes queued on a standing stream beyond which updates are dropped (a client not reading). */
 const STANDING_QUEUE_BYTES = 64 * 1024;
 
-/**
- * The SDK's server, whose handlers answer malformed params with -32602 naming the field. The
- * SDK parses a request with its schema before the handler runs and answers a failed parse
- * with -32603 and zod's JSON dump: here each handler is registered under a schema that only
- * matches the method, and the request is checked against the real one inside. The SDK's own
- * handlers (`initialize`, `ping`) are registered through this method too.
- */
 /** The JSON-RPC error answer to a single `tools/call` whose params are malformed, if it is one. */
 function malformedToolCall(body: unknown): Record<string, unknown> | undefined {
   if (!isPlainObject(body) || body.method !== "tools/call") return;
@@ -264,6 +257,13 @@ function malformedToolCall(body: unknown): Record<string, unknown> | undefined {
 /** Schemas that match only a request's method, one per method (built once). */
 const methodOnly = new Map<string, z.ZodType>();
 
+/**
+ * The SDK's server, whose handlers answer malformed params with -32602 naming the field. The
+ * SDK parses a request with its schema before the handler runs and answers a failed parse
+ * with -32603 and zod's JSON dump: here each handler is registered under a schema that only
+ * matches the method, and the request is checked against the real one inside. The SDK's own
+ * handlers (`initialize`, `ping`) are registered through this method too.
+ */
 class GatewayServer extends Server {
   override setRequestHandler<T extends Parameters<Server["setRequestHandler"]>[0]>(
     schema: T,
