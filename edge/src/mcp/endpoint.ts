@@ -241,7 +241,7 @@ const STANDING_QUEUE_BYTES = 64 * 1024;
 function malformedToolCall(body: unknown): Record<string, unknown> | undefined {
   if (!isPlainObject(body) || body.method !== "tools/call") return;
   const id = body.id;
-  if (typeof id !== "string" && !(typeof id === "number" && Number.isSafeInteger(id))) return;
+  if (!isRequestId(id)) return;
   const parsed = CallToolRequestSchema.safeParse(body);
   if (parsed.success) return;
   return {
@@ -323,6 +323,11 @@ interface Admitted {
   parsedBody: unknown;
 }
 
+/** A JSON-RPC id the SDK's schema accepts: a string or a safe integer. */
+function isRequestId(id: unknown): id is RequestId {
+  return typeof id === "string" || (typeof id === "number" && Number.isSafeInteger(id));
+}
+
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
@@ -354,7 +359,7 @@ function fastToolCall(
     if (key !== "jsonrpc" && key !== "id" && key !== "method" && key !== "params") return;
   }
   const id = body.id;
-  if (typeof id !== "string" && !(typeof id === "number" && Number.isSafeInteger(id))) return;
+  if (!isRequestId(id)) return;
   const params = body.params;
   if (!isPlainObject(params) || typeof params.name !== "string" || params.task !== undefined) {
     return;

@@ -4,6 +4,7 @@ import {
   ErrorCode,
   LATEST_PROTOCOL_VERSION,
   type LoggingLevel,
+  LoggingLevelSchema,
   McpError,
 } from "@modelcontextprotocol/sdk/types.js";
 
@@ -35,17 +36,8 @@ export interface UpstreamLogMessage {
   data: unknown;
 }
 
-/** The levels of `notifications/message`, least severe first (RFC 5424's order). */
-export const LOGGING_LEVELS: readonly LoggingLevel[] = [
-  "debug",
-  "info",
-  "notice",
-  "warning",
-  "error",
-  "critical",
-  "alert",
-  "emergency",
-];
+/** The levels of `notifications/message`, least severe first (RFC 5424's order, as the SDK lists them). */
+export const LOGGING_LEVELS: readonly LoggingLevel[] = LoggingLevelSchema.options;
 
 /** The log message of a `notifications/message`'s params, or undefined when it is not one. */
 export function logMessageOf(params: unknown): UpstreamLogMessage | undefined {

@@ -86,6 +86,18 @@ export class UpstreamAnswer extends Error {
   }
 }
 
+/**
+ * True when the upstream answered, if only with a JSON-RPC error (e.g. -32602, -32601): its
+ * link works. A closed connection or a timeout is no answer.
+ */
+function answeredBy(err: unknown): err is McpError {
+  return (
+    err instanceof McpError &&
+    err.code !== ErrorCode.ConnectionClosed &&
+    err.code !== ErrorCode.RequestTimeout
+  );
+}
+
 /** The upstream does not declare the capability a request needs. */
 export class NotServed extends Error {
   override readonly name = "NotServed";
@@ -290,13 +302,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
         const timeout = byName.get(server)?.timeoutMs ?? 5000;
         p.then((c) => c.ping({ timeout })).catch((err: unknown) => {
           // An answer, even an error one (a server without ping: -32601), says the session lives.
-          if (
-            err instanceof McpError &&
-            err.code !== ErrorCode.ConnectionClosed &&
-            err.code !== ErrorCode.RequestTimeout
-          ) {
-            return;
-          }
+          if (answeredBy(err)) return;
           options.logger.info(
             { err: String(err), upstream: server },
             "upstream with subscriptions did not answer a ping: reconnecting",
@@ -512,11 +518,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
     } catch (err) {
       if (err instanceof NotServed) throw err;
       if (options.signal.aborted) throw describe(server, new Error("the request was cancelled"));
-      const answered =
-        err instanceof McpError &&
-        err.code !== ErrorCode.ConnectionClosed &&
-        err.code !== ErrorCode.RequestTimeout;
-      if (answered) throw new UpstreamAnswer(server, err);
+      if (answeredBy(err)) throw new UpstreamAnswer(server, err);
       if (p) resetIf(server, p);
       throw describe(server, stdioFailure(l, err));
     } finally {
@@ -564,11 +566,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
         // A JSON-RPC error of the upstream (e.g. -32602) is its answer, not a broken link, and a
         // call the client cancelled says nothing about the link; anything else (a closed
         // connection, a timeout, an HTTP failure, a forgotten session) reconnects next time.
-        const answered =
-          err instanceof McpError &&
-          err.code !== ErrorCode.ConnectionClosed &&
-          err.code !== ErrorCode.RequestTimeout;
-        if (!answered && !o.signal.aborted) resetIf(u.name, p);
+        if (!answeredBy(err) && !o.signal.aborted) resetIf(u.name, p);
         if (err instanceof SessionExpired && attempt === 0) continue;
         throw err;
       }
@@ -679,11 +677,7 @@ export function createUpstreams(options: UpstreamsOptions): Upstreams {
         if (callOptions.signal.aborted) throw describe(server, new Error("the call was cancelled"));
         // A JSON-RPC error of the upstream (e.g. -32602) is its answer, not a broken link;
         // anything else (closed connection, timeout, HTTP failure) reconnects next time.
-        const answered =
-          err instanceof McpError &&
-          err.code !== ErrorCode.ConnectionClosed &&
-          err.code !== ErrorCode.RequestTimeout;
-        if (!answered && p && !lean) resetIf(server, p);
+        if (!answeredBy(err) && p && !lean) resetIf(server, p);
         throw describe(server, stdioFailure(l, err));
       } finally {
         l?.release();
