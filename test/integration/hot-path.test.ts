@@ -16,6 +16,8 @@ import { type Gateway, startGateway } from "./harness.js";
  * ExecuteCommand and StreamTaskOutput, the task, its runner, started, one output
  * chunk, the outcome and its audit record. */
 const COMMITS_PER_TASK = 7;
+/** Of those, the audit records: appended in one turn of the edge's event loop, they share one commit. */
+const AUDITS_PER_TASK = 3;
 /** Of those, the ones that wait for the disk: all but `started` and the output chunk, which the
  * runner replays until the exit is durable. */
 const SYNCED_PER_TASK = 5;
@@ -102,7 +104,12 @@ describe("hot path: store work per task", () => {
     const afterRun = await storeCounters(gw.url);
     const commits = afterRun.commits - before.commits;
     const syncs = afterRun.syncs - before.syncs;
-    assert.equal(commits, 12 * COMMITS_PER_TASK);
+    // Audit records of concurrent requests may share a commit (sqlite.ts, flushAudit); nothing
+    // else does.
+    assert.ok(
+      commits <= 12 * COMMITS_PER_TASK && commits > 12 * (COMMITS_PER_TASK - AUDITS_PER_TASK),
+      `${commits} commits for 12 concurrent tasks`,
+    );
     assert.ok(syncs < commits, `${syncs} syncs for ${commits} concurrent commits: none grouped`);
   });
 });

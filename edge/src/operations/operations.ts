@@ -47,7 +47,12 @@ import { type Pipeline, redactEnv } from "../pipeline/authorize.js";
 import { principalOf, type RequestContext } from "../pipeline/context.js";
 import * as v from "../rpc/validate.js";
 import type { RunnerPool } from "../runners/pool.js";
-import type { TaskRecord, TaskState, TaskStore } from "../store/types.js";
+import {
+  type TaskRecord,
+  type TaskState,
+  type TaskStore,
+  TERMINAL_STATES,
+} from "../store/types.js";
 import type { TaskService } from "../tasks/task-service.js";
 import { authorizationOf } from "../tasks/task-service.js";
 import { createReadBounds, type ReadBounds, readOutputTail } from "./read-bounds.js";
@@ -285,8 +290,14 @@ export function createOperations(deps: OperationsDeps): Operations {
     return task;
   }
 
-  async function taskInfo(id: string): Promise<TaskInfo> {
-    const task = await store.getTask(id);
+  /**
+   * The task's status as the API returns it. `loaded` is a record read before an await (the
+   * decision): a finished task's record no longer changes, so it is used as is; otherwise the
+   * task is read again for its latest state.
+   */
+  async function taskInfo(id: string, loaded?: TaskRecord): Promise<TaskInfo> {
+    const task =
+      loaded !== undefined && TERMINAL_STATES.has(loaded.state) ? loaded : await store.getTask(id);
     if (!task) throw new ConnectError(`task ${id} not found`, Code.NotFound);
     const info: TaskInfo = {
       $typeName: "mcp.TaskInfo",
@@ -594,7 +605,7 @@ export function createOperations(deps: OperationsDeps): Operations {
     async getTaskStatus(rc, req) {
       const task = await authorizeOnTask(rc, req.taskId, "get_task");
       bounds.check(principalOf(rc));
-      const info = await taskInfo(task.id);
+      const info = await taskInfo(task.id, task);
       bounds.spend(
         principalOf(rc),
         (info.result?.stdout.length ?? 0) + (info.result?.stderr.length ?? 0),

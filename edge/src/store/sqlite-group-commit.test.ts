@@ -6,6 +6,7 @@ import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { sampleAuditEntry, sampleTask } from "./contract.js";
 import { createSqliteStore } from "./sqlite.js";
+import type { AuditRecord } from "./types.js";
 
 const dir = mkdtempSync(join(tmpdir(), "mcp-group-commit-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -25,8 +26,9 @@ describe("sqlite store: group commit (issue 13)", () => {
 
   it("writes issued together share one sync after the one already running", async () => {
     const store = createSqliteStore({ path: join(dir, "b.db") });
-    // 40 writes in one tick: the first starts a sync, the other 39 cannot trust it (it may
-    // have started before their commit) and share the next one: 2 syncs for 40 commits.
+    // 40 writes in one tick: the first starts a sync, the others cannot trust it (it may have
+    // started before their commit) and share the next one: 2 syncs. The 20 audit appends are
+    // one transaction at the end of the tick: 21 commits.
     await Promise.all(
       Array.from({ length: 40 }, (_, i) =>
         i % 2 === 0
@@ -34,14 +36,44 @@ describe("sqlite store: group commit (issue 13)", () => {
           : store.appendAudit(sampleAuditEntry({ taskId: `task-${i}` })),
       ),
     );
-    assert.deepEqual(store.writeStats(), { commits: 40, syncs: 2 });
+    assert.deepEqual(store.writeStats(), { commits: 21, syncs: 2 });
     // A write while a sync runs joins the next one; the next after that starts its own.
     const first = store.updateTask("task-0", { state: "running" });
     const second = store.updateTask("task-2", { state: "running" });
     await Promise.all([first, second]);
-    assert.deepEqual(store.writeStats(), { commits: 42, syncs: 4 });
+    assert.deepEqual(store.writeStats(), { commits: 23, syncs: 4 });
     assert.equal((await store.getTask("task-2"))?.state, "running");
     await store.close();
+  });
+
+  it("audit appends of one tick are one transaction, chained in call order; a bad one fails alone", async () => {
+    const store = createSqliteStore({ path: join(dir, "d.db") });
+    await store.appendAudit(sampleAuditEntry({ taskId: "before" }));
+    const before = store.writeStats().commits;
+    const results = await Promise.allSettled([
+      store.appendAudit(sampleAuditEntry({ taskId: "a" })),
+      // NaN has no canonical JSON form: this entry cannot be sealed.
+      store.appendAudit(sampleAuditEntry({ taskId: "bad", details: { n: Number.NaN } })),
+      store.appendAudit(sampleAuditEntry({ taskId: "b" })),
+    ]);
+    assert.equal(store.writeStats().commits, before + 1);
+    const [a, bad, b] = results;
+    assert.equal(a?.status, "fulfilled");
+    assert.equal(bad?.status, "rejected");
+    assert.match(String((bad as PromiseRejectedResult).reason), /canonicalJson/);
+    assert.equal(b?.status, "fulfilled");
+    const ra = (a as PromiseFulfilledResult<AuditRecord>).value;
+    const rb = (b as PromiseFulfilledResult<AuditRecord>).value;
+    assert.deepEqual([ra.seq, rb.seq], [2, 3]);
+    assert.equal(rb.prevHash, ra.hash);
+    const rows = [...store.rawAudit()];
+    assert.deepEqual(
+      rows.map((r) => r.seq),
+      [1, 2, 3],
+    );
+    // After close, an append fails with the store's error instead of hanging.
+    await store.close();
+    await assert.rejects(store.appendAudit(sampleAuditEntry({ taskId: "late" })));
   });
 
   it("a write that may be replayed does not wait; the next durable write syncs it too", async () => {
