@@ -41,7 +41,7 @@ export interface Proc {
   stderr(): string;
   /** Everything the process wrote to stdout so far (its JSON log lines). */
   stdout(): string;
-  /** SIGTERM, then SIGKILL after 5 s; resolves when it exited. */
+  /** SIGTERM, then SIGKILL after 5 s (60 s under --cpu-prof); resolves when it exited. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   /** The exit code once the process exits by itself (null: killed by a signal); rejects after timeoutMs. */
   exited(timeoutMs?: number): Promise<number | null>;
@@ -101,7 +101,9 @@ export function startProc(
       async stop(signal = "SIGTERM") {
         if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
         child.kill(signal);
-        const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+        // A profiled process writes its .cpuprofile on exit: give it time to.
+        const grace = nodeArgs.includes("--cpu-prof") ? 60_000 : 5000;
+        const timer = setTimeout(() => child.kill("SIGKILL"), grace);
         const code = await exited;
         clearTimeout(timer);
         return code;

@@ -287,6 +287,8 @@ export interface Checkpointer {
 export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
   const { logger } = options;
   let lastSeq = 0;
+  /** The highest seq a checkpoint was written or queued for: `appended` counts from it. */
+  let queuedSeq = 0;
   let chain: Promise<unknown> = Promise.resolve();
 
   async function write(head: { seq: number; hash: string }): Promise<AuditCheckpoint | undefined> {
@@ -326,7 +328,10 @@ export function createCheckpointer(options: CheckpointerOptions): Checkpointer {
 
   return {
     appended(record) {
-      if (record.seq - lastSeq >= options.everyRecords) {
+      // Counted from the last checkpoint queued, not the last written: records resolved together
+      // (a batch of appends) would otherwise each queue a checkpoint of their own.
+      if (record.seq - Math.max(lastSeq, queuedSeq) >= options.everyRecords) {
+        queuedSeq = record.seq;
         void enqueue(() => write(record));
       }
     },
