@@ -44,9 +44,6 @@ export function taskQuotaOf(data: unknown, tenant: string): TaskQuota {
   };
 }
 
-/** Most active tasks looked at per check (the sum of all tenants' quotas in practice). */
-const SCAN_LIMIT = 10_000;
-
 /**
  * Fair share (issue 21, finding 4): refuses a new task with ResourceExhausted
  * naming the tenant or principal and the limit when it already has that many
@@ -60,19 +57,12 @@ const SCAN_LIMIT = 10_000;
  * await checkTaskQuota(store, principal, taskQuotaOf(policy.data(), principal.tenant));
  */
 export async function checkTaskQuota(
-  store: Pick<TaskStore, "listTasksInStates">,
+  store: Pick<TaskStore, "countActiveTasks">,
   principal: PrincipalRecord,
   quota: TaskQuota,
 ): Promise<void> {
   const { perPrincipal, perTenant } = quota;
-  const active = await store.listTasksInStates(["created", "queued", "running"], SCAN_LIMIT);
-  let tenant = 0;
-  let mine = 0;
-  for (const t of active) {
-    if (t.principal.tenant !== principal.tenant) continue;
-    tenant++;
-    if (t.principal.sub === principal.sub) mine++;
-  }
+  const { tenant, principal: mine } = await store.countActiveTasks(principal.tenant, principal.sub);
   const who = principal.tenant === "" ? "the default tenant" : `tenant ${principal.tenant}`;
   if (tenant >= perTenant) {
     throw new ConnectError(

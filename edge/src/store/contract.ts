@@ -221,6 +221,35 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
     );
 
     it(
+      "counts a tenant's and a principal's active tasks (the concurrent-task quotas)",
+      withStore(async ({ store }) => {
+        const owner = (tenant: string, sub: string) => ({ sub, roles: [], tenant, scopes: [] });
+        await store.createTask(
+          sampleTask("a-1", { state: "queued", principal: owner("t1", "alice") }),
+        );
+        await store.createTask(
+          sampleTask("a-2", { state: "running", principal: owner("t1", "alice") }),
+        );
+        await store.createTask(
+          sampleTask("a-3", { state: "created", principal: owner("t1", "bob") }),
+        );
+        await store.createTask(
+          sampleTask("a-4", { state: "running", principal: owner("t2", "alice") }),
+        );
+        await store.createTask(
+          sampleTask("a-5", { state: "completed", principal: owner("t1", "alice") }),
+        );
+        assert.deepEqual(await store.countActiveTasks("t1", "alice"), { tenant: 3, principal: 2 });
+        assert.deepEqual(await store.countActiveTasks("t1", "carol"), { tenant: 3, principal: 0 });
+        assert.deepEqual(await store.countActiveTasks("t2", "alice"), { tenant: 1, principal: 1 });
+        assert.deepEqual(await store.countActiveTasks("t3", "alice"), { tenant: 0, principal: 0 });
+        // A task leaving the active states stops counting.
+        await store.updateTask("a-2", { state: "failed" });
+        assert.deepEqual(await store.countActiveTasks("t1", "alice"), { tenant: 2, principal: 1 });
+      }),
+    );
+
+    it(
       "numbers output per task from 1 and reads after a sequence, bytes intact",
       withStore(async ({ store }) => {
         const all = Uint8Array.from({ length: 256 }, (_, i) => i);

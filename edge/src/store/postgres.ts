@@ -19,7 +19,7 @@ import type {
   TaskState,
   TaskStore,
 } from "./types.js";
-import { TERMINAL_STATES } from "./types.js";
+import { ACTIVE_STATES, TERMINAL_STATES } from "./types.js";
 
 /*
  * PostgreSQL store: the HA backend behind the same TaskStore interface as SQLite.
@@ -566,6 +566,23 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
         [[...states], limit],
       );
       return rows.map((r) => JSON.parse(r.doc) as TaskRecord);
+    },
+
+    async countActiveTasks(tenant: string, sub: string) {
+      // Counted in JS from the records: a `doc::jsonb` cast refuses any record holding an escaped
+      // NUL (PostgreSQL text cannot), which would fail every quota check of the tenant.
+      const active = await read<{ doc: string }>(
+        "SELECT doc FROM tasks WHERE state = ANY($1::text[]) LIMIT 10000",
+        [[...ACTIVE_STATES]],
+      );
+      const count = { tenant: 0, principal: 0 };
+      for (const r of active) {
+        const { principal } = JSON.parse(r.doc) as TaskRecord;
+        if (principal.tenant !== tenant) continue;
+        count.tenant++;
+        if (principal.sub === sub) count.principal++;
+      }
+      return count;
     },
 
     async appendOutput(

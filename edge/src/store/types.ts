@@ -36,6 +36,9 @@ export const TERMINAL_STATES: ReadonlySet<TaskState> = new Set([
   "timed_out",
 ]);
 
+/** The states a task counts against its tenant's and principal's concurrent-task quotas in. */
+export const ACTIVE_STATES: readonly TaskState[] = ["created", "queued", "running"];
+
 /** Resource limits of a task after policy obligations were applied (0 = runner default). */
 export interface TaskLimits {
   memoryBytes: number;
@@ -240,6 +243,11 @@ export interface TaskStore extends ToolPinStore {
   ): Promise<TaskRecord | undefined>;
   /** Tasks in the given states, oldest first (recovery after a restart). */
   listTasksInStates(states: readonly TaskState[], limit: number): Promise<TaskRecord[]>;
+  /**
+   * Tasks in {@link ACTIVE_STATES} of one tenant, and of those, of one subject in it (the
+   * concurrent-task quotas): counted by the store, without loading the tasks.
+   */
+  countActiveTasks(tenant: string, sub: string): Promise<{ tenant: number; principal: number }>;
   /**
    * Appends output; resolves to its sequence number. `runnerSeq` is the
    * runner's event number for the chunk: a chunk whose runnerSeq is already
