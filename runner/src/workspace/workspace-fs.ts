@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { chmod, chown, lchown, lstat, mkdir } from "node:fs/promises";
+import { chmodSync, chownSync, lchownSync, lstatSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { DEFAULT_HELPER_PATH } from "../sandbox/sandbox.js";
@@ -188,14 +188,14 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
   }
 
   /** Gives the workspace root (the mount's root with quotas) back its owner and mode 0700. */
-  async function restoreRoot(dir: string): Promise<void> {
+  function restoreRoot(dir: string): void {
     try {
-      const st = await lstat(dir);
+      const st = lstatSync(dir);
       if (!st.isDirectory()) {
         throw new WorkspaceError("not_a_directory", `workspace ${dir} is not a directory`);
       }
-      if (isRoot() && (st.uid !== uid || st.gid !== gid)) await lchown(dir, uid, gid);
-      if ((st.mode & 0o7777) !== 0o700) await chmod(dir, 0o700);
+      if (isRoot() && (st.uid !== uid || st.gid !== gid)) lchownSync(dir, uid, gid);
+      if ((st.mode & 0o7777) !== 0o700) chmodSync(dir, 0o700);
     } catch (e) {
       if (e instanceof WorkspaceError) throw e;
       throw new WorkspaceError("io_error", `workspace root: ${(e as Error).message}`, { cause: e });
@@ -204,17 +204,19 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
 
   return {
     async ensure(workspace, size) {
+      // Synchronous system calls: a few µs each on a local file system, where each trip through
+      // libuv's thread pool (shared with the store's syncs) cost far more on every task.
       const dir = dirOf(workspace);
-      await mkdir(options.root, { recursive: true, mode: 0o711 });
+      mkdirSync(options.root, { recursive: true, mode: 0o711 });
       try {
-        const st = await lstat(dir);
+        const st = lstatSync(dir);
         if (st.isSymbolicLink()) {
           throw new WorkspaceError("escape_attempt", `workspace ${workspace} is a symbolic link`);
         }
         if (!st.isDirectory()) {
           throw new WorkspaceError("not_a_directory", `workspace ${workspace} is not a directory`);
         }
-        if (isRoot() && (st.uid !== uid || st.gid !== gid)) await lchown(dir, uid, gid);
+        if (isRoot() && (st.uid !== uid || st.gid !== gid)) lchownSync(dir, uid, gid);
       } catch (e) {
         if (e instanceof WorkspaceError) throw e;
         if ((e as NodeJS.ErrnoException).code !== "ENOENT") {
@@ -223,16 +225,16 @@ export function createWorkspaceFs(options: WorkspaceFsOptions): WorkspaceFs {
           });
         }
         try {
-          await mkdir(dir, { mode: 0o700 });
+          mkdirSync(dir, { mode: 0o700 });
         } catch (m) {
           if ((m as NodeJS.ErrnoException).code !== "EEXIST") throw m;
         }
-        if (isRoot()) await chown(dir, uid, gid);
+        if (isRoot()) chownSync(dir, uid, gid);
       }
       await quota?.attach(workspace, dir, size);
       // The root keeps its owner and mode whatever a task did to it (`chmod 000 /workspace`
       // would lock every later task and file operation out): restored before each use.
-      await restoreRoot(dir);
+      restoreRoot(dir);
       return dir;
     },
 
