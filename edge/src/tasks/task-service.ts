@@ -225,29 +225,42 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     void p.finally(() => loops.delete(p));
   }
 
+  /**
+   * Stores a task's outcome, wakes its followers and audits it. `replayed`: the outcome is the
+   * runner's exit, which the runner keeps until Release — then followers see it as soon as it
+   * is committed (issue 13: one disk sync less between the exit and the caller's EXIT), and
+   * finish resolves only once it is durable: the outcome's audit append syncs after it, or,
+   * when there is none or it failed, a durable write of nothing does.
+   */
   async function finish(
     task: TaskRecord,
     state: TaskState,
     message: string,
     extra: Partial<TaskRecord> = {},
     condition: TaskCondition = {},
+    replayed = false,
   ): Promise<void> {
     const finishedAt = Date.now();
     const updated = await store.updateTask(
       task.id,
       { state, statusMessage: message, finishedAt, ...extra },
       condition,
+      replayed ? REPLAYED : {},
     );
     events.notify(task.id);
     // A slot may have freed: the queue's next attempt need not wait out its back-off.
     queue.wake();
-    if (!updated || updated.finishedAt !== finishedAt) return; // already terminal: someone else finished it
+    // An empty patch writes nothing but resolves after a sync that covers every earlier commit.
+    const durable = async () => {
+      if (replayed) await store.updateTask(task.id, {});
+    };
+    if (!updated || updated.finishedAt !== finishedAt) return durable(); // someone else finished it
     metrics.tasksInFlight.dec({ state: "active" });
     metrics.taskLatency.observe(
       { operation: "execute", outcome: state },
       finishedAt - task.createdAt,
     );
-    await options
+    const audited = await options
       .audit({
         time: finishedAt,
         traceId: task.traceId,
@@ -272,12 +285,17 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           message,
         },
       })
-      .catch((err: unknown) =>
-        logger.error(
-          { err, taskId: task.id, traceId: task.traceId },
-          "audit of task outcome failed",
-        ),
+      .then(
+        () => true,
+        (err: unknown) => {
+          logger.error(
+            { err, taskId: task.id, traceId: task.traceId },
+            "audit of task outcome failed",
+          );
+          return false;
+        },
       );
+    if (!audited) await durable();
   }
 
   /**
@@ -352,20 +370,27 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
       }
       case "exited": {
         const x = e.value;
-        await finish(task, stateOf(x.status), x.message, {
-          result: {
-            exitCode: x.exitCode,
-            signal: x.signal,
-            stdoutTruncated: x.stdoutTruncated,
-            stderrTruncated: x.stderrTruncated,
-            userCpuMs: Number(x.usage?.userCpuMs ?? 0n),
-            systemCpuMs: Number(x.usage?.systemCpuMs ?? 0n),
-            maxRssKb: Number(x.usage?.maxRssKb ?? 0n),
-            memoryPeakBytes: Number(x.usage?.memoryPeakBytes ?? 0n),
-            oomKilled: x.usage?.oomKilled ?? false,
-            executionTimeMs: Number(x.executionTimeMs),
+        await finish(
+          task,
+          stateOf(x.status),
+          x.message,
+          {
+            result: {
+              exitCode: x.exitCode,
+              signal: x.signal,
+              stdoutTruncated: x.stdoutTruncated,
+              stderrTruncated: x.stderrTruncated,
+              userCpuMs: Number(x.usage?.userCpuMs ?? 0n),
+              systemCpuMs: Number(x.usage?.systemCpuMs ?? 0n),
+              maxRssKb: Number(x.usage?.maxRssKb ?? 0n),
+              memoryPeakBytes: Number(x.usage?.memoryPeakBytes ?? 0n),
+              oomKilled: x.usage?.oomKilled ?? false,
+              executionTimeMs: Number(x.executionTimeMs),
+            },
           },
-        });
+          {},
+          true,
+        );
         return true;
       }
       default:
