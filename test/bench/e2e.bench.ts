@@ -6,7 +6,8 @@
  *   1. Sequential: a sandboxed `echo hi` from ExecuteCommand to the EXIT message of
  *      StreamTaskOutput over Connect (HTTP/1.1 JSON), native gRPC (@grpc/grpc-js, h2c)
  *      and gRPC-Web, round-robin with bare `bwrap --unshare-all … /bin/echo hi`, so
- *      load hits all alike. ExecuteCommand alone is timed too, and the tasks' own
+ *      load hits all alike, each run 40 ms after the previous one ended (a task's
+ *      aftermath is not the next one's cost). ExecuteCommand alone is timed too, and the tasks' own
  *      timelines (created → started, execution) are read back from GetTaskStatus.
  *   2. Open-loop rate ladder: echo tasks offered at fixed rates (latency from the
  *      scheduled start, so a slow gateway is not hidden by a slow generator), rotating
@@ -303,30 +304,36 @@ try {
     () => viaGrpcJs(grpcJs, seqToken),
     () => viaClient(grpcWeb),
   ];
+  // Each run is followed by the same pause, so no path starts while the previous task's
+  // aftermath (its outcome's audit record, Release, the runner's cgroup removal and the refill
+  // of its prepared launcher) still runs — without it, the path after the bare bwrap run had the
+  // quietest machine and the two after it paid for their predecessor (ExecuteCommand p50 5.6 ms
+  // over Connect, 9.2 and 8.8 ms over gRPC and gRPC-Web in the same run). It also keeps the
+  // sequential client under its principal's rate limit (50 calls/s; 2 calls per gateway task).
+  const SETTLE_MS = 40;
+  const settle = () => new Promise((r) => setTimeout(r, SETTLE_MS));
   for (let i = 0; i < WARMUP; i++) {
-    for (const r of runs) await r();
-    await new Promise((r) => setTimeout(r, 150)); // the rate limit: see below
+    for (const r of runs) {
+      await r();
+      await settle();
+    }
   }
   const loadSeq0 = load();
-  // The sequential client stays under the per-principal rate limit (50/s): a round is 6 calls
-  // (2 per gateway task), so it lasts at least 150 ms (40/s), however fast the tasks are.
   for (let i = 0; i < SEQ; i++) {
-    const roundStart = performance.now();
     for (const [k, r] of runs.entries()) {
       const x = await r();
       const row = rows[k] as Row;
       row.total.push(x.total);
       if (Number.isFinite(x.exec)) row.exec.push(x.exec);
       if (x.taskId) row.ids.push(x.taskId);
+      await settle();
     }
-    const rest = 150 - (performance.now() - roundStart);
-    await new Promise((r) => setTimeout(r, Math.max(25, rest)));
   }
   const loadSeq1 = load();
   const bare = [...(rows[0] as Row).total].sort((a, b) => a - b);
   const bareP50 = pct(bare, 50);
   console.log(
-    `\n## Sequential sandboxed echo, ${SEQ} each (+${WARMUP} warm-up), round-robin, load avg ${loadSeq0} → ${loadSeq1}\n`,
+    `\n## Sequential sandboxed echo, ${SEQ} each (+${WARMUP} warm-up), round-robin, ${SETTLE_MS} ms apart, load avg ${loadSeq0} → ${loadSeq1}\n`,
   );
   console.log(
     "| path | p50 ms | p99 ms | min ms | p50 / bare bwrap | p50 − bare ms | ExecuteCommand p50 ms | created→started p50 ms | execution p50 ms |",
