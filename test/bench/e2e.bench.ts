@@ -193,54 +193,65 @@ async function rawLoad(
   requests: Buffer[],
   conns: number,
   seconds: number,
-): Promise<{ ok: number; errors: Map<number, number>; lat: number[]; elapsedS: number }> {
+): Promise<{ ok: number; errors: Map<number | string, number>; lat: number[]; elapsedS: number }> {
   const u = new URL(url);
   const lat: number[] = [];
-  const errors = new Map<number, number>();
+  const errors = new Map<number | string, number>();
+  const count = (k: number | string) => errors.set(k, (errors.get(k) ?? 0) + 1);
   let ok = 0;
   let next = 0;
   const start = performance.now();
   const end = start + seconds * 1000;
-  await Promise.all(
-    Array.from(
-      { length: conns },
-      () =>
-        new Promise<void>((resolve, reject) => {
-          const s = net.connect(Number(u.port), u.hostname);
-          s.setNoDelay(true);
-          let buf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
-          let t0 = 0;
-          const send = () => {
-            if (performance.now() >= end) {
-              s.end();
-              resolve();
-              return;
-            }
-            t0 = performance.now();
-            s.write(requests[next++ % requests.length] as Buffer);
-          };
-          s.on("connect", send);
-          s.on("error", reject);
-          s.on("data", (d: Buffer) => {
-            buf = buf.length ? Buffer.concat([buf, d]) : d;
-            for (;;) {
-              const he = buf.indexOf("\r\n\r\n");
-              if (he < 0) return;
-              const head = buf.subarray(0, he).toString("latin1");
-              const m = /content-length:\s*(\d+)/i.exec(head);
-              const len = m ? Number(m[1]) : 0;
-              if (buf.length < he + 4 + len) return;
-              const status = Number(head.slice(9, 12));
-              buf = buf.subarray(he + 4 + len);
-              lat.push(performance.now() - t0);
-              if (status === 200) ok++;
-              else errors.set(status, (errors.get(status) ?? 0) + 1);
-              send();
-            }
-          });
-        }),
-    ),
-  );
+  /** One keep-alive connection until the end; a connection the edge closes or resets is
+   * counted ("closed" / the error code) and replaced, so the load never hangs on it. */
+  const connection = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const s = net.connect(Number(u.port), u.hostname);
+      s.setNoDelay(true);
+      let buf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+      let t0 = 0;
+      let done = false;
+      const finish = (reason?: string) => {
+        if (done) return;
+        done = true;
+        s.destroy();
+        if (reason === undefined || performance.now() >= end) {
+          resolve();
+          return;
+        }
+        count(reason);
+        setTimeout(() => void connection().then(resolve), 50);
+      };
+      const send = () => {
+        if (performance.now() >= end) {
+          finish();
+          return;
+        }
+        t0 = performance.now();
+        s.write(requests[next++ % requests.length] as Buffer);
+      };
+      s.on("connect", send);
+      s.on("error", (err: NodeJS.ErrnoException) => finish(err.code ?? "error"));
+      s.on("close", () => finish("closed"));
+      s.on("data", (d: Buffer) => {
+        buf = buf.length ? Buffer.concat([buf, d]) : d;
+        for (;;) {
+          const he = buf.indexOf("\r\n\r\n");
+          if (he < 0) return;
+          const head = buf.subarray(0, he).toString("latin1");
+          const m = /content-length:\s*(\d+)/i.exec(head);
+          const len = m ? Number(m[1]) : 0;
+          if (buf.length < he + 4 + len) return;
+          const status = Number(head.slice(9, 12));
+          buf = buf.subarray(he + 4 + len);
+          lat.push(performance.now() - t0);
+          if (status === 200) ok++;
+          else count(status);
+          send();
+        }
+      });
+    });
+  await Promise.all(Array.from({ length: conns }, connection));
   return { ok, errors, lat, elapsedS: (performance.now() - start) / 1000 };
 }
 
@@ -398,7 +409,11 @@ try {
     McpService,
     createConnectTransport({ baseUrl: gw.url, httpVersion: "1.1" }),
   );
-  const as = (who: number) => ({ headers: { authorization: `Bearer ${tokens[who]}` } });
+  // Bounded: a call the edge never answers fails the step (counted) instead of hanging the run.
+  const as = (who: number) => ({
+    headers: { authorization: `Bearer ${tokens[who]}` },
+    timeoutMs: 60_000,
+  });
   /** One task id per principal, for the GetTaskStatus load. */
   const ownTask = new Map<number, string>();
   console.log(
