@@ -208,6 +208,8 @@ async function rawLoad(
     new Promise<void>((resolve) => {
       const s = net.connect(Number(u.port), u.hostname);
       s.setNoDelay(true);
+      // A request the edge never answers is counted and its connection replaced.
+      s.setTimeout(10_000, () => finish("timeout"));
       let buf: Buffer<ArrayBufferLike> = Buffer.alloc(0);
       let t0 = 0;
       let done = false;

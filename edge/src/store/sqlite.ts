@@ -569,7 +569,9 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     },
     async close() {
       flushAudit();
-      await Promise.allSettled([syncing, nextSync]);
+      // A write committed while waiting joins a later sync: wait until none is pending, so no
+      // fdatasync runs on the descriptor after it is closed.
+      while (syncing || nextSync) await Promise.allSettled([syncing, nextSync]);
       db.close();
       if (walFd !== undefined) closeSync(walFd);
     },

@@ -45,7 +45,11 @@ export interface TaskServiceOptions {
   events: TaskEvents;
   logger: Logger;
   metrics: EdgeMetrics;
-  /** Records task outcomes in the audit chain. */
+  /**
+   * Records task outcomes in the audit chain. Must resolve only once the record is durable in
+   * this service's `store` (as `pipeline.audit` does): the outcome of a runner's exit is
+   * committed without a sync of its own and relies on the audit append's sync before Release.
+   */
   audit: (entry: AuditEntry) => Promise<unknown>;
   /** How long to keep re-attaching to a runner that dropped a running task's stream before "runner lost", ms (default 3000). */
   reattachGraceMs?: number;
