@@ -21,7 +21,7 @@ import type {
   TaskStore,
   WriteOptions,
 } from "./types.js";
-import { TERMINAL_STATES } from "./types.js";
+import { ACTIVE_STATES, TERMINAL_STATES } from "./types.js";
 
 /** Options for {@link createSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -268,13 +268,15 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       WHERE json_extract(doc, '$.outputPruned') IS NULL AND state IN (${terminal})
         AND created_at < ? ORDER BY created_at LIMIT ?`,
   );
-  // INDEXED BY: a plan that cannot use the partial index is an error, not a silent scan.
+  // INDEXED BY: a plan that cannot use the partial index is an error, not a silent scan (also
+  // when ACTIVE_STATES no longer matches the index's WHERE, which a migration fixes).
+  const active = ACTIVE_STATES.map((s) => `'${s}'`).join(", ");
   const activeOfOwner = db.prepare<[string, string], { tenant: number; principal: number }>(
     `SELECT count(*) AS tenant,
             coalesce(sum(json_extract(doc, '$.principal.sub') = ?), 0) AS principal
        FROM tasks INDEXED BY tasks_active_owner
       WHERE json_extract(doc, '$.principal.tenant') = ?
-        AND state IN ('created', 'queued', 'running')`,
+        AND state IN (${active})`,
   );
   const outputBytes = db.prepare<[string], { b: number }>(
     "SELECT COALESCE(SUM(length(data)), 0) AS b FROM task_output WHERE task_id = ?",

@@ -36,7 +36,7 @@ export const TERMINAL_STATES: ReadonlySet<TaskState> = new Set([
   "timed_out",
 ]);
 
-/** The states a task counts against its tenant's and principal's concurrent-task quotas in. */
+/** The states of a task not yet finished: counted against the concurrent-task quotas, re-attached after a restart. */
 export const ACTIVE_STATES: readonly TaskState[] = ["created", "queued", "running"];
 
 /** Resource limits of a task after policy obligations were applied (0 = runner default). */

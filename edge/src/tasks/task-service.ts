@@ -27,7 +27,7 @@ import type {
   TaskStore,
   WriteOptions,
 } from "../store/types.js";
-import { TERMINAL_STATES } from "../store/types.js";
+import { ACTIVE_STATES, TERMINAL_STATES } from "../store/types.js";
 import type { TaskEvents } from "./events.js";
 import { createFairQueue, type Ticket } from "./fair-queue.js";
 
@@ -765,7 +765,7 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     },
 
     async recover() {
-      const open = await store.listTasksInStates(["created", "queued", "running"], 10_000);
+      const open = await store.listTasksInStates(ACTIVE_STATES, 10_000);
       /** One liveness look-up per edge per pass. */
       const liveness = new Map<string, boolean>();
       let n = 0;
