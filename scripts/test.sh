@@ -77,3 +77,6 @@ files=(common/src/**/*.test.ts edge/src/**/*.test.ts runner/src/**/*.test.ts cli
        cli/src/**/*.test.ts scripts/build/**/*.test.ts test/release/**/*.test.ts \
        test/attacks/**/*.test.ts test/integration/**/*.test.ts test/browser/**/*.test.ts)
 node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
+
+step "attack suite again without prepared sandboxes (cold and prepared-launcher starts, ADR 0026)"
+MCPG_ATTACKS_PREPARED_SANDBOXES=off node --import tsx --test --test-concurrency=1 --test-reporter=dot test/attacks/**/*.test.ts

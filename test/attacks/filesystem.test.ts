@@ -1,15 +1,26 @@
 /**
  * Attacks on the filesystem: escaping the workspace (commands and WorkspaceFs), reading
- * host secrets, planted symlinks and hard links, rename races, host /proc.
+ * host secrets, planted symlinks and hard links, rename races, host /proc; the workspace of a
+ * prepared sandbox (ADR 0026), mounted on its slot after set-up.
  */
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
+import { type ChildProcess, execFileSync } from "node:child_process";
 import { chownSync, existsSync, link, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { createWorkspaceFs, WorkspaceError } from "../../runner/src/workspace/index.js";
-import { BASE, bash, hostProcess, IS_ROOT, makeWorkspace, sandbox, waitFor } from "./helpers.js";
+import {
+  BASE,
+  bash,
+  hostProcess,
+  IS_ROOT,
+  makeWorkspace,
+  PREPARED_SANDBOXES,
+  type Run,
+  sandbox,
+  waitFor,
+} from "./helpers.js";
 
 const linkAsync = promisify(link);
 const SECRET = "TOP-SECRET-d41d8cd98f00";
@@ -270,6 +281,74 @@ describe("escaping through WorkspaceFs", () => {
     await proc.result;
     // the race really happened: the symlink state was observed at least once
     assert.ok((seen.get("escape_attempt") ?? 0) > 0, JSON.stringify([...seen]));
+  });
+});
+
+describe("the workspace mounted into a prepared sandbox (ADR 0026)", () => {
+  const pause = () => new Promise((r) => setTimeout(r, 150));
+  /** Runs the script until a run starts in a prepared sandbox (with them on), or once. */
+  async function prepared(script: string, workspaceDir = makeWorkspace()): Promise<Run> {
+    for (let i = 0; i < 20; i++) {
+      const r = await bash(script, { workspaceDir });
+      if (!PREPARED_SANDBOXES || r.start === "prepared-sandbox") return r;
+      await pause();
+    }
+    assert.fail("no task started in a prepared sandbox: this run does not test them");
+  }
+
+  it("tasks start in prepared sandboxes when they are on (and never when off)", async () => {
+    const r = await prepared("true");
+    assert.equal(r.result.status, "completed");
+    if (IS_ROOT && PREPARED_SANDBOXES) assert.equal(r.start, "prepared-sandbox");
+    if (!PREPARED_SANDBOXES) assert.notEqual(r.start, "prepared-sandbox");
+  });
+
+  it("the workspace is nosuid and nodev: a device node planted in it opens nothing", async () => {
+    const ws = makeWorkspace();
+    if (IS_ROOT) {
+      // (root on the host, or an archive the task unpacked with a privileged tool)
+      execFileSync("mknod", ["-m", "666", join(ws, "zero"), "c", "1", "5"]);
+    }
+    const r = await prepared(
+      "grep ' /workspace ' /proc/self/mountinfo | tail -1; head -c 4 /workspace/zero > /dev/null || echo refused",
+      ws,
+    );
+    const [mount] = r.stdout.split("\n");
+    assert.match(mount ?? "", /^\S+ \S+ \S+ \S+ \/workspace rw,nosuid,nodev/);
+    if (IS_ROOT) {
+      assert.match(r.stdout, /refused/);
+      assert.match(r.stderr, /Permission denied/);
+    }
+  });
+
+  it("tasks at once never see another's workspace, by path or by search", async () => {
+    await prepared("true");
+    await pause();
+    const secrets = ["a", "b", "c"].map((k) => `${SECRET}-${k}`);
+    const runs = await Promise.all(
+      secrets.map((secret, i) =>
+        bash(
+          `echo ${secret} > /workspace/secret-${i}; sleep 0.3; ls -A /workspace; ` +
+            // every file of that name outside the read-only system trees, and the mounts
+            // of host directories under the suite's base (only its own workspace)
+            `find / \\( -path /proc -o -path /usr -o -path /sys \\) -prune -o -name 'secret-*' -print 2>/dev/null; ` +
+            `grep -c '${basename(BASE)}' /proc/self/mountinfo`,
+        ),
+      ),
+    );
+    runs.forEach((r, i) => {
+      assert.equal(r.result.status, "completed", r.result.message);
+      // its own file, found only where it is; nothing of the others'
+      assert.equal(r.stdout, `secret-${i}\n/workspace/secret-${i}\n1\n`);
+    });
+  });
+
+  it("the task cannot unmount its workspace to reach the slot or the host beneath", async () => {
+    const r = await prepared(
+      "umount /workspace 2>&1 || echo refused; umount -l /workspace 2>&1 || echo refused; ls -A /workspace",
+    );
+    assert.equal(r.stdout.match(/refused/g)?.length, 2);
+    assert.equal(r.result.status, "completed");
   });
 });
 

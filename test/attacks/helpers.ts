@@ -14,6 +14,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { after } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
   createSandbox,
@@ -34,8 +35,16 @@ const C_DIR = fileURLToPath(new URL("./c/", import.meta.url));
 export const BASE = mkdtempSync(join(tmpdir(), "mcpg-attacks-"));
 chmodSync(BASE, 0o711);
 
+/**
+ * Whether tasks may start in prepared sandboxes (ADR 0026; the default). CI runs the suite a
+ * second time with MCPG_ATTACKS_PREPARED_SANDBOXES=off: the cold and prepared-launcher
+ * starts must hold the same guarantees.
+ */
+export const PREPARED_SANDBOXES = process.env.MCPG_ATTACKS_PREPARED_SANDBOXES !== "off";
+
 /** The sandbox under test (one per test file, like one runner). */
-export const sandbox: Sandbox = createSandbox({});
+export const sandbox: Sandbox = createSandbox({ preparedNamespaces: PREPARED_SANDBOXES });
+after(() => sandbox.close());
 
 let wsCounter = 0;
 /** Creates a fresh workspace owned by the sandbox uid; returns its host path. */
@@ -78,6 +87,8 @@ export interface Run {
   stdout: string;
   /** Captured stderr (capped). */
   stderr: string;
+  /** How the sandbox started (SandboxProcess.start). */
+  start: string | undefined;
 }
 
 /** Options of {@link run}. */
@@ -120,7 +131,7 @@ export async function run(command: string, args: string[], opts: RunOptions = {}
       ...(opts.onStarted ? { onStarted: opts.onStarted } : {}),
     },
   );
-  return { result: await proc.result, stdout, stderr };
+  return { result: await proc.result, stdout, stderr, start: proc.start };
 }
 
 /** Runs a bash script in the sandbox. */

@@ -2,7 +2,9 @@
  * Sandbox overhead benchmark: latency and CPU per task of `/bin/true` run
  *   1. bare:       spawn("/bin/true")
  *   2. bare bwrap: bwrap --unshare-all ... /bin/true (same uid as the sandbox)
- *   3. sandbox:    createSandbox().spawn(...) — launcher + bwrap + seccomp + sandbox-init
+ *   3. sandbox:    createSandbox().spawn(...) — launcher + bwrap + seccomp + sandbox-init, in
+ *                  a prepared sandbox when one is ready (ADR 0026)
+ *   4. the same with preparedNamespaces: false (prepared launchers only, ADR 0020)
  * measured in the same run, round-robin (so machine load hits all three alike), after a
  * warm-up. Child CPU comes from /proc/self/stat cutime+cstime (10 ms ticks, summed).
  *
@@ -119,6 +121,8 @@ function variant(name: string, task: () => Promise<void>): Variant {
 const ws = mkdtempSync(join(tmpdir(), "mcpg-bench-"));
 if (isRoot) chownSync(ws, 65534, 65534);
 const sandbox = createSandbox({});
+const launchersOnly = createSandbox({ preparedNamespaces: false });
+await launchersOnly.readiness();
 const ready = await sandbox.readiness();
 if (!ready.ready) {
   console.error(`sandbox not ready: ${ready.problem}`);
@@ -148,8 +152,10 @@ const bwrapArgs = [
 ];
 
 let sandboxChildCpu = 0;
-const sandboxVariant = variant("createSandbox /bin/true", async () => {
-  const p = await sandbox.spawn(
+/** How each measured task of a sandbox started (SandboxProcess.start). */
+const starts = new Map<string, Map<string, number>>();
+const sandboxTask = (name: string, sb: typeof sandbox) => async () => {
+  const p = await sb.spawn(
     {
       command: "/bin/true",
       args: [],
@@ -165,13 +171,19 @@ const sandboxVariant = variant("createSandbox /bin/true", async () => {
   const r = await p.result;
   if (r.status !== "completed" || r.exitCode !== 0)
     throw new Error(`sandbox run failed: ${r.message}`);
-  sandboxChildCpu += r.usage.userCpuMs + r.usage.systemCpuMs;
-});
-const [bare, bwrap, sandboxed] = (await measure([
+  if (sb === sandbox) sandboxChildCpu += r.usage.userCpuMs + r.usage.systemCpuMs;
+  const tally = starts.get(name) ?? new Map<string, number>();
+  tally.set(p.start ?? "?", (tally.get(p.start ?? "?") ?? 0) + 1);
+  starts.set(name, tally);
+};
+const [bare, bwrap, sandboxed, launchers] = (await measure([
   variant("bare spawn(/bin/true)", () => runOnce("/bin/true", [])),
   variant("bare bwrap --unshare-all", () => runOnce("/usr/bin/bwrap", bwrapArgs)),
-  sandboxVariant,
-])) as [Stats, Stats, Stats];
+  variant("createSandbox /bin/true", sandboxTask("createSandbox /bin/true", sandbox)),
+  variant("  launchers only", sandboxTask("  launchers only", launchersOnly)),
+])) as [Stats, Stats, Stats, Stats];
+await sandbox.close();
+await launchersOnly.close();
 rmSync(ws, { recursive: true, force: true });
 
 const f = (n: number) => n.toFixed(2).padStart(8);
@@ -181,7 +193,7 @@ console.log(
 console.log(
   `${"".padEnd(28)}${"p50 ms".padStart(8)}${"p99 ms".padStart(8)}${"mean ms".padStart(8)}  runner CPU ms/task  child CPU ms/task`,
 );
-for (const s of [bare, bwrap, sandboxed]) {
+for (const s of [bare, bwrap, sandboxed, launchers]) {
   console.log(
     `${s.name.padEnd(28)}${f(s.p50)}${f(s.p99)}${f(s.mean)}  ${f(s.runnerCpuMs)}            ${f(s.childCpuMs)}`,
   );
@@ -189,10 +201,22 @@ for (const s of [bare, bwrap, sandboxed]) {
 console.log(
   `sandbox child CPU from getrusage (launcher-reported): ${f(sandboxChildCpu / ITERATIONS)} ms/task`,
 );
+const signed = (n: number) => `${n >= 0 ? "+" : ""}${n.toFixed(2)}`;
+for (const [name, tally] of starts) {
+  console.log(
+    `starts of ${name.trim()} (warm-up included): ${[...tally].map(([k, n]) => `${k} ${n}`).join(", ")}`,
+  );
+}
 console.log(
-  `ratios (p50): sandbox/bare-bwrap ${(sandboxed.p50 / bwrap.p50).toFixed(2)}x (+${(sandboxed.p50 - bwrap.p50).toFixed(2)} ms), ` +
+  `ratios (p50): sandbox/bare-bwrap ${(sandboxed.p50 / bwrap.p50).toFixed(2)}x (${signed(sandboxed.p50 - bwrap.p50)} ms), ` +
+    `launchers only/bare-bwrap ${(launchers.p50 / bwrap.p50).toFixed(2)}x (${signed(launchers.p50 - bwrap.p50)} ms), ` +
     `sandbox/bare-spawn ${(sandboxed.p50 / bare.p50).toFixed(2)}x, bare-bwrap/bare-spawn ${(bwrap.p50 / bare.p50).toFixed(2)}x`,
 );
 console.log(
   `target: sandbox p50 <= bare bwrap p50 + 5 ms -> ${sandboxed.p50 - bwrap.p50 <= 5 ? "MET" : "MISSED"}`,
+);
+// (issue 13: the sandbox's share of a task — what it adds to starting the command at all)
+const share = sandboxed.p50 - bare.p50;
+console.log(
+  `target: the sandbox's share (sandbox p50 - bare spawn p50) <= 3 ms -> ${signed(share)} ms, ${share <= 3 ? "MET" : "MISSED"}`,
 );

@@ -5,6 +5,14 @@
  *   mcpg-sandbox-helper launch STATUS_FD RUNNER_PID GO_FD -- @ [-L ABI -P PATH [-N] [-l]
  *                              [-a NAME]... [-d NAME]... [-p PREFIX]...]
  *
+ *   mcpg-sandbox-helper launch STATUS_FD RUNNER_PID GO_FD -- % [PREBUILD OPTIONS] -- BWRAP ARGS...
+ *
+ * The third form is a prepared sandbox (ADR 0026): once placed ('G'), the child executes
+ * bwrap at once with GO_FD as fd TASK_FD, and sandbox-init (-G) waits inside the finished
+ * sandbox — namespaces, mounts and seccomp in place — for the task's environment, cwd, limits
+ * and command on it. sandbox-init writes 'W' on the start pipe when it waits (the status line
+ * "waiting"), then 'S' as usual when the task starts.
+ *
  * The second form is a prepared launcher (issue 13): started, and its child placed into a
  * fresh cgroup, before any task is known. The child reads 'G' and then the whole command
  * line — NUL-terminated strings, BWRAP first, up to EOF — from GO_FD, so the task's argv
@@ -46,6 +54,7 @@
  *
  * Status lines written to STATUS_FD (the runner parses them):
  *   pid N          (the child that becomes bwrap; only with GO_FD >= 0)
+ *   waiting        ("%" mode: the sandbox is set up and waits for its task)
  *   started
  *   exit CODE SIGNAL UTIME_US STIME_US MAXRSS_KB STARTED KILLED
  *   error MESSAGE
@@ -74,6 +83,8 @@
 /** fd number of a prepared launcher's prebuilt Landlock ruleset (sandbox-init -R). High, so
  * that it never meets a descriptor the launcher or its child already uses. */
 #define RULESET_FD 20
+/** fd number at which a prepared sandbox's sandbox-init reads its task (-G), in "%" mode. */
+#define TASK_FD 9
 
 /**
  * In a prepared launcher's child, while it waits (ADR 0024): the expected policy's
@@ -254,14 +265,24 @@ int mcpg_launch(int argc, char **argv) {
   char **child_argv = &argv[5];
   /* "@": a prepared launcher; the command line arrives on GO_FD after 'G'. */
   int argv_on_go = strcmp(child_argv[0], "@") == 0;
-  if (argv_on_go && go_fd < 0) return 125;
+  /* "%": a prepared sandbox; its bwrap command line follows the prebuild options' "--". */
+  int task_on_go = strcmp(child_argv[0], "%") == 0;
+  if ((argv_on_go || task_on_go) && go_fd < 0) return 125;
+  char **prebuild_opts = &child_argv[1];
+  if (task_on_go) {
+    int k = 1;
+    while (child_argv[k] != NULL && strcmp(child_argv[k], "--") != 0) k++;
+    if (child_argv[k] == NULL || child_argv[k + 1] == NULL || child_argv[k + 1][0] != '/') return 125;
+    child_argv[k] = NULL; /* ends the prebuild options */
+    child_argv = &child_argv[k + 1];
+  }
   /* A prepared launcher's expected Landlock policy (checked here, built by the child). */
   struct mcpg_landlock_policy *expected = NULL;
   int expected_abi = 0;
   int expected_net = 0;
-  if (argv_on_go && child_argv[1] != NULL) {
+  if ((argv_on_go || task_on_go) && prebuild_opts[0] != NULL) {
     expected = calloc(1, sizeof *expected);
-    if (expected == NULL || parse_prebuild(&child_argv[1], expected, &expected_abi, &expected_net) != 0) {
+    if (expected == NULL || parse_prebuild(prebuild_opts, expected, &expected_abi, &expected_net) != 0) {
       return 125;
     }
   }
@@ -309,6 +330,18 @@ int mcpg_launch(int argc, char **argv) {
     dprintf(status_fd, "error pipe: %s\n", strerror(errno));
     return 125;
   }
+  /* Above every fixed descriptor number the child sets up (STARTED_FD, TASK_FD, RULESET_FD
+   * and RULESET_FD + 1), so no dup2 there replaces one of these. */
+  int *ends[4] = {&started_pipe[0], &started_pipe[1], &exec_err_pipe[0], &exec_err_pipe[1]};
+  for (int e = 0; e < 4; e++) {
+    int moved = fcntl(*ends[e], F_DUPFD_CLOEXEC, RULESET_FD + 2);
+    if (moved < 0) {
+      dprintf(status_fd, "error fcntl: %s\n", strerror(errno));
+      return 125;
+    }
+    close(*ends[e]);
+    *ends[e] = moved;
+  }
 
   pid_t launcher = getpid();
   pid_t pid = fork();
@@ -341,7 +374,11 @@ int mcpg_launch(int argc, char **argv) {
         child_argv = read_argv(go_fd);
         if (child_argv == NULL || child_argv[0][0] != '/') _exit(125);
       }
-      close(go_fd);
+      /* (TASK_FD is none of the fds the launcher was given, 0-8, nor one of its pipes) */
+      if (task_on_go && (dup2(go_fd, TASK_FD) != TASK_FD || fcntl(TASK_FD, F_SETFD, 0) != 0)) {
+        _exit(125);
+      }
+      if (go_fd != TASK_FD) close(go_fd);
     }
     if (dup2(started_pipe[1], STARTED_FD) < 0) _exit(125);
     execv(child_argv[0], child_argv);
@@ -384,11 +421,17 @@ int mcpg_launch(int argc, char **argv) {
   int started = 0;
   char byte;
   n = -1;
-  if (wait_readable(started_pipe[0])) {
+  for (int waited = 0; wait_readable(started_pipe[0]);) {
     do {
       n = read(started_pipe[0], &byte, 1);
     } while (n < 0 && errno == EINTR);
-  } else {
+    /* A prepared sandbox is ready and waits for its task: say so, then wait for the start. */
+    if (n != 1 || byte != 'W' || !task_on_go || waited) break;
+    waited = 1;
+    n = -1;
+    dprintf(status_fd, "waiting\n");
+  }
+  if (n < 0) {
     /* Killed: bwrap may have started the task already; say so if it did (without waiting). */
     int fl = fcntl(started_pipe[0], F_GETFL);
     if (fl >= 0 && fcntl(started_pipe[0], F_SETFL, fl | O_NONBLOCK) == 0) {

@@ -2,6 +2,16 @@
  * sandbox-init.c — first program bwrap runs INSIDE the sandbox.
  *
  *   mcpg-sandbox-init STARTED_FD AS NPROC FSIZE NOFILE CPU [OPTIONS] -- COMMAND [ARGS...]
+ *   mcpg-sandbox-init -G TASK_FD STARTED_FD
+ *
+ * The second form is a prepared sandbox (ADR 0026): bwrap has set it up before any task was
+ * known, with an empty slot at /workspace. It writes 'W' to STARTED_FD, then reads its task
+ * from TASK_FD up to EOF — NUL-terminated fields: "T", the cwd, the number of environment
+ * entries, those "NAME=value" entries, then exactly the first form's arguments — by which
+ * time the runner has mounted the task's workspace on the slot (it appears at /workspace) and
+ * written the task's cgroup limits. It replaces its (empty) environment with the task's,
+ * enters the cwd, and goes on as the first form. Anything else on TASK_FD ("X": the sandbox
+ * is discarded) ends it with status 125 before anything runs.
  *
  * Options (the Landlock layer, from the decision's obligations; see landlock.c):
  *   -L ABI     apply Landlock with at most this ABI (the runner's probe); without -L no
@@ -423,7 +433,78 @@ static void usage(const char *argv0) {
           argv0);
 }
 
+/** Largest task a prepared sandbox reads (the runner's are far smaller). */
+#define MAX_TASK (4 << 20)
+
+static int run(int argc, char **argv);
+
+/** The -G form: waits for the task on task_fd, then runs it as the first form would. */
+static int prepared(const char *argv0, int task_fd, int started_fd) {
+  char waiting = 'W';
+  if (write(started_fd, &waiting, 1) != 1) return 125;
+  size_t cap = 64 * 1024;
+  size_t len = 0;
+  char *buf = malloc(cap);
+  if (buf == NULL) return 125;
+  for (;;) {
+    if (len == cap) {
+      if (cap >= MAX_TASK) return 125;
+      cap *= 2;
+      char *bigger = realloc(buf, cap);
+      if (bigger == NULL) return 125;
+      buf = bigger;
+    }
+    ssize_t n = read(task_fd, buf + len, cap - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return 125;
+    if (n == 0) break;
+    len += (size_t)n;
+  }
+  close(task_fd);
+  if (len < 2 || buf[len - 1] != '\0' || strcmp(buf, "T") != 0) return 125; /* discarded */
+  size_t count = 0;
+  for (size_t i = 0; i < len; i++) count += buf[i] == '\0';
+  char **field = calloc(count + 2, sizeof *field);
+  if (field == NULL) return 125;
+  size_t k = 0;
+  for (size_t i = 0; i < len; i += strlen(buf + i) + 1) field[k++] = buf + i;
+  unsigned long long n_env = 0;
+  if (k < 3 || parse_u64(field[2], &n_env) != 0 || n_env > k - 3) {
+    fprintf(stderr, "sandbox-init: malformed task\n");
+    return 125;
+  }
+  if (clearenv() != 0) return 125;
+  for (size_t e = 0; e < n_env; e++) {
+    if (strchr(field[3 + e], '=') == NULL || putenv(field[3 + e]) != 0) {
+      fprintf(stderr, "sandbox-init: malformed environment entry\n");
+      return 125;
+    }
+  }
+  /* The workspace is mounted by now: the cwd is looked up in it, as bwrap's --chdir would. */
+  if (chdir(field[1]) != 0) {
+    fprintf(stderr, "sandbox: cannot enter the working directory %s: %s\n", field[1], strerror(errno));
+    return 125;
+  }
+  /* argv: argv0, then the first form's arguments. */
+  size_t first = 3 + (size_t)n_env;
+  field[first - 1] = (char *)argv0;
+  return run((int)(k - first + 1), &field[first - 1]);
+}
+
 int main(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "-G") == 0) {
+    unsigned long long task_fd, started_fd;
+    if (parse_u64(argv[2], &task_fd) || parse_u64(argv[3], &started_fd) || task_fd < 3 ||
+        task_fd > 1023 || started_fd < 3 || started_fd > 1023) {
+      usage(argv[0]);
+      return 125;
+    }
+    return prepared(argv[0], (int)task_fd, (int)started_fd);
+  }
+  return run(argc, argv);
+}
+
+static int run(int argc, char **argv) {
   if (argc < 9) {
     usage(argv[0]);
     return 125;

@@ -19,11 +19,27 @@
  *   taken ID     the runner has opened its ends of ID's pipes: the spawner closes its copies
  *                (until then a child reading would never see EOF).
  *   kill ID SIG  signal ID's process, unless it has already been reaped (no pid reuse race).
+ *   slot ID NAME         (with SLOTS_DIR) creates the empty directory SLOTS_DIR/NAME: a
+ *                        prepared sandbox binds it at /workspace before any task is known
+ *   bind ID NAME SRC     mounts a clone of the directory SRC (nosuid, nodev) onto that slot; a
+ *                        sandbox that bound the slot sees it at /workspace (propagation)
+ *   unslot ID NAME       unmounts whatever is on the slot and removes it
+ *                        (NAME: letters, digits, '-' and '_'; answered "ok ID" or "failed ID …")
  * Answers on stdout, one line each:
  *   spawned ID PID FD,FD,...   the spawner's descriptor of the runner's end of each pipe, "-"
  *                              for the other slots; the runner opens /proc/SPAWNER/fd/FD
  *   failed ID MESSAGE          nothing was started (fork, pipe or exec failed)
  *   exit ID CODE SIGNAL        reaped: exit code (-1 when killed) and signal number (0: none)
+ *
+ * With SLOTS_DIR (an empty directory the runner made: `spawner RUNNER_PID SLOTS_DIR`) the
+ * first line is "slots ok", or "slots failed MESSAGE" and no slot request works: a small
+ * tmpfs is mounted there (its source names the runner: "mcpg-slots:PID"), a peer group of its
+ * own, so that mounts made on its slots reach the sandboxes that bound them (a sandbox's
+ * copies of the host's mounts are slaves: ADR 0026). Whatever was mounted on SLOTS_DIR
+ * before (a previous spawner of this runner) is detached first, and so are the slot
+ * mounts of runners that are gone (a spawner killed with SIGKILL leaves them). At exit, and
+ * when the runner dies (its death signal here is SIGUSR1, for this), the tmpfs is detached
+ * and SLOTS_DIR removed.
  *
  * It dies with the runner (PR_SET_PDEATHSIG), and its children, the launchers, die with it
  * (theirs): no sandbox outlives the runner. On EOF on stdin (the runner's sandbox closed) it
@@ -42,8 +58,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -335,6 +353,122 @@ static void reap(void) {
   }
 }
 
+/* ---- slots: where prepared sandboxes receive their workspace (ADR 0026) ---------------- */
+
+/** SLOTS_DIR when its tmpfs is mounted; NULL otherwise. */
+static const char *slots_dir;
+
+/** A slot's path for NAME, or -1 when NAME is not a plain name. */
+static int slot_path(const char *name, char *out, size_t size) {
+  size_t n = strlen(name);
+  if (slots_dir == NULL || n == 0 || n > 64) return -1;
+  for (size_t i = 0; i < n; i++) {
+    char c = name[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+          c == '_')) {
+      return -1;
+    }
+  }
+  return snprintf(out, size, "%s/%s", slots_dir, name) < (int)size ? 0 : -1;
+}
+
+/** Detaches every mount stacked on path (EINVAL: none left). */
+static void detach_all(const char *path) {
+  for (int i = 0; i < 64 && umount2(path, MNT_DETACH | UMOUNT_NOFOLLOW) == 0; i++) {
+  }
+}
+
+/** Detaches the slot tmpfs of runners that are gone ("mcpg-slots:PID" in mountinfo). */
+static void detach_stale(void) {
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (f == NULL) return;
+  char line[8192];
+  while (fgets(line, sizeof line, f) != NULL) {
+    /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [TAGS...] - FSTYPE SOURCE SUPEROPTS */
+    char *dash = strstr(line, " - tmpfs mcpg-slots:");
+    if (dash == NULL) continue;
+    long pid = strtol(dash + strlen(" - tmpfs mcpg-slots:"), NULL, 10);
+    char proc[64];
+    snprintf(proc, sizeof proc, "/proc/%ld", pid);
+    if (pid <= 0 || access(proc, F_OK) == 0) continue;
+    char mp[4096];
+    if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1 || strchr(mp, '\\') != NULL) continue;
+    detach_all(mp);
+    rmdir(mp);
+  }
+  fclose(f);
+}
+
+/** Mounts the slots tmpfs on dir; NULL, or why not. */
+static const char *mount_slots(const char *dir) {
+  static char why[512];
+  detach_stale();
+  detach_all(dir);
+  char source[64];
+  snprintf(source, sizeof source, "mcpg-slots:%d", (int)runner_pid);
+  if (mount(source, dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+            "size=64k,nr_inodes=4096,mode=0755") != 0) {
+    snprintf(why, sizeof why, "cannot mount the slots tmpfs on %.256s: %s", dir, strerror(errno));
+    return why;
+  }
+  /* A peer group of its own (not its parent's): slot mounts reach only the sandboxes. */
+  if (mount(NULL, dir, NULL, MS_PRIVATE, NULL) != 0 || mount(NULL, dir, NULL, MS_SHARED, NULL) != 0) {
+    snprintf(why, sizeof why, "cannot make the slots tmpfs shared: %s", strerror(errno));
+    detach_all(dir);
+    return why;
+  }
+  return NULL;
+}
+
+static void do_slot(char **f, int nf) {
+  char path[4096];
+  const char *op = f[0];
+  const char *id = f[1];
+  if ((strcmp(op, "bind") == 0 ? nf != 4 : nf != 3) || slot_path(f[2], path, sizeof path) != 0) {
+    answer("failed %.40s invalid %s request\n", id, op);
+    return;
+  }
+  if (strcmp(op, "slot") == 0) {
+    if (mkdir(path, 0755) != 0) {
+      answer("failed %s mkdir %s: %s\n", id, f[2], strerror(errno));
+      return;
+    }
+  } else if (strcmp(op, "unslot") == 0) {
+    detach_all(path);
+    if (rmdir(path) != 0 && errno != ENOENT) {
+      answer("failed %s rmdir %s: %s\n", id, f[2], strerror(errno));
+      return;
+    }
+  } else {
+    /* A detached clone of the workspace's own mount or directory (never the symlink a path's
+     * last component may be), nosuid and nodev as bwrap's binds, then moved onto the slot. */
+    const char *src = f[3];
+    if (src[0] != '/') {
+      answer("failed %s the workspace path must be absolute\n", id);
+      return;
+    }
+    int tree = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+    if (tree < 0) {
+      answer("failed %s open_tree %.512s: %s\n", id, src, strerror(errno));
+      return;
+    }
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+    const char *step = "mount_setattr";
+    int ok = mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr) == 0;
+    if (ok) {
+      step = "move_mount";
+      ok = move_mount(tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) == 0;
+    }
+    int err = errno;
+    close(tree);
+    if (!ok) {
+      answer("failed %s %s: %s\n", id, step, strerror(err));
+      return;
+    }
+  }
+  answer("ok %s\n", id);
+}
+
 static void handle(char *buf, uint32_t len) {
   if (len == 0 || buf[len - 1] != '\0') {
     answer("failed - malformed request\n");
@@ -366,6 +500,9 @@ static void handle(char *buf, uint32_t len) {
     struct child *c = find(f[1], NULL);
     long sig = 0;
     if (c != NULL && c->pid > 0 && parse_id(f[2], 64, &sig) == 0 && sig > 0) kill(c->pid, (int)sig);
+  } else if ((strcmp(f[0], "slot") == 0 || strcmp(f[0], "bind") == 0 ||
+              strcmp(f[0], "unslot") == 0) && nf >= 2) {
+    do_slot(f, nf);
   } else {
     answer("failed - unknown request %.32s\n", f[0]);
   }
@@ -373,13 +510,19 @@ static void handle(char *buf, uint32_t len) {
 
 int mcpg_spawner(int argc, char **argv) {
   long pid = -1;
-  if (argc != 2 || parse_id(argv[1], 0x7fffffffL, &pid) != 0 || pid <= 0) {
-    fprintf(stderr, "usage: spawner RUNNER_PID\n");
+  if (argc < 2 || argc > 3 || parse_id(argv[1], 0x7fffffffL, &pid) != 0 || pid <= 0 ||
+      (argc == 3 && argv[2][0] != '/')) {
+    fprintf(stderr, "usage: spawner RUNNER_PID [SLOTS_DIR]\n");
     return 2;
   }
   runner_pid = (pid_t)pid;
-  /* Die with the runner (checked after arming, to close the race). */
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != runner_pid) return 125;
+  /* Die with the runner (checked after arming, to close the race): SIGUSR1, read below, so that
+   * the slots are detached first (the launchers die with this process: theirs is SIGKILL). */
+  sigset_t death;
+  sigemptyset(&death);
+  sigaddset(&death, SIGUSR1);
+  if (sigprocmask(SIG_BLOCK, &death, NULL) != 0) return 125;
+  if (prctl(PR_SET_PDEATHSIG, SIGUSR1) != 0 || getppid() != runner_pid) return 125;
   /* The runner reopens the pipe ends through /proc/<this>/fd, which needs a dumpable process
    * (an execute-only or file-capability helper would not be). */
   if (prctl(PR_SET_DUMPABLE, 1) != 0) return 125;
@@ -393,6 +536,7 @@ int mcpg_spawner(int argc, char **argv) {
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
+  sigaddset(&chld, SIGUSR1);
   if (sigprocmask(SIG_BLOCK, &chld, NULL) != 0) return 125;
   int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) {
@@ -401,9 +545,24 @@ int mcpg_spawner(int argc, char **argv) {
   }
   char *buf = malloc(MAX_FRAME);
   if (buf == NULL) return 125;
+  if (argc == 3) {
+    const char *why = mount_slots(argv[2]);
+    if (why == NULL) {
+      slots_dir = argv[2];
+      answer("slots ok\n");
+    } else {
+      answer("slots failed %s\n", why);
+    }
+  }
   int eof = 0;
   for (;;) {
-    if (eof && n_alive() == 0) return 0;
+    if (eof && n_alive() == 0) {
+      if (slots_dir != NULL) {
+        detach_all(slots_dir);
+        rmdir(slots_dir);
+      }
+      return 0;
+    }
     struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = STDIN_FILENO, .events = POLLIN}};
     if (poll(p, eof ? 1 : 2, -1) < 0) {
       if (errno == EINTR) continue;
@@ -411,7 +570,16 @@ int mcpg_spawner(int argc, char **argv) {
     }
     if (p[0].revents & POLLIN) {
       struct signalfd_siginfo si;
+      int runner_died = 0;
       while (read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        runner_died |= si.ssi_signo == SIGUSR1;
+      }
+      if (runner_died) {
+        if (slots_dir != NULL) {
+          detach_all(slots_dir);
+          rmdir(slots_dir);
+        }
+        _exit(1);
       }
       reap();
     }

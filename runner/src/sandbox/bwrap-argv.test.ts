@@ -4,6 +4,7 @@ import {
   buildBwrapArgv,
   egressProxyEnv,
   type HostLayout,
+  preparedTaskMessage,
   SANDBOX_EGRESS_DIR,
   SANDBOX_EGRESS_PORT,
   sandboxCwd,
@@ -316,5 +317,56 @@ describe("buildSandboxEnv", () => {
     assert.throws(() => buildSandboxEnv({ A: "x\0y" }), SandboxSpecError);
     // PATH is the runner's own, never a caller's.
     assert.equal(buildSandboxEnv({ LANG: "C" }).PATH, BASE_SANDBOX_ENV.PATH);
+  });
+});
+
+describe("buildBwrapArgv / preparedTaskMessage: prepared sandboxes (ADR 0026)", () => {
+  const task = spec({ cwd: "src", env: { B: "2", A: "one two" } });
+  const input = { spec: task, env: buildSandboxEnv(task.env), layout, landlockAbi: 4 };
+
+  it("puts only the shape on bwrap's command line: the slot at /workspace, no env, no command", () => {
+    const argv = buildBwrapArgv({ ...input, preparedSlot: "/run/slots/s1" });
+    assert.ok(indexOfSeq(argv, "--bind", "/run/slots/s1", "/workspace") >= 0);
+    assert.equal(argv.includes("/srv/ws/a"), false);
+    assert.equal(argv.includes("--setenv"), false);
+    assert.ok(argv.includes("--clearenv"));
+    assert.ok(indexOfSeq(argv, "--chdir", "/") >= 0);
+    assert.ok(indexOfSeq(argv, "--size", "12345", "--tmpfs", "/tmp") >= 0);
+    assert.deepEqual(argv.slice(-4), ["/.mcpg/init", "-G", "9", "6"]);
+    assert.equal(argv.includes("echo"), false);
+  });
+
+  it("sends the env, cwd and exactly the cold command line's sandbox-init arguments", () => {
+    const fields = preparedTaskMessage(input).toString("utf8").split("\0");
+    assert.equal(fields.pop(), ""); // NUL-terminated
+    const env = Object.keys(input.env)
+      .sort()
+      .map((k) => `${k}=${input.env[k]}`);
+    assert.deepEqual(fields.slice(0, 3 + env.length), [
+      "T",
+      "/workspace/src",
+      String(env.length),
+      ...env,
+    ]);
+    const cold = buildBwrapArgv(input);
+    const initArgs = cold.slice(cold.lastIndexOf("/.mcpg/init") + 1);
+    assert.deepEqual(fields.slice(3 + env.length), initArgs);
+    assert.deepEqual(initArgs.slice(-3), ["echo", "hello", "$(rm -rf /)"]);
+  });
+
+  it("refuses what a prepared sandbox cannot hold, and bad input", () => {
+    assert.throws(
+      () => buildBwrapArgv({ ...input, preparedSlot: "/s", gitReadOnlyFd: 8 }),
+      SandboxSpecError,
+    );
+    assert.throws(() => buildBwrapArgv({ ...input, preparedSlot: "relative" }), SandboxSpecError);
+    assert.throws(
+      () => preparedTaskMessage({ ...input, spec: { ...task, args: ["a\0b"] } }),
+      SandboxSpecError,
+    );
+    assert.throws(
+      () => preparedTaskMessage({ ...input, spec: { ...task, cwd: "../out" } }),
+      SandboxSpecError,
+    );
   });
 });

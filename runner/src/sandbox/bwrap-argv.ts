@@ -95,6 +95,12 @@ export interface BwrapArgvInput {
   /** Descriptor (in bwrap) of a prepared launcher's ruleset for this task's policy (-R). */
   landlockRulesetFd?: number;
   /**
+   * A prepared sandbox (ADR 0026): the host path of its slot, bound at /workspace before any
+   * task is known. The command line then holds only the sandbox's shape; the environment, cwd,
+   * limits and command are the task's message ({@link preparedTaskMessage}).
+   */
+  preparedSlot?: string;
+  /**
    * Network "restricted": the host paths of the node binary and of the egress forwarder
    * (runner/native/egress/forwarder.cjs), started in place of the command.
    */
@@ -127,7 +133,6 @@ export function sandboxCwd(cwd: string): string {
  */
 export function buildBwrapArgv(input: BwrapArgvInput): string[] {
   const { spec, env, layout } = input;
-  const landlockAbi = input.landlockAbi ?? 0;
   if (spec.command === "" || spec.command.includes("\0")) {
     throw new SandboxSpecError("command must be a non-empty string without NUL bytes");
   }
@@ -136,6 +141,16 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
   }
   const cwd = sandboxCwd(spec.cwd);
   const { limits } = spec;
+  const prepared = input.preparedSlot;
+  if (prepared !== undefined) {
+    if (!posix.isAbsolute(prepared) || prepared.includes("\0")) {
+      throw new SandboxSpecError("a prepared sandbox's slot must be an absolute path");
+    }
+    // Decided per task by bwrap's own command line; a prepared sandbox cannot have them.
+    if (input.gitReadOnlyFd !== undefined || spec.network === "restricted") {
+      throw new SandboxSpecError("a prepared sandbox has no .git bind and no egress forwarder");
+    }
+  }
   const argv: string[] = [];
 
   // --- Namespaces and process -------------------------------------------------------
@@ -157,10 +172,13 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
   argv.push("--cap-drop", "ALL");
 
   // --- Environment --------------------------------------------------------------------
-  // Start from nothing: no host variable (tokens, keys) reaches the task.
+  // Start from nothing: no host variable (tokens, keys) reaches the task. (A prepared
+  // sandbox's sandbox-init sets the task's own from its message.)
   argv.push("--clearenv");
-  for (const name of Object.keys(env).sort()) {
-    argv.push("--setenv", name, env[name] ?? "");
+  if (prepared === undefined) {
+    for (const name of Object.keys(env).sort()) {
+      argv.push("--setenv", name, env[name] ?? "");
+    }
   }
 
   // --- Filesystem -----------------------------------------------------------------------
@@ -198,8 +216,9 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
   // Private, size-limited, world-writable (sticky) /tmp and /dev/shm.
   argv.push("--perms", "1777", "--size", String(limits.tmpBytes), "--tmpfs", "/tmp");
   argv.push("--perms", "1777", "--size", String(limits.tmpBytes), "--tmpfs", "/dev/shm");
-  // The task's workspace: the only writable host directory.
-  argv.push("--bind", spec.workspaceDir, SANDBOX_WORKSPACE);
+  // The task's workspace: the only writable host directory. A prepared sandbox binds its
+  // empty slot, on which the runner mounts the task's workspace later (propagation).
+  argv.push("--bind", prepared ?? spec.workspaceDir, SANDBOX_WORKSPACE);
   // Tenant policy git_read_only: the workspace's .git, opened by the runner without following
   // a symlink a task may have put there, bound read-only over itself (by descriptor).
   if (input.gitReadOnlyFd !== undefined) {
@@ -218,7 +237,8 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
   // The root tmpfs and /dev's tmpfs are unbounded: make them read-only so they cannot be
   // used to exhaust memory (non-recursive: /tmp, /dev/shm and /workspace stay writable).
   argv.push("--remount-ro", "/dev", "--remount-ro", "/");
-  argv.push("--chdir", cwd);
+  // (A prepared sandbox's sandbox-init enters the cwd once the workspace is mounted.)
+  argv.push("--chdir", prepared === undefined ? cwd : "/");
 
   // --- seccomp --------------------------------------------------------------------------
   // Two libseccomp-compiled programs (allowlist + argument rules), installed by bwrap on
@@ -227,9 +247,26 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
 
   // --- Command --------------------------------------------------------------------------
   // sandbox-init sets the rlimits (NPROC inside the user namespace: per task), signals
-  // "started" on STARTED_FD, closes every fd above 2, then execvp()s the command.
-  argv.push(
-    SANDBOX_INIT,
+  // "started" on STARTED_FD, closes every fd above 2, then execvp()s the command. A prepared
+  // sandbox's waits for all of that on TASK_FD.
+  if (prepared !== undefined) argv.push(SANDBOX_INIT, "-G", String(TASK_FD), String(STARTED_FD));
+  else argv.push(SANDBOX_INIT, ...sandboxInitArgs(input));
+  return argv;
+}
+
+/** Descriptor (in a prepared sandbox's sandbox-init) of its task message (launch.c TASK_FD). */
+export const TASK_FD = 9;
+
+/**
+ * sandbox-init's arguments for one task (after its path): limits, the Landlock options,
+ * "--", the command.
+ */
+function sandboxInitArgs(input: BwrapArgvInput): string[] {
+  const { spec } = input;
+  const { limits } = spec;
+  const landlockAbi = input.landlockAbi ?? 0;
+  const forwarder = spec.network === "restricted" ? egressForwarderOf(input) : null;
+  return [
     String(STARTED_FD),
     String(limits.memoryBytes),
     String(limits.maxProcesses),
@@ -268,8 +305,37 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
         ]),
     spec.command,
     ...spec.args,
-  );
-  return argv;
+  ];
+}
+
+/**
+ * What a prepared sandbox's sandbox-init reads on TASK_FD (ADR 0026): NUL-terminated fields —
+ * "T", the cwd inside the sandbox, the number of environment entries, the entries, then
+ * sandbox-init's arguments as {@link buildBwrapArgv} would put them on bwrap's command line.
+ *
+ * @throws SandboxSpecError for an invalid command, cwd or environment
+ */
+export function preparedTaskMessage(input: BwrapArgvInput): Buffer {
+  const { spec, env } = input;
+  if (spec.command === "" || spec.command.includes("\0")) {
+    throw new SandboxSpecError("command must be a non-empty string without NUL bytes");
+  }
+  const names = Object.keys(env).sort();
+  const entries = names.map((name) => `${name}=${env[name] ?? ""}`);
+  if (names.some((n) => n === "" || n.includes("="))) {
+    throw new SandboxSpecError("environment variable names must be non-empty and without '='");
+  }
+  const fields = [
+    "T",
+    sandboxCwd(spec.cwd),
+    String(entries.length),
+    ...entries,
+    ...sandboxInitArgs(input),
+  ];
+  if (fields.some((f) => f.includes("\0"))) {
+    throw new SandboxSpecError("the task contains a NUL byte");
+  }
+  return Buffer.from(`${fields.join("\0")}\0`, "utf8");
 }
 
 /**

@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { chmodSync, copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -47,6 +57,7 @@ function landlockWays(lines: string[]): Array<string | undefined> {
 
 describe("createSandbox (real bwrap)", () => {
   const sandbox = createSandbox({});
+  after(() => sandbox.close());
 
   it("is ready on this machine (fails loudly with the fix if not)", async () => {
     const r = await sandbox.readiness();
@@ -353,5 +364,141 @@ describe("createSandbox (real bwrap)", () => {
     const r = await broken.readiness();
     assert.equal(r.ready, false);
     assert.match(r.problem, /build-native\.sh/);
+  });
+});
+
+/** Our slot mounts: the slots tmpfs ("mcpg-slots:<our pid>") and the workspaces on its slots. */
+function slotMounts(): { tmpfs: string[]; binds: string[] } {
+  const lines = readFileSync("/proc/self/mountinfo", "utf8").split("\n");
+  const tmpfs = lines
+    .filter((l) => l.includes(` - tmpfs mcpg-slots:${process.pid} `))
+    .map((l) => l.split(" ")[4] ?? "");
+  const binds = lines.filter((l) =>
+    tmpfs.some((dir) => (l.split(" ")[4] ?? "").startsWith(`${dir}/`)),
+  );
+  return { tmpfs, binds };
+}
+
+async function until(check: () => boolean, ms = 3000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return true;
+}
+
+describe("prepared sandboxes (ADR 0026: set up ahead, the workspace mounted on a slot)", {
+  skip: !isRoot && "the slot mounts need root",
+}, () => {
+  const slotsBefore = new Set(readdirSync(tmpdir()).filter((n) => n.startsWith("mcpg-slots-")));
+  const sandbox = createSandbox({});
+  const workspaces: string[] = [];
+  function workspace(): string {
+    const dir = join(ws, `prepared-${workspaces.length}`);
+    mkdirSync(dir);
+    chownSync(dir, 65534, 65534);
+    workspaces.push(dir);
+    return dir;
+  }
+  async function sh(
+    script: string,
+    over: Partial<SandboxSpec> = {},
+  ): Promise<{ out: string; start: string | undefined; status: string; message: string }> {
+    let out = "";
+    const p = await sandbox.spawn(spec("sh", ["-c", script], over), {
+      onOutput: (_s, data) => {
+        out += Buffer.from(data).toString();
+      },
+    });
+    const r = await p.result;
+    return { out, start: p.start, status: r.status, message: r.message };
+  }
+  /** Runs tasks until one starts in a prepared sandbox (the first ones start the pool). */
+  async function inPrepared(script: string, over: Partial<SandboxSpec> = {}) {
+    for (let i = 0; i < 20; i++) {
+      const r = await sh(script, over);
+      if (r.start === "prepared-sandbox") return r;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.fail("no task started in a prepared sandbox");
+  }
+
+  it("runs a task in its own workspace, nosuid and nodev, with its env and cwd, nothing else", async () => {
+    const a = workspace();
+    mkdirSync(join(a, "sub"));
+    writeFileSync(join(a, "sub", "mine"), "A\n");
+    chownSync(join(a, "sub"), 65534, 65534);
+    const r = await inPrepared(
+      "pwd; echo \"$GREETING\"; cat mine; ls -A /workspace; env | sort | tr '\\n' ' '; echo; grep ' /workspace ' /proc/self/mountinfo | tail -1",
+      { workspaceDir: a, cwd: "sub", env: { GREETING: "hello there" } },
+    );
+    assert.equal(r.status, "completed", r.message);
+    const [pwd, greeting, mine, listing, env, mount] = r.out.split("\n");
+    assert.equal(pwd, "/workspace/sub");
+    assert.equal(greeting, "hello there");
+    assert.equal(mine, "A");
+    assert.equal(listing, "sub");
+    assert.match(env ?? "", /GREETING=hello there/);
+    assert.doesNotMatch(env ?? "", /PWD=\/ |SANDBOX|MCPG|NODE/);
+    // The task's workspace is the top mount at /workspace, with bwrap's own bind flags.
+    assert.match(mount ?? "", /^\S+ \S+ \S+ \S+ \/workspace rw,nosuid,nodev/);
+  });
+
+  it("tasks at once each see their own workspace only; nothing stays mounted after them", async () => {
+    await inPrepared("true", { workspaceDir: workspace() });
+    await until(() => false, 300); // (members are set up again meanwhile)
+    const dirs = [workspace(), workspace(), workspace()];
+    const runs = await Promise.all(
+      dirs.map((d, i) =>
+        sh(`echo ${i} > /workspace/own-${i}; sleep 0.2; ls /workspace`, { workspaceDir: d }),
+      ),
+    );
+    runs.forEach((r, i) => {
+      assert.equal(r.status, "completed", r.message);
+      assert.equal(r.out, `own-${i}\n`);
+      assert.equal(readFileSync(join(dirs[i] ?? "", `own-${i}`), "utf8"), `${i}\n`);
+    });
+    assert.ok(runs.some((r) => r.start === "prepared-sandbox"));
+    // Each slot is unmounted and removed once its task has ended.
+    assert.ok(await until(() => slotMounts().binds.length === 0), "a workspace stayed on a slot");
+  });
+
+  it("cannot unmount its workspace or reach another slot", async () => {
+    const r = await inPrepared(
+      "umount /workspace 2>&1 || echo refused; ls -A /workspace; ls / | tr '\\n' ' '",
+      { workspaceDir: workspace() },
+    );
+    assert.match(r.out, /refused/);
+    assert.doesNotMatch(r.out, /mcpg-slots|\bs\d+-\d+\b/);
+  });
+
+  it("a missing cwd or workspace fails the task with a clear message", async () => {
+    const r1 = await inPrepared("true", { workspaceDir: workspace() });
+    assert.equal(r1.status, "completed");
+    await until(() => false, 300);
+    const cwd = await sh("true", { workspaceDir: workspace(), cwd: "no/such/dir" });
+    assert.equal(cwd.status, "failed");
+    assert.match(cwd.message, /sandbox setup failed.*no\/such\/dir/);
+    await until(() => false, 300);
+    const gone = await sh("true", { workspaceDir: join(ws, "never-made") });
+    assert.equal(gone.status, "failed");
+    assert.match(gone.message, /sandbox setup failed.*never-made/);
+  });
+
+  it("tasks a prepared sandbox cannot hold start another way", async () => {
+    const r = await sh("true", { workspaceDir: workspace(), readOnlyPaths: [ws] });
+    assert.equal(r.status, "completed");
+    assert.notEqual(r.start, "prepared-sandbox");
+  });
+
+  it("close() detaches the slots and removes their directory", async () => {
+    assert.equal(slotMounts().tmpfs.length, 1);
+    await sandbox.close();
+    assert.ok(await until(() => slotMounts().tmpfs.length === 0), "the slots tmpfs stayed");
+    const left = readdirSync(tmpdir()).filter(
+      (n) => n.startsWith("mcpg-slots-") && !slotsBefore.has(n),
+    );
+    assert.deepEqual(left, []);
   });
 });

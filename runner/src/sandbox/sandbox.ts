@@ -5,6 +5,7 @@ import {
   constants as fsConstants,
   mkdtempSync,
   openSync,
+  rmdirSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -21,6 +22,7 @@ import {
   egressProxyEnv,
   type HostLayout,
   landlockPrebuildOf,
+  preparedTaskMessage,
 } from "./bwrap-argv.js";
 import {
   type CgroupController,
@@ -60,7 +62,7 @@ export const EGRESS_FORWARDER_PATH = join(NATIVE_DIR, "egress", "forwarder.cjs")
 /** Default directory of the stub /etc/passwd, /etc/group and /etc/hosts. */
 export const DEFAULT_ETC_STUB_DIR = join(NATIVE_DIR, "etc");
 /** Protocol line the helper must print for `version` (bumped with the C side). */
-const HELPER_PROTOCOL = "mcpg-sandbox-helper 7";
+const HELPER_PROTOCOL = "mcpg-sandbox-helper 8";
 /** Oldest bubblewrap with --disable-userns, --size and --perms for tmpfs. */
 const MIN_BWRAP: readonly [number, number, number] = [0, 8, 0];
 /** Descriptor (in the launcher) on which it writes its status lines. */
@@ -149,6 +151,14 @@ export interface SandboxOptions {
   preparedSandboxes?: number;
   /** The pool shrinks by one after this long without a task finding it empty (default 60 s). */
   preparedIdleMs?: number;
+  /**
+   * Prepared sandboxes (ADR 0026): members of the pool also run bwrap ahead of their task —
+   * namespaces, mounts and seccomp in place — and receive the task's workspace by a mount
+   * on their slot. Needs root (a mount in the runner's mount namespace); elsewhere, and for
+   * tasks with stdin, network "restricted", read-only paths or a read-only `.git`, tasks use
+   * prepared launchers as before. Default true.
+   */
+  preparedNamespaces?: boolean;
   /** Pre-made cgroup controller (tests); default: detected once with createCgroupController. */
   cgroupController?: CgroupController;
   /** Logger (pino); nothing is logged when absent. */
@@ -156,6 +166,14 @@ export interface SandboxOptions {
 }
 
 type PreparedLauncher = PoolMember<Prepared, SpawnedProcess>;
+
+/** What a prepared sandbox's command line depends on besides its Prepared (ADR 0026). */
+interface SandboxShape {
+  p: Prepared;
+  network: "none" | "host";
+  tmpBytes: number;
+}
+type PreparedSandbox = PoolMember<SandboxShape, SpawnedProcess> & { slot: string };
 
 interface Prepared {
   bwrapPath: string;
@@ -311,8 +329,53 @@ export function createSandbox(options: SandboxOptions): Sandbox {
    */
   let expectedPolicy: string[] | null = null;
 
+  /**
+   * Where prepared sandboxes' slots live (ADR 0026): an empty directory on which the spawner
+   * mounts a small shared tmpfs. Only as root (the mounts need CAP_SYS_ADMIN).
+   */
+  const withSlots =
+    options.preparedNamespaces !== false && isRoot() && (options.preparedSandboxes ?? 4) > 0;
+  /** Made when the first spawner starts; the spawner removes it when it exits. */
+  let slotsDir: string | undefined;
   /** Forks the launchers (the runner never forks itself, ADR 0023); started on first use. */
-  const spawner = createSpawner({ helperPath, ...(log ? { log } : {}) });
+  const spawner = createSpawner({
+    helperPath,
+    ...(withSlots
+      ? {
+          slotsDir: () => {
+            slotsDir ??= mkdtempSync(join(tmpdir(), "mcpg-slots-"));
+            return slotsDir;
+          },
+        }
+      : {}),
+    ...(log ? { log } : {}),
+  });
+  /** Whether the current spawner's slots work (known once it has started). */
+  let slotsUsable = false;
+  let saidNoSlots = false;
+  function checkSlots(): void {
+    if (!withSlots) return;
+    void spawner.slots().then(
+      (why) => {
+        slotsUsable = why === null;
+        if (why !== null && !saidNoSlots) {
+          saidNoSlots = true;
+          log?.info({ why }, "prepared sandboxes are not used; tasks use prepared launchers");
+        }
+      },
+      () => {
+        slotsUsable = false;
+      },
+    );
+  }
+  /** Slots being removed after their sandbox ended; close() awaits them. */
+  function unslotLater(slot: string): void {
+    const removal = spawner
+      .slot("unslot", slot)
+      .catch((err: unknown) => log?.warn({ err, slot }, "cannot remove a prepared sandbox's slot"))
+      .finally(() => removals.delete(removal));
+    removals.add(removal);
+  }
 
   /**
    * The seccomp programs as read-only, unlinked files, one per content, kept open for the
@@ -523,6 +586,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   async function ensurePrepared(): Promise<Prepared> {
     if (prepared !== null) return prepared;
     prepared = await prepare();
+    checkSlots();
     return prepared;
   }
 
@@ -569,13 +633,68 @@ export function createSandbox(options: SandboxOptions): Sandbox {
    * itself (and building the expected policy's Landlock rules meanwhile, ADR 0024).
    */
   async function prepareLauncher(p: Prepared): Promise<PreparedLauncher | null> {
+    return prepareMember(p, null);
+  }
+
+  /**
+   * Starts one prepared sandbox (ADR 0026): a prepared launcher whose child, once placed, runs
+   * bwrap at once with the shape's command line and an empty slot at /workspace; ready when
+   * sandbox-init says it waits.
+   */
+  async function prepareSandbox(shape: SandboxShape): Promise<PreparedSandbox | null> {
+    if (!slotsUsable || slotsDir === undefined) return null;
+    const slot = `s${process.pid}-${++taskCounter}`;
+    await spawner.slot("slot", slot);
+    try {
+      const argv = buildBwrapArgv({
+        // (only the shape's fields are on a prepared sandbox's command line)
+        spec: {
+          command: "/",
+          args: [],
+          env: {},
+          cwd: "",
+          workspaceDir: "/",
+          network: shape.network,
+          timeoutMs: 1,
+          limits: { ...DEFAULT_SANDBOX_LIMITS, tmpBytes: shape.tmpBytes },
+        },
+        env: {},
+        layout: shape.p.layout,
+        landlockAbi: shape.p.landlockAbi,
+        preparedSlot: join(slotsDir, slot),
+      });
+      const m = await prepareMember(shape.p, { argv, slot });
+      if (m === null) {
+        unslotLater(slot);
+        return null;
+      }
+      return Object.assign(m as unknown as PoolMember<SandboxShape, SpawnedProcess>, {
+        p: shape,
+        slot,
+      });
+    } catch (err) {
+      unslotLater(slot);
+      throw err;
+    }
+  }
+
+  async function prepareMember(
+    p: Prepared,
+    sandbox: { argv: string[]; slot: string } | null,
+  ): Promise<PreparedLauncher | null> {
     // The Landlock policy its child builds the program-directory rules of while it waits.
     const prebuild = p.landlockAbi > 0 ? expectedPolicy : null;
     let cg: TaskCgroup | null = null;
     if (p.cgroups.kind !== "none") cg = await p.cgroups.create(`t${process.pid}-${++taskCounter}`);
     let child: SpawnedProcess;
     try {
-      child = await spawnLauncher(p, ["@", ...(prebuild ?? [])], { stdin: false, go: true });
+      child = await spawnLauncher(
+        p,
+        sandbox === null
+          ? ["@", ...(prebuild ?? [])]
+          : ["%", ...(prebuild ?? []), "--", p.bwrapPath, ...sandbox.argv],
+        { stdin: false, go: true },
+      );
     } catch (err) {
       if (cg !== null) removeLater(cg);
       throw err;
@@ -598,10 +717,12 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         text = text.slice(nl + 1);
         if (line.startsWith("pid ")) {
           const pid = Number(line.slice(4));
-          if (cg === null) settle(true);
+          // A prepared sandbox runs bwrap once placed ('G'), and is ready once it waits.
+          const placedNow = () => (sandbox === null ? settle(true) : go?.write("G"));
+          if (cg === null) placedNow();
           else
             cg.place(pid).then(
-              () => settle(true),
+              () => placedNow(),
               (err: unknown) => {
                 log?.warn({ err }, "a prepared launcher could not be placed into its cgroup");
                 settle(false);
@@ -611,6 +732,8 @@ export function createSandbox(options: SandboxOptions): Sandbox {
                 child.kill("SIGTERM");
               },
             );
+        } else if (line === "waiting" && sandbox !== null) {
+          settle(true);
         } else if (line.startsWith("error ")) {
           log?.warn({ error: line.slice(6) }, "a prepared launcher failed");
           settle(false);
@@ -620,8 +743,10 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     };
     const onClose = () => {
       settle(false);
-      pool.discard(member);
+      if (sandbox === null) pool.discard(member);
+      else sandboxPool.discard(member as unknown as PreparedSandbox);
       if (cg !== null) removeLater(cg);
+      if (sandbox !== null) unslotLater(sandbox.slot);
     };
     status?.on("data", onData);
     status?.on("error", () => undefined);
@@ -661,17 +786,28 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     return member;
   }
 
+  const samePrepared = (a: Prepared, b: Prepared) =>
+    a === b ||
+    (a.helperPath === b.helperPath &&
+      a.landlockAbi === b.landlockAbi &&
+      a.cgroups === b.cgroups &&
+      a.bpfMain.equals(b.bpfMain) &&
+      a.bpfArgs.equals(b.bpfArgs));
   const pool = createLauncherPool({
     max: options.preparedSandboxes ?? 4,
     idleMs: options.preparedIdleMs ?? 60_000,
     start: prepareLauncher,
+    compatible: samePrepared,
+    ...(log ? { log } : {}),
+  });
+  /** Prepared sandboxes of the latest task's shape (ADR 0026); same size bounds. */
+  const sandboxPool = createLauncherPool<SandboxShape, SpawnedProcess>({
+    max: withSlots ? (options.preparedSandboxes ?? 4) : 0,
+    idleMs: options.preparedIdleMs ?? 60_000,
+    start: async (shape) =>
+      (await prepareSandbox(shape)) as PoolMember<SandboxShape, SpawnedProcess> | null,
     compatible: (a, b) =>
-      a === b ||
-      (a.helperPath === b.helperPath &&
-        a.landlockAbi === b.landlockAbi &&
-        a.cgroups === b.cgroups &&
-        a.bpfMain.equals(b.bpfMain) &&
-        a.bpfArgs.equals(b.bpfArgs)),
+      a.network === b.network && a.tmpBytes === b.tmpBytes && samePrepared(a.p, b.p),
     ...(log ? { log } : {}),
   });
 
@@ -734,14 +870,33 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     // A prepared launcher (forked, placed into a fresh cgroup) when one is ready; it is this
     // task's alone. Tasks with stdin (MCP servers) or an inherited .git descriptor start their
     // own: both are decided when the launcher is spawned.
-    const member =
-      usePool && gitFd === undefined && spec.stdin !== "pipe" ? pool.take(p) : undefined;
+    // A prepared sandbox when the task's shape allows one and one is ready (ADR 0026): its
+    // namespaces and mounts are set up already; the workspace is mounted on its slot.
+
+    const shapeOk =
+      usePool &&
+      slotsUsable &&
+      gitFd === undefined &&
+      spec.stdin !== "pipe" &&
+      spec.network !== "restricted" &&
+      (spec.readOnlyPaths?.length ?? 0) === 0;
+    const sandboxMember = shapeOk
+      ? (sandboxPool.take({
+          p,
+          network: spec.network as "none" | "host",
+          tmpBytes: spec.limits.tmpBytes,
+        }) as PreparedSandbox | undefined)
+      : undefined;
+    const member: PreparedLauncher | undefined =
+      (sandboxMember as unknown as PreparedLauncher | undefined) ??
+      (usePool && gitFd === undefined && spec.stdin !== "pipe" ? pool.take(p) : undefined);
     // Its Landlock program-directory rules are built already when it expected this very policy
     // (sandbox-init then adds only the rest); the next members expect this task's.
     let landlock: "none" | "prebuilt" | "in-sandbox" = p.landlockAbi > 0 ? "in-sandbox" : "none";
     if (landlockPolicy !== null) {
       if (member?.prebuilt === landlockPolicy.join("\0")) {
-        bwrapArgv = buildBwrapArgv({ ...argvInput, landlockRulesetFd: RULESET_FD });
+        argvInput = { ...argvInput, landlockRulesetFd: RULESET_FD };
+        bwrapArgv = buildBwrapArgv(argvInput);
         landlock = "prebuilt";
       }
       if (spec.stdin !== "pipe") expectedPolicy = landlockPolicy;
@@ -787,8 +942,9 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     });
     let placementError = "";
     let oomKilled = false;
+    const start = sandboxMember ? "prepared-sandbox" : member ? "prepared-launcher" : "cold";
     log?.debug(
-      { pid: child.pid, command: spec.command, network: spec.network, landlock },
+      { pid: child.pid, command: spec.command, network: spec.network, landlock, start },
       "sandbox spawn",
     );
 
@@ -951,7 +1107,11 @@ export function createSandbox(options: SandboxOptions): Sandbox {
         }
         // A replacement for a prepared launcher, now that this task no longer needs the
         // kernel's cgroup lock for its forks (see launcher-pool.ts).
-        if (member) pool.refill();
+        if (sandboxMember) {
+          // (its workspace off the slot, and the slot gone, with the tree)
+          unslotLater(sandboxMember.slot);
+          sandboxPool.refill();
+        } else if (member) pool.refill();
         if (cgUsage !== null && cgUsage.oomKills > 0) oomKilled = true;
         const base = {
           usage: {
@@ -1028,7 +1188,34 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       });
     });
 
-    if (member) {
+    if (sandboxMember) {
+      // The task's limits, its workspace on the slot, then its message: nothing of the task's
+      // runs before both; a sandbox that cannot get them runs nothing ("X").
+      let message: Buffer;
+      try {
+        message = preparedTaskMessage(argvInput);
+      } catch (err) {
+        placementError = (err as Error).message;
+        message = Buffer.from("X");
+      }
+      const slot = sandboxMember.slot;
+      void Promise.resolve(cg?.limit(cgLimits))
+        .then(
+          () => spawner.slot("bind", slot, spec.workspaceDir),
+          (err: unknown) => {
+            throw new Error(`cannot place the task into its cgroup: ${(err as Error).message}`);
+          },
+        )
+        .then(
+          () => go?.end(message),
+          (err: unknown) => {
+            placementError ||= (err as Error).message.startsWith("cannot place")
+              ? (err as Error).message
+              : `sandbox setup failed: cannot mount the task's workspace into its prepared sandbox: ${(err as Error).message}`;
+            go?.end("X");
+          },
+        );
+    } else if (member) {
       // The task's limits, then 'G' and its command line: nothing of the task's runs before
       // its cgroup limits it, and a launcher that cannot be limited runs nothing ("X").
       const payload = Buffer.from(`G${[p.bwrapPath, ...bwrapArgv].join("\0")}\0`, "utf8");
@@ -1046,7 +1233,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     stdin?.on("error", () => {
       // the process exited: reported through result
     });
-    return { result, cancel: () => kill("cancelled"), stdin, pid: child.pid ?? -1 };
+    return { result, cancel: () => kill("cancelled"), stdin, pid: child.pid ?? -1, start };
   }
 
   return {
@@ -1057,6 +1244,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       const cgroup = cg.kind === "none" ? `not used: ${cg.detail}` : cg.detail;
       try {
         prepared = await prepare();
+        checkSlots();
         landlockAbi = prepared.landlockAbi;
         return {
           ready: true,
@@ -1092,7 +1280,17 @@ export function createSandbox(options: SandboxOptions): Sandbox {
 
     async close() {
       await pool.close();
+      await sandboxPool.close();
+      // (the slots' removal needs the spawner)
+      while (removals.size > 0) await Promise.all([...removals]);
       await spawner.close();
+      if (slotsDir !== undefined) {
+        try {
+          rmdirSync(slotsDir);
+        } catch {
+          // gone (the spawner removes it when it exits), or still mounted while it finishes
+        }
+      }
       // (After every spawn has been answered: the runner stops its tasks and servers first.)
       for (const fd of seccompFiles.values()) closeSync(fd);
       seccompFiles.clear();

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
@@ -205,5 +213,51 @@ describe("spawner (the launchers' parent, ADR 0023)", () => {
     const q = await spawner.spawn({ path: "/bin/true", argv: ["true"], stdio: ["ignore"] });
     assert.deepEqual(await closed(q), [0, null]);
     assert.notEqual(await spawner.pid(), first);
+  });
+});
+
+describe("spawner slots (prepared sandboxes, ADR 0026)", {
+  skip: process.getuid?.() !== 0 && "the slots tmpfs needs root",
+}, () => {
+  const dir = mkdtempSync(join(tmpdir(), "mcpg-slots-test-"));
+  const spawner = createSpawner({ helperPath: DEFAULT_HELPER_PATH, slotsDir: () => dir });
+  const mounts = () =>
+    readFileSync("/proc/self/mountinfo", "utf8")
+      .split("\n")
+      .filter((l) => (l.split(" ")[4] ?? "").startsWith(dir));
+
+  it("mounts its tmpfs, binds a directory onto a slot and takes it off again", async () => {
+    assert.equal(await spawner.slots(), null);
+    assert.match(mounts()[0] ?? "", / - tmpfs mcpg-slots:\d+ /);
+    await spawner.slot("slot", "a-1");
+    const src = mkdtempSync(join(tmpdir(), "mcpg-slot-src-"));
+    writeFileSync(join(src, "f"), "x");
+    await spawner.slot("bind", "a-1", src);
+    assert.equal(readFileSync(join(dir, "a-1", "f"), "utf8"), "x");
+    assert.match(mounts().find((l) => l.includes(`${dir}/a-1 `)) ?? "", /nosuid,nodev/);
+    await spawner.slot("unslot", "a-1");
+    assert.equal(mounts().length, 1);
+    assert.equal(existsSync(join(dir, "a-1")), false);
+    rmSync(src, { recursive: true });
+  });
+
+  it("refuses names that are not plain, relative sources and missing ones, saying why", async () => {
+    await assert.rejects(spawner.slot("slot", "../escape"), /invalid slot request/);
+    await assert.rejects(spawner.slot("slot", ""), /invalid slot request/);
+    await spawner.slot("slot", "b");
+    await assert.rejects(spawner.slot("bind", "b", "relative/dir"), /must be absolute/);
+    await assert.rejects(
+      spawner.slot("bind", "b", "/nonexistent/ws"),
+      /open_tree \/nonexistent\/ws/,
+    );
+    await assert.rejects(spawner.slot("slot", "b"), /mkdir b: File exists/);
+    await spawner.slot("unslot", "b");
+    await spawner.slot("unslot", "b"); // (gone already: nothing to do)
+  });
+
+  it("detaches its tmpfs and removes the directory when it exits", async () => {
+    await spawner.close();
+    assert.equal(mounts().length, 0);
+    assert.equal(existsSync(dir), false);
   });
 });

@@ -72,6 +72,16 @@ export interface Spawner {
   /** The spawner's pid (the launchers' parent), starting one if none runs. */
   pid(): Promise<number>;
   /**
+   * With `slotsDir`: null once the spawner's slots tmpfs is mounted there, else why it is not
+   * (prepared sandboxes are then not used; ADR 0026).
+   */
+  slots(): Promise<string | null>;
+  /**
+   * A slot request (spawner.c): "slot" NAME, "bind" NAME SRC or "unslot" NAME; rejects with
+   * the spawner's reason.
+   */
+  slot(op: "slot" | "bind" | "unslot", name: string, src?: string): Promise<void>;
+  /**
    * Takes no more requests; the spawner exits once the processes it started have ended
    * (resolves then, or at once while some still run).
    */
@@ -202,6 +212,9 @@ interface Running {
   /** Children whose pending exit keeps the event loop alive. */
   refs: number;
   dead: boolean;
+  /** The first line's verdict on the slots tmpfs (slotsDir only): null, or why not. */
+  slots: Promise<string | null>;
+  settleSlots(why: string | null): void;
 }
 
 /**
@@ -212,7 +225,15 @@ interface Running {
  * const p = await spawner.spawn({ path, argv, stdio: ["ignore", "write", "write"] });
  * p.stdout?.on("data", …); p.on("close", (code, sig) => …);
  */
-export function createSpawner(options: { helperPath: string; log?: Logger }): Spawner {
+export function createSpawner(options: {
+  helperPath: string;
+  /**
+   * An empty directory for the slots of prepared sandboxes (spawner.c, ADR 0026), asked for
+   * when a spawner starts.
+   */
+  slotsDir?: () => string;
+  log?: Logger;
+}): Spawner {
   const log = options.log;
   let current: Running | null = null;
   let starting: Promise<Running> | null = null;
@@ -232,6 +253,7 @@ export function createSpawner(options: { helperPath: string; log?: Logger }): Sp
     if (current === r) current = null;
     if (!closing)
       log?.warn({ why, pid: r.pid }, "the sandbox spawner ended; its launchers die with it");
+    r.settleSlots(`the spawner ended (${why})`);
     for (const p of r.pending.values()) p.resolve(["failed", "-", `the spawner ended (${why})`]);
     r.pending.clear();
     // PR_SET_PDEATHSIG took every launcher with it.
@@ -241,10 +263,17 @@ export function createSpawner(options: { helperPath: string; log?: Logger }): Sp
 
   function start(): Promise<Running> {
     return new Promise<Running>((resolve, reject) => {
-      const proc = spawn(options.helperPath, ["spawner", String(process.pid)], {
-        stdio: ["pipe", "pipe", "pipe"],
-        env: {},
+      const slotsDir = options.slotsDir?.();
+      const proc = spawn(
+        options.helperPath,
+        ["spawner", String(process.pid), ...(slotsDir === undefined ? [] : [slotsDir])],
+        { stdio: ["pipe", "pipe", "pipe"], env: {} },
+      );
+      let settleSlots: (why: string | null) => void = () => undefined;
+      const slots = new Promise<string | null>((resolve) => {
+        settleSlots = resolve;
       });
+      if (slotsDir === undefined) settleSlots("no slots directory");
       const r: Running = {
         proc,
         pid: proc.pid ?? -1,
@@ -253,6 +282,8 @@ export function createSpawner(options: { helperPath: string; log?: Logger }): Sp
         early: new Map(),
         refs: 0,
         dead: false,
+        slots,
+        settleSlots,
       };
       let text = "";
       let stderr = "";
@@ -292,7 +323,11 @@ export function createSpawner(options: { helperPath: string; log?: Logger }): Sp
   function onLine(r: Running, line: string[]): void {
     const [kind, id] = line;
     if (id === undefined) return;
-    if (kind === "spawned" || kind === "failed") {
+    if (kind === "slots") {
+      r.settleSlots(id === "ok" ? null : line.slice(2).join(" ") || "refused");
+      return;
+    }
+    if (kind === "spawned" || kind === "failed" || kind === "ok") {
       const p = r.pending.get(id);
       if (p !== undefined) {
         r.pending.delete(id);
@@ -428,6 +463,32 @@ export function createSpawner(options: { helperPath: string; log?: Logger }): Sp
     },
     async pid() {
       return (await running()).pid;
+    },
+    async slots() {
+      const r = await running();
+      // (its answer pipe keeps the event loop alive until the first line has come)
+      adjustRef(r, true);
+      try {
+        return await r.slots;
+      } finally {
+        adjustRef(r, false);
+      }
+    },
+    async slot(op, name, src) {
+      const r = await running();
+      const id = String(++counter);
+      const body = frame([op, id, name, ...(src === undefined ? [] : [src])]);
+      const answer = await new Promise<string[]>((resolve) => {
+        r.pending.set(id, { resolve, stdio: [] });
+        adjustRef(r, true);
+        if (r.dead) resolve(["failed", id, "the spawner has ended"]);
+        else r.proc.stdin?.write(body);
+      });
+      adjustRef(r, false);
+      endWhenIdle(r);
+      if (answer[0] !== "ok") {
+        throw new SpawnError(answer.slice(2).join(" ") || `the spawner refused ${op}`);
+      }
     },
     async close() {
       closing = true;

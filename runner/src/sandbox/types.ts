@@ -173,6 +173,11 @@ export interface SandboxProcess {
   readonly stdin: Writable | null;
   /** Host pid of the launcher at the root of the process tree. */
   readonly pid: number;
+  /**
+   * How it started: in a prepared sandbox (namespaces and mounts set up ahead, ADR 0026), from
+   * a prepared launcher (ADR 0020), or cold.
+   */
+  readonly start?: "prepared-sandbox" | "prepared-launcher" | "cold";
 }
 
 /** Callbacks of a running task. */
