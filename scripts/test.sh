@@ -78,5 +78,5 @@ files=(common/src/**/*.test.ts edge/src/**/*.test.ts runner/src/**/*.test.ts cli
        test/attacks/**/*.test.ts test/integration/**/*.test.ts test/browser/**/*.test.ts)
 node --import tsx --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
 
-step "attack suite again without prepared sandboxes (cold and prepared-launcher starts, ADR 0026)"
+step "attack suite again without prepared sandboxes (cold and prepared-launcher starts, ADR 0028)"
 MCPG_ATTACKS_PREPARED_SANDBOXES=off node --import tsx --test --test-concurrency=1 --test-reporter=dot test/attacks/**/*.test.ts

@@ -1,7 +1,7 @@
 /**
  * Attacks on the filesystem: escaping the workspace (commands and WorkspaceFs), reading
  * host secrets, planted symlinks and hard links, rename races, host /proc; the workspace of a
- * prepared sandbox (ADR 0026), mounted on its slot after set-up.
+ * prepared sandbox (ADR 0028), mounted on its slot after set-up.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync } from "node:child_process";
@@ -284,7 +284,7 @@ describe("escaping through WorkspaceFs", () => {
   });
 });
 
-describe("the workspace mounted into a prepared sandbox (ADR 0026)", () => {
+describe("the workspace mounted into a prepared sandbox (ADR 0028)", () => {
   const pause = () => new Promise((r) => setTimeout(r, 150));
   /** Runs the script until a run starts in a prepared sandbox (with them on), or once. */
   async function prepared(script: string, workspaceDir = makeWorkspace()): Promise<Run> {

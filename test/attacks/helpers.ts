@@ -36,7 +36,7 @@ export const BASE = mkdtempSync(join(tmpdir(), "mcpg-attacks-"));
 chmodSync(BASE, 0o711);
 
 /**
- * Whether tasks may start in prepared sandboxes (ADR 0026; the default). CI runs the suite a
+ * Whether tasks may start in prepared sandboxes (ADR 0028; the default). CI runs the suite a
  * second time with MCPG_ATTACKS_PREPARED_SANDBOXES=off: the cold and prepared-launcher
  * starts must hold the same guarantees.
  */

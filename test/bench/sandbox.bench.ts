@@ -3,7 +3,7 @@
  *   1. bare:       spawn("/bin/true")
  *   2. bare bwrap: bwrap --unshare-all ... /bin/true (same uid as the sandbox)
  *   3. sandbox:    createSandbox().spawn(...) — launcher + bwrap + seccomp + sandbox-init, in
- *                  a prepared sandbox when one is ready (ADR 0026)
+ *                  a prepared sandbox when one is ready (ADR 0028)
  *   4. the same with preparedNamespaces: false (prepared launchers only, ADR 0020)
  * measured in the same run, round-robin (so machine load hits all three alike), after a
  * warm-up. Child CPU comes from /proc/self/stat cutime+cstime (10 ms ticks, summed).

@@ -24,7 +24,7 @@
 /** Bumped when the command-line protocol with the runner changes, or when an older helper must
  * not be used with this runner (5: the launcher's kill handling, ADR 0020 amendment; 6: the
  * spawner, ADR 0023; 7: a prepared launcher's prebuilt Landlock rules, ADR 0024; 8: prepared sandboxes and
- * slots, ADR 0026). */
+ * slots, ADR 0028). */
 #define MCPG_HELPER_PROTOCOL "mcpg-sandbox-helper 8"
 
 static int export_filter(const char *which, int pfc) {

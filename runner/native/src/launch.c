@@ -7,7 +7,7 @@
  *
  *   mcpg-sandbox-helper launch STATUS_FD RUNNER_PID GO_FD -- % [PREBUILD OPTIONS] -- BWRAP ARGS...
  *
- * The third form is a prepared sandbox (ADR 0026): once placed ('G'), the child executes
+ * The third form is a prepared sandbox (ADR 0028): once placed ('G'), the child executes
  * bwrap at once with GO_FD as fd TASK_FD, and sandbox-init (-G) waits inside the finished
  * sandbox — namespaces, mounts and seccomp in place — for the task's environment, cwd, limits
  * and command on it. sandbox-init writes 'W' on the start pipe when it waits (the status line

@@ -4,7 +4,7 @@
  *   mcpg-sandbox-init STARTED_FD AS NPROC FSIZE NOFILE CPU [OPTIONS] -- COMMAND [ARGS...]
  *   mcpg-sandbox-init -G TASK_FD STARTED_FD
  *
- * The second form is a prepared sandbox (ADR 0026): bwrap has set it up before any task was
+ * The second form is a prepared sandbox (ADR 0028): bwrap has set it up before any task was
  * known, with an empty slot at /workspace. It writes 'W' to STARTED_FD, then reads its task
  * from TASK_FD up to EOF — NUL-terminated fields: "T", the cwd, the number of environment
  * entries, those "NAME=value" entries, then exactly the first form's arguments — by which

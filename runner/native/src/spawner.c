@@ -35,7 +35,7 @@
  * first line is "slots ok", or "slots failed MESSAGE" and no slot request works: a small
  * tmpfs is mounted there (its source names the runner: "mcpg-slots:PID"), a peer group of its
  * own, so that mounts made on its slots reach the sandboxes that bound them (a sandbox's
- * copies of the host's mounts are slaves: ADR 0026). Whatever was mounted on SLOTS_DIR
+ * copies of the host's mounts are slaves: ADR 0028). Whatever was mounted on SLOTS_DIR
  * before (a previous spawner of this runner) is detached first, and so are the slot
  * mounts of runners that are gone (a spawner killed with SIGKILL leaves them). At exit, and
  * when the runner dies (its death signal here is SIGUSR1, for this), the tmpfs is detached
@@ -353,7 +353,7 @@ static void reap(void) {
   }
 }
 
-/* ---- slots: where prepared sandboxes receive their workspace (ADR 0026) ---------------- */
+/* ---- slots: where prepared sandboxes receive their workspace (ADR 0028) ---------------- */
 
 /** SLOTS_DIR when its tmpfs is mounted; NULL otherwise. */
 static const char *slots_dir;

@@ -320,7 +320,7 @@ describe("buildSandboxEnv", () => {
   });
 });
 
-describe("buildBwrapArgv / preparedTaskMessage: prepared sandboxes (ADR 0026)", () => {
+describe("buildBwrapArgv / preparedTaskMessage: prepared sandboxes (ADR 0028)", () => {
   const task = spec({ cwd: "src", env: { B: "2", A: "one two" } });
   const input = { spec: task, env: buildSandboxEnv(task.env), layout, landlockAbi: 4 };
 

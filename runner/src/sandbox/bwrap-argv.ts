@@ -95,7 +95,7 @@ export interface BwrapArgvInput {
   /** Descriptor (in bwrap) of a prepared launcher's ruleset for this task's policy (-R). */
   landlockRulesetFd?: number;
   /**
-   * A prepared sandbox (ADR 0026): the host path of its slot, bound at /workspace before any
+   * A prepared sandbox (ADR 0028): the host path of its slot, bound at /workspace before any
    * task is known. The command line then holds only the sandbox's shape; the environment, cwd,
    * limits and command are the task's message ({@link preparedTaskMessage}).
    */
@@ -309,7 +309,7 @@ function sandboxInitArgs(input: BwrapArgvInput): string[] {
 }
 
 /**
- * What a prepared sandbox's sandbox-init reads on TASK_FD (ADR 0026): NUL-terminated fields —
+ * What a prepared sandbox's sandbox-init reads on TASK_FD (ADR 0028): NUL-terminated fields —
  * "T", the cwd inside the sandbox, the number of environment entries, the entries, then
  * sandbox-init's arguments as {@link buildBwrapArgv} would put them on bwrap's command line.
  *

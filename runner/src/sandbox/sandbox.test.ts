@@ -388,7 +388,7 @@ async function until(check: () => boolean, ms = 3000): Promise<boolean> {
   return true;
 }
 
-describe("prepared sandboxes (ADR 0026: set up ahead, the workspace mounted on a slot)", {
+describe("prepared sandboxes (ADR 0028: set up ahead, the workspace mounted on a slot)", {
   skip: !isRoot && "the slot mounts need root",
 }, () => {
   const slotsBefore = new Set(readdirSync(tmpdir()).filter((n) => n.startsWith("mcpg-slots-")));

@@ -152,7 +152,7 @@ export interface SandboxOptions {
   /** The pool shrinks by one after this long without a task finding it empty (default 60 s). */
   preparedIdleMs?: number;
   /**
-   * Prepared sandboxes (ADR 0026): members of the pool also run bwrap ahead of their task —
+   * Prepared sandboxes (ADR 0028): members of the pool also run bwrap ahead of their task —
    * namespaces, mounts and seccomp in place — and receive the task's workspace by a mount
    * on their slot. Needs root (a mount in the runner's mount namespace); elsewhere, and for
    * tasks with stdin, network "restricted", read-only paths or a read-only `.git`, tasks use
@@ -167,7 +167,7 @@ export interface SandboxOptions {
 
 type PreparedLauncher = PoolMember<Prepared, SpawnedProcess>;
 
-/** What a prepared sandbox's command line depends on besides its Prepared (ADR 0026). */
+/** What a prepared sandbox's command line depends on besides its Prepared (ADR 0028). */
 interface SandboxShape {
   p: Prepared;
   network: "none" | "host";
@@ -330,7 +330,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   let expectedPolicy: string[] | null = null;
 
   /**
-   * Where prepared sandboxes' slots live (ADR 0026): an empty directory on which the spawner
+   * Where prepared sandboxes' slots live (ADR 0028): an empty directory on which the spawner
    * mounts a small shared tmpfs. Only as root (the mounts need CAP_SYS_ADMIN).
    */
   const withSlots =
@@ -637,7 +637,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
   }
 
   /**
-   * Starts one prepared sandbox (ADR 0026): a prepared launcher whose child, once placed, runs
+   * Starts one prepared sandbox (ADR 0028): a prepared launcher whose child, once placed, runs
    * bwrap at once with the shape's command line and an empty slot at /workspace; ready when
    * sandbox-init says it waits.
    */
@@ -800,7 +800,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     compatible: samePrepared,
     ...(log ? { log } : {}),
   });
-  /** Prepared sandboxes of the latest task's shape (ADR 0026); same size bounds. */
+  /** Prepared sandboxes of the latest task's shape (ADR 0028); same size bounds. */
   const sandboxPool = createLauncherPool<SandboxShape, SpawnedProcess>({
     max: withSlots ? (options.preparedSandboxes ?? 4) : 0,
     idleMs: options.preparedIdleMs ?? 60_000,
@@ -870,7 +870,7 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     // A prepared launcher (forked, placed into a fresh cgroup) when one is ready; it is this
     // task's alone. Tasks with stdin (MCP servers) or an inherited .git descriptor start their
     // own: both are decided when the launcher is spawned.
-    // A prepared sandbox when the task's shape allows one and one is ready (ADR 0026): its
+    // A prepared sandbox when the task's shape allows one and one is ready (ADR 0028): its
     // namespaces and mounts are set up already; the workspace is mounted on its slot.
 
     const shapeOk =

@@ -216,7 +216,7 @@ describe("spawner (the launchers' parent, ADR 0023)", () => {
   });
 });
 
-describe("spawner slots (prepared sandboxes, ADR 0026)", {
+describe("spawner slots (prepared sandboxes, ADR 0028)", {
   skip: process.getuid?.() !== 0 && "the slots tmpfs needs root",
 }, () => {
   const dir = mkdtempSync(join(tmpdir(), "mcpg-slots-test-"));

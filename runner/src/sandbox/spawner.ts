@@ -73,7 +73,7 @@ export interface Spawner {
   pid(): Promise<number>;
   /**
    * With `slotsDir`: null once the spawner's slots tmpfs is mounted there, else why it is not
-   * (prepared sandboxes are then not used; ADR 0026).
+   * (prepared sandboxes are then not used; ADR 0028).
    */
   slots(): Promise<string | null>;
   /**
@@ -228,7 +228,7 @@ interface Running {
 export function createSpawner(options: {
   helperPath: string;
   /**
-   * An empty directory for the slots of prepared sandboxes (spawner.c, ADR 0026), asked for
+   * An empty directory for the slots of prepared sandboxes (spawner.c, ADR 0028), asked for
    * when a spawner starts.
    */
   slotsDir?: () => string;

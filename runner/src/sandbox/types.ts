@@ -174,7 +174,7 @@ export interface SandboxProcess {
   /** Host pid of the launcher at the root of the process tree. */
   readonly pid: number;
   /**
-   * How it started: in a prepared sandbox (namespaces and mounts set up ahead, ADR 0026), from
+   * How it started: in a prepared sandbox (namespaces and mounts set up ahead, ADR 0028), from
    * a prepared launcher (ADR 0020), or cold.
    */
   readonly start?: "prepared-sandbox" | "prepared-launcher" | "cold";
