@@ -92,6 +92,13 @@ export const runnerConfigSchema = z.object({
    * starts its own launcher, ~10 ms slower).
    */
   preparedSandboxes: z.number().int().min(0).max(64).default(4),
+  /**
+   * Whether pool members also run bwrap ahead of their task, the workspace mounted on a slot
+   * when one is taken (ADR 0028; needs root; ~8 ms faster per task). Tasks whose sandbox
+   * cannot be prepared (stdin, network "restricted", read-only paths, git_read_only) use
+   * prepared launchers either way.
+   */
+  preparedNamespaces: z.boolean().default(true),
   /** Memory limit of all tasks of this runner together (their parent cgroup), bytes; 0 = none. */
   tasksMemoryBytes: z.number().int().min(0).default(0),
   /**

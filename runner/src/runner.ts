@@ -184,6 +184,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     requireLandlock: config.requireLandlock,
     totalTaskMemoryBytes: config.tasksMemoryBytes,
     preparedSandboxes: config.preparedSandboxes,
+    preparedNamespaces: config.preparedNamespaces,
     logger: logger.child({ component: "sandbox" }),
   });
   // The self-check runs a real sandboxed process: do it at start and every 30 s, not per probe.
