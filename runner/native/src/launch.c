@@ -270,9 +270,16 @@ int mcpg_launch(int argc, char **argv) {
   if ((argv_on_go || task_on_go) && go_fd < 0) return 125;
   char **prebuild_opts = &child_argv[1];
   if (task_on_go) {
+    /* The options' "--" (an option's value, a denied name among them, may be "--" too). */
     int k = 1;
-    while (child_argv[k] != NULL && strcmp(child_argv[k], "--") != 0) k++;
-    if (child_argv[k] == NULL || child_argv[k + 1] == NULL || child_argv[k + 1][0] != '/') return 125;
+    while (child_argv[k] != NULL && strcmp(child_argv[k], "--") != 0) {
+      int flag = strcmp(child_argv[k], "-l") == 0 || strcmp(child_argv[k], "-N") == 0;
+      k += flag || child_argv[k + 1] == NULL ? 1 : 2;
+    }
+    if (child_argv[k] == NULL || child_argv[k + 1] == NULL || child_argv[k + 1][0] != '/') {
+      dprintf(status_fd, "error malformed prepared sandbox command line\n");
+      return 125;
+    }
     child_argv[k] = NULL; /* ends the prebuild options */
     child_argv = &child_argv[k + 1];
   }
@@ -283,6 +290,7 @@ int mcpg_launch(int argc, char **argv) {
   if ((argv_on_go || task_on_go) && prebuild_opts[0] != NULL) {
     expected = calloc(1, sizeof *expected);
     if (expected == NULL || parse_prebuild(prebuild_opts, expected, &expected_abi, &expected_net) != 0) {
+      dprintf(status_fd, "error malformed Landlock prebuild options\n");
       return 125;
     }
   }

@@ -448,15 +448,20 @@ static int prepared(const char *argv0, int task_fd, int started_fd) {
   if (buf == NULL) return 125;
   for (;;) {
     if (len == cap) {
-      if (cap >= MAX_TASK) return 125;
+      char *bigger = cap >= MAX_TASK ? NULL : realloc(buf, cap * 2);
+      if (bigger == NULL) {
+        fprintf(stderr, "sandbox-init: the task is larger than %d bytes\n", MAX_TASK);
+        return 125;
+      }
       cap *= 2;
-      char *bigger = realloc(buf, cap);
-      if (bigger == NULL) return 125;
       buf = bigger;
     }
     ssize_t n = read(task_fd, buf + len, cap - len);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return 125;
+    if (n < 0) {
+      fprintf(stderr, "sandbox-init: cannot read the task: %s\n", strerror(errno));
+      return 125;
+    }
     if (n == 0) break;
     len += (size_t)n;
   }

@@ -86,6 +86,7 @@ static struct child *children[MAX_CHILDREN];
 static size_t n_children;
 static pid_t runner_pid;
 
+static void cleanup_slots(void);
 static void answer(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void answer(const char *fmt, ...) {
   char line[1024];
@@ -102,7 +103,10 @@ static void answer(const char *fmt, ...) {
   for (int off = 0; off < n;) {
     ssize_t w = write(STDOUT_FILENO, line + off, (size_t)(n - off));
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) _exit(1); /* the runner is gone */
+    if (w <= 0) {
+      cleanup_slots(); /* the runner is gone */
+      _exit(1);
+    }
     off += (int)w;
   }
 }
@@ -355,13 +359,56 @@ static void reap(void) {
 
 /* ---- slots: where prepared sandboxes receive their workspace (ADR 0028) ---------------- */
 
+/* The new mount API by system call (glibc has wrappers only since 2.36; the numbers are the
+ * same on every architecture). */
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#define MCPG_OPEN_TREE_CLONE 1
+#define MCPG_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#define MCPG_MOUNT_ATTR_NOSUID 0x00000002
+#define MCPG_MOUNT_ATTR_NODEV 0x00000004
+struct mcpg_mount_attr {
+  uint64_t attr_set;
+  uint64_t attr_clr;
+  uint64_t propagation;
+  uint64_t userns_fd;
+};
+
+/**
+ * Mounts a detached clone of the directory src (never a symlink in its last component) onto
+ * target, nosuid and nodev as bwrap's binds; NULL, or the step that failed (errno set).
+ */
+static const char *clone_onto(const char *src, const char *target) {
+  int tree = (int)syscall(SYS_open_tree, AT_FDCWD, src,
+                          MCPG_OPEN_TREE_CLONE | O_CLOEXEC | AT_SYMLINK_NOFOLLOW);
+  if (tree < 0) return "open_tree";
+  struct mcpg_mount_attr attr = {.attr_set = MCPG_MOUNT_ATTR_NOSUID | MCPG_MOUNT_ATTR_NODEV};
+  const char *step = NULL;
+  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+    step = "mount_setattr";
+  } else if (syscall(SYS_move_mount, tree, "", AT_FDCWD, target, MCPG_MOVE_MOUNT_F_EMPTY_PATH) != 0) {
+    step = "move_mount";
+  }
+  int err = errno;
+  close(tree);
+  errno = err;
+  return step;
+}
+
 /** SLOTS_DIR when its tmpfs is mounted; NULL otherwise. */
 static const char *slots_dir;
 
 /** A slot's path for NAME, or -1 when NAME is not a plain name. */
 static int slot_path(const char *name, char *out, size_t size) {
   size_t n = strlen(name);
-  if (slots_dir == NULL || n == 0 || n > 64) return -1;
+  if (n == 0 || n > 64) return -1;
   for (size_t i = 0; i < n; i++) {
     char c = name[i];
     if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
@@ -399,15 +446,16 @@ static void detach_stale(void) {
   fclose(f);
 }
 
-/** Mounts the slots tmpfs on dir; NULL, or why not. */
+/** Mounts the slots tmpfs on dir and tries a slot mount on it; NULL, or why not. */
 static const char *mount_slots(const char *dir) {
   static char why[512];
   detach_stale();
   detach_all(dir);
   char source[64];
   snprintf(source, sizeof source, "mcpg-slots:%d", (int)runner_pid);
+  /* 0711: the sandbox uid reaches its own slot by name; nobody lists them. */
   if (mount(source, dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-            "size=64k,nr_inodes=4096,mode=0755") != 0) {
+            "size=64k,nr_inodes=4096,mode=0711") != 0) {
     snprintf(why, sizeof why, "cannot mount the slots tmpfs on %.256s: %s", dir, strerror(errno));
     return why;
   }
@@ -417,13 +465,36 @@ static const char *mount_slots(const char *dir) {
     detach_all(dir);
     return why;
   }
+  /* The whole sequence a task needs, once (a kernel before 5.12, or a seccomp profile that
+   * allows mount(2) but not the new calls, fails here and prepared sandboxes stay off). */
+  char probe[4096];
+  snprintf(probe, sizeof probe, "%s/.probe", dir);
+  const char *step = mkdir(probe, 0700) != 0 ? "mkdir" : clone_onto(dir, probe);
+  if (step != NULL) {
+    snprintf(why, sizeof why, "cannot mount a workspace on a slot (%s: %s)", step, strerror(errno));
+    detach_all(dir);
+    return why;
+  }
+  detach_all(probe);
+  rmdir(probe);
   return NULL;
+}
+
+/** Detaches the slots and removes their directory (every exit of the spawner). */
+static void cleanup_slots(void) {
+  if (slots_dir == NULL) return;
+  detach_all(slots_dir);
+  rmdir(slots_dir);
 }
 
 static void do_slot(char **f, int nf) {
   char path[4096];
   const char *op = f[0];
   const char *id = f[1];
+  if (slots_dir == NULL) {
+    answer("failed %.40s the slots are not mounted (see the spawner's first line)\n", id);
+    return;
+  }
   if ((strcmp(op, "bind") == 0 ? nf != 4 : nf != 3) || slot_path(f[2], path, sizeof path) != 0) {
     answer("failed %.40s invalid %s request\n", id, op);
     return;
@@ -447,22 +518,9 @@ static void do_slot(char **f, int nf) {
       answer("failed %s the workspace path must be absolute\n", id);
       return;
     }
-    int tree = open_tree(AT_FDCWD, src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_SYMLINK_NOFOLLOW);
-    if (tree < 0) {
-      answer("failed %s open_tree %.512s: %s\n", id, src, strerror(errno));
-      return;
-    }
-    struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
-    const char *step = "mount_setattr";
-    int ok = mount_setattr(tree, "", AT_EMPTY_PATH, &attr, sizeof attr) == 0;
-    if (ok) {
-      step = "move_mount";
-      ok = move_mount(tree, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) == 0;
-    }
-    int err = errno;
-    close(tree);
-    if (!ok) {
-      answer("failed %s %s: %s\n", id, step, strerror(err));
+    const char *step = clone_onto(src, path);
+    if (step != NULL) {
+      answer("failed %s %s %.512s: %s\n", id, step, src, strerror(errno));
       return;
     }
   }
@@ -557,15 +615,13 @@ int mcpg_spawner(int argc, char **argv) {
   int eof = 0;
   for (;;) {
     if (eof && n_alive() == 0) {
-      if (slots_dir != NULL) {
-        detach_all(slots_dir);
-        rmdir(slots_dir);
-      }
+      cleanup_slots();
       return 0;
     }
     struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = STDIN_FILENO, .events = POLLIN}};
     if (poll(p, eof ? 1 : 2, -1) < 0) {
       if (errno == EINTR) continue;
+      cleanup_slots();
       return 125;
     }
     if (p[0].revents & POLLIN) {
@@ -575,10 +631,7 @@ int mcpg_spawner(int argc, char **argv) {
         runner_died |= si.ssi_signo == SIGUSR1;
       }
       if (runner_died) {
-        if (slots_dir != NULL) {
-          detach_all(slots_dir);
-          rmdir(slots_dir);
-        }
+        cleanup_slots();
         _exit(1);
       }
       reap();
@@ -596,6 +649,7 @@ int mcpg_spawner(int argc, char **argv) {
                      (uint32_t)hdr[3] << 24;
       if (r < 0 || len > MAX_FRAME || read_full(STDIN_FILENO, buf, len) != 1) {
         fprintf(stderr, "spawner: malformed request stream\n");
+        cleanup_slots();
         return 125;
       }
       handle(buf, len);

@@ -137,4 +137,54 @@ describe("launcher pool", () => {
     assert.equal(pool.size(), 0);
     await pool.close();
   });
+  it("keeps members of another kind, and makes room for a task's kind when full (ADR 0028)", async () => {
+    type Shape = { generation: number; net: string };
+    const started: PreparedLauncher<Shape>[] = [];
+    const pool = createLauncherPool<Shape>({
+      max: 2,
+      idleMs: 60_000,
+      start: fakeStart(started as unknown as PreparedLauncher<Prep>[]) as unknown as (
+        p: Shape,
+      ) => Promise<PreparedLauncher<Shape>>,
+      compatible: (a, b) => a.generation === b.generation,
+      matches: (a, b) => a.net === b.net,
+    });
+    const none = { generation: 1, net: "none" };
+    const host = { generation: 1, net: "host" };
+    pool.take(none);
+    pool.take(none);
+    await until(() => pool.size() === 2, "two members for network none");
+    // A task of the other kind finds none; the oldest of the full pool makes room, the other
+    // stays for the next task of its kind.
+    assert.equal(pool.take(host), undefined);
+    await until(() => started.filter((m) => m.p.net === "host").length === 1, "a host member");
+    await until(() => pool.size() === 2, "a full pool again");
+    await until(() => started[0]?.child.signalCode === "SIGKILL", "the oldest member stopped");
+    const h = pool.take(host);
+    assert.equal(h?.p.net, "host");
+    const n = pool.take(none);
+    assert.equal(n?.p.net, "none");
+    h?.dispose();
+    n?.dispose();
+    await pool.close();
+  });
+
+  it("a member that ends before it is ready counts as a failed start: the next one waits", async () => {
+    const started: PreparedLauncher<Prep>[] = [];
+    const pool = createLauncherPool<Prep>({
+      max: 1,
+      idleMs: 60_000,
+      start: fakeStart(started, false),
+      compatible: same,
+    });
+    const p = { generation: 1 };
+    pool.take(p);
+    await until(() => started.length === 1, "a first member");
+    const first = started[0] as PreparedLauncher<Prep>;
+    first.dispose(); // (its bwrap failed, say)
+    pool.discard(first);
+    await sleep(300);
+    assert.equal(started.length, 1, "no member restarted at once");
+    await pool.close();
+  });
 });

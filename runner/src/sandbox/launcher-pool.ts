@@ -56,8 +56,14 @@ export interface LauncherPoolOptions<P, C extends PoolChild = PoolChild> {
   idleMs: number;
   /** Starts one member (null: could not, try later). */
   start(p: P): Promise<PreparedLauncher<P, C> | null>;
-  /** Whether a member started with `a` may serve a task prepared as `b`. */
+  /** Whether a member started with `a` is still of use for tasks prepared as `b` (else stopped). */
   compatible(a: P, b: P): boolean;
+  /**
+   * Whether a member started with `a` may serve a task prepared as `b` (default: compatible).
+   * Members of use but of another kind (a prepared sandbox's shape) stay; when the pool is full
+   * and a task found none of its kind, the oldest of another kind makes room.
+   */
+  matches?(a: P, b: P): boolean;
   log?: Logger;
 }
 
@@ -70,7 +76,10 @@ export interface LauncherPool<P, C extends PoolChild = PoolChild> {
   take(p: P): PreparedLauncher<P, C> | undefined;
   /** Prepares members up to the current target (soon, not now). */
   refill(): void;
-  /** Forgets a member that ended by itself. */
+  /**
+   * Forgets a member that ended by itself. One that ended before it was ready counts as a
+   * failed start: refilling waits before the next.
+   */
   discard(member: PreparedLauncher<P, C>): void;
   /** Members held now. */
   size(): number;
@@ -172,13 +181,23 @@ export function createLauncherPool<P, C extends PoolChild = PoolChild>(
           m.dispose();
         }
       }
+      const matches = options.matches ?? options.compatible;
       // Only a member already in its cgroup: one still being placed is the pool's until then.
       const i = members.findIndex(
-        (m) => m.ready === true && m.child.exitCode === null && m.child.signalCode === null,
+        (m) =>
+          m.ready === true &&
+          m.child.exitCode === null &&
+          m.child.signalCode === null &&
+          matches(m.p, p),
       );
       if (i < 0) {
         missedSinceTick = true;
         if (target < options.max) target++;
+        // Full of another kind: its oldest member makes room for this task's kind.
+        if (members.length + starting >= target) {
+          const j = members.findIndex((m) => !matches(m.p, p));
+          if (j >= 0) members.splice(j, 1)[0]?.dispose();
+        }
         scheduleRefill();
         return undefined;
       }
@@ -190,6 +209,12 @@ export function createLauncherPool<P, C extends PoolChild = PoolChild>(
     discard(member) {
       const i = members.indexOf(member);
       if (i >= 0) members.splice(i, 1);
+      if (i >= 0 && member.ready !== true && !closed) {
+        options.log?.warn(
+          "a prepared sandbox launcher ended before it was ready; the next one waits 5 s",
+        );
+        retryAt = Date.now() + RETRY_MS;
+      }
       scheduleRefill();
     },
     size: () => members.length,

@@ -1,8 +1,10 @@
 import { execFile } from "node:child_process";
 import {
   accessSync,
+  chmodSync,
   closeSync,
   constants as fsConstants,
+  mkdirSync,
   mkdtempSync,
   openSync,
   rmdirSync,
@@ -73,6 +75,8 @@ const RULESET_FD = 20;
 const GO_FD = 6;
 /** Descriptor (in the launcher and bwrap) of the workspace's .git with git_read_only. */
 const GIT_FD = 8;
+/** Where each runner's slots directory is made (ADR 0028). */
+const SLOTS_PARENT = "/run/mcpg-slots";
 
 /**
  * Opens the workspace's `.git` for a read-only bind without following a symlink: `.git` is
@@ -343,7 +347,15 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     ...(withSlots
       ? {
           slotsDir: () => {
-            slotsDir ??= mkdtempSync(join(tmpdir(), "mcpg-slots-"));
+            // Under /run, which no sandbox may bind (host-layout.ts, mcp-servers.ts): a
+            // recursive bind of a parent would receive every workspace mounted on a slot.
+            try {
+              mkdirSync(SLOTS_PARENT, { recursive: true, mode: 0o711 });
+              chmodSync(SLOTS_PARENT, 0o711);
+              slotsDir ??= mkdtempSync(join(SLOTS_PARENT, "r"));
+            } catch (err) {
+              log?.info({ err }, "no directory for prepared sandboxes' slots");
+            }
             return slotsDir;
           },
         }
@@ -806,8 +818,13 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     idleMs: options.preparedIdleMs ?? 60_000,
     start: async (shape) =>
       (await prepareSandbox(shape)) as PoolMember<SandboxShape, SpawnedProcess> | null,
+    // (a shape's command line holds the layout and bwrap's path: a new preparation with another
+    // one makes the members of the old one useless)
     compatible: (a, b) =>
-      a.network === b.network && a.tmpBytes === b.tmpBytes && samePrepared(a.p, b.p),
+      samePrepared(a.p, b.p) &&
+      a.p.bwrapPath === b.p.bwrapPath &&
+      JSON.stringify(a.p.layout) === JSON.stringify(b.p.layout),
+    matches: (a, b) => a.network === b.network && a.tmpBytes === b.tmpBytes,
     ...(log ? { log } : {}),
   });
 

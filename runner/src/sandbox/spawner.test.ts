@@ -241,6 +241,13 @@ describe("spawner slots (prepared sandboxes, ADR 0028)", {
     rmSync(src, { recursive: true });
   });
 
+  it("without a slots directory, says so for every slot request", async () => {
+    const plain = createSpawner({ helperPath: DEFAULT_HELPER_PATH });
+    assert.equal(await plain.slots(), "no slots directory");
+    await assert.rejects(plain.slot("slot", "a"), /the slots are not mounted/);
+    await plain.close();
+  });
+
   it("refuses names that are not plain, relative sources and missing ones, saying why", async () => {
     await assert.rejects(spawner.slot("slot", "../escape"), /invalid slot request/);
     await assert.rejects(spawner.slot("slot", ""), /invalid slot request/);

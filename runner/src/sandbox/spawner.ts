@@ -231,7 +231,7 @@ export function createSpawner(options: {
    * An empty directory for the slots of prepared sandboxes (spawner.c, ADR 0028), asked for
    * when a spawner starts.
    */
-  slotsDir?: () => string;
+  slotsDir?: () => string | undefined;
   log?: Logger;
 }): Spawner {
   const log = options.log;
