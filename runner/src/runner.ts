@@ -41,7 +41,7 @@ import { createTracing } from "@mcp-gateway/common/tracing";
 import { RunnerService } from "@mcp-gateway/proto/runner/v1";
 import { Hono } from "hono";
 import type { Logger } from "pino";
-import { Gauge, Histogram } from "prom-client";
+import { Counter, Gauge, Histogram } from "prom-client";
 import type { RunnerConfig } from "./config.js";
 import { createEgressStarter } from "./egress/index.js";
 import { startHeartbeats } from "./heartbeat.js";
@@ -159,6 +159,12 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     buckets: [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   });
+  const sandboxStarts = new Counter({
+    name: "mcp_sandbox_starts_total",
+    help: "Sandboxes started, by how: prepared-sandbox (ADR 0028), prepared-launcher (ADR 0020) or cold.",
+    labelNames: ["start"],
+    registers: [registry],
+  });
   const runningGauge = new Gauge({
     name: "mcp_runner_tasks_running",
     help: "Sandboxed tasks running on this runner.",
@@ -265,6 +271,7 @@ export async function startRunner(config: RunnerConfig, logger: Logger): Promise
     onRetained: (bytes) => retainedGauge.set(bytes),
     onChange: (n) => runningGauge.set(n),
     onSpawned: (seconds) => spawnLatency.observe(seconds),
+    onSandboxStart: (start) => sandboxStarts.inc({ start }),
     tracer: tracing.tracer,
     startEgress: createEgressStarter({
       config: config.egress,

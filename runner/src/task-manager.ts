@@ -49,6 +49,8 @@ export interface TaskManagerOptions {
   tracer: Tracer;
   /** Called with the time from spawn to the sandboxed process running, in seconds (metrics). */
   onSpawned?: (seconds: number) => void;
+  /** Called with how each task's sandbox started (SandboxProcess.start; metrics). */
+  onSandboxStart?: (start: "prepared-sandbox" | "prepared-launcher" | "cold") => void;
   /** Called when a task starts and finishes (metrics). */
   onChange?: (running: number) => void;
   /**
@@ -260,6 +262,8 @@ export function createTaskManager(options: TaskManagerOptions): TaskManager {
             }),
           }),
       });
+      options.onSandboxStart?.(proc.start ?? "cold");
+      spawnSpan.span.setAttribute("mcp.sandbox_start", proc.start ?? "cold");
       entry.process = proc;
       if (entry.cancelled) proc.cancel();
       started();

@@ -27,6 +27,7 @@ const RUNNER_METRICS: Record<string, { type: string; labels: string[] }> = {
   mcp_runner_tasks_running: { type: "gauge", labels: [] },
   mcp_runner_retained_event_bytes: { type: "gauge", labels: [] },
   mcp_sandbox_spawn_duration_seconds: { type: "histogram", labels: [] },
+  mcp_sandbox_starts_total: { type: "counter", labels: ["start"] },
 };
 
 /** Series Prometheus itself writes for every scrape target. */
