@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { chownSync, copyFileSync } from "node:fs";
+import { chownSync, copyFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -18,6 +18,7 @@ import {
   IS_ROOT,
   makeWorkspace,
   marker,
+  PREPARED_SANDBOXES,
   run,
   sandbox,
   TASK_UID,
@@ -148,10 +149,22 @@ describe("runner death", () => {
       });
       assert.ok(await waitFor(() => out.includes("started"), 15_000), "mini runner did not start");
       assert.ok(await waitFor(() => hostPidsWithMarker(m).length === 2, 3000), "task not running");
+      if (IS_ROOT && PREPARED_SANDBOXES) assert.match(out, /started prepared-sandbox/);
+      // Its slots (ADR 0028): the tmpfs and the workspace mounted on a slot while it runs.
+      const slotMounts = () =>
+        readFileSync("/proc/self/mountinfo", "utf8")
+          .split("\n")
+          .filter((l) => l.includes(`mcpg-slots:${runner.pid} `) || l.includes(` ${ws} `));
+      if (IS_ROOT && PREPARED_SANDBOXES) assert.equal(slotMounts().length, 2);
       runner.kill("SIGKILL");
       assert.ok(
         await waitFor(() => hostPidsWithMarker(m).length === 0, 5000),
         `sandboxed processes survived the runner: ${hostPidsWithMarker(m).join(",")}`,
+      );
+      // The spawner detaches them when the runner dies (its death signal, SIGUSR1).
+      assert.ok(
+        await waitFor(() => slotMounts().length === 0, 5000),
+        `slot mounts survived the runner: ${slotMounts().join(" | ")}`,
       );
     } finally {
       runner.kill("SIGKILL");
