@@ -884,12 +884,11 @@ export function createSandbox(options: SandboxOptions): Sandbox {
       memoryBytes: spec.limits.memoryBytes,
       maxProcesses: spec.limits.maxProcesses + 1 + supervisor,
     };
-    // A prepared launcher (forked, placed into a fresh cgroup) when one is ready; it is this
+    // A prepared sandbox when the task's shape allows one and one is ready (ADR 0028): its
+    // namespaces and mounts are set up already; the workspace is mounted on its slot. Else a
+    // prepared launcher (forked, placed into a fresh cgroup) when one is ready. Either is this
     // task's alone. Tasks with stdin (MCP servers) or an inherited .git descriptor start their
     // own: both are decided when the launcher is spawned.
-    // A prepared sandbox when the task's shape allows one and one is ready (ADR 0028): its
-    // namespaces and mounts are set up already; the workspace is mounted on its slot.
-
     const shapeOk =
       usePool &&
       slotsUsable &&
