@@ -133,9 +133,7 @@ export function sandboxCwd(cwd: string): string {
  */
 export function buildBwrapArgv(input: BwrapArgvInput): string[] {
   const { spec, env, layout } = input;
-  if (spec.command === "" || spec.command.includes("\0")) {
-    throw new SandboxSpecError("command must be a non-empty string without NUL bytes");
-  }
+  checkCommand(spec);
   if (spec.args.some((a) => a.includes("\0"))) {
     throw new SandboxSpecError("arguments must not contain NUL bytes");
   }
@@ -254,6 +252,13 @@ export function buildBwrapArgv(input: BwrapArgvInput): string[] {
   return argv;
 }
 
+/** @throws SandboxSpecError for an empty command or one with a NUL byte */
+function checkCommand(spec: SandboxSpec): void {
+  if (spec.command === "" || spec.command.includes("\0")) {
+    throw new SandboxSpecError("command must be a non-empty string without NUL bytes");
+  }
+}
+
 /** Descriptor (in a prepared sandbox's sandbox-init) of its task message (launch.c TASK_FD). */
 export const TASK_FD = 9;
 
@@ -317,9 +322,7 @@ function sandboxInitArgs(input: BwrapArgvInput): string[] {
  */
 export function preparedTaskMessage(input: BwrapArgvInput): Buffer {
   const { spec, env } = input;
-  if (spec.command === "" || spec.command.includes("\0")) {
-    throw new SandboxSpecError("command must be a non-empty string without NUL bytes");
-  }
+  checkCommand(spec);
   const names = Object.keys(env).sort();
   const entries = names.map((name) => `${name}=${env[name] ?? ""}`);
   if (names.some((n) => n === "" || n.includes("="))) {

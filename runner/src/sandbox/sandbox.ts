@@ -821,9 +821,10 @@ export function createSandbox(options: SandboxOptions): Sandbox {
     // (a shape's command line holds the layout and bwrap's path: a new preparation with another
     // one makes the members of the old one useless)
     compatible: (a, b) =>
-      samePrepared(a.p, b.p) &&
-      a.p.bwrapPath === b.p.bwrapPath &&
-      JSON.stringify(a.p.layout) === JSON.stringify(b.p.layout),
+      a.p === b.p ||
+      (samePrepared(a.p, b.p) &&
+        a.p.bwrapPath === b.p.bwrapPath &&
+        JSON.stringify(a.p.layout) === JSON.stringify(b.p.layout)),
     matches: (a, b) => a.network === b.network && a.tmpBytes === b.tmpBytes,
     ...(log ? { log } : {}),
   });

@@ -379,6 +379,23 @@ export function createSpawner(options: {
     return starting;
   }
 
+  /** Sends one request and resolves with its answer line (the pipe keeps the loop alive). */
+  async function ask(
+    r: Running,
+    id: string,
+    body: Buffer,
+    stdio: readonly StdioSlot[],
+  ): Promise<string[]> {
+    const answer = await new Promise<string[]>((resolve) => {
+      r.pending.set(id, { resolve, stdio });
+      adjustRef(r, true);
+      if (r.dead) resolve(["failed", id, "the spawner has ended"]);
+      else r.proc.stdin?.write(body);
+    });
+    adjustRef(r, false);
+    return answer;
+  }
+
   function send(r: Running, fields: readonly string[]): void {
     if (r.dead) return;
     r.proc.stdin?.write(frame(fields));
@@ -415,13 +432,7 @@ export function createSpawner(options: {
         ...(typeof request.argv === "function" ? request.argv(r.pid) : request.argv),
       ];
       const body = frame(fields); // throws before anything is sent
-      const answer = await new Promise<string[]>((resolve) => {
-        r.pending.set(id, { resolve, stdio: request.stdio });
-        adjustRef(r, true);
-        if (r.dead) resolve(["failed", id, "the spawner has ended"]);
-        else r.proc.stdin?.write(body);
-      });
-      adjustRef(r, false);
+      const answer = await ask(r, id, body, request.stdio);
       if (answer[0] !== "spawned") {
         endWhenIdle(r);
         throw new SpawnError(answer.slice(2).join(" ") || "the spawner refused the request");
@@ -478,13 +489,7 @@ export function createSpawner(options: {
       const r = await running();
       const id = String(++counter);
       const body = frame([op, id, name, ...(src === undefined ? [] : [src])]);
-      const answer = await new Promise<string[]>((resolve) => {
-        r.pending.set(id, { resolve, stdio: [] });
-        adjustRef(r, true);
-        if (r.dead) resolve(["failed", id, "the spawner has ended"]);
-        else r.proc.stdin?.write(body);
-      });
-      adjustRef(r, false);
+      const answer = await ask(r, id, body, []);
       endWhenIdle(r);
       if (answer[0] !== "ok") {
         throw new SpawnError(answer.slice(2).join(" ") || `the spawner refused ${op}`);
