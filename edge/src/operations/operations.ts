@@ -436,6 +436,8 @@ export function createOperations(deps: OperationsDeps): Operations {
         },
         metadata,
         taskId: id,
+        // The task's insert below syncs the record with it, before anything acts on the task.
+        durable: false,
       },
     );
     const applied = applyObligations(requested, decision.obligations);

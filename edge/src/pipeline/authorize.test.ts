@@ -12,7 +12,7 @@ import {
 import { createTracing, ROOT_CONTEXT } from "@mcp-gateway/common/tracing";
 import { createEdgeMetrics } from "../metrics.js";
 import { createSqliteStore } from "../store/sqlite.js";
-import type { TaskStore } from "../store/types.js";
+import type { TaskStore, WriteOptions } from "../store/types.js";
 import { createPipeline } from "./authorize.js";
 import type { RequestContext } from "./context.js";
 
@@ -85,6 +85,29 @@ describe("pipeline.authorize", () => {
     const [record] = await store.listAudit({ limit: 10 });
     assert.equal(record?.decision, "deny");
     assert.ok((record?.reasons.length ?? 0) > 0);
+  });
+
+  it("writes an allowed record not durable only when asked; a denial always durably", async () => {
+    const inner = createSqliteStore({ path: ":memory:" });
+    const writes: (WriteOptions | undefined)[] = [];
+    const spy: TaskStore = {
+      ...inner,
+      appendAudit(entry, write) {
+        writes.push(write);
+        return inner.appendAudit(entry, write);
+      },
+    };
+    const pipeline = createPipeline({
+      policy,
+      store: spy,
+      metrics: createEdgeMetrics(createMetricsRegistry("edge")),
+      tracer,
+    });
+    const facts = { params: {}, durable: false } as const;
+    await pipeline.authorize(rc(), execute("ls", []), facts);
+    await pipeline.authorize(rc(), execute("ls", []), { params: {} });
+    await assert.rejects(pipeline.authorize(rc(), execute("sudo", ["id"]), facts));
+    assert.deepEqual(writes, [{ durable: false }, undefined, undefined]);
   });
 
   it("refuses to act when the audit trail cannot be written", async () => {

@@ -3,7 +3,7 @@ import { buildPolicyInput, type OperationInput } from "@mcp-gateway/common/authz
 import type { Decision, PolicyEngine } from "@mcp-gateway/common/policy";
 import { endSpan, startSpan, type Tracer } from "@mcp-gateway/common/tracing";
 import type { EdgeMetrics } from "../metrics.js";
-import type { AuditEntry, AuditRecord, TaskStore } from "../store/types.js";
+import type { AuditEntry, AuditRecord, TaskStore, WriteOptions } from "../store/types.js";
 import { boundAuditParams } from "./audit-params.js";
 import { principalOf, type RequestContext } from "./context.js";
 
@@ -26,6 +26,13 @@ export interface AuditFacts {
   /** Labels sent by the client. */
   metadata?: Record<string, string>;
   taskId?: string;
+  /**
+   * `false`: an allowed decision's record resolves once committed, before it is durable, because
+   * the caller's very next step is a durable write of the same store, which makes it durable too,
+   * and the caller acts only after that write (ExecuteCommand: the task's insert). A denial's
+   * record is always durable before the caller hears of it.
+   */
+  durable?: false;
 }
 
 /**
@@ -43,22 +50,25 @@ export interface Pipeline {
    */
   authorize(rc: RequestContext, op: OperationInput, facts: AuditFacts): Promise<Decision>;
   /** Appends an audit record; failure throws Unavailable (no action without its record). */
-  audit(entry: AuditEntry): Promise<AuditRecord>;
+  audit(entry: AuditEntry, write?: WriteOptions): Promise<AuditRecord>;
 }
 
 /** Creates the decide → audit pipeline. */
 export function createPipeline(options: PipelineOptions): Pipeline {
   const { policy, store, metrics } = options;
 
-  async function audit(entry: AuditEntry): Promise<AuditRecord> {
+  async function audit(entry: AuditEntry, write?: WriteOptions): Promise<AuditRecord> {
     const end = metrics.auditWrite.startTimer();
     let record: AuditRecord;
     try {
       // Bounded: a large request is audited as a verifiable digest, not stored whole (issue 21).
-      record = await store.appendAudit({
-        ...entry,
-        params: boundAuditParams(entry.params, options.maxAuditParamsBytes),
-      });
+      record = await store.appendAudit(
+        {
+          ...entry,
+          params: boundAuditParams(entry.params, options.maxAuditParamsBytes),
+        },
+        write,
+      );
     } catch (err) {
       throw new ConnectError(
         "the audit trail cannot be written; refusing to act",
@@ -100,31 +110,34 @@ export function createPipeline(options: PipelineOptions): Pipeline {
       const result = decision.allow ? "allow" : "deny";
       metrics.policyDecisions.inc({ result, operation: op.operation });
       const auditSpan = startSpan(options.tracer, "audit.append", rc.traceContext);
-      await audit({
-        time: Date.now(),
-        traceId: rc.traceId,
-        principal,
-        operation: op.operation,
-        params: facts.params,
-        decision: result,
-        reasons: [...(decision.allow ? decision.warnings : decision.denyReasons)],
-        policyRevision: decision.revision,
-        taskId: facts.taskId ?? "",
-        runnerId: "",
-        outcome: decision.allow ? "allowed" : "denied",
-        details: {
-          protocol: rc.protocol,
-          source: rc.source,
-          ...(rc.tool ? { tool: rc.tool } : {}),
-          ...(rc.clientTraceparent ? { clientTraceparent: rc.clientTraceparent } : {}),
-          // Network "restricted": the egress allowlist and caps this decision gave the task.
-          ...(decision.allow &&
-          decision.obligations.network === "restricted" &&
-          decision.obligations.egress
-            ? { egress: decision.obligations.egress }
-            : {}),
+      await audit(
+        {
+          time: Date.now(),
+          traceId: rc.traceId,
+          principal,
+          operation: op.operation,
+          params: facts.params,
+          decision: result,
+          reasons: [...(decision.allow ? decision.warnings : decision.denyReasons)],
+          policyRevision: decision.revision,
+          taskId: facts.taskId ?? "",
+          runnerId: "",
+          outcome: decision.allow ? "allowed" : "denied",
+          details: {
+            protocol: rc.protocol,
+            source: rc.source,
+            ...(rc.tool ? { tool: rc.tool } : {}),
+            ...(rc.clientTraceparent ? { clientTraceparent: rc.clientTraceparent } : {}),
+            // Network "restricted": the egress allowlist and caps this decision gave the task.
+            ...(decision.allow &&
+            decision.obligations.network === "restricted" &&
+            decision.obligations.egress
+              ? { egress: decision.obligations.egress }
+              : {}),
+          },
         },
-      }).finally(() => endSpan(auditSpan.span));
+        decision.allow && facts.durable === false ? { durable: false } : undefined,
+      ).finally(() => endSpan(auditSpan.span));
       if (!decision.allow) {
         const reasons =
           decision.denyReasons.length > 0 ? decision.denyReasons.join("; ") : "denied by policy";

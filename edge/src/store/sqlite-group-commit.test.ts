@@ -91,6 +91,26 @@ describe("sqlite store: group commit (issue 13)", () => {
     await store.close();
   });
 
+  it("an audit record appended not durable is synced by the write that follows it", async () => {
+    const store = createSqliteStore({ path: join(dir, "d.db") });
+    const record = await store.appendAudit(sampleAuditEntry({ taskId: "task-d" }), {
+      durable: false,
+    });
+    // Committed and chained at once, no sync of its own.
+    assert.deepEqual(store.writeStats(), { commits: 1, syncs: 0 });
+    assert.equal((await store.listAudit({ limit: 10 })).at(-1)?.hash, record.hash);
+    await store.createTask(sampleTask("task-d"));
+    assert.deepEqual(store.writeStats(), { commits: 2, syncs: 1 });
+    // In a batch with a durable append, both wait for the batch's one sync.
+    const [a, b] = await Promise.all([
+      store.appendAudit(sampleAuditEntry({ taskId: "a" }), { durable: false }),
+      store.appendAudit(sampleAuditEntry({ taskId: "b" })),
+    ]);
+    assert.equal(b.seq, a.seq + 1);
+    assert.deepEqual(store.writeStats(), { commits: 3, syncs: 2 });
+    await store.close();
+  });
+
   it("has nothing to sync in memory", async () => {
     const store = createSqliteStore({ path: ":memory:" });
     await store.createTask(sampleTask("task-m"));

@@ -337,9 +337,12 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
    * durable by one WAL sync. A transaction's fixed cost (BEGIN/COMMIT, the WAL frames of the
    * table's and both indexes' pages, the head's read) was most of a read's audit cost under
    * load. An entry that cannot be sealed fails alone; a failed insert fails its whole batch.
+   * An append made with `{ durable: false }` resolves once committed; it joins its batch's sync
+   * when another entry needs one.
    */
   interface PendingAudit {
     entry: AuditEntry;
+    durable: boolean;
     resolve(record: AuditRecord): void;
     reject(err: unknown): void;
   }
@@ -381,10 +384,17 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       return;
     }
     // Nothing inserted (every entry refused): no commit to wait for.
-    const done = sealed.every((r) => r instanceof Error) ? undefined : durable();
+    if (sealed.every((r) => r instanceof Error)) {
+      for (const [i, p] of batch.entries()) p.reject(sealed[i]);
+      return;
+    }
+    let done: Promise<void> | undefined;
+    if (batch.some((p, i) => p.durable && !(sealed[i] instanceof Error))) done = durable();
+    else stats.commits++;
     for (const [i, p] of batch.entries()) {
       const result = sealed[i] as AuditRecord | Error;
-      if (result instanceof Error || done === undefined) p.reject(result);
+      if (result instanceof Error) p.reject(result);
+      else if (!p.durable || done === undefined) p.resolve(result);
       else done.then(() => p.resolve(result), p.reject);
     }
   }
@@ -481,9 +491,9 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
         time: r.time,
       }));
     },
-    appendAudit(entry) {
+    appendAudit(entry, write: WriteOptions = {}) {
       return new Promise<AuditRecord>((resolve, reject) => {
-        pendingAudit.push({ entry, resolve, reject });
+        pendingAudit.push({ entry, durable: write.durable !== false, resolve, reject });
         if (pendingAudit.length === 1) setImmediate(flushAudit);
       });
     },

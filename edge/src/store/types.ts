@@ -183,13 +183,13 @@ export interface AuditQuery {
   limit: number;
 }
 
-/** A stored audit row exactly as on disk, for verification. */
 /** A store's audit table that another thread can open and read by sequence range. */
 export interface AuditRangeSource {
   /** A SQLite database file (opened read-only). */
   sqlite: string;
 }
 
+/** A stored audit row exactly as on disk, for verification. */
 export interface RawAuditRow {
   seq: number;
   prevHash: string;
@@ -215,8 +215,10 @@ export interface WriteOptions {
    * `false`: resolve once the write is committed and visible, before it is durable; the next
    * durable write makes it durable too (writes reach the disk in order). Only for writes a
    * crash may lose because they are replayed: a running task's events, which its runner keeps
-   * until the edge releases them after the task's final, durable write. Default true.
-   * Stores that are always durable ignore it.
+   * until the edge releases them after the task's final, durable write; and the audit record
+   * of an allowed ExecuteCommand, whose task's insert follows at once and is durable before the
+   * edge acts or answers (so a crash can lose the record only with the task it allowed).
+   * Default true. Stores that are always durable ignore it.
    */
   durable?: boolean;
 }
@@ -272,8 +274,8 @@ export interface TaskStore extends ToolPinStore {
    * records are never touched. Idempotent; edges may run it concurrently.
    */
   pruneOutput(retention: OutputRetention): Promise<PruneResult>;
-  /** Appends to the audit hash chain atomically. */
-  appendAudit(entry: AuditEntry): Promise<AuditRecord>;
+  /** Appends to the audit hash chain atomically; durable when it resolves unless `write` says otherwise. */
+  appendAudit(entry: AuditEntry, write?: WriteOptions): Promise<AuditRecord>;
   /** Audit records in chain order. */
   listAudit(query: AuditQuery): Promise<AuditRecord[]>;
   /** Every stored audit row in chain order, as on disk (for `audit verify`), with its indexed columns. */
