@@ -21,6 +21,8 @@
  *   BENCH_SEQ=100 BENCH_RATES=25,50,100,150 BENCH_STEP_S=5 BENCH_STATUS_S=10 …
  *   BENCH_CPU_PROF=/tmp/prof …   (edge and runner write .cpuprofile files there on exit)
  *   BENCH_EDGE_CONFIG=edge.json … (an edge configuration file, e.g. {"rpcPath": "fetch"})
+ *   BENCH_TIMELINE=1 …  (the edge and runner export their trace spans to the benchmark, which
+ *                        prints where a sequential task's time goes, step by step: timeline.ts)
  *
  * Targets (issue 13): sequential p50 ≤ bare bwrap + 5 ms on every protocol; ≥ 150
  * tasks/s with p99 ≤ 100 ms; edge+runner CPU ≤ 2 ms per task; GetTaskStatus ≥ 5,000
@@ -48,6 +50,7 @@ import { DEV_AUDIENCE, DEV_ISSUER, mintDevToken } from "../../edge/src/auth/dev-
 import { createGrpcJsClient, serverStream, unary } from "../integration/grpc-js-client.js";
 import { startGateway } from "../integration/harness.js";
 import { spawnerPids } from "./spawners.js";
+import { startSpanSink, type TimelineRun, timelineTable } from "./timeline.js";
 
 const SEQ = Number(process.env.BENCH_SEQ ?? 100);
 const WARMUP = 10;
@@ -139,7 +142,7 @@ const bearer =
 /** ExecuteCommand + StreamTaskOutput to EXIT through a Connect-ES client; returns [execMs, totalMs, taskId]. */
 async function viaClient(
   c: Client<typeof McpService>,
-): Promise<{ exec: number; total: number; taskId: string }> {
+): Promise<{ exec: number; total: number; taskId: string; at: number }> {
   const t0 = performance.now();
   const { taskId } = await c.executeCommand({ command: "echo", args: ["hi"] });
   const exec = performance.now() - t0;
@@ -151,14 +154,14 @@ async function viaClient(
     if (m.kind === OutputKind.EXIT) break;
   }
   if (out !== "hi\n") throw new Error(`unexpected output ${JSON.stringify(out)} (${exit})`);
-  return { exec, total: performance.now() - t0, taskId };
+  return { exec, total: performance.now() - t0, taskId, at: performance.timeOrigin + t0 };
 }
 
 /** The same over @grpc/grpc-js. */
 async function viaGrpcJs(
   c: grpc.Client,
   token: string,
-): Promise<{ exec: number; total: number; taskId: string }> {
+): Promise<{ exec: number; total: number; taskId: string; at: number }> {
   const t0 = performance.now();
   const res = (await unary(
     c,
@@ -180,7 +183,12 @@ async function viaGrpcJs(
     .map((m) => Buffer.from(m.data).toString())
     .join("");
   if (out !== "hi\n") throw new Error(`grpc-js: unexpected output ${JSON.stringify(out)}`);
-  return { exec, total: performance.now() - t0, taskId: res.taskId };
+  return {
+    exec,
+    total: performance.now() - t0,
+    taskId: res.taskId,
+    at: performance.timeOrigin + t0,
+  };
 }
 
 /**
@@ -260,6 +268,9 @@ async function rawLoad(
 const cpuProf = process.env.BENCH_CPU_PROF;
 // BENCH_EDGE_CONFIG=file.json: an edge configuration file (e.g. {"rpcPath": "fetch"} to compare).
 const edgeConfig = process.env.BENCH_EDGE_CONFIG;
+// BENCH_TIMELINE=1: the gateway's processes export their spans here (they read the variable).
+const sink = process.env.BENCH_TIMELINE ? await startSpanSink() : undefined;
+if (sink) process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = sink.endpoint;
 const gw = await startGateway({
   nodeArgs: cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${cpuProf}`] : [],
   ...(edgeConfig ? { edgeArgs: ["--config", edgeConfig] } : {}),
@@ -300,18 +311,19 @@ try {
   const grpcJs = createGrpcJsClient(new URL(gw.url).host);
 
   // 1. Sequential, round-robin.
-  type Row = { name: string; total: number[]; exec: number[]; ids: string[] };
+  type Row = { name: string; total: number[]; exec: number[]; ids: string[]; runs: TimelineRun[] };
+  const row = (name: string): Row => ({ name, total: [], exec: [], ids: [], runs: [] });
   const rows: Row[] = [
-    { name: "bare bwrap --unshare-all … /bin/echo hi", total: [], exec: [], ids: [] },
-    { name: "Connect (HTTP/1.1 JSON)", total: [], exec: [], ids: [] },
-    { name: "gRPC (@grpc/grpc-js, h2c)", total: [], exec: [], ids: [] },
-    { name: "gRPC-Web (HTTP/1.1)", total: [], exec: [], ids: [] },
+    row("bare bwrap --unshare-all … /bin/echo hi"),
+    row("Connect (HTTP/1.1 JSON)"),
+    row("gRPC (@grpc/grpc-js, h2c)"),
+    row("gRPC-Web (HTTP/1.1)"),
   ];
-  const runs: (() => Promise<{ exec: number; total: number; taskId: string }>)[] = [
+  const runs: (() => Promise<{ exec: number; total: number; taskId: string; at: number }>)[] = [
     async () => {
       const t0 = performance.now();
       await bareBwrap();
-      return { exec: Number.NaN, total: performance.now() - t0, taskId: "" };
+      return { exec: Number.NaN, total: performance.now() - t0, taskId: "", at: Number.NaN };
     },
     () => viaClient(connect),
     () => viaGrpcJs(grpcJs, seqToken),
@@ -338,7 +350,10 @@ try {
       const row = rows[k] as Row;
       row.total.push(x.total);
       if (Number.isFinite(x.exec)) row.exec.push(x.exec);
-      if (x.taskId) row.ids.push(x.taskId);
+      if (x.taskId) {
+        row.ids.push(x.taskId);
+        row.runs.push({ taskId: x.taskId, at: x.at, exec: x.exec, total: x.total });
+      }
       await settle();
     }
   }
@@ -369,6 +384,14 @@ try {
     console.log(
       `| ${row.name} | ${f(pct(t, 50))} | ${f(pct(t, 99))} | ${f(t[0] ?? Number.NaN)} | ${(pct(t, 50) / bareP50).toFixed(2)}× | ${row === rows[0] ? "—" : `+${f(pct(t, 50) - bareP50)}`} | ${e.length ? f(pct(e, 50)) : "—"} | ${started.length ? f(pct(started, 50)) : "—"} | ${execution.length ? f(pct(execution, 50)) : "—"} |`,
     );
+  }
+  if (sink) {
+    const gateway = rows.slice(1);
+    await sink.settle(gateway.flatMap((r) => r.ids));
+    for (const r of gateway) {
+      console.log(`\n## Where the time goes: ${r.name} (BENCH_TIMELINE, the gateway's spans)\n`);
+      for (const line of timelineTable(sink.spans, r.runs)) console.log(line);
+    }
   }
   // Unary round trips without a sandbox (GetTaskStatus of an own task): the protocol and
   // pipeline alone; a 40 ms mode here is Nagle meeting delayed ACKs.
@@ -502,5 +525,6 @@ try {
     );
   }
 } finally {
+  await sink?.close();
   await gw.stop();
 }
