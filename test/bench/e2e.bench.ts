@@ -22,7 +22,8 @@
  *   BENCH_CPU_PROF=/tmp/prof …   (edge and runner write .cpuprofile files there on exit)
  *   BENCH_EDGE_CONFIG=edge.json … (an edge configuration file, e.g. {"rpcPath": "fetch"})
  *   BENCH_TIMELINE=1 …  (the edge and runner export their trace spans to the benchmark, which
- *                        prints where a sequential task's time goes, step by step: timeline.ts)
+ *                        prints where a sequential task's time goes, step by step: timeline.ts;
+ *                        recording spans costs CPU, so pair it with BENCH_RATES= BENCH_STATUS_S=0)
  *
  * Targets (issue 13): sequential p50 ≤ bare bwrap + 5 ms on every protocol; ≥ 150
  * tasks/s with p99 ≤ 100 ms; edge+runner CPU ≤ 2 ms per task; GetTaskStatus ≥ 5,000
@@ -269,7 +270,8 @@ const cpuProf = process.env.BENCH_CPU_PROF;
 // BENCH_EDGE_CONFIG=file.json: an edge configuration file (e.g. {"rpcPath": "fetch"} to compare).
 const edgeConfig = process.env.BENCH_EDGE_CONFIG;
 // BENCH_TIMELINE=1: the gateway's processes export their spans here (they read the variable).
-const sink = process.env.BENCH_TIMELINE ? await startSpanSink() : undefined;
+// (An edge configuration file naming its own otlpEndpoint takes precedence.)
+const sink = process.env.BENCH_TIMELINE === "1" ? await startSpanSink() : undefined;
 if (sink) process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT = sink.endpoint;
 const gw = await startGateway({
   nodeArgs: cpuProf ? ["--cpu-prof", `--cpu-prof-dir=${cpuProf}`] : [],
@@ -525,6 +527,6 @@ try {
     );
   }
 } finally {
+  await gw.stop(); // (its processes flush their last spans to the sink first)
   await sink?.close();
-  await gw.stop();
 }

@@ -68,7 +68,10 @@ const ms = (nanos: string) => Number(BigInt(nanos) / 1000n) / 1000;
 export async function startSpanSink(): Promise<{
   endpoint: string;
   spans: SinkSpan[];
-  /** Resolves once every task id has its `task.run` span (or after `timeoutMs`). */
+  /**
+   * Resolves once every task id has its runner's `task.run` and its edge's `task.dispatch` span,
+   * plus a second for the other spans of the edge's batches (or after `timeoutMs`).
+   */
   settle(taskIds: readonly string[], timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }> {
@@ -115,10 +118,14 @@ export async function startSpanSink(): Promise<{
     async settle(taskIds, timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline) {
-        const ran = new Set(
-          spans.filter((s) => s.name === "task.run").map((s) => s.attributes["mcp.task_id"]),
-        );
-        if (taskIds.every((id) => ran.has(id))) return;
+        const seen = (name: string) =>
+          new Set(spans.filter((s) => s.name === name).map((s) => s.attributes["mcp.task_id"]));
+        const ran = seen("task.run");
+        const dispatched = seen("task.dispatch");
+        if (taskIds.every((id) => ran.has(id) && dispatched.has(id))) {
+          await new Promise((r) => setTimeout(r, 1000));
+          return;
+        }
         await new Promise((r) => setTimeout(r, 250));
       }
     },

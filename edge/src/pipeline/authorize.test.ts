@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createLogger } from "@mcp-gateway/common/logger";
@@ -11,6 +13,7 @@ import {
 } from "@mcp-gateway/common/policy";
 import { createTracing, ROOT_CONTEXT } from "@mcp-gateway/common/tracing";
 import { createEdgeMetrics } from "../metrics.js";
+import { sampleTask } from "../store/contract.js";
 import { createSqliteStore } from "../store/sqlite.js";
 import type { TaskStore, WriteOptions } from "../store/types.js";
 import { createPipeline } from "./authorize.js";
@@ -108,6 +111,37 @@ describe("pipeline.authorize", () => {
     await pipeline.authorize(rc(), execute("ls", []), { params: {} });
     await assert.rejects(pipeline.authorize(rc(), execute("sudo", ["id"]), facts));
     assert.deepEqual(writes, [{ durable: false }, undefined, undefined]);
+  });
+
+  it("hands a record written not durable to checkpoints and exporters only once it is synced", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "mcpg-pipeline-"));
+    const store = createSqliteStore({ path: join(dir, "edge.db") });
+    const handed: number[] = [];
+    const pipeline = createPipeline({
+      policy,
+      store,
+      metrics: createEdgeMetrics(createMetricsRegistry("edge")),
+      tracer,
+      onAppend: (r) => handed.push(r.seq),
+    });
+    try {
+      await pipeline.authorize(rc(), execute("ls", []), { params: {}, durable: false });
+      // Committed (the caller's next write comes after it) but not yet handed on.
+      assert.equal((await store.listAudit({ limit: 10 })).length, 1);
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(handed, []);
+      assert.equal(store.writeStats().syncs, 0);
+      // The caller's durable write syncs it.
+      await store.createTask(sampleTask("task-p"));
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(handed, [1]);
+      // A durable append is handed on when it resolves.
+      await pipeline.authorize(rc(), execute("ls", []), { params: {} });
+      assert.deepEqual(handed, [1, 2]);
+    } finally {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("refuses to act when the audit trail cannot be written", async () => {

@@ -80,7 +80,12 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     } finally {
       end();
     }
-    options.onAppend?.(record);
+    // Checkpoints and exporters take a record off the machine: only once it is durable.
+    if (options.onAppend) {
+      const onAppend = options.onAppend;
+      if (write?.durable === false) void store.whenDurable().then(() => onAppend(record));
+      else onAppend(record);
+    }
     return record;
   }
 

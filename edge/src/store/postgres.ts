@@ -848,6 +848,9 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
             );
       return rows.map((r) => r.doc);
     },
+    // Every commit is durable (and replicated as configured) when it resolves.
+    whenDurable: () => Promise.resolve(),
+
     async ping() {
       await query("SELECT 1");
     },

@@ -92,23 +92,35 @@ describe("sqlite store: group commit (issue 13)", () => {
   });
 
   it("an audit record appended not durable is synced by the write that follows it", async () => {
-    const store = createSqliteStore({ path: join(dir, "d.db") });
+    const store = createSqliteStore({ path: join(dir, "e.db") });
     const record = await store.appendAudit(sampleAuditEntry({ taskId: "task-d" }), {
       durable: false,
     });
     // Committed and chained at once, no sync of its own.
     assert.deepEqual(store.writeStats(), { commits: 1, syncs: 0 });
     assert.equal((await store.listAudit({ limit: 10 })).at(-1)?.hash, record.hash);
+    let durable = false;
+    const waited = store.whenDurable().then(() => {
+      durable = true;
+    });
+    await new Promise((r) => setImmediate(r));
+    assert.equal(durable, false, "whenDurable resolved before any sync");
     await store.createTask(sampleTask("task-d"));
-    assert.deepEqual(store.writeStats(), { commits: 2, syncs: 1 });
-    // In a batch with a durable append, both wait for the batch's one sync.
+    await waited;
+    assert.deepEqual(store.writeStats(), { commits: 2, syncs: 1 }, "whenDurable synced itself");
+    // In a batch with a durable append, the batch syncs once (the other entry resolves at commit).
     const [a, b] = await Promise.all([
       store.appendAudit(sampleAuditEntry({ taskId: "a" }), { durable: false }),
       store.appendAudit(sampleAuditEntry({ taskId: "b" })),
     ]);
     assert.equal(b.seq, a.seq + 1);
     assert.deepEqual(store.writeStats(), { commits: 3, syncs: 2 });
+    // A commit nothing synced yet, and a caller waiting for it: close syncs once more.
+    await store.appendAudit(sampleAuditEntry({ taskId: "c" }), { durable: false });
+    const last = store.whenDurable();
     await store.close();
+    await last;
+    assert.deepEqual(store.writeStats(), { commits: 4, syncs: 3 });
   });
 
   it("has nothing to sync in memory", async () => {

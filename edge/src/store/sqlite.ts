@@ -197,6 +197,8 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   if (walFd !== undefined) db.pragma("synchronous = NORMAL");
   let syncing: Promise<void> | undefined;
   let nextSync: Promise<void> | undefined;
+  /** whenDurable() callers, settled by the next sync that starts (a failed one keeps them). */
+  let syncWaiters: (() => void)[] = [];
   /**
    * Counts a commit and resolves once it is durable: joins the next WAL sync
    * (a sync already running may have started before this commit).
@@ -209,8 +211,18 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     if (walFd === undefined) return Promise.resolve();
     if (!syncing) {
       stats.syncs++;
+      const covered = syncWaiters;
+      syncWaiters = [];
       syncing = new Promise<void>((resolve, reject) =>
-        fdatasync(walFd, (err) => (err ? reject(err) : resolve())),
+        fdatasync(walFd, (err) => {
+          if (err) {
+            syncWaiters.push(...covered);
+            reject(err);
+            return;
+          }
+          for (const w of covered) w();
+          resolve();
+        }),
       ).finally(() => {
         syncing = undefined;
       });
@@ -573,6 +585,10 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       const rows = server === undefined ? allPins.all() : serverPins.all(server);
       return rows.map((r) => JSON.parse(r.doc) as ToolPin);
     },
+    whenDurable() {
+      if (walFd === undefined) return Promise.resolve();
+      return new Promise<void>((resolve) => syncWaiters.push(resolve));
+    },
     async ping() {
       db.prepare("SELECT 1").get();
     },
@@ -581,6 +597,9 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     },
     async close() {
       flushAudit();
+      // Commits that waited for no sync of their own (replayed events, an ExecuteCommand's audit
+      // record whose task insert failed) and whenDurable() callers: one last sync.
+      if (walFd !== undefined) await sync().catch(() => undefined);
       // A write committed while waiting joins a later sync: wait until none is pending, so no
       // fdatasync runs on the descriptor after it is closed.
       while (syncing || nextSync) await Promise.allSettled([syncing, nextSync]);

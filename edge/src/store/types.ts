@@ -287,6 +287,12 @@ export interface TaskStore extends ToolPinStore {
   auditRangeSource?(): AuditRangeSource | undefined;
   /** The last record's sequence number and hash ({seq: 0, hash: GENESIS_HASH} when empty). */
   auditHead(): Promise<{ seq: number; hash: string }>;
+  /**
+   * Resolves once every write committed before this call is durable, without causing a sync of
+   * its own: after the next sync that starts after the call (a durable write's, or close's).
+   * Stores that are always durable resolve at once.
+   */
+  whenDurable(): Promise<void>;
   /** Checks the store answers (readiness). */
   ping(): Promise<void>;
   close(): Promise<void>;
