@@ -48,6 +48,13 @@ const GROUPS: [string, RegExp][] = [
     /node:internal\/child_process|node:child_process|node:internal\/stream_base/,
   ],
   ["fs", /node:fs|node:internal\/fs/],
+  [
+    "AbortController, DOMException, EventTarget",
+    /node:internal\/(abort_controller|event_target|per_context\/domexception)/,
+  ],
+  ["EventEmitter", /node:events/],
+  ["undici (fetch)", /undici/],
+  ["module loading (start-up)", /node:internal\/(modules|source_map|bootstrap)/],
   ["edge code (other)", /\/edge\/src\//],
   ["runner code (other)", /\/runner\/src\//],
   ["common code (other)", /\/common\/src\//],
@@ -86,8 +93,21 @@ function summarize(file: string, top: number): string[] {
     busy += us;
     groups.set(g, (groups.get(g) ?? 0) + us);
     const { functionName, url, lineNumber } = node.callFrame;
-    const key = `${functionName || "(anonymous)"} ${url ? `${url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*?\/(edge|runner|common)\//, "$1/")}:${lineNumber + 1}` : ""}`;
+    // (Lines of TypeScript sources are tsx's output lines, not the source's: left out.)
+    const where = url
+      .replace(/^.*node_modules\//, "")
+      .replace(/^file:\/\/.*?\/(edge|runner|common|test)\//, "$1/");
+    const line = url.endsWith(".ts") ? "" : `:${lineNumber + 1}`;
+    const key = `${functionName || "(anonymous)"} ${url ? `${where}${line}` : ""}`;
     functions.set(key, (functions.get(key) ?? 0) + us);
+  }
+  // Native functions below half a percent each, as one line.
+  for (const [g, us] of [...groups]) {
+    if (g.startsWith("native: ") && us < busy / 200) {
+      groups.delete(g);
+      const other = "native: others (each < 0.5 %)";
+      groups.set(other, (groups.get(other) ?? 0) + us);
+    }
   }
   const wall = (p.endTime - p.startTime) / 1e6;
   const pct = (us: number) => `${((100 * us) / Math.max(1, busy)).toFixed(1)} %`;
