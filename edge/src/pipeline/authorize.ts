@@ -83,8 +83,13 @@ export function createPipeline(options: PipelineOptions): Pipeline {
     // Checkpoints and exporters take a record off the machine: only once it is durable.
     if (options.onAppend) {
       const onAppend = options.onAppend;
-      if (write?.durable === false) void store.whenDurable().then(() => onAppend(record));
-      else onAppend(record);
+      // (never, if the store cannot make it durable: its writes fail from then on)
+      if (write?.durable === false) {
+        void store.whenDurable().then(
+          () => onAppend(record),
+          () => undefined,
+        );
+      } else onAppend(record);
     }
     return record;
   }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { fdatasync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
@@ -121,6 +121,37 @@ describe("sqlite store: group commit (issue 13)", () => {
     await store.close();
     await last;
     assert.deepEqual(store.writeStats(), { commits: 4, syncs: 3 });
+  });
+
+  it("after a failed sync of the WAL, no write is acknowledged durable again", async () => {
+    let calls = 0;
+    const store = createSqliteStore({
+      path: join(dir, "f.db"),
+      // The disk loses a write-back once (EIO), then syncs fine: what Linux reports.
+      syncWal: (fd, callback) => {
+        calls++;
+        if (calls === 2) {
+          callback(Object.assign(new Error("EIO: i/o error, fdatasync"), { code: "EIO" }));
+        } else fdatasync(fd, callback);
+      },
+    });
+    await store.createTask(sampleTask("task-f1"));
+    const waiting = store.whenDurable();
+    await assert.rejects(
+      store.createTask(sampleTask("task-f2")),
+      /could not be synced to disk \(EIO\)/,
+    );
+    await assert.rejects(waiting, /could not be synced/);
+    // The next sync would succeed, but the lost pages stay lost: refused, not acknowledged.
+    await assert.rejects(store.createTask(sampleTask("task-f3")), /no write is acknowledged/);
+    await assert.rejects(
+      store.appendAudit(sampleAuditEntry({ taskId: "f" })),
+      /could not be synced/,
+    );
+    await assert.rejects(store.whenDurable(), /could not be synced/);
+    await assert.rejects(store.ping(), /restart the edge/);
+    assert.equal(calls, 2);
+    await store.close();
   });
 
   it("has nothing to sync in memory", async () => {

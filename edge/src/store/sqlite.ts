@@ -29,6 +29,8 @@ export interface SqliteStoreOptions {
   path: string;
   /** Key for the audit chain's HMACs (see audit/keys.ts); unkeyed sha256 chain without. */
   auditKey?: AuditKey | undefined;
+  /** How the WAL is synced (default `fs.fdatasync`); tests inject the disk's failures here. */
+  syncWal?: (fd: number, callback: (err: NodeJS.ErrnoException | null) => void) => void;
 }
 
 /** Ordered schema migrations; each runs once, in a transaction. */
@@ -195,10 +197,17 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   const walFd =
     options.path !== ":memory:" && existsSync(walPath) ? openSync(walPath, "r") : undefined;
   if (walFd !== undefined) db.pragma("synchronous = NORMAL");
+  const syncWal = options.syncWal ?? fdatasync;
   let syncing: Promise<void> | undefined;
   let nextSync: Promise<void> | undefined;
-  /** whenDurable() callers, settled by the next sync that starts (a failed one keeps them). */
-  let syncWaiters: (() => void)[] = [];
+  /**
+   * Set by the first failed sync, for good: the kernel reports a lost write-back once, and a later
+   * sync that succeeds does not bring the lost pages back — SQLite's recovery would then stop at
+   * that hole and drop every later frame too. So nothing is acknowledged durable any more.
+   */
+  let walFailure: Error | undefined;
+  /** whenDurable() callers, settled by the next sync that starts. */
+  let syncWaiters: ((err?: Error) => void)[] = [];
   /**
    * Counts a commit and resolves once it is durable: joins the next WAL sync
    * (a sync already running may have started before this commit).
@@ -209,15 +218,20 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
   }
   function sync(): Promise<void> {
     if (walFd === undefined) return Promise.resolve();
+    if (walFailure) return Promise.reject(walFailure);
     if (!syncing) {
       stats.syncs++;
       const covered = syncWaiters;
       syncWaiters = [];
       syncing = new Promise<void>((resolve, reject) =>
-        fdatasync(walFd, (err) => {
+        syncWal(walFd, (err) => {
           if (err) {
-            syncWaiters.push(...covered);
-            reject(err);
+            walFailure ??= new Error(
+              `the store's write-ahead log could not be synced to disk (${err.code ?? err.message}): no write is acknowledged any more; restart the edge once the disk is healthy`,
+              { cause: err },
+            );
+            for (const w of [...covered, ...syncWaiters.splice(0)]) w(walFailure);
+            reject(walFailure);
             return;
           }
           for (const w of covered) w();
@@ -587,9 +601,13 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     },
     whenDurable() {
       if (walFd === undefined) return Promise.resolve();
-      return new Promise<void>((resolve) => syncWaiters.push(resolve));
+      if (walFailure) return Promise.reject(walFailure);
+      return new Promise<void>((resolve, reject) =>
+        syncWaiters.push((err) => (err ? reject(err) : resolve())),
+      );
     },
     async ping() {
+      if (walFailure) throw walFailure;
       db.prepare("SELECT 1").get();
     },
     writeStats() {

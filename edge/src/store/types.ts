@@ -290,7 +290,8 @@ export interface TaskStore extends ToolPinStore {
   /**
    * Resolves once every write committed before this call is durable, without causing a sync of
    * its own: after the next sync that starts after the call (a durable write's, or close's).
-   * Stores that are always durable resolve at once.
+   * Stores that are always durable resolve at once. Rejects when the store cannot make writes
+   * durable any more (SQLite: a failed sync of its WAL).
    */
   whenDurable(): Promise<void>;
   /** Checks the store answers (readiness). */
