@@ -185,7 +185,10 @@ describe("cpu and descriptors", () => {
     const r = await bash("while :; do :; done", { limits: { cpuSeconds: 1 }, timeoutMs: 10_000 });
     assert.equal(r.result.status, "completed");
     assert.equal(r.result.signal, "SIGXCPU");
-    assert.ok(r.result.usage.userCpuMs + r.result.usage.systemCpuMs >= 900);
+    // The usage is the task's own: near the 1 s it was stopped at, not exactly it — the kernel
+    // reported 871–983 ms for this loop on a loaded 2-core machine (and failed a 900 ms bound).
+    const cpuMs = r.result.usage.userCpuMs + r.result.usage.systemCpuMs;
+    assert.ok(cpuMs >= 700 && cpuMs <= 3000, `usage ${cpuMs} ms for a 1 s CPU limit`);
   });
 
   it("RLIMIT_NOFILE is set and cannot be raised", async () => {
