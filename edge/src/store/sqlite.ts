@@ -363,8 +363,8 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
    * durable by one WAL sync. A transaction's fixed cost (BEGIN/COMMIT, the WAL frames of the
    * table's and both indexes' pages, the head's read) was most of a read's audit cost under
    * load. An entry that cannot be sealed fails alone; a failed insert fails its whole batch.
-   * An append made with `{ durable: false }` resolves once committed; it joins its batch's sync
-   * when another entry needs one.
+   * An append made with `{ durable: false }` resolves once committed, also in a batch that syncs
+   * for its other entries.
    */
   interface PendingAudit {
     entry: AuditEntry;
