@@ -162,7 +162,13 @@ async function main(): Promise<void> {
     edgeArgs: ["--config", `${configPath}-edge.json`],
     env: { MCP_GATEWAY_LOG_LEVEL: "warn" },
   });
-  const token = await gw.token("soak", ["developer"]);
+  // Valid for the whole run: a token of the default hour expired an hour into a longer soak,
+  // and every task after that was refused (unauthenticated).
+  const token = await gw.token(
+    "soak",
+    ["developer"],
+    ["--ttl", `${Math.ceil((SECONDS + 600) / 3600)}h`],
+  );
   const client = createMcpClient({ baseUrl: gw.url, token });
   const db = join(gw.dataDir, "gateway.db");
   const counts = new Map<string, number>();
