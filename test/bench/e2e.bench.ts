@@ -50,8 +50,9 @@ import {
 import { DEV_AUDIENCE, DEV_ISSUER, mintDevToken } from "../../edge/src/auth/dev-keys.js";
 import { createGrpcJsClient, serverStream, unary } from "../integration/grpc-js-client.js";
 import { startGateway } from "../integration/harness.js";
+import { startSpanSink } from "../integration/otlp-sink.js";
 import { spawnerPids } from "./spawners.js";
-import { startSpanSink, type TimelineRun, timelineTable } from "./timeline.js";
+import { type TimelineRun, timelineTable } from "./timeline.js";
 
 const SEQ = Number(process.env.BENCH_SEQ ?? 100);
 const WARMUP = 10;

@@ -1,6 +1,6 @@
 /**
  * Where a sequential task's time goes, from the gateway's own trace spans (issue 13): a small
- * OTLP/HTTP JSON receiver on loopback that the edge and runner export to, and a table of each
+ * OTLP/HTTP JSON receiver on loopback that the edge and runner export to (otlp-sink.ts), and a table of each
  * step's start and end relative to the client's call, p50 over the runs.
  *
  *   const sink = await startSpanSink();   // before the gateway starts:
@@ -12,18 +12,7 @@
  * Recording and exporting spans costs the gateway some CPU: a run with the sink measures a
  * little slower than one without.
  */
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
-
-/** One span as received. Times are epoch milliseconds. */
-export interface SinkSpan {
-  service: string;
-  name: string;
-  traceId: string;
-  start: number;
-  end: number;
-  attributes: Record<string, unknown>;
-}
+import type { SinkSpan } from "../integration/otlp-sink.js";
 
 /** One sequential gateway run of the benchmark. */
 export interface TimelineRun {
@@ -34,103 +23,6 @@ export interface TimelineRun {
   exec: number;
   /** ms until the client had the EXIT message. */
   total: number;
-}
-
-interface OtlpValue {
-  stringValue?: string;
-  intValue?: string | number;
-  boolValue?: boolean;
-  doubleValue?: number;
-}
-interface OtlpBody {
-  resourceSpans?: {
-    resource?: { attributes?: { key: string; value: OtlpValue }[] };
-    scopeSpans?: {
-      spans?: {
-        traceId: string;
-        name: string;
-        startTimeUnixNano: string;
-        endTimeUnixNano: string;
-        attributes?: { key: string; value: OtlpValue }[];
-      }[];
-    }[];
-  }[];
-}
-
-const otlpValue = (v: OtlpValue): unknown =>
-  v.stringValue ??
-  v.boolValue ??
-  v.doubleValue ??
-  (v.intValue === undefined ? undefined : Number(v.intValue));
-const ms = (nanos: string) => Number(BigInt(nanos) / 1000n) / 1000;
-
-/** Receives OTLP/HTTP JSON trace exports on 127.0.0.1 (an ephemeral port). */
-export async function startSpanSink(): Promise<{
-  endpoint: string;
-  spans: SinkSpan[];
-  /**
-   * Resolves once every task id has its runner's `task.run` and its edge's `task.dispatch` span,
-   * plus a second for the other spans of the edge's batches (or after `timeoutMs`).
-   */
-  settle(taskIds: readonly string[], timeoutMs?: number): Promise<void>;
-  close(): Promise<void>;
-}> {
-  const spans: SinkSpan[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      try {
-        const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as OtlpBody;
-        for (const rs of body.resourceSpans ?? []) {
-          const service = String(
-            otlpValue(
-              rs.resource?.attributes?.find((a) => a.key === "service.name")?.value ?? {},
-            ) ?? "",
-          );
-          for (const ss of rs.scopeSpans ?? []) {
-            for (const s of ss.spans ?? []) {
-              const attributes: Record<string, unknown> = {};
-              for (const a of s.attributes ?? []) attributes[a.key] = otlpValue(a.value);
-              spans.push({
-                service,
-                name: s.name,
-                traceId: s.traceId,
-                start: ms(s.startTimeUnixNano),
-                end: ms(s.endTimeUnixNano),
-                attributes,
-              });
-            }
-          }
-        }
-        res.writeHead(200, { "content-type": "application/json" }).end("{}");
-      } catch {
-        // Only the JSON encoding is understood: say so, so that a misconfiguration shows.
-        res.writeHead(400, { "content-type": "text/plain" }).end("OTLP/HTTP JSON expected");
-      }
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    endpoint: `http://127.0.0.1:${port}/v1/traces`,
-    spans,
-    async settle(taskIds, timeoutMs = 15_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (Date.now() < deadline) {
-        const seen = (name: string) =>
-          new Set(spans.filter((s) => s.name === name).map((s) => s.attributes["mcp.task_id"]));
-        const ran = seen("task.run");
-        const dispatched = seen("task.dispatch");
-        if (taskIds.every((id) => ran.has(id) && dispatched.has(id))) {
-          await new Promise((r) => setTimeout(r, 1000));
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 250));
-      }
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }
 
 const p50 = (xs: number[]) => {
@@ -145,7 +37,11 @@ const p50 = (xs: number[]) => {
  */
 export function timelineTable(spans: readonly SinkSpan[], runs: readonly TimelineRun[]): string[] {
   const byTrace = new Map<string, SinkSpan[]>();
-  for (const s of spans) byTrace.set(s.traceId, [...(byTrace.get(s.traceId) ?? []), s]);
+  for (const s of spans) {
+    const trace = byTrace.get(s.traceId);
+    if (trace) trace.push(s);
+    else byTrace.set(s.traceId, [s]);
+  }
   const streams = spans
     .filter((s) => s.name.endsWith("/StreamTaskOutput"))
     .sort((a, b) => a.start - b.start);

@@ -1,71 +1,22 @@
 import assert from "node:assert/strict";
-import { once } from "node:events";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { type Gateway, runCli, startGateway, waitForTask } from "./harness.js";
-
-interface SpanOut {
-  service: string;
-  name: string;
-  traceId: string;
-  spanId: string;
-  parentSpanId: string;
-  /** Trace ids of the span's links. */
-  links: string[];
-}
+import { type SinkSpan, startSpanSink } from "./otlp-sink.js";
 
 /** A real OTLP/HTTP receiver: decodes what the exporters send (JSON encoding). */
-let receiver: Server;
-const spans: SpanOut[] = [];
+let sink: Awaited<ReturnType<typeof startSpanSink>>;
+let spans: readonly SinkSpan[] = [];
 let gw: Gateway;
 
 before(async () => {
-  receiver = createServer((req, res) => {
-    let body = "";
-    req.on("data", (d: Buffer) => (body += d.toString()));
-    req.on("end", () => {
-      if (req.url === "/v1/traces" && (req.headers["content-type"] ?? "").includes("json")) {
-        const doc = JSON.parse(body) as {
-          resourceSpans: Array<{
-            resource: { attributes: Array<{ key: string; value: { stringValue?: string } }> };
-            scopeSpans: Array<{
-              spans: Array<Omit<SpanOut, "service" | "links"> & { links?: { traceId: string }[] }>;
-            }>;
-          }>;
-        };
-        for (const rs of doc.resourceSpans) {
-          const service =
-            rs.resource.attributes.find((a) => a.key === "service.name")?.value.stringValue ?? "";
-          for (const ss of rs.scopeSpans) {
-            for (const s of ss.spans) {
-              spans.push({
-                service,
-                name: s.name,
-                traceId: s.traceId,
-                spanId: s.spanId,
-                parentSpanId: s.parentSpanId ?? "",
-                links: (s.links ?? []).map((l) => l.traceId),
-              });
-            }
-          }
-        }
-      }
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end("{}");
-    });
-  });
-  receiver.listen(0, "127.0.0.1");
-  await once(receiver, "listening");
-  const port = (receiver.address() as AddressInfo).port;
-  gw = await startGateway({
-    env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: `http://127.0.0.1:${port}/v1/traces` },
-  });
+  sink = await startSpanSink();
+  spans = sink.spans;
+  gw = await startGateway({ env: { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: sink.endpoint } });
 });
 
 after(async () => {
   await gw?.stop();
-  receiver?.close();
+  await sink?.close();
 });
 
 describe("one trace spans edge and runner", () => {
@@ -95,7 +46,7 @@ describe("one trace spans edge and runner", () => {
       "sandbox.spawn",
       "task.run",
     ];
-    let mine: SpanOut[] = [];
+    let mine: SinkSpan[] = [];
     while (Date.now() < deadline) {
       // The edge starts its own trace and links the caller's (issue 21): find it by the link.
       const own = spans.find((s) => s.links.includes(traceId))?.traceId;
