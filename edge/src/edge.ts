@@ -296,6 +296,7 @@ export async function startEdge(
     logger,
     metrics,
     audit: (e) => pipeline.audit(e),
+    finishTask: pipeline.finishTask,
     signal: shutdown.signal,
     tracer,
     edgeId: config.id,

@@ -3,7 +3,13 @@ import { buildPolicyInput, type OperationInput } from "@mcp-gateway/common/authz
 import type { Decision, PolicyEngine } from "@mcp-gateway/common/policy";
 import { endSpan, startSpan, type Tracer } from "@mcp-gateway/common/tracing";
 import type { EdgeMetrics } from "../metrics.js";
-import type { AuditEntry, AuditRecord, TaskStore, WriteOptions } from "../store/types.js";
+import type {
+  AuditEntry,
+  AuditRecord,
+  FinishResult,
+  TaskStore,
+  WriteOptions,
+} from "../store/types.js";
 import { boundAuditParams } from "./audit-params.js";
 import { principalOf, type RequestContext } from "./context.js";
 
@@ -51,6 +57,12 @@ export interface Pipeline {
   authorize(rc: RequestContext, op: OperationInput, facts: AuditFacts): Promise<Decision>;
   /** Appends an audit record; failure throws Unavailable (no action without its record). */
   audit(entry: AuditEntry, write?: WriteOptions): Promise<AuditRecord>;
+  /**
+   * Finishes a task and appends its outcome's record in one store transaction
+   * ({@link TaskStore.finishTask}); the record is bounded like audit()'s and goes on to
+   * checkpoints and exporters once durable. A failed write throws the store's error.
+   */
+  finishTask: TaskStore["finishTask"];
 }
 
 /** Creates the decide → audit pipeline. */
@@ -96,6 +108,29 @@ export function createPipeline(options: PipelineOptions): Pipeline {
 
   return {
     audit,
+    async finishTask(id, patch, condition, outcome, committed) {
+      const end = metrics.auditWrite.startTimer();
+      let result: FinishResult;
+      try {
+        result = await store.finishTask(
+          id,
+          patch,
+          condition,
+          (task) => {
+            const entry = outcome(task);
+            return {
+              ...entry,
+              params: boundAuditParams(entry.params, options.maxAuditParamsBytes),
+            };
+          },
+          committed,
+        );
+      } finally {
+        end();
+      }
+      if (result.record) options.onAppend?.(result.record);
+      return result;
+    },
     async authorize(rc, op, facts) {
       const principal = principalOf(rc);
       const input = buildPolicyInput(principal, op, {

@@ -4,7 +4,14 @@ import Database from "better-sqlite3";
 import { auditIndexColumns, sealAuditRecord, verifyAuditChain } from "../audit/chain.js";
 import type { AuditKey } from "../audit/keys.js";
 import { createSqliteStore } from "./sqlite.js";
-import type { AuditEntry, RawAuditRow, TaskRecord, TaskState, TaskStore } from "./types.js";
+import type {
+  AuditEntry,
+  FinishResult,
+  RawAuditRow,
+  TaskRecord,
+  TaskState,
+  TaskStore,
+} from "./types.js";
 import { TERMINAL_STATES } from "./types.js";
 
 /** A fresh, empty store opened for one contract test. */
@@ -13,6 +20,8 @@ export interface ContractStore {
   store: TaskStore;
   /** Its stored audit rows in chain order, for verifyAuditChain. */
   rawAudit(): Promise<RawAuditRow[]>;
+  /** Makes the database refuse every insert into the audit table until the returned undo runs. */
+  refuseAuditInserts(): Promise<() => Promise<void>>;
 }
 
 /** How the contract suite gets stores of one implementation. */
@@ -81,7 +90,7 @@ const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
  * implementation's own test file (sqlite.test.ts, postgres.test.ts).
  *
  * @example
- * runStoreContract("sqlite", { open: async () => { const s = createSqliteStore({ path: ":memory:" }); return { store: s, rawAudit: async () => [...s.rawAudit()] }; } });
+ * runStoreContract("sqlite", { open: async () => { const s = createSqliteStore({ path }); return { store: s, rawAudit: async () => [...s.rawAudit()], refuseAuditInserts } } });
  */
 export function runStoreContract(name: string, options: StoreContractOptions): void {
   const withStore = (fn: (s: ContractStore) => Promise<void>) => async () => {
@@ -197,6 +206,125 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
           assert.equal(r?.state, stored.state, "every caller sees the one winning terminal state");
           assert.equal(r?.statusMessage, stored.statusMessage);
         }
+      }),
+    );
+
+    it(
+      "finishes a task with its outcome's record in one write: once, only while the condition holds",
+      withStore(async ({ store, rawAudit }) => {
+        await store.appendAudit(sampleAuditEntry());
+        await store.createTask(sampleTask("task-f", { state: "running", runnerId: "runner-1" }));
+        const outcome = (t: TaskRecord) =>
+          sampleAuditEntry({
+            operation: "task_finished",
+            decision: "none",
+            taskId: t.id,
+            runnerId: t.runnerId,
+            outcome: t.state,
+            details: { message: t.statusMessage },
+          });
+        const committed: FinishResult[] = [];
+        const done = await store.finishTask(
+          "task-f",
+          { state: "completed", statusMessage: "exit 0", finishedAt: 30 },
+          { runnerId: "runner-1" },
+          outcome,
+          (r) => committed.push(r),
+        );
+        assert.equal(done.applied, true);
+        assert.equal(done.task?.state, "completed");
+        assert.deepEqual(await store.getTask("task-f"), done.task);
+        assert.equal(done.record?.seq, 2);
+        assert.equal(done.record?.operation, "task_finished");
+        assert.equal(done.record?.runnerId, "runner-1", "the entry is built from the patched task");
+        assert.deepEqual(done.record?.details, { message: "exit 0" });
+        assert.deepEqual(committed, [done], "woken once, with the result");
+        assert.deepEqual((await store.listAudit({ afterSeq: 1, limit: 10 }))[0], done.record);
+
+        // Already terminal, a condition that does not hold, a missing task: nothing written.
+        let built = 0;
+        const counted = (t: TaskRecord) => {
+          built++;
+          return outcome(t);
+        };
+        const again = await store.finishTask("task-f", { state: "failed" }, {}, counted, (r) =>
+          committed.push(r),
+        );
+        assert.deepEqual(again, { task: done.task, applied: false });
+        await store.createTask(sampleTask("task-g", { state: "running", runnerId: "runner-1" }));
+        const other = await store.finishTask(
+          "task-g",
+          { state: "failed" },
+          { runnerId: "runner-2" },
+          counted,
+        );
+        assert.equal(other.applied, false);
+        assert.equal(other.task?.state, "running");
+        assert.deepEqual(await store.finishTask("task-none", { state: "failed" }, {}, counted), {
+          task: undefined,
+          applied: false,
+        });
+        assert.equal(built, 0, "no entry is built for a finish that did not apply");
+        assert.equal(committed.length, 1);
+
+        // An entry that cannot be built does not stop the task finishing; the result says why.
+        const refused = await store.finishTask("task-g", { state: "failed" }, {}, () => {
+          throw new Error("no entry");
+        });
+        assert.equal(refused.applied, true);
+        assert.equal(refused.record, undefined);
+        assert.equal(refused.auditError?.message, "no entry");
+        assert.equal((await store.getTask("task-g"))?.state, "failed");
+
+        // Concurrent finishes of one task among other appends: one wins, one outcome record.
+        await store.createTask(sampleTask("task-h", { state: "running" }));
+        const racing = await Promise.all([
+          ...Array.from({ length: 6 }, (_, i) =>
+            store.finishTask("task-h", { state: i % 2 ? "failed" : "completed" }, {}, outcome),
+          ),
+          ...Array.from({ length: 4 }, (_, i) => store.appendAudit(sampleAuditEntry({ time: i }))),
+        ]);
+        const won = racing.filter((r) => "applied" in r && r.applied);
+        assert.equal(won.length, 1, "exactly one finish applies");
+        const rows = await store.listAudit({ operation: "task_finished", limit: 10 });
+        assert.deepEqual(
+          rows.map((r) => r.taskId),
+          ["task-f", "task-h"],
+        );
+        assert.equal(rows[1]?.outcome, (await store.getTask("task-h"))?.state);
+        const verdict = verifyAuditChain(await rawAudit());
+        assert.equal(verdict.ok, true, verdict.firstBad?.reason);
+        assert.equal(verdict.checked, 7);
+      }),
+    );
+
+    it(
+      "a finish whose record cannot be written stores neither the outcome nor the record",
+      withStore(async ({ store, rawAudit, refuseAuditInserts }) => {
+        await store.createTask(sampleTask("task-w", { state: "running" }));
+        const undo = await refuseAuditInserts();
+        let woken = 0;
+        await assert.rejects(
+          store.finishTask(
+            "task-w",
+            { state: "completed", finishedAt: 40 },
+            {},
+            (t) => sampleAuditEntry({ operation: "task_finished", taskId: t.id }),
+            () => woken++,
+          ),
+        );
+        assert.equal((await store.getTask("task-w"))?.state, "running", "the outcome rolled back");
+        assert.equal(woken, 0, "nobody woken for a write that failed");
+        await undo();
+        const done = await store.finishTask(
+          "task-w",
+          { state: "completed", finishedAt: 41 },
+          {},
+          (t) => sampleAuditEntry({ operation: "task_finished", taskId: t.id }),
+        );
+        assert.equal(done.applied, true);
+        assert.equal(done.record?.seq, 1);
+        assert.equal(verifyAuditChain(await rawAudit()).ok, true);
       }),
     );
 

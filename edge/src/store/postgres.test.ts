@@ -40,7 +40,26 @@ runStoreContract("postgres", {
       await close();
       await db.drop();
     };
-    return { store, rawAudit: () => collect(store) };
+    const exec = async (sql: string) => {
+      const c = new Client({ connectionString: db.url });
+      await c.connect();
+      try {
+        await c.query(sql);
+      } finally {
+        await c.end();
+      }
+    };
+    return {
+      store,
+      rawAudit: () => collect(store),
+      async refuseAuditInserts() {
+        await exec(`CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS
+                      $$ BEGIN RAISE EXCEPTION 'audit refused'; END $$;
+                    CREATE TRIGGER refuse_audit BEFORE INSERT ON audit
+                      FOR EACH ROW EXECUTE FUNCTION refuse_audit()`);
+        return () => exec("DROP TRIGGER refuse_audit ON audit; DROP FUNCTION refuse_audit()");
+      },
+    };
   },
 });
 

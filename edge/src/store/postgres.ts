@@ -6,9 +6,11 @@ import type { AuditKey } from "../audit/keys.js";
 import { conditionHolds } from "./condition.js";
 import { approvePin, observePin, type ToolPin } from "./tool-pins.js";
 import type {
+  AuditEntry,
   AuditQuery,
   AuditRecord,
   ChunkKind,
+  FinishResult,
   OutputChunk,
   OutputRetention,
   PruneResult,
@@ -368,6 +370,41 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     }
   }
 
+  /** Seals `entry` at the chain's head and inserts it, inside the caller's transaction. */
+  async function appendAuditIn(client: PoolClient, entry: AuditEntry): Promise<AuditRecord> {
+    const head = (
+      await client.query<{ seq: string; hash: string }>(
+        "SELECT seq, hash FROM audit_head WHERE singleton FOR UPDATE",
+      )
+    ).rows[0];
+    if (!head) throw new Error("audit_head row is missing (schema damaged)");
+    let sealed: { record: AuditRecord; body: string };
+    try {
+      sealed = sealAuditRecord(entry, { seq: Number(head.seq), hash: head.hash }, options.auditKey);
+    } catch (err) {
+      throw new AuditSealError(asError(err));
+    }
+    const { record, body } = sealed;
+    const columns = auditIndexColumns(record);
+    await client.query(
+      `WITH moved AS (UPDATE audit_head SET seq = $1, hash = $7 WHERE singleton)
+       INSERT INTO audit (seq, time, principal, operation, decision, prev_hash, hash, body, tenant)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        record.seq,
+        columns.time,
+        columns.principal,
+        columns.operation,
+        columns.decision,
+        record.prevHash,
+        record.hash,
+        body,
+        columns.tenant,
+      ],
+    );
+    return record;
+  }
+
   try {
     await transaction(async (client) => {
       await client.query("SELECT pg_advisory_xact_lock($1)", [MIGRATION_LOCK_KEY.toString()]);
@@ -642,37 +679,47 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     },
 
     async appendAudit(entry) {
-      return transaction(async (client) => {
-        const head = (
-          await client.query<{ seq: string; hash: string }>(
-            "SELECT seq, hash FROM audit_head WHERE singleton FOR UPDATE",
-          )
-        ).rows[0];
-        if (!head) throw new Error("audit_head row is missing (schema damaged)");
-        const { record, body } = sealAuditRecord(
-          entry,
-          { seq: Number(head.seq), hash: head.hash },
-          options.auditKey,
-        );
-        const columns = auditIndexColumns(record);
+      try {
+        return await transaction((client) => appendAuditIn(client, entry));
+      } catch (err) {
+        throw err instanceof AuditSealError ? err.cause : err;
+      }
+    },
+
+    async finishTask(id, patch, condition, outcome, committed) {
+      const result = await transaction(async (client): Promise<FinishResult> => {
+        // The row lock orders this finish against every other write of the task.
+        const [row] = (
+          await client.query<{ doc: string }>("SELECT doc FROM tasks WHERE id = $1 FOR UPDATE", [
+            id,
+          ])
+        ).rows;
+        if (!row) return { task: undefined, applied: false };
+        const current = JSON.parse(row.doc) as TaskRecord;
+        if (TERMINAL_STATES.has(current.state) || !conditionHolds(current, condition)) {
+          return { task: current, applied: false };
+        }
+        const task: TaskRecord = { ...current, ...patch };
         await client.query(
-          `WITH moved AS (UPDATE audit_head SET seq = $1, hash = $7 WHERE singleton)
-           INSERT INTO audit (seq, time, principal, operation, decision, prev_hash, hash, body, tenant)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-          [
-            record.seq,
-            columns.time,
-            columns.principal,
-            columns.operation,
-            columns.decision,
-            record.prevHash,
-            record.hash,
-            body,
-            columns.tenant,
-          ],
+          "UPDATE tasks SET state = $2, runner_id = $3, doc = $4, version = version + 1 WHERE id = $1",
+          [id, task.state, indexText(task.runnerId), JSON.stringify(task)],
         );
-        return record;
+        let entry: AuditEntry;
+        try {
+          entry = outcome(task);
+        } catch (err) {
+          return { task, applied: true, auditError: asError(err) };
+        }
+        try {
+          return { task, applied: true, record: await appendAuditIn(client, entry) };
+        } catch (err) {
+          // Only a refused seal is the record's alone; a failed write fails both.
+          if (err instanceof AuditSealError) return { task, applied: true, auditError: err.cause };
+          throw err;
+        }
       });
+      if (result.applied) committed?.(result);
+      return result;
     },
 
     listAudit: listAuditRows,
@@ -888,6 +935,17 @@ function runnerRecord(r: RunnerRow): RunnerRecord {
  * Values copied into indexed filter columns (principal, operation, runner id). PostgreSQL text
  * cannot hold NUL; the hashed body keeps the original, the column and its queries get U+FFFD.
  */
+/** An audit entry that could not be sealed: the record's own failure, not the transaction's. */
+class AuditSealError extends Error {
+  constructor(override readonly cause: Error) {
+    super(cause.message, { cause });
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
 function indexText(value: string): string {
   return value.includes("\0") ? value.replaceAll("\0", "\uFFFD") : value;
 }

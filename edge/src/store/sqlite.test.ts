@@ -80,9 +80,29 @@ describe("sqlite store", () => {
   });
 });
 
+let contractStores = 0;
 runStoreContract("sqlite", {
   async open() {
-    const store = createSqliteStore({ path: ":memory:" });
-    return { store, rawAudit: async () => [...store.rawAudit()] };
+    // A file, so that a second connection can change the schema under the store.
+    const path = join(dir, `contract-${++contractStores}.db`);
+    const store = createSqliteStore({ path });
+    const exec = (sql: string) => {
+      const db = new Database(path);
+      try {
+        db.exec(sql);
+      } finally {
+        db.close();
+      }
+    };
+    return {
+      store,
+      rawAudit: async () => [...store.rawAudit()],
+      async refuseAuditInserts() {
+        exec(
+          "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit refused'); END",
+        );
+        return async () => exec("DROP TRIGGER refuse_audit");
+      },
+    };
   },
 });

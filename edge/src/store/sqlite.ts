@@ -10,6 +10,7 @@ import type {
   AuditQuery,
   AuditRecord,
   ChunkKind,
+  FinishResult,
   OutputChunk,
   OutputRetention,
   PruneResult,
@@ -344,17 +345,24 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     "SELECT seq, prev_hash, hash, body, time, principal, tenant, operation, decision FROM audit ORDER BY seq",
   );
 
+  /** The compare-and-set of updateTask: the patched task, or undefined when not applied. */
+  function applyPatch(
+    id: string,
+    patch: TaskPatch,
+    condition: TaskCondition,
+  ): { task: TaskRecord | undefined; applied: boolean } {
+    const row = selectTask.get(id);
+    if (!row) return { task: undefined, applied: false };
+    const current = JSON.parse(row.doc) as TaskRecord;
+    if (TERMINAL_STATES.has(current.state)) return { task: current, applied: false };
+    if (!conditionHolds(current, condition)) return { task: current, applied: false };
+    const next: TaskRecord = { ...current, ...patch };
+    writeTask.run({ id, state: next.state, doc: JSON.stringify(next) });
+    return { task: next, applied: true };
+  }
   const update = db.transaction(
-    (id: string, patch: TaskPatch, condition: TaskCondition): TaskRecord | undefined => {
-      const row = selectTask.get(id);
-      if (!row) return undefined;
-      const current = JSON.parse(row.doc) as TaskRecord;
-      if (TERMINAL_STATES.has(current.state)) return current;
-      if (!conditionHolds(current, condition)) return current;
-      const next: TaskRecord = { ...current, ...patch };
-      writeTask.run({ id, state: next.state, doc: JSON.stringify(next) });
-      return next;
-    },
+    (id: string, patch: TaskPatch, condition: TaskCondition) =>
+      applyPatch(id, patch, condition).task,
   );
 
   /**
@@ -364,65 +372,87 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
    * table's and both indexes' pages, the head's read) was most of a read's audit cost under
    * load. An entry that cannot be sealed fails alone; a failed insert fails its whole batch.
    * An append made with `{ durable: false }` resolves once committed, also in a batch that syncs
-   * for its other entries.
+   * for its other entries. A task's finish joins the batch: its patch and its outcome's record
+   * are written at its place in it.
    */
+  type Head = { seq: number; hash: string } | undefined;
   interface PendingAudit {
-    entry: AuditEntry;
+    /** Runs inside the batch's transaction at the chain's head; `wrote`: it changed the database. */
+    write(head: Head): { head: Head; result: AuditRecord | FinishResult | Error; wrote: boolean };
     durable: boolean;
-    resolve(record: AuditRecord): void;
+    committed?(result: AuditRecord | FinishResult): void;
+    resolve(result: AuditRecord | FinishResult): void;
     reject(err: unknown): void;
   }
   let pendingAudit: PendingAudit[] = [];
-  const insertAuditBatch = db.transaction((batch: readonly PendingAudit[]) => {
-    let head = lastAudit.get();
-    const sealed: (AuditRecord | Error)[] = [];
-    for (const { entry } of batch) {
-      let next: { record: AuditRecord; body: string };
-      try {
-        next = sealAuditRecord(entry, head, options.auditKey);
-      } catch (err) {
-        sealed.push(err instanceof Error ? err : new Error(String(err)));
-        continue;
-      }
-      const { record, body } = next;
-      insertAudit.run({
-        seq: record.seq,
-        ...auditIndexColumns(record),
-        prevHash: record.prevHash,
-        hash: record.hash,
-        body,
-      });
-      head = { seq: record.seq, hash: record.hash };
-      sealed.push(record);
+  /** Seals an entry at `head` and inserts it; the new head, or the reason it could not be sealed. */
+  function insertEntry(entry: AuditEntry, head: Head): { head: Head; record: AuditRecord | Error } {
+    let next: { record: AuditRecord; body: string };
+    try {
+      next = sealAuditRecord(entry, head, options.auditKey);
+    } catch (err) {
+      return { head, record: err instanceof Error ? err : new Error(String(err)) };
     }
-    return sealed;
+    const { record, body } = next;
+    insertAudit.run({
+      seq: record.seq,
+      ...auditIndexColumns(record),
+      prevHash: record.prevHash,
+      hash: record.hash,
+      body,
+    });
+    return { head: { seq: record.seq, hash: record.hash }, record };
+  }
+  const insertAuditBatch = db.transaction((batch: readonly PendingAudit[]) => {
+    let head: Head = lastAudit.get();
+    return batch.map((p) => {
+      const done = p.write(head);
+      head = done.head;
+      return done;
+    });
   });
   /** Writes the pending appends (one transaction), then settles each once durable. */
   function flushAudit(): void {
     const batch = pendingAudit;
     pendingAudit = [];
     if (batch.length === 0) return;
-    let sealed: (AuditRecord | Error)[];
+    let written: ReturnType<PendingAudit["write"]>[];
     try {
-      sealed = insertAuditBatch(batch);
+      written = insertAuditBatch(batch);
     } catch (err) {
       for (const p of batch) p.reject(err);
       return;
     }
-    // Nothing inserted (every entry refused): no commit to wait for.
-    if (sealed.every((r) => r instanceof Error)) {
-      for (const [i, p] of batch.entries()) p.reject(sealed[i]);
+    // Nothing written (every entry refused, no finish applied): no commit to wait for.
+    if (written.every((w) => !w.wrote)) {
+      for (const [i, p] of batch.entries()) {
+        const { result } = written[i] as (typeof written)[number];
+        if (result instanceof Error) p.reject(result);
+        else p.resolve(result);
+      }
       return;
     }
     let done: Promise<void> | undefined;
-    if (batch.some((p, i) => p.durable && !(sealed[i] instanceof Error))) done = durable();
+    if (batch.some((p, i) => p.durable && written[i]?.wrote)) done = durable();
     else stats.commits++;
     for (const [i, p] of batch.entries()) {
-      const result = sealed[i] as AuditRecord | Error;
-      if (result instanceof Error) p.reject(result);
-      else if (!p.durable || done === undefined) p.resolve(result);
+      const { result } = written[i] as (typeof written)[number];
+      if (result instanceof Error) {
+        p.reject(result);
+        continue;
+      }
+      try {
+        p.committed?.(result);
+      } catch {
+        // The caller's wake-up hook; the write itself stands.
+      }
+      if (!p.durable || done === undefined) p.resolve(result);
       else done.then(() => p.resolve(result), p.reject);
     }
+  }
+  function enqueue(p: PendingAudit): void {
+    pendingAudit.push(p);
+    if (pendingAudit.length === 1) setImmediate(flushAudit);
   }
 
   return {
@@ -518,10 +548,51 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       }));
     },
     appendAudit(entry, write: WriteOptions = {}) {
-      return new Promise<AuditRecord>((resolve, reject) => {
-        pendingAudit.push({ entry, durable: write.durable !== false, resolve, reject });
-        if (pendingAudit.length === 1) setImmediate(flushAudit);
-      });
+      return new Promise<AuditRecord>((resolve, reject) =>
+        enqueue({
+          write(head) {
+            const next = insertEntry(entry, head);
+            return { head: next.head, result: next.record, wrote: !(next.record instanceof Error) };
+          },
+          durable: write.durable !== false,
+          resolve: resolve as (r: AuditRecord | FinishResult) => void,
+          reject,
+        }),
+      );
+    },
+    finishTask(id, patch, condition, outcome, committed) {
+      return new Promise<FinishResult>((resolve, reject) =>
+        enqueue({
+          write(head) {
+            const { task, applied } = applyPatch(id, patch, condition);
+            if (!applied || task === undefined)
+              return { head, result: { task, applied }, wrote: false };
+            let entry: AuditEntry;
+            try {
+              entry = outcome(task);
+            } catch (err) {
+              const auditError = err instanceof Error ? err : new Error(String(err));
+              return { head, result: { task, applied, auditError }, wrote: true };
+            }
+            const next = insertEntry(entry, head);
+            const result: FinishResult =
+              next.record instanceof Error
+                ? { task, applied, auditError: next.record }
+                : { task, applied, record: next.record };
+            return { head: next.head, result, wrote: true };
+          },
+          durable: true,
+          ...(committed
+            ? {
+                committed(r: AuditRecord | FinishResult) {
+                  if ((r as FinishResult).applied) committed(r as FinishResult);
+                },
+              }
+            : {}),
+          resolve: resolve as (r: AuditRecord | FinishResult) => void,
+          reject,
+        }),
+      );
     },
     async listAudit(query: AuditQuery) {
       const where: string[] = ["seq > @afterSeq"];

@@ -223,6 +223,18 @@ export interface WriteOptions {
   durable?: boolean;
 }
 
+/** What {@link TaskStore.finishTask} did. */
+export interface FinishResult {
+  /** The task as it is afterwards (unchanged when the patch was not applied); undefined if it does not exist. */
+  task: TaskRecord | undefined;
+  /** Whether this call applied the patch (false: the task was already terminal, or the condition did not hold). */
+  applied: boolean;
+  /** The outcome's audit record, appended in the same transaction as the patch. */
+  record?: AuditRecord;
+  /** Why the outcome could not be recorded although the patch applied (its entry could not be built or sealed). */
+  auditError?: Error;
+}
+
 /**
  * Everything the edge keeps. Implementations: SQLite (embedded default) and
  * PostgreSQL (HA). All methods are async so that a networked store drops in
@@ -276,6 +288,22 @@ export interface TaskStore extends ToolPinStore {
   pruneOutput(retention: OutputRetention): Promise<PruneResult>;
   /** Appends to the audit hash chain atomically; durable when it resolves unless `write` says otherwise. */
   appendAudit(entry: AuditEntry, write?: WriteOptions): Promise<AuditRecord>;
+  /**
+   * Applies a task's final patch like {@link updateTask} and, when it applied, appends the
+   * outcome's audit record built from the task as it is afterwards — in one transaction, so a
+   * crash between them cannot leave a finished task without its record (recovery never
+   * revisits finished tasks). An entry that cannot be built or sealed does not stop the task
+   * finishing: the result says why (`auditError`). A failed write stores neither.
+   * `committed` is called, when the patch applied, once both are committed and visible, before
+   * they are durable (to wake followers early); the promise resolves once they are durable.
+   */
+  finishTask(
+    id: string,
+    patch: TaskPatch,
+    condition: TaskCondition,
+    outcome: (task: TaskRecord) => AuditEntry,
+    committed?: (result: FinishResult) => void,
+  ): Promise<FinishResult>;
   /** Audit records in chain order. */
   listAudit(query: AuditQuery): Promise<AuditRecord[]>;
   /** Every stored audit row in chain order, as on disk (for `audit verify`), with its indexed columns. */

@@ -12,6 +12,7 @@ import { NetworkMode, OutputKind, TaskStatus } from "@mcp-gateway/proto/mcp";
 import type { Authorization, TaskEvent } from "@mcp-gateway/proto/runner/v1";
 import type { Logger } from "pino";
 import type { EdgeMetrics } from "../metrics.js";
+import type { Pipeline } from "../pipeline/authorize.js";
 import {
   type RunnerHandle,
   type RunnerPool,
@@ -45,12 +46,13 @@ export interface TaskServiceOptions {
   events: TaskEvents;
   logger: Logger;
   metrics: EdgeMetrics;
-  /**
-   * Records task outcomes in the audit chain. Must resolve only once the record is durable in
-   * this service's `store` (as `pipeline.audit` does): the outcome of a runner's exit is
-   * committed without a sync of its own and relies on the audit append's sync before Release.
-   */
+  /** Records other task events in the audit chain (egress connections): `pipeline.audit`. */
   audit: (entry: AuditEntry) => Promise<unknown>;
+  /**
+   * Finishes a task with its outcome's audit record in one transaction of this service's
+   * `store`, resolving once durable: `pipeline.finishTask`.
+   */
+  finishTask: Pipeline["finishTask"];
   /** How long to keep re-attaching to a runner that dropped a running task's stream before "runner lost", ms (default 3000). */
   reattachGraceMs?: number;
   /** How long a task may wait for a runner with room before it fails, ms (default 30000). */
@@ -230,11 +232,12 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
   }
 
   /**
-   * Stores a task's outcome, wakes its followers and audits it. `replayed`: the outcome is the
-   * runner's exit, which the runner keeps until Release — then followers see it as soon as it
-   * is committed (issue 13: one disk sync less between the exit and the caller's EXIT), and
-   * finish resolves only once it is durable: the outcome's audit append syncs after it, or,
-   * when there is none or it failed, a durable write of nothing does.
+   * Stores a task's outcome and its audit record in one transaction (a crash cannot separate
+   * them: recovery never revisits a finished task), wakes its followers. `replayed`: the outcome
+   * is the runner's exit, which the runner keeps until Release — then followers see it as soon as
+   * it is committed (issue 13: one disk sync less between the exit and the caller's EXIT), and
+   * finish resolves only once it is durable (a durable write of nothing, when another edge
+   * finished it first).
    */
   async function finish(
     task: TaskRecord,
@@ -244,28 +247,22 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
     condition: TaskCondition = {},
     replayed = false,
   ): Promise<void> {
+    // The task's output is complete: the exit is its last event, or its runner is gone.
+    const output = await storedOutput(task.id).then(
+      (o) => ({ stdoutBytes: o.stdout, stderrBytes: o.stderr }),
+      () => ({}),
+    );
     const finishedAt = Date.now();
-    const updated = await store.updateTask(
+    const wake = () => {
+      events.notify(task.id);
+      // A slot may have freed: the queue's next attempt need not wait out its back-off.
+      queue.wake();
+    };
+    const result = await options.finishTask(
       task.id,
       { state, statusMessage: message, finishedAt, ...extra },
       condition,
-      replayed ? REPLAYED : {},
-    );
-    events.notify(task.id);
-    // A slot may have freed: the queue's next attempt need not wait out its back-off.
-    queue.wake();
-    // An empty patch writes nothing but resolves after a sync that covers every earlier commit.
-    const durable = async () => {
-      if (replayed) await store.updateTask(task.id, {});
-    };
-    if (!updated || updated.finishedAt !== finishedAt) return durable(); // someone else finished it
-    metrics.tasksInFlight.dec({ state: "active" });
-    metrics.taskLatency.observe(
-      { operation: "execute", outcome: state },
-      finishedAt - task.createdAt,
-    );
-    const audited = await options
-      .audit({
+      (updated) => ({
         time: finishedAt,
         traceId: task.traceId,
         principal: task.principal,
@@ -282,24 +279,31 @@ export function createTaskService(options: TaskServiceOptions): TaskService {
           signal: updated.result?.signal ?? "",
           executionTimeMs: updated.result?.executionTimeMs ?? 0,
           durationMs: finishedAt - task.createdAt,
-          ...(await storedOutput(task.id).then(
-            (o) => ({ stdoutBytes: o.stdout, stderrBytes: o.stderr }),
-            () => ({}),
-          )),
+          ...output,
           message,
         },
-      })
-      .then(
-        () => true,
-        (err: unknown) => {
-          logger.error(
-            { err, taskId: task.id, traceId: task.traceId },
-            "audit of task outcome failed",
-          );
-          return false;
-        },
+      }),
+      replayed ? wake : undefined,
+    );
+    if (!replayed) wake();
+    if (!result.applied) {
+      if (replayed) wake();
+      // Someone else finished it; an empty patch writes nothing but resolves after a sync that
+      // covers every earlier commit (theirs too, when it was this process's).
+      if (replayed) await store.updateTask(task.id, {});
+      return;
+    }
+    if (result.auditError) {
+      logger.error(
+        { err: result.auditError, taskId: task.id, traceId: task.traceId },
+        "audit of task outcome failed",
       );
-    if (!audited) await durable();
+    }
+    metrics.tasksInFlight.dec({ state: "active" });
+    metrics.taskLatency.observe(
+      { operation: "execute", outcome: state },
+      finishedAt - task.createdAt,
+    );
   }
 
   /**
