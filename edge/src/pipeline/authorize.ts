@@ -3,13 +3,7 @@ import { buildPolicyInput, type OperationInput } from "@mcp-gateway/common/authz
 import type { Decision, PolicyEngine } from "@mcp-gateway/common/policy";
 import { endSpan, startSpan, type Tracer } from "@mcp-gateway/common/tracing";
 import type { EdgeMetrics } from "../metrics.js";
-import type {
-  AuditEntry,
-  AuditRecord,
-  FinishResult,
-  TaskStore,
-  WriteOptions,
-} from "../store/types.js";
+import type { AuditEntry, AuditRecord, TaskStore, WriteOptions } from "../store/types.js";
 import { boundAuditParams } from "./audit-params.js";
 import { principalOf, type RequestContext } from "./context.js";
 
@@ -109,26 +103,25 @@ export function createPipeline(options: PipelineOptions): Pipeline {
   return {
     audit,
     async finishTask(id, patch, condition, outcome, committed) {
+      // Observed only when a record was appended (the time includes the task's patch).
       const end = metrics.auditWrite.startTimer();
-      let result: FinishResult;
-      try {
-        result = await store.finishTask(
-          id,
-          patch,
-          condition,
-          (task) => {
-            const entry = outcome(task);
-            return {
-              ...entry,
-              params: boundAuditParams(entry.params, options.maxAuditParamsBytes),
-            };
-          },
-          committed,
-        );
-      } finally {
+      const result = await store.finishTask(
+        id,
+        patch,
+        condition,
+        (task) => {
+          const entry = outcome(task);
+          return {
+            ...entry,
+            params: boundAuditParams(entry.params, options.maxAuditParamsBytes),
+          };
+        },
+        committed,
+      );
+      if (result.record) {
         end();
+        options.onAppend?.(result.record);
       }
-      if (result.record) options.onAppend?.(result.record);
       return result;
     },
     async authorize(rc, op, facts) {

@@ -236,8 +236,12 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         assert.deepEqual(await store.getTask("task-f"), done.task);
         assert.equal(done.record?.seq, 2);
         assert.equal(done.record?.operation, "task_finished");
-        assert.equal(done.record?.runnerId, "runner-1", "the entry is built from the patched task");
-        assert.deepEqual(done.record?.details, { message: "exit 0" });
+        assert.equal(done.record?.runnerId, "runner-1");
+        assert.deepEqual(
+          done.record?.details,
+          { message: "exit 0" },
+          "the entry is built from the patched task",
+        );
         assert.deepEqual(committed, [done], "woken once, with the result");
         assert.deepEqual((await store.listAudit({ afterSeq: 1, limit: 10 }))[0], done.record);
 
@@ -275,6 +279,15 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         assert.equal(refused.record, undefined);
         assert.equal(refused.auditError?.message, "no entry");
         assert.equal((await store.getTask("task-g"))?.state, "failed");
+        // Nor does one that cannot be sealed (NaN has no canonical JSON form).
+        await store.createTask(sampleTask("task-s", { state: "running" }));
+        const unsealed = await store.finishTask("task-s", { state: "completed" }, {}, (t) =>
+          sampleAuditEntry({ taskId: t.id, details: { n: Number.NaN } }),
+        );
+        assert.equal(unsealed.applied, true);
+        assert.equal(unsealed.record, undefined);
+        assert.match(String(unsealed.auditError), /canonicalJson/);
+        assert.equal((await store.getTask("task-s"))?.state, "completed");
 
         // Concurrent finishes of one task among other appends: one wins, one outcome record.
         await store.createTask(sampleTask("task-h", { state: "running" }));

@@ -718,7 +718,14 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
           throw err;
         }
       });
-      if (result.applied) committed?.(result);
+      if (result.applied) {
+        try {
+          committed?.(result);
+        } catch (err) {
+          // The caller's wake-up hook; the write itself stands.
+          log?.error({ err, taskId: id }, "postgres: finishTask's committed hook threw");
+        }
+      }
       return result;
     },
 
@@ -931,10 +938,6 @@ function runnerRecord(r: RunnerRow): RunnerRecord {
   };
 }
 
-/**
- * Values copied into indexed filter columns (principal, operation, runner id). PostgreSQL text
- * cannot hold NUL; the hashed body keeps the original, the column and its queries get U+FFFD.
- */
 /** An audit entry that could not be sealed: the record's own failure, not the transaction's. */
 class AuditSealError extends Error {
   constructor(override readonly cause: Error) {
@@ -946,6 +949,10 @@ function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
 
+/**
+ * Values copied into indexed filter columns (principal, operation, runner id). PostgreSQL text
+ * cannot hold NUL; the hashed body keeps the original, the column and its queries get U+FFFD.
+ */
 function indexText(value: string): string {
   return value.includes("\0") ? value.replaceAll("\0", "\uFFFD") : value;
 }

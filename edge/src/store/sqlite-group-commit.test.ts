@@ -154,6 +154,54 @@ describe("sqlite store: group commit (issue 13)", () => {
     await store.close();
   });
 
+  it("a finish wakes its followers at commit and resolves after the sync; a failed one fails alone", async () => {
+    let release: (() => void) | undefined;
+    let held = false;
+    const store = createSqliteStore({
+      path: join(dir, "g.db"),
+      syncWal: (fd, callback) => {
+        if (!held) return fdatasync(fd, callback);
+        release = () => fdatasync(fd, callback);
+      },
+    });
+    await store.createTask(sampleTask("task-g", { state: "running" }));
+    await store.createTask(sampleTask("task-bad", { state: "running" }));
+    held = true;
+    let woken = false;
+    let settled = false;
+    const finished = store
+      .finishTask(
+        "task-g",
+        { state: "completed", finishedAt: 5 },
+        {},
+        (t) => sampleAuditEntry({ operation: "task_finished", taskId: t.id }),
+        () => {
+          woken = true;
+        },
+      )
+      .finally(() => {
+        settled = true;
+      });
+    while (!woken) await new Promise((r) => setImmediate(r));
+    assert.equal((await store.getTask("task-g"))?.state, "completed", "visible at commit");
+    assert.equal(settled, false, "resolved before the sync");
+    const [bad, other] = await Promise.allSettled([
+      // A finish whose write fails (the task's doc cannot be serialized), next to an append.
+      store.finishTask("task-bad", { finishedAt: 1n as never }, {}, () => sampleAuditEntry()),
+      store.appendAudit(sampleAuditEntry({ taskId: "other" }), { durable: false }),
+    ]);
+    assert.equal(bad.status, "rejected");
+    assert.match(String((bad as PromiseRejectedResult).reason), /BigInt/);
+    assert.equal(other.status, "fulfilled", "the batch's other append is not failed with it");
+    assert.equal((await store.getTask("task-bad"))?.state, "running");
+    while (!release) await new Promise((r) => setImmediate(r));
+    held = false;
+    release();
+    const done = await finished;
+    assert.equal(done.record?.taskId, "task-g");
+    await store.close();
+  });
+
   it("has nothing to sync in memory", async () => {
     const store = createSqliteStore({ path: ":memory:" });
     await store.createTask(sampleTask("task-m"));

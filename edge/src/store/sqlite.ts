@@ -373,7 +373,8 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
    * load. An entry that cannot be sealed fails alone; a failed insert fails its whole batch.
    * An append made with `{ durable: false }` resolves once committed, also in a batch that syncs
    * for its other entries. A task's finish joins the batch: its patch and its outcome's record
-   * are written at its place in it.
+   * are written at its place in it, in a savepoint of their own (a failed write of either fails
+   * that finish alone).
    */
   type Head = { seq: number; hash: string } | undefined;
   interface PendingAudit {
@@ -564,22 +565,17 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       return new Promise<FinishResult>((resolve, reject) =>
         enqueue({
           write(head) {
-            const { task, applied } = applyPatch(id, patch, condition);
-            if (!applied || task === undefined)
-              return { head, result: { task, applied }, wrote: false };
-            let entry: AuditEntry;
+            // A savepoint: a write that fails (the patch's or the record's) undoes both and
+            // fails this finish alone, not the batch's other appends.
             try {
-              entry = outcome(task);
+              return finishIn(head);
             } catch (err) {
-              const auditError = err instanceof Error ? err : new Error(String(err));
-              return { head, result: { task, applied, auditError }, wrote: true };
+              return {
+                head,
+                result: err instanceof Error ? err : new Error(String(err)),
+                wrote: false,
+              };
             }
-            const next = insertEntry(entry, head);
-            const result: FinishResult =
-              next.record instanceof Error
-                ? { task, applied, auditError: next.record }
-                : { task, applied, record: next.record };
-            return { head: next.head, result, wrote: true };
           },
           durable: true,
           ...(committed
@@ -593,6 +589,26 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
           reject,
         }),
       );
+      function finishIn(head: Head) {
+        return db.transaction((): ReturnType<PendingAudit["write"]> => {
+          const { task, applied } = applyPatch(id, patch, condition);
+          if (!applied || task === undefined)
+            return { head, result: { task, applied }, wrote: false };
+          let entry: AuditEntry;
+          try {
+            entry = outcome(task);
+          } catch (err) {
+            const auditError = err instanceof Error ? err : new Error(String(err));
+            return { head, result: { task, applied, auditError }, wrote: true };
+          }
+          const next = insertEntry(entry, head);
+          const result: FinishResult =
+            next.record instanceof Error
+              ? { task, applied, auditError: next.record }
+              : { task, applied, record: next.record };
+          return { head: next.head, result, wrote: true };
+        })();
+      }
     },
     async listAudit(query: AuditQuery) {
       const where: string[] = ["seq > @afterSeq"];
