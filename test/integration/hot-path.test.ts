@@ -86,10 +86,12 @@ describe("hot path: store work per task", () => {
     const afterRun = await storeCounters(gw.url);
     const commits = afterRun.commits - before.commits;
     const syncs = afterRun.syncs - before.syncs;
-    assert.equal(
-      commits,
-      n * COMMITS_PER_TASK,
-      `store commits per task: ${commits / n} (budget ${COMMITS_PER_TASK})`,
+    // StreamTaskOutput's record and the outcome share a commit when the exit arrives in the
+    // same turn of the edge's event loop (seen under load): at most one commit less per task.
+    // A write added to every task still fails here unless every one of the n tasks shares.
+    assert.ok(
+      commits <= n * COMMITS_PER_TASK && commits >= n * (COMMITS_PER_TASK - 1),
+      `store commits per task: ${commits / n} (budget ${COMMITS_PER_TASK}, ${COMMITS_PER_TASK - 1} when shared)`,
     );
     // Only the commits named above wait for a sync of their own.
     assert.ok(
