@@ -156,7 +156,8 @@ describe("createSandbox (real bwrap)", () => {
   });
 
   it("a prepared launcher runs exactly one task, in its own cgroup, under that task's limits", async () => {
-    const sb = createSandbox({ preparedSandboxes: 2 });
+    // Launchers only: a prepared sandbox (ADR 0028), when one is ready first, would take the task.
+    const sb = createSandbox({ preparedSandboxes: 2, preparedNamespaces: false });
     try {
       // The first task finds the pool empty and has it prepare launchers behind it.
       await (await sb.spawn(spec("true", []), { onOutput: () => undefined })).result;
