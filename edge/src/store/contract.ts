@@ -289,6 +289,14 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         assert.match(String(unsealed.auditError), /canonicalJson/);
         assert.equal((await store.getTask("task-s"))?.state, "completed");
 
+        // A wake-up hook that throws does not turn the stored finish into a failure.
+        await store.createTask(sampleTask("task-k", { state: "running" }));
+        const hooked = await store.finishTask("task-k", { state: "cancelled" }, {}, outcome, () => {
+          throw new Error("hook");
+        });
+        assert.equal(hooked.applied, true);
+        assert.equal(hooked.record?.taskId, "task-k");
+
         // Concurrent finishes of one task among other appends: one wins, one outcome record.
         await store.createTask(sampleTask("task-h", { state: "running" }));
         const racing = await Promise.all([
@@ -302,12 +310,12 @@ export function runStoreContract(name: string, options: StoreContractOptions): v
         const rows = await store.listAudit({ operation: "task_finished", limit: 10 });
         assert.deepEqual(
           rows.map((r) => r.taskId),
-          ["task-f", "task-h"],
+          ["task-f", "task-k", "task-h"],
         );
-        assert.equal(rows[1]?.outcome, (await store.getTask("task-h"))?.state);
+        assert.equal(rows[2]?.outcome, (await store.getTask("task-h"))?.state);
         const verdict = verifyAuditChain(await rawAudit());
         assert.equal(verdict.ok, true, verdict.firstBad?.reason);
-        assert.equal(verdict.checked, 7);
+        assert.equal(verdict.checked, 8);
       }),
     );
 

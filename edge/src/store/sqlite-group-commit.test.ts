@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
+import { verifyAuditChain } from "../audit/chain.js";
 import { sampleAuditEntry, sampleTask } from "./contract.js";
 import { createSqliteStore } from "./sqlite.js";
 import type { AuditRecord } from "./types.js";
@@ -182,9 +183,12 @@ describe("sqlite store: group commit (issue 13)", () => {
       .finally(() => {
         settled = true;
       });
-    while (!woken) await new Promise((r) => setImmediate(r));
+    for (let i = 0; !woken; i++) {
+      assert.ok(i < 10_000, "the finish's committed hook never ran");
+      await new Promise((r) => setImmediate(r));
+    }
     assert.equal((await store.getTask("task-g"))?.state, "completed", "visible at commit");
-    assert.equal(settled, false, "resolved before the sync");
+    assert.equal(settled, false, "not resolved before the sync");
     const [bad, other] = await Promise.allSettled([
       // A finish whose write fails (the task's doc cannot be serialized), next to an append.
       store.finishTask("task-bad", { finishedAt: 1n as never }, {}, () => sampleAuditEntry()),
@@ -194,13 +198,56 @@ describe("sqlite store: group commit (issue 13)", () => {
     assert.match(String((bad as PromiseRejectedResult).reason), /BigInt/);
     assert.equal(other.status, "fulfilled", "the batch's other append is not failed with it");
     assert.equal((await store.getTask("task-bad"))?.state, "running");
-    while (!release) await new Promise((r) => setImmediate(r));
+    for (let i = 0; !release; i++) {
+      assert.ok(i < 10_000, "no sync started");
+      await new Promise((r) => setImmediate(r));
+    }
     held = false;
     release();
     const done = await finished;
     assert.equal(done.record?.taskId, "task-g");
     await store.close();
   });
+
+  for (const raise of ["ABORT", "ROLLBACK"] as const) {
+    it(`a finish whose record SQLite refuses with RAISE(${raise}) amid other appends`, async () => {
+      const path = join(dir, `raise-${raise}.db`);
+      const store = createSqliteStore({ path });
+      await store.appendAudit(sampleAuditEntry({ taskId: "first" }));
+      await store.createTask(sampleTask("task-x", { state: "running" }));
+      const db = new Database(path);
+      db.exec(`CREATE TRIGGER refuse_outcome BEFORE INSERT ON audit WHEN NEW.operation = 'task_finished'
+               BEGIN SELECT RAISE(${raise}, 'outcome refused'); END`);
+      db.close();
+      const [a, x, b] = await Promise.allSettled([
+        store.appendAudit(sampleAuditEntry({ taskId: "a" })),
+        store.finishTask("task-x", { state: "completed" }, {}, (t) =>
+          sampleAuditEntry({ operation: "task_finished", taskId: t.id }),
+        ),
+        store.appendAudit(sampleAuditEntry({ taskId: "b" })),
+      ]);
+      assert.equal(x.status, "rejected");
+      assert.equal((await store.getTask("task-x"))?.state, "running", "the outcome is not stored");
+      const rows = [...store.rawAudit()];
+      if (raise === "ABORT") {
+        // The savepoint undoes the finish alone; the batch's other appends land.
+        assert.deepEqual([a.status, b.status], ["fulfilled", "fulfilled"]);
+        assert.equal(rows.length, 3);
+      } else {
+        // SQLite rolled back the whole transaction: every append of the batch fails with it,
+        // none is written outside it.
+        assert.deepEqual([a.status, b.status], ["rejected", "rejected"]);
+        assert.equal(rows.length, 1);
+      }
+      assert.equal(verifyAuditChain(rows).ok, true);
+      // The store goes on working.
+      assert.equal(
+        (await store.appendAudit(sampleAuditEntry({ taskId: "after" }))).seq,
+        rows.length + 1,
+      );
+      await store.close();
+    });
+  }
 
   it("has nothing to sync in memory", async () => {
     const store = createSqliteStore({ path: ":memory:" });

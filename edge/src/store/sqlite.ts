@@ -374,7 +374,7 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
    * An append made with `{ durable: false }` resolves once committed, also in a batch that syncs
    * for its other entries. A task's finish joins the batch: its patch and its outcome's record
    * are written at its place in it, in a savepoint of their own (a failed write of either fails
-   * that finish alone).
+   * that finish alone, unless SQLite rolled back the whole transaction: then the batch fails).
    */
   type Head = { seq: number; hash: string } | undefined;
   interface PendingAudit {
@@ -408,10 +408,16 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
     let head: Head = lastAudit.get();
     return batch.map((p) => {
       const done = p.write(head);
+      // SQLite ended the transaction (rolled it back): write nothing more, fail the batch.
+      if (!db.inTransaction) throw new Error("the store rolled back the audit batch");
       head = done.head;
       return done;
     });
   });
+  /** A finish's own part of a batch (see finishTask). */
+  const savepoint = db.prepare("SAVEPOINT finish");
+  const rollbackTo = db.prepare("ROLLBACK TO finish");
+  const release = db.prepare("RELEASE finish");
   /** Writes the pending appends (one transaction), then settles each once durable. */
   function flushAudit(): void {
     const batch = pendingAudit;
@@ -565,11 +571,19 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
       return new Promise<FinishResult>((resolve, reject) =>
         enqueue({
           write(head) {
-            // A savepoint: a write that fails (the patch's or the record's) undoes both and
-            // fails this finish alone, not the batch's other appends.
+            // In a savepoint: a write that fails (the patch's or the record's) undoes both and
+            // fails this finish alone, not the batch's other appends — unless SQLite rolled
+            // back the whole transaction (SQLITE_FULL, IOERR, RAISE(ROLLBACK)): then the batch
+            // fails, as its earlier items are gone.
+            savepoint.run();
             try {
-              return finishIn(head);
+              const done = finishIn(head);
+              release.run();
+              return done;
             } catch (err) {
+              if (!db.inTransaction) throw err;
+              rollbackTo.run();
+              release.run();
               return {
                 head,
                 result: err instanceof Error ? err : new Error(String(err)),
@@ -589,25 +603,23 @@ export function createSqliteStore(options: SqliteStoreOptions): SqliteStore {
           reject,
         }),
       );
-      function finishIn(head: Head) {
-        return db.transaction((): ReturnType<PendingAudit["write"]> => {
-          const { task, applied } = applyPatch(id, patch, condition);
-          if (!applied || task === undefined)
-            return { head, result: { task, applied }, wrote: false };
-          let entry: AuditEntry;
-          try {
-            entry = outcome(task);
-          } catch (err) {
-            const auditError = err instanceof Error ? err : new Error(String(err));
-            return { head, result: { task, applied, auditError }, wrote: true };
-          }
-          const next = insertEntry(entry, head);
-          const result: FinishResult =
-            next.record instanceof Error
-              ? { task, applied, auditError: next.record }
-              : { task, applied, record: next.record };
-          return { head: next.head, result, wrote: true };
-        })();
+      function finishIn(head: Head): ReturnType<PendingAudit["write"]> {
+        const { task, applied } = applyPatch(id, patch, condition);
+        if (!applied || task === undefined)
+          return { head, result: { task, applied }, wrote: false };
+        let entry: AuditEntry;
+        try {
+          entry = outcome(task);
+        } catch (err) {
+          const auditError = err instanceof Error ? err : new Error(String(err));
+          return { head, result: { task, applied, auditError }, wrote: true };
+        }
+        const next = insertEntry(entry, head);
+        const result: FinishResult =
+          next.record instanceof Error
+            ? { task, applied, auditError: next.record }
+            : { task, applied, record: next.record };
+        return { head: next.head, result, wrote: true };
       }
     },
     async listAudit(query: AuditQuery) {
